@@ -1,0 +1,39 @@
+# The two commands of the README's quick start:
+#   make run    install omnibot into .venv and start it on the embedded default
+#   make test   install what the tests need (Python packages, Debian's chromium) and run the suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip --disable-pip-version-check -q
+
+.PHONY: run test install install-test bench clean
+
+run: install
+	$(BIN)/omnibot run
+
+test: install-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+	@scripts/install-test-deps.sh
+
+$(VENV)/bin/python:
+	@echo "creating $(VENV) ..."
+	@$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml
+	@echo "installing omnibot into $(VENV) ..."
+	@$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	@echo "installing test dependencies ..."
+	@$(PIP) install -e '.[test]'
+	@touch $@
+
+bench: install
+	$(BIN)/python bench/webchat_load.py
+
+clean:
+	rm -rf $(VENV) data build *.egg-info

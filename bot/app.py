@@ -1,0 +1,139 @@
+"""The one place where everything is built from config.
+
+``build_app(config)`` opens storage, loads and validates the flows (so a bad
+flow stops start-up with file:line errors), and wires the runtime, delivery,
+handoff queue, connectors and desks onto one aiohttp application. Tests call
+the same factory.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from bot.config import Config
+from bot.delivery import Delivery
+from bot.events import EventBus
+from bot.locks import KeyedLock
+from bot.media import MediaStore
+from bot.runtime import Runtime
+from bot.storage import Store, open_store
+from connectors.base import Connector
+from connectors.webchat import WebchatConnector
+from flows import FlowEngine, load_flows
+from flows.engine import ActionContext
+from handoff.desk_web import AgentDeskWeb
+from handoff.queue import HandoffQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything the app is made of, for handlers, tests and the CLI."""
+
+    config: Config
+    store: Store
+    engine: FlowEngine
+    events: EventBus
+    locks: KeyedLock
+    runtime: Runtime
+    delivery: Delivery
+    queue: HandoffQueue
+    connectors: dict[str, Connector]
+    desk: AgentDeskWeb | None
+    webchat: WebchatConnector | None
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def make_actions(store: Store) -> dict:
+    """Actions flows may call by name (``action: create_reference``)."""
+
+    async def create_reference(ctx: ActionContext) -> str:
+        return f"C-{await store.next_sequence('reference', start=1001)}"
+
+    return {"create_reference": create_reference}
+
+
+async def build_services(config: Config) -> Services:
+    """Open storage, load flows and wire the pieces (no network listeners yet)."""
+    flowset = load_flows(config.resolve(config.flows.path), teams=config.handoff.teams.keys())
+    store = await open_store(config.storage_url(), synchronous=config.storage.synchronous)
+    try:
+        app_secret = await store.set_meta_if_absent("app_secret", secrets.token_urlsafe(32))
+        engine = FlowEngine(flowset, actions=make_actions(store))
+        events = EventBus()
+        locks = KeyedLock()
+        connectors: dict[str, Connector] = {}
+        delivery = Delivery(store, connectors, config.delivery)
+        runtime = Runtime(store=store, engine=engine, config=config, locks=locks, events=events,
+                          wake_delivery=delivery.wake)
+        queue = HandoffQueue(store=store, locks=locks, events=events, config=config,
+                             wake_delivery=delivery.wake, reset_flow=engine.reset_after_handoff)
+        desk = None
+        if config.agent_desk.enabled:
+            desk = AgentDeskWeb(queue=queue, store=store, config=config, events=events, secret=app_secret)
+        webchat = None
+        if config.webchat.enabled:
+            secret = config.webchat.secret.get_secret_value() if config.webchat.secret else app_secret
+            media = MediaStore(config.resolve(config.storage.media_dir))
+            webchat = WebchatConnector(config=config.webchat, secret=secret, accept=runtime.accept, store=store,
+                                       events=events, media=media,
+                                       is_agent=desk.is_agent if desk else (lambda r: False))
+            connectors[webchat.name] = webchat
+    except BaseException:
+        await store.close()
+        raise
+    return Services(config, store, engine, events, locks, runtime, delivery, queue, connectors, desk, webchat)
+
+
+async def build_app(config: Config) -> web.Application:
+    """The aiohttp application for ``omnibot run`` and the tests."""
+    services = await build_services(config)
+    app = web.Application(client_max_size=config.webchat.max_upload_bytes + 64 * 1024)
+    app[SERVICES] = services
+    if services.webchat:
+        services.webchat.add_routes(app)
+    if services.desk:
+        services.desk.add_routes(app)
+    app.router.add_get("/healthz", _health)
+    app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_close_sockets)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    s = app[SERVICES]
+    for c in s.connectors.values():
+        await c.start()
+    await s.delivery.start()
+    await s.runtime.recover()
+    log.info("omnibot started: %d flows, %d intents, channels: %s", len(s.engine.flows.flows),
+             len(s.engine.flows.intents), ", ".join(s.connectors) or "none")
+    yield
+    await s.runtime.stop()
+    await s.delivery.stop()
+    for c in s.connectors.values():
+        await c.stop()
+    await s.store.close()
+    log.info("omnibot stopped")
+
+
+async def _close_sockets(app: web.Application) -> None:
+    s = app[SERVICES]
+    if s.webchat:
+        await s.webchat.stop()
+    if s.desk:
+        await s.desk.stop()
+
+
+async def _health(request: web.Request) -> web.Response:
+    s = request.app[SERVICES]
+    return web.json_response({"ok": True, "sent": s.delivery.sent, "failed": s.delivery.failed,
+                              "processed": s.runtime.processed})

@@ -1,0 +1,162 @@
+"""The ``omnibot`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from bot import __version__
+from bot.config import Config, load_config
+from bot.errors import ConfigError, FlowValidationError, OmnibotError
+from bot.logs import setup_logging
+
+log = logging.getLogger("omnibot")
+
+CONFIG_HELP = "config file (default: ./config.yaml; all defaults if it does not exist)"
+
+
+def _load(config_path: str | None) -> Config:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        click.echo(f"error: invalid configuration: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="omnibot")
+def main() -> None:
+    """omnibot: a self-hosted omnichannel customer-service bot with human handoff.
+
+    \b
+    Quick start:
+      omnibot run                 start the bot (web chat at http://127.0.0.1:8080/,
+                                  agent desk at /agent)
+      omnibot validate            check the flows before you deploy them
+      omnibot shell               chat with the flows in this terminal
+    """
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--host", help="listen address (overrides server.host)")
+@click.option("--port", type=int, help="listen port (overrides server.port; 0 = any free port)")
+def run(config_path: str | None, host: str | None, port: int | None) -> None:
+    """Start the bot: web chat, agent desk and every channel enabled in config."""
+    from aiohttp import web
+
+    from bot.app import build_app
+
+    config = _load(config_path)
+    setup_logging(config.logging.level, secrets=config.secrets(), fmt=config.logging.format)
+    server = config.server.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
+    try:
+        app = asyncio.run(_build(config))
+    except FlowValidationError as exc:
+        click.echo(f"error: the flows in {config.resolve(config.flows.path)} have "
+                   f"{len(exc.errors)} problem(s):", err=True)
+        for e in exc.errors:
+            click.echo(f"  {e}", err=True)
+        sys.exit(1)
+    except OmnibotError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+    try:
+        asyncio.run(_serve(app, config, server.host, server.port))
+    except OSError as exc:
+        click.echo(f"error: cannot listen on {server.host}:{server.port}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+
+
+async def _serve(app, config: Config, host: str, port: int) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1] if runner.addresses else port
+        base = f"http://{host}:{bound}"
+        token = config.agent_desk.token.get_secret_value()
+        lines = [f"omnibot {__version__} is running",
+                 f"  web chat:    {base}/",
+                 f"  agent desk:  {base}/agent"]
+        if token == "demo-agent-token":
+            lines.append("               (demo agent token: demo-agent-token; set OMNIBOT_AGENT_TOKEN "
+                         "before exposing this server)")
+        lines.append("  stop with Ctrl+C")
+        click.echo("\n".join(lines), err=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        click.echo("stopping...", err=True)
+    finally:
+        await runner.cleanup()
+
+
+async def _build(config: Config):  # type: ignore[no-untyped-def]
+    from bot.app import build_app
+    return await build_app(config)
+
+
+@main.command()
+@click.argument("flows_dir", required=False, type=click.Path())
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+def validate(flows_dir: str | None, config_path: str | None) -> None:
+    """Check flow files and report every error as file:line: reason.
+
+    FLOWS_DIR defaults to flows.path from the config. Exits 1 if anything is wrong.
+    """
+    from flows import load_flows
+
+    config = _load(config_path)
+    path = Path(flows_dir) if flows_dir else config.resolve(config.flows.path)
+    try:
+        fs = load_flows(path, teams=config.handoff.teams.keys())
+    except FlowValidationError as exc:
+        for e in exc.errors:
+            click.echo(str(e), err=True)
+        click.echo(f"{len(exc.errors)} error(s) in {path}", err=True)
+        sys.exit(1)
+    steps = sum(len(f.steps) for f in fs.flows.values())
+    examples = sum(len(i.examples) for i in fs.intents.values())
+    click.echo(f"OK: {len(fs.flows)} flows ({steps} steps), {len(fs.intents)} intents "
+               f"({examples} examples) in {len(fs.files)} file(s) under {path}")
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--flows", "flows_dir", type=click.Path(), help="flows folder (overrides flows.path)")
+def shell(config_path: str | None, flows_dir: str | None) -> None:
+    """Chat with the flows in this terminal (in-memory storage; nothing is kept).
+
+    Type /quit to leave. A handoff is shown as it would reach an agent.
+    """
+    from bot.console import run_shell
+
+    config = _load(config_path)
+    setup_logging("WARNING", secrets=config.secrets())
+    if flows_dir:
+        config = config.model_copy(update={"flows": config.flows.model_copy(update={"path": str(Path(flows_dir).resolve())})})
+    try:
+        asyncio.run(run_shell(config))
+    except FlowValidationError as exc:
+        for e in exc.errors:
+            click.echo(str(e), err=True)
+        sys.exit(1)
+    except (KeyboardInterrupt, EOFError):
+        click.echo("")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""config.yaml: parsed into frozen pydantic models, validated at start.
+
+Secrets come from the environment with ``${VAR}`` or ``${VAR:-default}``
+inside any string value; they are kept as ``SecretStr`` so they print as
+``**********``. Every problem is a :class:`ConfigError` naming the key and
+line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from bot.errors import ConfigError
+from bot.yamlmarks import MarkedYamlError, Marks, describe_loc, load_marked
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = Field(None, description="URL customers reach the bot at, if behind a proxy")
+
+
+class StorageConfig(_Model):
+    url: str = "sqlite:///data/omnibot.sqlite3"
+    synchronous: Literal["normal", "full"] = "normal"
+    media_dir: str = Field("data/media", description="uploaded files (photos)")
+
+
+class FlowsConfig(_Model):
+    path: str = "flows/demo"
+    fallback_threshold: float = Field(0.45, ge=0, le=1)
+
+
+class WebchatConfig(_Model):
+    enabled: bool = True
+    secret: SecretStr | None = Field(None, description="signs session tokens; generated and stored if empty")
+    title: str = "Support"
+    max_frame_bytes: int = Field(16 * 1024, ge=256)
+    max_upload_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    allowed_origins: list[str] = Field(default_factory=list,
+                                       description="Origin allow-list for the socket; empty = same host only")
+    messages_per_minute: int = Field(60, ge=1)
+
+
+class TeamConfig(_Model):
+    name: str
+    description: str = ""
+
+
+class HandoffConfig(_Model):
+    default_team: str = "support"
+    teams: dict[str, TeamConfig] = Field(
+        default_factory=lambda: {"support": TeamConfig(name="Customer Care")})
+
+    @field_validator("teams")
+    @classmethod
+    def _teams_not_empty(cls, v: dict[str, TeamConfig]) -> dict[str, TeamConfig]:
+        if not v:
+            raise ValueError("at least one team is needed")
+        return v
+
+    def team_name(self, team: str) -> str:
+        t = self.teams.get(team)
+        return t.name if t else team
+
+
+class AgentDeskConfig(_Model):
+    enabled: bool = True
+    token: SecretStr = Field(SecretStr("demo-agent-token"),
+                             description="agents log in to /agent with it; set OMNIBOT_AGENT_TOKEN")
+
+
+class DeliveryConfig(_Model):
+    max_attempts: int = Field(8, ge=1)
+    base_delay: float = Field(0.5, gt=0)
+    max_delay: float = Field(300.0, gt=0)
+    concurrency: int = Field(32, ge=1)
+
+
+class LoggingConfig(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(_Model):
+    """The whole configuration. Paths are resolved against ``base_dir``."""
+
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    flows: FlowsConfig = FlowsConfig()
+    webchat: WebchatConfig = WebchatConfig()
+    handoff: HandoffConfig = HandoffConfig()
+    agent_desk: AgentDeskConfig = AgentDeskConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    logging: LoggingConfig = LoggingConfig()
+    base_dir: str = Field(".", exclude=True)
+
+    def resolve(self, p: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        path = Path(p)
+        return path if path.is_absolute() else Path(self.base_dir) / path
+
+    def storage_url(self) -> str:
+        url = self.storage.url
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            rest = url[len("sqlite:///"):]
+            if not rest.startswith("/"):
+                return "sqlite:///" + str(self.resolve(rest))
+        return url
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log redaction filter."""
+        out = [self.agent_desk.token.get_secret_value()]
+        if self.webchat.secret:
+            out.append(self.webchat.secret.get_secret_value())
+        return [s for s in out if s]
+
+
+def _expand_env(data: Any, path: tuple[Any, ...], marks: Marks, file: str,
+                env: dict[str, str]) -> Any:
+    if isinstance(data, dict):
+        return {k: _expand_env(v, path + (k,), marks, file, env) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_expand_env(v, path + (i,), marks, file, env) for i, v in enumerate(data)]
+    if isinstance(data, str) and "${" in data:
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set (write ${{{name}:-default}} "
+                              "to give a default)", path=file, key=describe_loc(path),
+                              line=marks.line_for(path))
+        return _ENV.sub(sub, data)
+    return data
+
+
+def parse_config(text: str, *, path: str = "config.yaml", env: dict[str, str] | None = None) -> Config:
+    """Parse config text; raise :class:`ConfigError` naming the bad key and line."""
+    try:
+        data, marks = load_marked(text)
+    except MarkedYamlError as exc:
+        raise ConfigError(exc.reason, path=path, line=exc.line) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of sections (server:, storage:, ...)", path=path,
+                          line=1)
+    data = _expand_env(data, (), marks, path, dict(os.environ) if env is None else env)
+    base_dir = str(Path(path).resolve().parent)
+    try:
+        return Config.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        reason = err["msg"]
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key (check the spelling; see the config reference in README.md)"
+        more = len(exc.errors()) - 1
+        if more:
+            reason += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise ConfigError(reason, path=path, key=describe_loc(loc), line=marks.line_for(loc)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load config.yaml (or the given file); a missing default file means all defaults."""
+    if path is None:
+        p = Path("config.yaml")
+        if not p.exists():
+            return Config(base_dir=str(Path.cwd()))
+    else:
+        p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", path=str(p)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", path=str(p)) from None
+    return parse_config(text, path=str(p))

@@ -1,0 +1,157 @@
+"""The outbox worker: the one place where sending is retried.
+
+Replies are rows in storage before anything is sent (see
+:meth:`Store.commit_turn`); this worker sends the oldest pending message of
+each conversation, marks it sent, and moves on. A crash at any point means a
+resend at start-up, never a loss. Messages of one conversation go out one at a
+time and in order; different conversations go out in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from typing import Callable, Mapping
+
+from bot.config import DeliveryConfig
+from bot.errors import PermanentSendError, TransientSendError
+from bot.storage import OutboxItem, Store
+from connectors.base import Connector
+
+log = logging.getLogger(__name__)
+
+
+class Delivery:
+    """Sends the outbox through the connectors.
+
+    Args:
+        store: where the outbox lives.
+        connectors: connector by channel name.
+        config: retry policy.
+        clock: seconds since the epoch (injectable for tests).
+    """
+
+    def __init__(self, store: Store, connectors: Mapping[str, Connector], config: DeliveryConfig, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.connectors = connectors
+        self.config = config
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._sem = asyncio.Semaphore(config.concurrency)
+        self._stopping = False
+        # Fault injection for the crash test: hold every send this many seconds.
+        self._fault_delay = float(os.environ.get("OMNIBOT_FAULT_SEND_DELAY", "0") or 0)
+        self.sent = 0
+        self.failed = 0
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._loop(), name="omnibot-delivery")
+        self.wake()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = list(self._inflight.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        """New rows are in the outbox: look now instead of at the next due time."""
+        self._wake.set()
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential backoff with full jitter, capped."""
+        cap = min(self.config.max_delay, self.config.base_delay * (2 ** attempts))
+        return random.uniform(cap / 2, cap)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                items = await self.store.due_outbox(self.clock(), limit=self.config.concurrency * 2,
+                                                    exclude=list(self._inflight))
+            except Exception:
+                log.exception("cannot read the outbox; retrying in 1 s")
+                items = []
+                await asyncio.sleep(1)
+            for item in items:
+                cid = item.message.conversation_id
+                if cid not in self._inflight:
+                    self._inflight[cid] = asyncio.create_task(self._send(item))
+            timeout: float | None = None
+            if not items:
+                nxt = await self.store.next_outbox_due()
+                timeout = None if nxt is None else max(0.0, nxt - self.clock())
+                if timeout is not None and timeout == 0.0 and self._inflight:
+                    timeout = None  # the due head is in flight; its task wakes us
+            else:
+                timeout = 0.0 if len(items) >= self.config.concurrency * 2 else None
+            if timeout == 0.0:
+                await asyncio.sleep(0)
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _send(self, item: OutboxItem) -> None:
+        cid = item.message.conversation_id
+        try:
+            async with self._sem:
+                await self._attempt(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery of message %s failed unexpectedly", item.message.id)
+        finally:
+            self._inflight.pop(cid, None)
+            self.wake()
+
+    async def _attempt(self, item: OutboxItem) -> None:
+        msg = item.message
+        connector = self.connectors.get(item.channel)
+        if connector is None:
+            await self._retry_or_fail(item, f"no connector for channel {item.channel!r} is running", None)
+            return
+        if self._fault_delay:
+            await asyncio.sleep(self._fault_delay)
+        try:
+            platform_id = await connector.send(item)
+        except PermanentSendError as exc:
+            log.warning("message %s to %s:%s failed permanently: %s", msg.id, item.channel,
+                        item.external_id, exc)
+            self.failed += 1
+            await self.store.mark_failed(msg.id, error=str(exc))
+            return
+        except TransientSendError as exc:
+            await self._retry_or_fail(item, str(exc), exc.retry_after)
+            return
+        except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
+            await self._retry_or_fail(item, f"{type(exc).__name__}: {exc}", None)
+            return
+        self.sent += 1
+        await self.store.mark_sent(msg.id, platform_id)
+
+    async def _retry_or_fail(self, item: OutboxItem, error: str, retry_after: float | None) -> None:
+        attempts = item.attempts + 1
+        if attempts >= self.config.max_attempts:
+            log.error("giving up on message %s to %s after %d attempts: %s", item.message.id, item.channel,
+                      attempts, error)
+            self.failed += 1
+            await self.store.mark_failed(item.message.id, error=error)
+            return
+        delay = retry_after if retry_after is not None else self.backoff(item.attempts)
+        log.warning("message %s to %s: %s; retry %d in %.1f s", item.message.id, item.channel, error,
+                    attempts, delay)
+        await self.store.mark_retry(item.message.id, next_attempt_at=self.clock() + delay, error=error)

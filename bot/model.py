@@ -1,0 +1,164 @@
+"""The conversation model every channel is normalized into.
+
+Values are immutable and ids are strings from day one. A connector turns a
+platform payload into an :class:`Inbound`; the runtime stores it as a
+:class:`Message` of a :class:`Conversation` that belongs to one
+:class:`Customer`, who may be known on several channels (:class:`Identity`).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any, Literal, Mapping
+
+Role = Literal["customer", "bot", "agent", "system"]
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (the only clock the model uses)."""
+    return datetime.now(timezone.utc)
+
+
+class ConversationState(StrEnum):
+    """Who owns a conversation right now."""
+
+    BOT = "bot"                # the flow engine answers
+    WAITING = "waiting"        # queued for a human; the bot is silent, messages are kept
+    WITH_AGENT = "with_agent"  # a human owns it; the bot is silent
+    CLOSED = "closed"          # resolved; the next message opens a new conversation
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file a customer or agent sent (photo of a damaged product, a PDF)."""
+
+    kind: Literal["image", "file"]
+    url: str
+    name: str = ""
+    mime: str = ""
+    size: int = 0
+    platform_file_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "url": self.url, "name": self.name, "mime": self.mime,
+                "size": self.size, "platform_file_id": self.platform_file_id}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Attachment":
+        return cls(kind="image" if d.get("kind") == "image" else "file", url=str(d.get("url", "")),
+                   name=str(d.get("name", "")), mime=str(d.get("mime", "")),
+                   size=int(d.get("size") or 0), platform_file_id=str(d.get("platform_file_id", "")))
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """A quick reply. Channels without buttons render them as a numbered list."""
+
+    title: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: str
+    display_name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A customer's address on one channel: (channel, external_id) is unique."""
+
+    channel: str
+    external_id: str
+    customer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: str
+    customer_id: str
+    channel: str
+    external_id: str          # where replies go on that channel (chat id, visitor id)
+    state: ConversationState
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A customer message as a connector hands it to the runtime.
+
+    ``platform_message_id`` plus ``channel`` is the dedupe key: the same pair
+    delivered twice is one message. There is no default sender: a connector
+    that cannot name the sender rejects the payload instead.
+    """
+
+    channel: str
+    external_id: str
+    platform_message_id: str
+    text: str
+    sender_name: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    payload: str | None = None    # a button's payload, when the customer pressed one
+    sent_at: datetime = field(default_factory=utcnow)
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One stored message of a conversation, inbound or outbound."""
+
+    id: int
+    conversation_id: str
+    direction: Literal["in", "out"]
+    role: Role
+    text: str
+    created_at: datetime
+    sender_name: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    buttons: tuple[Button, ...] = ()
+    platform_message_id: str | None = None
+    status: str = ""          # outbound: pending | sent | failed; inbound: received | processed
+    payload: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "conversation_id": self.conversation_id, "direction": self.direction,
+            "role": self.role, "text": self.text, "sender": self.sender_name,
+            "at": self.created_at.isoformat(), "status": self.status,
+            "attachments": [a.to_dict() for a in self.attachments],
+            "buttons": [{"title": b.title, "payload": b.payload} for b in self.buttons],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A reply to queue for a conversation (the runtime fills in the rest)."""
+
+    text: str
+    role: Role = "bot"
+    sender_name: str = ""
+    buttons: tuple[Button, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+
+
+def sanitize_text(text: str, *, max_chars: int = 20_000) -> str:
+    """Make customer text safe to store: no lone surrogates, no NULs, bounded.
+
+    Lone surrogates (from broken UTF-16 on some platforms) cannot be encoded
+    as UTF-8 and would crash storage; they become U+FFFD.
+    """
+    if not isinstance(text, str):
+        text = str(text)
+    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    text = text.replace("\x00", "")
+    return text[:max_chars]
+
+
+def normalize_for_matching(text: str) -> str:
+    """NFC-normalize and casefold: the form intent matching and slot checks see."""
+    return unicodedata.normalize("NFC", text).casefold().strip()

@@ -1,0 +1,169 @@
+"""The inbound pipeline: dedupe -> persist -> flow engine or handoff -> outbox.
+
+``accept`` returns as soon as the message is stored (so connectors can
+acknowledge); processing runs in the background, one message at a time per
+conversation, under the same lock every other writer takes. If the process
+dies, ``recover`` at start-up processes whatever was stored but not answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+from bot.config import Config
+from bot.events import Event, EventBus
+from bot.locks import KeyedLock
+from bot.model import ConversationState, Inbound, Message, Outbound, sanitize_text
+from bot.storage import HandoffSpec, InboundResult, Store
+from flows import FlowEngine, TurnInput
+
+log = logging.getLogger(__name__)
+
+APOLOGY = ("Sorry, something went wrong on our side while answering you. "
+           "Your message is saved and a person from our team will follow up.")
+
+
+def first_name(name: str | None) -> str:
+    return (name or "").strip().split(" ")[0]
+
+
+class Runtime:
+    """Routes customer messages.
+
+    Args:
+        store: storage.
+        engine: the flow engine.
+        config: the whole configuration (handoff teams and messages).
+        locks: the per-conversation lock shared with the handoff queue.
+        events: where state changes are announced.
+        wake_delivery: called when new replies are in the outbox.
+    """
+
+    def __init__(self, *, store: Store, engine: FlowEngine, config: Config, locks: KeyedLock,
+                 events: EventBus, wake_delivery: Any = None) -> None:
+        self.store = store
+        self.engine = engine
+        self.config = config
+        self.locks = locks
+        self.events = events
+        self.wake_delivery = wake_delivery or (lambda: None)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.processed = 0
+
+    async def accept(self, inbound: Inbound) -> InboundResult:
+        """Store a customer message (once) and schedule its answer.
+
+        Returns after the message is durable; the caller may acknowledge then.
+        """
+        inbound = dataclasses.replace(
+            inbound, text=sanitize_text(inbound.text),
+            sender_name=sanitize_text(inbound.sender_name, max_chars=200),
+            payload=sanitize_text(inbound.payload, max_chars=500) if inbound.payload else None)
+        result = await self.store.record_inbound(inbound)
+        if result.duplicate:
+            log.info("duplicate %s message %s ignored", inbound.channel, inbound.platform_message_id)
+        if result.message.status == "received":
+            self.schedule(result.conversation.id)
+        return result
+
+    def schedule(self, conversation_id: str) -> None:
+        task = asyncio.create_task(self.process(conversation_id), name=f"turn-{conversation_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def recover(self) -> int:
+        """Process messages that were stored but not answered (after a crash)."""
+        pending = await self.store.conversations_with_unprocessed()
+        if pending:
+            log.info("recovering %d conversation(s) with unanswered messages", len(pending))
+        for cid in pending:
+            self.schedule(cid)
+        return len(pending)
+
+    async def drain(self) -> None:
+        """Wait for scheduled turns to finish (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def process(self, conversation_id: str) -> None:
+        """Answer every unprocessed message of a conversation, in order."""
+        async with self.locks(conversation_id):
+            for msg in await self.store.unprocessed_inbound(conversation_id):
+                try:
+                    await self._turn(msg)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # The per-message boundary: apologise, never lose the message.
+                    log.exception("turn for message %s of %s failed", msg.id, conversation_id)
+                    await self.store.commit_turn(conversation_id, inbound_id=msg.id,
+                                                 replies=[Outbound(APOLOGY, role="system")],
+                                                 flow_state=None, keep_flow_state=True)
+                self.processed += 1
+        self.wake_delivery()
+
+    async def _turn(self, msg: Message) -> None:
+        cid = msg.conversation_id
+        conv = await self.store.get_conversation(cid)
+        if conv is None:
+            raise LookupError(cid)
+        if conv.state in (ConversationState.WAITING, ConversationState.WITH_AGENT, ConversationState.CLOSED):
+            # A human owns it (or will): the bot is silent; the message is kept for the agent.
+            await self.store.commit_turn(cid, inbound_id=msg.id, replies=[], flow_state=None,
+                                         keep_flow_state=True)
+            handoff = await self.store.active_handoff(cid)
+            self.events.publish(Event("message", cid, handoff.id if handoff else None,
+                                      {"message_id": msg.id}))
+            return
+        customer = await self.store.get_customer(conv.customer_id)
+        state = await self.store.load_flow_state(cid)
+        turn = TurnInput(
+            text=msg.text, payload=msg.payload,
+            attachments=tuple(a.to_dict() for a in msg.attachments),
+            customer={"id": conv.customer_id, "name": first_name(customer.display_name if customer else "")},
+            channel=conv.channel, conversation_id=cid)
+        result = await self.engine.handle(state, turn)
+        replies = [Outbound(r.text, buttons=r.buttons) for r in result.replies]
+        spec = None
+        if result.handoff is not None:
+            spec = self._handoff_spec(result.handoff.team, result.handoff.reason, result.handoff.priority,
+                                      result.state, turn)
+        await self.store.commit_turn(cid, inbound_id=msg.id, replies=replies, flow_state=result.state,
+                                     handoff=spec)
+        if spec is not None:
+            handoff = await self.store.active_handoff(cid)
+            if handoff is not None:
+                position = await self.store.queue_position(handoff.id)
+                log.info("conversation %s queued for %s (%s), position %d", cid, handoff.team,
+                         handoff.reason, position)
+                self.events.publish(Event("queued", cid, handoff.id))
+                self.events.publish(Event("state", cid, handoff.id, {
+                    "state": "waiting", "position": position, "team": self.config.handoff.team_name(handoff.team),
+                    "channel": conv.channel, "external_id": conv.external_id}))
+
+    def _handoff_spec(self, team: str | None, reason: str, priority: int, flow_state: dict[str, Any],
+                      turn: TurnInput) -> HandoffSpec:
+        hc = self.config.handoff
+        if not team or team not in hc.teams:
+            if team:
+                log.warning("handoff to unknown team %r; using %r", team, hc.default_team)
+            team = hc.default_team
+        team_name = hc.team_name(team)
+        slots = {k: v for k, v in (flow_state.get("slots") or {}).items() if v not in (None, "", [])}
+        context = {"slots": slots, "reference": slots.get("reference"), "reason": reason}
+        template = self.engine.settings.handoff_message
+
+        def message(position: int) -> Outbound:
+            text = self.engine.render(template, {"team": team_name, "reason": reason, "position": position,
+                                                 "customer": dict(turn.customer), "slots": slots})
+            return Outbound(text, role="bot")
+
+        return HandoffSpec(team=team, reason=reason, priority=priority, context=context, message=message)

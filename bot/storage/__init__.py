@@ -1,0 +1,39 @@
+"""Storage: one protocol, chosen by URL in :func:`open_store`.
+
+The SQLite backend is the embedded default. Every backend keeps the same
+invariants: inbound messages are unique on (channel, platform_message_id),
+a turn (replies + flow state + inbound marked processed) commits as one
+transaction, and handoff transitions are compare-and-set.
+"""
+
+from __future__ import annotations
+
+from .base import HandoffRecord, HandoffSpec, InboundResult, OutboxItem, Store
+from .sqlite import SqliteStore
+
+__all__ = ["HandoffRecord", "HandoffSpec", "InboundResult", "OutboxItem", "Store", "SqliteStore", "open_store"]
+
+
+async def open_store(url: str, **options: object) -> Store:
+    """Open (and migrate) the store named by ``url``.
+
+    Args:
+        url: ``sqlite:///path/to/file.db``, ``sqlite:///:memory:`` or a plain path.
+        **options: backend options (``synchronous`` for SQLite).
+
+    Raises:
+        ConfigError: for an unknown scheme.
+    """
+    from bot.errors import ConfigError
+
+    if url.startswith("sqlite://"):
+        path = url[len("sqlite://"):]
+        path = path[1:] if path.startswith("/") else path
+        store = SqliteStore(path or ":memory:", **options)  # type: ignore[arg-type]
+    elif "://" not in url:
+        store = SqliteStore(url, **options)  # type: ignore[arg-type]
+    else:
+        raise ConfigError(f"unsupported storage url {url.split('://')[0]}://; use sqlite:///path",
+                          key="storage.url")
+    await store.open()
+    return store

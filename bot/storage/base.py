@@ -1,0 +1,109 @@
+"""The storage protocol and the records it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    """What :meth:`Store.record_inbound` did: the stored message and whether it was a repeat."""
+
+    message: Message
+    conversation: Conversation
+    customer: Customer
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A pending outbound message with where it goes."""
+
+    message: Message
+    channel: str
+    external_id: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffSpec:
+    """A handoff to create together with a turn (see :meth:`Store.commit_turn`)."""
+
+    team: str
+    reason: str
+    priority: int
+    context: dict[str, Any]
+    message: Callable[[int], Outbound]   # position in queue -> the reply telling the customer
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffRecord:
+    id: str
+    conversation_id: str
+    state: str
+    team: str
+    reason: str
+    priority: int
+    agent: str | None
+    created_at: datetime
+    claimed_at: datetime | None = None
+    closed_at: datetime | None = None
+    context: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Everything the runtime, delivery and handoff queue persist."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # key/value for small settings (generated secrets, counters)
+    async def get_meta(self, key: str) -> str | None: ...
+    async def set_meta_if_absent(self, key: str, value: str) -> str: ...
+    async def next_sequence(self, name: str, start: int = 1000) -> int: ...
+
+    # customers and conversations
+    async def record_inbound(self, inbound: Inbound) -> InboundResult: ...
+    async def get_conversation(self, conversation_id: str) -> Conversation | None: ...
+    async def latest_conversation(self, channel: str, external_id: str) -> Conversation | None: ...
+    async def identities(self, customer_id: str) -> list[tuple[str, str]]: ...
+    async def get_customer(self, customer_id: str) -> Customer | None: ...
+    async def open_conversation(self, channel: str, external_id: str) -> Conversation | None: ...
+    async def customer_conversations(self, customer_id: str) -> list[Conversation]: ...
+    async def set_conversation_state(self, conversation_id: str, state: ConversationState) -> None: ...
+
+    # messages
+    async def history(self, conversation_id: str, *, after_id: int = 0, limit: int = 200) -> list[Message]: ...
+    async def unprocessed_inbound(self, conversation_id: str) -> list[Message]: ...
+    async def conversations_with_unprocessed(self) -> list[str]: ...
+    async def load_flow_state(self, conversation_id: str) -> dict[str, Any] | None: ...
+    async def commit_turn(self, conversation_id: str, *, inbound_id: int | None,
+                          replies: Sequence[Outbound], flow_state: dict[str, Any] | None,
+                          state: ConversationState | None = None, keep_flow_state: bool = False,
+                          handoff: HandoffSpec | None = None) -> list[Message]: ...
+
+    # outbox
+    async def due_outbox(self, now: float, *, limit: int = 100,
+                         exclude: Sequence[str] = ()) -> list[OutboxItem]: ...
+    async def mark_sent(self, message_id: int, platform_message_id: str) -> None: ...
+    async def mark_retry(self, message_id: int, *, next_attempt_at: float, error: str) -> None: ...
+    async def mark_failed(self, message_id: int, *, error: str) -> None: ...
+    async def next_outbox_due(self) -> float | None: ...
+
+    # handoffs
+    async def create_handoff(self, conversation_id: str, *, team: str, reason: str,
+                             priority: int = 0, context: dict[str, Any] | None = None) -> HandoffRecord: ...
+    async def get_handoff(self, handoff_id: str) -> HandoffRecord | None: ...
+    async def active_handoff(self, conversation_id: str) -> HandoffRecord | None: ...
+    async def list_handoffs(self, *, states: Sequence[str], team: str | None = None) -> list[HandoffRecord]: ...
+    async def transition_handoff(self, handoff_id: str, *, expected: str, new: str,
+                                 agent: str | None = None, team: str | None = None,
+                                 conversation_state: ConversationState | None = None,
+                                 replies: Sequence[Outbound] = (),
+                                 flow_state: dict[str, Any] | None = None) -> bool: ...
+    async def queue_position(self, handoff_id: str) -> int: ...

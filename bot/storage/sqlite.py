@@ -1,0 +1,613 @@
+"""SQLite backend (aiosqlite, WAL, versioned migrations).
+
+One connection, and one asyncio lock around every use of it: aiosqlite runs
+statements on a single thread, and a lock keeps one coroutine's transaction
+from interleaving with another's statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import aiosqlite
+
+from bot.errors import StoreError
+from bot.model import (Attachment, Button, Conversation, ConversationState, Customer, Inbound,
+                       Message, Outbound, utcnow)
+
+from .base import HandoffRecord, HandoffSpec, InboundResult, OutboxItem
+
+log = logging.getLogger(__name__)
+
+# Each entry moves the schema from version i to i+1. Never edit a released
+# entry: append a new one.
+MIGRATIONS: list[str] = [
+    # 1: initial schema
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE customers (
+        id TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE identities (
+        channel TEXT NOT NULL,
+        external_id TEXT NOT NULL,
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (channel, external_id)
+    );
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        channel TEXT NOT NULL,
+        external_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        flow_state TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX conversations_open ON conversations(channel, external_id)
+        WHERE state != 'closed';
+    CREATE INDEX conversations_customer ON conversations(customer_id);
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id),
+        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        role TEXT NOT NULL,
+        sender_name TEXT NOT NULL DEFAULT '',
+        text TEXT NOT NULL,
+        attachments TEXT NOT NULL DEFAULT '[]',
+        buttons TEXT NOT NULL DEFAULT '[]',
+        channel TEXT NOT NULL,
+        platform_message_id TEXT,
+        payload TEXT,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT
+    );
+    CREATE UNIQUE INDEX messages_inbound_dedupe ON messages(channel, platform_message_id)
+        WHERE direction = 'in';
+    CREATE INDEX messages_conversation ON messages(conversation_id, id);
+    CREATE INDEX messages_outbox ON messages(next_attempt_at)
+        WHERE direction = 'out' AND status = 'pending';
+    CREATE INDEX messages_unprocessed ON messages(conversation_id)
+        WHERE direction = 'in' AND status = 'received';
+    CREATE TABLE handoffs (
+        id TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id),
+        state TEXT NOT NULL,
+        team TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        agent TEXT,
+        context TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        claimed_at TEXT,
+        closed_at TEXT
+    );
+    CREATE UNIQUE INDEX handoffs_active ON handoffs(conversation_id)
+        WHERE state IN ('queued', 'claimed');
+    CREATE INDEX handoffs_state ON handoffs(state, priority, created_at);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _ts(dt: datetime | None) -> str | None:
+    return dt.astimezone(timezone.utc).isoformat() if dt else None
+
+
+def _dt(s: str | None) -> datetime | None:
+    return datetime.fromisoformat(s) if s else None
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+class SqliteStore:
+    """The embedded default store.
+
+    Args:
+        path: database file, or ``:memory:``.
+        synchronous: SQLite ``synchronous`` pragma. ``normal`` (default) keeps
+            every committed transaction across a process crash; ``full`` also
+            across a power loss, at the cost of an fsync per commit.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *,
+                 synchronous: Literal["normal", "full"] = "normal") -> None:
+        self.path = str(path)
+        self.synchronous = synchronous
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self.migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            async with self._lock:
+                await self._db.close()
+                self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0])
+
+    async def migrate(self) -> None:
+        """Apply every migration past the database's ``user_version``, each in its own transaction."""
+        async with self._lock:
+            current = await self.schema_version()
+            if current > SCHEMA_VERSION:
+                raise StoreError(f"database {self.path} has schema version {current}, newer than this "
+                                 f"omnibot ({SCHEMA_VERSION}); upgrade omnibot")
+            for version in range(current, SCHEMA_VERSION):
+                log.info("migrating %s to schema version %d", self.path, version + 1)
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    for stmt in _split_sql(MIGRATIONS[version]):
+                        await self.db.execute(stmt)
+                    await self.db.execute(f"PRAGMA user_version={version + 1}")
+                    await self.db.execute("COMMIT")
+                except BaseException:
+                    await self.db.execute("ROLLBACK")
+                    raise
+
+    # -- helpers ------------------------------------------------------------
+
+    async def _one(self, sql: str, args: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        async with self.db.execute(sql, args) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self.db.execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    class _Tx:
+        def __init__(self, store: "SqliteStore") -> None:
+            self.store = store
+
+        async def __aenter__(self) -> aiosqlite.Connection:
+            await self.store._lock.acquire()
+            try:
+                await self.store.db.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.store._lock.release()
+                raise
+            return self.store.db
+
+        async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+            try:
+                await self.store.db.execute("ROLLBACK" if exc_type else "COMMIT")
+            finally:
+                self.store._lock.release()
+
+    def _tx(self) -> "_Tx":
+        return SqliteStore._Tx(self)
+
+    # -- meta ---------------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self._lock:
+            row = await self._one("SELECT value FROM meta WHERE key=?", (key,))
+        return row["value"] if row else None
+
+    async def set_meta_if_absent(self, key: str, value: str) -> str:
+        async with self._tx() as db:
+            await db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+                             (key, value))
+            row = await self._one("SELECT value FROM meta WHERE key=?", (key,))
+        return row["value"]  # type: ignore[index]
+
+    async def next_sequence(self, name: str, start: int = 1000) -> int:
+        key = f"seq:{name}"
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+                (key, str(start)))
+            row = await self._one("SELECT value FROM meta WHERE key=?", (key,))
+        return int(row["value"])  # type: ignore[index]
+
+    # -- customers and conversations ------------------------------------------
+
+    async def record_inbound(self, inbound: Inbound) -> InboundResult:
+        """Store a customer message once; a repeat returns the stored one with ``duplicate=True``."""
+        now = _ts(utcnow())
+        async with self._tx() as db:
+            row = await self._one(
+                "SELECT * FROM messages WHERE channel=? AND platform_message_id=? AND direction='in'",
+                (inbound.channel, inbound.platform_message_id))
+            if row is not None:
+                conv = await self._conversation_row(row["conversation_id"])
+                cust = await self._customer_row(conv.customer_id)  # type: ignore[union-attr]
+                return InboundResult(_message(row), conv, cust, True)  # type: ignore[arg-type]
+
+            ident = await self._one("SELECT customer_id FROM identities WHERE channel=? AND external_id=?",
+                                    (inbound.channel, inbound.external_id))
+            if ident is None:
+                customer_id = _new_id("cus")
+                await db.execute("INSERT INTO customers(id, display_name, created_at) VALUES (?, ?, ?)",
+                                 (customer_id, inbound.sender_name, now))
+                await db.execute("INSERT INTO identities(channel, external_id, customer_id, created_at) "
+                                 "VALUES (?, ?, ?, ?)",
+                                 (inbound.channel, inbound.external_id, customer_id, now))
+            else:
+                customer_id = ident["customer_id"]
+                if inbound.sender_name:
+                    await db.execute("UPDATE customers SET display_name=? WHERE id=? AND display_name=''",
+                                     (inbound.sender_name, customer_id))
+            crow = await self._one(
+                "SELECT id FROM conversations WHERE channel=? AND external_id=? AND state != 'closed'",
+                (inbound.channel, inbound.external_id))
+            if crow is None:
+                conversation_id = _new_id("conv")
+                await db.execute(
+                    "INSERT INTO conversations(id, customer_id, channel, external_id, state, created_at, "
+                    "updated_at) VALUES (?, ?, ?, ?, 'bot', ?, ?)",
+                    (conversation_id, customer_id, inbound.channel, inbound.external_id, now, now))
+            else:
+                conversation_id = crow["id"]
+                await db.execute("UPDATE conversations SET updated_at=? WHERE id=?", (now, conversation_id))
+            cur = await db.execute(
+                "INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
+                "channel, platform_message_id, payload, status, created_at) "
+                "VALUES (?, 'in', 'customer', ?, ?, ?, ?, ?, ?, 'received', ?)",
+                (conversation_id, inbound.sender_name, inbound.text,
+                 json.dumps([a.to_dict() for a in inbound.attachments]), inbound.channel,
+                 inbound.platform_message_id, inbound.payload, now))
+            mid = cur.lastrowid
+            mrow = await self._one("SELECT * FROM messages WHERE id=?", (mid,))
+            conv = await self._conversation_row(conversation_id)
+            cust = await self._customer_row(customer_id)
+        return InboundResult(_message(mrow), conv, cust, False)  # type: ignore[arg-type]
+
+    async def _conversation_row(self, conversation_id: str) -> Conversation | None:
+        row = await self._one("SELECT * FROM conversations WHERE id=?", (conversation_id,))
+        return _conversation(row) if row else None
+
+    async def _customer_row(self, customer_id: str) -> Customer | None:
+        row = await self._one("SELECT * FROM customers WHERE id=?", (customer_id,))
+        return Customer(row["id"], row["display_name"], _dt(row["created_at"])) if row else None  # type: ignore[arg-type]
+
+    async def latest_conversation(self, channel: str, external_id: str) -> Conversation | None:
+        """The open conversation at this address, else the most recent closed one."""
+        async with self._lock:
+            row = await self._one(
+                "SELECT * FROM conversations WHERE channel=? AND external_id=? "
+                "ORDER BY state = 'closed', updated_at DESC LIMIT 1", (channel, external_id))
+        return _conversation(row) if row else None
+
+    async def identities(self, customer_id: str) -> list[tuple[str, str]]:
+        async with self._lock:
+            rows = await self._all("SELECT channel, external_id FROM identities WHERE customer_id=? "
+                                   "ORDER BY created_at", (customer_id,))
+        return [(r["channel"], r["external_id"]) for r in rows]
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        async with self._lock:
+            return await self._conversation_row(conversation_id)
+
+    async def get_customer(self, customer_id: str) -> Customer | None:
+        async with self._lock:
+            return await self._customer_row(customer_id)
+
+    async def open_conversation(self, channel: str, external_id: str) -> Conversation | None:
+        async with self._lock:
+            row = await self._one(
+                "SELECT * FROM conversations WHERE channel=? AND external_id=? AND state != 'closed'",
+                (channel, external_id))
+        return _conversation(row) if row else None
+
+    async def customer_conversations(self, customer_id: str) -> list[Conversation]:
+        async with self._lock:
+            rows = await self._all("SELECT * FROM conversations WHERE customer_id=? ORDER BY created_at",
+                                   (customer_id,))
+        return [_conversation(r) for r in rows]
+
+    async def set_conversation_state(self, conversation_id: str, state: ConversationState) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE conversations SET state=?, updated_at=? WHERE id=?",
+                             (state.value, _ts(utcnow()), conversation_id))
+
+    # -- messages -----------------------------------------------------------
+
+    async def history(self, conversation_id: str, *, after_id: int = 0, limit: int = 200) -> list[Message]:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT * FROM (SELECT * FROM messages WHERE conversation_id=? AND id>? "
+                "ORDER BY id DESC LIMIT ?) ORDER BY id", (conversation_id, after_id, limit))
+        return [_message(r) for r in rows]
+
+    async def unprocessed_inbound(self, conversation_id: str) -> list[Message]:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT * FROM messages WHERE conversation_id=? AND direction='in' AND status='received' "
+                "ORDER BY id", (conversation_id,))
+        return [_message(r) for r in rows]
+
+    async def conversations_with_unprocessed(self) -> list[str]:
+        async with self._lock:
+            rows = await self._all(
+                "SELECT conversation_id, MIN(id) AS first FROM messages "
+                "WHERE direction='in' AND status='received' GROUP BY conversation_id ORDER BY first")
+        return [r["conversation_id"] for r in rows]
+
+    async def load_flow_state(self, conversation_id: str) -> dict[str, Any] | None:
+        async with self._lock:
+            row = await self._one("SELECT flow_state FROM conversations WHERE id=?", (conversation_id,))
+        return json.loads(row["flow_state"]) if row and row["flow_state"] else None
+
+    async def commit_turn(self, conversation_id: str, *, inbound_id: int | None,
+                          replies: Sequence[Outbound], flow_state: dict[str, Any] | None,
+                          state: ConversationState | None = None,
+                          keep_flow_state: bool = False,
+                          handoff: HandoffSpec | None = None) -> list[Message]:
+        """Write a turn atomically: replies into the outbox, the flow state, the inbound marked processed.
+
+        Args:
+            conversation_id: the conversation.
+            inbound_id: the inbound message this turn answers (marked processed), or None.
+            replies: messages to queue for sending, in order.
+            flow_state: the engine's new state (ignored when ``keep_flow_state``).
+            state: a new conversation state, if it changes.
+            keep_flow_state: leave the stored flow state as it is.
+            handoff: queue the conversation for a human in the same transaction;
+                ``handoff.message(position)`` makes the reply that tells the customer.
+        """
+        now = utcnow()
+        ids: list[int] = []
+        async with self._tx() as db:
+            crow = await self._one("SELECT channel FROM conversations WHERE id=?", (conversation_id,))
+            if crow is None:
+                raise StoreError(f"no conversation {conversation_id}")
+            replies = list(replies)
+            if handoff is not None:
+                hrow = await self._one("SELECT * FROM handoffs WHERE conversation_id=? "
+                                       "AND state IN ('queued','claimed')", (conversation_id,))
+                if hrow is None:
+                    hid = _new_id("ho")
+                    await db.execute(
+                        "INSERT INTO handoffs(id, conversation_id, state, team, reason, priority, context, "
+                        "created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+                        (hid, conversation_id, handoff.team, handoff.reason, handoff.priority,
+                         json.dumps(handoff.context), _ts(now)))
+                    state = ConversationState.WAITING
+                    position = await self._position(hid)
+                    replies.append(handoff.message(position))
+            ids = await self._insert_outbound(db, conversation_id, crow["channel"], replies, now)
+            if inbound_id is not None:
+                await db.execute("UPDATE messages SET status='processed' WHERE id=? AND direction='in'",
+                                 (inbound_id,))
+            sets, args = ["updated_at=?"], [_ts(now)]
+            if not keep_flow_state:
+                sets.append("flow_state=?")
+                args.append(json.dumps(flow_state) if flow_state is not None else None)
+            if state is not None:
+                sets.append("state=?")
+                args.append(state.value)
+            await db.execute(f"UPDATE conversations SET {', '.join(sets)} WHERE id=?",
+                             (*args, conversation_id))
+            return await self._messages_by_id(ids)
+
+    async def _insert_outbound(self, db: aiosqlite.Connection, conversation_id: str, channel: str,
+                               replies: Sequence[Outbound], now: datetime) -> list[int]:
+        ids: list[int] = []
+        for r in replies:
+            cur = await db.execute(
+                "INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
+                "buttons, channel, status, next_attempt_at, created_at) "
+                "VALUES (?, 'out', ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (conversation_id, r.role, r.sender_name, r.text,
+                 json.dumps([a.to_dict() for a in r.attachments]),
+                 json.dumps([{"title": b.title, "payload": b.payload} for b in r.buttons]),
+                 channel, now.timestamp(), _ts(now)))
+            ids.append(cur.lastrowid)  # type: ignore[arg-type]
+        return ids
+
+    async def _messages_by_id(self, ids: Sequence[int]) -> list[Message]:
+        if not ids:
+            return []
+        rows = await self._all(f"SELECT * FROM messages WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id",
+                               list(ids))
+        return [_message(r) for r in rows]
+
+    # -- outbox -------------------------------------------------------------
+
+    async def due_outbox(self, now: float, *, limit: int = 100,
+                         exclude: Sequence[str] = ()) -> list[OutboxItem]:
+        """The oldest pending message of each conversation, if it is due.
+
+        Only the head of each conversation is returned, so a message never
+        overtakes an earlier one that is waiting for a retry.
+        """
+        excl = f"AND m.conversation_id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
+        async with self._lock:
+            rows = await self._all(
+                "SELECT m.*, c.external_id AS c_external_id FROM messages m "
+                "JOIN conversations c ON c.id = m.conversation_id "
+                "WHERE m.id IN (SELECT MIN(id) FROM messages WHERE direction='out' AND status='pending' "
+                "GROUP BY conversation_id) AND m.next_attempt_at <= ? "
+                f"{excl} ORDER BY m.id LIMIT ?", (now, *exclude, limit))
+        return [OutboxItem(_message(r), r["channel"], r["c_external_id"], r["attempts"]) for r in rows]
+
+    async def next_outbox_due(self) -> float | None:
+        async with self._lock:
+            row = await self._one("SELECT MIN(next_attempt_at) AS t FROM messages "
+                                  "WHERE direction='out' AND status='pending'")
+        return row["t"] if row and row["t"] is not None else None
+
+    async def mark_sent(self, message_id: int, platform_message_id: str) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE messages SET status='sent', platform_message_id=?, sent_at=?, "
+                             "attempts=attempts+1, last_error=NULL WHERE id=?",
+                             (platform_message_id, _ts(utcnow()), message_id))
+
+    async def mark_retry(self, message_id: int, *, next_attempt_at: float, error: str) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE messages SET attempts=attempts+1, next_attempt_at=?, last_error=? "
+                             "WHERE id=?", (next_attempt_at, error[:500], message_id))
+
+    async def mark_failed(self, message_id: int, *, error: str) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE messages SET status='failed', attempts=attempts+1, last_error=? "
+                             "WHERE id=?", (error[:500], message_id))
+
+    # -- handoffs -----------------------------------------------------------
+
+    async def create_handoff(self, conversation_id: str, *, team: str, reason: str,
+                             priority: int = 0, context: dict[str, Any] | None = None) -> HandoffRecord:
+        hid = _new_id("ho")
+        now = _ts(utcnow())
+        async with self._tx() as db:
+            existing = await self._one(
+                "SELECT * FROM handoffs WHERE conversation_id=? AND state IN ('queued','claimed')",
+                (conversation_id,))
+            if existing is not None:
+                return _handoff(existing)
+            await db.execute(
+                "INSERT INTO handoffs(id, conversation_id, state, team, reason, priority, context, created_at) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (hid, conversation_id, team, reason, priority, json.dumps(context or {}), now))
+            await db.execute("UPDATE conversations SET state='waiting', updated_at=? WHERE id=?",
+                             (now, conversation_id))
+            row = await self._one("SELECT * FROM handoffs WHERE id=?", (hid,))
+        return _handoff(row)  # type: ignore[arg-type]
+
+    async def get_handoff(self, handoff_id: str) -> HandoffRecord | None:
+        async with self._lock:
+            row = await self._one("SELECT * FROM handoffs WHERE id=?", (handoff_id,))
+        return _handoff(row) if row else None
+
+    async def active_handoff(self, conversation_id: str) -> HandoffRecord | None:
+        async with self._lock:
+            row = await self._one("SELECT * FROM handoffs WHERE conversation_id=? "
+                                  "AND state IN ('queued','claimed')", (conversation_id,))
+        return _handoff(row) if row else None
+
+    async def list_handoffs(self, *, states: Sequence[str], team: str | None = None) -> list[HandoffRecord]:
+        q = f"SELECT * FROM handoffs WHERE state IN ({','.join('?' * len(states))})"
+        args: list[Any] = list(states)
+        if team:
+            q += " AND team=?"
+            args.append(team)
+        q += " ORDER BY priority DESC, created_at, id"
+        async with self._lock:
+            rows = await self._all(q, args)
+        return [_handoff(r) for r in rows]
+
+    async def transition_handoff(self, handoff_id: str, *, expected: str, new: str,
+                                 agent: str | None = None, team: str | None = None,
+                                 conversation_state: ConversationState | None = None,
+                                 replies: Sequence[Outbound] = (),
+                                 flow_state: dict[str, Any] | None = None) -> bool:
+        """Compare-and-set the handoff's state; False if it was no longer ``expected``.
+
+        ``replies`` (what the customer is told) and ``flow_state`` are written in
+        the same transaction, so the state and the message never disagree.
+        """
+        now_dt = utcnow()
+        now = _ts(now_dt)
+        sets = ["state=?"]
+        args: list[Any] = [new]
+        if new == "claimed":
+            sets += ["agent=?", "claimed_at=?"]
+            args += [agent, now]
+        elif new == "queued":
+            sets += ["agent=NULL", "claimed_at=NULL"]
+        elif new in ("resolved", "returned"):
+            sets += ["closed_at=?"]
+            args += [now]
+        if team:
+            sets.append("team=?")
+            args.append(team)
+        async with self._tx() as db:
+            cur = await db.execute(f"UPDATE handoffs SET {', '.join(sets)} WHERE id=? AND state=?",
+                                   (*args, handoff_id, expected))
+            if cur.rowcount != 1:
+                return False
+            crow = await self._one("SELECT c.id, c.channel FROM conversations c JOIN handoffs h "
+                                   "ON h.conversation_id = c.id WHERE h.id=?", (handoff_id,))
+            if conversation_state is not None:
+                await db.execute("UPDATE conversations SET state=?, updated_at=? WHERE id=?",
+                                 (conversation_state.value, now, crow["id"]))
+            if flow_state is not None:
+                await db.execute("UPDATE conversations SET flow_state=? WHERE id=?",
+                                 (json.dumps(flow_state), crow["id"]))
+            if replies:
+                await self._insert_outbound(db, crow["id"], crow["channel"], replies, now_dt)
+        return True
+
+    async def queue_position(self, handoff_id: str) -> int:
+        """1-based place among queued handoffs of the same team (0 if not queued)."""
+        async with self._lock:
+            return await self._position(handoff_id)
+
+    async def _position(self, handoff_id: str) -> int:
+        me = await self._one("SELECT * FROM handoffs WHERE id=?", (handoff_id,))
+        if me is None or me["state"] != "queued":
+            return 0
+        row = await self._one(
+            "SELECT COUNT(*) AS n FROM handoffs WHERE state='queued' AND team=? AND "
+            "(priority > ? OR (priority = ? AND (created_at < ? OR (created_at = ? AND id <= ?))))",
+            (me["team"], me["priority"], me["priority"], me["created_at"], me["created_at"], me["id"]))
+        return int(row["n"])  # type: ignore[index]
+
+
+def _split_sql(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _conversation(row: aiosqlite.Row) -> Conversation:
+    return Conversation(id=row["id"], customer_id=row["customer_id"], channel=row["channel"],
+                        external_id=row["external_id"], state=ConversationState(row["state"]),
+                        created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]))  # type: ignore[arg-type]
+
+
+def _message(row: aiosqlite.Row) -> Message:
+    return Message(
+        id=row["id"], conversation_id=row["conversation_id"], direction=row["direction"],
+        role=row["role"], text=row["text"], created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
+        sender_name=row["sender_name"],
+        attachments=tuple(Attachment.from_dict(a) for a in json.loads(row["attachments"] or "[]")),
+        buttons=tuple(Button(b["title"], b["payload"]) for b in json.loads(row["buttons"] or "[]")),
+        platform_message_id=row["platform_message_id"], status=row["status"],
+        payload=row["payload"])
+
+
+def _handoff(row: aiosqlite.Row) -> HandoffRecord:
+    return HandoffRecord(
+        id=row["id"], conversation_id=row["conversation_id"], state=row["state"], team=row["team"],
+        reason=row["reason"], priority=row["priority"], agent=row["agent"],
+        created_at=_dt(row["created_at"]), claimed_at=_dt(row["claimed_at"]),  # type: ignore[arg-type]
+        closed_at=_dt(row["closed_at"]), context=json.loads(row["context"] or "{}"))

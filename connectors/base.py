@@ -1,0 +1,36 @@
+"""What every channel connector provides.
+
+A connector turns platform payloads into :class:`bot.model.Inbound` and hands
+them to the runtime (which persists before the connector acknowledges), and
+sends outbound messages. It never retries by itself: it says whether a failure
+is transient (:class:`TransientSendError`) or permanent
+(:class:`PermanentSendError`), and :mod:`bot.delivery` does the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from bot.errors import PermanentSendError, TransientSendError
+from bot.storage import OutboxItem
+
+__all__ = ["Connector", "PermanentSendError", "TransientSendError"]
+
+
+@runtime_checkable
+class Connector(Protocol):
+    name: str
+
+    async def start(self) -> None:
+        """Start polling or background work (routes are mounted when the app is built)."""
+
+    async def stop(self) -> None:
+        """Close sockets and pollers; idempotent."""
+
+    async def send(self, item: OutboxItem) -> str:
+        """Deliver one message; return the platform's message id.
+
+        Raises:
+            TransientSendError: try again later.
+            PermanentSendError: give up on this message.
+        """

@@ -1,0 +1,302 @@
+"""Load a folder of flow YAML files into a validated :class:`FlowSet`.
+
+Every problem is collected (not just the first) and reported as
+``file:line: reason``; :class:`FlowValidationError` carries them all.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from bot.errors import FlowError, FlowValidationError
+from bot.yamlmarks import MarkedYamlError, Marks, describe_loc, load_marked
+
+from .render import Renderer, TemplateError
+from .schema import (RESERVED_TARGETS, STEP_KINDS, BranchCase, BranchStep, CollectStep, FlowFile,
+                     GotoStep, HandoffStep, Intent, SayStep, Settings, SetStep, ActionStep, Flow, Step)
+
+KNOWN_ACTIONS = ("create_reference", "reset")
+
+
+@dataclass(frozen=True)
+class ParsedFlow:
+    name: str
+    flow: Flow
+    steps: tuple[Step, ...]
+    file: str
+    line: int
+    step_lines: tuple[int, ...]
+    ids: dict[str, int] = field(default_factory=dict)
+
+    def index_of(self, step_id: str) -> int:
+        return self.ids[step_id]
+
+
+@dataclass(frozen=True)
+class FlowSet:
+    intents: dict[str, Intent]
+    flows: dict[str, ParsedFlow]
+    settings: Settings
+    files: tuple[str, ...] = ()
+
+    def flow_for_intent(self, intent: str) -> ParsedFlow | None:
+        for f in self.flows.values():
+            if intent in f.flow.triggers():
+                return f
+        return None
+
+    def examples(self) -> dict[str, list[str]]:
+        return {name: list(i.examples) for name, i in self.intents.items()}
+
+    def content_hash(self) -> str:
+        import hashlib
+        h = hashlib.sha256()
+        for name in sorted(self.intents):
+            h.update(name.encode())
+            for e in self.intents[name].examples:
+                h.update(b"\0" + e.encode())
+        return h.hexdigest()
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.errors: list[FlowError] = []
+
+    def add(self, reason: str, file: str, line: int | None) -> None:
+        self.errors.append(FlowError(reason, path=file, line=line))
+
+    def pydantic(self, exc: ValidationError, file: str, marks: Marks, prefix: tuple[Any, ...]) -> None:
+        for err in exc.errors():
+            loc = prefix + tuple(err["loc"])
+            reason = err["msg"]
+            if err["type"] == "extra_forbidden":
+                reason = f"unknown key {loc[-1]!r}"
+                loc = loc[:-1] + (loc[-1],)
+            elif err["type"] == "missing":
+                reason = f"missing key {loc[-1]!r}"
+            self.add(f"{describe_loc(loc)}: {reason}", file, marks.line_for(loc))
+
+
+def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowSet:
+    """Load and validate every ``*.yaml``/``*.yml`` file under ``path`` (a folder or one file).
+
+    Args:
+        path: folder of flow files, or a single file.
+        teams: team names known to the config; handoff steps naming others are errors.
+
+    Raises:
+        FlowValidationError: with every error found.
+    """
+    root = Path(path)
+    errs = _Collector()
+    if root.is_dir():
+        files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        if not files:
+            errs.add("no flow files (*.yaml) in this folder", str(root), None)
+    elif root.is_file():
+        files = [root]
+    else:
+        raise FlowValidationError([FlowError("no such file or folder", path=str(root))])
+
+    intents: dict[str, tuple[Intent, str, int]] = {}
+    flows: dict[str, tuple[Flow, str, Marks]] = {}
+    settings: tuple[Settings, str] | None = None
+    marks_by_file: dict[str, Marks] = {}
+    for fp in files:
+        file = str(fp)
+        try:
+            text = fp.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            errs.add(f"cannot read: {exc}", file, None)
+            continue
+        try:
+            data, marks = load_marked(text)
+        except MarkedYamlError as exc:
+            errs.add(exc.reason, file, exc.line)
+            continue
+        marks_by_file[file] = marks
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            errs.add("a flow file is a mapping with intents:, flows: and/or settings:", file, 1)
+            continue
+        try:
+            ff = FlowFile.model_validate(data)
+        except ValidationError as exc:
+            errs.pydantic(exc, file, marks, ())
+            continue
+        for name, intent in ff.intents.items():
+            line = marks.line_for(("intents", name))
+            if name in intents:
+                _, f0, l0 = intents[name]
+                errs.add(f"intent {name!r} is already defined at {f0}:{l0}", file, line)
+            else:
+                intents[name] = (intent, file, line or 1)
+        for name, flow in ff.flows.items():
+            if name in flows:
+                f0 = flows[name][1]
+                errs.add(f"flow {name!r} is already defined in {f0}", file, marks.line_for(("flows", name)))
+            else:
+                flows[name] = (flow, file, marks)
+        if ff.settings is not None:
+            if settings is not None:
+                errs.add(f"settings: are already given in {settings[1]}; give them in one file only",
+                         file, marks.line_for(("settings",)))
+            else:
+                settings = (ff.settings, file)
+
+    renderer = Renderer()
+    team_set = set(teams) if teams is not None else None
+    parsed: dict[str, ParsedFlow] = {}
+    for name, (flow, file, marks) in flows.items():
+        base = ("flows", name)
+        steps: list[Step] = []
+        lines: list[int] = []
+        ids: dict[str, int] = {}
+        for i, raw in enumerate(flow.steps):
+            loc = base + ("steps", i)
+            line = marks.line_for(loc) or 1
+            step = _parse_step(raw, loc, file, marks, errs)
+            if step is None:
+                continue
+            if step.id:
+                if step.id in ids:
+                    errs.add(f"step id {step.id!r} is used twice in flow {name!r}", file, line)
+                ids[step.id] = len(steps)
+            steps.append(step)
+            lines.append(line)
+        for trig in flow.triggers():
+            if trig not in intents:
+                errs.add(f"flow {name!r}: trigger intent {trig!r} is not defined (intents: "
+                         f"{', '.join(sorted(intents)) or 'none'})", file, marks.line_for(base + ("trigger",)))
+        parsed[name] = ParsedFlow(name, flow, tuple(steps), file, marks.line_for(base) or 1, tuple(lines), ids)
+
+    for pf in parsed.values():
+        marks = flows[pf.name][2]
+        for step, line in zip(pf.steps, pf.step_lines):
+            _check_step(step, pf, parsed, renderer, team_set, errs, line)
+
+    triggered: dict[str, str] = {}
+    for pf in parsed.values():
+        for trig in pf.flow.triggers():
+            if trig in triggered:
+                errs.add(f"intent {trig!r} triggers both flow {triggered[trig]!r} and {pf.name!r}", pf.file,
+                         pf.line)
+            triggered[trig] = pf.name
+
+    st = settings[0] if settings else Settings()
+    if settings:
+        sfile = settings[1]
+        smarks = marks_by_file[sfile]
+        if st.welcome_flow and st.welcome_flow not in parsed:
+            errs.add(f"settings.welcome_flow: no flow named {st.welcome_flow!r}", sfile,
+                     smarks.line_for(("settings", "welcome_flow")))
+        for key, src in (("handoff_message", st.handoff_message), ("fallback.offer_human", st.fallback.offer_human)):
+            try:
+                renderer.check_template(src)
+            except TemplateError as exc:
+                errs.add(f"settings.{key}: {exc}", sfile, smarks.line_for(("settings",) + tuple(key.split("."))))
+    if not parsed and not errs.errors:
+        errs.add("no flows defined (add a flows: section)", str(root), None)
+    if errs.errors:
+        raise FlowValidationError(errs.errors)
+    return FlowSet(intents={k: v[0] for k, v in intents.items()}, flows=parsed, settings=st,
+                   files=tuple(str(f) for f in files))
+
+
+def _parse_step(raw: Any, loc: tuple[Any, ...], file: str, marks: Marks, errs: _Collector) -> Step | None:
+    line = marks.line_for(loc)
+    if raw == "end":
+        raw = {"end": True}
+    if not isinstance(raw, dict):
+        errs.add(f"{describe_loc(loc)}: a step is a mapping like `say: ...` or `collect: slot`", file, line)
+        return None
+    kinds = [k for k in raw if k in STEP_KINDS]
+    if len(kinds) != 1:
+        what = "no step kind" if not kinds else f"several step kinds ({', '.join(kinds)})"
+        errs.add(f"{describe_loc(loc)}: {what}; a step has exactly one of {', '.join(STEP_KINDS)}", file, line)
+        return None
+    model: type[BaseModel] = STEP_KINDS[kinds[0]]
+    try:
+        return model.model_validate(raw)  # type: ignore[return-value]
+    except ValidationError as exc:
+        errs.pydantic(exc, file, marks, loc)
+        return None
+
+
+def _check_target(target: str, pf: ParsedFlow, flows: dict[str, ParsedFlow], what: str,
+                  errs: _Collector, line: int) -> None:
+    if target in RESERVED_TARGETS or target in pf.ids:
+        return
+    if target.startswith("flow:"):
+        if target[5:] not in flows:
+            errs.add(f"{what}: no flow named {target[5:]!r}", pf.file, line)
+        return
+    known = sorted(pf.ids) + list(RESERVED_TARGETS)
+    errs.add(f"{what}: unknown target {target!r} (a step id in this flow, flow:NAME, handoff or end; "
+             f"step ids here: {', '.join(known)})", pf.file, line)
+
+
+def _check_step(step: Step, pf: ParsedFlow, flows: dict[str, ParsedFlow], renderer: Renderer,
+                teams: set[str] | None, errs: _Collector, line: int) -> None:
+    def tpl(src: str | None, what: str) -> None:
+        if src:
+            try:
+                renderer.check_template(src)
+            except TemplateError as exc:
+                errs.add(f"{what}: {exc}", pf.file, line)
+
+    if isinstance(step, SayStep):
+        tpl(step.say, "say")
+    elif isinstance(step, CollectStep):
+        tpl(step.ask, f"collect {step.collect!r}: ask")
+        tpl(step.invalid, f"collect {step.collect!r}: invalid")
+        if step.type == "choice" and not step.choices:
+            errs.add(f"collect {step.collect!r}: type choice needs choices:", pf.file, line)
+        if step.type == "regex":
+            if not step.pattern:
+                errs.add(f"collect {step.collect!r}: type regex needs pattern:", pf.file, line)
+            else:
+                try:
+                    re.compile(step.pattern)
+                except re.error as exc:
+                    errs.add(f"collect {step.collect!r}: bad pattern: {exc}", pf.file, line)
+        _check_target(step.on_fail, pf, flows, f"collect {step.collect!r}: on_fail", errs, line)
+    elif isinstance(step, BranchStep):
+        if not step.branch:
+            errs.add("branch: needs at least one case", pf.file, line)
+        for i, case in enumerate(step.branch):
+            try:
+                c = BranchCase.model_validate(case)
+            except ValidationError as exc:
+                errs.add(f"branch case {i + 1}: " + "; ".join(
+                    f"{describe_loc(e['loc'])}: {e['msg']}" for e in exc.errors()), pf.file, line)
+                continue
+            if (c.if_ is None) == (c.else_ is None):
+                errs.add(f"branch case {i + 1}: give either `if: CONDITION` or `else: true`, with `then:`",
+                         pf.file, line)
+            if c.if_:
+                try:
+                    renderer.check_expression(c.if_)
+                except TemplateError as exc:
+                    errs.add(f"branch case {i + 1}: {exc}", pf.file, line)
+            _check_target(c.then, pf, flows, f"branch case {i + 1}", errs, line)
+    elif isinstance(step, SetStep):
+        for k, v in step.set.items():
+            if isinstance(v, str):
+                tpl(v, f"set {k!r}")
+    elif isinstance(step, ActionStep):
+        if step.action not in KNOWN_ACTIONS:
+            errs.add(f"action {step.action!r} is unknown (known: {', '.join(KNOWN_ACTIONS)})", pf.file, line)
+    elif isinstance(step, HandoffStep):
+        tpl(step.handoff.reason, "handoff reason")
+        if teams is not None and step.handoff.team and step.handoff.team not in teams:
+            errs.add(f"handoff: team {step.handoff.team!r} is not in config handoff.teams "
+                     f"({', '.join(sorted(teams))})", pf.file, line)
+    elif isinstance(step, GotoStep):
+        _check_target(step.goto, pf, flows, "goto", errs, line)

@@ -1,0 +1,150 @@
+"""Pydantic models of the flow YAML. The loader reports their errors with file:line."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SLOT_TYPES = ("text", "choice", "number", "email", "phone", "regex", "attachment")
+RESERVED_TARGETS = ("handoff", "end")
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Intent(_M):
+    examples: list[str] = Field(min_length=1)
+    description: str = ""
+
+    @field_validator("examples")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if any(not isinstance(e, str) or not e.strip() for e in v):
+            raise ValueError("examples must be non-empty strings")
+        return v
+
+
+class ButtonSpec(_M):
+    title: str
+    payload: str
+
+
+class ChoiceSpec(_M):
+    value: str
+    title: str | None = None
+    synonyms: list[str] = Field(default_factory=list)
+
+
+class _Step(_M):
+    id: str | None = None
+
+
+class SayStep(_Step):
+    say: str
+    buttons: list[Union[str, ButtonSpec]] = Field(default_factory=list)
+
+
+class CollectStep(_Step):
+    collect: str
+    ask: str
+    type: Literal["text", "choice", "number", "email", "phone", "regex", "attachment"] = "text"
+    choices: list[Union[str, ChoiceSpec]] = Field(default_factory=list)
+    pattern: str | None = None
+    normalize: Literal["none", "upper", "lower"] = "none"
+    min: float | None = None
+    max: float | None = None
+    min_length: int = 1
+    invalid: str | None = Field(None, description="said before re-asking after invalid input")
+    max_attempts: int = Field(3, ge=1, le=10)
+    on_fail: str = "handoff"
+    optional: bool = False
+    skip_if_filled: bool = True
+
+
+class BranchCase(_M):
+    if_: str | None = Field(None, alias="if")
+    else_: bool | None = Field(None, alias="else")
+    then: str
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class BranchStep(_Step):
+    branch: list[dict[str, Any]]
+
+
+class SetStep(_Step):
+    set: dict[str, Any] = Field(min_length=1)
+
+
+class ActionStep(_Step):
+    action: str
+    save_as: str | None = None
+
+
+class HandoffSpec(_M):
+    team: str | None = None
+    reason: str = "you asked to talk to a person"
+    priority: int = 0
+
+
+class HandoffStep(_Step):
+    handoff: HandoffSpec
+
+
+class GotoStep(_Step):
+    goto: str
+
+
+class EndStep(_Step):
+    end: Literal[True]
+
+
+STEP_KINDS: dict[str, type[_Step]] = {
+    "say": SayStep, "collect": CollectStep, "branch": BranchStep, "set": SetStep,
+    "action": ActionStep, "handoff": HandoffStep, "goto": GotoStep, "end": EndStep,
+}
+Step = Union[SayStep, CollectStep, BranchStep, SetStep, ActionStep, HandoffStep, GotoStep, EndStep]
+
+
+class Flow(_M):
+    description: str = ""
+    trigger: Union[str, list[str], None] = None
+    interrupts: bool = Field(False, description="may interrupt another flow's question (human, restart, help)")
+    steps: list[dict[str, Any]] = Field(min_length=1)
+
+    def triggers(self) -> list[str]:
+        if self.trigger is None:
+            return []
+        return [self.trigger] if isinstance(self.trigger, str) else list(self.trigger)
+
+
+class FallbackSettings(_M):
+    messages: list[str] = Field(default_factory=lambda: [
+        "Sorry, I didn't quite get that. Could you put it another way?"])
+    max_misses: int = Field(2, ge=1)
+    offer_human: str = ("I'm not sure I can help with that. Would you like to talk to a person?")
+    suggestions: int = Field(3, ge=0, le=6, description="top intents offered as buttons when clarifying")
+
+
+class Settings(_M):
+    threshold: float = Field(0.45, ge=0, le=1)
+    interrupt_threshold: float = Field(0.8, ge=0, le=1)
+    fallback: FallbackSettings = FallbackSettings()
+    handoff_message: str = (
+        "I'm passing you to our {{ team }} team because {{ reason }}. "
+        "You are number {{ position }} in the queue. They will see everything you've told me, "
+        "so you won't have to repeat yourself.")
+    welcome_flow: str | None = None
+    skip_words: list[str] = Field(default_factory=lambda: ["skip", "no", "none", "nothing", "no thanks",
+                                                          "no photo", "not now"])
+
+
+class FlowFile(_M):
+    """One YAML file: any of intents, flows and (in one file only) settings."""
+
+    intents: dict[str, Intent] = Field(default_factory=dict)
+    flows: dict[str, Flow] = Field(default_factory=dict)
+    settings: Settings | None = None

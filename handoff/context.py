@@ -1,0 +1,63 @@
+"""The hand-over card: everything an agent needs so the customer never repeats the story."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.config import Config
+from bot.storage import HandoffRecord, Store
+from bot.model import utcnow
+
+
+async def handoff_summary(store: Store, config: Config, h: HandoffRecord) -> dict[str, Any]:
+    """One queue row: who, where, why, how long."""
+    conv = await store.get_conversation(h.conversation_id)
+    customer = await store.get_customer(conv.customer_id) if conv else None
+    last = await store.history(h.conversation_id, limit=1)
+    end = h.claimed_at if h.state != "queued" and h.claimed_at else utcnow()
+    return {
+        "id": h.id, "conversation_id": h.conversation_id, "state": h.state, "team": h.team,
+        "team_name": config.handoff.team_name(h.team), "reason": h.reason, "priority": h.priority,
+        "agent": h.agent, "created_at": h.created_at.isoformat(),
+        "claimed_at": h.claimed_at.isoformat() if h.claimed_at else None,
+        "waiting_seconds": max(0, int((end - h.created_at).total_seconds())),
+        "position": await store.queue_position(h.id),
+        "channel": conv.channel if conv else None,
+        "customer": {"id": customer.id if customer else None, "name": customer.display_name if customer else ""},
+        "last_message": last[-1].text[:200] if last else "",
+    }
+
+
+async def handoff_context(store: Store, config: Config, h: HandoffRecord) -> dict[str, Any]:
+    """The whole context: transcript, captured fields, channel, customer and history, reason."""
+    conv = await store.get_conversation(h.conversation_id)
+    if conv is None:
+        return {}
+    customer = await store.get_customer(conv.customer_id)
+    flow_state = await store.load_flow_state(conv.id) or {}
+    slots = {k: v for k, v in (flow_state.get("slots") or {}).items() if v not in (None, "", [])}
+    slots = {**{k: v for k, v in (h.context.get("slots") or {}).items()}, **slots}
+    transcript = await store.history(conv.id, limit=1000)
+    waiting = [m.to_dict() for m in transcript
+               if m.direction == "in" and m.created_at >= h.created_at]
+    previous = []
+    for c in await store.customer_conversations(conv.customer_id):
+        if c.id == conv.id:
+            continue
+        first = await store.history(c.id, limit=1000)
+        opening = next((m.text for m in first if m.direction == "in"), "")
+        previous.append({"id": c.id, "channel": c.channel, "created_at": c.created_at.isoformat(),
+                         "state": c.state.value, "summary": opening[:160]})
+    identities = await store.identities(conv.customer_id)
+    return {
+        "conversation": {"id": conv.id, "channel": conv.channel, "external_id": conv.external_id,
+                         "state": conv.state.value, "created_at": conv.created_at.isoformat()},
+        "customer": {"id": conv.customer_id, "name": customer.display_name if customer else "",
+                     "identities": [{"channel": ch, "external_id": ext} for ch, ext in identities],
+                     "previous_conversations": previous},
+        "reason": h.reason, "team": h.team, "team_name": config.handoff.team_name(h.team),
+        "slots": slots, "reference": slots.get("reference") or h.context.get("reference"),
+        "flow": flow_state.get("flow"),
+        "transcript": [m.to_dict() for m in transcript],
+        "waiting_messages": waiting,
+    }

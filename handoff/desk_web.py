@@ -1,0 +1,192 @@
+"""The local agent desk: the /agent page and its JSON API (docs/protocols.md).
+
+Agents log in with the agent token from config and their name; the cookie
+carries their signed name. Scripts may send the token as a Bearer header plus
+``X-Omnibot-Agent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from bot.auth import Signer
+from bot.config import Config
+from bot.events import EventBus
+from bot.storage import Store
+
+from .context import handoff_context, handoff_summary
+from .queue import DeskError, HandoffQueue
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+COOKIE = "omnibot_agent"
+DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned")
+
+
+class AgentDeskWeb:
+    """Mounts /agent on the bot's server.
+
+    Args:
+        queue: the desk interface.
+        store: for context and queue rows.
+        config: teams and the agent token.
+        events: pushed to agents' browsers.
+        secret: signs the login cookie.
+    """
+
+    def __init__(self, *, queue: HandoffQueue, store: Store, config: Config, events: EventBus,
+                 secret: str) -> None:
+        self.queue = queue
+        self.store = store
+        self.config = config
+        self.events = events
+        self.signer = Signer(secret, "agent-session")
+        self._token = config.agent_desk.token.get_secret_value()
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    def add_routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/agent", self.page)
+        r.add_static("/agent/static/", STATIC, append_version=False)
+        r.add_post("/agent/login", self.login)
+        r.add_post("/agent/logout", self.logout)
+        r.add_get("/agent/api/me", self.me)
+        r.add_get("/agent/api/queue", self.list_queue)
+        r.add_get("/agent/api/handoffs/{id}", self.detail)
+        r.add_post("/agent/api/handoffs/{id}/{action}", self.action)
+        r.add_get("/agent/ws", self.ws)
+
+    async def stop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=1001, message=b"server shutdown")
+
+    # -- auth ----------------------------------------------------------------
+
+    def agent_of(self, request: web.Request) -> str | None:
+        """The logged-in agent's name, or None."""
+        name = self.signer.verify(request.cookies.get(COOKIE))
+        if name:
+            return name
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].encode(), self._token.encode()):
+            who = request.headers.get("X-Omnibot-Agent", "").strip()
+            return who[:60] or None
+        return None
+
+    def is_agent(self, request: web.Request) -> bool:
+        return self.agent_of(request) is not None
+
+    def _require(self, request: web.Request) -> str:
+        agent = self.agent_of(request)
+        if agent is None:
+            raise web.HTTPUnauthorized(text=json.dumps({"error": "log in first"}), content_type="application/json")
+        return agent
+
+    async def login(self, request: web.Request) -> web.Response:
+        if request.content_type == "application/json":
+            try:
+                body = await request.json()
+            except ValueError:
+                return web.json_response({"error": "send JSON {token, name}"}, status=400)
+        else:
+            body = dict(await request.post())
+        if not isinstance(body, dict):
+            return web.json_response({"error": "send JSON {token, name}"}, status=400)
+        token, name = str(body.get("token", "")), str(body.get("name", "")).strip()
+        if not hmac.compare_digest(token.encode(), self._token.encode()):
+            await asyncio.sleep(0.3)  # slow down guessing
+            log.warning("failed agent login from %s", request.remote)
+            return web.json_response({"error": "wrong agent token"}, status=401)
+        if not 1 <= len(name) <= 60:
+            return web.json_response({"error": "give your name (1-60 characters)"}, status=400)
+        resp = web.json_response({"name": name})
+        resp.set_cookie(COOKIE, self.signer.sign(name), httponly=True, samesite="Strict", path="/",
+                        secure=request.secure, max_age=12 * 3600)
+        log.info("agent %s logged in", name)
+        return resp
+
+    async def logout(self, request: web.Request) -> web.Response:
+        resp = web.json_response({"ok": True})
+        resp.del_cookie(COOKIE, path="/")
+        return resp
+
+    # -- pages and API -------------------------------------------------------
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "agent.html", headers={"Cache-Control": "no-cache"})
+
+    async def me(self, request: web.Request) -> web.Response:
+        return web.json_response({"name": self._require(request)})
+
+    async def list_queue(self, request: web.Request) -> web.Response:
+        self._require(request)
+        rows = [await handoff_summary(self.store, self.config, h) for h in await self.queue.list()]
+        return web.json_response({"handoffs": rows})
+
+    async def detail(self, request: web.Request) -> web.Response:
+        self._require(request)
+        try:
+            h = await self.queue.get(request.match_info["id"])
+        except DeskError as exc:
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        return web.json_response({"handoff": await handoff_summary(self.store, self.config, h),
+                                  "context": await handoff_context(self.store, self.config, h)})
+
+    async def action(self, request: web.Request) -> web.Response:
+        agent = self._require(request)
+        hid, action = request.match_info["id"], request.match_info["action"]
+        try:
+            if action == "claim":
+                h = await self.queue.claim(hid, agent)
+            elif action == "reply":
+                try:
+                    body = await request.json()
+                except ValueError:
+                    return web.json_response({"error": 'send JSON {"text": "..."}'}, status=400)
+                text = body.get("text") if isinstance(body, dict) else None
+                if not isinstance(text, str):
+                    return web.json_response({"error": 'send JSON {"text": "..."}'}, status=400)
+                msg = await self.queue.reply(hid, agent, text)
+                return web.json_response({"message": msg.to_dict()})
+            elif action == "resolve":
+                h = await self.queue.resolve(hid, agent)
+            elif action in ("release", "hand_back"):
+                h = await self.queue.hand_back(hid, agent)
+            else:
+                return web.json_response({"error": f"unknown action {action!r}"}, status=404)
+        except DeskError as exc:
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        return web.json_response({"handoff": await handoff_summary(self.store, self.config, h)})
+
+    async def ws(self, request: web.Request) -> web.StreamResponse:
+        self._require(request)
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        q = self.events.subscribe()
+
+        async def pump() -> None:
+            while True:
+                ev = await q.get()
+                if ev.kind in DESK_EVENTS:
+                    await ws.send_json({"type": "changed", "event": ev.kind, "handoff_id": ev.handoff_id,
+                                        "conversation_id": ev.conversation_id})
+
+        task = asyncio.create_task(pump())
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT and msg.data == "ping":
+                    await ws.send_str("pong")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self.events.unsubscribe(q)
+            self._sockets.discard(ws)
+        return ws

@@ -1,0 +1,173 @@
+"""The agent desk interface over the durable handoff queue.
+
+Every desk (the local /agent page now, Slack later) calls these methods;
+each takes the conversation's lock, checks the transition table, and applies
+the change as one compare-and-set transaction together with what the customer
+is told.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Callable
+
+from bot.config import Config
+from bot.errors import InvalidTransition, OmnibotError
+from bot.events import Event, EventBus
+from bot.locks import KeyedLock
+from bot.model import Message, Outbound, utcnow
+from bot.runtime import first_name
+from bot.storage import HandoffRecord, Store
+
+from .states import CONVERSATION_STATE, HandoffState, next_state
+
+log = logging.getLogger(__name__)
+
+
+class DeskError(OmnibotError):
+    """An agent action that cannot be done; ``status`` is the HTTP status to show."""
+
+    status = 400
+
+
+class NotFound(DeskError):
+    status = 404
+
+
+class Conflict(DeskError):
+    status = 409
+
+
+class HandoffQueue:
+    """List, claim, reply, resolve, hand back.
+
+    Args:
+        store: storage.
+        locks: the per-conversation lock shared with the runtime.
+        events: announcements for desks and the web chat.
+        config: teams.
+        wake_delivery: called when the customer has new messages in the outbox.
+        reset_flow: turns a flow state into the one to keep when the bot takes over again.
+    """
+
+    def __init__(self, *, store: Store, locks: KeyedLock, events: EventBus, config: Config,
+                 wake_delivery: Callable[[], None], reset_flow: Callable[[Any], dict[str, Any]]) -> None:
+        self.store = store
+        self.locks = locks
+        self.events = events
+        self.config = config
+        self.wake_delivery = wake_delivery
+        self.reset_flow = reset_flow
+
+    async def list(self, *, team: str | None = None) -> list[HandoffRecord]:
+        """Queued and claimed handoffs, highest priority first, then oldest."""
+        return await self.store.list_handoffs(states=["queued", "claimed"], team=team)
+
+    async def get(self, handoff_id: str) -> HandoffRecord:
+        h = await self.store.get_handoff(handoff_id)
+        if h is None:
+            raise NotFound(f"no handoff {handoff_id}")
+        return h
+
+    async def claim(self, handoff_id: str, agent: str) -> HandoffRecord:
+        """Take a queued conversation; exactly one of several simultaneous claims wins."""
+        h = await self.get(handoff_id)
+        async with self.locks(h.conversation_id):
+            h = await self.get(handoff_id)
+            if h.state == "claimed":
+                raise Conflict(f"already claimed by {h.agent}")
+            new = self._next(h, "claim")
+            team = self.config.handoff.team_name(h.team)
+            told = Outbound(f"{first_name(agent)} from {team} has joined the conversation.", role="system")
+            if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value, agent=agent,
+                                                       conversation_state=CONVERSATION_STATE[new],
+                                                       replies=[told]):
+                now = await self.get(handoff_id)
+                raise Conflict(f"already claimed by {now.agent}" if now.agent else f"handoff is {now.state}")
+        log.info("handoff %s claimed by %s", handoff_id, agent)
+        return await self._announce("claimed", handoff_id)
+
+    async def reply(self, handoff_id: str, agent: str, text: str) -> Message:
+        """Send the agent's message to the customer's channel."""
+        text = text.strip()
+        if not text:
+            raise DeskError("the reply is empty")
+        h = await self.get(handoff_id)
+        async with self.locks(h.conversation_id):
+            h = await self._held_by(handoff_id, agent)
+            msgs = await self.store.commit_turn(
+                h.conversation_id, inbound_id=None, flow_state=None, keep_flow_state=True,
+                replies=[Outbound(text, role="agent", sender_name=first_name(agent))])
+        self.wake_delivery()
+        self.events.publish(Event("message", h.conversation_id, handoff_id, {"message_id": msgs[0].id}))
+        return msgs[0]
+
+    async def resolve(self, handoff_id: str, agent: str) -> HandoffRecord:
+        """Close the conversation and tell the customer."""
+        h = await self.get(handoff_id)
+        async with self.locks(h.conversation_id):
+            h = await self.get(handoff_id)
+            if h.state == "claimed" and h.agent != agent:
+                raise Conflict(f"claimed by {h.agent}; only they can resolve it")
+            new = self._next(h, "resolve")
+            told = Outbound(f"{first_name(agent)} marked your request as resolved. If there's anything else, "
+                            "just write here.", role="system")
+            if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value,
+                                                       conversation_state=CONVERSATION_STATE[new],
+                                                       replies=[told]):
+                raise Conflict("the handoff changed meanwhile; reload")
+        log.info("handoff %s resolved by %s", handoff_id, agent)
+        return await self._announce("resolved", handoff_id)
+
+    async def hand_back(self, handoff_id: str, agent: str) -> HandoffRecord:
+        """Return the conversation to the bot (slots are kept, the flow starts fresh)."""
+        h = await self.get(handoff_id)
+        async with self.locks(h.conversation_id):
+            h = await self.get(handoff_id)
+            if h.state == "claimed" and h.agent != agent:
+                raise Conflict(f"claimed by {h.agent}; only they can hand it back")
+            new = self._next(h, "hand_back" if h.state == "claimed" else "cancel")
+            flow_state = self.reset_flow(await self.store.load_flow_state(h.conversation_id))
+            told = Outbound("You're back with our assistant. Is there anything else I can help with?",
+                            role="system")
+            if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value,
+                                                       conversation_state=CONVERSATION_STATE[new],
+                                                       replies=[told], flow_state=flow_state):
+                raise Conflict("the handoff changed meanwhile; reload")
+        log.info("handoff %s handed back to the bot by %s", handoff_id, agent)
+        return await self._announce("returned", handoff_id)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _next(self, h: HandoffRecord, event: str) -> HandoffState:
+        try:
+            return next_state(h.state, event)
+        except InvalidTransition as exc:
+            raise Conflict(str(exc)) from None
+
+    async def _held_by(self, handoff_id: str, agent: str) -> HandoffRecord:
+        h = await self.get(handoff_id)
+        if h.state != "claimed":
+            raise Conflict(f"claim the conversation first (it is {h.state})")
+        if h.agent != agent:
+            raise Conflict(f"claimed by {h.agent}")
+        return h
+
+    async def _announce(self, kind: str, handoff_id: str) -> HandoffRecord:
+        self.wake_delivery()
+        h = await self.get(handoff_id)
+        conv = await self.store.get_conversation(h.conversation_id)
+        self.events.publish(Event(kind, h.conversation_id, handoff_id))
+        if conv is not None:
+            self.events.publish(Event("state", h.conversation_id, handoff_id, {
+                "state": conv.state.value, "position": 0, "team": self.config.handoff.team_name(h.team),
+                "agent": first_name(h.agent), "channel": conv.channel, "external_id": conv.external_id}))
+        return h
+
+    async def position(self, h: HandoffRecord) -> int:
+        return await self.store.queue_position(h.id)
+
+    def waiting_seconds(self, h: HandoffRecord, now: datetime | None = None) -> int:
+        end = h.claimed_at or h.closed_at or (now or utcnow())
+        return max(0, int((end - h.created_at).total_seconds()))
