@@ -39,7 +39,6 @@ class StorageConfig(_Model):
 
 class FlowsConfig(_Model):
     path: str = "flows/demo"
-    fallback_threshold: float = Field(0.45, ge=0, le=1)
 
 
 class WebchatConfig(_Model):

@@ -60,6 +60,7 @@ class LexicalMatcher:
 
     def __init__(self) -> None:
         self._idf: dict[str, float] = {}
+        self._unseen_idf = 1.0
         self._examples: list[tuple[str, dict[str, float]]] = []
 
     def fit(self, examples: Mapping[str, Sequence[str]]) -> None:
@@ -69,10 +70,13 @@ class LexicalMatcher:
             df.update(f.keys())
         n = max(len(docs), 1)
         self._idf = {k: math.log((1 + n) / (1 + v)) + 1.0 for k, v in df.items()}
+        self._unseen_idf = math.log(1 + n) + 1.0
         self._examples = [(intent, self._vector(f)) for intent, f in docs]
 
     def _vector(self, feats: Mapping[str, float]) -> dict[str, float]:
-        vec = {k: v * self._idf.get(k, 0.0) for k, v in feats.items() if k in self._idf}
+        # Words no example uses still count (as the rarest kind): "the human at your
+        # store was rude" must not look like the one-word example "human".
+        vec = {k: v * self._idf.get(k, self._unseen_idf) for k, v in feats.items()}
         norm = math.sqrt(sum(x * x for x in vec.values())) or 1.0
         return {k: x / norm for k, x in vec.items()}
 

@@ -113,7 +113,7 @@ class Flow(_M):
     description: str = ""
     trigger: Union[str, list[str], None] = None
     interrupts: bool = Field(False, description="may interrupt another flow's question (human, restart, help)")
-    steps: list[dict[str, Any]] = Field(min_length=1)
+    steps: list[Any] = Field(min_length=1, description="step mappings, or the shorthand `end`")
 
     def triggers(self) -> list[str]:
         if self.trigger is None:
@@ -130,8 +130,8 @@ class FallbackSettings(_M):
 
 
 class Settings(_M):
-    threshold: float = Field(0.45, ge=0, le=1)
-    interrupt_threshold: float = Field(0.8, ge=0, le=1)
+    threshold: float = Field(0.3, ge=0, le=1)
+    interrupt_threshold: float = Field(0.5, ge=0, le=1)
     fallback: FallbackSettings = FallbackSettings()
     handoff_message: str = (
         "I'm passing you to our {{ team }} team because {{ reason }}. "

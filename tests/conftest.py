@@ -1,0 +1,115 @@
+"""Shared fixtures: a no-network guard, configs, and a running app on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.app import SERVICES, Services, build_app
+from bot.config import Config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_FLOWS = ROOT / "flows" / "demo"
+AGENT_TOKEN = "test-agent-token"
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _loopback_only(addr: Any) -> None:
+    if isinstance(addr, tuple) and addr:
+        host = str(addr[0])
+        if not (host.startswith("127.") or host in ("::1", "localhost", "::ffff:127.0.0.1")):
+            pytest.fail(f"network access outside loopback attempted: {addr!r}")
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test that tries to connect beyond 127.0.0.0/8 (like PTB's OfflineRequest)."""
+
+    def connect(self: socket.socket, addr: Any) -> Any:
+        _loopback_only(addr)
+        return _real_connect(self, addr)
+
+    def connect_ex(self: socket.socket, addr: Any) -> Any:
+        _loopback_only(addr)
+        return _real_connect_ex(self, addr)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+def make_config(tmp_path: Path, extra: str = "") -> Config:
+    """A config on a temp database with the demo flows and a known agent token."""
+    text = f"""
+server: {{host: 127.0.0.1, port: 0}}
+storage: {{url: "sqlite:///{tmp_path / 'omnibot.sqlite3'}", media_dir: "{tmp_path / 'media'}"}}
+flows: {{path: "{DEMO_FLOWS}"}}
+agent_desk: {{token: {AGENT_TOKEN}}}
+handoff:
+  default_team: support
+  teams: {{support: {{name: Customer Care}}, complaints: {{name: Complaints}}}}
+delivery: {{base_delay: 0.05, max_delay: 0.2}}
+logging: {{level: DEBUG}}
+{extra}
+"""
+    return parse_config(text, path=str(tmp_path / "config.yaml"))
+
+
+@dataclass
+class Running:
+    """An app served on 127.0.0.1 with a client session."""
+
+    app: web.Application
+    runner: web.AppRunner
+    url: str
+    http: aiohttp.ClientSession
+
+    @property
+    def services(self) -> Services:
+        return self.app[SERVICES]
+
+    @property
+    def ws_url(self) -> str:
+        return self.url + "/webchat/ws"
+
+
+async def start_app(config: Config) -> Running:
+    app = await build_app(config)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    # unsafe=True: keep cookies set by an IP-address host (the agent login cookie).
+    http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    return Running(app, runner, f"http://127.0.0.1:{port}", http)
+
+
+async def stop_app(r: Running) -> None:
+    await r.http.close()
+    await r.runner.cleanup()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path)
+
+
+@pytest.fixture
+async def running(config: Config) -> AsyncIterator[Running]:
+    r = await start_app(config)
+    try:
+        yield r
+    finally:
+        await stop_app(r)
+
+
+def agent_headers(name: str = "Anna Smith") -> dict[str, str]:
+    return {"Authorization": f"Bearer {AGENT_TOKEN}", "X-Omnibot-Agent": name}
