@@ -150,11 +150,12 @@ def sanitize_text(text: str, *, max_chars: int = 20_000) -> str:
     """Make customer text safe to store: no lone surrogates, no NULs, bounded.
 
     Lone surrogates (from broken UTF-16 on some platforms) cannot be encoded
-    as UTF-8 and would crash storage; they become U+FFFD.
+    as UTF-8 and would crash storage; each becomes one U+FFFD. A valid pair
+    of surrogates is joined into the character it encodes.
     """
     if not isinstance(text, str):
         text = str(text)
-    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     text = text.replace("\x00", "")
     return text[:max_chars]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from typing import Any
 
 from bot.config import Config
@@ -52,6 +53,8 @@ class Runtime:
         self.wake_delivery = wake_delivery or (lambda: None)
         self._tasks: set[asyncio.Task[None]] = set()
         self.processed = 0
+        # Fault injection for the crash test: hold every turn this many seconds.
+        self._fault_delay = float(os.environ.get("OMNIBOT_FAULT_TURN_DELAY", "0") or 0)
 
     async def accept(self, inbound: Inbound) -> InboundResult:
         """Store a customer message (once) and schedule its answer.
@@ -96,6 +99,8 @@ class Runtime:
     async def process(self, conversation_id: str) -> None:
         """Answer every unprocessed message of a conversation, in order."""
         async with self.locks(conversation_id):
+            if self._fault_delay:
+                await asyncio.sleep(self._fault_delay)
             for msg in await self.store.unprocessed_inbound(conversation_id):
                 try:
                     await self._turn(msg)

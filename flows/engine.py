@@ -75,7 +75,7 @@ class ActionContext:
 
 
 class _Slots(dict):  # type: ignore[type-arg]
-    """Slots as templates see them: a slot not filled yet is None, not an error."""
+    """Slots (and customer fields) as templates see them: a missing key is None, not an error."""
 
     def __missing__(self, key: str) -> None:
         return None
@@ -113,7 +113,7 @@ class _Turn:
         self.handoff: HandoffRequest | None = None
 
     def context(self) -> dict[str, Any]:
-        return {"slots": _Slots(self.st.slots), "customer": dict(self.input.customer),
+        return {"slots": _Slots(self.st.slots), "customer": _Slots(self.input.customer),
                 "channel": self.input.channel, "message": self.input.text}
 
 

@@ -1,0 +1,624 @@
+/* omnibot agent desk: queue on the left, the selected handoff's whole context on the right.
+ * Plain JS, no dependencies. Every piece of server data goes into the DOM through textContent
+ * or element properties, never as HTML: customer text may contain markup or template syntax. */
+"use strict";
+
+(() => {
+  const $ = (sel) => document.querySelector(sel);
+  const POLL_MS = 10000;
+  const TOAST_MS = 6000;
+
+  const state = {
+    me: null,             // {name}
+    queue: [],            // Handoff[]
+    selectedId: null,
+    detail: null,         // {handoff, context} of the selected handoff
+    detailSeq: 0,         // drops stale detail responses
+    drafts: new Map(),    // handoff id -> unsent reply text
+    ws: null,
+    wsBackoff: 1000,
+    wsTimer: null,
+    pollTimer: null,
+    tickTimer: null,
+    refreshTimer: null,
+    pendingDetail: false,
+  };
+
+  // -- small helpers -----------------------------------------------------------
+
+  /** Build an element. attrs: class, text, data (object), or any property/attribute. */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = String(value);
+      else if (key === "data") for (const [k, v] of Object.entries(value)) node.dataset[k] = String(v);
+      else if (key in node && typeof value !== "string") node[key] = value;
+      else node.setAttribute(key, String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  class ApiError extends Error {
+    constructor(status, message) { super(message); this.status = status; }
+  }
+
+  async function api(method, path, body) {
+    const opts = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(path, opts);
+    } catch (err) {
+      throw new ApiError(0, "The server cannot be reached.");
+    }
+    let data = null;
+    try { data = await res.json(); } catch (err) { /* empty or not JSON */ }
+    if (res.status === 401 && path.startsWith("/agent/api/")) showLogin();
+    if (!res.ok) {
+      const msg = data && typeof data.error === "string" ? data.error : `${res.status} ${res.statusText}`;
+      throw new ApiError(res.status, msg);
+    }
+    return data || {};
+  }
+
+  let toastTimer = null;
+  function toast(message, isError = true) {
+    const t = $("#toast");
+    t.textContent = message;
+    t.classList.toggle("error", isError);
+    t.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { t.hidden = true; }, TOAST_MS);
+  }
+
+  function duration(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    if (s < 60) return `${s} s`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return `${m} min`;
+    const h = Math.floor(m / 60);
+    if (h < 24) return m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+    const d = Math.floor(h / 24);
+    return h % 24 ? `${d} d ${h % 24} h` : `${d} d`;
+  }
+
+  function timeLabel(iso) {
+    const d = new Date(iso);
+    if (!iso || Number.isNaN(d.getTime())) return "";
+    const hm = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    if (d.toDateString() === new Date().toDateString()) return hm;
+    return `${d.toLocaleDateString([], { day: "numeric", month: "short" })} ${hm}`;
+  }
+
+  function timeEl(iso) {
+    const d = new Date(iso);
+    if (!iso || Number.isNaN(d.getTime())) return null;
+    return el("time", { dateTime: iso, title: d.toLocaleString(), text: timeLabel(iso) });
+  }
+
+  /** A span that counts up live from `seconds` ago (see tick()). */
+  function liveDuration(seconds, prefix = "") {
+    const since = Date.now() - Math.max(0, Number(seconds) || 0) * 1000;
+    const span = el("span", { class: "tick", data: { since, prefix } });
+    span.textContent = prefix + duration((Date.now() - since) / 1000);
+    return span;
+  }
+
+  function tick() {
+    for (const span of document.querySelectorAll(".tick")) {
+      span.textContent = span.dataset.prefix + duration((Date.now() - Number(span.dataset.since)) / 1000);
+    }
+  }
+
+  /** Only http(s) and same-origin relative URLs become links or images. */
+  function safeUrl(url) {
+    if (typeof url !== "string" || !url) return null;
+    try {
+      const u = new URL(url, location.href);
+      return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
+    } catch (err) {
+      return null;
+    }
+  }
+
+  const token = (s) => String(s || "unknown").toLowerCase().replace(/[^a-z0-9_-]/g, "-");
+  const channelBadge = (ch) => el("span", { class: `badge ch-${token(ch)}`, text: ch || "unknown channel" });
+  const customerName = (c) => (c && (c.name || c.id)) || "Unknown customer";
+  const mine = (h) => !!(h && state.me && h.state === "claimed" && h.agent === state.me.name);
+  const humanize = (key) => {
+    const s = String(key).replace(/[_-]+/g, " ").trim();
+    return s.charAt(0).toUpperCase() + s.slice(1);
+  };
+
+  function stateBadge(h) {
+    if (h.state === "queued") {
+      return el("span", { class: "badge st-queued", text: h.position ? `waiting #${h.position}` : "waiting" });
+    }
+    if (h.state === "claimed") {
+      const you = mine(h);
+      return el("span", { class: `badge st-claimed${you ? " st-mine" : ""}`,
+        text: `claimed by ${h.agent || "someone"}${you ? " (you)" : ""}` });
+    }
+    return el("span", { class: `badge st-${token(h.state)}`, text: h.state === "returned" ? "back with the bot" : h.state });
+  }
+
+  function prioMarker(h) {
+    const p = Number(h.priority) || 0;
+    return p > 0 ? el("span", { class: "prio", title: `Priority ${p}`, "aria-label": `priority ${p}`, text: `▲ P${p}` }) : null;
+  }
+
+  // -- attachments ---------------------------------------------------------------
+
+  const isImage = (a) => a.kind === "image" || /^image\//.test(a.mime || "") ||
+    /\.(png|jpe?g|gif|webp|bmp)(\?|$)/i.test(a.url || "");
+
+  function attachmentList(items) {
+    const box = el("div", { class: "atts" });
+    for (const a of items) {
+      const url = safeUrl(a.url);
+      const name = a.name || (isImage(a) ? "photo" : "file");
+      if (!url) {
+        box.append(el("span", { class: "file", text: `${name} (not available here)` }));
+      } else if (isImage(a)) {
+        box.append(el("a", { href: url, target: "_blank", rel: "noopener noreferrer", title: name },
+          el("img", { src: url, alt: name, loading: "lazy" })));
+      } else {
+        const size = a.size ? ` (${Math.ceil(a.size / 1024)} KB)` : "";
+        box.append(el("a", { class: "file", href: url, target: "_blank", rel: "noopener noreferrer", text: `📎 ${name}${size}` }));
+      }
+    }
+    return box;
+  }
+
+  const isAttachmentList = (v) => Array.isArray(v) && v.length > 0 &&
+    v.every((x) => x && typeof x === "object" && typeof x.url === "string");
+
+  // -- queue ---------------------------------------------------------------------
+
+  async function loadQueue() {
+    const data = await api("GET", "/agent/api/queue");
+    state.queue = Array.isArray(data.handoffs) ? data.handoffs : [];
+    renderQueue();
+  }
+
+  function renderQueue() {
+    const list = $("#queue");
+    const focusedId = document.activeElement && document.activeElement.dataset
+      ? document.activeElement.dataset.handoffId : undefined;
+    const items = state.queue.map((h) => {
+      const id = String(h.id);
+      const btn = el("button", {
+        type: "button", class: `queue-item${Number(h.priority) > 0 ? " prio-item" : ""}`,
+        data: { handoffId: id, state: h.state || "" },
+        "aria-current": id === state.selectedId ? "true" : "false",
+      },
+      el("span", { class: "qi-row" },
+        el("span", { class: "qi-name", text: customerName(h.customer) }),
+        prioMarker(h),
+        el("span", { class: "qi-wait", title: h.state === "queued" ? "waiting" : "waited before claim" },
+          liveOrStatic(h))),
+      el("span", { class: "qi-row" }, channelBadge(h.channel),
+        el("span", { class: "badge team", text: h.team_name || h.team || "no team" }), stateBadge(h)),
+      el("span", { class: "qi-row" }, el("span", { class: "qi-reason", text: h.reason || "no reason given" })),
+      h.last_message ? el("span", { class: "qi-last", text: h.last_message }) : null);
+      btn.addEventListener("click", () => select(id));
+      return el("li", null, btn);
+    });
+    list.replaceChildren(...items);
+    if (!items.length) list.append(el("li", { class: "queue-empty", text: "Nobody is waiting. 🎉" }));
+    if (focusedId) {
+      const again = list.querySelector(`.queue-item[data-handoff-id="${CSS.escape(focusedId)}"]`);
+      if (again) again.focus();
+    }
+    const waiting = state.queue.filter((h) => h.state === "queued").length;
+    const claimed = state.queue.length - waiting;
+    $("#queue-count").textContent = `${waiting} waiting · ${claimed} claimed`;
+    document.title = waiting ? `(${waiting}) Agent desk · omnibot` : "Agent desk · omnibot";
+  }
+
+  function liveOrStatic(h) {
+    return h.state === "queued" ? liveDuration(h.waiting_seconds) : duration(h.waiting_seconds || 0);
+  }
+
+  // -- detail --------------------------------------------------------------------
+
+  function select(id) {
+    if (id === state.selectedId) return;
+    saveDraft();
+    state.selectedId = id;
+    state.detail = null;
+    history.replaceState(null, "", id ? `#h=${encodeURIComponent(id)}` : location.pathname);
+    for (const b of document.querySelectorAll(".queue-item")) {
+      b.setAttribute("aria-current", b.dataset.handoffId === id ? "true" : "false");
+    }
+    $("#transcript").replaceChildren();
+    $("#reply-input").value = state.drafts.get(id) || "";
+    loadDetail().catch(reportError);
+  }
+
+  async function loadDetail() {
+    const id = state.selectedId;
+    if (!id) { renderDetail(); return; }
+    const seq = ++state.detailSeq;
+    try {
+      const data = await api("GET", `/agent/api/handoffs/${encodeURIComponent(id)}`);
+      if (seq !== state.detailSeq || id !== state.selectedId) return;
+      state.detail = { handoff: data.handoff || {}, context: data.context || {} };
+    } catch (err) {
+      if (seq !== state.detailSeq) return;
+      if (err.status === 404) {
+        state.selectedId = null;
+        state.detail = null;
+        toast("That handoff no longer exists.");
+      } else throw err;
+    }
+    renderDetail();
+  }
+
+  function renderDetail() {
+    const d = state.detail;
+    $("#empty-state").hidden = !!state.selectedId;
+    $("#conv").hidden = !state.selectedId;
+    if (!d) {
+      $("#context-header").replaceChildren(el("p", { class: "none", text: state.selectedId ? "Loading…" : "" }));
+      for (const b of ["#claim-btn", "#resolve-btn", "#release-btn", "#reply-form", "#reply-note"]) $(b).hidden = true;
+      return;
+    }
+    renderHeader(d.handoff, d.context);
+    renderActions(d.handoff);
+    renderSlots(d.context.slots || {});
+    renderCustomer(d.context.customer || {});
+    renderTranscript(d.handoff, d.context);
+  }
+
+  function renderHeader(h, ctx) {
+    const customer = ctx.customer || h.customer || {};
+    const conv = ctx.conversation || {};
+    const name = el("h2", { text: customerName(customer) },
+      customer.name && customer.id ? el("span", { class: "sub", text: customer.id }) : null);
+    const meta = el("div", { class: "head-meta" },
+      channelBadge(conv.channel || h.channel),
+      el("span", { class: "badge team", text: ctx.team_name || h.team_name || h.team || "no team" }),
+      stateBadge(h), prioMarker(h),
+      ctx.reference ? el("span", { text: `Ref ${ctx.reference}` }) : null,
+      ctx.flow ? el("span", { text: `Flow: ${ctx.flow}` }) : null,
+      h.state === "queued" ? liveDuration(h.waiting_seconds, "waiting ") : null,
+      h.state === "claimed" && h.claimed_at ? el("span", null, "claimed ", timeEl(h.claimed_at)) : null);
+    const reason = el("div", { class: "head-reason" }, el("strong", { text: "Reason: " }), ctx.reason || h.reason || "not given");
+    $("#context-header").replaceChildren(name, meta, reason);
+  }
+
+  function renderActions(h) {
+    const you = mine(h);
+    $("#claim-btn").hidden = h.state !== "queued";
+    $("#resolve-btn").hidden = !you;
+    $("#release-btn").hidden = !you;
+    $("#reply-form").hidden = !you;
+    const note = $("#reply-note");
+    note.hidden = you;
+    if (h.state === "queued") note.textContent = "Claim this conversation to reply.";
+    else if (h.state === "claimed") note.textContent = `${h.agent || "Another agent"} is handling this conversation.`;
+    else if (h.state === "resolved") note.textContent = "This conversation was resolved.";
+    else note.textContent = "This conversation is back with the bot.";
+  }
+
+  function renderSlots(slots) {
+    const rows = Object.entries(slots).map(([key, value]) => {
+      let dd;
+      if (isAttachmentList(value)) dd = el("dd", null, attachmentList(value));
+      else if (value !== null && typeof value === "object") {
+        dd = el("dd", null, Array.isArray(value) && value.every((v) => typeof v !== "object")
+          ? value.join(", ") : el("pre", { text: JSON.stringify(value, null, 2) }));
+      } else dd = el("dd", { text: String(value) });
+      return el("div", { class: "slot", data: { slot: key } }, el("dt", { title: key, text: humanize(key) }), dd);
+    });
+    $("#slots").replaceChildren(...(rows.length ? rows : [el("p", { class: "none", text: "Nothing captured." })]));
+  }
+
+  function renderCustomer(c) {
+    const ids = (c.identities || []).map((i) => el("li", { class: "ident" },
+      el("span", { class: "line" }, channelBadge(i.channel), el("span", { text: i.external_id || "" }))));
+    if (c.id) ids.unshift(el("li", { class: "ident" }, el("span", { class: "line", text: `Customer id ${c.id}` })));
+    $("#identities").replaceChildren(...(ids.length ? ids : [el("li", { class: "none", text: "No identities." })]));
+    const prev = (c.previous_conversations || []).map((p) => el("li", null,
+      el("span", { class: "line" }, channelBadge(p.channel), timeEl(p.created_at),
+        el("span", { class: `badge st-${token(p.state)}`, text: p.state || "" })),
+      el("span", { class: "summary", text: p.summary || "(no customer message)" })));
+    $("#previous").replaceChildren(...(prev.length ? prev : [el("li", { class: "none", text: "No earlier conversations." })]));
+  }
+
+  function waitingIds(h, ctx) {
+    // Only what arrived before an agent took over counts as "sent while waiting".
+    const until = h.claimed_at ? new Date(h.claimed_at).getTime() : Infinity;
+    return new Set((ctx.waiting_messages || [])
+      .filter((m) => !(new Date(m.at).getTime() >= until))
+      .map((m) => String(m.id)));
+  }
+
+  function renderMessage(m, customer, waiting) {
+    const role = token(m.role);
+    const who = { customer: customerName(customer), bot: "Bot", system: "System" }[m.role]
+      || (m.role === "agent" ? m.sender || "Agent" : m.role || "?");
+    const isWaiting = waiting.has(String(m.id));
+    const meta = el("div", { class: "meta" },
+      el("span", { class: "who", text: who }), timeEl(m.at),
+      isWaiting ? el("span", { class: "waiting-label", text: "sent while waiting" }) : null,
+      m.status === "failed" ? el("span", { class: "status", text: "not delivered" }) : null,
+      m.status === "pending" ? el("span", { text: "sending…" }) : null);
+    const body = el("div", { class: "body" });
+    if (m.text) body.append(document.createTextNode(m.text));
+    if (Array.isArray(m.attachments) && m.attachments.length) body.append(attachmentList(m.attachments));
+    const buttons = Array.isArray(m.buttons) && m.buttons.length
+      ? el("div", { class: "buttons", "aria-label": "buttons offered" }, m.buttons.map((b) => el("span", { text: b.title })))
+      : null;
+    return el("div", { class: `msg role-${role}${isWaiting ? " waiting" : ""}`, data: { id: m.id } }, meta, body, buttons);
+  }
+
+  function renderTranscript(h, ctx) {
+    const box = $("#transcript");
+    const msgs = Array.isArray(ctx.transcript) ? ctx.transcript : [];
+    const waiting = waitingIds(h, ctx);
+    const shown = [...box.querySelectorAll(".msg")].map((n) => n.dataset.id);
+    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
+    const sameStart = box.dataset.handoff === String(h.id) && shown.length <= msgs.length &&
+      shown.every((id, i) => id === String(msgs[i].id));
+    const fresh = sameStart ? msgs.slice(shown.length) : msgs;
+    if (!sameStart) box.replaceChildren();
+    box.dataset.handoff = String(h.id);
+    let dividerShown = !!box.querySelector(".divider");
+    for (const m of fresh) {
+      if (!dividerShown && waiting.has(String(m.id))) {
+        box.append(el("div", { class: "divider", text: "waiting for an agent" }));
+        dividerShown = true;
+      }
+      box.append(renderMessage(m, ctx.customer || h.customer, waiting));
+    }
+    if (!msgs.length) box.append(el("p", { class: "none", text: "No messages yet." }));
+    if (!sameStart || (fresh.length && atBottom)) box.scrollTop = box.scrollHeight;
+  }
+
+  // -- actions -------------------------------------------------------------------
+
+  async function act(action, button) {
+    const id = state.selectedId;
+    if (!id) return;
+    button.disabled = true;
+    try {
+      await api("POST", `/agent/api/handoffs/${encodeURIComponent(id)}/${action}`);
+      if (action !== "claim") state.drafts.delete(id);
+    } catch (err) {
+      reportError(err);
+    } finally {
+      button.disabled = false;
+      await refreshAll();
+    }
+  }
+
+  async function sendReply() {
+    const input = $("#reply-input");
+    const send = $("#reply-send");
+    const text = input.value.trim();
+    const id = state.selectedId;
+    if (!text || !id || send.disabled) return;
+    send.disabled = true;
+    try {
+      await api("POST", `/agent/api/handoffs/${encodeURIComponent(id)}/reply`, { text });
+      if (state.selectedId === id) input.value = "";
+      state.drafts.delete(id);
+      await loadDetail();
+    } catch (err) {
+      reportError(err);
+      if (err.status === 409) await refreshAll();
+    } finally {
+      send.disabled = false;
+      if (state.selectedId === id) input.focus();
+    }
+  }
+
+  function saveDraft() {
+    if (state.selectedId) state.drafts.set(state.selectedId, $("#reply-input").value);
+  }
+
+  function reportError(err) {
+    if (err && err.status === 401) return; // the login form is showing already
+    toast(err && err.message ? err.message : String(err));
+  }
+
+  // -- live updates ----------------------------------------------------------------
+
+  async function refreshAll() {
+    try {
+      await loadQueue();
+      if (state.selectedId) await loadDetail();
+    } catch (err) {
+      reportError(err);
+    }
+  }
+
+  /** Coalesce bursts of `changed` frames into one refetch. */
+  function scheduleRefresh(handoffId) {
+    if (handoffId && String(handoffId) === state.selectedId) state.pendingDetail = true;
+    if (!handoffId) state.pendingDetail = true;
+    if (state.refreshTimer) return;
+    state.refreshTimer = setTimeout(async () => {
+      state.refreshTimer = null;
+      const withDetail = state.pendingDetail;
+      state.pendingDetail = false;
+      try {
+        await loadQueue();
+        if (withDetail && state.selectedId) await loadDetail();
+      } catch (err) {
+        reportError(err);
+      }
+    }, 150);
+  }
+
+  function setConn(text, cls) {
+    const c = $("#conn");
+    c.hidden = false;
+    c.textContent = text;
+    c.className = cls;
+  }
+
+  function connect() {
+    if (!state.me || state.ws) return;
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    let ws;
+    try {
+      ws = new WebSocket(`${proto}//${location.host}/agent/ws`);
+    } catch (err) {
+      scheduleReconnect();
+      return;
+    }
+    state.ws = ws;
+    ws.onopen = () => {
+      const wasDown = state.wsBackoff > 1000;
+      state.wsBackoff = 1000;
+      setConn("Live", "live");
+      if (wasDown) refreshAll(); // events may have been missed while disconnected
+    };
+    ws.onmessage = (ev) => {
+      let frame;
+      try { frame = JSON.parse(ev.data); } catch (err) { return; }
+      if (frame && frame.type === "changed") scheduleRefresh(frame.handoff_id);
+    };
+    ws.onclose = () => {
+      if (state.ws === ws) state.ws = null;
+      if (state.me) scheduleReconnect();
+    };
+  }
+
+  function scheduleReconnect() {
+    setConn("Reconnecting…", "down");
+    clearTimeout(state.wsTimer);
+    const delay = state.wsBackoff + Math.random() * 500;
+    state.wsBackoff = Math.min(state.wsBackoff * 2, 30000);
+    state.wsTimer = setTimeout(connect, delay);
+  }
+
+  function startLive() {
+    connect();
+    clearInterval(state.pollTimer);
+    state.pollTimer = setInterval(() => {
+      const live = state.ws && state.ws.readyState === WebSocket.OPEN;
+      (live ? loadQueue() : refreshAll()).catch(reportError);
+    }, POLL_MS);
+    clearInterval(state.tickTimer);
+    state.tickTimer = setInterval(tick, 1000);
+  }
+
+  function stopLive() {
+    clearInterval(state.pollTimer);
+    clearInterval(state.tickTimer);
+    clearTimeout(state.wsTimer);
+    clearTimeout(state.refreshTimer);
+    state.refreshTimer = null;
+    if (state.ws) {
+      const ws = state.ws;
+      state.ws = null;
+      ws.onclose = null;
+      ws.close();
+    }
+    $("#conn").hidden = true;
+  }
+
+  // -- login / logout ----------------------------------------------------------------
+
+  function showLogin() {
+    if (!$("#login-view").hidden) return;
+    state.me = null;
+    stopLive();
+    $("#desk").hidden = true;
+    $("#logout-btn").hidden = true;
+    $("#me-name").textContent = "";
+    $("#login-view").hidden = false;
+    $("#login-name").value = $("#login-name").value || localStorage.getItem("omnibot.agentName") || "";
+    ($("#login-name").value ? $("#login-token") : $("#login-name")).focus();
+  }
+
+  async function showDesk(me) {
+    state.me = me;
+    $("#login-view").hidden = true;
+    $("#desk").hidden = false;
+    $("#logout-btn").hidden = false;
+    $("#me-name").textContent = `Signed in as ${me.name}`;
+    const m = /^#h=(.+)$/.exec(location.hash);
+    state.selectedId = m ? decodeURIComponent(m[1]) : null;
+    renderDetail();
+    startLive();
+    await refreshAll();
+  }
+
+  async function login(event) {
+    event.preventDefault();
+    const tokenValue = $("#login-token").value;
+    const name = $("#login-name").value.trim();
+    const errorBox = $("#login-error");
+    errorBox.textContent = "";
+    if (!tokenValue || !name) {
+      errorBox.textContent = "Enter the agent token and your name.";
+      return;
+    }
+    const btn = $("#login-btn");
+    btn.disabled = true;
+    try {
+      await api("POST", "/agent/login", { token: tokenValue, name });
+      localStorage.setItem("omnibot.agentName", name);
+      $("#login-token").value = "";
+      const me = await api("GET", "/agent/api/me");
+      await showDesk(me);
+    } catch (err) {
+      errorBox.textContent = err.message;
+      toast(err.message);
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  async function logout() {
+    try { await api("POST", "/agent/logout"); } catch (err) { /* log in again anyway */ }
+    state.selectedId = null;
+    state.detail = null;
+    state.queue = [];
+    $("#queue").replaceChildren();
+    $("#transcript").replaceChildren();
+    history.replaceState(null, "", location.pathname);
+    showLogin();
+  }
+
+  // -- wiring ------------------------------------------------------------------------
+
+  $("#login-form").addEventListener("submit", login);
+  $("#logout-btn").addEventListener("click", logout);
+  $("#claim-btn").addEventListener("click", (e) => act("claim", e.currentTarget));
+  $("#resolve-btn").addEventListener("click", (e) => act("resolve", e.currentTarget));
+  $("#release-btn").addEventListener("click", (e) => act("release", e.currentTarget));
+  $("#reply-form").addEventListener("submit", (e) => { e.preventDefault(); sendReply(); });
+  $("#reply-input").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      sendReply();
+    }
+  });
+  $("#reply-input").addEventListener("input", saveDraft);
+  $("#toast").addEventListener("click", () => { $("#toast").hidden = true; });
+
+  (async () => {
+    try {
+      const me = await api("GET", "/agent/api/me");
+      await showDesk(me);
+    } catch (err) {
+      if (err.status !== 401) toast(err.message);
+      showLogin();
+    }
+  })();
+})();
