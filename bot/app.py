@@ -85,7 +85,8 @@ async def build_services(config: Config) -> Services:
             media = MediaStore(config.resolve(config.storage.media_dir))
             webchat = WebchatConnector(config=config.webchat, secret=secret, accept=runtime.accept, store=store,
                                        events=events, media=media,
-                                       is_agent=desk.is_agent if desk else (lambda r: False))
+                                       is_agent=desk.is_agent if desk else (lambda r: False),
+                                       team_name=config.handoff.team_name)
             connectors[webchat.name] = webchat
     except BaseException:
         await store.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 import time
 from collections import deque
@@ -32,6 +33,7 @@ STATIC = Path(__file__).parent / "static"
 HARD_FRAME_LIMIT = 1024 * 1024     # aiohttp closes the socket above this; our own limit is lower
 MAX_TEXT_CHARS = 4000
 MAX_ATTACHMENTS = 5
+_CLIENT_ID = re.compile(r'"client_id"\s*:\s*"([^"]{1,100})"')
 
 
 class FrameError(Exception):
@@ -58,8 +60,10 @@ class WebchatConnector:
 
     def __init__(self, *, config: WebchatConfig, secret: str, accept: Callable[[Inbound], Any],
                  store: Store, events: EventBus, media: MediaStore,
-                 is_agent: Callable[[web.Request], bool]) -> None:
+                 is_agent: Callable[[web.Request], bool],
+                 team_name: Callable[[str], str] = str) -> None:
         self.config = config
+        self.team_name = team_name
         self.signer = Signer(secret, "webchat-session")
         self.accept = accept
         self.store = store
@@ -235,7 +239,10 @@ class WebchatConnector:
 
     async def _frame(self, ws: web.WebSocketResponse, data: str, visitor: str | None) -> str | None:
         if len(data.encode("utf-8", "surrogatepass")) > self.config.max_frame_bytes:
-            raise FrameError("too_large", f"frame is larger than {self.config.max_frame_bytes} bytes")
+            # Name the message if we can, so the widget marks the right one as failed.
+            m = _CLIENT_ID.search(data[:2000])
+            raise FrameError("too_large", f"the message is larger than {self.config.max_frame_bytes} bytes",
+                             m.group(1) if m else None)
         try:
             frame = json.loads(data)
         except ValueError:
@@ -276,6 +283,7 @@ class WebchatConnector:
             h = await self.store.active_handoff(conv.id)
             if h is not None:
                 welcome["position"] = await self.store.queue_position(h.id)
+                welcome["team"] = self.team_name(h.team)
         await ws.send_json(welcome)
         return visitor
 

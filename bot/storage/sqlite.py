@@ -141,11 +141,17 @@ class SqliteStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = aiosqlite.Row
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-        await self._db.execute("PRAGMA foreign_keys=ON")
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        await self.migrate()
+        try:
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            await self._db.execute("PRAGMA foreign_keys=ON")
+            await self._db.execute("PRAGMA busy_timeout=5000")
+            await self.migrate()
+        except BaseException:
+            # A refused or failed open must not leave the connection (and its thread) behind.
+            db, self._db = self._db, None
+            await db.close()
+            raise
 
     async def close(self) -> None:
         if self._db is not None:
@@ -462,9 +468,11 @@ class SqliteStore:
         return [OutboxItem(_message(r), r["channel"], r["c_external_id"], r["attempts"]) for r in rows]
 
     async def next_outbox_due(self) -> float | None:
+        """When the next head of a conversation's outbox is due (later messages wait for their head)."""
         async with self._lock:
             row = await self._one("SELECT MIN(next_attempt_at) AS t FROM messages "
-                                  "WHERE direction='out' AND status='pending'")
+                                  "WHERE id IN (SELECT MIN(id) FROM messages WHERE direction='out' "
+                                  "AND status='pending' GROUP BY conversation_id)")
         return row["t"] if row and row["t"] is not None else None
 
     async def mark_sent(self, message_id: int, platform_message_id: str) -> None:

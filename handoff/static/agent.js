@@ -22,6 +22,7 @@
     tickTimer: null,
     refreshTimer: null,
     pendingDetail: false,
+    scrollDown: false,    // jump to the newest message on the next render
   };
 
   // -- small helpers -----------------------------------------------------------
@@ -164,7 +165,7 @@
   function attachmentList(items) {
     const box = el("div", { class: "atts" });
     for (const a of items) {
-      const url = safeUrl(a.url);
+      const url = safeUrl(a.url) && a.url;
       const name = a.name || (isImage(a) ? "photo" : "file");
       if (!url) {
         box.append(el("span", { class: "file", text: `${name} (not available here)` }));
@@ -173,7 +174,7 @@
           el("img", { src: url, alt: name, loading: "lazy" })));
       } else {
         const size = a.size ? ` (${Math.ceil(a.size / 1024)} KB)` : "";
-        box.append(el("a", { class: "file", href: url, target: "_blank", rel: "noopener noreferrer", text: `📎 ${name}${size}` }));
+        box.append(el("a", { class: "file", href: url, target: "_blank", rel: "noopener noreferrer", text: `${name}${size}` }));
       }
     }
     return box;
@@ -206,7 +207,7 @@
         prioMarker(h),
         el("span", { class: "qi-wait", title: h.state === "queued" ? "waiting" : "waited before claim" },
           liveOrStatic(h))),
-      el("span", { class: "qi-row" }, channelBadge(h.channel),
+      el("span", { class: "qi-row wrap" }, channelBadge(h.channel),
         el("span", { class: "badge team", text: h.team_name || h.team || "no team" }), stateBadge(h)),
       el("span", { class: "qi-row" }, el("span", { class: "qi-reason", text: h.reason || "no reason given" })),
       h.last_message ? el("span", { class: "qi-last", text: h.last_message }) : null);
@@ -214,7 +215,7 @@
       return el("li", null, btn);
     });
     list.replaceChildren(...items);
-    if (!items.length) list.append(el("li", { class: "queue-empty", text: "Nobody is waiting. 🎉" }));
+    if (!items.length) list.append(el("li", { class: "queue-empty", text: "Nobody is waiting." }));
     if (focusedId) {
       const again = list.querySelector(`.queue-item[data-handoff-id="${CSS.escape(focusedId)}"]`);
       if (again) again.focus();
@@ -268,6 +269,8 @@
     const d = state.detail;
     $("#empty-state").hidden = !!state.selectedId;
     $("#conv").hidden = !state.selectedId;
+    const box = $("#transcript");
+    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
     if (!d) {
       $("#context-header").replaceChildren(el("p", { class: "none", text: state.selectedId ? "Loading…" : "" }));
       for (const b of ["#claim-btn", "#resolve-btn", "#release-btn", "#reply-form", "#reply-note"]) $(b).hidden = true;
@@ -277,7 +280,8 @@
     renderActions(d.handoff);
     renderSlots(d.context.slots || {});
     renderCustomer(d.context.customer || {});
-    renderTranscript(d.handoff, d.context);
+    renderTranscript(d.handoff, d.context, atBottom || state.scrollDown);
+    state.scrollDown = false;
   }
 
   function renderHeader(h, ctx) {
@@ -363,16 +367,16 @@
     return el("div", { class: `msg role-${role}${isWaiting ? " waiting" : ""}`, data: { id: m.id } }, meta, body, buttons);
   }
 
-  function renderTranscript(h, ctx) {
+  function renderTranscript(h, ctx, stick) {
     const box = $("#transcript");
     const msgs = Array.isArray(ctx.transcript) ? ctx.transcript : [];
     const waiting = waitingIds(h, ctx);
     const shown = [...box.querySelectorAll(".msg")].map((n) => n.dataset.id);
-    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
     const sameStart = box.dataset.handoff === String(h.id) && shown.length <= msgs.length &&
       shown.every((id, i) => id === String(msgs[i].id));
     const fresh = sameStart ? msgs.slice(shown.length) : msgs;
     if (!sameStart) box.replaceChildren();
+    for (const n of box.querySelectorAll(":scope > .none")) n.remove();
     box.dataset.handoff = String(h.id);
     let dividerShown = !!box.querySelector(".divider");
     for (const m of fresh) {
@@ -383,7 +387,7 @@
       box.append(renderMessage(m, ctx.customer || h.customer, waiting));
     }
     if (!msgs.length) box.append(el("p", { class: "none", text: "No messages yet." }));
-    if (!sameStart || (fresh.length && atBottom)) box.scrollTop = box.scrollHeight;
+    if (!sameStart || stick) box.scrollTop = box.scrollHeight;
   }
 
   // -- actions -------------------------------------------------------------------
@@ -414,6 +418,7 @@
       await api("POST", `/agent/api/handoffs/${encodeURIComponent(id)}/reply`, { text });
       if (state.selectedId === id) input.value = "";
       state.drafts.delete(id);
+      state.scrollDown = true;
       await loadDetail();
     } catch (err) {
       reportError(err);
@@ -574,6 +579,7 @@
       await api("POST", "/agent/login", { token: tokenValue, name });
       localStorage.setItem("omnibot.agentName", name);
       $("#login-token").value = "";
+      $("#toast").hidden = true;
       const me = await api("GET", "/agent/api/me");
       await showDesk(me);
     } catch (err) {

@@ -233,6 +233,10 @@ async def test_bad_frames_keep_socket_usable(running: Running, config) -> None:
             await c.ws.send_str(raw)
             f = await c.expect(lambda f: f["type"] == "error")
             assert f["code"] == code, (raw[:40], f)
+        # an oversized message is named, so the widget can mark it failed
+        await c.ws.send_str(json.dumps({"type": "message", "client_id": "big-1", "text": "y" * 20000}))
+        f = await c.expect(lambda f: f["type"] == "error")
+        assert f["code"] == "too_large" and f["client_id"] == "big-1"
         await c.ws.send_bytes(b"\x00\x01")
         assert (await c.expect(lambda f: f["type"] == "error"))["code"] == "bad_frame"
         # still usable
