@@ -3,6 +3,7 @@ the way the web chat does (an ack, then a message), with no storage or flows."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 
@@ -30,15 +31,24 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def main() -> None:
+async def serve(port: int) -> None:
     app = web.Application()
     app.router.add_get("/webchat/ws", ws_handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("ready", flush=True)          # only once the socket is listening
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
 
-    async def announce(app: web.Application) -> None:
-        print("ready", flush=True)
 
-    app.on_startup.append(announce)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+def main() -> None:
+    try:
+        asyncio.run(serve(int(sys.argv[1])))
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

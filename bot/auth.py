@@ -23,7 +23,8 @@ class Signer:
 
     def verify(self, token: str | None) -> str | None:
         """The signed value, or None if the token is missing, malformed or forged."""
-        if not token or not isinstance(token, str) or token.count(".") != 1 or len(token) > 1024:
+        if (not token or not isinstance(token, str) or not token.isascii() or token.count(".") != 1
+                or len(token) > 1024):
             return None
         v64, mac64 = token.split(".")
         try:

@@ -67,6 +67,9 @@ def run(config_path: str | None, host: str | None, port: int | None) -> None:
         sys.exit(1)
 
     try:
+        # The SQLite thread hands every result back through the GIL; with the default 5 ms
+        # switch interval a busy event loop makes each of those hand-offs wait up to 5 ms.
+        sys.setswitchinterval(0.0005)
         asyncio.run(_serve(app, config, server.host, server.port))
     except OSError as exc:
         click.echo(f"error: cannot listen on {server.host}:{server.port}: {exc.strerror or exc}", err=True)

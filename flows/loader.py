@@ -242,6 +242,18 @@ def _check_target(target: str, pf: ParsedFlow, flows: dict[str, ParsedFlow], wha
              f"step ids here: {', '.join(known)})", pf.file, line)
 
 
+_RESERVED_SLOTS = frozenset(n for n in dir(dict) if not n.startswith("_"))
+
+
+def _check_slot_name(name: str, pf: ParsedFlow, errs: _Collector, line: int) -> None:
+    # Templates read slots as `slots.NAME`; a name like `items` would reach dict.items instead.
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        errs.add(f"slot name {name!r}: use letters, digits and _ (starting with a letter)", pf.file, line)
+    elif name in _RESERVED_SLOTS:
+        errs.add(f"slot name {name!r} is reserved (templates would read dict.{name}); choose another",
+                 pf.file, line)
+
+
 def _check_step(step: Step, pf: ParsedFlow, flows: dict[str, ParsedFlow], renderer: Renderer,
                 teams: set[str] | None, errs: _Collector, line: int) -> None:
     def tpl(src: str | None, what: str) -> None:
@@ -254,6 +266,7 @@ def _check_step(step: Step, pf: ParsedFlow, flows: dict[str, ParsedFlow], render
     if isinstance(step, SayStep):
         tpl(step.say, "say")
     elif isinstance(step, CollectStep):
+        _check_slot_name(step.collect, pf, errs, line)
         tpl(step.ask, f"collect {step.collect!r}: ask")
         tpl(step.invalid, f"collect {step.collect!r}: invalid")
         if step.type == "choice" and not step.choices:
@@ -287,6 +300,8 @@ def _check_step(step: Step, pf: ParsedFlow, flows: dict[str, ParsedFlow], render
                     errs.add(f"branch case {i + 1}: {exc}", pf.file, line)
             _check_target(c.then, pf, flows, f"branch case {i + 1}", errs, line)
     elif isinstance(step, SetStep):
+        for k in step.set:
+            _check_slot_name(k, pf, errs, line)
         for k, v in step.set.items():
             if isinstance(v, str):
                 tpl(v, f"set {k!r}")

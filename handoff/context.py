@@ -38,8 +38,10 @@ async def handoff_context(store: Store, config: Config, h: HandoffRecord) -> dic
     slots = {k: v for k, v in (flow_state.get("slots") or {}).items() if v not in (None, "", [])}
     slots = {**{k: v for k, v in (h.context.get("slots") or {}).items()}, **slots}
     transcript = await store.history(conv.id, limit=1000)
+    # what the customer wrote between asking for a person and an agent taking over
     waiting = [m.to_dict() for m in transcript
-               if m.direction == "in" and m.created_at >= h.created_at]
+               if m.direction == "in" and m.created_at >= h.created_at
+               and (h.claimed_at is None or m.created_at < h.claimed_at)]
     previous = []
     for c in await store.customer_conversations(conv.customer_id):
         if c.id == conv.id:

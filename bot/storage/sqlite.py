@@ -191,13 +191,16 @@ class SqliteStore:
 
     # -- helpers ------------------------------------------------------------
 
+    # Each await on the connection is a hop to its thread and back; under load each hop also
+    # waits for the event loop, and the store lock is held meanwhile. So: one hop per read
+    # (execute_fetchall), RETURNING instead of a read after a write.
+
     async def _one(self, sql: str, args: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self.db.execute(sql, args) as cur:
-            return await cur.fetchone()
+        rows = await self.db.execute_fetchall(sql, args)
+        return rows[0] if rows else None  # type: ignore[index]
 
     async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self.db.execute(sql, args) as cur:
-            return list(await cur.fetchall())
+        return list(await self.db.execute_fetchall(sql, args))
 
     class _Tx:
         def __init__(self, store: "SqliteStore") -> None:
@@ -259,43 +262,43 @@ class SqliteStore:
                 cust = await self._customer_row(conv.customer_id)  # type: ignore[union-attr]
                 return InboundResult(_message(row), conv, cust, True)  # type: ignore[arg-type]
 
-            ident = await self._one("SELECT customer_id FROM identities WHERE channel=? AND external_id=?",
-                                    (inbound.channel, inbound.external_id))
-            if ident is None:
+            cust_row = await self._one(
+                "SELECT c.* FROM identities i JOIN customers c ON c.id = i.customer_id "
+                "WHERE i.channel=? AND i.external_id=?", (inbound.channel, inbound.external_id))
+            if cust_row is None:
                 customer_id = _new_id("cus")
                 await db.execute("INSERT INTO customers(id, display_name, created_at) VALUES (?, ?, ?)",
                                  (customer_id, inbound.sender_name, now))
                 await db.execute("INSERT INTO identities(channel, external_id, customer_id, created_at) "
                                  "VALUES (?, ?, ?, ?)",
                                  (inbound.channel, inbound.external_id, customer_id, now))
+                cust = Customer(customer_id, inbound.sender_name, _dt(now))  # type: ignore[arg-type]
             else:
-                customer_id = ident["customer_id"]
-                if inbound.sender_name:
-                    await db.execute("UPDATE customers SET display_name=? WHERE id=? AND display_name=''",
+                customer_id = cust_row["id"]
+                name = cust_row["display_name"]
+                if inbound.sender_name and not name:
+                    await db.execute("UPDATE customers SET display_name=? WHERE id=?",
                                      (inbound.sender_name, customer_id))
+                    name = inbound.sender_name
+                cust = Customer(customer_id, name, _dt(cust_row["created_at"]))  # type: ignore[arg-type]
             crow = await self._one(
-                "SELECT id FROM conversations WHERE channel=? AND external_id=? AND state != 'closed'",
+                "SELECT * FROM conversations WHERE channel=? AND external_id=? AND state != 'closed'",
                 (inbound.channel, inbound.external_id))
             if crow is None:
-                conversation_id = _new_id("conv")
-                await db.execute(
+                crow = await self._one(
                     "INSERT INTO conversations(id, customer_id, channel, external_id, state, created_at, "
-                    "updated_at) VALUES (?, ?, ?, ?, 'bot', ?, ?)",
-                    (conversation_id, customer_id, inbound.channel, inbound.external_id, now, now))
+                    "updated_at) VALUES (?, ?, ?, ?, 'bot', ?, ?) RETURNING *",
+                    (_new_id("conv"), customer_id, inbound.channel, inbound.external_id, now, now))
             else:
-                conversation_id = crow["id"]
-                await db.execute("UPDATE conversations SET updated_at=? WHERE id=?", (now, conversation_id))
-            cur = await db.execute(
+                await db.execute("UPDATE conversations SET updated_at=? WHERE id=?", (now, crow["id"]))
+            conv = _conversation(crow)  # type: ignore[arg-type]
+            mrow = await self._one(
                 "INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
                 "channel, platform_message_id, payload, status, created_at) "
-                "VALUES (?, 'in', 'customer', ?, ?, ?, ?, ?, ?, 'received', ?)",
-                (conversation_id, inbound.sender_name, inbound.text,
+                "VALUES (?, 'in', 'customer', ?, ?, ?, ?, ?, ?, 'received', ?) RETURNING *",
+                (conv.id, inbound.sender_name, inbound.text,
                  json.dumps([a.to_dict() for a in inbound.attachments]), inbound.channel,
                  inbound.platform_message_id, inbound.payload, now))
-            mid = cur.lastrowid
-            mrow = await self._one("SELECT * FROM messages WHERE id=?", (mid,))
-            conv = await self._conversation_row(conversation_id)
-            cust = await self._customer_row(customer_id)
         return InboundResult(_message(mrow), conv, cust, False)  # type: ignore[arg-type]
 
     async def _conversation_row(self, conversation_id: str) -> Conversation | None:
@@ -342,7 +345,8 @@ class SqliteStore:
         return [_conversation(r) for r in rows]
 
     async def set_conversation_state(self, conversation_id: str, state: ConversationState) -> None:
-        async with self._tx() as db:
+        async with self._lock:  # one statement: atomic without BEGIN/COMMIT hops
+            db = self.db
             await db.execute("UPDATE conversations SET state=?, updated_at=? WHERE id=?",
                              (state.value, _ts(utcnow()), conversation_id))
 
@@ -476,18 +480,21 @@ class SqliteStore:
         return row["t"] if row and row["t"] is not None else None
 
     async def mark_sent(self, message_id: int, platform_message_id: str) -> None:
-        async with self._tx() as db:
+        async with self._lock:  # one statement: atomic without BEGIN/COMMIT hops
+            db = self.db
             await db.execute("UPDATE messages SET status='sent', platform_message_id=?, sent_at=?, "
                              "attempts=attempts+1, last_error=NULL WHERE id=?",
                              (platform_message_id, _ts(utcnow()), message_id))
 
     async def mark_retry(self, message_id: int, *, next_attempt_at: float, error: str) -> None:
-        async with self._tx() as db:
+        async with self._lock:  # one statement: atomic without BEGIN/COMMIT hops
+            db = self.db
             await db.execute("UPDATE messages SET attempts=attempts+1, next_attempt_at=?, last_error=? "
                              "WHERE id=?", (next_attempt_at, error[:500], message_id))
 
     async def mark_failed(self, message_id: int, *, error: str) -> None:
-        async with self._tx() as db:
+        async with self._lock:  # one statement: atomic without BEGIN/COMMIT hops
+            db = self.db
             await db.execute("UPDATE messages SET status='failed', attempts=attempts+1, last_error=? "
                              "WHERE id=?", (error[:500], message_id))
 

@@ -11,7 +11,7 @@ import pytest
 
 from bot.model import Button
 from flows import FlowEngine, FlowSet, HandoffRequest, LexicalMatcher, TurnInput, TurnResult, load_flows
-from flows.engine import MAX_STEPS_PER_TURN, ActionContext
+from flows.engine import ActionContext
 
 DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
 
@@ -200,8 +200,8 @@ flows:
     steps:
       - collect: note
         ask: "Say something."
-      - set: {copy: "{{ message }}"}
-      - say: "You wrote: {{ message }} / {{ slots.note }} / {{ slots.copy }}"
+      - set: {echo: "{{ message }}"}
+      - say: "You wrote: {{ message }} / {{ slots.note }} / {{ slots.echo }}"
   reset_flow:
     trigger: reset_flow
     steps:
@@ -489,8 +489,7 @@ async def test_goto_another_flow(chat: Chat) -> None:
 
 
 async def test_goto_loop_is_stopped(chat: Chat) -> None:
-    assert MAX_STEPS_PER_TURN > 0
-    assert await chat.start("loop") == []
+    assert await chat.start("loop") == []  # stops after MAX_STEPS_PER_TURN steps
     assert chat.state is not None and chat.state["flow"] is None
 
 
@@ -533,7 +532,9 @@ async def test_faq_mid_form_is_answered_and_question_reasked(chat: Chat) -> None
 
 
 async def test_fallback_clarifies_then_offers_a_human(chat: Chat) -> None:
-    replies = await chat.send("opening")  # partial match: below threshold
+    query = "when does the bakery open, ask a person"  # partial match: below threshold
+    assert "human" in [i for i, _ in await chat.engine.matcher.rank(query, top=3)]
+    replies = await chat.send(query)
     assert replies == ["Sorry, say again?"]
     assert chat.last is not None
     assert 0 < chat.last.score < 0.45 and chat.last.intent == "hours"
@@ -667,7 +668,8 @@ async def test_demo_complaint_end_to_end() -> None:
     replies = await c.send("skip")
     assert replies[0].startswith("Thank you for explaining what happened, Ada.")
     assert "Waiting for a parcel" in replies[0]
-    assert replies[1].startswith("Your reference is C-1.") or "C-1" in replies[1]
+    assert replies[1].startswith("Your reference number is C-1. Our complaints team")
+    assert len(replies) == 3
     assert replies[-1] == "Would you like to talk to a member of our team now?"
     assert await c.send("yes please") == []
     assert c.handoff == HandoffRequest("complaints", "of your complaint C-1 about shipping", 1)
