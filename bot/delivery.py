@@ -109,7 +109,14 @@ class Delivery:
         cid = item.message.conversation_id
         try:
             async with self._sem:
-                await self._attempt(item)
+                # Work through this conversation's outbox in order while it has due messages,
+                # without a round through the main loop for each.
+                next_item: OutboxItem | None = item
+                while next_item is not None and not self._stopping:
+                    if not await self._attempt(next_item):
+                        break
+                    due = await self.store.due_outbox(self.clock(), limit=1, conversation_id=cid)
+                    next_item = due[0] if due else None
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -118,12 +125,13 @@ class Delivery:
             self._inflight.pop(cid, None)
             self.wake()
 
-    async def _attempt(self, item: OutboxItem) -> None:
+    async def _attempt(self, item: OutboxItem) -> bool:
+        """One send; True if the message left (sent, or failed for good) so the next may go."""
         msg = item.message
         connector = self.connectors.get(item.channel)
         if connector is None:
             await self._retry_or_fail(item, f"no connector for channel {item.channel!r} is running", None)
-            return
+            return False
         if self._fault_delay:
             await asyncio.sleep(self._fault_delay)
         try:
@@ -133,25 +141,25 @@ class Delivery:
                         item.external_id, exc)
             self.failed += 1
             await self.store.mark_failed(msg.id, error=str(exc))
-            return
+            return True
         except TransientSendError as exc:
-            await self._retry_or_fail(item, str(exc), exc.retry_after)
-            return
+            return await self._retry_or_fail(item, str(exc), exc.retry_after)
         except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
-            await self._retry_or_fail(item, f"{type(exc).__name__}: {exc}", None)
-            return
+            return await self._retry_or_fail(item, f"{type(exc).__name__}: {exc}", None)
         self.sent += 1
         await self.store.mark_sent(msg.id, platform_id)
+        return True
 
-    async def _retry_or_fail(self, item: OutboxItem, error: str, retry_after: float | None) -> None:
+    async def _retry_or_fail(self, item: OutboxItem, error: str, retry_after: float | None) -> bool:
         attempts = item.attempts + 1
         if attempts >= self.config.max_attempts:
             log.error("giving up on message %s to %s after %d attempts: %s", item.message.id, item.channel,
                       attempts, error)
             self.failed += 1
             await self.store.mark_failed(item.message.id, error=error)
-            return
+            return True
         delay = retry_after if retry_after is not None else self.backoff(item.attempts)
         log.warning("message %s to %s: %s; retry %d in %.1f s", item.message.id, item.channel, error,
                     attempts, delay)
         await self.store.mark_retry(item.message.id, next_attempt_at=self.clock() + delay, error=error)
+        return False

@@ -117,9 +117,10 @@ class Runtime:
 
     async def _turn(self, msg: Message) -> None:
         cid = msg.conversation_id
-        conv = await self.store.get_conversation(cid)
-        if conv is None:
+        loaded = await self.store.load_turn(cid)
+        if loaded is None:
             raise LookupError(cid)
+        conv, customer, state = loaded
         if conv.state in (ConversationState.WAITING, ConversationState.WITH_AGENT, ConversationState.CLOSED):
             # A human owns it (or will): the bot is silent; the message is kept for the agent.
             await self.store.commit_turn(cid, inbound_id=msg.id, replies=[], flow_state=None,
@@ -128,8 +129,6 @@ class Runtime:
             self.events.publish(Event("message", cid, handoff.id if handoff else None,
                                       {"message_id": msg.id}))
             return
-        customer = await self.store.get_customer(conv.customer_id)
-        state = await self.store.load_flow_state(cid)
         turn = TurnInput(
             text=msg.text, payload=msg.payload,
             attachments=tuple(a.to_dict() for a in msg.attachments),

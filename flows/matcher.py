@@ -61,7 +61,8 @@ class LexicalMatcher:
     def __init__(self) -> None:
         self._idf: dict[str, float] = {}
         self._unseen_idf = 1.0
-        self._examples: list[tuple[str, dict[str, float]]] = []
+        self._intents: list[str] = []
+        self._index: dict[str, list[tuple[int, float]]] = {}
 
     def fit(self, examples: Mapping[str, Sequence[str]]) -> None:
         docs = [(intent, features(t)) for intent, texts in examples.items() for t in texts]
@@ -71,7 +72,13 @@ class LexicalMatcher:
         n = max(len(docs), 1)
         self._idf = {k: math.log((1 + n) / (1 + v)) + 1.0 for k, v in df.items()}
         self._unseen_idf = math.log(1 + n) + 1.0
-        self._examples = [(intent, self._vector(f)) for intent, f in docs]
+        self._intents = [intent for intent, _ in docs]
+        # An inverted index (feature -> examples using it) makes ranking cost what the
+        # message's own features cost, not what all the examples cost.
+        self._index: dict[str, list[tuple[int, float]]] = {}
+        for i, (_, f) in enumerate(docs):
+            for k, w in self._vector(f).items():
+                self._index.setdefault(k, []).append((i, w))
 
     def _vector(self, feats: Mapping[str, float]) -> dict[str, float]:
         # Words no example uses still count (as the rarest kind): "the human at your
@@ -87,9 +94,13 @@ class LexicalMatcher:
         q = self._vector(features(text))
         if not q:
             return []
+        scores: dict[int, float] = {}
+        for k, w in q.items():
+            for i, v in self._index.get(k, ()):
+                scores[i] = scores.get(i, 0.0) + w * v
         best: dict[str, float] = {}
-        for intent, vec in self._examples:
-            score = sum(w * vec.get(k, 0.0) for k, w in q.items())
+        for i, score in scores.items():
+            intent = self._intents[i]
             if score > best.get(intent, 0.0):
                 best[intent] = score
         ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))

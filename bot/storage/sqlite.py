@@ -7,14 +7,15 @@ from interleaving with another's statements.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import secrets
+import sqlite3
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import aiosqlite
 
@@ -132,7 +133,7 @@ class SqliteStore:
         self.path = str(path)
         self.synchronous = synchronous
         self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._ops: _Ops | None = None
 
     # -- life cycle ---------------------------------------------------------
 
@@ -147,6 +148,7 @@ class SqliteStore:
             await self._db.execute("PRAGMA foreign_keys=ON")
             await self._db.execute("PRAGMA busy_timeout=5000")
             await self.migrate()
+            self._ops = _Ops(self._db._conn)
         except BaseException:
             # A refused or failed open must not leave the connection (and its thread) behind.
             db, self._db = self._db, None
@@ -155,9 +157,8 @@ class SqliteStore:
 
     async def close(self) -> None:
         if self._db is not None:
-            async with self._lock:
-                await self._db.close()
-                self._db = None
+            db, self._db, self._ops = self._db, None, None
+            await db.close()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -172,104 +173,105 @@ class SqliteStore:
 
     async def migrate(self) -> None:
         """Apply every migration past the database's ``user_version``, each in its own transaction."""
-        async with self._lock:
-            current = await self.schema_version()
-            if current > SCHEMA_VERSION:
-                raise StoreError(f"database {self.path} has schema version {current}, newer than this "
-                                 f"omnibot ({SCHEMA_VERSION}); upgrade omnibot")
-            for version in range(current, SCHEMA_VERSION):
-                log.info("migrating %s to schema version %d", self.path, version + 1)
-                await self.db.execute("BEGIN IMMEDIATE")
-                try:
-                    for stmt in _split_sql(MIGRATIONS[version]):
-                        await self.db.execute(stmt)
-                    await self.db.execute(f"PRAGMA user_version={version + 1}")
-                    await self.db.execute("COMMIT")
-                except BaseException:
-                    await self.db.execute("ROLLBACK")
-                    raise
+        current = await self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise StoreError(f"database {self.path} has schema version {current}, newer than this "
+                             f"omnibot ({SCHEMA_VERSION}); upgrade omnibot")
+        for version in range(current, SCHEMA_VERSION):
+            log.info("migrating %s to schema version %d", self.path, version + 1)
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _split_sql(MIGRATIONS[version]):
+                    await self.db.execute(stmt)
+                await self.db.execute(f"PRAGMA user_version={version + 1}")
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
 
     # -- helpers ------------------------------------------------------------
 
-    # Each await on the connection is a hop to its thread and back; under load each hop also
-    # waits for the event loop, and the store lock is held meanwhile. So: one hop per read
-    # (execute_fetchall), RETURNING instead of a read after a write.
+    async def _run(self, operation: str, *args: Any, **kwargs: Any) -> Any:
+        db = self.db   # raises StoreError when closed
+        # aiosqlite's own way to run a callable on its connection thread. It is not
+        # public API (hence the version pin in pyproject.toml); the storage tests
+        # exercise every operation through it.
+        return await db._execute(getattr(self._ops, operation), *args, **kwargs)
 
-    async def _one(self, sql: str, args: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        rows = await self.db.execute_fetchall(sql, args)
-        return rows[0] if rows else None  # type: ignore[index]
 
-    async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        return list(await self.db.execute_fetchall(sql, args))
+class _Ops:
+    """The store's operations as plain sqlite3 code.
 
-    class _Tx:
-        def __init__(self, store: "SqliteStore") -> None:
-            self.store = store
+    Each public method runs whole, as one call on aiosqlite's connection thread
+    (see :meth:`SqliteStore._run`): one hop per operation instead of one per
+    statement, and no interleaving with other operations, since that thread
+    runs one call at a time.
+    """
 
-        async def __aenter__(self) -> aiosqlite.Connection:
-            await self.store._lock.acquire()
-            try:
-                await self.store.db.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                self.store._lock.release()
-                raise
-            return self.store.db
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
 
-        async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-            try:
-                await self.store.db.execute("ROLLBACK" if exc_type else "COMMIT")
-            finally:
-                self.store._lock.release()
+    def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
+        return self.con.execute(sql, args).fetchone()
 
-    def _tx(self) -> "_Tx":
-        return SqliteStore._Tx(self)
+    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self.con.execute(sql, args).fetchall()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
 
     # -- meta ---------------------------------------------------------------
 
-    async def get_meta(self, key: str) -> str | None:
-        async with self._lock:
-            row = await self._one("SELECT value FROM meta WHERE key=?", (key,))
+    def get_meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key=?", (key,))
         return row["value"] if row else None
 
-    async def set_meta_if_absent(self, key: str, value: str) -> str:
-        async with self._tx() as db:
-            await db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+    def set_meta_if_absent(self, key: str, value: str) -> str:
+        with self._tx() as db:
+            db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
                              (key, value))
-            row = await self._one("SELECT value FROM meta WHERE key=?", (key,))
+            row = self._one("SELECT value FROM meta WHERE key=?", (key,))
         return row["value"]  # type: ignore[index]
 
-    async def next_sequence(self, name: str, start: int = 1000) -> int:
+    def next_sequence(self, name: str, start: int = 1000) -> int:
         key = f"seq:{name}"
-        async with self._tx() as db:
-            await db.execute(
+        with self._tx() as db:
+            db.execute(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
                 (key, str(start)))
-            row = await self._one("SELECT value FROM meta WHERE key=?", (key,))
+            row = self._one("SELECT value FROM meta WHERE key=?", (key,))
         return int(row["value"])  # type: ignore[index]
 
     # -- customers and conversations ------------------------------------------
 
-    async def record_inbound(self, inbound: Inbound) -> InboundResult:
+    def record_inbound(self, inbound: Inbound) -> InboundResult:
         """Store a customer message once; a repeat returns the stored one with ``duplicate=True``."""
         now = _ts(utcnow())
-        async with self._tx() as db:
-            row = await self._one(
+        with self._tx() as db:
+            row = self._one(
                 "SELECT * FROM messages WHERE channel=? AND platform_message_id=? AND direction='in'",
                 (inbound.channel, inbound.platform_message_id))
             if row is not None:
-                conv = await self._conversation_row(row["conversation_id"])
-                cust = await self._customer_row(conv.customer_id)  # type: ignore[union-attr]
+                conv = self._conversation_row(row["conversation_id"])
+                cust = self._customer_row(conv.customer_id)  # type: ignore[union-attr]
                 return InboundResult(_message(row), conv, cust, True)  # type: ignore[arg-type]
 
-            cust_row = await self._one(
+            cust_row = self._one(
                 "SELECT c.* FROM identities i JOIN customers c ON c.id = i.customer_id "
                 "WHERE i.channel=? AND i.external_id=?", (inbound.channel, inbound.external_id))
             if cust_row is None:
                 customer_id = _new_id("cus")
-                await db.execute("INSERT INTO customers(id, display_name, created_at) VALUES (?, ?, ?)",
+                db.execute("INSERT INTO customers(id, display_name, created_at) VALUES (?, ?, ?)",
                                  (customer_id, inbound.sender_name, now))
-                await db.execute("INSERT INTO identities(channel, external_id, customer_id, created_at) "
+                db.execute("INSERT INTO identities(channel, external_id, customer_id, created_at) "
                                  "VALUES (?, ?, ?, ?)",
                                  (inbound.channel, inbound.external_id, customer_id, now))
                 cust = Customer(customer_id, inbound.sender_name, _dt(now))  # type: ignore[arg-type]
@@ -277,22 +279,22 @@ class SqliteStore:
                 customer_id = cust_row["id"]
                 name = cust_row["display_name"]
                 if inbound.sender_name and not name:
-                    await db.execute("UPDATE customers SET display_name=? WHERE id=?",
+                    db.execute("UPDATE customers SET display_name=? WHERE id=?",
                                      (inbound.sender_name, customer_id))
                     name = inbound.sender_name
                 cust = Customer(customer_id, name, _dt(cust_row["created_at"]))  # type: ignore[arg-type]
-            crow = await self._one(
+            crow = self._one(
                 "SELECT * FROM conversations WHERE channel=? AND external_id=? AND state != 'closed'",
                 (inbound.channel, inbound.external_id))
             if crow is None:
-                crow = await self._one(
+                crow = self._one(
                     "INSERT INTO conversations(id, customer_id, channel, external_id, state, created_at, "
                     "updated_at) VALUES (?, ?, ?, ?, 'bot', ?, ?) RETURNING *",
                     (_new_id("conv"), customer_id, inbound.channel, inbound.external_id, now, now))
             else:
-                await db.execute("UPDATE conversations SET updated_at=? WHERE id=?", (now, crow["id"]))
+                db.execute("UPDATE conversations SET updated_at=? WHERE id=?", (now, crow["id"]))
             conv = _conversation(crow)  # type: ignore[arg-type]
-            mrow = await self._one(
+            mrow = self._one(
                 "INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
                 "channel, platform_message_id, payload, status, created_at) "
                 "VALUES (?, 'in', 'customer', ?, ?, ?, ?, ?, ?, 'received', ?) RETURNING *",
@@ -301,84 +303,83 @@ class SqliteStore:
                  inbound.platform_message_id, inbound.payload, now))
         return InboundResult(_message(mrow), conv, cust, False)  # type: ignore[arg-type]
 
-    async def _conversation_row(self, conversation_id: str) -> Conversation | None:
-        row = await self._one("SELECT * FROM conversations WHERE id=?", (conversation_id,))
+    def _conversation_row(self, conversation_id: str) -> Conversation | None:
+        row = self._one("SELECT * FROM conversations WHERE id=?", (conversation_id,))
         return _conversation(row) if row else None
 
-    async def _customer_row(self, customer_id: str) -> Customer | None:
-        row = await self._one("SELECT * FROM customers WHERE id=?", (customer_id,))
+    def _customer_row(self, customer_id: str) -> Customer | None:
+        row = self._one("SELECT * FROM customers WHERE id=?", (customer_id,))
         return Customer(row["id"], row["display_name"], _dt(row["created_at"])) if row else None  # type: ignore[arg-type]
 
-    async def latest_conversation(self, channel: str, external_id: str) -> Conversation | None:
+    def latest_conversation(self, channel: str, external_id: str) -> Conversation | None:
         """The open conversation at this address, else the most recent closed one."""
-        async with self._lock:
-            row = await self._one(
-                "SELECT * FROM conversations WHERE channel=? AND external_id=? "
-                "ORDER BY state = 'closed', updated_at DESC LIMIT 1", (channel, external_id))
+        row = self._one(
+            "SELECT * FROM conversations WHERE channel=? AND external_id=? "
+            "ORDER BY state = 'closed', updated_at DESC LIMIT 1", (channel, external_id))
         return _conversation(row) if row else None
 
-    async def identities(self, customer_id: str) -> list[tuple[str, str]]:
-        async with self._lock:
-            rows = await self._all("SELECT channel, external_id FROM identities WHERE customer_id=? "
-                                   "ORDER BY created_at", (customer_id,))
+    def identities(self, customer_id: str) -> list[tuple[str, str]]:
+        rows = self._all("SELECT channel, external_id FROM identities WHERE customer_id=? "
+                               "ORDER BY created_at", (customer_id,))
         return [(r["channel"], r["external_id"]) for r in rows]
 
-    async def get_conversation(self, conversation_id: str) -> Conversation | None:
-        async with self._lock:
-            return await self._conversation_row(conversation_id)
+    def load_turn(self, conversation_id: str) -> tuple[Conversation, Customer, dict[str, Any] | None] | None:
+        """What a turn needs, in one read: the conversation, its customer and the flow state."""
+        row = self._one("SELECT c.*, u.display_name AS u_name, u.created_at AS u_created FROM conversations c "
+                        "JOIN customers u ON u.id = c.customer_id WHERE c.id=?", (conversation_id,))
+        if row is None:
+            return None
+        customer = Customer(row["customer_id"], row["u_name"], _dt(row["u_created"]))  # type: ignore[arg-type]
+        state = json.loads(row["flow_state"]) if row["flow_state"] else None
+        return _conversation(row), customer, state
 
-    async def get_customer(self, customer_id: str) -> Customer | None:
-        async with self._lock:
-            return await self._customer_row(customer_id)
+    def get_conversation(self, conversation_id: str) -> Conversation | None:
+        return self._conversation_row(conversation_id)
 
-    async def open_conversation(self, channel: str, external_id: str) -> Conversation | None:
-        async with self._lock:
-            row = await self._one(
-                "SELECT * FROM conversations WHERE channel=? AND external_id=? AND state != 'closed'",
-                (channel, external_id))
+    def get_customer(self, customer_id: str) -> Customer | None:
+        return self._customer_row(customer_id)
+
+    def open_conversation(self, channel: str, external_id: str) -> Conversation | None:
+        row = self._one(
+            "SELECT * FROM conversations WHERE channel=? AND external_id=? AND state != 'closed'",
+            (channel, external_id))
         return _conversation(row) if row else None
 
-    async def customer_conversations(self, customer_id: str) -> list[Conversation]:
-        async with self._lock:
-            rows = await self._all("SELECT * FROM conversations WHERE customer_id=? ORDER BY created_at",
-                                   (customer_id,))
+    def customer_conversations(self, customer_id: str) -> list[Conversation]:
+        rows = self._all("SELECT * FROM conversations WHERE customer_id=? ORDER BY created_at",
+                               (customer_id,))
         return [_conversation(r) for r in rows]
 
-    async def set_conversation_state(self, conversation_id: str, state: ConversationState) -> None:
-        async with self._lock:  # one statement: atomic without BEGIN/COMMIT hops
-            db = self.db
-            await db.execute("UPDATE conversations SET state=?, updated_at=? WHERE id=?",
-                             (state.value, _ts(utcnow()), conversation_id))
+    def set_conversation_state(self, conversation_id: str, state: ConversationState) -> None:
+        db = self.con
+        db.execute("UPDATE conversations SET state=?, updated_at=? WHERE id=?",
+                         (state.value, _ts(utcnow()), conversation_id))
 
     # -- messages -----------------------------------------------------------
 
-    async def history(self, conversation_id: str, *, after_id: int = 0, limit: int = 200) -> list[Message]:
-        async with self._lock:
-            rows = await self._all(
-                "SELECT * FROM (SELECT * FROM messages WHERE conversation_id=? AND id>? "
-                "ORDER BY id DESC LIMIT ?) ORDER BY id", (conversation_id, after_id, limit))
+    def history(self, conversation_id: str, *, after_id: int = 0, limit: int = 200) -> list[Message]:
+        rows = self._all(
+            "SELECT * FROM (SELECT * FROM messages WHERE conversation_id=? AND id>? "
+            "ORDER BY id DESC LIMIT ?) ORDER BY id", (conversation_id, after_id, limit))
         return [_message(r) for r in rows]
 
-    async def unprocessed_inbound(self, conversation_id: str) -> list[Message]:
-        async with self._lock:
-            rows = await self._all(
-                "SELECT * FROM messages WHERE conversation_id=? AND direction='in' AND status='received' "
-                "ORDER BY id", (conversation_id,))
+    def unprocessed_inbound(self, conversation_id: str) -> list[Message]:
+        rows = self._all(
+            "SELECT * FROM messages WHERE conversation_id=? AND direction='in' AND status='received' "
+            "ORDER BY id", (conversation_id,))
         return [_message(r) for r in rows]
 
-    async def conversations_with_unprocessed(self) -> list[str]:
-        async with self._lock:
-            rows = await self._all(
-                "SELECT conversation_id, MIN(id) AS first FROM messages "
-                "WHERE direction='in' AND status='received' GROUP BY conversation_id ORDER BY first")
+    def conversations_with_unprocessed(self) -> list[str]:
+        rows = self._all(
+            "SELECT conversation_id, MIN(id) AS first FROM messages "
+            "WHERE direction='in' AND status='received' GROUP BY conversation_id ORDER BY first")
         return [r["conversation_id"] for r in rows]
 
-    async def load_flow_state(self, conversation_id: str) -> dict[str, Any] | None:
-        async with self._lock:
-            row = await self._one("SELECT flow_state FROM conversations WHERE id=?", (conversation_id,))
+    def load_flow_state(self, conversation_id: str) -> dict[str, Any] | None:
+        row = self._one("SELECT flow_state FROM conversations WHERE id=?", (conversation_id,))
         return json.loads(row["flow_state"]) if row and row["flow_state"] else None
 
-    async def commit_turn(self, conversation_id: str, *, inbound_id: int | None,
+    def commit_turn(self, conversation_id: str, *, inbound_id: int | None,
                           replies: Sequence[Outbound], flow_state: dict[str, Any] | None,
                           state: ConversationState | None = None,
                           keep_flow_state: bool = False,
@@ -397,27 +398,27 @@ class SqliteStore:
         """
         now = utcnow()
         ids: list[int] = []
-        async with self._tx() as db:
-            crow = await self._one("SELECT channel FROM conversations WHERE id=?", (conversation_id,))
+        with self._tx() as db:
+            crow = self._one("SELECT channel FROM conversations WHERE id=?", (conversation_id,))
             if crow is None:
                 raise StoreError(f"no conversation {conversation_id}")
             replies = list(replies)
             if handoff is not None:
-                hrow = await self._one("SELECT * FROM handoffs WHERE conversation_id=? "
+                hrow = self._one("SELECT * FROM handoffs WHERE conversation_id=? "
                                        "AND state IN ('queued','claimed')", (conversation_id,))
                 if hrow is None:
                     hid = _new_id("ho")
-                    await db.execute(
+                    db.execute(
                         "INSERT INTO handoffs(id, conversation_id, state, team, reason, priority, context, "
                         "created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
                         (hid, conversation_id, handoff.team, handoff.reason, handoff.priority,
                          json.dumps(handoff.context), _ts(now)))
                     state = ConversationState.WAITING
-                    position = await self._position(hid)
+                    position = self._position(hid)
                     replies.append(handoff.message(position))
-            ids = await self._insert_outbound(db, conversation_id, crow["channel"], replies, now)
+            ids = self._insert_outbound(db, conversation_id, crow["channel"], replies, now)
             if inbound_id is not None:
-                await db.execute("UPDATE messages SET status='processed' WHERE id=? AND direction='in'",
+                db.execute("UPDATE messages SET status='processed' WHERE id=? AND direction='in'",
                                  (inbound_id,))
             sets, args = ["updated_at=?"], [_ts(now)]
             if not keep_flow_state:
@@ -426,15 +427,15 @@ class SqliteStore:
             if state is not None:
                 sets.append("state=?")
                 args.append(state.value)
-            await db.execute(f"UPDATE conversations SET {', '.join(sets)} WHERE id=?",
+            db.execute(f"UPDATE conversations SET {', '.join(sets)} WHERE id=?",
                              (*args, conversation_id))
-            return await self._messages_by_id(ids)
+            return self._messages_by_id(ids)
 
-    async def _insert_outbound(self, db: aiosqlite.Connection, conversation_id: str, channel: str,
+    def _insert_outbound(self, db: sqlite3.Connection, conversation_id: str, channel: str,
                                replies: Sequence[Outbound], now: datetime) -> list[int]:
         ids: list[int] = []
         for r in replies:
-            cur = await db.execute(
+            cur = db.execute(
                 "INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
                 "buttons, channel, status, next_attempt_at, created_at) "
                 "VALUES (?, 'out', ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
@@ -445,103 +446,97 @@ class SqliteStore:
             ids.append(cur.lastrowid)  # type: ignore[arg-type]
         return ids
 
-    async def _messages_by_id(self, ids: Sequence[int]) -> list[Message]:
+    def _messages_by_id(self, ids: Sequence[int]) -> list[Message]:
         if not ids:
             return []
-        rows = await self._all(f"SELECT * FROM messages WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id",
+        rows = self._all(f"SELECT * FROM messages WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id",
                                list(ids))
         return [_message(r) for r in rows]
 
     # -- outbox -------------------------------------------------------------
 
-    async def due_outbox(self, now: float, *, limit: int = 100,
-                         exclude: Sequence[str] = ()) -> list[OutboxItem]:
-        """The oldest pending message of each conversation, if it is due.
+    def due_outbox(self, now: float, *, limit: int = 100, exclude: Sequence[str] = (),
+                   conversation_id: str | None = None) -> list[OutboxItem]:
+        """The oldest pending message of each conversation (or of one), if it is due.
 
         Only the head of each conversation is returned, so a message never
         overtakes an earlier one that is waiting for a retry.
         """
         excl = f"AND m.conversation_id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
-        async with self._lock:
-            rows = await self._all(
-                "SELECT m.*, c.external_id AS c_external_id FROM messages m "
-                "JOIN conversations c ON c.id = m.conversation_id "
-                "WHERE m.id IN (SELECT MIN(id) FROM messages WHERE direction='out' AND status='pending' "
-                "GROUP BY conversation_id) AND m.next_attempt_at <= ? "
-                f"{excl} ORDER BY m.id LIMIT ?", (now, *exclude, limit))
+        one = "AND conversation_id = ?" if conversation_id else ""
+        rows = self._all(
+            "SELECT m.*, c.external_id AS c_external_id FROM messages m "
+            "JOIN conversations c ON c.id = m.conversation_id "
+            "WHERE m.id IN (SELECT MIN(id) FROM messages WHERE direction='out' AND status='pending' "
+            f"{one} GROUP BY conversation_id) AND m.next_attempt_at <= ? "
+            f"{excl} ORDER BY m.id LIMIT ?",
+            (*([conversation_id] if conversation_id else []), now, *exclude, limit))
         return [OutboxItem(_message(r), r["channel"], r["c_external_id"], r["attempts"]) for r in rows]
 
-    async def next_outbox_due(self) -> float | None:
+    def next_outbox_due(self) -> float | None:
         """When the next head of a conversation's outbox is due (later messages wait for their head)."""
-        async with self._lock:
-            row = await self._one("SELECT MIN(next_attempt_at) AS t FROM messages "
-                                  "WHERE id IN (SELECT MIN(id) FROM messages WHERE direction='out' "
-                                  "AND status='pending' GROUP BY conversation_id)")
+        row = self._one("SELECT MIN(next_attempt_at) AS t FROM messages "
+                              "WHERE id IN (SELECT MIN(id) FROM messages WHERE direction='out' "
+                              "AND status='pending' GROUP BY conversation_id)")
         return row["t"] if row and row["t"] is not None else None
 
-    async def mark_sent(self, message_id: int, platform_message_id: str) -> None:
-        async with self._lock:  # one statement: atomic without BEGIN/COMMIT hops
-            db = self.db
-            await db.execute("UPDATE messages SET status='sent', platform_message_id=?, sent_at=?, "
-                             "attempts=attempts+1, last_error=NULL WHERE id=?",
-                             (platform_message_id, _ts(utcnow()), message_id))
+    def mark_sent(self, message_id: int, platform_message_id: str) -> None:
+        db = self.con
+        db.execute("UPDATE messages SET status='sent', platform_message_id=?, sent_at=?, "
+                         "attempts=attempts+1, last_error=NULL WHERE id=?",
+                         (platform_message_id, _ts(utcnow()), message_id))
 
-    async def mark_retry(self, message_id: int, *, next_attempt_at: float, error: str) -> None:
-        async with self._lock:  # one statement: atomic without BEGIN/COMMIT hops
-            db = self.db
-            await db.execute("UPDATE messages SET attempts=attempts+1, next_attempt_at=?, last_error=? "
-                             "WHERE id=?", (next_attempt_at, error[:500], message_id))
+    def mark_retry(self, message_id: int, *, next_attempt_at: float, error: str) -> None:
+        db = self.con
+        db.execute("UPDATE messages SET attempts=attempts+1, next_attempt_at=?, last_error=? "
+                         "WHERE id=?", (next_attempt_at, error[:500], message_id))
 
-    async def mark_failed(self, message_id: int, *, error: str) -> None:
-        async with self._lock:  # one statement: atomic without BEGIN/COMMIT hops
-            db = self.db
-            await db.execute("UPDATE messages SET status='failed', attempts=attempts+1, last_error=? "
-                             "WHERE id=?", (error[:500], message_id))
+    def mark_failed(self, message_id: int, *, error: str) -> None:
+        db = self.con
+        db.execute("UPDATE messages SET status='failed', attempts=attempts+1, last_error=? "
+                         "WHERE id=?", (error[:500], message_id))
 
     # -- handoffs -----------------------------------------------------------
 
-    async def create_handoff(self, conversation_id: str, *, team: str, reason: str,
+    def create_handoff(self, conversation_id: str, *, team: str, reason: str,
                              priority: int = 0, context: dict[str, Any] | None = None) -> HandoffRecord:
         hid = _new_id("ho")
         now = _ts(utcnow())
-        async with self._tx() as db:
-            existing = await self._one(
+        with self._tx() as db:
+            existing = self._one(
                 "SELECT * FROM handoffs WHERE conversation_id=? AND state IN ('queued','claimed')",
                 (conversation_id,))
             if existing is not None:
                 return _handoff(existing)
-            await db.execute(
+            db.execute(
                 "INSERT INTO handoffs(id, conversation_id, state, team, reason, priority, context, created_at) "
                 "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
                 (hid, conversation_id, team, reason, priority, json.dumps(context or {}), now))
-            await db.execute("UPDATE conversations SET state='waiting', updated_at=? WHERE id=?",
+            db.execute("UPDATE conversations SET state='waiting', updated_at=? WHERE id=?",
                              (now, conversation_id))
-            row = await self._one("SELECT * FROM handoffs WHERE id=?", (hid,))
+            row = self._one("SELECT * FROM handoffs WHERE id=?", (hid,))
         return _handoff(row)  # type: ignore[arg-type]
 
-    async def get_handoff(self, handoff_id: str) -> HandoffRecord | None:
-        async with self._lock:
-            row = await self._one("SELECT * FROM handoffs WHERE id=?", (handoff_id,))
+    def get_handoff(self, handoff_id: str) -> HandoffRecord | None:
+        row = self._one("SELECT * FROM handoffs WHERE id=?", (handoff_id,))
         return _handoff(row) if row else None
 
-    async def active_handoff(self, conversation_id: str) -> HandoffRecord | None:
-        async with self._lock:
-            row = await self._one("SELECT * FROM handoffs WHERE conversation_id=? "
-                                  "AND state IN ('queued','claimed')", (conversation_id,))
+    def active_handoff(self, conversation_id: str) -> HandoffRecord | None:
+        row = self._one("SELECT * FROM handoffs WHERE conversation_id=? "
+                              "AND state IN ('queued','claimed')", (conversation_id,))
         return _handoff(row) if row else None
 
-    async def list_handoffs(self, *, states: Sequence[str], team: str | None = None) -> list[HandoffRecord]:
+    def list_handoffs(self, *, states: Sequence[str], team: str | None = None) -> list[HandoffRecord]:
         q = f"SELECT * FROM handoffs WHERE state IN ({','.join('?' * len(states))})"
         args: list[Any] = list(states)
         if team:
             q += " AND team=?"
             args.append(team)
         q += " ORDER BY priority DESC, created_at, id"
-        async with self._lock:
-            rows = await self._all(q, args)
+        rows = self._all(q, args)
         return [_handoff(r) for r in rows]
 
-    async def transition_handoff(self, handoff_id: str, *, expected: str, new: str,
+    def transition_handoff(self, handoff_id: str, *, expected: str, new: str,
                                  agent: str | None = None, team: str | None = None,
                                  conversation_state: ConversationState | None = None,
                                  replies: Sequence[Outbound] = (),
@@ -566,33 +561,32 @@ class SqliteStore:
         if team:
             sets.append("team=?")
             args.append(team)
-        async with self._tx() as db:
-            cur = await db.execute(f"UPDATE handoffs SET {', '.join(sets)} WHERE id=? AND state=?",
+        with self._tx() as db:
+            cur = db.execute(f"UPDATE handoffs SET {', '.join(sets)} WHERE id=? AND state=?",
                                    (*args, handoff_id, expected))
             if cur.rowcount != 1:
                 return False
-            crow = await self._one("SELECT c.id, c.channel FROM conversations c JOIN handoffs h "
+            crow = self._one("SELECT c.id, c.channel FROM conversations c JOIN handoffs h "
                                    "ON h.conversation_id = c.id WHERE h.id=?", (handoff_id,))
             if conversation_state is not None:
-                await db.execute("UPDATE conversations SET state=?, updated_at=? WHERE id=?",
+                db.execute("UPDATE conversations SET state=?, updated_at=? WHERE id=?",
                                  (conversation_state.value, now, crow["id"]))
             if flow_state is not None:
-                await db.execute("UPDATE conversations SET flow_state=? WHERE id=?",
+                db.execute("UPDATE conversations SET flow_state=? WHERE id=?",
                                  (json.dumps(flow_state), crow["id"]))
             if replies:
-                await self._insert_outbound(db, crow["id"], crow["channel"], replies, now_dt)
+                self._insert_outbound(db, crow["id"], crow["channel"], replies, now_dt)
         return True
 
-    async def queue_position(self, handoff_id: str) -> int:
+    def queue_position(self, handoff_id: str) -> int:
         """1-based place among queued handoffs of the same team (0 if not queued)."""
-        async with self._lock:
-            return await self._position(handoff_id)
+        return self._position(handoff_id)
 
-    async def _position(self, handoff_id: str) -> int:
-        me = await self._one("SELECT * FROM handoffs WHERE id=?", (handoff_id,))
+    def _position(self, handoff_id: str) -> int:
+        me = self._one("SELECT * FROM handoffs WHERE id=?", (handoff_id,))
         if me is None or me["state"] != "queued":
             return 0
-        row = await self._one(
+        row = self._one(
             "SELECT COUNT(*) AS n FROM handoffs WHERE state='queued' AND team=? AND "
             "(priority > ? OR (priority = ? AND (created_at < ? OR (created_at = ? AND id <= ?))))",
             (me["team"], me["priority"], me["priority"], me["created_at"], me["created_at"], me["id"]))
@@ -626,3 +620,18 @@ def _handoff(row: aiosqlite.Row) -> HandoffRecord:
         reason=row["reason"], priority=row["priority"], agent=row["agent"],
         created_at=_dt(row["created_at"]), claimed_at=_dt(row["claimed_at"]),  # type: ignore[arg-type]
         closed_at=_dt(row["closed_at"]), context=json.loads(row["context"] or "{}"))
+
+
+def _operation(name: str) -> Callable[..., Any]:
+    op = getattr(_Ops, name)
+
+    async def call(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        return await self._run(name, *args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = op.__doc__
+    return call
+
+
+for _name in ('load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'list_handoffs', 'transition_handoff', 'queue_position'):
+    setattr(SqliteStore, _name, _operation(_name))
