@@ -105,38 +105,36 @@ class HandoffQueue:
 
     async def resolve(self, handoff_id: str, agent: str) -> HandoffRecord:
         """Close the conversation and tell the customer."""
-        h = await self.get(handoff_id)
-        async with self.locks(h.conversation_id):
-            h = await self.get(handoff_id)
-            if h.state == "claimed" and h.agent != agent:
-                raise Conflict(f"claimed by {h.agent}; only they can resolve it")
-            new = self._next(h, "resolve")
-            told = Outbound(f"{first_name(agent)} marked your request as resolved. If there's anything else, "
-                            "just write here.", role="system")
-            if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value,
-                                                       conversation_state=CONVERSATION_STATE[new],
-                                                       replies=[told]):
-                raise Conflict("the handoff changed meanwhile; reload")
-        log.info("handoff %s resolved by %s", handoff_id, agent)
-        return await self._announce("resolved", handoff_id)
+        told = Outbound(f"{first_name(agent)} marked your request as resolved. If there's anything else, "
+                        "just write here.", role="system")
+        return await self._finish(handoff_id, agent, "resolve", told, verb="resolve it")
 
     async def hand_back(self, handoff_id: str, agent: str) -> HandoffRecord:
         """Return the conversation to the bot (slots are kept, the flow starts fresh)."""
+        told = Outbound("You're back with our assistant. Is there anything else I can help with?",
+                        role="system")
+        return await self._finish(handoff_id, agent, "hand_back", told, verb="hand it back")
+
+    async def _finish(self, handoff_id: str, agent: str, event: str, told: Outbound, *,
+                      verb: str) -> HandoffRecord:
+        """Resolve or hand back: only the claimant (or anyone, while still queued)."""
         h = await self.get(handoff_id)
         async with self.locks(h.conversation_id):
             h = await self.get(handoff_id)
             if h.state == "claimed" and h.agent != agent:
-                raise Conflict(f"claimed by {h.agent}; only they can hand it back")
-            new = self._next(h, "hand_back" if h.state == "claimed" else "cancel")
-            flow_state = self.reset_flow(await self.store.load_flow_state(h.conversation_id))
-            told = Outbound("You're back with our assistant. Is there anything else I can help with?",
-                            role="system")
+                raise Conflict(f"claimed by {h.agent}; only they can {verb}")
+            if event == "hand_back" and h.state == "queued":
+                event = "cancel"
+            new = self._next(h, event)
+            flow_state = None
+            if new is HandoffState.RETURNED:
+                flow_state = self.reset_flow(await self.store.load_flow_state(h.conversation_id))
             if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value,
                                                        conversation_state=CONVERSATION_STATE[new],
                                                        replies=[told], flow_state=flow_state):
                 raise Conflict("the handoff changed meanwhile; reload")
-        log.info("handoff %s handed back to the bot by %s", handoff_id, agent)
-        return await self._announce("returned", handoff_id)
+        log.info("handoff %s %s by %s", handoff_id, new.value, agent)
+        return await self._announce(new.value, handoff_id)
 
     # -- helpers -------------------------------------------------------------
 

@@ -92,3 +92,47 @@ async def test_widget_chat_handoff_and_reload(running: Running, page, tmp_path: 
     async with r.http.get(f"{r.url}/agent/api/handoffs/{h['id']}", headers=agent_headers()) as resp:
         ctx = (await resp.json())["context"]
     assert ctx["transcript"][-1]["text"] == "Thanks Anna!"
+
+
+async def test_agent_desk_page_claims_and_answers(running: Running, page) -> None:
+    """A customer in the widget, an agent in the /agent page, both in the browser."""
+    r = running
+    customer = page
+    await customer.goto(r.url + "/?chat=open")
+    root = customer.locator("#omnibot-root")
+    await expect(root.locator("#omnibot-status")).to_have_text("online", timeout=10_000)
+    for text in ("I want to complain", "payment", "AB123456", "I was charged twice <i>!</i>", "skip",
+                 "agent"):
+        before = await root.locator(".omnibot-msg.omnibot-bot").count()
+        await root.locator("#omnibot-input").fill(text)
+        await root.locator("#omnibot-send").click()
+        await expect(root.locator(".omnibot-msg.omnibot-bot")).not_to_have_count(before)
+    await expect(root.locator(".omnibot-msg.omnibot-bot .omnibot-text").last).to_contain_text("Customer Care")
+
+    desk = await customer.context.new_page()
+    await desk.goto(r.url + "/agent")
+    await desk.locator("#login-name").fill("Bob Jones")
+    await desk.locator("#login-token").fill("test-agent-token")
+    await desk.locator("#login-btn").click()
+    item = desk.locator(".queue-item")
+    await expect(item).to_have_count(1, timeout=10_000)
+    await item.first.click()
+    # the whole context: captured fields (customer text shown literally) and the transcript
+    await expect(desk.locator('#slots [data-slot="order_number"]')).to_contain_text("AB123456")
+    await expect(desk.locator('#slots [data-slot="description"]')).to_contain_text("I was charged twice <i>!</i>")
+    await expect(desk.locator("#transcript .msg.role-customer").first).to_contain_text("I want to complain")
+    await desk.locator("#claim-btn").click()
+    await expect(root.locator(".omnibot-msg.omnibot-system .omnibot-text").last).to_contain_text(
+        "Bob from Customer Care has joined")
+    await desk.locator("#reply-input").fill("Hi, Bob here. I'll refund the second charge today.")
+    await desk.locator("#reply-send").click()
+    await expect(root.locator(".omnibot-msg.omnibot-agent .omnibot-text").last).to_have_text(
+        "Hi, Bob here. I'll refund the second charge today.")
+    # the customer answers; the desk shows it live
+    await root.locator("#omnibot-input").fill("Great, thank you Bob")
+    await root.locator("#omnibot-send").click()
+    await expect(desk.locator("#transcript .msg.role-customer").last).to_contain_text("Great, thank you Bob",
+                                                                                     timeout=10_000)
+    await desk.locator("#resolve-btn").click()
+    await expect(root.locator(".omnibot-msg.omnibot-system .omnibot-text").last).to_contain_text("resolved")
+    await expect(desk.locator(".queue-item")).to_have_count(0)
