@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from bot.errors import ConfigError
 from bot.yamlmarks import MarkedYamlError, Marks, describe_loc, load_marked
@@ -80,6 +80,44 @@ class AgentDeskConfig(_Model):
                              description="agents log in to /agent with it; set OMNIBOT_AGENT_TOKEN")
 
 
+class SlackConfig(_Model):
+    """Slack as the agent desk (see README "Slack agent desk")."""
+
+    enabled: bool = False
+    mode: Literal["http", "socket"] = "http"
+    bot_token: SecretStr = SecretStr("")
+    signing_secret: SecretStr = SecretStr("")
+    app_token: SecretStr = Field(SecretStr(""), description="xapp- token, for socket mode")
+    api_url: str = Field("https://slack.com/api/", description="Web API base URL (tests point it at a fake)")
+    default_channel: str = Field("", description="channel id for teams without their own")
+    team_channels: dict[str, str] = Field(default_factory=dict, description="team -> channel id")
+    agents: list[str] = Field(default_factory=list, description="Slack user ids allowed to act")
+    agent_usergroup: str = Field("", description="or a user group id whose members may act")
+    note_prefix: str = Field("//", min_length=1, description="thread messages starting with it stay internal")
+    unclaimed_alert_after: float = Field(600, gt=0, description="seconds before an unclaimed handoff pings the team")
+    transcript_lines: int = Field(8, ge=1, le=40)
+    sync_interval: float = Field(30, gt=0, description="seconds between full re-syncs with Slack")
+
+    @model_validator(mode="after")
+    def _complete(self) -> "SlackConfig":
+        if not self.enabled:
+            return self
+        missing = [k for k in ("bot_token", "signing_secret") if not getattr(self, k).get_secret_value()]
+        if self.mode == "socket" and not self.app_token.get_secret_value():
+            missing.append("app_token")
+        if missing:
+            raise ValueError(f"slack is enabled but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                             "empty (set them from the environment, e.g. ${SLACK_BOT_TOKEN})")
+        if not self.default_channel and not self.team_channels:
+            raise ValueError("slack is enabled but no channel is set: give default_channel or team_channels")
+        if not self.agents and not self.agent_usergroup:
+            raise ValueError("slack is enabled but nobody may act: give agents (user ids) or agent_usergroup")
+        return self
+
+    def channel_for(self, team: str) -> str:
+        return self.team_channels.get(team) or self.default_channel
+
+
 class DeliveryConfig(_Model):
     max_attempts: int = Field(8, ge=1)
     base_delay: float = Field(0.5, gt=0)
@@ -101,6 +139,7 @@ class Config(_Model):
     webchat: WebchatConfig = WebchatConfig()
     handoff: HandoffConfig = HandoffConfig()
     agent_desk: AgentDeskConfig = AgentDeskConfig()
+    slack: SlackConfig = SlackConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     logging: LoggingConfig = LoggingConfig()
     base_dir: str = Field(".", exclude=True)
@@ -120,7 +159,8 @@ class Config(_Model):
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction filter."""
-        out = [self.agent_desk.token.get_secret_value()]
+        out = [self.agent_desk.token.get_secret_value(), self.slack.bot_token.get_secret_value(),
+               self.slack.signing_secret.get_secret_value(), self.slack.app_token.get_secret_value()]
         if self.webchat.secret:
             out.append(self.webchat.secret.get_secret_value())
         return [s for s in out if s]

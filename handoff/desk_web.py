@@ -27,7 +27,7 @@ from .queue import DeskError, HandoffQueue
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 COOKIE = "omnibot_agent"
-DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned")
+DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred")
 
 
 class AgentDeskWeb:

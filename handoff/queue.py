@@ -136,6 +136,27 @@ class HandoffQueue:
         log.info("handoff %s %s by %s", handoff_id, new.value, agent)
         return await self._announce(new.value, handoff_id)
 
+    async def transfer(self, handoff_id: str, agent: str, team: str) -> HandoffRecord:
+        """Move the handoff to another team's queue; the customer is told to whom."""
+        if team not in self.config.handoff.teams:
+            raise DeskError(f"no team {team!r} (teams: {', '.join(self.config.handoff.teams)})")
+        h = await self.get(handoff_id)
+        async with self.locks(h.conversation_id):
+            h = await self.get(handoff_id)
+            if h.state == "claimed" and h.agent != agent:
+                raise Conflict(f"claimed by {h.agent}; only they can transfer it")
+            if h.team == team:
+                raise Conflict(f"it is already with {self.config.handoff.team_name(team)}")
+            new = self._next(h, "transfer")
+            told = Outbound(f"{first_name(agent)} is transferring you to our {self.config.handoff.team_name(team)} "
+                            "team, who can best help with this. They see everything so far.", role="system")
+            if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value, team=team,
+                                                       conversation_state=CONVERSATION_STATE[new],
+                                                       replies=[told]):
+                raise Conflict("the handoff changed meanwhile; reload")
+        log.info("handoff %s transferred to %s by %s", handoff_id, team, agent)
+        return await self._announce("transferred", handoff_id)
+
     # -- helpers -------------------------------------------------------------
 
     def _next(self, h: HandoffRecord, event: str) -> HandoffState:

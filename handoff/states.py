@@ -28,6 +28,8 @@ TRANSITIONS: Final[dict[tuple[HandoffState, str], HandoffState]] = {
     (HandoffState.CLAIMED, "release"): HandoffState.QUEUED,    # unclaim: back into the queue
     (HandoffState.CLAIMED, "hand_back"): HandoffState.RETURNED,
     (HandoffState.CLAIMED, "resolve"): HandoffState.RESOLVED,
+    (HandoffState.QUEUED, "transfer"): HandoffState.QUEUED,    # to another team's queue
+    (HandoffState.CLAIMED, "transfer"): HandoffState.QUEUED,
 }
 
 # What the conversation becomes after each resulting handoff state.

@@ -101,6 +101,28 @@ MIGRATIONS: list[str] = [
         WHERE state IN ('queued', 'claimed');
     CREATE INDEX handoffs_state ON handoffs(state, priority, created_at);
     """,
+    # 2: agent desks outside the bot (Slack): where each handoff's card and thread are,
+    # and platform event ids already handled (retries are answered, not processed again)
+    """
+    CREATE TABLE desk_threads (
+        desk TEXT NOT NULL,
+        handoff_id TEXT NOT NULL REFERENCES handoffs(id),
+        channel TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        team TEXT NOT NULL,
+        relayed_upto INTEGER NOT NULL DEFAULT 0,
+        alerted_at TEXT,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (desk, handoff_id)
+    );
+    CREATE UNIQUE INDEX desk_threads_ts ON desk_threads(desk, channel, ts);
+    CREATE TABLE seen_events (
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (source, event_id)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -332,6 +354,40 @@ class _Ops:
         customer = Customer(row["customer_id"], row["u_name"], _dt(row["u_created"]))  # type: ignore[arg-type]
         state = json.loads(row["flow_state"]) if row["flow_state"] else None
         return _conversation(row), customer, state
+
+    # -- desks outside the bot (Slack) ----------------------------------------
+
+    def desk_thread(self, desk: str, handoff_id: str) -> dict[str, Any] | None:
+        row = self._one("SELECT * FROM desk_threads WHERE desk=? AND handoff_id=?", (desk, handoff_id))
+        return dict(row) if row else None
+
+    def desk_thread_by_ts(self, desk: str, channel: str, ts: str) -> dict[str, Any] | None:
+        row = self._one("SELECT * FROM desk_threads WHERE desk=? AND channel=? AND ts=?", (desk, channel, ts))
+        return dict(row) if row else None
+
+    def save_desk_thread(self, desk: str, handoff_id: str, *, channel: str, ts: str, team: str,
+                         relayed_upto: int) -> None:
+        """Remember (or move) the card of a handoff."""
+        self.con.execute(
+            "INSERT INTO desk_threads(desk, handoff_id, channel, ts, team, relayed_upto, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(desk, handoff_id) DO UPDATE SET channel=excluded.channel, "
+            "ts=excluded.ts, team=excluded.team, relayed_upto=excluded.relayed_upto, alerted_at=NULL",
+            (desk, handoff_id, channel, ts, team, relayed_upto, _ts(utcnow())))
+
+    def update_desk_thread(self, desk: str, handoff_id: str, *, relayed_upto: int | None = None,
+                           alerted_at: datetime | None = None) -> None:
+        if relayed_upto is not None:
+            self.con.execute("UPDATE desk_threads SET relayed_upto=MAX(relayed_upto, ?) WHERE desk=? AND handoff_id=?",
+                             (relayed_upto, desk, handoff_id))
+        if alerted_at is not None:
+            self.con.execute("UPDATE desk_threads SET alerted_at=? WHERE desk=? AND handoff_id=?",
+                             (_ts(alerted_at), desk, handoff_id))
+
+    def first_seen(self, source: str, event_id: str) -> bool:
+        """Record a platform event id; False if it was seen before (a retry)."""
+        cur = self.con.execute("INSERT INTO seen_events(source, event_id, created_at) VALUES (?, ?, ?) "
+                               "ON CONFLICT DO NOTHING", (source, event_id, _ts(utcnow())))
+        return cur.rowcount == 1
 
     def get_conversation(self, conversation_id: str) -> Conversation | None:
         return self._conversation_row(conversation_id)
@@ -633,5 +689,6 @@ def _operation(name: str) -> Callable[..., Any]:
     return call
 
 
-for _name in ('load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'list_handoffs', 'transition_handoff', 'queue_position'):
+for _name in ('desk_thread', 'desk_thread_by_ts', 'save_desk_thread', 'update_desk_thread', 'first_seen',
+              'load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'list_handoffs', 'transition_handoff', 'queue_position'):
     setattr(SqliteStore, _name, _operation(_name))

@@ -59,12 +59,35 @@ async def test_migration_from_empty_file(tmp_path: Path) -> None:
     s = await open_store(f"sqlite:///{db}")
     try:
         assert isinstance(s, SqliteStore)
-        assert await s.schema_version() == SCHEMA_VERSION == 1
+        assert await s.schema_version() == SCHEMA_VERSION == 2
     finally:
         await s.close()
     assert raw(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     tables = {r[0] for r in raw(db, "SELECT name FROM sqlite_master WHERE type='table'")}
     assert TABLES <= tables
+
+
+async def test_migration_from_version_1_keeps_data(tmp_path: Path) -> None:
+    import sqlite3
+
+    from bot.storage.sqlite import MIGRATIONS, _split_sql
+
+    db = tmp_path / "v1.sqlite3"
+    con = sqlite3.connect(db)
+    for stmt in _split_sql(MIGRATIONS[0]):
+        con.execute(stmt)
+    con.execute("INSERT INTO customers(id, display_name, created_at) VALUES ('cus_1', 'Ann', '2026-01-01T00:00:00+00:00')")
+    con.execute("PRAGMA user_version=1")
+    con.commit()
+    con.close()
+    s = await open_store(str(db))
+    try:
+        assert await s.schema_version() == 2
+        assert (await s.get_customer("cus_1")).display_name == "Ann"
+        assert await s.first_seen("slack", "Ev1") is True
+        assert await s.first_seen("slack", "Ev1") is False
+    finally:
+        await s.close()
 
 
 async def test_wal_journal_mode_on_file_db(tmp_path: Path) -> None:
@@ -109,7 +132,7 @@ async def test_migration_logs_once_for_a_new_file(tmp_path: Path, caplog: pytest
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "o.sqlite3"
     raw(db, f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    with pytest.raises(StoreError, match=r"schema version 2, newer than this omnibot \(1\)"):
+    with pytest.raises(StoreError, match=rf"schema version {SCHEMA_VERSION + 1}, newer than this omnibot \({SCHEMA_VERSION}\)"):
         await open_store(f"sqlite:///{db}")
     # nothing was created in the refused database
     assert raw(db, "SELECT name FROM sqlite_master WHERE type='table'") == []

@@ -11,7 +11,7 @@ from bot.model import ConversationState
 from handoff.states import CONVERSATION_STATE, TRANSITIONS, HandoffState, next_state
 
 S = HandoffState
-EVENTS = ["claim", "cancel", "resolve", "release", "hand_back"]
+EVENTS = ["claim", "cancel", "resolve", "release", "hand_back", "transfer"]
 
 # The specification, written out independently of the implementation's table.
 ALLOWED = {
@@ -21,6 +21,8 @@ ALLOWED = {
     (S.CLAIMED, "release"): S.QUEUED,
     (S.CLAIMED, "hand_back"): S.RETURNED,
     (S.CLAIMED, "resolve"): S.RESOLVED,
+    (S.QUEUED, "transfer"): S.QUEUED,
+    (S.CLAIMED, "transfer"): S.QUEUED,
 }
 
 PAIRS = list(itertools.product(list(HandoffState), EVENTS + ["bogus", ""]))
