@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from aiohttp import web
 
@@ -47,6 +47,7 @@ class Services:
     connectors: dict[str, Connector]
     desk: AgentDeskWeb | None
     webchat: WebchatConnector | None
+    slack: Any = None            # handoff.desk_slack.SlackDesk when slack.enabled
 
 
 SERVICES = web.AppKey("services", Services)
@@ -88,10 +89,15 @@ async def build_services(config: Config) -> Services:
                                        is_agent=desk.is_agent if desk else (lambda r: False),
                                        team_name=config.handoff.team_name)
             connectors[webchat.name] = webchat
+        slack = None
+        if config.slack.enabled:
+            from handoff.desk_slack import SlackDesk   # slack-bolt is imported only when used
+            slack = SlackDesk(config=config, queue=queue, store=store, events=events)
     except BaseException:
         await store.close()
         raise
-    return Services(config, store, engine, events, locks, runtime, delivery, queue, connectors, desk, webchat)
+    return Services(config, store, engine, events, locks, runtime, delivery, queue, connectors, desk, webchat,
+                    slack)
 
 
 async def build_app(config: Config) -> web.Application:
@@ -103,6 +109,8 @@ async def build_app(config: Config) -> web.Application:
         services.webchat.add_routes(app)
     if services.desk:
         services.desk.add_routes(app)
+    if services.slack:
+        services.slack.add_routes(app)
     app.router.add_get("/healthz", _health)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_close_sockets)
@@ -114,11 +122,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     for c in s.connectors.values():
         await c.start()
     await s.delivery.start()
+    if s.slack:
+        await s.slack.start()
     await s.runtime.recover()
     log.info("omnibot started: %d flows, %d intents, channels: %s", len(s.engine.flows.flows),
              len(s.engine.flows.intents), ", ".join(s.connectors) or "none")
     yield
     await s.runtime.stop()
+    if s.slack:
+        await s.slack.stop()
     await s.delivery.stop()
     for c in s.connectors.values():
         await c.stop()

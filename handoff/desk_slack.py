@@ -1,0 +1,504 @@
+"""Slack as the agent desk: a card per handoff, claim and relay in its thread.
+
+One message (the "card") per handoff goes to its team's channel, with the
+whole context and buttons (Claim, Resolve, Back to bot, Transfer). After a
+claim, what the claiming agent writes in the card's thread goes to the
+customer; what the customer writes appears in the thread. Thread messages
+starting with ``note_prefix`` are internal notes. Edits and deletions in
+Slack are not relayed: the agent is told so in the thread.
+
+Everything Slack shows is derived from storage and synced by
+:meth:`SlackDesk.sync`, on every event and on a timer, so a Slack outage or
+a restart delays the card, never loses it. Actions go through the same
+:class:`HandoffQueue` as the local /agent page, so both desks work at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (AsyncConnectionErrorRetryHandler,
+                                                         AsyncRateLimitErrorRetryHandler,
+                                                         AsyncServerErrorRetryHandler)
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Config
+from bot.events import Event, EventBus
+from bot.locks import KeyedLock
+from bot.model import utcnow
+from bot.storage import HandoffRecord, Store
+
+from .context import handoff_context
+from .queue import DeskError, HandoffQueue
+
+log = logging.getLogger(__name__)
+
+DESK = "slack"
+ACTIVE = ("queued", "claimed")
+SYNC_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred")
+TEXT_COMMANDS = {"!claim": "claim", "!resolve": "resolve", "!back": "back", "!transfer": "transfer"}
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn escaping: customer text must not become mentions or links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+class SlackDesk:
+    """The Slack agent desk.
+
+    Args:
+        config: the whole configuration (``slack:`` and teams).
+        queue: the desk interface shared with /agent.
+        store: storage (cards, relayed messages, seen event ids).
+        events: what changed.
+    """
+
+    def __init__(self, *, config: Config, queue: HandoffQueue, store: Store, events: EventBus) -> None:
+        self.config = config
+        self.cfg = config.slack
+        self.queue = queue
+        self.store = store
+        self.events = events
+        self.client = AsyncWebClient(
+            token=self.cfg.bot_token.get_secret_value(), base_url=self.cfg.api_url, timeout=15,
+            # The SDK alone retries only connection errors: honour 429 Retry-After and 5xx too.
+            retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=3),
+                            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+                            AsyncServerErrorRetryHandler(max_retry_count=3)])
+        self.app = AsyncApp(client=self.client, signing_secret=self.cfg.signing_secret.get_secret_value(),
+                            process_before_response=False, raise_error_for_unhandled_request=False)
+        self.verifier = SignatureVerifier(self.cfg.signing_secret.get_secret_value())
+        self._locks = KeyedLock()
+        self._names: dict[str, str] = {}
+        self._group: tuple[float, set[str]] = (0.0, set())
+        self._tasks: list[asyncio.Task[None]] = []
+        self._socket_handler: Any = None
+        self._register()
+
+    # -- wiring ----------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        if self.cfg.mode == "http":
+            app.router.add_post("/slack/events", self.http_endpoint)
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._worker(), name="slack-desk"))
+        if self.cfg.mode == "socket":
+            self._tasks.append(asyncio.create_task(self._socket_loop(), name="slack-socket"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._socket_handler is not None:
+            await self._socket_handler.close_async()
+            self._socket_handler = None
+
+    # -- HTTP mode ---------------------------------------------------------------
+
+    async def http_endpoint(self, request: web.Request) -> web.StreamResponse:
+        """Events, interactivity and slash commands. The signature is checked here, on the raw
+        body, before Bolt parses anything (Bolt would answer 500 to malformed unsigned input)."""
+        body = await request.read()
+        ts = request.headers.get("X-Slack-Request-Timestamp", "")
+        sig = request.headers.get("X-Slack-Signature", "")
+        if not ts or not sig:
+            return web.json_response({"error": "unsigned request"}, status=401)
+        if not ts.isdigit():
+            return web.json_response({"error": "malformed timestamp"}, status=400)
+        if abs(time.time() - int(ts)) > 300:
+            return web.json_response({"error": "stale timestamp"}, status=401)
+        if not self.verifier.is_valid(body, ts, sig):
+            return web.json_response({"error": "bad signature"}, status=401)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return web.json_response({"error": "body is not UTF-8"}, status=400)
+        bolt_req = AsyncBoltRequest(body=text, query=request.query_string, headers=dict(request.headers))
+        try:
+            bolt_resp = await self.app.async_dispatch(bolt_req)
+        except Exception:
+            log.exception("slack request failed")
+            return web.json_response({"error": "could not handle the request"}, status=400)
+        return await to_aiohttp_response(bolt_resp)
+
+    # -- Socket Mode -------------------------------------------------------------
+
+    async def _socket_loop(self) -> None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        delay = 1.0
+        while True:
+            try:
+                self._socket_handler = AsyncSocketModeHandler(self.app, self.cfg.app_token.get_secret_value(),
+                                                              web_client=self.client)
+                await self._socket_handler.connect_async()
+                log.info("connected to Slack (socket mode)")
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cannot connect to Slack in socket mode (%s); retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60)
+
+    # -- Bolt listeners ------------------------------------------------------------
+
+    def _register(self) -> None:
+        self.app.middleware(self._dedupe)
+        self.app.action("omnibot_claim")(self._on_action)
+        self.app.action("omnibot_resolve")(self._on_action)
+        self.app.action("omnibot_back")(self._on_action)
+        self.app.action("omnibot_transfer")(self._on_action)
+        self.app.event("message")(self._on_message)
+        self.app.command("/omnibot")(self._on_command)
+
+    async def _dedupe(self, body: dict[str, Any], next: Any) -> Any:  # noqa: A002 (bolt's name)
+        # Slack retries (X-Slack-Retry-Num) repeat the event_id: answer them, don't process again.
+        event_id = body.get("event_id")
+        if event_id and not await self.store.first_seen("slack-event", str(event_id)):
+            log.info("slack retry of %s ignored", event_id)
+            return BoltResponse(status=200, body="")
+        return await next()
+
+    async def _on_action(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        user = body.get("user", {}).get("id", "")
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
+        kind = action["action_id"].removeprefix("omnibot_")
+        if kind == "transfer":
+            handoff_id, _, team = (action.get("selected_option") or {}).get("value", "").partition("|")
+        else:
+            handoff_id, team = action.get("value", ""), ""
+        await self._act(kind, handoff_id, user, channel, team=team)
+
+    async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
+        """``/omnibot claim|resolve|back|transfer TEAM <reference or handoff id>``."""
+        await ack()
+        user, channel = command.get("user_id", ""), command.get("channel_id", "")
+        words = (command.get("text") or "").split()
+        usage = "Usage: /omnibot claim|resolve|back <C-1001 or handoff id>, or /omnibot transfer TEAM <ref>"
+        if not words or words[0] not in ("claim", "resolve", "back", "transfer"):
+            await self._tell(channel, user, usage)
+            return
+        kind, args = words[0], words[1:]
+        team = args.pop(0) if kind == "transfer" and args else ""
+        handoff_id = await self._find(args[0]) if args else None
+        if handoff_id is None:
+            await self._tell(channel, user, f"No open handoff matches that. {usage}")
+            return
+        await self._act(kind, handoff_id, user, channel, team=team)
+
+    async def _on_message(self, event: dict[str, Any]) -> None:
+        thread_ts, channel = event.get("thread_ts"), event.get("channel", "")
+        if not thread_ts or event.get("bot_id"):
+            return
+        link = await self.store.desk_thread_by_ts(DESK, channel, thread_ts)
+        if link is None:
+            return
+        subtype = event.get("subtype")
+        user = event.get("user") or (event.get("message") or {}).get("user", "")
+        if subtype in ("message_changed", "message_deleted"):
+            # Relayed text cannot be taken back from the customer's channel: say so, don't hide it.
+            await self._post(channel, "Edits and deletions are not relayed: the customer keeps what they "
+                                      "received. Send a new message to correct it.", thread_ts=thread_ts)
+            return
+        if subtype not in (None, "file_share", "thread_broadcast"):
+            return
+        text = unescape(event.get("text") or "").strip()
+        if not text or text.startswith(self.cfg.note_prefix):
+            return   # an internal note
+        first = text.split()[0].lower()
+        if first in TEXT_COMMANDS:
+            rest = text.split()[1:]
+            await self._act(TEXT_COMMANDS[first], link["handoff_id"], user, channel,
+                            team=rest[0] if rest else "")
+            return
+        if not await self._is_agent(user):
+            await self._tell(channel, user, "Only agents can answer customers here.")
+            return
+        agent = await self._agent_name(user)
+        try:
+            await self.queue.reply(link["handoff_id"], agent, text)
+        except DeskError as exc:
+            await self._tell(channel, user, f"Not sent to the customer: {exc}. Press Claim first.")
+
+    async def _act(self, kind: str, handoff_id: str, user: str, channel: str, *, team: str = "") -> None:
+        if not await self._is_agent(user):
+            await self._tell(channel, user, "Sorry, only members of the support team can do that.")
+            log.info("slack user %s is not an agent; %s refused", user, kind)
+            return
+        agent = await self._agent_name(user)
+        try:
+            if kind == "claim":
+                await self.queue.claim(handoff_id, agent)
+            elif kind == "resolve":
+                await self.queue.resolve(handoff_id, agent)
+            elif kind == "back":
+                await self.queue.hand_back(handoff_id, agent)
+            elif kind == "transfer":
+                await self.queue.transfer(handoff_id, agent, team)
+        except DeskError as exc:
+            await self._tell(channel, user, str(exc))
+
+    # -- agents --------------------------------------------------------------------
+
+    async def _is_agent(self, user: str) -> bool:
+        if not user:
+            return False
+        if user in self.cfg.agents:
+            return True
+        if self.cfg.agent_usergroup:
+            fetched, members = self._group
+            if time.monotonic() - fetched > 300:
+                try:
+                    resp = await self.client.usergroups_users_list(usergroup=self.cfg.agent_usergroup)
+                    members = set(resp.get("users") or [])
+                    self._group = (time.monotonic(), members)
+                except SlackApiError as exc:
+                    log.warning("cannot read user group %s: %s", self.cfg.agent_usergroup, exc)
+            return user in members
+        return False
+
+    async def _agent_name(self, user: str) -> str:
+        """'Real Name (slack:U123)': readable on every desk, unique per Slack user."""
+        if user not in self._names:
+            name = user
+            try:
+                resp = await self.client.users_info(user=user)
+                u = resp.get("user") or {}
+                prof = u.get("profile") or {}
+                name = prof.get("real_name") or u.get("real_name") or prof.get("display_name") or u.get("name") or user
+            except SlackApiError as exc:
+                log.warning("users.info %s failed: %s", user, exc)
+            self._names[user] = f"{name} (slack:{user})"
+        return self._names[user]
+
+    async def _find(self, ref: str) -> str | None:
+        for h in await self.queue.list():
+            if ref in (h.id, h.context.get("reference"), (h.context.get("slots") or {}).get("reference")):
+                return h.id
+        return None
+
+    async def _tell(self, channel: str, user: str, text: str) -> None:
+        try:
+            await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+        except SlackApiError as exc:
+            log.warning("cannot tell %s in %s: %s", user, channel, exc)
+
+    async def _post(self, channel: str, text: str, **kwargs: Any) -> dict[str, Any] | None:
+        try:
+            resp = await self.client.chat_postMessage(channel=channel, text=text, **kwargs)
+            return resp.data  # type: ignore[return-value]
+        except SlackApiError as exc:
+            log.warning("chat.postMessage to %s failed: %s", channel, exc.response.get("error"))
+            return None
+
+    # -- keeping Slack in step with storage ---------------------------------------
+
+    async def _worker(self) -> None:
+        q = self.events.subscribe()
+        last_full = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now - last_full >= self.cfg.sync_interval:
+                    last_full = now
+                    await self.sync_all()
+                try:
+                    ev: Event | None = await asyncio.wait_for(q.get(), timeout=min(self.cfg.sync_interval, 5))
+                except TimeoutError:
+                    ev = None
+                if ev is not None and ev.kind in SYNC_EVENTS and ev.handoff_id:
+                    await self._safe_sync(ev.handoff_id)
+        finally:
+            self.events.unsubscribe(q)
+
+    async def sync_all(self) -> None:
+        """Bring every open handoff's card up to date; alert on long waits."""
+        for h in await self.queue.list():
+            await self._safe_sync(h.id)
+
+    async def _safe_sync(self, handoff_id: str) -> None:
+        try:
+            await self.sync(handoff_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("slack sync of handoff %s failed; the next sync retries", handoff_id)
+
+    async def sync(self, handoff_id: str) -> None:
+        """Post, move or update the card; relay new customer messages; alert if unclaimed."""
+        async with self._locks(handoff_id):
+            h = await self.store.get_handoff(handoff_id)
+            if h is None:
+                return
+            link = await self.store.desk_thread(DESK, handoff_id)
+            ctx = await handoff_context(self.store, self.config, h)
+            last_id = max((m["id"] for m in ctx.get("transcript", [])), default=0)
+            channel = self.cfg.channel_for(h.team)
+            if link is None:
+                if h.state not in ACTIVE or not channel:
+                    return
+                posted = await self._post(channel, self._summary(h, ctx), blocks=self.card(h, ctx))
+                if posted is None:
+                    return
+                await self.store.save_desk_thread(DESK, h.id, channel=posted["channel"], ts=posted["ts"],
+                                                  team=h.team, relayed_upto=last_id)
+                await self._attach_transcript(posted["channel"], posted["ts"], ctx)
+                return
+            if link["team"] != h.team and h.state in ACTIVE and channel:
+                # transferred: the old card says where it went; a new card goes to the new team
+                await self._update(link, h, ctx, moved_to=channel)
+                posted = await self._post(channel, self._summary(h, ctx), blocks=self.card(h, ctx))
+                if posted is not None:
+                    await self.store.save_desk_thread(DESK, h.id, channel=posted["channel"], ts=posted["ts"],
+                                                      team=h.team, relayed_upto=last_id)
+                    await self._attach_transcript(posted["channel"], posted["ts"], ctx)
+                return
+            await self._update(link, h, ctx)
+            await self._relay_customer(link, ctx)
+            await self._alert_if_waiting(link, h)
+
+    async def _update(self, link: dict[str, Any], h: HandoffRecord, ctx: dict[str, Any],
+                      moved_to: str | None = None) -> None:
+        try:
+            await self.client.chat_update(channel=link["channel"], ts=link["ts"], text=self._summary(h, ctx),
+                                          blocks=self.card(h, ctx, moved_to=moved_to))
+        except SlackApiError as exc:
+            log.warning("chat.update of handoff %s failed: %s", h.id, exc.response.get("error"))
+
+    async def _relay_customer(self, link: dict[str, Any], ctx: dict[str, Any]) -> None:
+        upto = link["relayed_upto"]
+        for m in ctx.get("transcript", []):
+            if m["id"] <= upto or m["direction"] != "in":
+                continue
+            text = escape(m["text"]) or "_(no text)_"
+            for a in m.get("attachments", []):
+                text += f"\n:paperclip: <{self._absolute(a['url'])}|{escape(a.get('name') or 'attachment')}>"
+            if await self._post(link["channel"], f"*Customer:* {text}", thread_ts=link["ts"]) is None:
+                return   # try again on the next sync, from here
+            await self.store.update_desk_thread(DESK, link["handoff_id"], relayed_upto=m["id"])
+
+    async def _alert_if_waiting(self, link: dict[str, Any], h: HandoffRecord) -> None:
+        if h.state != "queued" or link.get("alerted_at"):
+            return
+        waited = utcnow() - h.created_at
+        if waited < timedelta(seconds=self.cfg.unclaimed_alert_after):
+            return
+        who = f"<!subteam^{self.cfg.agent_usergroup}>" if self.cfg.agent_usergroup else "<!here>"
+        minutes = int(waited.total_seconds() // 60)
+        if await self._post(link["channel"], f"{who} this customer has waited {minutes} min and nobody has "
+                                             "claimed them yet.", thread_ts=link["ts"], reply_broadcast=True):
+            await self.store.update_desk_thread(DESK, h.id, alerted_at=utcnow())
+
+    async def _attach_transcript(self, channel: str, ts: str, ctx: dict[str, Any]) -> None:
+        transcript = ctx.get("transcript", [])
+        if len(transcript) <= self.cfg.transcript_lines:
+            return
+        full = "\n".join(f"[{m['at'][:19].replace('T', ' ')}] {self._who(m)}: {m['text']}" for m in transcript)
+        try:
+            await self.client.files_upload_v2(channel=channel, thread_ts=ts, content=full,
+                                              filename="transcript.txt", title="Full transcript")
+        except SlackApiError as exc:
+            log.warning("transcript upload failed: %s", exc.response.get("error"))
+
+    # -- the card -------------------------------------------------------------------
+
+    def _absolute(self, url: str) -> str:
+        if url.startswith("/"):
+            base = self.config.server.public_url or f"http://{self.config.server.host}:{self.config.server.port}"
+            return base.rstrip("/") + url
+        return url
+
+    @staticmethod
+    def _who(m: dict[str, Any]) -> str:
+        return {"customer": "Customer", "bot": "Bot", "system": "System"}.get(m["role"], m.get("sender") or "Agent")
+
+    def _summary(self, h: HandoffRecord, ctx: dict[str, Any]) -> str:
+        return f"Handoff for {self.config.handoff.team_name(h.team)}: {h.reason}"
+
+    def card(self, h: HandoffRecord, ctx: dict[str, Any], *, moved_to: str | None = None) -> list[dict[str, Any]]:
+        """The Block Kit card: who, why, what was captured, the story so far, and the buttons."""
+        cust = ctx.get("customer", {})
+        conv = ctx.get("conversation", {})
+        who = escape(cust.get("name") or cust.get("id") or "customer")
+        team = self.config.handoff.team_name(h.team)
+        waited = int((utcnow() - h.created_at).total_seconds() // 60)
+        state = {"queued": f":hourglass: waiting ({waited} min)",
+                 "claimed": f":raising_hand: claimed by {escape(h.agent or '')}",
+                 "resolved": ":white_check_mark: resolved", "returned": ":robot_face: back with the bot"}[h.state]
+        fields = [f"*Customer*\n{who}", f"*Channel*\n{escape(conv.get('channel', ''))}", f"*Team*\n{escape(team)}",
+                  f"*State*\n{state}"]
+        if ctx.get("reference"):
+            fields.append(f"*Reference*\n{escape(str(ctx['reference']))}")
+        fields.append(f"*Priority*\n{'high' if h.priority > 0 else 'normal'}")
+        blocks: list[dict[str, Any]] = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(h.reason[:1].upper() + h.reason[1:])}*"}},
+            {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
+        ]
+        slots = ctx.get("slots") or {}
+        if slots:
+            lines = []
+            for k, v in slots.items():
+                if isinstance(v, list) and v and isinstance(v[0], dict):
+                    v = ", ".join(f"<{self._absolute(a.get('url', ''))}|{escape(a.get('name') or 'file')}>" for a in v)
+                else:
+                    v = escape(str(v))
+                lines.append(f"*{escape(k.replace('_', ' ').capitalize())}:* {v}")
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}})
+        previous = (cust.get("previous_conversations") or [])
+        if previous:
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
+                           f"{len(previous)} earlier conversation(s); last: "
+                           f"{escape(previous[-1].get('summary') or '')[:150]}"}]})
+        transcript = ctx.get("transcript") or []
+        tail = transcript[-self.cfg.transcript_lines:]
+        if tail:
+            text = "\n".join(f"*{escape(self._who(m))}:* {escape(m['text'])[:300]}" for m in tail)
+            if len(transcript) > len(tail):
+                text = f"_…{len(transcript) - len(tail)} earlier messages in the thread file_\n" + text
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}})
+        if moved_to:
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn",
+                           "text": f":arrow_right: transferred to <#{moved_to}>"}]})
+            return blocks
+        if h.state in ACTIVE:
+            elements: list[dict[str, Any]] = []
+            if h.state == "queued":
+                elements.append({"type": "button", "action_id": "omnibot_claim", "style": "primary",
+                                 "text": {"type": "plain_text", "text": "Claim"}, "value": h.id})
+            elements += [
+                {"type": "button", "action_id": "omnibot_resolve", "text": {"type": "plain_text", "text": "Resolve"},
+                 "value": h.id},
+                {"type": "button", "action_id": "omnibot_back", "text": {"type": "plain_text", "text": "Back to bot"},
+                 "value": h.id},
+            ]
+            others = [(k, t.name) for k, t in self.config.handoff.teams.items() if k != h.team]
+            if others:
+                elements.append({"type": "static_select", "action_id": "omnibot_transfer",
+                                 "placeholder": {"type": "plain_text", "text": "Transfer to…"},
+                                 "options": [{"text": {"type": "plain_text", "text": name[:75]},
+                                              "value": f"{h.id}|{key}"} for key, name in others]})
+            blocks.append({"type": "actions", "block_id": f"handoff:{h.id}", "elements": elements})
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
+                           f"Reply in this thread after claiming; messages starting with "
+                           f"`{escape(self.cfg.note_prefix)}` stay internal."}]})
+        return blocks
