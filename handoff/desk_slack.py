@@ -21,6 +21,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -98,6 +99,8 @@ class SlackDesk:
             app.router.add_post("/slack/events", self.http_endpoint)
 
     async def start(self) -> None:
+        """Start syncing; never blocks on Slack (an unreachable Slack is logged and retried)."""
+        self._tasks.append(asyncio.create_task(self._check_connection(), name="slack-auth"))
         self._tasks.append(asyncio.create_task(self._worker(), name="slack-desk"))
         if self.cfg.mode == "socket":
             self._tasks.append(asyncio.create_task(self._socket_loop(), name="slack-socket"))
@@ -110,6 +113,25 @@ class SlackDesk:
         if self._socket_handler is not None:
             await self._socket_handler.close_async()
             self._socket_handler = None
+
+    async def _check_connection(self) -> None:
+        delay = 2.0
+        while True:
+            try:
+                resp = await self.client.auth_test()
+                log.info("Slack desk connected as @%s in %s (%s mode)", resp.get("user"), resp.get("team"),
+                         self.cfg.mode)
+                return
+            except asyncio.CancelledError:
+                raise
+            except SlackApiError as exc:
+                log.error("Slack refused the bot token (%s); check slack.bot_token. Retrying in %.0f s",
+                          exc.response.get("error"), delay)
+            except Exception as exc:
+                log.warning("cannot reach Slack at %s (%s); the bot runs on, retrying in %.0f s",
+                            self.cfg.api_url, type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 300)
 
     # -- HTTP mode ---------------------------------------------------------------
 
@@ -341,6 +363,9 @@ class SlackDesk:
             await self.sync(handoff_id)
         except asyncio.CancelledError:
             raise
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("Slack unreachable while syncing handoff %s (%s); the next sync retries",
+                        handoff_id, type(exc).__name__)
         except Exception:
             log.exception("slack sync of handoff %s failed; the next sync retries", handoff_id)
 

@@ -317,7 +317,7 @@ async def test_local_desk_and_slack_work_together(slack_app: Running, fake: Fake
         await c.close()
 
 
-async def test_starts_when_slack_is_unreachable(tmp_path: Path) -> None:
+async def test_starts_when_slack_is_unreachable(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fake = FakeSlack()
     await fake.start()
     base = fake.base_url
@@ -331,6 +331,12 @@ async def test_starts_when_slack_is_unreachable(tmp_path: Path) -> None:
         [m] = await c.say("when are you open?")
         assert "Monday" in m["text"]
         await c.close()
+        for _ in range(50):
+            if any("cannot reach Slack" in rec.getMessage() for rec in caplog.records):
+                break
+            await asyncio.sleep(0.1)
+        assert any("cannot reach Slack" in rec.getMessage() and "retrying" in rec.getMessage()
+                   for rec in caplog.records)
     finally:
         await stop_app(r)
 
@@ -348,6 +354,40 @@ async def test_unclaimed_handoff_pings_the_team(tmp_path: Path, fake: FakeSlack)
         assert "<!here>" in pings[0].args["text"]
         await asyncio.sleep(1.0)
         assert len([x for x in fake.calls_to("chat.postMessage") if "nobody has claimed" in x.args.get("text", "")]) == 1
+        await c.close()
+    finally:
+        await stop_app(r)
+
+
+async def test_socket_mode_claim_and_reply(tmp_path: Path, fake: FakeSlack) -> None:
+    from fakes.slack_api import action_payload, event_payload
+
+    config = slack_config(tmp_path, fake)
+    config = config.model_copy(update={"slack": config.slack.model_copy(update={
+        "mode": "socket", "app_token": type(config.slack.app_token)(fake.app_token)})})
+    r = await start_app(config)
+    try:
+        # no HTTP endpoint in socket mode
+        status, _ = await post(r, b"{}")
+        assert status in (404, 405)
+        await fake.wait_socket_connected(timeout=10)
+        c = ChatClient(r.http, r.ws_url)
+        await c.connect()
+        await c.say("talk to a person")
+        [card] = await fake.wait_for("chat.postMessage", predicate=card_posts(fake, "CSUP"))
+        hid = button(card.args["blocks"], "omnibot_claim")["value"]
+        ts = fake_ts(fake, card)
+        env = await fake.socket_send("interactive", action_payload("omnibot_claim", hid, user_id="UANNA",
+                                                                   channel_id="CSUP", message_ts=ts))
+        await fake.wait_ack(env)
+        m = await c.reply()
+        assert m["text"] == "Anna from Customer Care has joined the conversation."
+        event = {"type": "message", "channel": "CSUP", "user": "UANNA", "text": "Hello via socket", "ts": "2.0",
+                 "thread_ts": ts, "channel_type": "channel"}
+        env = await fake.socket_send("events_api", event_payload(event, event_id="EvS1"))
+        await fake.wait_ack(env)
+        m = await c.reply()
+        assert m["text"] == "Hello via socket"
         await c.close()
     finally:
         await stop_app(r)
