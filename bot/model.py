@@ -66,6 +66,7 @@ class Customer:
     id: str
     display_name: str
     created_at: datetime
+    attributes: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class Inbound:
     sender_name: str = ""
     attachments: tuple[Attachment, ...] = ()
     payload: str | None = None    # a button's payload, when the customer pressed one
+    customer_attributes: Mapping[str, Any] = field(default_factory=dict)   # merged into the customer record
     sent_at: datetime = field(default_factory=utcnow)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

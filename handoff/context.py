@@ -55,6 +55,7 @@ async def handoff_context(store: Store, config: Config, h: HandoffRecord) -> dic
         "conversation": {"id": conv.id, "channel": conv.channel, "external_id": conv.external_id,
                          "state": conv.state.value, "created_at": conv.created_at.isoformat()},
         "customer": {"id": conv.customer_id, "name": customer.display_name if customer else "",
+                     "attributes": dict(customer.attributes) if customer else {},
                      "identities": [{"channel": ch, "external_id": ext} for ch, ext in identities],
                      "previous_conversations": previous},
         "reason": h.reason, "team": h.team, "team_name": config.handoff.team_name(h.team),

@@ -123,6 +123,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (source, event_id)
     );
     """,
+    # 3: what channels tell about a customer (a Telegram /start deep-link payload, ...)
+    """
+    ALTER TABLE customers ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}'
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -262,6 +266,10 @@ class _Ops:
             row = self._one("SELECT value FROM meta WHERE key=?", (key,))
         return row["value"]  # type: ignore[index]
 
+    def set_meta(self, key: str, value: str) -> None:
+        self.con.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                         (key, value))
+
     def next_sequence(self, name: str, start: int = 1000) -> int:
         key = f"seq:{name}"
         with self._tx() as db:
@@ -296,15 +304,16 @@ class _Ops:
                 db.execute("INSERT INTO identities(channel, external_id, customer_id, created_at) "
                                  "VALUES (?, ?, ?, ?)",
                                  (inbound.channel, inbound.external_id, customer_id, now))
-                cust = Customer(customer_id, inbound.sender_name, _dt(now))  # type: ignore[arg-type]
+                cust_row = self._one("SELECT * FROM customers WHERE id=?", (customer_id,))
             else:
                 customer_id = cust_row["id"]
-                name = cust_row["display_name"]
-                if inbound.sender_name and not name:
+                if inbound.sender_name and not cust_row["display_name"]:
                     db.execute("UPDATE customers SET display_name=? WHERE id=?",
-                                     (inbound.sender_name, customer_id))
-                    name = inbound.sender_name
-                cust = Customer(customer_id, name, _dt(cust_row["created_at"]))  # type: ignore[arg-type]
+                               (inbound.sender_name, customer_id))
+            if inbound.customer_attributes:
+                db.execute("UPDATE customers SET attributes=json_patch(attributes, ?) WHERE id=?",
+                           (json.dumps(dict(inbound.customer_attributes)), customer_id))
+            cust = _customer(self._one("SELECT * FROM customers WHERE id=?", (customer_id,)))  # type: ignore[arg-type]
             crow = self._one(
                 "SELECT * FROM conversations WHERE channel=? AND external_id=? AND state != 'closed'",
                 (inbound.channel, inbound.external_id))
@@ -331,7 +340,7 @@ class _Ops:
 
     def _customer_row(self, customer_id: str) -> Customer | None:
         row = self._one("SELECT * FROM customers WHERE id=?", (customer_id,))
-        return Customer(row["id"], row["display_name"], _dt(row["created_at"])) if row else None  # type: ignore[arg-type]
+        return _customer(row) if row else None
 
     def latest_conversation(self, channel: str, external_id: str) -> Conversation | None:
         """The open conversation at this address, else the most recent closed one."""
@@ -347,11 +356,13 @@ class _Ops:
 
     def load_turn(self, conversation_id: str) -> tuple[Conversation, Customer, dict[str, Any] | None] | None:
         """What a turn needs, in one read: the conversation, its customer and the flow state."""
-        row = self._one("SELECT c.*, u.display_name AS u_name, u.created_at AS u_created FROM conversations c "
+        row = self._one("SELECT c.*, u.display_name AS u_name, u.created_at AS u_created, "
+                        "u.attributes AS u_attributes FROM conversations c "
                         "JOIN customers u ON u.id = c.customer_id WHERE c.id=?", (conversation_id,))
         if row is None:
             return None
-        customer = Customer(row["customer_id"], row["u_name"], _dt(row["u_created"]))  # type: ignore[arg-type]
+        customer = Customer(row["customer_id"], row["u_name"], _dt(row["u_created"]),  # type: ignore[arg-type]
+                            json.loads(row["u_attributes"] or "{}"))
         state = json.loads(row["flow_state"]) if row["flow_state"] else None
         return _conversation(row), customer, state
 
@@ -653,13 +664,18 @@ def _split_sql(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def _conversation(row: aiosqlite.Row) -> Conversation:
+def _customer(row: sqlite3.Row) -> Customer:
+    return Customer(row["id"], row["display_name"], _dt(row["created_at"]),  # type: ignore[arg-type]
+                    json.loads(row["attributes"] or "{}"))
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
     return Conversation(id=row["id"], customer_id=row["customer_id"], channel=row["channel"],
                         external_id=row["external_id"], state=ConversationState(row["state"]),
                         created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]))  # type: ignore[arg-type]
 
 
-def _message(row: aiosqlite.Row) -> Message:
+def _message(row: sqlite3.Row) -> Message:
     return Message(
         id=row["id"], conversation_id=row["conversation_id"], direction=row["direction"],
         role=row["role"], text=row["text"], created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
@@ -670,7 +686,7 @@ def _message(row: aiosqlite.Row) -> Message:
         payload=row["payload"])
 
 
-def _handoff(row: aiosqlite.Row) -> HandoffRecord:
+def _handoff(row: sqlite3.Row) -> HandoffRecord:
     return HandoffRecord(
         id=row["id"], conversation_id=row["conversation_id"], state=row["state"], team=row["team"],
         reason=row["reason"], priority=row["priority"], agent=row["agent"],
@@ -689,6 +705,6 @@ def _operation(name: str) -> Callable[..., Any]:
     return call
 
 
-for _name in ('desk_thread', 'desk_thread_by_ts', 'save_desk_thread', 'update_desk_thread', 'first_seen',
+for _name in ('set_meta', 'desk_thread', 'desk_thread_by_ts', 'save_desk_thread', 'update_desk_thread', 'first_seen',
               'load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'list_handoffs', 'transition_handoff', 'queue_position'):
     setattr(SqliteStore, _name, _operation(_name))

@@ -59,7 +59,7 @@ async def test_migration_from_empty_file(tmp_path: Path) -> None:
     s = await open_store(f"sqlite:///{db}")
     try:
         assert isinstance(s, SqliteStore)
-        assert await s.schema_version() == SCHEMA_VERSION == 2
+        assert await s.schema_version() == SCHEMA_VERSION == 3
     finally:
         await s.close()
     assert raw(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
@@ -82,8 +82,9 @@ async def test_migration_from_version_1_keeps_data(tmp_path: Path) -> None:
     con.close()
     s = await open_store(str(db))
     try:
-        assert await s.schema_version() == 2
+        assert await s.schema_version() == SCHEMA_VERSION
         assert (await s.get_customer("cus_1")).display_name == "Ann"
+        assert (await s.get_customer("cus_1")).attributes == {}
         assert await s.first_seen("slack", "Ev1") is True
         assert await s.first_seen("slack", "Ev1") is False
     finally:
