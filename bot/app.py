@@ -80,15 +80,20 @@ async def build_services(config: Config) -> Services:
         desk = None
         if config.agent_desk.enabled:
             desk = AgentDeskWeb(queue=queue, store=store, config=config, events=events, secret=app_secret)
+        media = MediaStore(config.resolve(config.storage.media_dir))
         webchat = None
         if config.webchat.enabled:
             secret = config.webchat.secret.get_secret_value() if config.webchat.secret else app_secret
-            media = MediaStore(config.resolve(config.storage.media_dir))
             webchat = WebchatConnector(config=config.webchat, secret=secret, accept=runtime.accept, store=store,
                                        events=events, media=media,
                                        is_agent=desk.is_agent if desk else (lambda r: False),
                                        team_name=config.handoff.team_name)
             connectors[webchat.name] = webchat
+        if config.telegram.enabled:
+            from connectors.telegram import TelegramConnector   # imported only when used
+            telegram = TelegramConnector(config=config.telegram, accept=runtime.accept, store=store,
+                                         media=media)
+            connectors[telegram.name] = telegram
         slack = None
         if config.slack.enabled:
             from handoff.desk_slack import SlackDesk   # slack-bolt is imported only when used
@@ -111,6 +116,9 @@ async def build_app(config: Config) -> web.Application:
         services.desk.add_routes(app)
     if services.slack:
         services.slack.add_routes(app)
+    for connector in services.connectors.values():
+        if connector is not services.webchat and hasattr(connector, "add_routes"):
+            connector.add_routes(app)
     app.router.add_get("/healthz", _health)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_close_sockets)

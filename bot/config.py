@@ -80,6 +80,34 @@ class AgentDeskConfig(_Model):
                              description="agents log in to /agent with it; set OMNIBOT_AGENT_TOKEN")
 
 
+class TelegramConfig(_Model):
+    """Telegram as a customer channel (see README "Telegram")."""
+
+    enabled: bool = False
+    token: SecretStr = Field(SecretStr(""), description="from @BotFather")
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str = Field("", description="public https URL of /telegram/webhook to register; empty: don't register")
+    secret_token: SecretStr = Field(SecretStr(""), description="checked on every webhook request")
+    api_url: str = "https://api.telegram.org/bot"
+    file_url: str = "https://api.telegram.org/file/bot"
+    allow_groups: bool = Field(False, description="answer in group chats too (default: private chats only)")
+    poll_timeout: int = Field(25, ge=0, le=50)
+    start_payload: str = Field("intent:greet", description="what /start means to the flows")
+    help_payload: str = Field("intent:help", description="what /help means to the flows")
+
+    @model_validator(mode="after")
+    def _complete(self) -> "TelegramConfig":
+        if not self.enabled:
+            return self
+        if not self.token.get_secret_value():
+            raise ValueError("telegram is enabled but token is empty (set it from the environment, "
+                             "e.g. ${TELEGRAM_BOT_TOKEN})")
+        secret = self.secret_token.get_secret_value()
+        if self.mode == "webhook" and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ValueError("webhook mode needs secret_token: 1-256 characters of A-Z a-z 0-9 _ -")
+        return self
+
+
 class SlackConfig(_Model):
     """Slack as the agent desk (see README "Slack agent desk")."""
 
@@ -140,6 +168,7 @@ class Config(_Model):
     handoff: HandoffConfig = HandoffConfig()
     agent_desk: AgentDeskConfig = AgentDeskConfig()
     slack: SlackConfig = SlackConfig()
+    telegram: TelegramConfig = TelegramConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     logging: LoggingConfig = LoggingConfig()
     base_dir: str = Field(".", exclude=True)
@@ -160,7 +189,8 @@ class Config(_Model):
     def secrets(self) -> list[str]:
         """Every secret value, for the log redaction filter."""
         out = [self.agent_desk.token.get_secret_value(), self.slack.bot_token.get_secret_value(),
-               self.slack.signing_secret.get_secret_value(), self.slack.app_token.get_secret_value()]
+               self.slack.signing_secret.get_secret_value(), self.slack.app_token.get_secret_value(),
+               self.telegram.token.get_secret_value(), self.telegram.secret_token.get_secret_value()]
         if self.webchat.secret:
             out.append(self.webchat.secret.get_secret_value())
         return [s for s in out if s]
