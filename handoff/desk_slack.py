@@ -115,10 +115,12 @@ class SlackDesk:
             self._socket_handler = None
 
     async def _check_connection(self) -> None:
+        # A client without retry handlers, so an unreachable Slack is reported at once.
+        probe = AsyncWebClient(token=self.cfg.bot_token.get_secret_value(), base_url=self.cfg.api_url, timeout=10)
         delay = 2.0
         while True:
             try:
-                resp = await self.client.auth_test()
+                resp = await probe.auth_test()
                 log.info("Slack desk connected as @%s in %s (%s mode)", resp.get("user"), resp.get("team"),
                          self.cfg.mode)
                 return
