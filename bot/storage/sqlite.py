@@ -127,6 +127,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE customers ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}'
     """,
+    # 4: the outbox's heads (oldest pending message per conversation) from a small index,
+    # instead of a scan of every message ever sent
+    """
+    CREATE INDEX messages_pending ON messages(conversation_id, id)
+        WHERE direction = 'out' AND status = 'pending'
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
