@@ -20,6 +20,7 @@ import hmac
 import html
 import json
 import logging
+import os
 import warnings
 from datetime import timedelta
 from typing import Any, Callable
@@ -38,6 +39,10 @@ from bot.model import Attachment, Inbound
 from bot.storage import OutboxItem, Store
 
 log = logging.getLogger(__name__)
+
+# Opt in to PTB's coming behaviour (RetryAfter.retry_after as a timedelta); without it PTB 22
+# warns on every 429. retry_after_seconds() below reads either form.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 MAX_TEXT = 4096
 OFFSET_KEY = "telegram:offset"
@@ -155,7 +160,7 @@ class TelegramConnector:
             except RetryAfter as exc:
                 await asyncio.sleep(retry_after_seconds(exc))
             except TelegramError as exc:
-                log.warning("Telegram %s failed (%s); retrying in %.0f s", what, exc, delay)
+                log.warning("Telegram %s failed (%s); retrying in %.0f s", what, exc.message, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 300)
 
@@ -307,7 +312,8 @@ class TelegramConnector:
                 sent_id = str(sent.message_id)
         except RetryAfter as exc:
             # applies to this chat only: the outbox holds this conversation, others go on
-            raise TransientSendError(f"Telegram flood control: {exc}", retry_after=retry_after_seconds(exc)) from exc
+            wait = retry_after_seconds(exc)
+            raise TransientSendError(f"Telegram flood control: retry in {wait:.0f} s", retry_after=wait) from exc
         except (BadRequest, Forbidden, InvalidToken, ChatMigrated) as exc:   # before NetworkError: BadRequest is one
             raise PermanentSendError(f"Telegram refused the message: {exc}") from exc
         except (TimedOut, NetworkError) as exc:
