@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 MAX_TEXT = 4096
+_TOKEN_LOGGERS = ("httpx", "httpcore", "telegram", "telegram.Bot", "telegram.ext", "telegram.request")
 OFFSET_KEY = "telegram:offset"
 
 
@@ -92,17 +93,18 @@ class TelegramConnector:
         self.store = store
         self.media = media
         token = config.token.get_secret_value()
+        # httpx logs every request URL at INFO, and Bot API URLs carry the token (PTB's Bot also logs
+        # its base URL at DEBUG when built): whoever configures logging, these records are redacted
+        # at the source. Logger filters don't reach child loggers, so each logger is named.
+        self._redact = RedactingFilter([token])
+        for name in _TOKEN_LOGGERS:
+            logging.getLogger(name).addFilter(self._redact)
         self.bot = Bot(token, base_url=config.api_url, base_file_url=config.file_url,
                        request=HTTPXRequest(connection_pool_size=32, read_timeout=15, write_timeout=15),
                        get_updates_request=HTTPXRequest(connection_pool_size=2,
                                                         read_timeout=config.poll_timeout + 10))
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
-        # httpx logs every request URL at INFO, and Bot API URLs carry the token: whoever
-        # configures logging, those records are redacted at the source.
-        self._redact = RedactingFilter([token])
-        for name in ("httpx", "httpcore", "telegram"):
-            logging.getLogger(name).addFilter(self._redact)
 
     # -- wiring ----------------------------------------------------------------
 
@@ -115,7 +117,7 @@ class TelegramConnector:
         self._tasks.append(asyncio.create_task(self._run(), name="telegram"))
 
     async def stop(self) -> None:
-        for name in ("httpx", "httpcore", "telegram"):
+        for name in _TOKEN_LOGGERS:
             logging.getLogger(name).removeFilter(self._redact)
         for t in self._tasks:
             t.cancel()
