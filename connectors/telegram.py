@@ -222,8 +222,10 @@ class TelegramConnector:
             return
         msg = update.message
         if msg is None:
-            log.debug("telegram update %s of a kind we don't handle (%s) ignored", update.update_id,
-                      "edited message" if update.edited_message else "other")
+            kind = ("channel post" if update.channel_post or update.edited_channel_post else
+                    "edited message" if update.edited_message else "update")
+            log.info("telegram %s %s ignored (only new messages and button presses are handled)", kind,
+                     update.update_id)
             return
         if not self._chat_allowed(msg):
             return
