@@ -201,3 +201,12 @@ async def test_long_agent_reply_is_split(polling: Running, fake: FakeTelegram) -
     parts = await fake.wait_for("sendMessage", count=2, predicate=to_chat(9009, text="details follow"))
     assert all(len(p.args["text"]) <= 4096 for p in parts)
     assert parts[-1].args["text"].endswith("&lt;end&gt;")
+
+
+async def test_server_error_is_retried_with_backoff(polling: Running, fake: FakeTelegram) -> None:
+    fake.fail_next("sendMessage", status=502, chat_id=1212, times=2)
+    fake.push_update(text_update(1212, "when are you open?"))
+    ok = await fake.wait_for("sendMessage", timeout=10, predicate=lambda c: to_chat(1212)(c) and not c.failed)
+    failed = [c for c in fake.calls_to("sendMessage") if to_chat(1212)(c) and c.failed]
+    assert len(failed) == 2 and len(ok) == 1 and "Monday to Friday" in ok[0].args["text"]
+    assert failed[1].time - failed[0].time > 0.01          # backed off between attempts
