@@ -36,7 +36,6 @@ import hmac
 import inspect
 import itertools
 import json
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -44,6 +43,8 @@ from typing import Any, Awaitable, Callable, Optional, Union
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import WSMsgType, web
+
+from fakes.base import FakeServer
 
 __all__ = [
     "Call",
@@ -130,7 +131,7 @@ class _Upload:
     meta: dict = field(default_factory=dict)
 
 
-class FakeSlack:
+class FakeSlack(FakeServer):
     """A Slack Web API + Socket Mode look-alike on 127.0.0.1:<random port>.
 
     ``strict=True`` makes chat.update/chat.delete of a ts the fake never issued answer
@@ -165,51 +166,19 @@ class FakeSlack:
         self._sockets: list[web.WebSocketResponse] = []
         self._socket_connected = asyncio.Event()
         self._ack_events: dict[str, asyncio.Event] = {}
-        self._runner: Optional[web.AppRunner] = None
-        self._port: Optional[int] = None
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/upload/{file_id}", self._handle_upload)
         app.router.add_post("/response/{key}", self._handle_response_url)
         app.router.add_get("/socket", self._handle_socket)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.SockSite(self._runner, sock)
-        await site.start()
 
-    async def stop(self) -> None:
+    async def before_stop(self) -> None:
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"server stopping")
         self._sockets.clear()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> "FakeSlack":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeSlack is not started")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """Server root, e.g. ``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def base_url(self) -> str:

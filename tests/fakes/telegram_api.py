@@ -59,7 +59,6 @@ import itertools
 import json
 import mimetypes
 import re
-import socket
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -68,6 +67,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 from aiohttp import web
+
+from fakes.base import FakeServer
 
 __all__ = [
     "ApiError",
@@ -356,7 +357,7 @@ def _take(queue: list, args: dict) -> Any:
 # ====================================================================== the server
 
 
-class FakeTelegram:
+class FakeTelegram(FakeServer):
     """A Telegram Bot API look-alike on 127.0.0.1:<random port>.
 
     ``strict=True`` adds the errors a lenient fake skips by default: sendMessage to a chat
@@ -400,54 +401,27 @@ class FakeTelegram:
         self._file_counter = itertools.count(1)
         self._polls: list[_Poll] = []
         self._stopping: Optional[asyncio.Event] = None
-        self._runner: Optional[web.AppRunner] = None
-        self._port: Optional[int] = None
         self._methods = {name.lower(): name for name in self._builtin_methods()}
 
     # ------------------------------------------------------------------ lifecycle
 
+    def routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+
     async def start(self) -> None:
         global _running_fakes
         self._stopping = asyncio.Event()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        await super().start()
         _running_fakes += 1
 
-    async def stop(self) -> None:
+    async def before_stop(self) -> None:
         global _running_fakes
         if self._stopping is not None:
             self._stopping.set()
         for poll in self._polls:
             poll.event.set()
         if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
             _running_fakes = max(0, _running_fakes - 1)
-
-    async def __aenter__(self) -> "FakeTelegram":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeTelegram is not started")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """Server root, e.g. ``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def base_url(self) -> str:
