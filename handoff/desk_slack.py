@@ -87,6 +87,7 @@ class SlackDesk:
         self.verifier = SignatureVerifier(self.cfg.signing_secret.get_secret_value())
         self._locks = KeyedLock()
         self._names: dict[str, str] = {}
+        self._from_slack: set[int] = set()   # agent replies written in Slack (not mirrored back)
         self._group: tuple[float, set[str]] = (0.0, set())
         self._tasks: list[asyncio.Task[None]] = []
         self._socket_handler: Any = None
@@ -260,7 +261,8 @@ class SlackDesk:
             return
         agent = await self._agent_name(user)
         try:
-            await self.queue.reply(link["handoff_id"], agent, text)
+            sent = await self.queue.reply(link["handoff_id"], agent, text)
+            self._from_slack.add(sent.id)
         except DeskError as exc:
             await self._tell(channel, user, f"Not sent to the customer: {exc}. Press Claim first.")
 
@@ -413,15 +415,23 @@ class SlackDesk:
             log.warning("chat.update of handoff %s failed: %s", h.id, exc.response.get("error"))
 
     async def _relay_customer(self, link: dict[str, Any], ctx: dict[str, Any]) -> None:
+        """Post to the thread what the customer wrote, and what agents wrote on other desks."""
         upto = link["relayed_upto"]
         for m in ctx.get("transcript", []):
-            if m["id"] <= upto or m["direction"] != "in":
+            if m["id"] <= upto:
                 continue
-            text = escape(m["text"]) or "_(no text)_"
-            for a in m.get("attachments", []):
-                text += f"\n:paperclip: <{self._absolute(a['url'])}|{escape(a.get('name') or 'attachment')}>"
-            if await self._post(link["channel"], f"*Customer:* {text}", thread_ts=link["ts"]) is None:
+            if m["direction"] == "in":
+                text = escape(m["text"]) or "_(no text)_"
+                for a in m.get("attachments", []):
+                    text += f"\n:paperclip: <{self._absolute(a['url'])}|{escape(a.get('name') or 'attachment')}>"
+                line = f"*Customer:* {text}"
+            elif m["role"] == "agent" and m["id"] not in self._from_slack:
+                line = f"*{escape(m.get('sender') or 'Agent')} (web desk):* {escape(m['text'])}"
+            else:
+                line = ""
+            if line and await self._post(link["channel"], line, thread_ts=link["ts"]) is None:
                 return   # try again on the next sync, from here
+            self._from_slack.discard(m["id"])
             await self.store.update_desk_thread(DESK, link["handoff_id"], relayed_upto=m["id"])
 
     async def _alert_if_waiting(self, link: dict[str, Any], h: HandoffRecord) -> None:

@@ -151,6 +151,8 @@ async def test_full_handoff_through_slack(slack_app: Running, fake: FakeSlack) -
                                     event_id="Ev1") == 200
         m = await c.reply()
         assert m["role"] == "agent" and m["sender"] == "Anna" and m["text"] == "Hi! So sorry <3 We'll send a new lamp."
+        await asyncio.sleep(0.5)      # a reply written in Slack is not mirrored back into Slack
+        assert not [x for x in fake.calls_to("chat.postMessage") if "web desk" in x.args.get("text", "")]
 
         # an internal note stays in Slack
         assert await thread_message(r, "// check stock in warehouse B", "UANNA", ts, event_id="Ev2") == 200
@@ -313,6 +315,13 @@ async def test_local_desk_and_slack_work_together(slack_app: Running, fake: Fake
         assert await click(r, "omnibot_claim", hid, "UANNA", ts) == 200
         [eph] = await fake.wait_for("chat.postEphemeral")
         assert "already claimed by Carol King" in eph.args["text"]
+        # what Carol answers from the web desk shows in the Slack thread too
+        async with r.http.post(f"{r.url}/agent/api/handoffs/{hid}/reply", headers=agent_headers("Carol King"),
+                               json={"text": "I'm on it <3"}) as resp:
+            assert resp.status == 200
+        [mirror] = await fake.wait_for("chat.postMessage", predicate=lambda x: x.args.get("thread_ts") == ts
+                                       and "web desk" in x.args.get("text", ""))
+        assert mirror.args["text"] == "*Carol (web desk):* I'm on it &lt;3"
     finally:
         await c.close()
 
