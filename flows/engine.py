@@ -225,7 +225,11 @@ class FlowEngine:
             t.replies.append(Reply(self._render(fb.offer_human, t), buttons))
             return
         buttons = []
-        for intent, _ in ranked[: fb.suggestions]:
+        # Nothing came close: suggest the first topics the flows offer, so the customer has a way on.
+        candidates = ranked or [(i, 0.0) for i in (fb.topics or self.flows.intents)]
+        for intent, _ in candidates:
+            if len(buttons) >= fb.suggestions:
+                break
             pf = self.flows.flow_for_intent(intent)
             if pf is not None and not pf.flow.interrupts:
                 title = self.flows.intents[intent].description or pf.flow.description or intent.replace("_", " ")

@@ -193,6 +193,10 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
     if settings:
         sfile = settings[1]
         smarks = marks_by_file[sfile]
+        for i, topic in enumerate(st.fallback.topics):
+            if topic not in intents:
+                errs.add(f"settings.fallback.topics: no intent named {topic!r}", sfile,
+                         smarks.line_for(("settings", "fallback", "topics", i)))
         if st.welcome_flow and st.welcome_flow not in parsed:
             errs.add(f"settings.welcome_flow: no flow named {st.welcome_flow!r}", sfile,
                      smarks.line_for(("settings", "welcome_flow")))

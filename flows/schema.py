@@ -127,6 +127,8 @@ class FallbackSettings(_M):
     max_misses: int = Field(2, ge=1)
     offer_human: str = ("I'm not sure I can help with that. Would you like to talk to a person?")
     suggestions: int = Field(3, ge=0, le=6, description="top intents offered as buttons when clarifying")
+    topics: list[str] = Field(default_factory=list,
+                              description="intents offered when nothing came close (default: the first ones)")
 
 
 class Settings(_M):

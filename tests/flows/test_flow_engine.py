@@ -567,7 +567,10 @@ async def test_a_matched_intent_resets_misses(chat: Chat) -> None:
 
 async def test_empty_text_is_a_miss(chat: Chat) -> None:
     assert await chat.send("   ") == ["Sorry, say again?"]
-    assert chat.last is not None and chat.last.replies[0].buttons == () and chat.last.intent is None
+    assert chat.last is not None and chat.last.intent is None
+    # nothing came close, so the first topics are offered as a way on
+    buttons = chat.last.replies[0].buttons
+    assert buttons and buttons[0] == Button("Opening hours", "intent:hours")
 
 
 async def test_payload_forces_a_flow(chat: Chat) -> None:
@@ -683,3 +686,16 @@ async def test_demo_greeting_without_customer_name() -> None:
     c = Chat(FlowEngine(fs, matcher=LexicalMatcher()))
     (reply,) = await c.send("hello")
     assert reply.startswith("Hello! I'm the Acme Shop assistant.")
+
+
+async def test_fallback_with_nothing_close_offers_the_configured_topics(tmp_path: Path) -> None:
+    from conftest import DEMO_FLOWS
+
+    eng = FlowEngine(load_flows(DEMO_FLOWS), actions={"create_reference": _ref_c1})
+    res = await eng.handle(None, TurnInput("xyzzy"))
+    assert [b.payload for b in res.replies[0].buttons] == ["intent:opening_hours", "intent:shipping_times",
+                                                           "intent:returns"]
+
+
+async def _ref_c1(ctx: object) -> str:
+    return "C-1"
