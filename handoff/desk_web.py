@@ -54,7 +54,7 @@ class AgentDeskWeb:
     def add_routes(self, app: web.Application) -> None:
         r = app.router
         r.add_get("/agent", self.page)
-        r.add_static("/agent/static/", STATIC, append_version=False)
+        r.add_get("/agent/static/{name}", self.static)
         r.add_post("/agent/login", self.login)
         r.add_post("/agent/logout", self.logout)
         r.add_get("/agent/api/me", self.me)
@@ -118,6 +118,13 @@ class AgentDeskWeb:
         return resp
 
     # -- pages and API -------------------------------------------------------
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        # no-cache: after an upgrade, browsers revalidate instead of running an old agent.js
+        path = (STATIC / request.match_info["name"]).resolve()
+        if path.parent != STATIC.resolve() or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "agent.html", headers={"Cache-Control": "no-cache"})

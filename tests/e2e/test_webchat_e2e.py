@@ -305,3 +305,7 @@ async def test_agent_api_requires_login(running: Running) -> None:
         assert resp.status == 200 and (await resp.json())["name"] == "Anna"
     async with r.http.get(r.url + "/agent") as resp:
         assert resp.status == 200 and "agent.js" in await resp.text()
+    async with r.http.get(r.url + "/agent/static/agent.js") as resp:
+        assert resp.status == 200 and resp.headers["Cache-Control"] == "no-cache"
+    async with r.http.get(r.url + "/agent/static/..%2f..%2fbot%2fconfig.py") as resp:
+        assert resp.status == 404
