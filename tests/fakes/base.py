@@ -2,17 +2,51 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from aiohttp import web
 
 
 class FakeServer:
-    """Subclasses add their routes in :meth:`routes` and may close things in :meth:`before_stop`."""
+    """Subclasses add their routes in :meth:`routes`, may close things in :meth:`before_stop`,
+    and record what clients asked in ``self.calls`` (objects with ``method`` and ``failed``)."""
 
     _runner: Optional[web.AppRunner] = None
     _port: Optional[int] = None
+    calls: list[Any]
+
+    # -- inspection -----------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[Any]:
+        return [c for c in self.calls if c.method == method]
+
+    def describe_call(self, call: Any) -> str:
+        """One call, as listed when :meth:`wait_for` gives up."""
+        return f"{call.method}{'(failed)' if call.failed else ''}"
+
+    async def wait_for(self, method: str, count: int = 1, timeout: float = 5.0,
+                       predicate: Optional[Callable[[Any], bool]] = None) -> list[Any]:
+        """Wait until ``count`` calls to ``method`` (matching ``predicate``) were received; return them all."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = [c for c in self.calls_to(method) if predicate is None or predicate(c)]
+            if len(found) >= count:
+                return found
+            if loop.time() >= deadline:
+                seen = ", ".join(self.describe_call(c) for c in self.calls) or "nothing"
+                raise AssertionError(
+                    f"expected {count} call(s) to {method!r}"
+                    f"{' matching predicate' if predicate else ''} within {timeout}s, "
+                    f"got {len(found)}; calls so far: {seen}")
+            await asyncio.sleep(0.01)
+
+    def reset_calls(self) -> None:
+        self.calls.clear()
+
+    # -- life cycle -------------------------------------------------------------
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError

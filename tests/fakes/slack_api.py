@@ -290,33 +290,7 @@ class FakeSlack(FakeServer):
 
     # ------------------------------------------------------------------ inspection
 
-    def calls_to(self, method: str) -> list[Call]:
-        return [c for c in self.calls if c.method == method]
-
-    async def wait_for(
-        self,
-        method: str,
-        count: int = 1,
-        timeout: float = 5.0,
-        predicate: Optional[Callable[[Call], bool]] = None,
-    ) -> list[Call]:
-        """Wait until ``count`` calls to ``method`` (matching ``predicate``) were received; return them all."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            found = [c for c in self.calls_to(method) if predicate is None or predicate(c)]
-            if len(found) >= count:
-                return found
-            if asyncio.get_running_loop().time() >= deadline:
-                seen = ", ".join(f"{c.method}{'(failed)' if c.failed else ''}" for c in self.calls) or "nothing"
-                raise AssertionError(
-                    f"expected {count} call(s) to {method!r}"
-                    f"{' matching predicate' if predicate else ''} within {timeout}s, "
-                    f"got {len(found)}; calls so far: {seen}"
-                )
-            await asyncio.sleep(0.01)
-
-    def reset_calls(self) -> None:
-        self.calls.clear()
+    # calls_to, wait_for and reset_calls come from FakeServer.
 
     # ------------------------------------------------------------------ HTTP: Web API
 

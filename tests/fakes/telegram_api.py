@@ -578,37 +578,9 @@ class FakeTelegram(FakeServer):
         method = self._canonical(method)
         return [c for c in self.calls if c.method == method]
 
-    async def wait_for(
-        self,
-        method: str,
-        count: int = 1,
-        timeout: float = 5.0,
-        predicate: Optional[Callable[[Call], bool]] = None,
-    ) -> list[Call]:
-        """Wait until ``count`` calls to ``method`` (matching ``predicate``) were received; return them all."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            found = [c for c in self.calls_to(method) if predicate is None or predicate(c)]
-            if len(found) >= count:
-                return found
-            if loop.time() >= deadline:
-                seen = (
-                    ", ".join(
-                        f"{c.method}({_short_args(c.args)}){f' -> {c.status}' if c.failed else ''}"
-                        for c in self.calls
-                    )
-                    or "nothing"
-                )
-                raise AssertionError(
-                    f"expected {count} call(s) to {method!r}"
-                    f"{' matching predicate' if predicate else ''} within {timeout}s, "
-                    f"got {len(found)}; calls so far: {seen}"
-                )
-            await asyncio.sleep(0.01)
+    def describe_call(self, call: Call) -> str:
+        return f"{call.method}({_short_args(call.args)}){f' -> {call.status}' if call.failed else ''}"
 
-    def reset_calls(self) -> None:
-        self.calls.clear()
 
     def sent_to(self, chat_id: Union[int, str]) -> list[dict]:
         """Messages the bot sent to a chat (results of sendMessage/sendPhoto/...), oldest first."""
