@@ -1,0 +1,286 @@
+"""A text classifier for few examples: sentence embedding + TF-IDF -> logistic regression.
+
+The embedding carries meaning (paraphrases land near each other); word and
+character n-grams carry the exact words an admin wrote (product names, codes,
+misspellings). The blocks are unit length (the embedding's two halves weighted
+``emb_weight``) and concatenated; a multinomial logistic regression is trained
+on them. Each label's name ("card_arrival" -> "card arrival") is added as one
+more training row (``anchors``), which helps most when examples are few.
+
+Knowing when it does not know. A message is out of scope when its top class
+probability is below ``threshold`` OR its embedding is farther than
+``cos_threshold`` from every training example (the two tests catch different
+misses: a confident guess far from anything seen, a near-tie between intents).
+Both thresholds are calibrated on out-of-fold scores of the training examples
+themselves (each scored by a model that never saw it), as the
+``reject_quantile / 2`` quantile of each score: about ``reject_quantile`` of
+in-scope messages phrased like the examples get "did you mean?" instead of an
+answer. When out-of-scope examples are given, the quantile is chosen instead to
+maximise in-scope accuracy + out-of-scope recall on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+QUANTILE_GRID = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides what a trained model is (part of the cache key)."""
+
+    version: int = 2
+    C: float = 10.0
+    emb_weight: float = 1.5
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] = (3, 5)
+    min_df: int = 1            # n-grams seen in fewer examples are dropped (fewer weights to fit)
+    reject_quantile: float = 0.05
+    folds: int = 5
+    max_iter: int = 3000
+    workers: int = 2   # folds trained at once (not part of the model)
+
+    def key(self) -> dict:
+        d = asdict(self)
+        d.pop("workers")
+        return d
+
+
+DEFAULT_RECIPE = Recipe()
+
+
+def label_text(label: str) -> str:
+    """The words of a label name: "card_arrival" -> "card arrival"."""
+    return " ".join(label.replace("_", " ").replace("-", " ").replace(":", " ").replace(".", " ").split())
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)).astype(np.float32)
+
+
+@dataclass
+class Rows:
+    """Training rows: texts, labels and their embeddings."""
+
+    texts: list[str]
+    labels: list[str]
+    emb: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not (len(self.texts) == len(self.labels) == len(self.emb)):
+            raise ValueError("texts, labels and embeddings differ in length")
+
+    def take(self, idx: np.ndarray) -> "Rows":
+        return Rows([self.texts[i] for i in idx], [self.labels[i] for i in idx], self.emb[idx])
+
+    def __add__(self, other: "Rows") -> "Rows":
+        if not other.texts:
+            return self
+        return Rows(self.texts + other.texts, self.labels + other.labels, np.vstack([self.emb, other.emb]))
+
+
+class TextClassifier:
+    """Fit on rows; predict class probabilities and the nearest-example cosine."""
+
+    def __init__(self, recipe: Recipe = DEFAULT_RECIPE) -> None:
+        self.recipe = recipe
+        self.classes_: list[str] = []
+        self.threshold: float = 0.0        # reject below this top probability
+        self.cos_threshold: float = -1.0   # reject below this cosine to the nearest example
+        self.quantile: float | None = None
+        self._word = None
+        self._char = None
+        self._lr = None
+        self._memory: np.ndarray | None = None   # unit embeddings of the training rows
+
+    # -- features -------------------------------------------------------------
+
+    def _fit_text(self, texts: Sequence[str]) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        r = self.recipe
+        self._word = TfidfVectorizer(ngram_range=r.word_ngrams, sublinear_tf=True, lowercase=True,
+                                     token_pattern=r"(?u)\b\w+\b", dtype=np.float32, min_df=r.min_df)
+        self._char = TfidfVectorizer(analyzer="char_wb", ngram_range=r.char_ngrams, sublinear_tf=True,
+                                     lowercase=True, dtype=np.float32, min_df=r.min_df)
+        self._word.fit(texts)
+        self._char.fit(texts)
+
+    def _features(self, texts: Sequence[str], emb: np.ndarray):
+        import scipy.sparse as sp
+
+        s = np.float32(1 / np.sqrt(2))  # the two TF-IDF blocks together have unit length
+        blocks = [sp.csr_matrix(emb.astype(np.float32) * np.float32(self.recipe.emb_weight)),
+                  self._word.transform(texts) * s, self._char.transform(texts) * s]  # type: ignore[union-attr]
+        return sp.hstack(blocks, format="csr", dtype=np.float32)
+
+    # -- training -------------------------------------------------------------
+
+    def fit(self, rows: Rows, *, anchors: Rows | None = None,
+            out_of_scope: tuple[Sequence[str], np.ndarray] | None = None,
+            calibrate: bool = True, progress: Progress | None = None) -> "TextClassifier":
+        """Train on ``rows`` (+ ``anchors``, always in training, never scored).
+
+        ``out_of_scope``: (texts, embeddings) of messages that belong to no label; they only
+        choose the rejection quantile. ``calibrate=False`` keeps thresholds at 0.
+        """
+        anchors = anchors or Rows([], [], np.zeros((0, rows.emb.shape[1]), np.float32))
+        classes = sorted(set(rows.labels) | set(anchors.labels))
+        if len(classes) < 2:
+            raise ValueError("need at least two labels to train a classifier")
+        say = progress or (lambda _m: None)
+        t0 = time.perf_counter()
+        oof = self._out_of_fold(rows, anchors, say) if calibrate else None
+        self._fit_plain(rows + anchors)
+        if oof is not None:
+            self._place_thresholds(*oof, out_of_scope, say)
+        say(f"trained on {len(rows.texts)} examples of {len(classes)} labels in {time.perf_counter() - t0:.1f} s")
+        return self
+
+    def _fit_plain(self, rows: Rows) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        self._fit_text(rows.texts)
+        X = self._features(rows.texts, rows.emb)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning on tiny sets is harmless here
+            lr = LogisticRegression(C=self.recipe.C, max_iter=self.recipe.max_iter).fit(
+                X, np.array(rows.labels, dtype=object))
+        self.classes_ = [str(c) for c in lr.classes_]
+        self._lr = lr
+        self._compile(lr)
+        self._memory = _unit(rows.emb)
+
+    def _compile(self, lr) -> None:
+        """Weights as plain arrays for a fast predict (sklearn's per-call overhead is ~2 ms)."""
+        d = lr.coef_.shape[1] - len(self._word.vocabulary_) - len(self._char.vocabulary_)  # type: ignore[union-attr]
+        coef = lr.coef_.astype(np.float32)
+        self._w_emb = np.ascontiguousarray(coef[:, :d].T) * np.float32(self.recipe.emb_weight)
+        self._w_text = np.ascontiguousarray(coef[:, d:].T)
+        self._bias = lr.intercept_.astype(np.float32)
+        self._idf = np.concatenate([self._word.idf_, self._char.idf_]).astype(np.float32)  # type: ignore[union-attr]
+        self._lr = None   # the arrays above are the model; don't keep two copies
+        self._analyzers = None
+
+    def _text_matrix(self, texts: Sequence[str]):
+        """The TF-IDF blocks of ``texts`` (CSR), exactly as the vectorizers compute them."""
+        import scipy.sparse as sp
+
+        if self._analyzers is None:
+            self._analyzers = [(self._word.build_analyzer(), self._word.vocabulary_, 0),  # type: ignore[union-attr]
+                               (self._char.build_analyzer(), self._char.vocabulary_,  # type: ignore[union-attr]
+                                len(self._word.vocabulary_))]  # type: ignore[union-attr]
+        s = np.float32(1 / np.sqrt(2))
+        indptr, indices, data = [0], [], []
+        for text in texts:
+            row = 0
+            for analyze, vocab, offset in self._analyzers:
+                counts: dict[int, int] = {}
+                for gram in analyze(text):
+                    j = vocab.get(gram)
+                    if j is not None:
+                        counts[j + offset] = counts.get(j + offset, 0) + 1
+                if not counts:
+                    continue
+                idx = np.fromiter(counts, np.int64, len(counts))
+                val = (1 + np.log(np.fromiter(counts.values(), np.float32, len(counts)))) * self._idf[idx]
+                val *= s / np.float32(np.sqrt(val @ val))   # sublinear tf x idf, unit length, x 1/sqrt(2)
+                indices.append(idx)
+                data.append(val)
+                row += len(idx)
+            indptr.append(indptr[-1] + row)
+        return sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.float32),
+                              np.concatenate(indices) if indices else np.zeros(0, np.int64), indptr),
+                             shape=(len(texts), len(self._idf)))
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_analyzers"] = None   # closures; rebuilt on first use
+        return state
+
+    def _out_of_fold(self, rows: Rows, anchors: Rows, say: Progress):
+        """(top probability, nearest cosine, correct?) of every row, scored by a model that never saw it."""
+        from sklearn.model_selection import StratifiedKFold
+
+        y = np.array(rows.labels, dtype=object)
+        _, counts = np.unique(y, return_counts=True)
+        folds = int(min(self.recipe.folds, counts.min()))
+        if folds < 2:
+            return None
+        n = len(rows.texts)
+        prob, cos, ok = np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros(n, bool)
+        splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=0).split(np.zeros(n), y))
+        done = [0]
+
+        def one(split: tuple[np.ndarray, np.ndarray]) -> None:
+            tr, te = split
+            part = TextClassifier(self.recipe)
+            part._fit_plain(rows.take(tr) + anchors)
+            held = rows.take(te)
+            p, c = part.predict(held.texts, held.emb)
+            prob[te], cos[te] = p.max(axis=1), c
+            ok[te] = np.array(part.classes_, dtype=object)[p.argmax(axis=1)] == y[te]
+            done[0] += 1
+            say(f"calibrating the confidence threshold: {done[0]}/{folds} folds done")
+
+        # The folds are independent and the solver spends its time in numpy/scipy, which
+        # release the GIL: two at a time use both cores.
+        with ThreadPoolExecutor(max_workers=min(self.recipe.workers, folds)) as pool:
+            list(pool.map(one, splits))
+        return prob, cos, ok
+
+    def _place_thresholds(self, prob: np.ndarray, cos: np.ndarray, ok: np.ndarray,
+                          oos: tuple[Sequence[str], np.ndarray] | None, say: Progress) -> None:
+        def at(q: float) -> tuple[float, float]:
+            return float(np.quantile(prob, q / 2)), float(np.quantile(cos, q / 2))
+
+        q = self.recipe.reject_quantile
+        if oos is not None and len(oos[0]):
+            o_p, o_cos = self.predict(list(oos[0]), oos[1])
+            o_prob = o_p.max(axis=1)
+            best = None
+            for cand in QUANTILE_GRID:
+                tp, tc = at(cand)
+                in_acc = float(np.mean(ok & (prob >= tp) & (cos >= tc)))
+                oos_rec = float(np.mean((o_prob < tp) | (o_cos < tc)))
+                if best is None or in_acc + oos_rec > best[0] + 1e-9:
+                    best = (in_acc + oos_rec, cand, in_acc, oos_rec)
+            assert best is not None
+            q = best[1]
+            say(f"out-of-scope examples: rejection quantile {q:.3f} (in-scope kept {best[2]:.1%}, "
+                f"out-of-scope caught {best[3]:.1%} of {len(oos[0])})")
+        self.quantile = q
+        self.threshold, self.cos_threshold = at(q)
+
+    # -- prediction -----------------------------------------------------------
+
+    def predict(self, texts: Sequence[str], emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(class probabilities (n, classes), cosine to the nearest training example (n,))."""
+        if self._memory is None:
+            raise RuntimeError("classifier is not trained")
+        z = emb.astype(np.float32) @ self._w_emb + np.asarray(self._text_matrix(texts) @ self._w_text) + self._bias
+        if z.shape[1] == 1:   # two classes: sklearn's binary model scores the second one
+            p1 = 1 / (1 + np.exp(-z[:, 0]))
+            probs = np.stack([1 - p1, p1], axis=1)
+        else:
+            z -= z.max(axis=1, keepdims=True)
+            probs = np.exp(z)
+            probs /= probs.sum(axis=1, keepdims=True)
+        return probs.astype(np.float32), (_unit(emb) @ self._memory.T).max(axis=1)
+
+    def predict_proba(self, texts: Sequence[str], emb: np.ndarray) -> np.ndarray:
+        return self.predict(texts, emb)[0]
+
+    def in_scope(self, probs: np.ndarray, cos: np.ndarray) -> np.ndarray:
+        return (probs.max(axis=1) >= self.threshold) & (cos >= self.cos_threshold)

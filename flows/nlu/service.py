@@ -1,0 +1,260 @@
+"""The learned NLU: intents, out-of-scope, complaint score and urgency, one model call per message.
+
+:class:`LearnedNLU` is an :class:`flows.matcher.IntentMatcher` (``fit``/``rank``)
+plus ``analyze``, which the flow engine uses when present. Training is cached
+by a hash of everything that decides the model (examples, recipe, model file,
+library versions): in memory for the process and on disk in ``cache_dir``, so
+a restart or a reload of unchanged flows does not retrain.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import pickle
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .batcher import MicroBatcher
+from .classifier import DEFAULT_RECIPE, Recipe, Rows, TextClassifier, label_text
+from .encoder import Encoder, shared_encoder
+from .urgency import Urgency, urgency
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COMPLAINTS = Path(__file__).with_name("complaints_default.csv")
+COMPLAINT, NOT_COMPLAINT = "complaint", "not_complaint"
+COMPLAINT_DECISION = 0.5   # a message is a complaint from this probability on (flows may ask for more)
+Progress = Callable[[str], None]
+
+_memory: dict[str, TextClassifier] = {}
+Scored = tuple["np.ndarray | None", "bool | None", float]   # (intent probabilities, in scope?, complaint)
+_memory_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """What the NLU makes of one message."""
+
+    ranked: list[tuple[str, float]]
+    complaint: float          # probability that the message is a complaint about us
+    urgency: Urgency
+    in_scope: bool | None = None   # the calibrated verdict: sure enough to act on ranked[0]?
+
+
+def read_labelled_csv(path: str | Path, *, what: str = "file") -> tuple[list[str], list[str]]:
+    """Rows of a ``text,label`` CSV; ValueError with a clear message when it isn't one."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{what} {p}: no such file")
+    with open(p, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        cols = [c.strip() for c in (reader.fieldnames or [])]
+        missing = [c for c in ("text", "label") if c not in cols]
+        if missing:
+            raise ValueError(f"{what} {p}: missing column{'s' if len(missing) > 1 else ''} "
+                             f"{', '.join(missing)} (the header must be text,label; found {','.join(cols) or 'nothing'})")
+        texts, labels = [], []
+        for row in reader:
+            row = {(k or "").strip(): v for k, v in row.items()}
+            t, lab = (row.get("text") or "").strip(), (row.get("label") or "").strip()
+            if t and lab:
+                texts.append(t)
+                labels.append(lab)
+    if not texts:
+        raise ValueError(f"{what} {p}: no rows with both text and label")
+    return texts, labels
+
+
+def default_complaint_examples() -> tuple[list[str], list[str]]:
+    return read_labelled_csv(DEFAULT_COMPLAINTS, what="default complaint set")
+
+
+class LearnedNLU:
+    """Sentence embeddings + linear classifiers, micro-batched.
+
+    Args:
+        encoder: the sentence model (default: one shared per process).
+        cache_dir: where trained models are kept between runs (None: memory only).
+        threads: model threads (when the shared encoder is created here).
+        max_batch: the most messages one model call takes under load.
+        recipe: classifier hyper-parameters.
+        progress: called with human-readable progress lines while training.
+    """
+
+    def __init__(self, *, encoder: Encoder | None = None, cache_dir: str | Path | None = None,
+                 threads: int = 1, max_batch: int = 32, recipe: Recipe = DEFAULT_RECIPE,
+                 progress: Progress | None = None) -> None:
+        self.encoder = encoder or shared_encoder(threads)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.recipe = recipe
+        self.progress = progress or (lambda m: log.info("nlu: %s", m))
+        self.intents: TextClassifier | None = None
+        self.complaints: TextClassifier | None = None
+        self.batcher: MicroBatcher[str, Scored] = MicroBatcher(
+            self._classify_batch, max_batch=max_batch)
+        self.trained_now = 0    # how many models this instance trained (not loaded from a cache)
+
+    # -- IntentMatcher ----------------------------------------------------------
+
+    @property
+    def threshold(self) -> float:
+        """Calibrated top-intent probability below which the bot should not guess."""
+        return self.intents.threshold if self.intents else 0.0
+
+    @property
+    def cos_threshold(self) -> float:
+        """Calibrated similarity to the nearest example below which a message is out of scope."""
+        return self.intents.cos_threshold if self.intents else -1.0
+
+    supports_out_of_scope = True
+    complaint_threshold = COMPLAINT_DECISION
+
+    def fit(self, examples: Mapping[str, Sequence[str]], *, out_of_scope: Sequence[str] = ()) -> None:
+        """Train on the intents' examples; ``out_of_scope`` examples only place the threshold."""
+        texts = [t for _, ts in sorted(examples.items()) for t in ts]
+        labels = [lab for lab, ts in sorted(examples.items()) for _ in ts]
+        if len(set(labels)) < 2:
+            # One intent (or none): nothing to tell apart; everything scores 1 for it.
+            self.intents = None
+            self._only = labels[0] if labels else None
+            return
+        self._only = None
+        self.intents = self._train("intents", texts, labels, anchors=True, out_of_scope=out_of_scope)
+        if self.complaints is None:
+            self.fit_complaints()
+
+    async def rank(self, text: str, *, top: int = 3) -> list[tuple[str, float]]:
+        return (await self.analyze(text, top=top)).ranked
+
+    # -- complaints ---------------------------------------------------------------
+
+    def fit_complaints(self, complaint: Sequence[str] = (), not_complaint: Sequence[str] = (), *,
+                       use_default: bool = True) -> None:
+        texts, labels = (default_complaint_examples() if use_default else ([], []))
+        texts = list(texts) + list(complaint) + list(not_complaint)
+        labels = list(labels) + [COMPLAINT] * len(complaint) + [NOT_COMPLAINT] * len(not_complaint)
+        self.complaints = self._train("complaints", texts, labels, calibrate=False)
+
+    # -- analysis -----------------------------------------------------------------
+
+    async def analyze(self, text: str, *, top: int = 3) -> Analysis:
+        probs, in_scope, complaint = await self.batcher.submit(text)
+        if self.intents is None or probs is None:
+            ranked = [(self._only, 1.0)] if getattr(self, "_only", None) else []
+        else:
+            order = np.argsort(-probs)[:top]
+            ranked = [(self.intents.classes_[i], float(probs[i])) for i in order]
+        return Analysis(ranked, complaint, urgency(text), in_scope)
+
+    def classify(self, texts: Sequence[str]) -> list[Scored]:
+        """Synchronous batch classification (the batcher's worker; also the eval CLI)."""
+        return self._classify_batch(texts)
+
+    def _classify_batch(self, texts: Sequence[str]) -> list[Scored]:
+        emb = self.encoder.encode(texts)
+        probs, sure = None, None
+        if self.intents is not None:
+            probs, cos = self.intents.predict(texts, emb)
+            sure = self.intents.in_scope(probs, cos)
+        if self.complaints is not None:
+            c = self.complaints.predict_proba(texts, emb)
+            comp = c[:, self.complaints.classes_.index(COMPLAINT)]
+        else:
+            comp = np.zeros(len(texts), np.float32)
+        return [(probs[i] if probs is not None else None, bool(sure[i]) if sure is not None else None,
+                 float(comp[i])) for i in range(len(texts))]
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    # -- training with a cache ----------------------------------------------------
+
+    def cache_key(self, kind: str, texts: Sequence[str], labels: Sequence[str], *,
+                  out_of_scope: Sequence[str] = (), **options: object) -> str:
+        import sklearn
+
+        h = hashlib.sha256()
+        h.update(json.dumps({"kind": kind, "recipe": self.recipe.key(), "model": self.encoder.model_id,
+                             "sklearn": sklearn.__version__, "numpy": np.__version__, "options": options},
+                            sort_keys=True).encode())
+        for t, lab in sorted(zip(texts, labels)):
+            h.update(b"\x00" + lab.encode() + b"\x01" + t.encode())
+        for t in sorted(out_of_scope):
+            h.update(b"\x02" + t.encode())
+        return h.hexdigest()
+
+    def _train(self, kind: str, texts: Sequence[str], labels: Sequence[str], *, anchors: bool = False,
+               out_of_scope: Sequence[str] = (), calibrate: bool = True) -> TextClassifier:
+        key = self.cache_key(kind, texts, labels, out_of_scope=out_of_scope, anchors=anchors,
+                             calibrate=calibrate)
+        with _memory_lock:
+            clf = _memory.get(key)
+        if clf is not None:
+            path = self._path(kind, key)
+            if path is not None and not path.is_file():
+                self._save(kind, key, clf)   # trained for another cache dir in this process
+            return clf
+        clf = self._load(kind, key)
+        if clf is None:
+            n_labels = len(set(labels))
+            self.progress(f"training {kind}: {len(texts)} examples, {n_labels} labels")
+            t0 = time.perf_counter()
+            names = sorted(set(labels)) if anchors else []
+            extra = [label_text(n) or n for n in names]
+            self.progress(f"{kind}: encoding {len(texts) + len(extra) + len(out_of_scope)} texts")
+            emb = self.encoder.encode(list(texts) + extra + list(out_of_scope))
+            n, m = len(texts), len(texts) + len(extra)
+            clf = TextClassifier(self.recipe).fit(
+                Rows(list(texts), list(labels), emb[:n]),
+                anchors=Rows(extra, names, emb[n:m]) if names else None,
+                out_of_scope=(list(out_of_scope), emb[m:]) if out_of_scope else None,
+                calibrate=calibrate, progress=lambda msg: self.progress(f"{kind}: {msg}"))
+            self.trained_now += 1
+            self.progress(f"{kind}: ready in {time.perf_counter() - t0:.1f} s"
+                          + (f" (confidence threshold {clf.threshold:.2f}, similarity threshold "
+                             f"{clf.cos_threshold:.2f})" if calibrate else ""))
+            self._save(kind, key, clf)
+        with _memory_lock:
+            _memory[key] = clf
+        return clf
+
+    def _path(self, kind: str, key: str) -> Path | None:
+        return self.cache_dir / f"{kind}-{key[:32]}.pkl" if self.cache_dir else None
+
+    def _load(self, kind: str, key: str) -> TextClassifier | None:
+        path = self._path(kind, key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            with open(path, "rb") as f:
+                stored_key, clf = pickle.load(f)  # our own cache directory, written below
+            if stored_key != key or not isinstance(clf, TextClassifier):
+                raise ValueError("key mismatch")
+        except Exception as e:  # noqa: BLE001 - a bad cache file only costs a retraining
+            log.warning("nlu cache %s unusable (%s); retraining", path, e)
+            return None
+        self.progress(f"{kind}: loaded from cache ({path.name})")
+        return clf
+
+    def _save(self, kind: str, key: str, clf: TextClassifier) -> None:
+        path = self._path(kind, key)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pkl")
+            with os.fdopen(fd, "wb") as f:
+                pickle.dump((key, clf), f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+        except OSError as e:
+            log.warning("could not write the nlu cache %s: %s", path, e)
