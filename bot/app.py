@@ -8,6 +8,7 @@ the same factory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from bot.runtime import Runtime
 from bot.storage import Store, open_store
 from connectors.base import Connector
 from connectors.webchat import WebchatConnector
-from flows import FlowEngine, load_flows
+from flows import FlowEngine, IntentMatcher, LexicalMatcher, load_flows
 from flows.engine import ActionContext
 from handoff.desk_web import AgentDeskWeb
 from handoff.queue import HandoffQueue
@@ -62,13 +63,25 @@ def make_actions(store: Store) -> dict:
     return {"create_reference": create_reference}
 
 
+def make_matcher(config: Config) -> IntentMatcher:
+    """The intent matcher config asks for (the learned one loads the sentence model)."""
+    if config.nlu.matcher == "lexical":
+        return LexicalMatcher()
+    from flows.nlu.encoder import shared_encoder   # numpy/onnxruntime/scikit-learn only when used
+    from flows.nlu.service import LearnedNLU
+
+    return LearnedNLU(encoder=shared_encoder(config.nlu.threads, config.nlu.model),
+                      cache_dir=config.resolve(config.nlu.cache_dir), max_batch=config.nlu.max_batch)
+
+
 async def build_services(config: Config) -> Services:
     """Open storage, load flows and wire the pieces (no network listeners yet)."""
     flowset = load_flows(config.resolve(config.flows.path), teams=config.handoff.teams.keys())
     store = await open_store(config.storage_url(), synchronous=config.storage.synchronous)
     try:
         app_secret = await store.set_meta_if_absent("app_secret", secrets.token_urlsafe(32))
-        engine = FlowEngine(flowset, actions=make_actions(store))
+        engine = await asyncio.to_thread(
+            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(store))
         events = EventBus()
         locks = KeyedLock()
         connectors: dict[str, Connector] = {}

@@ -153,6 +153,17 @@ class DeliveryConfig(_Model):
     concurrency: int = Field(32, ge=1)
 
 
+class NluConfig(_Model):
+    matcher: Literal["learned", "lexical"] = Field(
+        "learned", description="learned: sentence model + classifier; lexical: word overlap only (no model)")
+    cache_dir: str = Field("data/nlu-cache", description="trained models, reused while the flows don't change")
+    model: Literal["dynamic", "shipped"] = Field(
+        "dynamic", description="dynamic: the model re-quantised for this CPU once (faster, less RAM); "
+        "shipped: the package's graph as is")
+    threads: int = Field(2, ge=1, le=64, description="model threads (they sleep when idle)")
+    max_batch: int = Field(32, ge=1, le=512, description="most messages one model call takes under load")
+
+
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -170,6 +181,7 @@ class Config(_Model):
     slack: SlackConfig = SlackConfig()
     telegram: TelegramConfig = TelegramConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    nlu: NluConfig = NluConfig()
     logging: LoggingConfig = LoggingConfig()
     base_dir: str = Field(".", exclude=True)
 

@@ -17,6 +17,8 @@ from bot.model import Button, normalize_for_matching
 
 from .loader import FlowSet, ParsedFlow
 from .matcher import IntentMatcher, LexicalMatcher
+from .nlu import entities as _entities
+from .nlu.urgency import Urgency, urgency as _urgency
 from .render import Renderer, TemplateError
 from .schema import (ActionStep, BranchCase, BranchStep, ButtonSpec, ChoiceSpec, CollectStep, EndStep,
                      GotoStep, HandoffStep, SayStep, SetStep, Step)
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 MAX_STEPS_PER_TURN = 200
+RECENT_TEXTS = 4          # customer messages kept in the state to pre-fill slots from
+RECENT_CHARS = 500
+LEXICAL_THRESHOLD = 0.3   # default for matchers without a calibrated threshold
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
 _PHONE = re.compile(r"\+?[\d\s().-]{7,}")
@@ -64,6 +69,8 @@ class TurnResult:
     handoff: HandoffRequest | None = None
     intent: str | None = None
     score: float = 0.0
+    complaint: float = 0.0
+    urgency: Urgency | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,9 @@ class _State:
     attempts: int = 0
     misses: int = 0
     slots: dict[str, Any] = field(default_factory=dict)
+    confirm: Any = None                                      # a pre-filled value awaiting yes/no
+    recent: list[str] = field(default_factory=list)          # the customer's last messages
+    signals: dict[str, Any] = field(default_factory=dict)    # highest complaint/urgency seen
 
     @classmethod
     def load(cls, d: Mapping[str, Any] | None) -> "_State":
@@ -96,11 +106,13 @@ class _State:
             return cls()
         return cls(flow=d.get("flow"), step=int(d.get("step", 0)), awaiting=d.get("awaiting"),
                    attempts=int(d.get("attempts", 0)), misses=int(d.get("misses", 0)),
-                   slots=dict(d.get("slots") or {}))
+                   slots=dict(d.get("slots") or {}), confirm=d.get("confirm"),
+                   recent=list(d.get("recent") or []), signals=dict(d.get("signals") or {}))
 
     def dump(self) -> dict[str, Any]:
         return {"v": STATE_VERSION, "flow": self.flow, "step": self.step, "awaiting": self.awaiting,
-                "attempts": self.attempts, "misses": self.misses, "slots": self.slots}
+                "attempts": self.attempts, "misses": self.misses, "slots": self.slots,
+                "confirm": self.confirm, "recent": self.recent, "signals": self.signals}
 
 
 class _Turn:
@@ -131,9 +143,22 @@ class FlowEngine:
         self.flows = flowset
         self.settings = flowset.settings
         self.matcher = matcher or LexicalMatcher()
-        self.matcher.fit(flowset.examples())
+        if self.settings.out_of_scope and getattr(self.matcher, "supports_out_of_scope", False):
+            self.matcher.fit(flowset.examples(), out_of_scope=self.settings.out_of_scope)  # type: ignore[call-arg]
+        else:
+            self.matcher.fit(flowset.examples())
+        ex = self.settings.complaints.examples
+        if hasattr(self.matcher, "fit_complaints") and ex:
+            self.matcher.fit_complaints(ex.get("complaint", []), ex.get("not_complaint", []))
         self.actions = dict(actions or {})
         self.renderer = Renderer()
+
+    @property
+    def threshold(self) -> float:
+        """The configured threshold, else the matcher's calibrated one, else the lexical default."""
+        if self.settings.threshold is not None:
+            return self.settings.threshold
+        return float(getattr(self.matcher, "threshold", LEXICAL_THRESHOLD) or 0.0)
 
     # -- public --------------------------------------------------------------
 
@@ -143,26 +168,79 @@ class FlowEngine:
         t = _Turn(turn, st)
         forced = turn.payload[7:] if turn.payload and turn.payload.startswith("intent:") else None
         ranked: list[tuple[str, float]] = []
+        complaint, urg, in_scope = 0.0, _urgency(turn.text), None
         if forced is None and turn.text.strip():
-            ranked = await self.matcher.rank(turn.text, top=max(3, self.settings.fallback.suggestions))
+            top_n = max(8, self.settings.fallback.suggestions)
+            analyze = getattr(self.matcher, "analyze", None)
+            if analyze is not None:
+                a = await analyze(turn.text, top=top_n)
+                ranked, complaint, urg, in_scope = a.ranked, a.complaint, a.urgency, a.in_scope
+            else:
+                ranked = await self.matcher.rank(turn.text, top=top_n)
+            st.recent = (st.recent + [turn.text[:RECENT_CHARS]])[-RECENT_TEXTS:]
+        self._note_signals(st, complaint, urg)
         top, score = (forced, 1.0) if forced else (ranked[0] if ranked else (None, 0.0))
         top_flow = self.flows.flow_for_intent(top) if top else None
+        sure = bool(forced) or self._sure(score, in_scope)
 
         step = self._current_collect(st)
         if step is not None:
-            await self._answer_collect(t, step, top_flow, score, forced is not None)
-        elif top_flow is not None and score >= self.settings.threshold:
+            await self._answer_collect(t, step, top_flow, score, sure, forced is not None)
+        elif top_flow is not None and sure:
             st.misses = 0
             self._start(st, top_flow)
         else:
             self._fallback(t, ranked)
         await self._run(t)
-        return TurnResult(tuple(t.replies), st.dump(), t.handoff, top, score)
+        self._maybe_offer_complaint(t, complaint, top_flow if sure else None)
+        if t.handoff is not None:
+            t.handoff = self._with_urgency(t.handoff, st)
+        return TurnResult(tuple(t.replies), st.dump(), t.handoff, top, score, complaint, urg)
+
+    def _sure(self, score: float, in_scope: bool | None) -> bool:
+        """Sure enough to act on the top intent? A configured threshold wins; otherwise the
+        matcher's calibrated verdict (confidence and similarity to the examples), if it has one."""
+        if self.settings.threshold is None and in_scope is not None:
+            return in_scope and score > 0
+        return score > 0 and score >= self.threshold
+
+    # -- signals -----------------------------------------------------------------
+
+    @staticmethod
+    def _note_signals(st: _State, complaint: float, urg: Urgency) -> None:
+        sig = st.signals
+        sig["complaint"] = round(max(float(sig.get("complaint", 0.0)), complaint), 3)
+        if urg.score > float(sig.get("urgency", 0.0)):
+            sig["urgency"] = round(urg.score, 3)
+            sig["urgency_level"] = urg.level
+            sig["urgency_reasons"] = list(urg.reasons)
+
+    @staticmethod
+    def _with_urgency(h: HandoffRequest, st: _State) -> HandoffRequest:
+        """Anger or urgency raises the handoff's priority (elevated +1, high +2). The reason stays
+        as the flow wrote it (the customer reads it); agents see the cues in the context's signals."""
+        bump = {"elevated": 1, "high": 2}.get(str(st.signals.get("urgency_level", "none")), 0)
+        return HandoffRequest(h.team, h.reason, h.priority + bump) if bump else h
+
+    def _maybe_offer_complaint(self, t: _Turn, complaint: float, matched: ParsedFlow | None) -> None:
+        """A complaint in the middle of a FAQ or small talk: offer the complaint flow."""
+        cs = self.settings.complaints
+        st = t.st
+        if not cs.flow or complaint < cs.threshold or t.handoff is not None or st.awaiting:
+            return
+        target = self.flows.flow_for_intent(cs.flow)
+        if target is None or st.flow == target.name or (matched is not None and matched.name == target.name):
+            return
+        if st.flow is not None:      # a flow is still running (and not asking): leave it alone
+            return
+        if matched is not None and matched.flow.interrupts:
+            return
+        t.replies.append(Reply(self._render(cs.offer, t), (Button(cs.offer_button, f"intent:{cs.flow}"),)))
 
     def reset_after_handoff(self, state: Mapping[str, Any] | None) -> dict[str, Any]:
         """The state to keep when a human hands the conversation back: slots stay, flow ends."""
         st = _State.load(state)
-        st.flow, st.step, st.awaiting, st.attempts, st.misses = None, 0, None, 0, 0
+        st.flow, st.step, st.awaiting, st.attempts, st.misses, st.confirm = None, 0, None, 0, 0, None
         return st.dump()
 
     def render(self, source: str, context: dict[str, Any]) -> str:
@@ -180,12 +258,28 @@ class FlowEngine:
         return step if isinstance(step, CollectStep) and step.collect == st.awaiting else None
 
     async def _answer_collect(self, t: _Turn, step: CollectStep, top_flow: ParsedFlow | None,
-                              score: float, forced: bool) -> None:
+                              score: float, sure: bool, forced: bool) -> None:
         st = t.st
         interrupting = top_flow is not None and top_flow.name != st.flow and top_flow.flow.interrupts and (
-            forced or score >= self.settings.interrupt_threshold)
+            forced or (sure and score >= self.settings.interrupt_threshold))
         if forced and top_flow is not None and top_flow.name != st.flow:
             self._start(st, top_flow)
+            return
+        if st.confirm is not None:
+            offered, st.confirm = st.confirm, None
+            answer = normalize_for_matching(t.input.payload or t.input.text).strip(" .!")
+            if answer in self.settings.yes_words or t.input.payload == "prefill:yes":
+                st.slots[step.collect] = offered
+                st.awaiting, st.attempts = None, 0
+                st.step += 1
+                return
+            ok, value, _ = self._validate(step, t)
+            if ok and step.type != "text":      # they typed the right value instead
+                st.slots[step.collect] = value
+                st.awaiting, st.attempts = None, 0
+                st.step += 1
+                return
+            self._ask(t, step)                 # "no": ask as if nothing was pre-filled
             return
         ok, value, _ = self._validate(step, t)
         if ok and (step.type != "text" or not interrupting):
@@ -196,7 +290,7 @@ class FlowEngine:
         if interrupting:
             self._start(st, top_flow)  # type: ignore[arg-type]
             return
-        if (top_flow is not None and top_flow.name != st.flow and score >= self.settings.threshold
+        if (top_flow is not None and top_flow.name != st.flow and sure
                 and all(isinstance(s, SayStep) for s in top_flow.steps)):
             # A quick question in the middle of a form ("when are you open?"):
             # answer it, then ask again, without counting an attempt.
@@ -225,23 +319,41 @@ class FlowEngine:
             t.replies.append(Reply(self._render(fb.offer_human, t), buttons))
             return
         buttons = []
+        below = [(i, sc) for i, sc in ranked if sc > 0]
+        if below:
+            # Not sure enough to act: offer the best two guesses ("did you mean A or B?").
+            titles = []
+            for intent, _ in below:
+                pf = self.flows.flow_for_intent(intent)
+                if pf is None or pf.flow.interrupts:
+                    continue
+                title = self._intent_title(intent, pf)
+                buttons.append(Button(title, f"intent:{intent}"))
+                titles.append(title)
+                if len(buttons) >= min(2, fb.suggestions):
+                    break
+            if buttons:
+                ctx = t.context() | {"options": titles}
+                t.replies.append(Reply(self.renderer.render(fb.clarify, ctx), tuple(buttons)))
+                return
         # Nothing came close: suggest the first topics the flows offer, so the customer has a way on.
-        candidates = ranked or [(i, 0.0) for i in (fb.topics or self.flows.intents)]
-        for intent, _ in candidates:
+        for intent in (fb.topics or self.flows.intents):
             if len(buttons) >= fb.suggestions:
                 break
             pf = self.flows.flow_for_intent(intent)
             if pf is not None and not pf.flow.interrupts:
-                title = self.flows.intents[intent].description or pf.flow.description or intent.replace("_", " ")
-                buttons.append(Button(title, f"intent:{intent}"))
+                buttons.append(Button(self._intent_title(intent, pf), f"intent:{intent}"))
         msg = fb.messages[(st.misses - 1) % len(fb.messages)]
         t.replies.append(Reply(self._render(msg, t), tuple(buttons)))
 
+    def _intent_title(self, intent: str, pf: ParsedFlow) -> str:
+        return self.flows.intents[intent].description or pf.flow.description or intent.replace("_", " ")
+
     def _start(self, st: _State, pf: ParsedFlow) -> None:
-        st.flow, st.step, st.awaiting, st.attempts = pf.name, 0, None, 0
+        st.flow, st.step, st.awaiting, st.attempts, st.confirm = pf.name, 0, None, 0, None
 
     def _finish(self, st: _State) -> None:
-        st.flow, st.step, st.awaiting, st.attempts = None, 0, None, 0
+        st.flow, st.step, st.awaiting, st.attempts, st.confirm = None, 0, None, 0, None
 
     def _jump(self, t: _Turn, target: str, *, reason: str = "you asked to talk to a person") -> None:
         st = t.st
@@ -279,6 +391,13 @@ class FlowEngine:
             if step.skip_if_filled and st.slots.get(step.collect) not in (None, "", []):
                 return True
             st.awaiting, st.attempts = step.collect, 0
+            value = self._prefill(step, st)
+            if value is not None:
+                st.confirm = value
+                ctx = t.context() | {"value": value, "label": step.collect.replace("_", " ")}
+                t.replies.append(Reply(self.renderer.render(self.settings.confirm_prefill, ctx),
+                                       (Button("Yes", "prefill:yes"), Button("No", "prefill:no"))))
+                return False
             self._ask(t, step)
             return False
         elif isinstance(step, BranchStep):
@@ -337,6 +456,36 @@ class FlowEngine:
         if step.optional and step.type == "attachment":
             buttons = buttons + (Button("Skip", "skip"),)
         t.replies.append(Reply(self._render(step.ask, t), buttons))
+
+    # -- pre-filling from what the customer already said ----------------------
+
+    def _prefill(self, step: CollectStep, st: _State) -> Any:
+        """A value for ``step`` found in the customer's recent messages (newest first), or None."""
+        kind = step.prefill
+        if kind == "none" or not st.recent:
+            return None
+        if kind == "auto":
+            kind = {"email": "email", "phone": "phone", "regex": "order_number"}.get(step.type, "none")
+            if kind == "none":
+                return None
+        for text in reversed(st.recent):
+            if kind == "order_number" and step.type == "regex" and step.pattern:
+                m = re.search(step.pattern, text)
+                if m is None and step.normalize == "upper":
+                    m = re.search(step.pattern, text.upper())
+                if m:
+                    v = m.group(0)
+                    return v.upper() if step.normalize == "upper" else v.lower() if step.normalize == "lower" else v
+                continue
+            ent = _entities.first(text, kind)
+            if ent is not None:
+                if step.type == "number":
+                    try:
+                        return float(ent.value.split()[0])
+                    except ValueError:
+                        continue
+                return ent.value
+        return None
 
     # -- slot validation ---------------------------------------------------
 

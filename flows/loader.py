@@ -200,7 +200,13 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
         if st.welcome_flow and st.welcome_flow not in parsed:
             errs.add(f"settings.welcome_flow: no flow named {st.welcome_flow!r}", sfile,
                      smarks.line_for(("settings", "welcome_flow")))
-        for key, src in (("handoff_message", st.handoff_message), ("fallback.offer_human", st.fallback.offer_human)):
+        cflow = st.complaints.flow
+        if cflow and cflow not in intents and "flow" in st.complaints.model_fields_set:
+            errs.add(f"settings.complaints.flow: no intent named {cflow!r}", sfile,
+                     smarks.line_for(("settings", "complaints", "flow")))
+        for key, src in (("handoff_message", st.handoff_message), ("fallback.offer_human", st.fallback.offer_human),
+                         ("fallback.clarify", st.fallback.clarify), ("confirm_prefill", st.confirm_prefill),
+                         ("complaints.offer", st.complaints.offer)):
             try:
                 renderer.check_template(src)
             except TemplateError as exc:

@@ -61,6 +61,8 @@ class CollectStep(_Step):
     on_fail: str = "handoff"
     optional: bool = False
     skip_if_filled: bool = True
+    prefill: Literal["auto", "none", "email", "phone", "amount", "date", "order_number"] = Field(
+        "auto", description="take the value from what the customer already said and confirm it; auto: by type")
 
 
 class BranchCase(_M):
@@ -129,12 +131,30 @@ class FallbackSettings(_M):
     suggestions: int = Field(3, ge=0, le=6, description="top intents offered as buttons when clarifying")
     topics: list[str] = Field(default_factory=list,
                               description="intents offered when nothing came close (default: the first ones)")
+    clarify: str = Field("Did you mean {{ options | join(' or ') }}?",
+                         description="below the confidence threshold: the top intents as buttons")
+
+
+class ComplaintSettings(_M):
+    flow: str | None = Field("complaint", description="intent whose flow files a complaint; null: don't offer")
+    threshold: float = Field(0.6, ge=0, le=1, description="complaint score from which the flow is offered")
+    offer: str = ("I'm sorry something went wrong. Would you like me to open a complaint? "
+                  "It only takes a minute, and you'll get a reference at once.")
+    offer_button: str = "Yes, file a complaint"
+    examples: dict[Literal["complaint", "not_complaint"], list[str]] = Field(
+        default_factory=dict, description="your own examples, added to the default set")
 
 
 class Settings(_M):
-    threshold: float = Field(0.3, ge=0, le=1)
+    threshold: float | None = Field(None, ge=0, le=1, description="intent confidence needed; default: calibrated")
     interrupt_threshold: float = Field(0.5, ge=0, le=1)
     fallback: FallbackSettings = FallbackSettings()
+    complaints: ComplaintSettings = ComplaintSettings()
+    out_of_scope: list[str] = Field(default_factory=list,
+                                    description="messages you don't handle; they only tune the confidence threshold")
+    confirm_prefill: str = "You mentioned {{ value }}. Is that your {{ label }}?"
+    yes_words: list[str] = Field(default_factory=lambda: ["yes", "y", "yeah", "yep", "correct", "right", "sure",
+                                                         "that's right", "thats right", "ok", "okay"])
     handoff_message: str = (
         "I'm passing you to our {{ team }} team because {{ reason }}. "
         "You are number {{ position }} in the queue. They will see everything you've told me, "

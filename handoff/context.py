@@ -61,6 +61,8 @@ async def handoff_context(store: Store, config: Config, h: HandoffRecord) -> dic
         "reason": h.reason, "team": h.team, "team_name": config.handoff.team_name(h.team),
         "slots": slots, "reference": slots.get("reference") or h.context.get("reference"),
         "flow": flow_state.get("flow"),
+        # the NLU's highest complaint score and urgency (level, cues) seen in this conversation
+        "signals": flow_state.get("signals") or {},
         "transcript": [m.to_dict() for m in transcript],
         "waiting_messages": waiting,
     }

@@ -535,11 +535,13 @@ async def test_fallback_clarifies_then_offers_a_human(chat: Chat) -> None:
     query = "when does the bakery open, ask a person"  # partial match: below threshold
     assert "human" in [i for i, _ in await chat.engine.matcher.rank(query, top=3)]
     replies = await chat.send(query)
-    assert replies == ["Sorry, say again?"]
+    # not sure enough to act: the best two guesses, as buttons
+    assert len(replies) == 1 and replies[0].startswith("Did you mean Opening hours or ")
     assert chat.last is not None
     assert 0 < chat.last.score < 0.45 and chat.last.intent == "hours"
     buttons = chat.last.replies[0].buttons
-    assert buttons[0] == Button("Opening hours", "intent:hours")
+    assert buttons[0] == Button("Opening hours", "intent:hours") and len(buttons) == 2
+    assert replies[0] == f"Did you mean {buttons[0].title} or {buttons[1].title}?"
     assert all(b.payload != "intent:human" for b in buttons)  # interrupting flows are not suggested
     assert all(b.payload.startswith("intent:") for b in buttons)
     assert chat.state is not None and chat.state["misses"] == 1
@@ -621,7 +623,8 @@ async def test_state_round_trip_gives_identical_results(flowset: FlowSet) -> Non
 async def test_state_is_json_with_attachments_mid_flow(chat: Chat) -> None:
     await chat.start("attachment_slot")
     assert chat.state == {"v": 1, "flow": "attachment_slot", "step": 0, "awaiting": "photo",
-                          "attempts": 0, "misses": 0, "slots": {}}
+                          "attempts": 0, "misses": 0, "slots": {}, "confirm": None, "recent": [],
+                          "signals": {"complaint": 0.0}}
     await chat.send("", attachments=({"kind": "image", "url": "u", "size": 10},))
     assert chat.slots == {"photo": [{"kind": "image", "url": "u", "size": 10}]}
 
@@ -634,7 +637,8 @@ async def test_reset_after_handoff_keeps_slots_but_ends_the_flow(chat: Chat) -> 
     assert chat.state is not None and chat.state["awaiting"] == "order" and chat.state["attempts"] == 1
     back = chat.engine.reset_after_handoff(chat.state)
     assert back == {"v": 1, "flow": None, "step": 0, "awaiting": None, "attempts": 0, "misses": 0,
-                    "slots": {"colour": "green"}}
+                    "slots": {"colour": "green"}, "confirm": None, "recent": ["green", "??"],
+                    "signals": chat.state["signals"]}
     assert json.loads(json.dumps(back)) == back
     chat.state = back
     # the old question is no longer pending: the answer is not taken as an order number
@@ -699,3 +703,36 @@ async def test_fallback_with_nothing_close_offers_the_configured_topics(tmp_path
 
 async def _ref_c1(ctx: object) -> str:
     return "C-1"
+
+
+# -- don't ask twice: pre-filled slots ------------------------------------------------------------
+
+
+async def test_an_email_given_earlier_is_confirmed_not_asked(chat: Chat) -> None:
+    await chat.send("hello, I'm Jo.Smith@Example.com and my parcel is late")
+    assert await chat.start("email_slot") == [
+        "You mentioned jo.smith@example.com. Is that your email?"]
+    assert [b.payload for b in chat.last.replies[0].buttons] == ["prefill:yes", "prefill:no"]  # type: ignore[union-attr]
+    assert await chat.send("yes") == ["email=jo.smith@example.com"]
+
+
+async def test_a_pre_filled_value_can_be_corrected_or_refused(chat: Chat) -> None:
+    await chat.send("call me on +44 7700 900123 please")
+    assert await chat.start("phone_slot") == ["You mentioned +447700900123. Is that your phone?"]
+    # typing another valid value instead of yes/no takes that value
+    assert await chat.send("+44 7700 900999") == ["phone=+447700900999"]
+
+    await chat.send("my order is AB123456")
+    assert await chat.start("regex_slot") == ["You mentioned AB123456. Is that your order?"]
+    assert await chat.send("no", payload="prefill:no") == ["Order number?"]
+    assert await chat.send("CD654321") == ["order=CD654321"]
+
+
+async def test_prefill_none_always_asks(tmp_path: Path) -> None:
+    assert "        type: email\n" in FLOWS
+    (tmp_path / "flows.yaml").write_text(
+        FLOWS.replace("        type: email\n", "        type: email\n        prefill: none\n", 1), encoding="utf-8")
+    engine = make_engine(load_flows(tmp_path, teams=["support", "complaints"]))
+    c = Chat(engine, customer={"id": "c"}, channel="webchat", conversation_id="x")
+    await c.send("I'm jo@example.com")
+    assert await c.start("email_slot") == ["Your e-mail?"]
