@@ -11,8 +11,8 @@ Level: "high" at >= 0.7, "elevated" at >= 0.35, else "none".
 |                     |        | regulator, trading standards, chargeback, dispute with my bank  |
 | leaving             | 0.35   | cancel my account/subscription/contract, switching to Acme,     |
 |                     |        | closing my account, never again, last time I use                |
-| repetition          | 0.30   | third time, 3rd time, for the fifth time, still not, still      |
-|                     |        | waiting, keeps happening, every time, 5 times                   |
+| repetition          | 0.35   | third time, 3rd time, for the fifth time (alone: "elevated")    |
+|                     | 0.30   | still not, still waiting, keeps happening, every time, 5 times  |
 |                     | 0.15   | plain "again"                                                   |
 | long wait           | 0.20   | 2 weeks, 10 days, for weeks                                     |
 | urgency words       | 0.30   | urgent, asap, immediately, right now, emergency, today!         |
@@ -81,7 +81,7 @@ _GROUPS: tuple[tuple[str, tuple[_Rule, ...]], ...] = (
     )),
     ("repetition", (
         (_rx(r"\b(?:second|third|fourth|fifth|sixth|tenth|umpteenth|hundredth|millionth|nth|[0-9]+(?:st|nd|rd|th))"
-             r"\s+time\b"), 0.3, None),
+             r"\s+time\b"), 0.35, None),   # a repeat contact alone is "elevated"
         (_rx(r"\b(?:still\s+(?:not|no|nothing|waiting|haven't|hasn't|broken)|keeps?\s+happening"
              r"|every\s+(?:single\s+)?time|yet\s+again|once\s+again|over\s+and\s+over|how\s+many\s+times"
              r"|(?:[0-9]+|three|four|five|six|several|multiple|many)\s+times)\b"), 0.3, None),

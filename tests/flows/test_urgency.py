@@ -38,8 +38,8 @@ def has_safety(u: Urgency) -> bool:
     ("Never again.", "says never again", 0.35),
     ("Last time I order from you", "says never again", 0.35),
     # repetition
-    ("This is the third time", "third time", 0.3),
-    ("for the 5th time", "5th time", 0.3),
+    ("This is the third time", "third time", 0.35),
+    ("for the 5th time", "5th time", 0.35),
     ("still waiting for my refund", "still waiting", 0.3),
     ("still not delivered", "still not", 0.3),
     ("it keeps happening", "keeps happening", 0.3),
@@ -117,12 +117,12 @@ def test_calm_message_scores_zero(message: str) -> None:
     assert urgency(message) == Urgency(0.0, "none", ())
 
 
-def test_single_repetition_cue_stays_below_elevated() -> None:
-    # One cue of weight 0.30 is below the 0.35 threshold by the documented weights; it takes a
-    # second cue (see below) to reach "elevated".
+def test_a_repeat_contact_alone_is_elevated() -> None:
     u = urgency("third time I ask, where is my refund")
     assert u.reasons == ("third time",)
-    assert (u.score, u.level) == (0.3, "none")
+    assert (u.score, u.level) == (0.35, "elevated")
+    # other repetition cues need a second cue
+    assert urgency("still waiting for my refund").level == "none"
 
 
 @pytest.mark.parametrize("message", [
