@@ -164,12 +164,13 @@ class Encoder:
         self._tok = tok
         self.model_id = f"all-MiniLM-L6-v2-int8+l3-{variant}:{_file_digest(path)}:{_file_digest(TOKENIZER_FILE)}"
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embeddings in input order; each text is its own model call (see the module doc)."""
+    def encode(self, texts: Sequence[str], *, parallel: bool = True) -> np.ndarray:
+        """Embeddings in input order; each text is its own model call (see the module doc),
+        spread over ``threads`` threads unless ``parallel`` is False (the caller runs several)."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         enc = self._tok.encode_batch([t if t.strip() else "." for t in texts])
-        if self._pool is None or len(enc) == 1:
+        if self._pool is None or len(enc) == 1 or not parallel:
             rows = [self._run(e.ids) for e in enc]
         else:
             rows = list(self._pool.map(self._run, [e.ids for e in enc]))

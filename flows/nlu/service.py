@@ -100,8 +100,9 @@ class LearnedNLU:
         self.progress = progress or (lambda m: log.info("nlu: %s", m))
         self.intents: TextClassifier | None = None
         self.complaints: TextClassifier | None = None
+        # one batch per model thread at a time; each runs its messages one by one (see encoder)
         self.batcher: MicroBatcher[str, Scored] = MicroBatcher(
-            self._classify_batch, max_batch=max_batch)
+            self._classify_one_thread, max_batch=max_batch, workers=getattr(self.encoder, "threads", 1))
         self.trained_now = 0    # how many models this instance trained (not loaded from a cache)
 
     # -- IntentMatcher ----------------------------------------------------------
@@ -160,8 +161,11 @@ class LearnedNLU:
         """Synchronous batch classification (the batcher's worker; also the eval CLI)."""
         return self._classify_batch(texts)
 
-    def _classify_batch(self, texts: Sequence[str]) -> list[Scored]:
-        emb = self.encoder.encode(texts)
+    def _classify_one_thread(self, texts: Sequence[str]) -> list[Scored]:
+        return self._classify_batch(texts, parallel=False)
+
+    def _classify_batch(self, texts: Sequence[str], *, parallel: bool = True) -> list[Scored]:
+        emb = self.encoder.encode(texts, parallel=parallel)
         probs, sure = None, None
         if self.intents is not None:
             probs, cos = self.intents.predict(texts, emb)

@@ -291,6 +291,25 @@ async def test_concurrent_messages_share_model_calls() -> None:
         b.close()
 
 
+async def test_workers_run_batches_side_by_side() -> None:
+    both = threading.Barrier(2, timeout=5)   # breaks (and fails the call) unless two run at once
+    sizes: list[int] = []
+
+    def meet(xs):
+        sizes.append(len(xs))
+        if len(sizes) <= 2:
+            both.wait()
+        return list(xs)
+
+    b: MicroBatcher[int, int] = MicroBatcher(meet, max_batch=8, workers=2)
+    try:
+        assert await asyncio.gather(*(b.submit(i) for i in range(20))) == list(range(20))
+        # the first two arrive to idle workers and run at once, alone; the rest queue and batch
+        assert sizes[:2] == [1, 1] and sum(sizes) == 20 and max(sizes) == 8 and len(sizes) <= 5
+    finally:
+        b.close()
+
+
 async def test_a_failing_batch_fails_its_waiters_and_the_batcher_recovers() -> None:
     calls = {"n": 0}
 
