@@ -1,0 +1,322 @@
+"""NLU benchmark: accuracy, out-of-scope, complaints, latency, memory and throughput.
+
+Every figure comes from the same code path as the product (``omnibot nlu eval``
+trains exactly as flows do) on the development splits in ../shared/data, which
+are read, never copied. Protocol (the data's README):
+
+* 10-shot: 10 rows per label drawn from the dev file (seeds 0, 1, 2), tested on
+  all remaining rows; CLINC150's ``oos`` rows count as a label for the draw, so
+  10 of them place the threshold and the rest are tested.
+* full: a stratified 80/20 split (seed 0).
+* baseline, same process and split: TF-IDF (word 1-2 + char 3-5 grams) +
+  logistic regression, no sentence model, no threshold.
+* complaints: 5-fold stratified cross-validation on flows/nlu/complaints_default.csv.
+* latency: one message alone through the model and both classifiers (demo flows).
+* throughput: 64 concurrent conversations through ``LearnedNLU.analyze`` (micro-
+  batched) against the same messages one at a time, in the same process.
+* memory: peak RSS of a fresh process that loads the model and trains the demo flows.
+
+    python bench/nlu/run.py [--data ../shared/data] [--quick] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+DATASETS = {"banking77": "banking77_dev.csv", "hwu64": "hwu64_kfold1_dev.csv", "clinc150": "clinc150_dev.csv"}
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def read(path: Path) -> list[tuple[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return [(r["text"], r["label"]) for r in csv.DictReader(f)]
+
+
+def write(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    return path
+
+
+def _shuffled_by_label(rows, seed: int):
+    by = defaultdict(list)
+    for t, lab in rows:
+        by[lab].append(t)
+    rng = random.Random(seed)
+    for lab in sorted(by):
+        xs = by[lab][:]
+        rng.shuffle(xs)
+        yield lab, xs
+
+
+def shots_split(rows, k: int, seed: int):
+    """k rows per label to train on, the rest to test."""
+    train, test = [], []
+    for lab, xs in _shuffled_by_label(rows, seed):
+        train += [(t, lab) for t in xs[:k]]
+        test += [(t, lab) for t in xs[k:]]
+    return train, test
+
+
+def split_80_20(rows, seed: int = 0):
+    """Stratified: 20% of each label to test."""
+    train, test = [], []
+    for lab, xs in _shuffled_by_label(rows, seed):
+        n = max(1, round(len(xs) * 0.2))
+        test += [(t, lab) for t in xs[:n]]
+        train += [(t, lab) for t in xs[n:]]
+    return train, test
+
+
+def tfidf_baseline(train, test) -> float:
+    """Accuracy of TF-IDF + logistic regression on the in-scope rows (closed set)."""
+    import numpy as np
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    train = [(t, lab) for t, lab in train if lab != "oos"]
+    test = [(t, lab) for t, lab in test if lab != "oos"]
+    w = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit([t for t, _ in train])
+    c = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True).fit([t for t, _ in train])
+    X = lambda rows: sp.hstack([w.transform([t for t, _ in rows]), c.transform([t for t, _ in rows])]).tocsr()  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lr = LogisticRegression(C=10, max_iter=3000).fit(X(train), [lab for _, lab in train])
+    pred = lr.predict(X(test))
+    return float(np.mean(pred == np.array([lab for _, lab in test])))
+
+
+def run_eval(train, test, tmp: Path, nlu_factory) -> dict:
+    from flows.nlu.evaluate import evaluate_intents
+
+    a, b = write(tmp / "train.csv", train), write(tmp / "test.csv", test)
+    buf = io.StringIO()
+    res = evaluate_intents(str(a), str(b), nlu=nlu_factory(), out=buf, err=io.StringIO())
+    return json.loads(buf.getvalue().strip().splitlines()[-1])
+
+
+def accuracy_section(data: Path, seeds: list[int], datasets: list[str], tmp: Path, nlu_factory) -> dict:
+    out: dict = {}
+    for name in datasets:
+        rows = read(data / DATASETS[name])
+        ds: dict = {"rows": len(rows)}
+        for seed in seeds:
+            train, test = shots_split(rows, 10, seed)
+            say(f"{name}: 10-shot seed {seed} ({len(train)} train / {len(test)} test)")
+            t0 = time.perf_counter()
+            r = run_eval(train, test, tmp, nlu_factory)
+            r["baseline_tfidf_accuracy"] = round(tfidf_baseline(train, test), 4)
+            r["wall_s"] = round(time.perf_counter() - t0, 1)
+            ds.setdefault("10shot", []).append(r)
+            say(f"  -> {_brief(r)}")
+        train, test = split_80_20(rows)
+        say(f"{name}: full 80/20 ({len(train)} train / {len(test)} test)")
+        r = run_eval(train, test, tmp, nlu_factory)
+        r["baseline_tfidf_accuracy"] = round(tfidf_baseline(train, test), 4)
+        ds["full"] = r
+        say(f"  -> {_brief(r)}")
+        out[name] = ds
+    return out
+
+
+def _brief(r: dict) -> str:
+    s = f"accuracy {r['accuracy']:.4f} (TF-IDF baseline {r['baseline_tfidf_accuracy']:.4f})"
+    if "inscope_accuracy" in r:
+        s += f", in-scope {r['inscope_accuracy']:.4f}, oos recall {r['oos_recall']:.4f}"
+    return s + f", train {r['train_s']:.1f} s, p50 {r['p50_ms']:.2f} ms"
+
+
+def complaint_section(nlu_factory, folds: int = 5) -> dict:
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold
+
+    from flows.nlu.evaluate import macro_f1
+    from flows.nlu.service import COMPLAINT, NOT_COMPLAINT, default_complaint_examples
+
+    texts, labels = default_complaint_examples()
+    f1s, accs = [], []
+    for i, (tr, te) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=0).split(texts, labels)):
+        nlu = nlu_factory()
+        nlu.fit_complaints([texts[j] for j in tr if labels[j] == COMPLAINT],
+                           [texts[j] for j in tr if labels[j] == NOT_COMPLAINT], use_default=False)
+        scores = [s for _, _, s in nlu.classify([texts[j] for j in te])]
+        pred = [COMPLAINT if s >= nlu.complaint_threshold else NOT_COMPLAINT for s in scores]
+        gold = [labels[j] for j in te]
+        f1s.append(macro_f1(gold, pred))
+        accs.append(float(np.mean([p == g for p, g in zip(pred, gold)])))
+        say(f"complaints fold {i + 1}/{folds}: macro-F1 {f1s[-1]:.4f}")
+    return {"rows": len(texts), "folds": folds, "macro_f1": round(float(np.mean(f1s)), 4),
+            "macro_f1_sd": round(float(np.std(f1s)), 4), "accuracy": round(float(np.mean(accs)), 4)}
+
+
+def load_section(nlu_factory, seconds: float, concurrency: int) -> dict:
+    """Latency of one message alone; throughput under concurrent load vs one at a time."""
+    from flows.loader import load_flows
+
+    fs = load_flows(ROOT / "flows" / "demo")
+    nlu = nlu_factory()
+    nlu.fit(fs.examples())
+    msgs = [t for ts in fs.examples().values() for t in ts]
+    rng = random.Random(0)
+    variants = [f"{m} {w}".strip() for m in msgs for w in ("", "please", "thanks", "asap", "today?")]
+    rng.shuffle(variants)
+
+    nlu.classify(variants[:5])
+    lat = []
+    for t in variants[:300]:
+        t0 = time.perf_counter()
+        nlu.classify([t])
+        lat.append((time.perf_counter() - t0) * 1000)
+    lat.sort()
+
+    async def sequential() -> float:
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            await nlu.analyze(variants[n % len(variants)])
+            n += 1
+        return n / (time.perf_counter() - t0)
+
+    async def concurrent() -> tuple[float, float]:
+        done = 0
+        stop = time.perf_counter() + seconds
+        latencies: list[float] = []
+
+        async def conversation(k: int) -> None:
+            nonlocal done
+            i = k
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                await nlu.analyze(variants[i % len(variants)])
+                latencies.append((time.perf_counter() - t0) * 1000)
+                done += 1
+                i += concurrency
+        t0 = time.perf_counter()
+        await asyncio.gather(*(conversation(k) for k in range(concurrency)))
+        return done / (time.perf_counter() - t0), statistics.median(latencies)
+
+    seq = asyncio.run(sequential())
+    calls0, items0 = nlu.batcher.calls, nlu.batcher.items
+    conc, conc_p50 = asyncio.run(concurrent())
+    calls, items = nlu.batcher.calls - calls0, nlu.batcher.items - items0
+    return {"p50_ms": round(lat[len(lat) // 2], 2), "p99_ms": round(lat[int(0.99 * (len(lat) - 1))], 2),
+            "one_at_a_time_msgs_per_s": round(seq, 1), "concurrent_msgs_per_s": round(conc, 1),
+            "concurrency": concurrency, "concurrent_p50_ms": round(conc_p50, 2),
+            "ratio_concurrent_vs_one_at_a_time": round(conc / seq, 2),
+            "mean_batch": round(items / max(calls, 1), 1), "threads": nlu.encoder.threads}
+
+
+def rss_probe() -> None:
+    """(child process) load the model, train the demo flows, answer a few messages; print peak RSS."""
+    from flows.loader import load_flows
+    from flows.nlu.encoder import shared_encoder
+    from flows.nlu.service import LearnedNLU
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fs = load_flows(ROOT / "flows" / "demo")
+    nlu = LearnedNLU(encoder=shared_encoder(2), progress=lambda m: None)
+    nlu.fit(fs.examples())
+    for t in ["when are you open", "my parcel never came!!", "do you ship to Canada"] * 20:
+        nlu.classify([t])
+    print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                      "python_baseline_rss_mb": round(base / 1024, 1)}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
+                    help="folder with banking77_dev.csv, hwu64_kfold1_dev.csv, clinc150_dev.csv")
+    ap.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset")
+    ap.add_argument("--quick", action="store_true", help="one 10-shot seed instead of three")
+    ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput run")
+    ap.add_argument("--model", choices=["dynamic", "shipped"], default="dynamic")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.rss_probe:
+        rss_probe()
+        return
+
+    from flows.nlu.encoder import shared_encoder
+    from flows.nlu.service import LearnedNLU
+
+    encoder = shared_encoder(args.threads, args.model)
+
+    def factory() -> LearnedNLU:
+        return LearnedNLU(encoder=encoder, progress=lambda m: None)
+
+    results: dict = {"model": encoder.model_id, "threads": args.threads, "cpus": os.cpu_count()}
+    say("memory: a fresh process loads the model and trains the demo flows")
+    probe = subprocess.run([sys.executable, __file__, "--rss-probe"], capture_output=True, text=True, check=True)
+    results["memory"] = json.loads(probe.stdout.strip().splitlines()[-1])
+    say(f"  -> {results['memory']}")
+    say("latency and throughput (demo flows)")
+    results["load"] = load_section(factory, args.seconds, concurrency=64)
+    say(f"  -> {results['load']}")
+    say("complaint detector: 5-fold cross-validation")
+    results["complaints"] = complaint_section(factory)
+    if not args.skip_accuracy:
+        with tempfile.TemporaryDirectory() as tmp:
+            results["intents"] = accuracy_section(args.data, [0] if args.quick else [0, 1, 2],
+                                                  [d for d in args.datasets.split(",") if d], Path(tmp), factory)
+    print(summary(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, sort_keys=True))
+
+
+def summary(r: dict) -> str:
+    lines = [f"model {r['model']} ({r['threads']} threads, {r['cpus']} CPUs)"]
+    m, ld, c = r["memory"], r["load"], r["complaints"]
+    lines.append(f"memory    peak RSS {m['peak_rss_mb']} MB with the model loaded and the demo flows trained")
+    lines.append(f"latency   one message p50 {ld['p50_ms']} ms, p99 {ld['p99_ms']} ms")
+    lines.append(f"load      {ld['concurrent_msgs_per_s']} msg/s with {ld['concurrency']} concurrent conversations "
+                 f"(x{ld['ratio_concurrent_vs_one_at_a_time']} of one at a time: "
+                 f"{ld['one_at_a_time_msgs_per_s']} msg/s; mean batch {ld['mean_batch']})")
+    lines.append(f"complaint macro-F1 {c['macro_f1'] * 100:.1f} (sd {c['macro_f1_sd'] * 100:.1f}), "
+                 f"{c['folds']}-fold CV on {c['rows']} rows")
+    for name, ds in r.get("intents", {}).items():
+        shots = ds.get("10shot", [])
+        acc = statistics.mean(x["accuracy"] for x in shots) if shots else float("nan")
+        base = statistics.mean(x["baseline_tfidf_accuracy"] for x in shots) if shots else float("nan")
+        line = f"{name:<10} 10-shot acc {acc * 100:.2f} (TF-IDF {base * 100:.2f}, x{acc / base:.3f})"
+        if shots and "inscope_accuracy" in shots[0]:
+            line += (f", in-scope {statistics.mean(x['inscope_accuracy'] for x in shots) * 100:.2f}"
+                     f" (never rejecting {statistics.mean(x['inscope_accuracy_closed'] for x in shots) * 100:.2f})"
+                     f" / oos recall {statistics.mean(x['oos_recall'] for x in shots) * 100:.2f}")
+        f = ds["full"]
+        line += f" | full acc {f['accuracy'] * 100:.2f} (TF-IDF {f['baseline_tfidf_accuracy'] * 100:.2f})"
+        if "inscope_accuracy" in f:
+            line += (f", in-scope {f['inscope_accuracy'] * 100:.2f} (never rejecting "
+                     f"{f['inscope_accuracy_closed'] * 100:.2f}) / oos recall {f['oos_recall'] * 100:.2f}")
+        line += f" | train {statistics.mean(x['train_s'] for x in shots) if shots else 0:.1f} s (10-shot), {f['train_s']:.0f} s (full)"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
