@@ -21,12 +21,13 @@ from bot.delivery import Delivery
 from bot.events import EventBus
 from bot.locks import KeyedLock
 from bot.media import MediaStore
+from bot.model import utcnow
 from bot.runtime import Runtime
 from bot.storage import Store, open_store
 from connectors.base import Connector
 from connectors.webchat import WebchatConnector
 from flows import FlowEngine, IntentMatcher, LexicalMatcher, load_flows
-from flows.engine import ActionContext
+from handoff.tickets import Clock, Tickets, ticket_actions
 from handoff.desk_web import AgentDeskWeb
 from handoff.queue import HandoffQueue
 
@@ -54,13 +55,11 @@ class Services:
 SERVICES = web.AppKey("services", Services)
 
 
-def make_actions(store: Store) -> dict:
-    """Actions flows may call by name (``action: create_reference``)."""
-
-    async def create_reference(ctx: ActionContext) -> str:
-        return f"C-{await store.next_sequence('reference', start=1001)}"
-
-    return {"create_reference": create_reference}
+def make_actions(store: Store, config: Config, clock: Clock = utcnow) -> dict:
+    """Actions flows may call by name: ``create_reference`` (opens a complaint ticket and gives
+    its reference) and ``ticket_status`` (what a customer's complaints are waiting for)."""
+    tickets = Tickets(store, config.complaints, clock=clock)
+    return ticket_actions(tickets)
 
 
 def make_matcher(config: Config) -> IntentMatcher:
@@ -81,7 +80,7 @@ async def build_services(config: Config) -> Services:
     try:
         app_secret = await store.set_meta_if_absent("app_secret", secrets.token_urlsafe(32))
         engine = await asyncio.to_thread(
-            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(store))
+            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(store, config))
         events = EventBus()
         locks = KeyedLock()
         connectors: dict[str, Connector] = {}

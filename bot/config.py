@@ -164,6 +164,91 @@ class NluConfig(_Model):
     max_batch: int = Field(32, ge=1, le=512, description="most messages one model call takes under load")
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\s*$", re.I)
+_UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(v: Any) -> float:
+    """Seconds from "90s", "30m", "2h", "3d" (or a number of seconds)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0:
+        return float(v)
+    m = _DURATION.match(str(v)) if isinstance(v, str) else None
+    if not m:
+        raise ValueError(f"{v!r} is not a duration like 30m, 2h or 3d")
+    return float(m.group(1)) * _UNIT[m.group(2).lower()]
+
+
+SEVERITIES = ("low", "normal", "high", "critical")
+Severity = Literal["low", "normal", "high", "critical"]
+
+
+class SlaConfig(_Model):
+    """Time limits of a complaint, from the moment it is filed."""
+
+    resolve: float = Field(24 * 3600, description="resolved (told to the customer as the deadline)")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class RouteMatch(_Model):
+    """All given conditions must hold (an empty match always holds)."""
+
+    category: list[str] = Field(default_factory=list, description="any of these categories")
+    keywords: list[str] = Field(default_factory=list, description="any of these words in what the customer wrote")
+    tier: list[str] = Field(default_factory=list, description="customer attribute 'tier' is one of these")
+    slots: dict[str, str] = Field(default_factory=dict, description="captured fields equal to these values")
+
+    @field_validator("category", "keywords", "tier", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class RouteRule(_Model):
+    when: RouteMatch = RouteMatch()
+    department: str | None = Field(None, description="the first matching rule with a department decides")
+    severity: Severity | None = Field(None, description="at least this severity")
+    priority: int = Field(0, ge=-10, le=10, description="added to the ticket's priority")
+
+
+class DepartmentConfig(_Model):
+    name: str
+    team: str | None = Field(None, description="the handoff team (handoff.teams) that works this department's "
+                             "tickets; empty: the team the flow's handoff step names")
+
+
+class ComplaintsConfig(_Model):
+    """Tickets: routing rules, severities, SLA targets."""
+
+    default_department: str = "customer_care"
+    departments: dict[str, DepartmentConfig] = Field(
+        default_factory=lambda: {"customer_care": DepartmentConfig(name="Customer Care")})
+    rules: list[RouteRule] = Field(default_factory=list)
+    repeat_window: float = Field(30 * 86400, description="an earlier ticket of the same category within "
+                                 "this window makes a repeat complaint (one severity up)")
+    sla: SlaConfig = SlaConfig()
+
+    @field_validator("repeat_window", mode="before")
+    @classmethod
+    def _window(cls, v: Any) -> float:
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _known_departments(self) -> "ComplaintsConfig":
+        known = set(self.departments)
+        if self.default_department not in known:
+            raise ValueError(f"default_department {self.default_department!r} is not in departments "
+                             f"({', '.join(sorted(known))})")
+        for i, rule in enumerate(self.rules, 1):
+            if rule.department is not None and rule.department not in known:
+                raise ValueError(f"rule {i}: department {rule.department!r} is not in departments "
+                                 f"({', '.join(sorted(known))})")
+        return self
+
+
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -182,8 +267,17 @@ class Config(_Model):
     telegram: TelegramConfig = TelegramConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     nlu: NluConfig = NluConfig()
+    complaints: ComplaintsConfig = ComplaintsConfig()
     logging: LoggingConfig = LoggingConfig()
     base_dir: str = Field(".", exclude=True)
+
+    @model_validator(mode="after")
+    def _department_teams(self) -> "Config":
+        for key, dep in self.complaints.departments.items():
+            if dep.team is not None and dep.team not in self.handoff.teams:
+                raise ValueError(f"complaints.departments.{key}.team {dep.team!r} is not in handoff.teams "
+                                 f"({', '.join(sorted(self.handoff.teams))})")
+        return self
 
     def resolve(self, p: str) -> Path:
         """A path from the config, relative to the config file's folder."""

@@ -18,7 +18,7 @@ from bot.config import Config
 from bot.events import Event, EventBus
 from bot.locks import KeyedLock
 from bot.model import ConversationState, Inbound, Message, Outbound, sanitize_text
-from bot.storage import HandoffSpec, InboundResult, Store
+from bot.storage import HandoffSpec, InboundResult, Store, Ticket
 from flows import FlowEngine, TurnInput
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,9 @@ class Runtime:
         replies = [Outbound(r.text, buttons=r.buttons) for r in result.replies]
         spec = None
         if result.handoff is not None:
+            ticket = await self.store.conversation_ticket(cid)
             spec = self._handoff_spec(result.handoff.team, result.handoff.reason, result.handoff.priority,
-                                      result.state, turn)
+                                      result.state, turn, ticket)
         await self.store.commit_turn(cid, inbound_id=msg.id, replies=replies, flow_state=result.state,
                                      handoff=spec)
         if spec is not None:
@@ -154,15 +155,20 @@ class Runtime:
                     "channel": conv.channel, "external_id": conv.external_id}))
 
     def _handoff_spec(self, team: str | None, reason: str, priority: int, flow_state: dict[str, Any],
-                      turn: TurnInput) -> HandoffSpec:
+                      turn: TurnInput, ticket: Ticket | None = None) -> HandoffSpec:
         hc = self.config.handoff
+        if ticket is not None:
+            # the complaint's routing decides: its department's team, and at least its priority
+            team = ticket.team or team
+            priority = max(priority, ticket.priority)
         if not team or team not in hc.teams:
             if team:
                 log.warning("handoff to unknown team %r; using %r", team, hc.default_team)
             team = hc.default_team
         team_name = hc.team_name(team)
         slots = {k: v for k, v in (flow_state.get("slots") or {}).items() if v not in (None, "", [])}
-        context = {"slots": slots, "reference": slots.get("reference"), "reason": reason}
+        context = {"slots": slots, "reference": slots.get("reference"), "reason": reason,
+                   "ticket": ticket.summary() if ticket else {}}
         template = self.engine.settings.handoff_message
 
         def message(position: int) -> Outbound:

@@ -79,6 +79,8 @@ class ActionContext:
     channel: str
     customer: Mapping[str, Any]
     slots: Mapping[str, Any]
+    text: str = ""                                            # the customer's message this turn
+    updates: dict[str, Any] = field(default_factory=dict, compare=False)  # more slots the action sets
 
 
 class _Slots(dict):  # type: ignore[type-arg]
@@ -417,8 +419,10 @@ class FlowEngine:
                 fn = self.actions.get(step.action)
                 if fn is None:
                     raise LookupError(f"action {step.action!r} is not registered")
-                result = await fn(ActionContext(t.input.conversation_id, t.input.channel,
-                                                dict(t.input.customer), dict(st.slots)))
+                ctx = ActionContext(t.input.conversation_id, t.input.channel, dict(t.input.customer),
+                                    dict(st.slots), t.input.text)
+                result = await fn(ctx)
+                st.slots.update(ctx.updates)
                 if step.save_as:
                     st.slots[step.save_as] = result
         elif isinstance(step, HandoffStep):

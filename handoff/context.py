@@ -63,6 +63,8 @@ async def handoff_context(store: Store, config: Config, h: HandoffRecord) -> dic
         "flow": flow_state.get("flow"),
         # the NLU's highest complaint score and urgency (level, cues) seen in this conversation
         "signals": flow_state.get("signals") or {},
+        # the complaint ticket: reference, category, severity, department, priority and why
+        "ticket": h.context.get("ticket") or {},
         "transcript": [m.to_dict() for m in transcript],
         "waiting_messages": waiting,
     }

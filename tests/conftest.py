@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bot.app import SERVICES, Services, build_app
 from bot.config import Config, parse_config
+from bot.storage import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_FLOWS = ROOT / "flows" / "demo"
@@ -113,3 +114,20 @@ async def running(config: Config) -> AsyncIterator[Running]:
 
 def agent_headers(name: str = "Anna Smith") -> dict[str, str]:
     return {"Authorization": f"Bearer {AGENT_TOKEN}", "X-Omnibot-Agent": name}
+
+
+async def agent_queue(r: Running, agent: str = "Anna Smith") -> list[dict]:
+    """The agent desk's queue, as an agent sees it."""
+    async with r.http.get(r.url + "/agent/api/queue", headers=agent_headers(agent)) as resp:
+        assert resp.status == 200
+        return (await resp.json())["handoffs"]
+
+
+@pytest.fixture
+async def memory_store() -> AsyncIterator[Store]:
+    """A real SQLite store in memory."""
+    s = await open_store("sqlite:///:memory:")
+    try:
+        yield s
+    finally:
+        await s.close()

@@ -8,10 +8,11 @@ transaction, and handoff transitions are compare-and-set.
 
 from __future__ import annotations
 
-from .base import HandoffRecord, HandoffSpec, InboundResult, OutboxItem, Store
+from .base import HandoffRecord, HandoffSpec, InboundResult, OutboxItem, Store, Ticket
 from .sqlite import SqliteStore
 
-__all__ = ["HandoffRecord", "HandoffSpec", "InboundResult", "OutboxItem", "Store", "SqliteStore", "open_store"]
+__all__ = ["HandoffRecord", "HandoffSpec", "InboundResult", "OutboxItem", "Store", "SqliteStore", "Ticket",
+           "open_store"]
 
 
 async def open_store(url: str, **options: object) -> Store:

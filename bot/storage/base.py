@@ -55,6 +55,31 @@ class HandoffRecord:
     context: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A complaint being handled: its reference is what the customer quotes."""
+
+    reference: str                 # "C-1042"
+    customer_id: str
+    conversation_id: str
+    status: str                    # received | in_progress | resolved
+    category: str | None
+    severity: str                  # low | normal | high | critical
+    department: str
+    team: str | None               # None: the team the flow hands off to
+    priority: int
+    created_at: datetime
+    fields: dict[str, Any] = field(default_factory=dict, compare=False)
+    reasons: tuple[str, ...] = ()  # why it was classified so ("rule 2: category shipping", ...)
+    resolved_at: datetime | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What the agent's hand-over card shows about the ticket."""
+        return {"reference": self.reference, "category": self.category, "severity": self.severity,
+                "department": self.department, "priority": self.priority, "status": self.status,
+                "reasons": list(self.reasons), "created_at": self.created_at.isoformat()}
+
+
 @runtime_checkable
 class Store(Protocol):
     """Everything the runtime, delivery and handoff queue persist."""
@@ -118,3 +143,9 @@ class Store(Protocol):
                                  replies: Sequence[Outbound] = (),
                                  flow_state: dict[str, Any] | None = None) -> bool: ...
     async def queue_position(self, handoff_id: str) -> int: ...
+
+    # complaint tickets
+    async def create_ticket(self, ticket: Ticket) -> Ticket: ...
+    async def get_ticket(self, reference: str) -> Ticket | None: ...
+    async def customer_tickets(self, customer_id: str, *, category: str | None = None) -> list[Ticket]: ...
+    async def conversation_ticket(self, conversation_id: str) -> Ticket | None: ...

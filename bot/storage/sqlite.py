@@ -23,7 +23,7 @@ from bot.errors import StoreError
 from bot.model import (Attachment, Button, Conversation, ConversationState, Customer, Inbound,
                        Message, Outbound, utcnow)
 
-from .base import HandoffRecord, HandoffSpec, InboundResult, OutboxItem
+from .base import HandoffRecord, HandoffSpec, InboundResult, OutboxItem, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,27 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX messages_pending ON messages(conversation_id, id)
         WHERE direction = 'out' AND status = 'pending'
+    """,
+    # 5: complaint tickets (reference C-1042 given at once; classification and routing)
+    """
+    CREATE TABLE tickets (
+        reference TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        conversation_id TEXT NOT NULL REFERENCES conversations(id),
+        status TEXT NOT NULL,
+        category TEXT,
+        severity TEXT NOT NULL,
+        department TEXT NOT NULL,
+        team TEXT,
+        priority INTEGER NOT NULL DEFAULT 0,
+        fields TEXT NOT NULL DEFAULT '{}',
+        reasons TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        resolved_at TEXT
+    );
+    CREATE INDEX tickets_customer ON tickets(customer_id, created_at);
+    CREATE INDEX tickets_conversation ON tickets(conversation_id, created_at)
     """,
 ]
 
@@ -569,6 +590,38 @@ class _Ops:
         db.execute("UPDATE messages SET status='failed', attempts=attempts+1, last_error=? "
                          "WHERE id=?", (error[:500], message_id))
 
+    # -- tickets ------------------------------------------------------------
+
+    def create_ticket(self, ticket: Ticket) -> Ticket:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO tickets(reference, customer_id, conversation_id, status, category, severity, "
+                "department, team, priority, fields, reasons, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (ticket.reference, ticket.customer_id, ticket.conversation_id, ticket.status, ticket.category,
+                 ticket.severity, ticket.department, ticket.team, ticket.priority,
+                 json.dumps(ticket.fields, default=str), json.dumps(list(ticket.reasons)),
+                 _ts(ticket.created_at), _ts(ticket.created_at)))
+        return ticket
+
+    def get_ticket(self, reference: str) -> Ticket | None:
+        row = self._one("SELECT * FROM tickets WHERE reference=?", (reference.upper(),))
+        return _ticket(row) if row else None
+
+    def customer_tickets(self, customer_id: str, *, category: str | None = None) -> list[Ticket]:
+        """A customer's tickets, newest first (optionally of one category)."""
+        q, args = "SELECT * FROM tickets WHERE customer_id=?", [customer_id]
+        if category is not None:
+            q += " AND category=?"
+            args.append(category)
+        return [_ticket(r) for r in self._all(q + " ORDER BY created_at DESC, reference DESC", args)]
+
+    def conversation_ticket(self, conversation_id: str) -> Ticket | None:
+        """The newest unresolved ticket opened in this conversation."""
+        row = self._one("SELECT * FROM tickets WHERE conversation_id=? AND resolved_at IS NULL "
+                        "ORDER BY created_at DESC, reference DESC LIMIT 1", (conversation_id,))
+        return _ticket(row) if row else None
+
     # -- handoffs -----------------------------------------------------------
 
     def create_handoff(self, conversation_id: str, *, team: str, reason: str,
@@ -700,6 +753,15 @@ def _handoff(row: sqlite3.Row) -> HandoffRecord:
         closed_at=_dt(row["closed_at"]), context=json.loads(row["context"] or "{}"))
 
 
+def _ticket(row: sqlite3.Row) -> Ticket:
+    return Ticket(
+        reference=row["reference"], customer_id=row["customer_id"], conversation_id=row["conversation_id"],
+        status=row["status"], category=row["category"], severity=row["severity"],
+        department=row["department"], team=row["team"], priority=row["priority"],
+        fields=json.loads(row["fields"] or "{}"), reasons=tuple(json.loads(row["reasons"] or "[]")),
+        created_at=_dt(row["created_at"]), resolved_at=_dt(row["resolved_at"]))  # type: ignore[arg-type]
+
+
 def _operation(name: str) -> Callable[..., Any]:
     op = getattr(_Ops, name)
 
@@ -712,5 +774,6 @@ def _operation(name: str) -> Callable[..., Any]:
 
 
 for _name in ('set_meta', 'desk_thread', 'desk_thread_by_ts', 'save_desk_thread', 'update_desk_thread', 'first_seen',
-              'load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'list_handoffs', 'transition_handoff', 'queue_position'):
+              'load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'list_handoffs', 'transition_handoff', 'queue_position',
+              'create_ticket', 'get_ticket', 'customer_tickets', 'conversation_ticket'):
     setattr(SqliteStore, _name, _operation(_name))

@@ -3,14 +3,9 @@ paraphrases, out of scope, a complaint inside a FAQ with the order number pre-fi
 
 from __future__ import annotations
 
-from conftest import Running, agent_headers
+from conftest import Running, agent_headers, agent_queue
 from e2e.chat import ChatClient
 
-
-async def _queue(r: Running) -> list[dict]:
-    async with r.http.get(r.url + "/agent/api/queue", headers=agent_headers()) as resp:
-        assert resp.status == 200
-        return (await resp.json())["handoffs"]
 
 
 async def test_a_paraphrase_never_seen_reaches_the_right_answer(running: Running) -> None:
@@ -93,7 +88,7 @@ async def test_anger_raises_the_handoff_priority(running: Running) -> None:
         got = await c.say("let me talk to a real person NOW, third time I'm asking!!", expect_text="queue")
         # the customer is told why and to whom, in the flow's words (no internal cues)
         assert "because you asked to talk to a person." in got[-1]["text"] and "urgent" not in got[-1]["text"]
-        [h] = await _queue(running)
+        [h] = await agent_queue(running)
         assert h["priority"] == 1                 # the human flow's 0, +1 for "elevated"
         async with running.http.get(f"{running.url}/agent/api/handoffs/{h['id']}",
                                     headers=agent_headers()) as resp:

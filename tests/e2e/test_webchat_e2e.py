@@ -8,17 +8,12 @@ import json
 import aiohttp
 import pytest
 
-from conftest import Running, agent_headers
+from conftest import Running, agent_headers, agent_queue
 from e2e.chat import ChatClient
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4"
        b"\x89\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7V\xbd\xfa\x00\x00\x00\x00IEND\xaeB`\x82")
 
-
-async def _queue(r: Running, agent: str = "Anna Smith") -> list[dict]:
-    async with r.http.get(r.url + "/agent/api/queue", headers=agent_headers(agent)) as resp:
-        assert resp.status == 200
-        return (await resp.json())["handoffs"]
 
 
 async def _agent(r: Running, hid: str, action: str, agent: str = "Anna Smith",
@@ -89,7 +84,7 @@ async def test_complaint_handoff_agent_reply_resolve(running: Running) -> None:
             await c.reply(timeout=0.5)
 
         # the agent sees the whole context
-        [h] = await _queue(r)
+        [h] = await agent_queue(r)
         assert h["state"] == "queued" and h["team"] == "complaints" and h["priority"] == 1
         assert h["channel"] == "webchat" and h["position"] == 1
         ctx = await _context(r, h["id"])
@@ -141,7 +136,7 @@ async def test_complaint_handoff_agent_reply_resolve(running: Running) -> None:
         assert status == 200 and body["handoff"]["state"] == "resolved"
         m = await c.reply()
         assert "resolved" in m["text"]
-        assert await _queue(r) == []
+        assert await agent_queue(r) == []
 
         # a new message after resolution opens a new conversation with the bot
         [m] = await c.say("what payment methods do you accept")
@@ -160,7 +155,7 @@ async def test_human_at_any_point_and_hand_back(running: Running) -> None:
         assert "order number" in m["text"]
         [m] = await c.say("can I talk to a human please")
         assert "Customer Care team" in m["text"] and "asked to talk to a person" in m["text"]
-        [h] = await _queue(r)
+        [h] = await agent_queue(r)
         ctx = await _context(r, h["id"])
         assert ctx["slots"]["category"] == "product"          # what was captured travels along
         assert (await _agent(r, h["id"], "claim"))[0] == 200

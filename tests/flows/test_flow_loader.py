@@ -48,7 +48,7 @@ intents:
 def test_demo_flows_load_with_expected_flows_and_intents() -> None:
     fs = load_flows(DEMO, teams=["support", "complaints"])
     assert isinstance(fs, FlowSet)
-    expected = {"complaint", "goodbye", "greet", "help", "human", "opening_hours", "payment_methods",
+    expected = {"complaint", "complaint_status", "goodbye", "greet", "help", "human", "opening_hours", "payment_methods",
                 "restart", "returns", "shipping_times", "thanks"}
     assert set(fs.flows) == expected
     assert set(fs.intents) == expected
@@ -393,7 +393,7 @@ flows:
 """)
     errs = errors_of(tmp_path)
     assert where(errs) == [("f.yaml", 9)]
-    assert errs[0].reason == "action 'launch_rockets' is unknown (known: create_reference, reset)"
+    assert errs[0].reason == "action 'launch_rockets' is unknown (known: create_reference, ticket_status, reset)"
 
 
 def test_handoff_team_not_in_teams(tmp_path: Path) -> None:

@@ -1,0 +1,191 @@
+"""Complaint tickets: a reference at once, classified and routed by rules, status on request.
+
+A complaint flow's ``create_reference`` action opens a ticket: the customer gets
+its reference (``C-1042``) at once, with the department that will handle it and
+the time by which it should be resolved (``complaints.sla.resolve``). Severity
+starts at the flow's ``severity`` slot (or "normal") and rises with urgent or
+angry wording (the NLU's urgency signal), a repeat complaint of the same
+category, and matching rules; the department comes from the first matching
+rule with one. Priority (the handoff queue's order) is the severity's rank plus
+the matching rules' ``priority``. Every decision keeps its reason, for agents.
+
+Time comes from an injected clock (``clock()`` -> aware datetime), so tests
+control it and nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Mapping, Sequence
+
+from bot.config import SEVERITIES, ComplaintsConfig, RouteMatch
+from bot.model import utcnow
+from bot.storage import Store, Ticket
+from flows.engine import ActionContext
+from flows.nlu.urgency import urgency
+
+Clock = Callable[[], datetime]
+REFERENCE = re.compile(r"\b[Cc]-?\s?(\d{3,9})\b")
+RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    severity: str
+    department: str
+    priority: int
+    reasons: tuple[str, ...]
+
+
+def _raise(severity: str, steps: int) -> str:
+    return SEVERITIES[min(len(SEVERITIES) - 1, RANK[severity] + steps)]
+
+
+def _matches(m: RouteMatch, *, category: str | None, text: str, tier: str | None,
+             fields: Mapping[str, Any]) -> bool:
+    if m.category and (category or "") not in m.category:
+        return False
+    if m.keywords and not any(re.search(rf"\b{re.escape(k)}\b", text, re.I) for k in m.keywords):
+        return False
+    if m.tier and (tier or "") not in m.tier:
+        return False
+    return all(str(fields.get(k, "")).lower() == str(v).lower() for k, v in m.slots.items())
+
+
+def classify(cfg: ComplaintsConfig, *, category: str | None, fields: Mapping[str, Any], text: str,
+             tier: str | None = None, repeats: int = 0) -> Classification:
+    """Severity, department and priority of a complaint, with the reasons."""
+    given = str(fields.get("severity") or "").lower()
+    severity = given if given in RANK else "normal"
+    reasons = [f"severity {severity} from the flow"] if given in RANK else []
+    u = urgency(text)
+    if u.level != "none":
+        severity = _raise(severity, 1 if u.level == "elevated" else 2)
+        reasons.append(f"{u.level} urgency ({', '.join(u.reasons[:3])})")
+    if repeats:
+        severity = _raise(severity, 1)
+        reasons.append(f"repeat complaint ({repeats} earlier about {category or 'this'})")
+    department, extra = None, 0
+    for i, rule in enumerate(cfg.rules, 1):
+        if not _matches(rule.when, category=category, text=text, tier=tier, fields=fields):
+            continue
+        did = []
+        if rule.department and department is None:
+            department = rule.department
+            did.append(f"department {department}")
+        if rule.severity and RANK[rule.severity] > RANK[severity]:
+            severity = rule.severity
+            did.append(f"severity {severity}")
+        if rule.priority:
+            extra += rule.priority
+            did.append(f"priority {rule.priority:+d}")
+        if did:
+            reasons.append(f"rule {i}: " + ", ".join(did))
+    return Classification(severity, department or cfg.default_department, RANK[severity] + extra, tuple(reasons))
+
+
+class Tickets:
+    """Opens tickets and answers "what's the status of C-1042" for the ticket's own customer."""
+
+    def __init__(self, store: Store, cfg: ComplaintsConfig, *, clock: Clock = utcnow,
+                 team_names: Mapping[str, str] | None = None) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.clock = clock
+        self.team_names = dict(team_names or {})
+
+    # -- opening ------------------------------------------------------------------------------
+
+    async def open(self, ctx: ActionContext) -> Ticket:
+        conv = await self.store.get_conversation(ctx.conversation_id)
+        if conv is None:
+            raise LookupError(f"conversation {ctx.conversation_id} is not stored")
+        customer = await self.store.get_customer(conv.customer_id)
+        tier = str((customer.attributes if customer else {}).get("tier") or "") or None
+        history = await self.store.history(conv.id, limit=50)
+        said = [m.text for m in history if m.direction == "in" and m.text]
+        fields = {k: v for k, v in ctx.slots.items() if v not in (None, "", [])}
+        text = " \n".join(said + [str(v) for v in fields.values() if isinstance(v, str)])
+        category = str(fields["category"]) if fields.get("category") else None
+        now = self.clock()
+        earlier = [t for t in await self.store.customer_tickets(conv.customer_id, category=category)
+                   if category and now - t.created_at <= timedelta(seconds=self.cfg.repeat_window)]
+        c = classify(self.cfg, category=category, fields=fields, text=text, tier=tier, repeats=len(earlier))
+        dep = self.cfg.departments[c.department]
+        reference = f"C-{await self.store.next_sequence('reference', start=1001)}"
+        ticket = Ticket(reference=reference, customer_id=conv.customer_id, conversation_id=conv.id,
+                        status="received", category=category, severity=c.severity, department=c.department,
+                        team=dep.team, priority=c.priority, created_at=now, fields=fields, reasons=c.reasons)
+        return await self.store.create_ticket(ticket)
+
+    def due(self, ticket: Ticket) -> datetime:
+        """When the ticket should be resolved."""
+        return ticket.created_at + timedelta(seconds=self.cfg.sla.resolve)
+
+    def department_name(self, ticket: Ticket) -> str:
+        dep = self.cfg.departments.get(ticket.department)
+        return dep.name if dep else ticket.department
+
+    # -- status on request --------------------------------------------------------------------
+
+    async def status(self, ctx: ActionContext) -> str:
+        """The answer to "where is my complaint": a quoted reference, else the open ones."""
+        conv = await self.store.get_conversation(ctx.conversation_id)
+        if conv is None:
+            return "I couldn't find any complaint for you."
+        mine = await self.store.customer_tickets(conv.customer_id)
+        m = REFERENCE.search(ctx.text or "")
+        if m:
+            ref = f"C-{m.group(1)}"
+            ticket = next((t for t in mine if t.reference == ref), None)
+            if ticket is None:   # someone else's or none at all: the same answer, nothing leaks
+                return (f"I couldn't find a complaint {ref} under your name. Please check the number "
+                        "in our messages, or ask \"my complaints\" to see yours.")
+            return await self._describe(ticket)
+        open_ = [t for t in mine if t.resolved_at is None]
+        if not open_:
+            return ("You have no open complaints with us." if not mine else
+                    f"Your complaint {mine[0].reference} has been resolved. Anything else I can do?")
+        lines = [await self._describe(t) for t in open_[:3]]
+        more = f" (and {len(open_) - 3} more)" if len(open_) > 3 else ""
+        return "\n".join(lines) + more
+
+    async def _describe(self, t: Ticket) -> str:
+        about = f" about {t.category}" if t.category else ""
+        if t.resolved_at is not None:
+            return f"Your complaint {t.reference}{about} was resolved on {_when(t.resolved_at)}."
+        owner = await self._owner(t)
+        step = (f"{owner} from our {self.department_name(t)} team is working on it"
+                if owner else f"it is waiting for our {self.department_name(t)} team")
+        return (f"Your complaint {t.reference}{about}: {step}. We aim to resolve it by "
+                f"{_when(self.due(t))}.")
+
+    async def _owner(self, t: Ticket) -> str | None:
+        h = await self.store.active_handoff(t.conversation_id)
+        if h is not None and h.state == "claimed" and h.agent:
+            return h.agent.split()[0]
+        return None
+
+
+def _when(dt: datetime) -> str:
+    return dt.strftime("%a %d %b, %H:%M UTC")
+
+
+def ticket_actions(tickets: Tickets) -> dict[str, Callable[[ActionContext], Any]]:
+    """The flow actions: ``create_reference`` (opens the ticket) and ``ticket_status``."""
+
+    async def create_reference(ctx: ActionContext) -> str:
+        t = await tickets.open(ctx)
+        ctx.updates.update({"ticket_department": tickets.department_name(t), "ticket_severity": t.severity,
+                            "ticket_due": _when(tickets.due(t))})
+        return t.reference
+
+    async def ticket_status(ctx: ActionContext) -> str:
+        return await tickets.status(ctx)
+
+    return {"create_reference": create_reference, "ticket_status": ticket_status}
+
+
+__all__: Sequence[str] = ["Classification", "Tickets", "classify", "ticket_actions"]

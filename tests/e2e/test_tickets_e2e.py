@@ -1,0 +1,76 @@
+"""Complaint tickets end to end over the web chat: the reference with its deadline at once,
+status on request for the owner only, and the ticket's priority ordering the agents' queue."""
+
+from __future__ import annotations
+
+from conftest import Running, agent_headers, agent_queue
+from e2e.chat import ChatClient
+
+
+async def _file_complaint(c: ChatClient, category: str, order: str, story: str) -> str:
+    """Walk the demo complaint flow; return the reference the bot gave."""
+    await c.say("I want to make a complaint", expect_text="What is it about?")
+    await c.say(category.title(), payload=category)
+    m = await _answer_order(c, order)
+    assert "what happened" in m["text"]
+    [m] = await c.say(story)
+    assert "photo" in m["text"]
+    msgs = await c.say("skip", expect_text="talk to a member of our team")
+    [ref] = [m["text"] for m in msgs if "Your reference number is" in m["text"]]
+    return ref.split("Your reference number is ")[1].split(".")[0]
+
+
+async def _answer_order(c: ChatClient, order: str) -> dict:
+    [m] = await c.say(order)
+    if m["text"].startswith("You mentioned"):       # pre-filled from the story: confirm it
+        [m] = await c.say("Yes", payload="prefill:yes")
+    return m
+
+
+
+async def test_reference_at_once_and_status_only_for_its_owner(running: Running) -> None:
+    ada = ChatClient(running.http, running.ws_url)
+    eve = ChatClient(running.http, running.ws_url)
+    await ada.connect()
+    await eve.connect()
+    try:
+        ref = await _file_complaint(ada, "shipping", "AB123456", "The parcel never came.")
+        assert ref == "C-1001"
+        [m] = await ada.say("No, that's all", payload="no")
+        assert ref in m["text"]
+
+        [m] = await ada.say(f"what's the status of {ref}?")
+        assert m["text"].startswith(f"Your complaint {ref} about shipping: it is waiting for our")
+        assert "We aim to resolve it by" in m["text"]
+        [m] = await ada.say("any news on my complaint")
+        assert f"Your complaint {ref}" in m["text"]
+
+        [m] = await eve.say(f"what's the status of {ref}?")
+        assert m["text"].startswith(f"I couldn't find a complaint {ref} under your name")
+        assert "shipping" not in m["text"]
+    finally:
+        await ada.close()
+        await eve.close()
+
+
+async def test_an_urgent_complaint_goes_to_the_front_of_the_queue(running: Running) -> None:
+    calm = ChatClient(running.http, running.ws_url)
+    angry = ChatClient(running.http, running.ws_url)
+    await calm.connect()
+    await angry.connect()
+    try:
+        await _file_complaint(calm, "product", "AB111111", "The handle came off the mug.")
+        await calm.say("Yes, talk to a person", payload="yes", expect_text="queue")
+        await _file_complaint(angry, "product", "CD222222",
+                              "THIRD TIME the kettle arrived broken!! My lawyer will hear about this")
+        await angry.say("Yes, talk to a person", payload="yes", expect_text="queue")
+        first, second = await agent_queue(running)
+        assert first["priority"] > second["priority"]
+        async with running.http.get(f"{running.url}/agent/api/handoffs/{first['id']}",
+                                    headers=agent_headers()) as resp:
+            ctx = (await resp.json())["context"]
+        assert ctx["ticket"]["reference"] == "C-1002" and ctx["ticket"]["severity"] == "critical"
+        assert any("urgency" in r for r in ctx["ticket"]["reasons"])
+    finally:
+        await calm.close()
+        await angry.close()
