@@ -21,13 +21,14 @@ from bot.delivery import Delivery
 from bot.events import EventBus
 from bot.locks import KeyedLock
 from bot.media import MediaStore
-from bot.model import utcnow
-from bot.runtime import Runtime
-from bot.storage import Store, open_store
+from bot.model import ConversationState, Outbound
+from bot.runtime import Runtime, first_name
+from bot.storage import HandoffRecord, Store, open_store
 from connectors.base import Connector
 from connectors.webchat import WebchatConnector
 from flows import FlowEngine, IntentMatcher, LexicalMatcher, load_flows
-from handoff.tickets import Clock, Tickets, ticket_actions
+from flows.engine import TurnInput
+from handoff.tickets import Tickets, ticket_actions
 from handoff.desk_web import AgentDeskWeb
 from handoff.queue import HandoffQueue
 
@@ -55,11 +56,40 @@ class Services:
 SERVICES = web.AppKey("services", Services)
 
 
-def make_actions(store: Store, config: Config, clock: Clock = utcnow) -> dict:
+def make_actions(tickets: Tickets) -> dict:
     """Actions flows may call by name: ``create_reference`` (opens a complaint ticket and gives
-    its reference) and ``ticket_status`` (what a customer's complaints are waiting for)."""
-    tickets = Tickets(store, config.complaints, clock=clock)
+    its reference), ``ticket_status`` (what a customer's complaints are waiting for) and
+    ``record_csat`` (the satisfaction survey's score)."""
     return ticket_actions(tickets)
+
+
+def make_on_resolved(store: Store, engine: FlowEngine, tickets: Tickets):  # -> handoff.queue.OnResolved
+    """When an agent resolves a conversation with an open complaint: resolve the ticket, tell the
+    customer the result, and start the satisfaction survey (the conversation stays with the bot)."""
+
+    async def on_resolved(h: HandoffRecord, agent: str, result: str | None):
+        ticket = await tickets.resolve(h.conversation_id, agent=agent, result=result)
+        if ticket is None:
+            return None
+        text = (f"{first_name(agent)} resolved your complaint {ticket.reference}"
+                + (f": {result}" if result else "."))
+        replies = [Outbound(text, role="system")]
+        survey = engine.settings.complaints.survey_flow
+        loaded = await store.load_turn(h.conversation_id)
+        if not survey or loaded is None:
+            return replies, None, None
+        conv, customer, state = loaded
+        turn = TurnInput(text="", customer={"id": conv.customer_id,
+                                            "name": first_name(customer.display_name if customer else "")},
+                         channel=conv.channel, conversation_id=conv.id)
+        started = await engine.start_flow(state, survey, turn, {"reference": ticket.reference})
+        if started is None:
+            log.warning("complaints.survey_flow %r is not a flow; no survey", survey)
+            return replies, None, None
+        replies += [Outbound(r.text, buttons=r.buttons) for r in started.replies]
+        return replies, started.state, ConversationState.BOT
+
+    return on_resolved
 
 
 def make_matcher(config: Config) -> IntentMatcher:
@@ -79,8 +109,9 @@ async def build_services(config: Config) -> Services:
     store = await open_store(config.storage_url(), synchronous=config.storage.synchronous)
     try:
         app_secret = await store.set_meta_if_absent("app_secret", secrets.token_urlsafe(32))
+        tickets = Tickets(store, config.complaints)
         engine = await asyncio.to_thread(
-            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(store, config))
+            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(tickets))
         events = EventBus()
         locks = KeyedLock()
         connectors: dict[str, Connector] = {}
@@ -88,7 +119,8 @@ async def build_services(config: Config) -> Services:
         runtime = Runtime(store=store, engine=engine, config=config, locks=locks, events=events,
                           wake_delivery=delivery.wake)
         queue = HandoffQueue(store=store, locks=locks, events=events, config=config,
-                             wake_delivery=delivery.wake, reset_flow=engine.reset_after_handoff)
+                             wake_delivery=delivery.wake, reset_flow=engine.reset_after_handoff,
+                             on_resolved=make_on_resolved(store, engine, tickets))
         desk = None
         if config.agent_desk.enabled:
             desk = AgentDeskWeb(queue=queue, store=store, config=config, events=events, secret=app_secret)

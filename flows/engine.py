@@ -245,6 +245,21 @@ class FlowEngine:
         st.flow, st.step, st.awaiting, st.attempts, st.misses, st.confirm = None, 0, None, 0, 0, None
         return st.dump()
 
+    async def start_flow(self, state: Mapping[str, Any] | None, name: str, turn: TurnInput,
+                         slots: Mapping[str, Any] | None = None) -> TurnResult | None:
+        """Start flow ``name`` on the bot's own initiative (a satisfaction survey after an agent
+        resolved a complaint): the human-era flow ends, ``slots`` are added, the flow runs until
+        it asks or ends. None when there is no such flow."""
+        pf = self.flows.flows.get(name)
+        if pf is None:
+            return None
+        st = _State.load(self.reset_after_handoff(state))
+        st.slots.update(slots or {})
+        t = _Turn(turn, st)
+        self._start(st, pf)
+        await self._run(t)
+        return TurnResult(tuple(t.replies), st.dump(), t.handoff, None, 0.0)
+
     def render(self, source: str, context: dict[str, Any]) -> str:
         return self.renderer.render(source, context)
 

@@ -141,6 +141,8 @@ class ComplaintSettings(_M):
     offer: str = ("I'm sorry something went wrong. Would you like me to open a complaint? "
                   "It only takes a minute, and you'll get a reference at once.")
     offer_button: str = "Yes, file a complaint"
+    survey_flow: str | None = Field("satisfaction", description="flow started when an agent resolves a "
+                                    "complaint (asks for a 1-5 score); null: no survey")
     examples: dict[Literal["complaint", "not_complaint"], list[str]] = Field(
         default_factory=dict, description="your own examples, added to the default set")
 

@@ -163,7 +163,12 @@ class AgentDeskWeb:
                 msg = await self.queue.reply(hid, agent, text)
                 return web.json_response({"message": msg.to_dict()})
             elif action == "resolve":
-                h = await self.queue.resolve(hid, agent)
+                # optional {"result": "..."}: what was done, told to the customer with the survey
+                body = await request.json() if request.can_read_body else {}
+                result = body.get("result") if isinstance(body, dict) else None
+                if result is not None and not isinstance(result, str):
+                    return web.json_response({"error": 'result must be text: {"result": "..."}'}, status=400)
+                h = await self.queue.resolve(hid, agent, result=(result or "").strip()[:2000] or None)
             elif action in ("release", "hand_back"):
                 h = await self.queue.hand_back(hid, agent)
             else:

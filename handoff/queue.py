@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from bot.config import Config
 from bot.errors import InvalidTransition, OmnibotError
 from bot.events import Event, EventBus
 from bot.locks import KeyedLock
-from bot.model import Message, Outbound, utcnow
+from bot.model import ConversationState, Message, Outbound, utcnow
 from bot.runtime import first_name
 from bot.storage import HandoffRecord, Store
 
 from .states import CONVERSATION_STATE, HandoffState, next_state
 
 log = logging.getLogger(__name__)
+
+# (handoff, agent, result) -> (replies, flow state to keep, conversation state) or None
+OnResolved = Callable[[HandoffRecord, str, "str | None"],
+                      Awaitable["tuple[list[Outbound], dict[str, Any] | None, ConversationState | None] | None"]]
 
 
 class DeskError(OmnibotError):
@@ -49,16 +53,21 @@ class HandoffQueue:
         config: teams.
         wake_delivery: called when the customer has new messages in the outbox.
         reset_flow: turns a flow state into the one to keep when the bot takes over again.
+        on_resolved: called (under the conversation's lock) when an agent resolves; may return
+            what to tell the customer instead of the plain notice, the flow state to keep and the
+            conversation's new state (a complaint's result and satisfaction survey).
     """
 
     def __init__(self, *, store: Store, locks: KeyedLock, events: EventBus, config: Config,
-                 wake_delivery: Callable[[], None], reset_flow: Callable[[Any], dict[str, Any]]) -> None:
+                 wake_delivery: Callable[[], None], reset_flow: Callable[[Any], dict[str, Any]],
+                 on_resolved: OnResolved | None = None) -> None:
         self.store = store
         self.locks = locks
         self.events = events
         self.config = config
         self.wake_delivery = wake_delivery
         self.reset_flow = reset_flow
+        self.on_resolved = on_resolved
 
     async def list(self, *, team: str | None = None) -> list[HandoffRecord]:
         """Queued and claimed handoffs, highest priority first, then oldest."""
@@ -103,11 +112,12 @@ class HandoffQueue:
         self.events.publish(Event("message", h.conversation_id, handoff_id, {"message_id": msgs[0].id}))
         return msgs[0]
 
-    async def resolve(self, handoff_id: str, agent: str) -> HandoffRecord:
-        """Close the conversation and tell the customer."""
-        told = Outbound(f"{first_name(agent)} marked your request as resolved. If there's anything else, "
-                        "just write here.", role="system")
-        return await self._finish(handoff_id, agent, "resolve", told, verb="resolve it")
+    async def resolve(self, handoff_id: str, agent: str, *, result: str | None = None) -> HandoffRecord:
+        """Close the conversation and tell the customer (with ``result``, what was done)."""
+        told = Outbound(f"{first_name(agent)} marked your request as resolved"
+                        + (f": {result}" if result else ".") + " If there's anything else, just write here.",
+                        role="system")
+        return await self._finish(handoff_id, agent, "resolve", told, verb="resolve it", result=result)
 
     async def hand_back(self, handoff_id: str, agent: str) -> HandoffRecord:
         """Return the conversation to the bot (slots are kept, the flow starts fresh)."""
@@ -116,7 +126,7 @@ class HandoffQueue:
         return await self._finish(handoff_id, agent, "hand_back", told, verb="hand it back")
 
     async def _finish(self, handoff_id: str, agent: str, event: str, told: Outbound, *,
-                      verb: str) -> HandoffRecord:
+                      verb: str, result: str | None = None) -> HandoffRecord:
         """Resolve or hand back: only the claimant (or anyone, while still queued)."""
         h = await self.get(handoff_id)
         async with self.locks(h.conversation_id):
@@ -127,11 +137,16 @@ class HandoffQueue:
                 event = "cancel"
             new = self._next(h, event)
             flow_state = None
+            replies, conv_state = [told], CONVERSATION_STATE[new]
             if new is HandoffState.RETURNED:
                 flow_state = self.reset_flow(await self.store.load_flow_state(h.conversation_id))
+            if new is HandoffState.RESOLVED and self.on_resolved is not None:
+                instead = await self.on_resolved(h, agent, result)
+                if instead is not None:
+                    replies, flow_state, conv_state = instead[0], instead[1], instead[2] or conv_state
             if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value,
-                                                       conversation_state=CONVERSATION_STATE[new],
-                                                       replies=[told], flow_state=flow_state):
+                                                       conversation_state=conv_state,
+                                                       replies=replies, flow_state=flow_state):
                 raise Conflict("the handoff changed meanwhile; reload")
         log.info("handoff %s %s by %s", handoff_id, new.value, agent)
         return await self._announce(new.value, handoff_id)

@@ -1,4 +1,5 @@
-"""Complaint tickets: a reference at once, classified and routed by rules, status on request.
+"""Complaint tickets: a reference at once, classified and routed by rules, status on request,
+the result and a satisfaction score when an agent resolves it.
 
 A complaint flow's ``create_reference`` action opens a ticket: the customer gets
 its reference (``C-1042``) at once, with the department that will handle it and
@@ -120,6 +121,30 @@ class Tickets:
                         team=dep.team, priority=c.priority, created_at=now, fields=fields, reasons=c.reasons)
         return await self.store.create_ticket(ticket)
 
+    async def resolve(self, conversation_id: str, *, agent: str | None, result: str | None) -> Ticket | None:
+        """Resolve the conversation's open ticket, if it has one."""
+        t = await self.store.conversation_ticket(conversation_id)
+        if t is None:
+            return None
+        return await self.store.resolve_ticket(t.reference, at=self.clock(), agent=agent, result=result)
+
+    async def record_csat(self, ctx: ActionContext) -> str:
+        """Store the survey's 1-5 ``score`` (and optional ``comment``) on the ``reference`` ticket."""
+        ref = str(ctx.slots.get("reference") or "")
+        try:
+            score = int(str(ctx.slots.get("score")))
+        except ValueError:
+            return "skipped"
+        if not 1 <= score <= 5 or not ref:
+            return "skipped"
+        comment = str(ctx.slots.get("comment") or "").strip() or None
+        conv = await self.store.get_conversation(ctx.conversation_id)
+        t = await self.store.get_ticket(ref)
+        if t is None or conv is None or t.customer_id != conv.customer_id:
+            return "skipped"   # only the ticket's own customer rates it
+        await self.store.record_csat(ref, score=score, comment=comment, at=self.clock())
+        return "recorded"
+
     def due(self, ticket: Ticket) -> datetime:
         """When the ticket should be resolved."""
         return ticket.created_at + timedelta(seconds=self.cfg.sla.resolve)
@@ -185,7 +210,10 @@ def ticket_actions(tickets: Tickets) -> dict[str, Callable[[ActionContext], Any]
     async def ticket_status(ctx: ActionContext) -> str:
         return await tickets.status(ctx)
 
-    return {"create_reference": create_reference, "ticket_status": ticket_status}
+    async def record_csat(ctx: ActionContext) -> str:
+        return await tickets.record_csat(ctx)
+
+    return {"create_reference": create_reference, "ticket_status": ticket_status, "record_csat": record_csat}
 
 
 __all__: Sequence[str] = ["Classification", "Tickets", "classify", "ticket_actions"]

@@ -72,6 +72,10 @@ class Ticket:
     fields: dict[str, Any] = field(default_factory=dict, compare=False)
     reasons: tuple[str, ...] = ()  # why it was classified so ("rule 2: category shipping", ...)
     resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    result: str | None = None      # what the agent told the customer on resolving
+    csat: int | None = None        # 1-5, asked after resolution
+    csat_comment: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """What the agent's hand-over card shows about the ticket."""
@@ -149,3 +153,7 @@ class Store(Protocol):
     async def get_ticket(self, reference: str) -> Ticket | None: ...
     async def customer_tickets(self, customer_id: str, *, category: str | None = None) -> list[Ticket]: ...
     async def conversation_ticket(self, conversation_id: str) -> Ticket | None: ...
+    async def resolve_ticket(self, reference: str, *, at: datetime, agent: str | None,
+                             result: str | None) -> Ticket | None: ...
+    async def record_csat(self, reference: str, *, score: int, comment: str | None,
+                          at: datetime) -> Ticket | None: ...

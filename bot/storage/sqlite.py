@@ -149,7 +149,12 @@ MIGRATIONS: list[str] = [
         reasons TEXT NOT NULL DEFAULT '[]',
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL,
-        resolved_at TEXT
+        resolved_at TEXT,
+        resolved_by TEXT,
+        result TEXT,
+        csat INTEGER,
+        csat_comment TEXT,
+        csat_at TEXT
     );
     CREATE INDEX tickets_customer ON tickets(customer_id, created_at);
     CREATE INDEX tickets_conversation ON tickets(conversation_id, created_at)
@@ -616,6 +621,20 @@ class _Ops:
             args.append(category)
         return [_ticket(r) for r in self._all(q + " ORDER BY created_at DESC, reference DESC", args)]
 
+    def resolve_ticket(self, reference: str, *, at: datetime, agent: str | None,
+                       result: str | None) -> Ticket | None:
+        with self._tx() as db:
+            db.execute("UPDATE tickets SET status='resolved', resolved_at=?, resolved_by=?, result=?, "
+                       "updated_at=? WHERE reference=? AND resolved_at IS NULL",
+                       (_ts(at), agent, result, _ts(at), reference))
+        return self.get_ticket(reference)
+
+    def record_csat(self, reference: str, *, score: int, comment: str | None, at: datetime) -> Ticket | None:
+        with self._tx() as db:
+            db.execute("UPDATE tickets SET csat=?, csat_comment=?, csat_at=?, updated_at=? WHERE reference=?",
+                       (score, comment, _ts(at), _ts(at), reference))
+        return self.get_ticket(reference)
+
     def conversation_ticket(self, conversation_id: str) -> Ticket | None:
         """The newest unresolved ticket opened in this conversation."""
         row = self._one("SELECT * FROM tickets WHERE conversation_id=? AND resolved_at IS NULL "
@@ -759,7 +778,9 @@ def _ticket(row: sqlite3.Row) -> Ticket:
         status=row["status"], category=row["category"], severity=row["severity"],
         department=row["department"], team=row["team"], priority=row["priority"],
         fields=json.loads(row["fields"] or "{}"), reasons=tuple(json.loads(row["reasons"] or "[]")),
-        created_at=_dt(row["created_at"]), resolved_at=_dt(row["resolved_at"]))  # type: ignore[arg-type]
+        created_at=_dt(row["created_at"]), resolved_at=_dt(row["resolved_at"]),  # type: ignore[arg-type]
+        resolved_by=row["resolved_by"], result=row["result"], csat=row["csat"],
+        csat_comment=row["csat_comment"])
 
 
 def _operation(name: str) -> Callable[..., Any]:
@@ -775,5 +796,6 @@ def _operation(name: str) -> Callable[..., Any]:
 
 for _name in ('set_meta', 'desk_thread', 'desk_thread_by_ts', 'save_desk_thread', 'update_desk_thread', 'first_seen',
               'load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'list_handoffs', 'transition_handoff', 'queue_position',
-              'create_ticket', 'get_ticket', 'customer_tickets', 'conversation_ticket'):
+              'create_ticket', 'get_ticket', 'customer_tickets', 'conversation_ticket',
+              'resolve_ticket', 'record_csat'):
     setattr(SqliteStore, _name, _operation(_name))

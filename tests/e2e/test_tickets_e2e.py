@@ -3,6 +3,7 @@ status on request for the owner only, and the ticket's priority ordering the age
 
 from __future__ import annotations
 
+from bot.app import SERVICES
 from conftest import Running, agent_headers, agent_queue
 from e2e.chat import ChatClient
 
@@ -74,3 +75,35 @@ async def test_an_urgent_complaint_goes_to_the_front_of_the_queue(running: Runni
     finally:
         await calm.close()
         await angry.close()
+
+
+async def test_resolution_tells_the_result_and_asks_for_satisfaction(running: Running) -> None:
+    c = ChatClient(running.http, running.ws_url)
+    await c.connect()
+    try:
+        ref = await _file_complaint(c, "payment", "EF333333", "I was charged twice for one order.")
+        await c.say("Yes, talk to a person", payload="yes", expect_text="queue")
+        [h] = await agent_queue(running)
+        for action, body in (("claim", None), ("resolve", {"result": "we refunded the second charge"})):
+            async with running.http.post(f"{running.url}/agent/api/handoffs/{h['id']}/{action}",
+                                         headers=agent_headers(), json=body or {}) as resp:
+                assert resp.status == 200, await resp.text()
+        msgs = await c.replies_until(lambda m: "How satisfied" in m["text"])
+        texts = [m["text"] for m in msgs]
+        assert f"Anna resolved your complaint {ref}: we refunded the second charge" in texts
+        [m] = await c.say("4", payload="4")
+        assert "anything you'd like to add" in m["text"]
+        [m] = await c.say("Quick and friendly, thanks")
+        assert m["text"].startswith("Thanks for your feedback")
+
+        store = running.app[SERVICES].store
+        t = await store.get_ticket(ref)
+        assert t is not None and t.status == "resolved" and t.resolved_by == "Anna Smith"
+        assert t.result == "we refunded the second charge"
+        assert (t.csat, t.csat_comment) == (4, "Quick and friendly, thanks")
+
+        # status after resolution says so
+        [m] = await c.say(f"status of {ref}")
+        assert m["text"].startswith(f"Your complaint {ref} about payment was resolved on")
+    finally:
+        await c.close()

@@ -131,16 +131,19 @@ async def test_complaint_handoff_agent_reply_resolve(running: Running) -> None:
         assert ctx["transcript"][-1]["text"] == "Thank you! {{ 7*7 }}"
         assert ctx["transcript"][-1]["role"] == "customer"
 
-        # resolve: the customer is told, the queue empties
-        status, body = await _agent(r, h["id"], "resolve")
+        # resolve: the customer is told the result, the queue empties, the survey starts
+        status, body = await _agent(r, h["id"], "resolve", body={"result": "a new parcel is on its way"})
         assert status == 200 and body["handoff"]["state"] == "resolved"
         m = await c.reply()
-        assert "resolved" in m["text"]
+        assert m["text"] == "Anna resolved your complaint C-1001: a new parcel is on its way"
+        m = await c.reply()
+        assert m["text"].startswith("How satisfied are you with how we handled C-1001?")
+        assert [b["payload"] for b in m["buttons"]] == ["1", "2", "3", "4", "5"]
         assert await agent_queue(r) == []
 
-        # a new message after resolution opens a new conversation with the bot
-        [m] = await c.say("what payment methods do you accept")
-        assert "PayPal" in m["text"]
+        # a question instead of a score is answered, and the survey asked again
+        got = await c.say("what payment methods do you accept", expect_text="How satisfied")
+        assert "PayPal" in got[0]["text"]
     finally:
         await c.close()
 

@@ -167,3 +167,27 @@ async def test_status_names_the_agent_who_claimed_it(store: Store) -> None:
                                               t.reference))
     assert "Anna from our Customer Care team is working on it" in text
 
+
+
+async def test_satisfaction_is_stored_once_resolved_and_only_by_the_owner(store: Store) -> None:
+    clock = Clock()
+    tickets = Tickets(store, RULES, clock=clock)
+    record = ticket_actions(tickets)["record_csat"]
+    ada = await _customer(store, "ada", "broken")
+    eve = await _customer(store, "eve", "hi")
+    t = await tickets.open(ActionContext(ada.conversation_id, "webchat", ada.customer, {"category": "product"}))
+    clock.now = T0 + timedelta(hours=5)
+    done = await tickets.resolve(ada.conversation_id, agent="Anna Smith", result="replaced")
+    assert done is not None and done.resolved_at == clock.now and done.status == "resolved"
+    assert await tickets.resolve(ada.conversation_id, agent="Anna Smith", result="again") is None  # no open one
+
+    def rating(who: ActionContext, **slots: object) -> ActionContext:
+        return ActionContext(who.conversation_id, "webchat", who.customer, {"reference": t.reference, **slots})
+
+    assert await record(rating(eve, score="1")) == "skipped"          # not eve's ticket
+    assert await record(rating(ada, score="9")) == "skipped"
+    assert await record(rating(ada, score="five")) == "skipped"
+    assert (await store.get_ticket(t.reference)).csat is None  # type: ignore[union-attr]
+    assert await record(rating(ada, score="5", comment="  great  ")) == "recorded"
+    stored = await store.get_ticket(t.reference)
+    assert stored is not None and (stored.csat, stored.csat_comment, stored.result) == (5, "great", "replaced")
