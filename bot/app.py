@@ -30,6 +30,7 @@ from flows import FlowEngine, IntentMatcher, LexicalMatcher, load_flows
 from flows.engine import TurnInput
 from handoff.tickets import Tickets, ticket_actions
 from handoff.desk_web import AgentDeskWeb
+from handoff.followups import FollowUps
 from handoff.queue import HandoffQueue
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class Services:
     desk: AgentDeskWeb | None
     webchat: WebchatConnector | None
     slack: Any = None            # handoff.desk_slack.SlackDesk when slack.enabled
+    followups: FollowUps | None = None
+    tickets: Tickets | None = None   # its clock is the one tickets and follow-ups read
 
 
 SERVICES = web.AppKey("services", Services)
@@ -145,8 +148,10 @@ async def build_services(config: Config) -> Services:
     except BaseException:
         await store.close()
         raise
+    followups = FollowUps(store=store, engine=engine, locks=locks, clock=lambda: tickets.clock(),
+                          wake_delivery=delivery.wake)
     return Services(config, store, engine, events, locks, runtime, delivery, queue, connectors, desk, webchat,
-                    slack)
+                    slack, followups, tickets)
 
 
 async def build_app(config: Config) -> web.Application:
@@ -177,9 +182,14 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     if s.slack:
         await s.slack.start()
     await s.runtime.recover()
+    follow = asyncio.create_task(s.followups.loop(s.config.complaints.check_every), name="follow-ups") \
+        if s.followups else None
     log.info("omnibot started: %d flows, %d intents, channels: %s", len(s.engine.flows.flows),
              len(s.engine.flows.intents), ", ".join(s.connectors) or "none")
     yield
+    if follow is not None:
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
     await s.runtime.stop()
     if s.slack:
         await s.slack.stop()

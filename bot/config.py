@@ -186,6 +186,7 @@ class SlaConfig(_Model):
     """Time limits of a complaint, from the moment it is filed."""
 
     resolve: float = Field(24 * 3600, description="resolved (told to the customer as the deadline)")
+    follow_up: float = Field(3 * 86400, description="after resolving, ask whether it stayed solved")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -230,8 +231,9 @@ class ComplaintsConfig(_Model):
     repeat_window: float = Field(30 * 86400, description="an earlier ticket of the same category within "
                                  "this window makes a repeat complaint (one severity up)")
     sla: SlaConfig = SlaConfig()
+    check_every: float = Field(60, description="how often due follow-ups are looked for")
 
-    @field_validator("repeat_window", mode="before")
+    @field_validator("repeat_window", "check_every", mode="before")
     @classmethod
     def _window(cls, v: Any) -> float:
         return parse_duration(v)

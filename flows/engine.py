@@ -299,6 +299,8 @@ class FlowEngine:
             self._ask(t, step)                 # "no": ask as if nothing was pre-filled
             return
         ok, value, _ = self._validate(step, t)
+        if ok and step.optional and value is None:
+            interrupting = False   # "skip" answers an optional question; it is no command
         if ok and (step.type != "text" or not interrupting):
             st.slots[step.collect] = value
             st.awaiting, st.attempts = None, 0

@@ -143,6 +143,8 @@ class ComplaintSettings(_M):
     offer_button: str = "Yes, file a complaint"
     survey_flow: str | None = Field("satisfaction", description="flow started when an agent resolves a "
                                     "complaint (asks for a 1-5 score); null: no survey")
+    follow_up_flow: str | None = Field("follow_up", description="flow started complaints.sla.follow_up after "
+                                       "resolving (asks whether it stayed solved); null: no follow-up")
     examples: dict[Literal["complaint", "not_complaint"], list[str]] = Field(
         default_factory=dict, description="your own examples, added to the default set")
 

@@ -126,7 +126,21 @@ class Tickets:
         t = await self.store.conversation_ticket(conversation_id)
         if t is None:
             return None
-        return await self.store.resolve_ticket(t.reference, at=self.clock(), agent=agent, result=result)
+        now = self.clock()
+        return await self.store.resolve_ticket(t.reference, at=now, agent=agent, result=result,
+                                               follow_up_at=now + timedelta(seconds=self.cfg.sla.follow_up))
+
+    async def reopen(self, ctx: ActionContext) -> str:
+        """The follow-up's "no, it's not solved": reopen the ``reference`` ticket (its owner only)."""
+        ref = str(ctx.slots.get("reference") or "")
+        conv = await self.store.get_conversation(ctx.conversation_id)
+        t = await self.store.get_ticket(ref) if ref else None
+        if t is None or conv is None or t.customer_id != conv.customer_id or t.resolved_at is None:
+            return "skipped"
+        # the reopened ticket now belongs to this conversation (the handoff that follows uses it)
+        await self.store.reopen_ticket(ref, at=self.clock())
+        await self.store.move_ticket(ref, conversation_id=conv.id)
+        return "reopened"
 
     async def record_csat(self, ctx: ActionContext) -> str:
         """Store the survey's 1-5 ``score`` (and optional ``comment``) on the ``reference`` ticket."""
@@ -213,7 +227,11 @@ def ticket_actions(tickets: Tickets) -> dict[str, Callable[[ActionContext], Any]
     async def record_csat(ctx: ActionContext) -> str:
         return await tickets.record_csat(ctx)
 
-    return {"create_reference": create_reference, "ticket_status": ticket_status, "record_csat": record_csat}
+    async def reopen_ticket(ctx: ActionContext) -> str:
+        return await tickets.reopen(ctx)
+
+    return {"create_reference": create_reference, "ticket_status": ticket_status, "record_csat": record_csat,
+            "reopen_ticket": reopen_ticket}
 
 
 __all__: Sequence[str] = ["Classification", "Tickets", "classify", "ticket_actions"]

@@ -154,10 +154,14 @@ MIGRATIONS: list[str] = [
         result TEXT,
         csat INTEGER,
         csat_comment TEXT,
-        csat_at TEXT
+        csat_at TEXT,
+        followup_due_at TEXT,
+        followed_up_at TEXT,
+        reopened INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX tickets_customer ON tickets(customer_id, created_at);
-    CREATE INDEX tickets_conversation ON tickets(conversation_id, created_at)
+    CREATE INDEX tickets_conversation ON tickets(conversation_id, created_at);
+    CREATE INDEX tickets_followup ON tickets(followup_due_at) WHERE followed_up_at IS NULL
     """,
 ]
 
@@ -622,12 +626,47 @@ class _Ops:
         return [_ticket(r) for r in self._all(q + " ORDER BY created_at DESC, reference DESC", args)]
 
     def resolve_ticket(self, reference: str, *, at: datetime, agent: str | None,
-                       result: str | None) -> Ticket | None:
+                       result: str | None, follow_up_at: datetime | None = None) -> Ticket | None:
         with self._tx() as db:
             db.execute("UPDATE tickets SET status='resolved', resolved_at=?, resolved_by=?, result=?, "
-                       "updated_at=? WHERE reference=? AND resolved_at IS NULL",
-                       (_ts(at), agent, result, _ts(at), reference))
+                       "followup_due_at=?, followed_up_at=NULL, updated_at=? "
+                       "WHERE reference=? AND resolved_at IS NULL",
+                       (_ts(at), agent, result, _ts(follow_up_at), _ts(at), reference))
         return self.get_ticket(reference)
+
+    def reopen_ticket(self, reference: str, *, at: datetime) -> Ticket | None:
+        with self._tx() as db:
+            db.execute("UPDATE tickets SET status='reopened', resolved_at=NULL, followup_due_at=NULL, "
+                       "reopened=reopened+1, updated_at=? WHERE reference=? AND resolved_at IS NOT NULL",
+                       (_ts(at), reference))
+        return self.get_ticket(reference)
+
+    def move_ticket(self, reference: str, *, conversation_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE tickets SET conversation_id=? WHERE reference=?", (conversation_id, reference))
+
+    def due_followups(self, now: datetime, *, limit: int = 100) -> list[Ticket]:
+        """Resolved tickets whose follow-up question is due and not yet asked, oldest first."""
+        rows = self._all("SELECT * FROM tickets WHERE followed_up_at IS NULL AND resolved_at IS NOT NULL "
+                         "AND followup_due_at <= ? ORDER BY followup_due_at LIMIT ?", (_ts(now), limit))
+        return [_ticket(r) for r in rows]
+
+    def mark_followed_up(self, reference: str, *, at: datetime) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE tickets SET followed_up_at=?, updated_at=? WHERE reference=?",
+                       (_ts(at), _ts(at), reference))
+
+    def latest_customer_conversation(self, customer_id: str) -> Conversation | None:
+        """Where the customer wrote last (an open conversation at that address if there is one)."""
+        row = self._one("SELECT * FROM conversations WHERE customer_id=? ORDER BY updated_at DESC, "
+                        "created_at DESC LIMIT 1", (customer_id,))
+        if row is None:
+            return None
+        if row["state"] == "closed":
+            open_row = self._one("SELECT * FROM conversations WHERE channel=? AND external_id=? "
+                                 "AND state != 'closed'", (row["channel"], row["external_id"]))
+            row = open_row or row
+        return _conversation(row)
 
     def record_csat(self, reference: str, *, score: int, comment: str | None, at: datetime) -> Ticket | None:
         with self._tx() as db:
@@ -780,7 +819,8 @@ def _ticket(row: sqlite3.Row) -> Ticket:
         fields=json.loads(row["fields"] or "{}"), reasons=tuple(json.loads(row["reasons"] or "[]")),
         created_at=_dt(row["created_at"]), resolved_at=_dt(row["resolved_at"]),  # type: ignore[arg-type]
         resolved_by=row["resolved_by"], result=row["result"], csat=row["csat"],
-        csat_comment=row["csat_comment"])
+        csat_comment=row["csat_comment"], followup_due_at=_dt(row["followup_due_at"]),
+        reopened=row["reopened"])
 
 
 def _operation(name: str) -> Callable[..., Any]:
@@ -797,5 +837,6 @@ def _operation(name: str) -> Callable[..., Any]:
 for _name in ('set_meta', 'desk_thread', 'desk_thread_by_ts', 'save_desk_thread', 'update_desk_thread', 'first_seen',
               'load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'list_handoffs', 'transition_handoff', 'queue_position',
               'create_ticket', 'get_ticket', 'customer_tickets', 'conversation_ticket',
-              'resolve_ticket', 'record_csat'):
+              'resolve_ticket', 'record_csat', 'reopen_ticket', 'due_followups',
+              'mark_followed_up', 'latest_customer_conversation', 'move_ticket'):
     setattr(SqliteStore, _name, _operation(_name))

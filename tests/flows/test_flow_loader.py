@@ -50,7 +50,7 @@ def test_demo_flows_load_with_expected_flows_and_intents() -> None:
     assert isinstance(fs, FlowSet)
     expected = {"complaint", "complaint_status", "goodbye", "greet", "help", "human", "opening_hours", "payment_methods",
                 "restart", "returns", "shipping_times", "thanks"}
-    assert set(fs.flows) == expected | {"satisfaction"}   # started by omnibot, no trigger
+    assert set(fs.flows) == expected | {"satisfaction", "follow_up"}   # started by omnibot, no trigger
     assert set(fs.intents) == expected
     for name in expected:  # every demo flow is triggered by the intent of the same name
         assert fs.flow_for_intent(name) is fs.flows[name]
@@ -86,10 +86,11 @@ def test_demo_complaint_flow_structure() -> None:
 
 def test_demo_rejects_a_team_list_without_complaints() -> None:
     errs = errors_of(DEMO, teams=["support"])
-    assert len(errs) == 1
-    assert Path(errs[0].path).name == "complaint.yaml"
+    assert len(errs) == 2     # the complaint's handoff, and the follow-up's "not solved" handoff
+    assert {Path(e.path).name for e in errs} == {"complaint.yaml"}
     assert errs[0].line == demo_line("complaint.yaml", "- id: to_agent")  # the step holding the handoff
-    assert "team 'complaints' is not in config handoff.teams (support)" in errs[0].reason
+    assert errs[1].line == demo_line("complaint.yaml", "- handoff:")
+    assert all("team 'complaints' is not in config handoff.teams (support)" in e.reason for e in errs)
 
 
 def test_single_file_and_content_hash(tmp_path: Path) -> None:
@@ -393,7 +394,7 @@ flows:
 """)
     errs = errors_of(tmp_path)
     assert where(errs) == [("f.yaml", 9)]
-    assert errs[0].reason == "action 'launch_rockets' is unknown (known: create_reference, ticket_status, record_csat, reset)"
+    assert errs[0].reason == "action 'launch_rockets' is unknown (known: create_reference, ticket_status, record_csat, reopen_ticket, reset)"
 
 
 def test_handoff_team_not_in_teams(tmp_path: Path) -> None:

@@ -191,3 +191,25 @@ async def test_satisfaction_is_stored_once_resolved_and_only_by_the_owner(store:
     assert await record(rating(ada, score="5", comment="  great  ")) == "recorded"
     stored = await store.get_ticket(t.reference)
     assert stored is not None and (stored.csat, stored.csat_comment, stored.result) == (5, "great", "replaced")
+
+
+async def test_follow_up_is_due_after_resolving_and_reopen_is_the_owners(store: Store) -> None:
+    clock = Clock()
+    tickets = Tickets(store, RULES, clock=clock)
+    reopen = ticket_actions(tickets)["reopen_ticket"]
+    ada = await _customer(store, "ada", "broken")
+    eve = await _customer(store, "eve", "hi")
+    t = await tickets.open(ActionContext(ada.conversation_id, "webchat", ada.customer, {"category": "product"}))
+    assert await store.due_followups(T0 + timedelta(days=30)) == []          # not resolved yet
+    await tickets.resolve(ada.conversation_id, agent="Anna Smith", result=None)
+    due = T0 + timedelta(days=3)                                              # sla.follow_up default
+    assert await store.due_followups(due - timedelta(seconds=1)) == []
+    assert [x.reference for x in await store.due_followups(due)] == [t.reference]
+
+    slots = {"reference": t.reference}
+    assert await reopen(ActionContext(eve.conversation_id, "webchat", eve.customer, slots)) == "skipped"
+    assert await reopen(ActionContext(ada.conversation_id, "webchat", ada.customer, slots)) == "reopened"
+    again = await store.get_ticket(t.reference)
+    assert again is not None and (again.status, again.reopened, again.resolved_at) == ("reopened", 1, None)
+    assert await store.due_followups(due) == []                               # nothing to ask any more
+    assert await reopen(ActionContext(ada.conversation_id, "webchat", ada.customer, slots)) == "skipped"

@@ -1,0 +1,83 @@
+"""Follow-ups: some days after a complaint was resolved, ask whether it stayed solved.
+
+The due time is stored on the ticket when it is resolved (``complaints.sla.follow_up``),
+so pending follow-ups survive restarts: :meth:`FollowUps.run_due` looks for due ones
+(the app calls it every ``complaints.check_every``; tests call it with their own clock).
+The question goes to the conversation where the customer wrote last, on whatever channel,
+as the ``follow_up`` flow (``settings.complaints.follow_up_flow``); its "no" reopens the
+ticket and hands the customer to the ticket's team. A conversation a human holds right now
+is left alone; the follow-up is asked on a later round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from bot.locks import KeyedLock
+from bot.model import ConversationState, Outbound
+from bot.runtime import first_name
+from bot.storage import Store
+from flows import FlowEngine
+from flows.engine import TurnInput
+
+from .tickets import Clock
+
+log = logging.getLogger(__name__)
+
+
+class FollowUps:
+    def __init__(self, *, store: Store, engine: FlowEngine, locks: KeyedLock, clock: Clock,
+                 wake_delivery: Callable[[], None]) -> None:
+        self.store = store
+        self.engine = engine
+        self.locks = locks
+        self.clock = clock
+        self.wake_delivery = wake_delivery
+        self.asked = 0
+
+    async def run_due(self) -> int:
+        """Ask every due follow-up that can be asked now; returns how many were asked."""
+        flow = self.engine.settings.complaints.follow_up_flow
+        if not flow or flow not in self.engine.flows.flows:
+            return 0
+        asked = 0
+        for ticket in await self.store.due_followups(self.clock()):
+            conv = await self.store.latest_customer_conversation(ticket.customer_id)
+            if conv is None:
+                continue
+            async with self.locks(conv.id):
+                loaded = await self.store.load_turn(conv.id)
+                if loaded is None:
+                    continue
+                conv, customer, state = loaded
+                if conv.state in (ConversationState.WAITING, ConversationState.WITH_AGENT):
+                    continue   # with a person now: ask later
+                turn = TurnInput(text="", customer={"id": conv.customer_id,
+                                                    "name": first_name(customer.display_name if customer else "")},
+                                 channel=conv.channel, conversation_id=conv.id)
+                started = await self.engine.start_flow(state, flow, turn, {"reference": ticket.reference})
+                if started is None:
+                    return asked
+                await self.store.commit_turn(
+                    conv.id, inbound_id=None, flow_state=started.state, state=ConversationState.BOT,
+                    replies=[Outbound(r.text, buttons=r.buttons) for r in started.replies])
+                await self.store.mark_followed_up(ticket.reference, at=self.clock())
+            asked += 1
+            log.info("follow-up asked for %s in conversation %s (%s)", ticket.reference, conv.id, conv.channel)
+        if asked:
+            self.asked += asked
+            self.wake_delivery()
+        return asked
+
+    async def loop(self, every: float) -> None:
+        """Run :meth:`run_due` every ``every`` seconds until cancelled."""
+        while True:
+            try:
+                await self.run_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a bad round must not stop the next one
+                log.exception("follow-up round failed")
+            await asyncio.sleep(every)
