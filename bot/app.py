@@ -21,6 +21,7 @@ from bot.delivery import Delivery
 from bot.events import EventBus
 from bot.locks import KeyedLock
 from bot.media import MediaStore
+from bot.metrics import Live, MetricsWeb
 from bot.model import ConversationState, Outbound
 from bot.runtime import Runtime, first_name
 from bot.storage import HandoffRecord, Store, open_store
@@ -54,6 +55,7 @@ class Services:
     slack: Any = None            # handoff.desk_slack.SlackDesk when slack.enabled
     followups: FollowUps | None = None
     tickets: Tickets | None = None   # its clock is the one tickets and follow-ups read
+    live: Live | None = None         # in-process metrics (bot.metrics)
 
 
 SERVICES = web.AppKey("services", Services)
@@ -119,8 +121,9 @@ async def build_services(config: Config) -> Services:
         locks = KeyedLock()
         connectors: dict[str, Connector] = {}
         delivery = Delivery(store, connectors, config.delivery)
+        live = Live()
         runtime = Runtime(store=store, engine=engine, config=config, locks=locks, events=events,
-                          wake_delivery=delivery.wake)
+                          wake_delivery=delivery.wake, metrics=live)
         queue = HandoffQueue(store=store, locks=locks, events=events, config=config,
                              wake_delivery=delivery.wake, reset_flow=engine.reset_after_handoff,
                              on_resolved=make_on_resolved(store, engine, tickets))
@@ -151,7 +154,7 @@ async def build_services(config: Config) -> Services:
     followups = FollowUps(store=store, engine=engine, locks=locks, clock=lambda: tickets.clock(),
                           wake_delivery=delivery.wake)
     return Services(config, store, engine, events, locks, runtime, delivery, queue, connectors, desk, webchat,
-                    slack, followups, tickets)
+                    slack, followups, tickets, live)
 
 
 async def build_app(config: Config) -> web.Application:
@@ -168,6 +171,9 @@ async def build_app(config: Config) -> web.Application:
     for connector in services.connectors.values():
         if connector is not services.webchat and hasattr(connector, "add_routes"):
             connector.add_routes(app)
+    if services.live is not None:
+        MetricsWeb(config=config, live=services.live,
+                   is_agent=services.desk.is_agent if services.desk else None).add_routes(app)
     app.router.add_get("/healthz", _health)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_close_sockets)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def main() -> None:
       omnibot validate            check the flows before you deploy them
       omnibot shell               chat with the flows in this terminal
       omnibot nlu eval ...        measure intent matching on your own data
+      omnibot report              service figures: response times, CSAT, SLA breaches...
     """
 
 
@@ -160,6 +162,64 @@ def shell(config_path: str | None, flows_dir: str | None) -> None:
         sys.exit(1)
     except (KeyboardInterrupt, EOFError):
         click.echo("")
+
+
+def _date(value: str | None, name: str) -> "datetime | None":
+    from datetime import datetime, timezone
+
+    if value is None:
+        return None
+    try:
+        d = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2026-11-01 or 2026-11-01T08:00",
+                                 param_hint=name) from None
+    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--since", metavar="DATE", help="from this date (UTC; 2026-11-01 or 2026-11-01T08:00)")
+@click.option("--until", metavar="DATE", help="up to (not including) this date")
+@click.option("--by", type=click.Choice(["category", "team", "channel"]),
+              help="also break the complaint figures down")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
+def report(config_path: str | None, since: str | None, until: str | None, by: str | None,
+           as_json: bool) -> None:
+    """Service figures from the database.
+
+    First response time, agent pickup time, bot containment, and for
+    complaints: time to resolution, first contact resolution, CSAT, SLA
+    breaches (complaints.sla.resolve) and repeat complaints per category.
+
+    \b
+    Example:
+      omnibot report --since 2026-11-01 --until 2026-12-01 --by category
+    """
+    import json as _json
+
+    from bot import report as rep
+
+    config = _load(config_path)
+    url = config.storage_url()
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        click.echo(f"error: report reads a SQLite file; storage.url is {url}", err=True)
+        sys.exit(2)
+    try:
+        con = rep.connect(url[len("sqlite:///"):])
+    except FileNotFoundError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    try:
+        with con:
+            r = rep.report(con, since=_date(since, "--since"), until=_date(until, "--until"), by=by,
+                           sla_resolve=config.complaints.sla.resolve,
+                           repeat_window=config.complaints.repeat_window)
+    except sqlite3.OperationalError as exc:
+        click.echo(f"error: {exc}: the database is from an older omnibot; start omnibot once to upgrade it",
+                   err=True)
+        sys.exit(2)
+    click.echo(_json.dumps(r, indent=2) if as_json else rep.render(r))
 
 
 @main.group()

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import time
 from typing import Any
 
 from bot.config import Config
@@ -44,8 +45,9 @@ class Runtime:
     """
 
     def __init__(self, *, store: Store, engine: FlowEngine, config: Config, locks: KeyedLock,
-                 events: EventBus, wake_delivery: Any = None) -> None:
+                 events: EventBus, wake_delivery: Any = None, metrics: Any = None) -> None:
         self.store = store
+        self.metrics = metrics      # bot.metrics.Live: counters and the turn latency histogram
         self.engine = engine
         self.config = config
         self.locks = locks
@@ -68,6 +70,8 @@ class Runtime:
         result = await self.store.record_inbound(inbound)
         if result.duplicate:
             log.info("duplicate %s message %s ignored", inbound.channel, inbound.platform_message_id)
+        elif self.metrics is not None:
+            self.metrics.messages_in.labels(inbound.channel).inc()
         if result.message.status == "received":
             self.schedule(result.conversation.id)
         return result
@@ -103,7 +107,10 @@ class Runtime:
                 await asyncio.sleep(self._fault_delay)
             for msg in await self.store.unprocessed_inbound(conversation_id):
                 try:
+                    started = time.perf_counter()
                     await self._turn(msg)
+                    if self.metrics is not None:
+                        self.metrics.turn_seconds.observe(time.perf_counter() - started)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -149,6 +156,8 @@ class Runtime:
                 position = await self.store.queue_position(handoff.id)
                 log.info("conversation %s queued for %s (%s), position %d", cid, handoff.team,
                          handoff.reason, position)
+                if self.metrics is not None:
+                    self.metrics.handoffs.labels(handoff.team).inc()
                 self.events.publish(Event("queued", cid, handoff.id))
                 self.events.publish(Event("state", cid, handoff.id, {
                     "state": "waiting", "position": position, "team": self.config.handoff.team_name(handoff.team),

@@ -1,0 +1,198 @@
+"""Service figures from the database: what `omnibot report`, /admin/metrics and /metrics show.
+
+Definitions (all over conversations or tickets *created* in [since, until)):
+
+* first response time: first customer message -> first reply (bot or person), per conversation.
+* agent pickup time: a handoff queued -> a person claimed it.
+* time to resolution: ticket opened -> resolved (resolved tickets).
+* first contact resolution (FCR): resolved tickets never reopened / resolved tickets.
+* CSAT: mean of 1-5 scores, and the share of 4s and 5s.
+* bot containment: conversations never handed to a person / conversations with a customer message.
+* SLA breaches: tickets resolved later than ``sla_resolve`` after opening, or still open past it
+  at ``now``.
+* repeat complaints: tickets of a customer who had another ticket of the same category in the
+  ``repeat_window`` before it.
+
+Reads SQLite directly, read-only: safe beside a running omnibot (WAL).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+GROUPS = ("category", "team", "channel")
+
+
+def _dt(s: str | None) -> datetime | None:
+    return datetime.fromisoformat(s) if s else None
+
+
+def _median(xs: list[float]) -> float | None:
+    return round(statistics.median(xs), 1) if xs else None
+
+
+def _mean(xs: list[float]) -> float | None:
+    return round(statistics.fmean(xs), 2) if xs else None
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+@dataclass
+class _T:
+    reference: str
+    customer_id: str
+    category: str | None
+    team: str | None
+    department: str
+    channel: str
+    created_at: datetime
+    resolved_at: datetime | None
+    reopened: int
+    csat: int | None
+
+
+def connect(db_path: str | Path) -> sqlite3.Connection:
+    path = Path(db_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such database (is storage.url right?)")
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    con.row_factory = sqlite3.Row
+    return con
+
+
+def report(con: sqlite3.Connection, *, since: datetime | None = None, until: datetime | None = None,
+           by: str | None = None, sla_resolve: float = 86400, repeat_window: float = 30 * 86400,
+           now: datetime | None = None) -> dict[str, Any]:
+    """All figures; with ``by``, the ticket figures also per category, team or channel."""
+    if by is not None and by not in GROUPS:
+        raise ValueError(f"--by must be one of {', '.join(GROUPS)}")
+    now = now or datetime.now(timezone.utc)
+    lo = since or datetime(1970, 1, 1, tzinfo=timezone.utc)
+    hi = until or datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+    def inside(ts: datetime | None) -> bool:
+        return ts is not None and lo <= ts < hi
+
+    convs = [r for r in con.execute("SELECT id, channel, created_at FROM conversations")
+             if inside(_dt(r["created_at"]))]
+    conv_ids = {r["id"] for r in convs}
+    first_in: dict[str, datetime] = {}
+    first_out: dict[str, datetime] = {}
+    for r in con.execute("SELECT conversation_id, direction, MIN(created_at) AS t FROM messages "
+                         "GROUP BY conversation_id, direction"):
+        if r["conversation_id"] in conv_ids:
+            (first_in if r["direction"] == "in" else first_out)[r["conversation_id"]] = _dt(r["t"])  # type: ignore[assignment]
+    frt = [(first_out[c] - first_in[c]).total_seconds() for c in first_in
+           if c in first_out and first_out[c] >= first_in[c]]
+    handed = {r["conversation_id"] for r in con.execute("SELECT DISTINCT conversation_id FROM handoffs")}
+    talked = [c for c in conv_ids if c in first_in]
+    pickup = [(_dt(r["claimed_at"]) - _dt(r["created_at"])).total_seconds()  # type: ignore[operator]
+              for r in con.execute("SELECT created_at, claimed_at FROM handoffs WHERE claimed_at IS NOT NULL")
+              if inside(_dt(r["created_at"]))]
+
+    all_tickets = [_T(r["reference"], r["customer_id"], r["category"], r["team"], r["department"], r["channel"],
+                      _dt(r["created_at"]), _dt(r["resolved_at"]), r["reopened"], r["csat"])  # type: ignore[arg-type]
+                   for r in con.execute("SELECT t.*, c.channel FROM tickets t "
+                                        "JOIN conversations c ON c.id = t.conversation_id")]
+    tickets = [t for t in all_tickets if inside(t.created_at)]
+    out: dict[str, Any] = {
+        "period": {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None},
+        "conversations": len(talked),
+        "first_response_s_median": _median(frt),
+        "agent_pickup_s_median": _median(pickup),
+        "bot_containment": _share(sum(c not in handed for c in talked), len(talked)),
+        "handoffs": sum(1 for c in talked if c in handed),
+    }
+    out.update(_ticket_figures(tickets, all_tickets, sla_resolve, repeat_window, now))
+    if by is not None:
+        groups: dict[str, list[_T]] = defaultdict(list)
+        for t in tickets:
+            groups[str(getattr(t, by) or "none")].append(t)
+        out["by"] = by
+        out["groups"] = {k: _ticket_figures(v, all_tickets, sla_resolve, repeat_window, now)
+                         for k, v in sorted(groups.items())}
+    return out
+
+
+def _ticket_figures(tickets: list[_T], everyone: list[_T], sla: float, window: float,
+                    now: datetime) -> dict[str, Any]:
+    resolved = [t for t in tickets if t.resolved_at is not None]
+    ttr = [(t.resolved_at - t.created_at).total_seconds() for t in resolved]  # type: ignore[operator]
+    scores = [t.csat for t in tickets if t.csat is not None]
+    limit = timedelta(seconds=sla)
+    breaches = sum(1 for t in tickets
+                   if (t.resolved_at or now) - t.created_at > limit)
+    repeats = [t for t in tickets if _is_repeat(t, everyone, timedelta(seconds=window))]
+    return {
+        "tickets": len(tickets),
+        "resolved": len(resolved),
+        "resolution_s_median": _median(ttr),
+        "first_contact_resolution": _share(sum(t.reopened == 0 for t in resolved), len(resolved)),
+        "csat_mean": _mean([float(s) for s in scores]),
+        "csat_satisfied": _share(sum(s >= 4 for s in scores), len(scores)),
+        "csat_answers": len(scores),
+        "sla_breaches": breaches,
+        "repeat_complaints": len(repeats),
+        "repeat_by_category": _count(t.category for t in repeats),
+    }
+
+
+def _is_repeat(t: _T, everyone: list[_T], window: timedelta) -> bool:
+    """Another ticket of the same customer and category opened within ``window`` before it."""
+    return bool(t.category) and any(
+        o.customer_id == t.customer_id and o.category == t.category and o.reference != t.reference
+        and timedelta(0) < t.created_at - o.created_at <= window for o in everyone)
+
+
+def _count(xs: Iterable[str | None]) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for x in xs:
+        out[str(x)] += 1
+    return dict(sorted(out.items()))
+
+
+def _dur(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.0f}%"
+
+
+def render(r: dict[str, Any]) -> str:
+    """The report as text for a terminal."""
+    p = r["period"]
+    lines = [f"omnibot report ({p['since'] or 'start'} .. {p['until'] or 'now'})", ""]
+    lines += [f"  conversations           {r['conversations']}",
+              f"  first response (median) {_dur(r['first_response_s_median'])}",
+              f"  bot containment         {_pct(r['bot_containment'])} ({r['handoffs']} handed to a person)",
+              f"  agent pickup (median)   {_dur(r['agent_pickup_s_median'])}", ""]
+
+    def tickets(t: dict[str, Any], indent: str = "  ") -> list[str]:
+        rep = ", ".join(f"{k} {v}" for k, v in t["repeat_by_category"].items()) or "none"
+        return [f"{indent}complaints              {t['tickets']} ({t['resolved']} resolved)",
+                f"{indent}time to resolution      {_dur(t['resolution_s_median'])} (median)",
+                f"{indent}first contact resolution {_pct(t['first_contact_resolution'])}",
+                f"{indent}CSAT                    {t['csat_mean'] if t['csat_mean'] is not None else '-'} / 5, "
+                f"{_pct(t['csat_satisfied'])} satisfied ({t['csat_answers']} answers)",
+                f"{indent}SLA breaches            {t['sla_breaches']}",
+                f"{indent}repeat complaints       {t['repeat_complaints']} ({rep})"]
+
+    lines += tickets(r)
+    for name, g in (r.get("groups") or {}).items():
+        lines += ["", f"  {r['by']}: {name}"] + tickets(g, "    ")
+    return "\n".join(lines)
