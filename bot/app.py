@@ -20,6 +20,7 @@ from bot.config import Config
 from bot.delivery import Delivery
 from bot.events import EventBus
 from bot.locks import KeyedLock
+from bot.linking import Linker, linking_actions
 from bot.media import MediaStore
 from bot.metrics import Live, MetricsWeb
 from bot.model import ConversationState, Outbound
@@ -61,11 +62,12 @@ class Services:
 SERVICES = web.AppKey("services", Services)
 
 
-def make_actions(tickets: Tickets) -> dict:
+def make_actions(tickets: Tickets, linker: Linker) -> dict:
     """Actions flows may call by name: ``create_reference`` (opens a complaint ticket and gives
-    its reference), ``ticket_status`` (what a customer's complaints are waiting for) and
-    ``record_csat`` (the satisfaction survey's score)."""
-    return ticket_actions(tickets)
+    its reference), ``ticket_status`` (what a customer's complaints are waiting for),
+    ``record_csat`` (the satisfaction survey's score), ``reopen_ticket``, and ``link_code`` /
+    ``link_with_code`` (one customer across channels)."""
+    return ticket_actions(tickets) | linking_actions(linker)
 
 
 def make_on_resolved(store: Store, engine: FlowEngine, tickets: Tickets):  # -> handoff.queue.OnResolved
@@ -116,7 +118,7 @@ async def build_services(config: Config) -> Services:
         app_secret = await store.set_meta_if_absent("app_secret", secrets.token_urlsafe(32))
         tickets = Tickets(store, config.complaints)
         engine = await asyncio.to_thread(
-            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(tickets))
+            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(tickets, Linker(store)))
         events = EventBus()
         locks = KeyedLock()
         connectors: dict[str, Connector] = {}

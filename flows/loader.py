@@ -20,7 +20,8 @@ from .render import Renderer, TemplateError
 from .schema import (RESERVED_TARGETS, STEP_KINDS, BranchCase, BranchStep, CollectStep, FlowFile,
                      GotoStep, HandoffStep, Intent, SayStep, Settings, SetStep, ActionStep, Flow, Step)
 
-KNOWN_ACTIONS = ("create_reference", "ticket_status", "record_csat", "reopen_ticket", "reset")
+KNOWN_ACTIONS = ("create_reference", "ticket_status", "record_csat", "reopen_ticket", "link_code",
+                 "link_with_code", "reset")
 
 
 @dataclass(frozen=True)

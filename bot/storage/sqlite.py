@@ -163,6 +163,16 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tickets_conversation ON tickets(conversation_id, created_at);
     CREATE INDEX tickets_followup ON tickets(followup_due_at) WHERE followed_up_at IS NULL
     """,
+    # 6: one-time codes that link a customer's accounts on different channels
+    """
+    CREATE TABLE link_codes (
+        code TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        used_at TEXT
+    )
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -680,6 +690,37 @@ class _Ops:
                         "ORDER BY created_at DESC, reference DESC LIMIT 1", (conversation_id,))
         return _ticket(row) if row else None
 
+    # -- linking a customer's identities -------------------------------------
+
+    def create_link_code(self, customer_id: str, code: str, *, at: datetime, expires_at: datetime) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM link_codes WHERE customer_id=? AND used_at IS NULL", (customer_id,))
+            db.execute("INSERT INTO link_codes(code, customer_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                       (code, customer_id, _ts(at), _ts(expires_at)))
+
+    def redeem_link_code(self, code: str, customer_id: str, *, at: datetime) -> str | None:
+        """Use a valid code (once, before it expires) from another customer record: that record
+        (the code's owner) absorbs ``customer_id`` -- identities, conversations, tickets. Returns
+        the surviving customer id, or None for an unknown, used or expired code."""
+        with self._tx() as db:
+            row = self._one("SELECT * FROM link_codes WHERE code=? AND used_at IS NULL AND expires_at > ?",
+                            (code, _ts(at)))
+            if row is None:
+                return None
+            keep = row["customer_id"]
+            db.execute("UPDATE link_codes SET used_at=? WHERE code=?", (_ts(at), code))
+            if keep == customer_id:
+                return keep
+            for table in ("identities", "conversations", "tickets", "link_codes"):
+                db.execute(f"UPDATE {table} SET customer_id=? WHERE customer_id=?", (keep, customer_id))
+            gone = self._one("SELECT * FROM customers WHERE id=?", (customer_id,))
+            if gone is not None:
+                db.execute("UPDATE customers SET attributes=json_patch(?, attributes), "
+                           "display_name=CASE WHEN display_name='' THEN ? ELSE display_name END WHERE id=?",
+                           (gone["attributes"] or "{}", gone["display_name"], keep))
+                db.execute("DELETE FROM customers WHERE id=?", (customer_id,))
+            return keep
+
     # -- handoffs -----------------------------------------------------------
 
     def create_handoff(self, conversation_id: str, *, team: str, reason: str,
@@ -838,5 +879,6 @@ for _name in ('set_meta', 'desk_thread', 'desk_thread_by_ts', 'save_desk_thread'
               'load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'list_handoffs', 'transition_handoff', 'queue_position',
               'create_ticket', 'get_ticket', 'customer_tickets', 'conversation_ticket',
               'resolve_ticket', 'record_csat', 'reopen_ticket', 'due_followups',
-              'mark_followed_up', 'latest_customer_conversation', 'move_ticket'):
+              'mark_followed_up', 'latest_customer_conversation', 'move_ticket',
+              'create_link_code', 'redeem_link_code'):
     setattr(SqliteStore, _name, _operation(_name))

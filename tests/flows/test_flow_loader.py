@@ -48,7 +48,7 @@ intents:
 def test_demo_flows_load_with_expected_flows_and_intents() -> None:
     fs = load_flows(DEMO, teams=["support", "complaints"])
     assert isinstance(fs, FlowSet)
-    expected = {"complaint", "complaint_status", "goodbye", "greet", "help", "human", "opening_hours", "payment_methods",
+    expected = {"complaint", "complaint_status", "link_accounts", "link_enter", "goodbye", "greet", "help", "human", "opening_hours", "payment_methods",
                 "restart", "returns", "shipping_times", "thanks"}
     assert set(fs.flows) == expected | {"satisfaction", "follow_up"}   # started by omnibot, no trigger
     assert set(fs.intents) == expected
@@ -394,7 +394,7 @@ flows:
 """)
     errs = errors_of(tmp_path)
     assert where(errs) == [("f.yaml", 9)]
-    assert errs[0].reason == "action 'launch_rockets' is unknown (known: create_reference, ticket_status, record_csat, reopen_ticket, reset)"
+    assert errs[0].reason == "action 'launch_rockets' is unknown (known: create_reference, ticket_status, record_csat, reopen_ticket, link_code, link_with_code, reset)"
 
 
 def test_handoff_team_not_in_teams(tmp_path: Path) -> None:
