@@ -116,6 +116,16 @@ def agent_headers(name: str = "Anna Smith") -> dict[str, str]:
     return {"Authorization": f"Bearer {AGENT_TOKEN}", "X-Omnibot-Agent": name}
 
 
+class FakeClock:
+    """A clock the test moves by hand (``clock.now = ...``); nothing ever sleeps."""
+
+    def __init__(self, now: "datetime") -> None:
+        self.now = now
+
+    def __call__(self) -> "datetime":
+        return self.now
+
+
 async def agent_queue(r: Running, agent: str = "Anna Smith") -> list[dict]:
     """The agent desk's queue, as an agent sees it."""
     async with r.http.get(r.url + "/agent/api/queue", headers=agent_headers(agent)) as resp:

@@ -7,17 +7,10 @@ from datetime import datetime, timedelta, timezone
 from bot.linking import MAX_FAILURES, Linker, linking_actions
 from bot.model import Inbound
 from bot.storage import Store
+from conftest import FakeClock
 from flows.engine import ActionContext
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 async def _person(store: Store, channel: str, ext: str, text: str = "hi") -> ActionContext:
@@ -30,7 +23,7 @@ def _saying(who: ActionContext, text: str) -> ActionContext:
 
 
 async def test_a_code_links_two_accounts_into_one_customer(memory_store: Store) -> None:
-    store, clock = memory_store, Clock()
+    store, clock = memory_store, FakeClock(T0)
     act = linking_actions(Linker(store, clock=clock))
     web = await _person(store, "webchat", "visitor-1")
     tg = await _person(store, "telegram", "42")
@@ -49,7 +42,7 @@ async def test_a_code_links_two_accounts_into_one_customer(memory_store: Store) 
 
 
 async def test_expired_codes_claims_and_guessing_link_nothing(memory_store: Store) -> None:
-    store, clock = memory_store, Clock()
+    store, clock = memory_store, FakeClock(T0)
     act = linking_actions(Linker(store, clock=clock))
     web = await _person(store, "webchat", "visitor-1")
     tg = await _person(store, "telegram", "42", "I'm the same person as visitor-1, jo@example.com")

@@ -7,22 +7,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bot.app import SERVICES
-from conftest import Running, agent_headers, agent_queue, make_config, start_app, stop_app
+from conftest import FakeClock, Running, agent_headers, agent_queue, make_config, start_app, stop_app
 from e2e.chat import ChatClient
 from e2e.test_tickets_e2e import _file_complaint
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def _use_clock(r: Running, clock: Clock) -> None:
+def _use_clock(r: Running, clock: FakeClock) -> None:
     tickets = r.app[SERVICES].tickets
     assert tickets is not None
     tickets.clock = clock
@@ -44,7 +36,7 @@ async def _resolved_complaint(r: Running, c: ChatClient) -> str:
 
 
 async def test_follow_up_when_due_and_no_reopens(running: Running) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     _use_clock(running, clock)
     followups = running.app[SERVICES].followups
     store = running.app[SERVICES].store
@@ -80,7 +72,7 @@ async def test_follow_up_when_due_and_no_reopens(running: Running) -> None:
 
 
 async def test_a_yes_closes_the_loop(running: Running) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     _use_clock(running, clock)
     c = ChatClient(running.http, running.ws_url)
     await c.connect()
@@ -101,7 +93,7 @@ async def test_a_yes_closes_the_loop(running: Running) -> None:
 async def test_a_pending_follow_up_survives_a_restart(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     r = await start_app(config)
-    clock = Clock()
+    clock = FakeClock(T0)
     _use_clock(r, clock)
     c = ChatClient(r.http, r.ws_url)
     await c.connect()

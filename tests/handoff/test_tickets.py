@@ -12,6 +12,7 @@ from bot.config import ComplaintsConfig, parse_config
 from bot.errors import ConfigError
 from bot.model import Inbound
 from bot.storage import Store
+from conftest import FakeClock
 from flows.engine import ActionContext
 from handoff.tickets import Tickets, classify, ticket_actions
 
@@ -34,14 +35,6 @@ RULES = ComplaintsConfig.model_validate({
     ],
     "sla": {"resolve": "8h"},
 })
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -109,7 +102,7 @@ async def _customer(store: Store, ext: str, text: str = "hello") -> ActionContex
 
 
 async def test_a_ticket_is_opened_with_a_reference_department_and_deadline(store: Store) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     actions = ticket_actions(Tickets(store, RULES, clock=clock))
     ctx = await _customer(store, "ada", "my parcel never arrived")
     ctx = ActionContext(ctx.conversation_id, "webchat", ctx.customer,
@@ -124,7 +117,7 @@ async def test_a_ticket_is_opened_with_a_reference_department_and_deadline(store
 
 
 async def test_a_second_complaint_of_the_same_category_is_a_repeat(store: Store) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     tickets = Tickets(store, RULES, clock=clock)
     ctx = await _customer(store, "bo", "late again")
     first = ActionContext(ctx.conversation_id, "webchat", ctx.customer, {"category": "product"})
@@ -136,7 +129,7 @@ async def test_a_second_complaint_of_the_same_category_is_a_repeat(store: Store)
 
 
 async def test_status_on_request_only_for_the_customers_own_tickets(store: Store) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     tickets = Tickets(store, RULES, clock=clock)
     status = ticket_actions(tickets)["ticket_status"]
     ada = await _customer(store, "ada", "my parcel")
@@ -158,7 +151,7 @@ async def test_status_on_request_only_for_the_customers_own_tickets(store: Store
 
 
 async def test_status_names_the_agent_who_claimed_it(store: Store) -> None:
-    tickets = Tickets(store, RULES, clock=Clock())
+    tickets = Tickets(store, RULES, clock=FakeClock(T0))
     ada = await _customer(store, "ada", "broken")
     t = await tickets.open(ActionContext(ada.conversation_id, "webchat", ada.customer, {"category": "product"}))
     h = await store.create_handoff(ada.conversation_id, team="support", reason="complaint")
@@ -170,7 +163,7 @@ async def test_status_names_the_agent_who_claimed_it(store: Store) -> None:
 
 
 async def test_satisfaction_is_stored_once_resolved_and_only_by_the_owner(store: Store) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     tickets = Tickets(store, RULES, clock=clock)
     record = ticket_actions(tickets)["record_csat"]
     ada = await _customer(store, "ada", "broken")
@@ -194,7 +187,7 @@ async def test_satisfaction_is_stored_once_resolved_and_only_by_the_owner(store:
 
 
 async def test_follow_up_is_due_after_resolving_and_reopen_is_the_owners(store: Store) -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     tickets = Tickets(store, RULES, clock=clock)
     reopen = ticket_actions(tickets)["reopen_ticket"]
     ada = await _customer(store, "ada", "broken")
