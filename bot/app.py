@@ -33,6 +33,7 @@ from flows.engine import TurnInput
 from handoff.tickets import Tickets, ticket_actions
 from handoff.desk_web import AgentDeskWeb
 from handoff.followups import FollowUps
+from handoff.sla import SlaWatch
 from handoff.queue import HandoffQueue
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class Services:
     followups: FollowUps | None = None
     tickets: Tickets | None = None   # its clock is the one tickets and follow-ups read
     live: Live | None = None         # in-process metrics (bot.metrics)
+    sla: SlaWatch | None = None
 
 
 SERVICES = web.AppKey("services", Services)
@@ -155,8 +157,10 @@ async def build_services(config: Config) -> Services:
         raise
     followups = FollowUps(store=store, engine=engine, locks=locks, clock=lambda: tickets.clock(),
                           wake_delivery=delivery.wake)
+    sla = SlaWatch(store=store, events=events, cfg=config.complaints, clock=lambda: tickets.clock(),
+                   notify=[slack.sla_alert] if slack else [])
     return Services(config, store, engine, events, locks, runtime, delivery, queue, connectors, desk, webchat,
-                    slack, followups, tickets, live)
+                    slack, followups, tickets, live, sla)
 
 
 async def build_app(config: Config) -> web.Application:
@@ -190,14 +194,14 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     if s.slack:
         await s.slack.start()
     await s.runtime.recover()
-    follow = asyncio.create_task(s.followups.loop(s.config.complaints.check_every), name="follow-ups") \
-        if s.followups else None
+    follow = asyncio.create_task(_every(s.config.complaints.check_every,
+                                        *[f for f in (s.followups and s.followups.run_due,
+                                                      s.sla and s.sla.check) if f]), name="complaint clocks")
     log.info("omnibot started: %d flows, %d intents, channels: %s", len(s.engine.flows.flows),
              len(s.engine.flows.intents), ", ".join(s.connectors) or "none")
     yield
-    if follow is not None:
-        follow.cancel()
-        await asyncio.gather(follow, return_exceptions=True)
+    follow.cancel()
+    await asyncio.gather(follow, return_exceptions=True)
     await s.runtime.stop()
     if s.slack:
         await s.slack.stop()
@@ -206,6 +210,19 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await c.stop()
     await s.store.close()
     log.info("omnibot stopped")
+
+
+async def _every(seconds: float, *jobs: Any) -> None:
+    """Run each job every ``seconds`` (follow-ups due, SLA clocks) until cancelled."""
+    while True:
+        for job in jobs:
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a bad round must not stop the next one
+                log.exception("periodic %s failed", getattr(job, "__qualname__", job))
+        await asyncio.sleep(seconds)
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -121,6 +121,7 @@ class SlackConfig(_Model):
     team_channels: dict[str, str] = Field(default_factory=dict, description="team -> channel id")
     agents: list[str] = Field(default_factory=list, description="Slack user ids allowed to act")
     agent_usergroup: str = Field("", description="or a user group id whose members may act")
+    manager_channel: str = Field("", description="channel id where breached complaint SLAs escalate")
     note_prefix: str = Field("//", min_length=1, description="thread messages starting with it stay internal")
     unclaimed_alert_after: float = Field(600, gt=0, description="seconds before an unclaimed handoff pings the team")
     transcript_lines: int = Field(8, ge=1, le=40)
@@ -185,10 +186,12 @@ Severity = Literal["low", "normal", "high", "critical"]
 class SlaConfig(_Model):
     """Time limits of a complaint, from the moment it is filed."""
 
+    acknowledge: float = Field(2 * 3600, description="a person has taken the complaint's handoff")
     resolve: float = Field(24 * 3600, description="resolved (told to the customer as the deadline)")
+    warn_at: float = Field(0.8, gt=0, lt=1, description="share of a time limit at which the team is warned")
     follow_up: float = Field(3 * 86400, description="after resolving, ask whether it stayed solved")
 
-    @field_validator("*", mode="before")
+    @field_validator("acknowledge", "resolve", "follow_up", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> float:
         return parse_duration(v)

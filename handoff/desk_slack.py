@@ -446,6 +446,19 @@ class SlackDesk:
                                              "claimed them yet.", thread_ts=link["ts"], reply_broadcast=True):
             await self.store.update_desk_thread(DESK, h.id, alerted_at=utcnow())
 
+    async def sla_alert(self, alert: Any, now: Any) -> None:
+        """A complaint near or past its time limit: tell its team's channel (in the handoff's
+        thread when there is one); a breach also goes to the manager channel."""
+        who = f"<!subteam^{self.cfg.agent_usergroup}>" if self.cfg.agent_usergroup else "<!here>"
+        text = escape(alert.text(now))
+        link = await self.store.desk_thread(DESK, alert.handoff_id) if alert.handoff_id else None
+        if link:
+            await self._post(link["channel"], f"{who} {text}", thread_ts=link["ts"], reply_broadcast=True)
+        elif self.cfg.channel_for(alert.team or ""):
+            await self._post(self.cfg.channel_for(alert.team or ""), f"{who} {text}")
+        if alert.level == "breached" and self.cfg.manager_channel:
+            await self._post(self.cfg.manager_channel, f"Escalation: {text}")
+
     async def _attach_transcript(self, channel: str, ts: str, ctx: dict[str, Any]) -> None:
         transcript = ctx.get("transcript", [])
         if len(transcript) <= self.cfg.transcript_lines:

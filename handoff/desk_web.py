@@ -27,7 +27,7 @@ from .queue import DeskError, HandoffQueue
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 COOKIE = "omnibot_agent"
-DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred")
+DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "sla")
 
 
 class AgentDeskWeb:
@@ -188,8 +188,11 @@ class AgentDeskWeb:
             while True:
                 ev = await q.get()
                 if ev.kind in DESK_EVENTS:
-                    await ws.send_json({"type": "changed", "event": ev.kind, "handoff_id": ev.handoff_id,
-                                        "conversation_id": ev.conversation_id})
+                    frame = {"type": "changed", "event": ev.kind, "handoff_id": ev.handoff_id,
+                             "conversation_id": ev.conversation_id}
+                    if ev.kind == "sla":      # an SLA warning or breach: show it to every agent
+                        frame["alert"] = ev.data
+                    await ws.send_json(frame)
 
         task = asyncio.create_task(pump())
         try:

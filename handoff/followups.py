@@ -11,7 +11,6 @@ is left alone; the follow-up is asked on a later round.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Callable
 
@@ -70,14 +69,3 @@ class FollowUps:
             self.asked += asked
             self.wake_delivery()
         return asked
-
-    async def loop(self, every: float) -> None:
-        """Run :meth:`run_due` every ``every`` seconds until cancelled."""
-        while True:
-            try:
-                await self.run_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a bad round must not stop the next one
-                log.exception("follow-up round failed")
-            await asyncio.sleep(every)

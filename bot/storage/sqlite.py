@@ -173,6 +173,10 @@ MIGRATIONS: list[str] = [
         used_at TEXT
     )
     """,
+    # 7: which SLA alerts a ticket has raised (each once, across restarts)
+    """
+    ALTER TABLE tickets ADD COLUMN sla_alerts TEXT NOT NULL DEFAULT '[]'
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -651,6 +655,22 @@ class _Ops:
                        (_ts(at), reference))
         return self.get_ticket(reference)
 
+    def open_tickets(self) -> list[Ticket]:
+        return [_ticket(r) for r in self._all("SELECT * FROM tickets WHERE resolved_at IS NULL "
+                                              "ORDER BY priority DESC, created_at")]
+
+    def add_sla_alert(self, reference: str, alert: str) -> bool:
+        """Record ``alert`` ("resolve:breached", ...) for the ticket; False if it was raised before."""
+        with self._tx() as db:
+            row = self._one("SELECT sla_alerts FROM tickets WHERE reference=?", (reference,))
+            if row is None:
+                return False
+            alerts = json.loads(row["sla_alerts"] or "[]")
+            if alert in alerts:
+                return False
+            db.execute("UPDATE tickets SET sla_alerts=? WHERE reference=?", (json.dumps(alerts + [alert]), reference))
+        return True
+
     def move_ticket(self, reference: str, *, conversation_id: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE tickets SET conversation_id=? WHERE reference=?", (conversation_id, reference))
@@ -861,7 +881,7 @@ def _ticket(row: sqlite3.Row) -> Ticket:
         created_at=_dt(row["created_at"]), resolved_at=_dt(row["resolved_at"]),  # type: ignore[arg-type]
         resolved_by=row["resolved_by"], result=row["result"], csat=row["csat"],
         csat_comment=row["csat_comment"], followup_due_at=_dt(row["followup_due_at"]),
-        reopened=row["reopened"])
+        reopened=row["reopened"], sla_alerts=tuple(json.loads(row["sla_alerts"] or "[]")))
 
 
 def _operation(name: str) -> Callable[..., Any]:
@@ -880,5 +900,5 @@ for _name in ('set_meta', 'desk_thread', 'desk_thread_by_ts', 'save_desk_thread'
               'create_ticket', 'get_ticket', 'customer_tickets', 'conversation_ticket',
               'resolve_ticket', 'record_csat', 'reopen_ticket', 'due_followups',
               'mark_followed_up', 'latest_customer_conversation', 'move_ticket',
-              'create_link_code', 'redeem_link_code'):
+              'create_link_code', 'redeem_link_code', 'open_tickets', 'add_sla_alert'):
     setattr(SqliteStore, _name, _operation(_name))

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
 
+from bot.app import SERVICES
 from conftest import Running, agent_headers, make_config, start_app, stop_app
 from e2e.chat import ChatClient
 from fakes.slack_api import FakeSlack, action_body, command_body, event_body, signed_headers
@@ -397,6 +399,27 @@ async def test_socket_mode_claim_and_reply(tmp_path: Path, fake: FakeSlack) -> N
         await fake.wait_ack(env)
         m = await c.reply()
         assert m["text"] == "Hello via socket"
+        await c.close()
+    finally:
+        await stop_app(r)
+
+
+async def test_sla_breach_alerts_the_team_thread_and_escalates(tmp_path: Path, fake: FakeSlack) -> None:
+    r = await start_app(slack_config(tmp_path, fake, manager_channel="CMGR"))
+    try:
+        c, hid, ts = await complaint_to_slack(r, fake)
+        services = r.app[SERVICES]
+        assert services.tickets is not None and services.sla is not None
+        real = services.tickets.clock
+        services.tickets.clock = lambda: real() + timedelta(hours=3)   # nobody claimed it for 3 h
+        [alert] = await services.sla.check()
+        assert (alert.step, alert.level) == ("acknowledge", "breached")
+        [thread] = await fake.wait_for("chat.postMessage", predicate=lambda call: call.args.get("thread_ts") == ts
+                                       and "SLA breached" in call.args.get("text", ""))
+        assert thread.args["channel"] == "CCOMP" and "<!here>" in thread.args["text"]
+        [esc] = await fake.wait_for("chat.postMessage", predicate=lambda call: call.args.get("channel") == "CMGR")
+        assert esc.args["text"].startswith("Escalation: SLA breached: complaint C-1001")
+        assert await services.sla.check() == []                        # once
         await c.close()
     finally:
         await stop_app(r)

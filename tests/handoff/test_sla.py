@@ -1,0 +1,79 @@
+"""SLA clocks: warned near the limit, alerted past it, each once, across restarts (clock injected)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from bot.config import ComplaintsConfig
+from bot.events import EventBus
+from bot.model import Inbound
+from bot.storage import Store
+from conftest import FakeClock
+from flows.engine import ActionContext
+from handoff.sla import SlaAlert, SlaWatch
+from handoff.tickets import Tickets
+
+CFG = ComplaintsConfig.model_validate({"sla": {"acknowledge": "2h", "resolve": "24h", "warn_at": 0.75}})
+
+
+async def _setup(store: Store, *, handoff: bool) -> tuple[FakeClock, str, list[tuple[SlaAlert, datetime]], EventBus,
+                                                          SlaWatch]:
+    now = datetime.now(timezone.utc).replace(microsecond=0)   # handoffs are stamped with the real time
+    clock = FakeClock(now)
+    r = await store.record_inbound(Inbound("webchat", "ada", "m1", "my parcel never came"))
+    t = await Tickets(store, CFG, clock=clock).open(
+        ActionContext(r.conversation.id, "webchat", {"id": r.customer.id}, {"category": "shipping"}))
+    if handoff:
+        await store.create_handoff(r.conversation.id, team="complaints", reason="complaint")
+    sent: list[tuple[SlaAlert, datetime]] = []
+
+    async def notify(alert: SlaAlert, at: datetime) -> None:
+        sent.append((alert, at))
+
+    events = EventBus()
+    return clock, t.reference, sent, events, SlaWatch(store=store, events=events, cfg=CFG, clock=clock,
+                                                      notify=[notify])
+
+
+async def test_resolve_clock_warns_then_breaches_once_each(memory_store: Store) -> None:
+    clock, ref, sent, events, watch = await _setup(memory_store, handoff=False)
+    inbox = events.subscribe()
+    start = clock.now
+    clock.now = start + timedelta(hours=17)
+    assert await watch.check() == []                                   # < 75% of 24 h
+    clock.now = start + timedelta(hours=18, minutes=30)
+    [near] = await watch.check()
+    assert (near.reference, near.step, near.level) == (ref, "resolve", "near")
+    assert near.text(clock.now) == f"SLA warning: complaint {ref} (normal) is due to be resolved in 5 h 30 min."
+    assert await watch.check() == []                                   # once
+    clock.now = start + timedelta(hours=25)
+    [late] = await watch.check()
+    assert late.level == "breached" and late.text(clock.now).endswith("was due to be resolved 1 h 0 min ago.")
+    assert [a.level for a, _ in sent] == ["near", "breached"]
+    ev = inbox.get_nowait()
+    assert ev.kind == "sla" and ev.data["reference"] == ref and ev.data["level"] == "near"
+
+    # a restart: a new watch on the same database raises nothing again
+    again = SlaWatch(store=memory_store, events=EventBus(), cfg=CFG, clock=clock)
+    assert await again.check() == []
+
+
+async def test_acknowledge_clock_runs_while_queued_and_breach_skips_the_warning(memory_store: Store) -> None:
+    clock, ref, sent, _, watch = await _setup(memory_store, handoff=True)
+    clock.now += timedelta(hours=3)                                     # past 2 h at once
+    [ack] = await watch.check()
+    assert (ack.step, ack.level, ack.handoff_id is not None) == ("acknowledge", "breached", True)
+    clock.now += timedelta(minutes=1)
+    assert await watch.check() == []                                    # no late "near" after the breach
+    t = await memory_store.get_ticket(ref)
+    assert t is not None and set(t.sla_alerts) == {"acknowledge:near", "acknowledge:breached"}
+
+
+async def test_resolved_and_claimed_complaints_raise_nothing(memory_store: Store) -> None:
+    clock, ref, sent, _, watch = await _setup(memory_store, handoff=True)
+    h = await memory_store.active_handoff((await memory_store.get_ticket(ref)).conversation_id)  # type: ignore[union-attr]
+    assert h is not None
+    assert await memory_store.transition_handoff(h.id, expected="queued", new="claimed", agent="Anna Smith")
+    await memory_store.resolve_ticket(ref, at=clock.now, agent="Anna Smith", result=None)
+    clock.now += timedelta(days=3)
+    assert await watch.check() == [] and sent == []
