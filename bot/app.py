@@ -23,16 +23,15 @@ from bot.locks import KeyedLock
 from bot.linking import Linker, linking_actions
 from bot.media import MediaStore
 from bot.metrics import Live, MetricsWeb
-from bot.model import ConversationState, Outbound
-from bot.runtime import Runtime, first_name
-from bot.storage import HandoffRecord, Store, open_store
+from bot.runtime import Runtime
+from bot.storage import Store, open_store
 from connectors.base import Connector
 from connectors.webchat import WebchatConnector
 from flows import FlowEngine, IntentMatcher, LexicalMatcher, load_flows
-from flows.engine import TurnInput
 from handoff.tickets import Tickets, ticket_actions
 from handoff.desk_web import AgentDeskWeb
 from handoff.followups import FollowUps
+from handoff.resolution import Resolutions
 from handoff.sla import SlaWatch
 from handoff.queue import HandoffQueue
 
@@ -72,35 +71,6 @@ def make_actions(tickets: Tickets, linker: Linker) -> dict:
     return ticket_actions(tickets) | linking_actions(linker)
 
 
-def make_on_resolved(store: Store, engine: FlowEngine, tickets: Tickets):  # -> handoff.queue.OnResolved
-    """When an agent resolves a conversation with an open complaint: resolve the ticket, tell the
-    customer the result, and start the satisfaction survey (the conversation stays with the bot)."""
-
-    async def on_resolved(h: HandoffRecord, agent: str, result: str | None):
-        ticket = await tickets.resolve(h.conversation_id, agent=agent, result=result)
-        if ticket is None:
-            return None
-        text = (f"{first_name(agent)} resolved your complaint {ticket.reference}"
-                + (f": {result}" if result else "."))
-        replies = [Outbound(text, role="system")]
-        survey = engine.settings.complaints.survey_flow
-        loaded = await store.load_turn(h.conversation_id)
-        if not survey or loaded is None:
-            return replies, None, None
-        conv, customer, state = loaded
-        turn = TurnInput(text="", customer={"id": conv.customer_id,
-                                            "name": first_name(customer.display_name if customer else "")},
-                         channel=conv.channel, conversation_id=conv.id)
-        started = await engine.start_flow(state, survey, turn, {"reference": ticket.reference})
-        if started is None:
-            log.warning("complaints.survey_flow %r is not a flow; no survey", survey)
-            return replies, None, None
-        replies += [Outbound(r.text, buttons=r.buttons) for r in started.replies]
-        return replies, started.state, ConversationState.BOT
-
-    return on_resolved
-
-
 def make_matcher(config: Config) -> IntentMatcher:
     """The intent matcher config asks for (the learned one loads the sentence model)."""
     if config.nlu.matcher == "lexical":
@@ -128,12 +98,15 @@ async def build_services(config: Config) -> Services:
         live = Live()
         runtime = Runtime(store=store, engine=engine, config=config, locks=locks, events=events,
                           wake_delivery=delivery.wake, metrics=live)
+        resolutions = Resolutions(store=store, engine=engine, tickets=tickets, locks=locks,
+                                  wake_delivery=delivery.wake)
         queue = HandoffQueue(store=store, locks=locks, events=events, config=config,
                              wake_delivery=delivery.wake, reset_flow=engine.reset_after_handoff,
-                             on_resolved=make_on_resolved(store, engine, tickets))
+                             on_resolved=resolutions.on_handoff_resolved)
         desk = None
         if config.agent_desk.enabled:
-            desk = AgentDeskWeb(queue=queue, store=store, config=config, events=events, secret=app_secret)
+            desk = AgentDeskWeb(queue=queue, store=store, config=config, events=events, secret=app_secret,
+                                resolutions=resolutions, tickets=tickets)
         media = MediaStore(config.resolve(config.storage.media_dir))
         webchat = None
         if config.webchat.enabled:

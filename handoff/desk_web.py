@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 from bot.auth import Signer
 from bot.config import Config
+from bot.errors import OmnibotError
 from bot.events import EventBus
 from bot.storage import Store
 
@@ -42,8 +43,10 @@ class AgentDeskWeb:
     """
 
     def __init__(self, *, queue: HandoffQueue, store: Store, config: Config, events: EventBus,
-                 secret: str) -> None:
+                 secret: str, resolutions: Any = None, tickets: Any = None) -> None:
         self.queue = queue
+        self.resolutions = resolutions   # handoff.resolution.Resolutions: complaints from the ticket list
+        self.tickets = tickets           # handoff.tickets.Tickets: deadlines
         self.store = store
         self.config = config
         self.events = events
@@ -62,6 +65,9 @@ class AgentDeskWeb:
         r.add_get("/agent/api/handoffs/{id}", self.detail)
         r.add_post("/agent/api/handoffs/{id}/{action}", self.action)
         r.add_get("/agent/ws", self.ws)
+        if self.resolutions is not None and self.tickets is not None:
+            r.add_get("/agent/api/tickets", self.list_tickets)
+            r.add_post("/agent/api/tickets/{ref}/resolve", self.resolve_ticket)
 
     async def stop(self) -> None:
         for ws in list(self._sockets):
@@ -176,6 +182,37 @@ class AgentDeskWeb:
         except DeskError as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
         return web.json_response({"handoff": await handoff_summary(self.store, self.config, h)})
+
+    async def list_tickets(self, request: web.Request) -> web.Response:
+        """Open complaints, most urgent first: with or without a conversation in the queue."""
+        self._require(request)
+        now = self.tickets.clock()
+        out = []
+        for t in await self.store.open_tickets():
+            due = self.tickets.due(t)
+            h = await self.store.active_handoff(t.conversation_id)
+            customer = await self.store.get_customer(t.customer_id)
+            out.append(t.summary() | {
+                "customer": customer.display_name if customer else "", "team": t.team,
+                "department_name": self.tickets.department_name(t), "due_at": due.isoformat(),
+                "overdue": now >= due, "sla_alerts": list(t.sla_alerts),
+                "handoff": {"id": h.id, "state": h.state, "agent": h.agent} if h else None})
+        out.sort(key=lambda x: (-x["priority"], x["due_at"]))
+        return web.json_response({"tickets": out})
+
+    async def resolve_ticket(self, request: web.Request) -> web.Response:
+        """Resolve a complaint nobody is chatting about: ``{"result": "..."}`` goes to the customer."""
+        agent = self._require(request)
+        body = await request.json() if request.can_read_body else {}
+        result = body.get("result") if isinstance(body, dict) else None
+        if result is not None and not isinstance(result, str):
+            return web.json_response({"error": 'result must be text: {"result": "..."}'}, status=400)
+        try:
+            t = await self.resolutions.resolve_ticket(request.match_info["ref"].upper(), agent,
+                                                      (result or "").strip()[:2000] or None)
+        except OmnibotError as exc:
+            return web.json_response({"error": str(exc)}, status=getattr(exc, "status", 409))
+        return web.json_response({"ticket": t.summary()})
 
     async def ws(self, request: web.Request) -> web.StreamResponse:
         self._require(request)

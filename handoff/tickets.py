@@ -128,7 +128,7 @@ class Tickets:
             return None
         now = self.clock()
         return await self.store.resolve_ticket(t.reference, at=now, agent=agent, result=result,
-                                               follow_up_at=now + timedelta(seconds=self.cfg.sla.follow_up))
+                                               follow_up_at=now + self.follow_up_after())
 
     async def reopen(self, ctx: ActionContext) -> str:
         """The follow-up's "no, it's not solved": reopen the ``reference`` ticket (its owner only)."""
@@ -158,6 +158,9 @@ class Tickets:
             return "skipped"   # only the ticket's own customer rates it
         await self.store.record_csat(ref, score=score, comment=comment, at=self.clock())
         return "recorded"
+
+    def follow_up_after(self) -> timedelta:
+        return timedelta(seconds=self.cfg.sla.follow_up)
 
     def due(self, ticket: Ticket) -> datetime:
         """When the ticket should be resolved."""

@@ -107,3 +107,52 @@ async def test_resolution_tells_the_result_and_asks_for_satisfaction(running: Ru
         assert m["text"].startswith(f"Your complaint {ref} about payment was resolved on")
     finally:
         await c.close()
+
+
+async def test_agents_work_complaints_from_the_ticket_list(running: Running) -> None:
+    """A complaint filed without asking for a person is still the team's work: it is listed,
+    and resolving it tells the customer where they wrote last, then asks for a score."""
+    c = ChatClient(running.http, running.ws_url)
+    await c.connect()
+    try:
+        ref = await _file_complaint(c, "product", "JK555555", "The zip broke the first time I used it.")
+        await c.say("No, that's all", payload="no")
+        async with running.http.get(running.url + "/agent/api/tickets") as resp:
+            assert resp.status == 401
+        async with running.http.get(running.url + "/agent/api/tickets", headers=agent_headers()) as resp:
+            [t] = (await resp.json())["tickets"]
+        assert t["reference"] == ref and t["handoff"] is None and t["overdue"] is False and t["due_at"]
+
+        url = f"{running.url}/agent/api/tickets/{ref}/resolve"
+        async with running.http.post(url, headers=agent_headers(), json={"result": "a new jacket is on its way"}) as r:
+            assert r.status == 200 and (await r.json())["ticket"]["status"] == "resolved"
+        msgs = await c.replies_until(lambda m: "How satisfied" in m["text"])
+        assert msgs[0]["text"] == f"Anna resolved your complaint {ref}: a new jacket is on its way"
+        async with running.http.post(url, headers=agent_headers(), json={}) as r:
+            assert r.status == 409 and "already resolved" in (await r.json())["error"]
+        async with running.http.post(f"{running.url}/agent/api/tickets/C-9999/resolve", headers=agent_headers(),
+                                     json={}) as r:
+            assert r.status == 409
+        async with running.http.get(running.url + "/agent/api/tickets", headers=agent_headers()) as resp:
+            assert (await resp.json())["tickets"] == []
+    finally:
+        await c.close()
+
+
+async def test_a_complaint_in_the_queue_is_resolved_through_its_conversation(running: Running) -> None:
+    c = ChatClient(running.http, running.ws_url)
+    await c.connect()
+    try:
+        ref = await _file_complaint(c, "payment", "LM666666", "Charged twice.")
+        await c.say("Yes, talk to a person", payload="yes", expect_text="queue")
+        async with running.http.get(running.url + "/agent/api/tickets", headers=agent_headers()) as resp:
+            [t] = (await resp.json())["tickets"]
+        assert t["handoff"]["state"] == "queued"
+        async with running.http.post(f"{running.url}/agent/api/tickets/{ref}/resolve", headers=agent_headers(),
+                                     json={"result": "x"}) as r:
+            assert r.status == 409 and "resolve that" in (await r.json())["error"]
+        async with running.http.post(f"{running.url}/agent/api/tickets/{ref}/resolve", headers=agent_headers(),
+                                     json={"result": 5}) as r:
+            assert r.status == 400
+    finally:
+        await c.close()
