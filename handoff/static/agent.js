@@ -183,12 +183,67 @@
   const isAttachmentList = (v) => Array.isArray(v) && v.length > 0 &&
     v.every((x) => x && typeof x === "object" && typeof x.url === "string");
 
+  // -- open complaints (tickets) and SLA alerts -------------------------------------
+
+  async function loadTickets() {
+    const data = await api("GET", "/agent/api/tickets");
+    const list = $("#tickets");
+    const tickets = Array.isArray(data.tickets) ? data.tickets : [];
+    list.replaceChildren(...tickets.map((t) => {
+      const due = el("span", { class: `due${t.overdue ? " overdue" : ""}`,
+                               text: `${t.overdue ? "overdue since" : "due"} ${timeLabel(t.due_at)}` });
+      const item = el("li", { class: "ticket-item", "data-ref": t.reference },
+        el("span", { class: "ref", text: t.reference }),
+        el("span", { text: `${t.category || "complaint"} · ${t.severity} · ${t.department_name}` }),
+        due);
+      if (t.handoff) {
+        item.append(el("span", { class: "badge", text: t.handoff.state === "queued" ? "in queue" : `with ${t.handoff.agent}` }));
+      } else {
+        const b = el("button", { type: "button", class: "resolve-ticket", text: "Resolve…" });
+        b.addEventListener("click", () => resolveTicket(t.reference));
+        item.append(b);
+      }
+      return item;
+    }));
+    if (!tickets.length) list.append(el("li", { class: "queue-empty", text: "No open complaints." }));
+    $("#tickets-count").textContent = `${tickets.length} open`;
+  }
+
+  async function resolveTicket(ref) {
+    const result = window.prompt(`What was done about ${ref}? (sent to the customer)`, "");
+    if (result === null) return;
+    try {
+      await api("POST", `/agent/api/tickets/${encodeURIComponent(ref)}/resolve`, { result });
+      toast(`${ref} resolved; the customer was told.`, false);
+      await loadTickets();
+    } catch (err) {
+      reportError(err);
+    }
+  }
+
+  function showSlaAlert(alert) {
+    if (!alert || !alert.text) return;
+    const li = el("li", { class: alert.level === "near" ? "near" : "breached", role: "alert", text: alert.text });
+    $("#sla-alerts").prepend(li);
+    toast(alert.text, alert.level !== "near");
+  }
+
+  function renderTicketBox(ticket) {
+    const box = $("#ticket-box");
+    if (!ticket || !ticket.reference) { box.hidden = true; return; }
+    box.hidden = false;
+    const rows = [["Reference", ticket.reference], ["Severity", ticket.severity], ["Department", ticket.department],
+                  ["Priority", String(ticket.priority)], ["Why", (ticket.reasons || []).join("; ") || "—"]];
+    $("#ticket").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+  }
+
   // -- queue ---------------------------------------------------------------------
 
   async function loadQueue() {
     const data = await api("GET", "/agent/api/queue");
     state.queue = Array.isArray(data.handoffs) ? data.handoffs : [];
     renderQueue();
+    await loadTickets().catch(() => {});   // older servers have no ticket list
   }
 
   function renderQueue() {
@@ -279,6 +334,7 @@
     renderHeader(d.handoff, d.context);
     renderActions(d.handoff);
     renderSlots(d.context.slots || {});
+    renderTicketBox(d.context.ticket);
     renderCustomer(d.context.customer || {});
     renderTranscript(d.handoff, d.context, atBottom || state.scrollDown);
     state.scrollDown = false;
@@ -494,7 +550,10 @@
     ws.onmessage = (ev) => {
       let frame;
       try { frame = JSON.parse(ev.data); } catch (err) { return; }
-      if (frame && frame.type === "changed") scheduleRefresh(frame.handoff_id);
+      if (frame && frame.type === "changed") {
+        if (frame.event === "sla") showSlaAlert(frame.alert);
+        scheduleRefresh(frame.handoff_id);
+      }
     };
     ws.onclose = () => {
       if (state.ws === ws) state.ws = null;

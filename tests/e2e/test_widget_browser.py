@@ -136,3 +136,46 @@ async def test_agent_desk_page_claims_and_answers(running: Running, page) -> Non
     await desk.locator("#resolve-btn").click()
     await expect(root.locator(".omnibot-msg.omnibot-system .omnibot-text").last).to_contain_text("resolved")
     await expect(desk.locator(".queue-item")).to_have_count(0)
+
+
+async def test_agent_desk_lists_complaints_resolves_one_and_shows_sla_alerts(running: Running, page) -> None:
+    """A complaint filed in the widget without asking for a person is on the desk's list; the agent
+    resolves it there and the widget hears the result; an SLA alert appears on the desk live."""
+    from datetime import timedelta
+
+    from bot.app import SERVICES
+
+    r = running
+    await page.goto(r.url + "/?chat=open")
+    root = page.locator("#omnibot-root")
+    await expect(root.locator("#omnibot-status")).to_have_text("online", timeout=10_000)
+    for text in ("I want to complain", "shipping", "AB123456", "The parcel never came", "skip", "no"):
+        before = await root.locator(".omnibot-msg.omnibot-bot").count()
+        await root.locator("#omnibot-input").fill(text)
+        await root.locator("#omnibot-send").click()
+        await expect(root.locator(".omnibot-msg.omnibot-bot")).not_to_have_count(before)
+    await expect(root.locator(".omnibot-msg.omnibot-bot .omnibot-text").last).to_contain_text("C-1001")
+
+    desk = await page.context.new_page()
+    await desk.goto(r.url + "/agent")
+    await desk.locator("#login-name").fill("Bob Jones")
+    await desk.locator("#login-token").fill("test-agent-token")
+    await desk.locator("#login-btn").click()
+    ticket = desk.locator('.ticket-item[data-ref="C-1001"]')
+    await expect(ticket).to_contain_text("shipping", timeout=10_000)
+
+    # an SLA warning reaches the open desk live
+    services = r.app[SERVICES]
+    real = services.tickets.clock
+    services.tickets.clock = lambda: real() + timedelta(hours=20)
+    assert [a.level for a in await services.sla.check()] == ["near"]
+    await expect(desk.locator("#sla-alerts li").first).to_contain_text("SLA warning: complaint C-1001",
+                                                                       timeout=10_000)
+    services.tickets.clock = real
+
+    desk.once("dialog", lambda d: d.accept("A replacement is on its way"))
+    await ticket.locator("button.resolve-ticket").click()
+    await expect(root.locator(".omnibot-msg .omnibot-text").filter(has_text="resolved your complaint C-1001")
+                 ).to_contain_text("A replacement is on its way", timeout=10_000)
+    await expect(root.locator(".omnibot-msg.omnibot-bot .omnibot-text").last).to_contain_text("How satisfied")
+    await expect(desk.locator(".ticket-item")).to_have_count(0)
