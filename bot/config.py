@@ -197,6 +197,46 @@ class SlaConfig(_Model):
         return parse_duration(v)
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class BusinessHours(_Model):
+    """When complaint clocks run; outside these hours they stand still."""
+
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: ["mon", "tue", "wed", "thu", "fri"])
+    start: str = "09:00"
+    end: str = "17:00"
+    timezone: str = "UTC"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not _HHMM.match(v):
+            raise ValueError(f"{v!r} is not a time like 09:00")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (like Europe/Berlin)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _order(self) -> "BusinessHours":
+        if self.start >= self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end}")
+        if not self.days:
+            raise ValueError("days must not be empty")
+        return self
+
+
 class RouteMatch(_Model):
     """All given conditions must hold (an empty match always holds)."""
 
@@ -234,6 +274,8 @@ class ComplaintsConfig(_Model):
     repeat_window: float = Field(30 * 86400, description="an earlier ticket of the same category within "
                                  "this window makes a repeat complaint (one severity up)")
     sla: SlaConfig = SlaConfig()
+    business_hours: BusinessHours | None = Field(None, description="clocks run only in these hours; "
+                                                 "empty: around the clock")
     check_every: float = Field(60, description="how often due follow-ups are looked for")
 
     @field_validator("repeat_window", "check_every", mode="before")

@@ -24,7 +24,7 @@ from bot.config import ComplaintsConfig
 from bot.events import Event, EventBus
 from bot.storage import Store, Ticket
 
-from .tickets import Clock
+from .tickets import Clock, deadline
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,11 @@ class SlaWatch:
         now = self.clock()
         raised = []
         for t in await self.store.open_tickets():
+            hours = self.cfg.business_hours
             for step, start, limit, handoff_id in await self._clocks(t):
-                due = start + timedelta(seconds=limit)
+                due = deadline(start, limit, hours)
                 level = ("breached" if now >= due else
-                         "near" if now >= start + timedelta(seconds=limit * self.cfg.sla.warn_at) else None)
+                         "near" if now >= deadline(start, limit * self.cfg.sla.warn_at, hours) else None)
                 if level is None:
                     continue
                 alert = SlaAlert(t.reference, step, level, due, t.team, t.conversation_id, handoff_id, t.severity)

@@ -14,7 +14,7 @@ from bot.model import Inbound
 from bot.storage import Store
 from conftest import FakeClock
 from flows.engine import ActionContext
-from handoff.tickets import Tickets, classify, ticket_actions
+from handoff.tickets import Tickets, classify, deadline, ticket_actions
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 
@@ -206,3 +206,34 @@ async def test_follow_up_is_due_after_resolving_and_reopen_is_the_owners(store: 
     assert again is not None and (again.status, again.reopened, again.resolved_at) == ("reopened", 1, None)
     assert await store.due_followups(due) == []                               # nothing to ask any more
     assert await reopen(ActionContext(ada.conversation_id, "webchat", ada.customer, slots)) == "skipped"
+
+
+# -- business hours -----------------------------------------------------------------------------
+
+BERLIN_9_TO_5 = ComplaintsConfig.model_validate(
+    {"business_hours": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00",
+                        "timezone": "Europe/Berlin"}}).business_hours
+
+
+@pytest.mark.parametrize(("start", "hours", "due"), [
+    # Monday 10:00 Berlin (09:00 UTC) + 2 h: the same day, 12:00 Berlin
+    ("2026-11-23T09:00:00+00:00", 2, "2026-11-23T11:00:00+00:00"),
+    # Friday 16:00 Berlin + 2 h: one hour on Friday, one on Monday -> Monday 10:00 Berlin
+    ("2026-11-27T15:00:00+00:00", 2, "2026-11-30T09:00:00+00:00"),
+    # Sunday noon + 1 h: the clock starts Monday 09:00 Berlin
+    ("2026-11-29T11:00:00+00:00", 1, "2026-11-30T09:00:00+00:00"),
+    # Tuesday 20:00 Berlin (after hours) + 24 h: three business days -> Friday 17:00 Berlin
+    ("2026-11-24T19:00:00+00:00", 24, "2026-11-27T16:00:00+00:00"),
+])
+def test_deadlines_count_business_hours_only(start: str, hours: int, due: str) -> None:
+    assert deadline(datetime.fromisoformat(start), hours * 3600, BERLIN_9_TO_5) == datetime.fromisoformat(due)
+    assert deadline(datetime.fromisoformat(start), 3600, None) == datetime.fromisoformat(start) + timedelta(hours=1)
+
+
+def test_business_hours_are_validated() -> None:
+    with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
+        ComplaintsConfig.model_validate({"business_hours": {"timezone": "Mars/Olympus"}})
+    with pytest.raises(ValueError, match="start 18:00 must be before end 09:00"):
+        ComplaintsConfig.model_validate({"business_hours": {"start": "18:00", "end": "09:00"}})
+    with pytest.raises(ValueError, match="'9am' is not a time like 09:00"):
+        ComplaintsConfig.model_validate({"business_hours": {"start": "9am"}})
