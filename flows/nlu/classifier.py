@@ -15,8 +15,9 @@ Both thresholds are calibrated on out-of-fold scores of the training examples
 themselves (each scored by a model that never saw it), as the
 ``reject_quantile / 2`` quantile of each score: about ``reject_quantile`` of
 in-scope messages phrased like the examples get "did you mean?" instead of an
-answer. When out-of-scope examples are given, the quantile is chosen instead to
-maximise in-scope accuracy + out-of-scope recall on them.
+answer. When out-of-scope examples are given, the smallest quantile at least that
+large which rejects ``OOS_TARGET`` of them is chosen (else the best sum of in-scope
+accuracy and out-of-scope recall on them).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+OOS_TARGET = 0.9   # share of the out-of-scope examples the threshold should catch
 QUANTILE_GRID = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3)
 
 
@@ -250,10 +252,16 @@ class TextClassifier:
             o_p, o_cos = self.predict(list(oos[0]), oos[1])
             o_prob = o_p.max(axis=1)
             best = None
-            for cand in QUANTILE_GRID:
+            # Out-of-scope examples may only make the bot more careful than the default (a few of
+            # them scored by the full model look more in-scope than unseen ones will). The least
+            # careful setting that catches OOS_TARGET of them wins; else the best balance.
+            for cand in (c for c in QUANTILE_GRID if c >= self.recipe.reject_quantile):
                 tp, tc = at(cand)
                 in_acc = float(np.mean(ok & (prob >= tp) & (cos >= tc)))
                 oos_rec = float(np.mean((o_prob < tp) | (o_cos < tc)))
+                if oos_rec >= OOS_TARGET:
+                    best = (in_acc + oos_rec, cand, in_acc, oos_rec)
+                    break
                 if best is None or in_acc + oos_rec > best[0] + 1e-9:
                     best = (in_acc + oos_rec, cand, in_acc, oos_rec)
             assert best is not None
