@@ -95,7 +95,7 @@ class MetricsWeb:
         self.live = live
         self.is_agent = is_agent
         self.window = timedelta(days=window_days)
-        self.db = self._collector = _FromDatabase(self.figures)
+        self._collector = _FromDatabase(self.figures)
         self.live.registry.register(self._collector)
 
     def add_routes(self, app: web.Application) -> None:

@@ -33,6 +33,10 @@ def _dt(s: str | None) -> datetime | None:
     return datetime.fromisoformat(s) if s else None
 
 
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat()
+
+
 def _median(xs: list[float]) -> float | None:
     return round(statistics.median(xs), 1) if xs else None
 
@@ -81,27 +85,36 @@ def report(con: sqlite3.Connection, *, since: datetime | None = None, until: dat
     def inside(ts: datetime | None) -> bool:
         return ts is not None and lo <= ts < hi
 
-    convs = [r for r in con.execute("SELECT id, channel, created_at FROM conversations")
-             if inside(_dt(r["created_at"]))]
-    conv_ids = {r["id"] for r in convs}
+    # Stored times are UTC ISO strings, so SQL narrows by period; ``inside`` has the last word.
+    period = (_iso(lo), _iso(hi))
+    in_period = "c.created_at >= ? AND c.created_at < ?"
+    conv_ids = {r["id"] for r in con.execute(f"SELECT c.id, c.created_at FROM conversations c WHERE {in_period}",
+                                             period) if inside(_dt(r["created_at"]))}
     first_in: dict[str, datetime] = {}
     first_out: dict[str, datetime] = {}
-    for r in con.execute("SELECT conversation_id, direction, MIN(created_at) AS t FROM messages "
-                         "GROUP BY conversation_id, direction"):
+    for r in con.execute("SELECT m.conversation_id, m.direction, MIN(m.created_at) AS t FROM messages m "
+                         f"JOIN conversations c ON c.id = m.conversation_id WHERE {in_period} "
+                         "GROUP BY m.conversation_id, m.direction", period):
         if r["conversation_id"] in conv_ids:
             (first_in if r["direction"] == "in" else first_out)[r["conversation_id"]] = _dt(r["t"])  # type: ignore[assignment]
     frt = [(first_out[c] - first_in[c]).total_seconds() for c in first_in
            if c in first_out and first_out[c] >= first_in[c]]
-    handed = {r["conversation_id"] for r in con.execute("SELECT DISTINCT conversation_id FROM handoffs")}
+    handed = {r["conversation_id"] for r in con.execute(
+        f"SELECT DISTINCT h.conversation_id FROM handoffs h JOIN conversations c ON c.id = h.conversation_id "
+        f"WHERE {in_period}", period)}
     talked = [c for c in conv_ids if c in first_in]
     pickup = [(_dt(r["claimed_at"]) - _dt(r["created_at"])).total_seconds()  # type: ignore[operator]
-              for r in con.execute("SELECT created_at, claimed_at FROM handoffs WHERE claimed_at IS NOT NULL")
+              for r in con.execute("SELECT created_at, claimed_at FROM handoffs c WHERE claimed_at IS NOT NULL "
+                                   f"AND {in_period}", period)
               if inside(_dt(r["created_at"]))]
 
+    # the period's tickets, and those early enough before it to make one of them a repeat
+    earliest = _iso(max(lo - timedelta(seconds=repeat_window), datetime(1970, 1, 1, tzinfo=timezone.utc)))
     all_tickets = [_T(r["reference"], r["customer_id"], r["category"], r["team"], r["department"], r["channel"],
                       _dt(r["created_at"]), _dt(r["resolved_at"]), r["reopened"], r["csat"])  # type: ignore[arg-type]
-                   for r in con.execute("SELECT t.*, c.channel FROM tickets t "
-                                        "JOIN conversations c ON c.id = t.conversation_id")]
+                   for r in con.execute("SELECT t.*, c.channel FROM tickets t JOIN conversations c "
+                                        "ON c.id = t.conversation_id WHERE t.created_at >= ? AND t.created_at < ?",
+                                        (earliest, period[1]))]
     tickets = [t for t in all_tickets if inside(t.created_at)]
     out: dict[str, Any] = {
         "period": {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None},

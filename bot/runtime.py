@@ -18,7 +18,7 @@ from typing import Any
 from bot.config import Config
 from bot.events import Event, EventBus
 from bot.locks import KeyedLock
-from bot.model import ConversationState, Inbound, Message, Outbound, sanitize_text
+from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, sanitize_text
 from bot.storage import HandoffSpec, InboundResult, Store, Ticket
 from flows import FlowEngine, TurnInput
 
@@ -30,6 +30,25 @@ APOLOGY = ("Sorry, something went wrong on our side while answering you. "
 
 def first_name(name: str | None) -> str:
     return (name or "").strip().split(" ")[0]
+
+
+def turn_input(conv: Conversation, customer: Customer | None, *, text: str = "", payload: str | None = None,
+               attachments: tuple[dict[str, Any], ...] = ()) -> TurnInput:
+    """What the flow engine is told about a turn in ``conv``."""
+    return TurnInput(text=text, payload=payload, attachments=attachments,
+                     customer={"id": conv.customer_id, "name": first_name(customer.display_name if customer else "")},
+                     channel=conv.channel, conversation_id=conv.id)
+
+
+async def start_flow_in(engine: FlowEngine, conv: Conversation, customer: Customer | None,
+                        state: dict[str, Any] | None, flow: str,
+                        slots: dict[str, Any]) -> tuple[list[Outbound], dict[str, Any]] | None:
+    """Start ``flow`` on the bot's own initiative (a survey, a follow-up) in ``conv``: the
+    messages to send and the flow state to keep, or None when there is no such flow."""
+    started = await engine.start_flow(state, flow, turn_input(conv, customer), slots)
+    if started is None:
+        return None
+    return [Outbound(r.text, buttons=r.buttons) for r in started.replies], started.state
 
 
 class Runtime:
@@ -136,11 +155,8 @@ class Runtime:
             self.events.publish(Event("message", cid, handoff.id if handoff else None,
                                       {"message_id": msg.id}))
             return
-        turn = TurnInput(
-            text=msg.text, payload=msg.payload,
-            attachments=tuple(a.to_dict() for a in msg.attachments),
-            customer={"id": conv.customer_id, "name": first_name(customer.display_name if customer else "")},
-            channel=conv.channel, conversation_id=cid)
+        turn = turn_input(conv, customer, text=msg.text, payload=msg.payload,
+                          attachments=tuple(a.to_dict() for a in msg.attachments))
         result = await self.engine.handle(state, turn)
         replies = [Outbound(r.text, buttons=r.buttons) for r in result.replies]
         spec = None

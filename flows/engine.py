@@ -145,13 +145,14 @@ class FlowEngine:
         self.flows = flowset
         self.settings = flowset.settings
         self.matcher = matcher or LexicalMatcher()
+        ex = self.settings.complaints.examples
+        if hasattr(self.matcher, "fit_complaints") and ex:
+            # before fit(), which would otherwise train the default complaint model first
+            self.matcher.fit_complaints(ex.get("complaint", []), ex.get("not_complaint", []))
         if self.settings.out_of_scope and getattr(self.matcher, "supports_out_of_scope", False):
             self.matcher.fit(flowset.examples(), out_of_scope=self.settings.out_of_scope)  # type: ignore[call-arg]
         else:
             self.matcher.fit(flowset.examples())
-        ex = self.settings.complaints.examples
-        if hasattr(self.matcher, "fit_complaints") and ex:
-            self.matcher.fit_complaints(ex.get("complaint", []), ex.get("not_complaint", []))
         self.actions = dict(actions or {})
         self.renderer = Renderer()
 
@@ -170,7 +171,7 @@ class FlowEngine:
         t = _Turn(turn, st)
         forced = turn.payload[7:] if turn.payload and turn.payload.startswith("intent:") else None
         ranked: list[tuple[str, float]] = []
-        complaint, urg, in_scope = 0.0, _urgency(turn.text), None
+        complaint, urg, in_scope = 0.0, None, None
         if forced is None and turn.text.strip():
             top_n = max(8, self.settings.fallback.suggestions)
             analyze = getattr(self.matcher, "analyze", None)
@@ -180,6 +181,8 @@ class FlowEngine:
             else:
                 ranked = await self.matcher.rank(turn.text, top=top_n)
             st.recent = (st.recent + [turn.text[:RECENT_CHARS]])[-RECENT_TEXTS:]
+        if urg is None:   # the learned matcher scores urgency with the rest; others don't
+            urg = _urgency(turn.text)
         self._note_signals(st, complaint, urg)
         top, score = (forced, 1.0) if forced else (ranked[0] if ranked else (None, 0.0))
         top_flow = self.flows.flow_for_intent(top) if top else None
@@ -230,12 +233,10 @@ class FlowEngine:
         st = t.st
         if not cs.flow or complaint < cs.threshold or t.handoff is not None or st.awaiting:
             return
-        target = self.flows.flow_for_intent(cs.flow)
-        if target is None or st.flow == target.name or (matched is not None and matched.name == target.name):
-            return
         if st.flow is not None:      # a flow is still running (and not asking): leave it alone
             return
-        if matched is not None and matched.flow.interrupts:
+        target = self.flows.flow_for_intent(cs.flow)
+        if target is None or (matched is not None and (matched.name == target.name or matched.flow.interrupts)):
             return
         t.replies.append(Reply(self._render(cs.offer, t), (Button(cs.offer_button, f"intent:{cs.flow}"),)))
 
@@ -286,15 +287,11 @@ class FlowEngine:
             offered, st.confirm = st.confirm, None
             answer = normalize_for_matching(t.input.payload or t.input.text).strip(" .!")
             if answer in self.settings.yes_words or t.input.payload == "prefill:yes":
-                st.slots[step.collect] = offered
-                st.awaiting, st.attempts = None, 0
-                st.step += 1
+                self._accept(st, step, offered)
                 return
             ok, value, _ = self._validate(step, t)
             if ok and step.type != "text":      # they typed the right value instead
-                st.slots[step.collect] = value
-                st.awaiting, st.attempts = None, 0
-                st.step += 1
+                self._accept(st, step, value)
                 return
             self._ask(t, step)                 # "no": ask as if nothing was pre-filled
             return
@@ -302,9 +299,7 @@ class FlowEngine:
         if ok and step.optional and value is None:
             interrupting = False   # "skip" answers an optional question; it is no command
         if ok and (step.type != "text" or not interrupting):
-            st.slots[step.collect] = value
-            st.awaiting, st.attempts = None, 0
-            st.step += 1
+            self._accept(st, step, value)
             return
         if interrupting:
             self._start(st, top_flow)  # type: ignore[arg-type]
@@ -367,6 +362,13 @@ class FlowEngine:
 
     def _intent_title(self, intent: str, pf: ParsedFlow) -> str:
         return self.flows.intents[intent].description or pf.flow.description or intent.replace("_", " ")
+
+    @staticmethod
+    def _accept(st: _State, step: CollectStep, value: Any) -> None:
+        """The answer to ``step`` is ``value``: store it and go on."""
+        st.slots[step.collect] = value
+        st.awaiting, st.attempts = None, 0
+        st.step += 1
 
     def _start(self, st: _State, pf: ParsedFlow) -> None:
         st.flow, st.step, st.awaiting, st.attempts, st.confirm = pf.name, 0, None, 0, None
@@ -491,12 +493,11 @@ class FlowEngine:
                 return None
         for text in reversed(st.recent):
             if kind == "order_number" and step.type == "regex" and step.pattern:
-                m = re.search(step.pattern, text)
-                if m is None and step.normalize == "upper":
-                    m = re.search(step.pattern, text.upper())
-                if m:
-                    v = m.group(0)
-                    return v.upper() if step.normalize == "upper" else v.lower() if step.normalize == "lower" else v
+                v = _regex_value(step, text)
+                if v is None and step.normalize == "upper":
+                    v = _regex_value(step, text.upper())
+                if v is not None:
+                    return v
                 continue
             ent = _entities.first(text, kind)
             if ent is not None:
@@ -543,13 +544,18 @@ class FlowEngine:
                 return False, None, "not a phone number"
             return True, ("+" if m.group(0).strip().startswith("+") else "") + digits, ""  # type: ignore[union-attr]
         if kind == "regex":
-            m = re.search(step.pattern or "", text)
-            if not m:
-                return False, None, "does not match"
-            v = m.group(0)
-            v = v.upper() if step.normalize == "upper" else v.lower() if step.normalize == "lower" else v
-            return True, v, ""
+            v = _regex_value(step, text)
+            return (v is not None, v, "does not match")
         return False, None, f"unknown type {kind}"
+
+
+def _regex_value(step: CollectStep, text: str) -> str | None:
+    """The first match of a regex slot's pattern in ``text``, normalised as the step says."""
+    m = re.search(step.pattern or "", text)
+    if not m:
+        return None
+    v = m.group(0)
+    return v.upper() if step.normalize == "upper" else v.lower() if step.normalize == "lower" else v
 
 
 def _choice_title_value(c: str | ChoiceSpec) -> tuple[str, str]:

@@ -452,10 +452,11 @@ class SlackDesk:
         who = f"<!subteam^{self.cfg.agent_usergroup}>" if self.cfg.agent_usergroup else "<!here>"
         text = escape(alert.text(now))
         link = await self.store.desk_thread(DESK, alert.handoff_id) if alert.handoff_id else None
+        team_channel = self.cfg.channel_for(alert.team or "")
         if link:
             await self._post(link["channel"], f"{who} {text}", thread_ts=link["ts"], reply_broadcast=True)
-        elif self.cfg.channel_for(alert.team or ""):
-            await self._post(self.cfg.channel_for(alert.team or ""), f"{who} {text}")
+        elif team_channel:
+            await self._post(team_channel, f"{who} {text}")
         if alert.level == "breached" and self.cfg.manager_channel:
             await self._post(self.cfg.manager_channel, f"Escalation: {text}")
 

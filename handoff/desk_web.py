@@ -31,6 +31,20 @@ COOKIE = "omnibot_agent"
 DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "sla")
 
 
+async def _result_of(request: web.Request) -> str | None:
+    """The optional ``{"result": "..."}`` of a resolve request (400 when it is not text)."""
+    bad = web.HTTPBadRequest(text=json.dumps({"error": 'result must be text: {"result": "..."}'}),
+                             content_type="application/json")
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError:
+        raise bad from None
+    result = body.get("result") if isinstance(body, dict) else None
+    if result is not None and not isinstance(result, str):
+        raise bad
+    return (result or "").strip()[:2000] or None
+
+
 class AgentDeskWeb:
     """Mounts /agent on the bot's server.
 
@@ -170,11 +184,7 @@ class AgentDeskWeb:
                 return web.json_response({"message": msg.to_dict()})
             elif action == "resolve":
                 # optional {"result": "..."}: what was done, told to the customer with the survey
-                body = await request.json() if request.can_read_body else {}
-                result = body.get("result") if isinstance(body, dict) else None
-                if result is not None and not isinstance(result, str):
-                    return web.json_response({"error": 'result must be text: {"result": "..."}'}, status=400)
-                h = await self.queue.resolve(hid, agent, result=(result or "").strip()[:2000] or None)
+                h = await self.queue.resolve(hid, agent, result=await _result_of(request))
             elif action in ("release", "hand_back"):
                 h = await self.queue.hand_back(hid, agent)
             else:
@@ -203,13 +213,9 @@ class AgentDeskWeb:
     async def resolve_ticket(self, request: web.Request) -> web.Response:
         """Resolve a complaint nobody is chatting about: ``{"result": "..."}`` goes to the customer."""
         agent = self._require(request)
-        body = await request.json() if request.can_read_body else {}
-        result = body.get("result") if isinstance(body, dict) else None
-        if result is not None and not isinstance(result, str):
-            return web.json_response({"error": 'result must be text: {"result": "..."}'}, status=400)
+        result = await _result_of(request)
         try:
-            t = await self.resolutions.resolve_ticket(request.match_info["ref"].upper(), agent,
-                                                      (result or "").strip()[:2000] or None)
+            t = await self.resolutions.resolve_ticket(request.match_info["ref"].upper(), agent, result)
         except OmnibotError as exc:
             return web.json_response({"error": str(exc)}, status=getattr(exc, "status", 409))
         return web.json_response({"ticket": t.summary()})

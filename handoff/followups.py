@@ -15,11 +15,10 @@ import logging
 from typing import Callable
 
 from bot.locks import KeyedLock
-from bot.model import ConversationState, Outbound
-from bot.runtime import first_name
+from bot.model import ConversationState
+from bot.runtime import start_flow_in
 from bot.storage import Store
 from flows import FlowEngine
-from flows.engine import TurnInput
 
 from .tickets import Clock
 
@@ -53,15 +52,13 @@ class FollowUps:
                 conv, customer, state = loaded
                 if conv.state in (ConversationState.WAITING, ConversationState.WITH_AGENT):
                     continue   # with a person now: ask later
-                turn = TurnInput(text="", customer={"id": conv.customer_id,
-                                                    "name": first_name(customer.display_name if customer else "")},
-                                 channel=conv.channel, conversation_id=conv.id)
-                started = await self.engine.start_flow(state, flow, turn, {"reference": ticket.reference})
+                started = await start_flow_in(self.engine, conv, customer, state, flow,
+                                              {"reference": ticket.reference})
                 if started is None:
                     return asked
-                await self.store.commit_turn(
-                    conv.id, inbound_id=None, flow_state=started.state, state=ConversationState.BOT,
-                    replies=[Outbound(r.text, buttons=r.buttons) for r in started.replies])
+                replies, flow_state = started
+                await self.store.commit_turn(conv.id, inbound_id=None, flow_state=flow_state,
+                                             state=ConversationState.BOT, replies=replies)
                 await self.store.mark_followed_up(ticket.reference, at=self.clock())
             asked += 1
             log.info("follow-up asked for %s in conversation %s (%s)", ticket.reference, conv.id, conv.channel)

@@ -14,10 +14,9 @@ from typing import Any, Callable
 from bot.errors import OmnibotError
 from bot.locks import KeyedLock
 from bot.model import ConversationState, Outbound
-from bot.runtime import first_name
+from bot.runtime import first_name, start_flow_in
 from bot.storage import HandoffRecord, Store, Ticket
 from flows import FlowEngine
-from flows.engine import TurnInput
 
 from .tickets import Tickets
 
@@ -47,14 +46,11 @@ class Resolutions:
         if not survey or not flow or loaded is None:
             return replies, None
         conv, customer, state = loaded
-        turn = TurnInput(text="", customer={"id": conv.customer_id,
-                                            "name": first_name(customer.display_name if customer else "")},
-                         channel=conv.channel, conversation_id=conv.id)
-        started = await self.engine.start_flow(state, flow, turn, {"reference": ticket.reference})
+        started = await start_flow_in(self.engine, conv, customer, state, flow, {"reference": ticket.reference})
         if started is None:
             log.warning("complaints.survey_flow %r is not a flow; no survey", flow)
             return replies, None
-        return replies + [Outbound(r.text, buttons=r.buttons) for r in started.replies], started.state
+        return replies + started[0], started[1]
 
     async def on_handoff_resolved(self, h: HandoffRecord, agent: str, result: str | None):
         """HandoffQueue's ``on_resolved`` hook (runs under the conversation's lock)."""

@@ -96,9 +96,10 @@ class SlaWatch:
         return raised
 
     async def _clocks(self, t: Ticket) -> list[tuple[str, datetime, float, str | None]]:
-        out: list[tuple[str, datetime, float, str | None]] = [("resolve", t.created_at, self.cfg.sla.resolve, None)]
+        """(step, started, limit in seconds, handoff id for the Slack thread) of each running clock."""
         h = await self.store.active_handoff(t.conversation_id)
-        if h is not None and h.state == "queued":
-            out.append(("acknowledge", h.created_at, self.cfg.sla.acknowledge, h.id))
-            out[0] = ("resolve", t.created_at, self.cfg.sla.resolve, h.id)
+        queued = h if h is not None and h.state == "queued" else None
+        out = [("resolve", t.created_at, self.cfg.sla.resolve, queued.id if queued else None)]
+        if queued is not None:   # waiting for a person: the acknowledge clock runs
+            out.append(("acknowledge", queued.created_at, self.cfg.sla.acknowledge, queued.id))
         return out

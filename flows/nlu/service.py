@@ -113,6 +113,7 @@ class LearnedNLU:
         self.progress = progress or (lambda m: log.info("nlu: %s", m))
         self.intents: TextClassifier | None = None
         self.complaints: TextClassifier | None = None
+        self._only: str | None = None   # the one intent, when the flows have only one
         # one batch per model thread at a time; each runs its messages one by one (see encoder)
         self.batcher: MicroBatcher[str, Scored] = MicroBatcher(
             self._classify_one_thread, max_batch=max_batch, workers=getattr(self.encoder, "threads", 1))
@@ -164,7 +165,7 @@ class LearnedNLU:
     async def analyze(self, text: str, *, top: int = 3) -> Analysis:
         probs, in_scope, complaint = await self.batcher.submit(text)
         if self.intents is None or probs is None:
-            ranked = [(self._only, 1.0)] if getattr(self, "_only", None) else []
+            ranked = [(self._only, 1.0)] if self._only else []
         else:
             order = np.argsort(-probs)[:top]
             ranked = [(self.intents.classes_[i], float(probs[i])) for i in order]
