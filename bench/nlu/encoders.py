@@ -113,7 +113,8 @@ def main() -> None:
     combos = [c for c in COMBOS if all(p in encoders for p in c.split("+"))]
 
     results: dict = {"latency_p50_ms": {}, "accuracy": {}}
-    probe = [t for t, _ in read(args.data / DATASETS[args.datasets[0]])[:200]]
+    data = {ds: [(t, lab) for t, lab in read(args.data / DATASETS[ds]) if lab != "oos"] for ds in args.datasets}
+    probe = [t for t, _ in data[args.datasets[0]][:200]]
     for name, enc in encoders.items():
         enc(probe[:5])
         lat = []
@@ -125,8 +126,7 @@ def main() -> None:
         say(f"{name}: p50 {results['latency_p50_ms'][name]} ms per message")
 
     for ds in args.datasets:
-        rows = read(args.data / DATASETS[ds])
-        rows = [(t, lab) for t, lab in rows if lab != "oos"]
+        rows = data[ds]
         texts, labels = [t for t, _ in rows], [lab for _, lab in rows]
         names = sorted(set(labels))
         anchor_labels = (names, [label_text(n) or n for n in names])
