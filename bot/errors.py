@@ -79,3 +79,12 @@ class TransientSendError(SendError):
 
 class PermanentSendError(SendError):
     """Retrying will not help (blocked by the user, bad request, unknown chat)."""
+
+
+class StorageUnavailable(StoreError):
+    """Storage cannot write right now (disk full, database locked past its timeout, I/O error).
+
+    Ingress must not acknowledge what it did not store: webhooks answer 503 (the platform
+    retries later), the web chat sends an ``unavailable`` error frame. Raised by
+    ``Runtime.accept`` when recording an inbound message fails this way.
+    """
