@@ -154,6 +154,7 @@ async def build_app(config: Config) -> web.Application:
         MetricsWeb(config=config, live=services.live,
                    is_agent=services.desk.is_agent if services.desk else None).add_routes(app)
     app.router.add_get("/healthz", _health)
+    app.router.add_get("/readyz", _ready)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_close_sockets)
     return app
@@ -166,7 +167,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await s.delivery.start()
     if s.slack:
         await s.slack.start()
-    await s.runtime.recover()
+    await s.runtime.start()
     follow = asyncio.create_task(_every(s.config.complaints.check_every,
                                         *[f for f in (s.followups and s.followups.run_due,
                                                       s.sla and s.sla.check) if f]), name="complaint clocks")
@@ -207,6 +208,24 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 async def _health(request: web.Request) -> web.Response:
+    """Alive: the process answers HTTP (a load balancer restarts it when this stops answering)."""
     s = request.app[SERVICES]
     return web.json_response({"ok": True, "sent": s.delivery.sent, "failed": s.delivery.failed,
                               "processed": s.runtime.processed})
+
+
+def readiness(s: Services) -> dict[str, Any]:
+    """Whether this instance should take traffic: storage writes, and each enabled connector's state."""
+    storage = s.store.health.status()
+    parts: dict[str, str] = {}
+    for name, part in [*s.connectors.items(), *([("slack", s.slack)] if s.slack else [])]:
+        state = getattr(part, "readiness", None)
+        parts[name] = state() if callable(state) else "ok"
+    ready = storage["state"] == "ok" and all(v == "ok" for v in parts.values())
+    return {"ready": ready, "storage": storage["state"], "storage_detail": storage, "connectors": parts}
+
+
+async def _ready(request: web.Request) -> web.Response:
+    """Ready to take traffic: 200 when storage writes and every enabled connector is up, else 503."""
+    body = readiness(request.app[SERVICES])
+    return web.json_response(body, status=200 if body["ready"] else 503)

@@ -14,10 +14,10 @@ import logging
 import os
 import random
 import time
-from typing import Callable, Mapping
+from typing import Awaitable, Callable, Mapping
 
 from bot.config import DeliveryConfig
-from bot.errors import PermanentSendError, TransientSendError
+from bot.errors import PermanentSendError, StorageUnavailable, TransientSendError
 from bot.storage import OutboxItem, Store
 from connectors.base import Connector
 
@@ -76,27 +76,23 @@ class Delivery:
         return random.uniform(cap / 2, cap)
 
     async def _loop(self) -> None:
+        failures = 0
         while not self._stopping:
             self._wake.clear()
             try:
-                items = await self.store.due_outbox(self.clock(), limit=self.config.concurrency * 2,
-                                                    exclude=list(self._inflight))
-            except Exception:
-                log.exception("cannot read the outbox; retrying in 1 s")
-                items = []
-                await asyncio.sleep(1)
-            for item in items:
-                cid = item.message.conversation_id
-                if cid not in self._inflight:
-                    self._inflight[cid] = asyncio.create_task(self._send(item))
-            timeout: float | None = None
-            if not items:
-                nxt = await self.store.next_outbox_due()
-                timeout = None if nxt is None else max(0.0, nxt - self.clock())
-                if timeout is not None and timeout == 0.0 and self._inflight:
-                    timeout = None  # the due head is in flight; its task wakes us
-            else:
-                timeout = 0.0 if len(items) >= self.config.concurrency * 2 else None
+                timeout = await self._round()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive storage faults
+                # Storage failing (StorageUnavailable: its health logs once a minute) or a bug:
+                # wait before the next look, longer each time, never in a tight loop.
+                failures += 1
+                timeout = self.backoff(failures)
+                if not isinstance(exc, StorageUnavailable):
+                    log.exception("outbox round failed; next try in %.1f s", timeout)
+                await asyncio.sleep(timeout)
+                continue
             if timeout == 0.0:
                 await asyncio.sleep(0)
                 continue
@@ -104,6 +100,22 @@ class Delivery:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
+
+    async def _round(self) -> float | None:
+        """Start a send task for each due conversation; how long to wait before the next round."""
+        items = await self.store.due_outbox(self.clock(), limit=self.config.concurrency * 2,
+                                            exclude=list(self._inflight))
+        for item in items:
+            cid = item.message.conversation_id
+            if cid not in self._inflight:
+                self._inflight[cid] = asyncio.create_task(self._send(item))
+        if items:
+            return 0.0 if len(items) >= self.config.concurrency * 2 else None
+        nxt = await self.store.next_outbox_due()
+        timeout = None if nxt is None else max(0.0, nxt - self.clock())
+        if timeout is not None and timeout == 0.0 and self._inflight:
+            timeout = None  # the due head is in flight; its task wakes us
+        return timeout
 
     async def _send(self, item: OutboxItem) -> None:
         cid = item.message.conversation_id
@@ -119,11 +131,33 @@ class Delivery:
                     next_item = due[0] if due else None
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("delivery of message %s failed unexpectedly", item.message.id)
+        except Exception as exc:  # noqa: BLE001
+            if not isinstance(exc, StorageUnavailable):
+                log.exception("delivery of message %s failed unexpectedly", item.message.id)
+            # Keep the conversation out of the rounds for a while: no hot retry.
+            await asyncio.sleep(self.backoff(item.attempts + 1))
         finally:
             self._inflight.pop(cid, None)
             self.wake()
+
+    async def _record(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
+        """Record a send's outcome, retrying with backoff while storage cannot write.
+
+        The conversation stays in flight meanwhile, so the message is neither sent again nor
+        overtaken. Only a stop (or a crash) before the record lands can mean one resend.
+        """
+        failures = 0
+        while True:
+            try:
+                await write()
+                return
+            except StorageUnavailable:
+                if self._stopping:
+                    raise
+                failures += 1
+                delay = self.backoff(failures)
+                log.debug("cannot record %s yet; retry in %.1f s", what, delay)
+                await asyncio.sleep(delay)
 
     async def _attempt(self, item: OutboxItem) -> bool:
         """One send; True if the message left (sent, or failed for good) so the next may go."""
@@ -140,26 +174,28 @@ class Delivery:
             log.warning("message %s to %s:%s failed permanently: %s", msg.id, item.channel,
                         item.external_id, exc)
             self.failed += 1
-            await self.store.mark_failed(msg.id, error=str(exc))
+            await self._record(f"message {msg.id} failed", lambda: self.store.mark_failed(msg.id, error=str(exc)))
             return True
         except TransientSendError as exc:
             return await self._retry_or_fail(item, str(exc), exc.retry_after)
         except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
             return await self._retry_or_fail(item, f"{type(exc).__name__}: {exc}", None)
         self.sent += 1
-        await self.store.mark_sent(msg.id, platform_id)
+        await self._record(f"message {msg.id} sent", lambda: self.store.mark_sent(msg.id, platform_id))
         return True
 
     async def _retry_or_fail(self, item: OutboxItem, error: str, retry_after: float | None) -> bool:
         attempts = item.attempts + 1
+        mid = item.message.id
         if attempts >= self.config.max_attempts:
-            log.error("giving up on message %s to %s after %d attempts: %s", item.message.id, item.channel,
+            log.error("giving up on message %s to %s after %d attempts: %s", mid, item.channel,
                       attempts, error)
             self.failed += 1
-            await self.store.mark_failed(item.message.id, error=error)
+            await self._record(f"message {mid} failed", lambda: self.store.mark_failed(mid, error=error))
             return True
         delay = retry_after if retry_after is not None else self.backoff(item.attempts)
-        log.warning("message %s to %s: %s; retry %d in %.1f s", item.message.id, item.channel, error,
+        log.warning("message %s to %s: %s; retry %d in %.1f s", mid, item.channel, error,
                     attempts, delay)
-        await self.store.mark_retry(item.message.id, next_attempt_at=self.clock() + delay, error=error)
+        await self._record(f"message {mid} retry", lambda: self.store.mark_retry(
+            mid, next_attempt_at=self.clock() + delay, error=error))
         return False

@@ -3,7 +3,8 @@
 ``accept`` returns as soon as the message is stored (so connectors can
 acknowledge); processing runs in the background, one message at a time per
 conversation, under the same lock every other writer takes. If the process
-dies, ``recover`` at start-up processes whatever was stored but not answered.
+dies, ``recover`` at start-up processes whatever was stored but not answered; when storage
+fails in the middle of a turn, a sweep with backoff answers it once storage works again.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import dataclasses
 import logging
 import os
 import time
+from collections import Counter
 from typing import Any
 
 from bot.config import Config
+from bot.errors import StorageUnavailable
 from bot.events import Event, EventBus
 from bot.locks import KeyedLock
 from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, sanitize_text
@@ -64,7 +67,8 @@ class Runtime:
     """
 
     def __init__(self, *, store: Store, engine: FlowEngine, config: Config, locks: KeyedLock,
-                 events: EventBus, wake_delivery: Any = None, metrics: Any = None) -> None:
+                 events: EventBus, wake_delivery: Any = None, metrics: Any = None,
+                 sweep_interval: float = 30.0, retry_delay: float = 0.5, max_retry_delay: float = 30.0) -> None:
         self.store = store
         self.metrics = metrics      # bot.metrics.Live: counters and the turn latency histogram
         self.engine = engine
@@ -72,7 +76,15 @@ class Runtime:
         self.locks = locks
         self.events = events
         self.wake_delivery = wake_delivery or (lambda: None)
+        self.sweep_interval = sweep_interval
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
         self._tasks: set[asyncio.Task[None]] = set()
+        self._active: Counter[str] = Counter()   # conversations with a turn scheduled or running
+        self._sweeper: asyncio.Task[None] | None = None
+        self._sweep_wake = asyncio.Event()
+        self._stranded = False      # a turn could not be stored: the sweep retries it
+        self._backing_off = False
         self.processed = 0
         # Fault injection for the crash test: hold every turn this many seconds.
         self._fault_delay = float(os.environ.get("OMNIBOT_FAULT_TURN_DELAY", "0") or 0)
@@ -81,12 +93,20 @@ class Runtime:
         """Store a customer message (once) and schedule its answer.
 
         Returns after the message is durable; the caller may acknowledge then.
+
+        Raises:
+            StorageUnavailable: storage cannot write now; nothing was stored, so the caller
+                must not acknowledge (webhooks answer 503, the web chat an error frame).
         """
         inbound = dataclasses.replace(
             inbound, text=sanitize_text(inbound.text),
             sender_name=sanitize_text(inbound.sender_name, max_chars=200),
             payload=sanitize_text(inbound.payload, max_chars=500) if inbound.payload else None)
-        result = await self.store.record_inbound(inbound)
+        try:
+            result = await self.store.record_inbound(inbound)
+        except StorageUnavailable:
+            self._wake_sweep()     # so /readyz turns back to ok as soon as a probe write works
+            raise
         if result.duplicate:
             log.info("duplicate %s message %s ignored", inbound.channel, inbound.platform_message_id)
         elif self.metrics is not None:
@@ -96,18 +116,73 @@ class Runtime:
         return result
 
     def schedule(self, conversation_id: str) -> None:
+        self._active[conversation_id] += 1
         task = asyncio.create_task(self.process(conversation_id), name=f"turn-{conversation_id}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t, cid=conversation_id: self._finished(t, cid))
+
+    def _finished(self, task: asyncio.Task[None], conversation_id: str) -> None:
+        self._tasks.discard(task)
+        self._active[conversation_id] -= 1
+        if self._active[conversation_id] <= 0:
+            del self._active[conversation_id]
+
+    async def start(self) -> None:
+        """Answer what was stored but not answered, then keep sweeping for it (see :meth:`_sweep`)."""
+        await self.recover()
+        self._sweeper = asyncio.create_task(self._sweep(), name="omnibot-recovery-sweep")
 
     async def recover(self) -> int:
-        """Process messages that were stored but not answered (after a crash)."""
-        pending = await self.store.conversations_with_unprocessed()
+        """Schedule every conversation with a stored, unanswered message that no turn is working on."""
+        pending = [cid for cid in await self.store.conversations_with_unprocessed() if cid not in self._active]
         if pending:
             log.info("recovering %d conversation(s) with unanswered messages", len(pending))
         for cid in pending:
             self.schedule(cid)
         return len(pending)
+
+    async def _sweep(self) -> None:
+        """Recovery that does not wait for a restart or the customer's next message.
+
+        Every ``sweep_interval`` seconds, and soon after a turn could not be stored, look for
+        accepted messages without an answer and answer them. While storage keeps failing,
+        the rounds back off from ``retry_delay`` to ``max_retry_delay`` seconds, and each
+        starts with a one-row probe write, so nothing is retried hot.
+        """
+        delay = self.retry_delay
+        while True:
+            self._backing_off = self._stranded or self.store.health.failing
+            if self._backing_off:
+                wait, delay = delay, min(delay * 2, self.max_retry_delay)
+            else:
+                wait, delay = self.sweep_interval, self.retry_delay
+            self._sweep_wake.clear()
+            try:
+                await asyncio.wait_for(self._sweep_wake.wait(), wait)
+            except TimeoutError:
+                pass
+            self._stranded = False
+            try:
+                if self.store.health.failing and not await self.store.probe():
+                    continue
+                await self.recover()
+            except asyncio.CancelledError:
+                raise
+            except StorageUnavailable:
+                continue
+            except Exception:  # noqa: BLE001 - the sweep must outlive any one bad round
+                log.exception("recovery sweep failed; trying again in %.1f s", delay)
+                self._stranded = True
+
+    def _strand(self, conversation_id: str, exc: BaseException) -> None:
+        """A turn could not be stored: leave its message unanswered for the sweep to retry."""
+        log.debug("turn for %s not stored (%s); retrying when storage works", conversation_id, exc)
+        self._stranded = True
+        self._wake_sweep()
+
+    def _wake_sweep(self) -> None:
+        if not self._backing_off:
+            self._sweep_wake.set()
 
     async def drain(self) -> None:
         """Wait for scheduled turns to finish (tests, shutdown)."""
@@ -115,30 +190,40 @@ class Runtime:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def stop(self) -> None:
-        for t in list(self._tasks):
+        tasks = list(self._tasks) + ([self._sweeper] if self._sweeper else [])
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._sweeper = None
 
     async def process(self, conversation_id: str) -> None:
-        """Answer every unprocessed message of a conversation, in order."""
-        async with self.locks(conversation_id):
-            if self._fault_delay:
-                await asyncio.sleep(self._fault_delay)
-            for msg in await self.store.unprocessed_inbound(conversation_id):
-                try:
-                    started = time.perf_counter()
-                    await self._turn(msg)
-                    if self.metrics is not None:
-                        self.metrics.turn_seconds.observe(time.perf_counter() - started)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    # The per-message boundary: apologise, never lose the message.
-                    log.exception("turn for message %s of %s failed", msg.id, conversation_id)
-                    await self.store.commit_turn(conversation_id, inbound_id=msg.id,
-                                                 replies=[Outbound(APOLOGY, role="system")],
-                                                 flow_state=None, keep_flow_state=True)
-                self.processed += 1
+        """Answer every unprocessed message of a conversation, in order.
+
+        A message is done when its turn is committed. When storage fails, the message stays
+        unanswered (and the ones after it wait behind it) until the sweep retries it; a turn
+        that fails for any other reason is answered with an apology instead.
+        """
+        try:
+            async with self.locks(conversation_id):
+                if self._fault_delay:
+                    await asyncio.sleep(self._fault_delay)
+                for msg in await self.store.unprocessed_inbound(conversation_id):
+                    try:
+                        started = time.perf_counter()
+                        await self._turn(msg)
+                        if self.metrics is not None:
+                            self.metrics.turn_seconds.observe(time.perf_counter() - started)
+                    except (asyncio.CancelledError, StorageUnavailable):
+                        raise
+                    except Exception:
+                        # The per-message boundary: apologise, never lose the message.
+                        log.exception("turn for message %s of %s failed", msg.id, conversation_id)
+                        await self.store.commit_turn(conversation_id, inbound_id=msg.id,
+                                                     replies=[Outbound(APOLOGY, role="system")],
+                                                     flow_state=None, keep_flow_state=True)
+                    self.processed += 1
+        except StorageUnavailable as exc:
+            self._strand(conversation_id, exc)
         self.wake_delivery()
 
     async def _turn(self, msg: Message) -> None:

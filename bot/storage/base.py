@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
+from bot.storage.health import StorageHealth
 from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound
 
 
@@ -91,8 +92,11 @@ class Ticket:
 class Store(Protocol):
     """Everything the runtime, delivery and handoff queue persist."""
 
+    health: StorageHealth   # whether writes go through now (bot.storage.health)
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
+    async def probe(self) -> bool: ...   # one small write; True if storage can write
 
     # key/value for small settings (generated secrets, counters)
     async def get_meta(self, key: str) -> str | None: ...

@@ -19,11 +19,12 @@ from typing import Any, Callable, Iterator, Literal, Sequence
 
 import aiosqlite
 
-from bot.errors import StoreError
+from bot.errors import StorageUnavailable, StoreError
 from bot.model import (Attachment, Button, Conversation, ConversationState, Customer, Inbound,
                        Message, Outbound, utcnow)
 
 from .base import HandoffRecord, HandoffSpec, InboundResult, OutboxItem, Ticket
+from .health import StorageHealth
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,7 @@ class SqliteStore:
         self.synchronous = synchronous
         self._db: aiosqlite.Connection | None = None
         self._ops: _Ops | None = None
+        self.health = StorageHealth()
 
     # -- life cycle ---------------------------------------------------------
 
@@ -272,7 +274,50 @@ class SqliteStore:
         # aiosqlite's own way to run a callable on its connection thread. It is not
         # public API (hence the version pin in pyproject.toml); the storage tests
         # exercise every operation through it.
-        return await db._execute(getattr(self._ops, operation), *args, **kwargs)
+        try:
+            result = await db._execute(getattr(self._ops, operation), *args, **kwargs)
+        except sqlite3.Error as exc:
+            if _unavailable(exc):
+                self.health.failed(operation, exc)
+                raise StorageUnavailable(f"{operation}: {exc}") from exc
+            raise
+        if self.health.failing and operation in _WRITES:
+            self.health.succeeded()
+        return result
+
+    async def probe(self) -> bool:
+        """Try one small write that needs free space and the write lock; True if it went through.
+
+        The runtime's recovery sweep calls it while storage is failing and nothing else is
+        waiting to be written, so that ``/readyz`` turns back to ``ok`` on its own.
+        """
+        try:
+            await self._run("probe")
+        except StorageUnavailable:
+            return False
+        return True
+
+
+# sqlite3 errors that mean "storage can't do it now" rather than "this operation is wrong":
+# the primary result codes SQLITE_BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+_UNAVAILABLE_CODES = {5, 6, 7, 8, 10, 13, 14, 15}
+
+
+# Operations that write: one of them going through means storage works again.
+_WRITES = frozenset({
+    "probe", "set_meta", "set_meta_if_absent", "next_sequence", "record_inbound", "commit_turn", "mark_sent",
+    "mark_retry", "mark_failed", "save_desk_thread", "update_desk_thread", "first_seen", "set_conversation_state",
+    "create_handoff", "transition_handoff", "create_ticket", "resolve_ticket", "record_csat", "reopen_ticket",
+    "mark_followed_up", "move_ticket", "create_link_code", "redeem_link_code", "add_sla_alert"})
+
+
+def _unavailable(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _UNAVAILABLE_CODES
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and any(
+        w in text for w in ("locked", "full", "disk i/o", "readonly", "unable to open"))
 
 
 class _Ops:
@@ -319,6 +364,12 @@ class _Ops:
     def set_meta(self, key: str, value: str) -> None:
         self.con.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                          (key, value))
+
+    def probe(self) -> None:
+        """A write that needs new pages and the write lock, leaving nothing behind."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('probe', hex(randomblob(8192)))")
+            db.execute("DELETE FROM meta WHERE key='probe'")
 
     def next_sequence(self, name: str, start: int = 1000) -> int:
         key = f"seq:{name}"
