@@ -1,0 +1,161 @@
+"""Executes a flow's steps (say, collect, branch, set, action, handoff, goto, end) until the flow
+asks the customer something, hands off or ends."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from bot.model import Button
+
+from .loader import FlowSet, ParsedFlow
+from .render import Renderer, TemplateError
+from .schema import (ActionStep, BranchCase, BranchStep, CollectStep, EndStep, GotoStep, HandoffStep,
+                     SayStep, SetStep, Step)
+from .slots import choice_title_value, prefill
+from .turn import ActionContext, ActionFn, HandoffRequest, Reply, Turn, TurnState
+
+log = logging.getLogger(__name__)
+
+MAX_STEPS_PER_TURN = 200
+
+
+class StepRunner:
+    """Moves a conversation's flow pointer and executes the steps it passes.
+
+    Args:
+        flowset: validated flows.
+        renderer: the template sandbox.
+        actions: named async callables for ``action:`` steps.
+    """
+
+    def __init__(self, flowset: FlowSet, renderer: Renderer, actions: Mapping[str, ActionFn]) -> None:
+        self.flows = flowset
+        self.settings = flowset.settings
+        self.renderer = renderer
+        self.actions = actions
+
+    # -- the pointer ------------------------------------------------------------
+
+    @staticmethod
+    def accept(st: TurnState, step: CollectStep, value: Any) -> None:
+        """The answer to ``step`` is ``value``: store it and go on."""
+        st.slots[step.collect] = value
+        st.awaiting, st.attempts = None, 0
+        st.step += 1
+
+    @staticmethod
+    def start(st: TurnState, pf: ParsedFlow) -> None:
+        st.flow, st.step, st.awaiting, st.attempts, st.confirm = pf.name, 0, None, 0, None
+
+    @staticmethod
+    def finish(st: TurnState) -> None:
+        st.flow, st.step, st.awaiting, st.attempts, st.confirm = None, 0, None, 0, None
+
+    def jump(self, t: Turn, target: str, *, reason: str = "you asked to talk to a person") -> None:
+        st = t.st
+        if target == "end":
+            self.finish(st)
+        elif target == "handoff":
+            self.finish(st)
+            t.handoff = HandoffRequest(None, reason)
+        elif target.startswith("flow:"):
+            self.start(st, self.flows.flows[target[5:]])
+        else:
+            st.step = self.flows.flows[st.flow].index_of(target)  # type: ignore[index]
+
+    # -- running ------------------------------------------------------------------
+
+    async def run(self, t: Turn) -> None:
+        st = t.st
+        for _ in range(MAX_STEPS_PER_TURN):
+            if st.flow is None or st.awaiting or t.handoff is not None:
+                return
+            pf = self.flows.flows[st.flow]
+            if st.step >= len(pf.steps):
+                self.finish(st)
+                return
+            step = pf.steps[st.step]
+            if await self.exec(t, pf, step):
+                st.step += 1
+        log.error("flow %s ran %d steps in one turn; stopping (a goto loop?)", st.flow, MAX_STEPS_PER_TURN)
+        self.finish(st)
+
+    async def exec(self, t: Turn, pf: ParsedFlow, step: Step) -> bool:
+        """Execute one step; True to move on to the next step, False if it moved the pointer itself."""
+        st = t.st
+        if isinstance(step, SayStep):
+            self.say(t, step)
+        elif isinstance(step, CollectStep):
+            if step.skip_if_filled and st.slots.get(step.collect) not in (None, "", []):
+                return True
+            st.awaiting, st.attempts = step.collect, 0
+            value = prefill(step, st)
+            if value is not None:
+                st.confirm = value
+                ctx = t.context() | {"value": value, "label": step.collect.replace("_", " ")}
+                t.replies.append(Reply(self.renderer.render(self.settings.confirm_prefill, ctx),
+                                       (Button("Yes", "prefill:yes"), Button("No", "prefill:no"))))
+                return False
+            self.ask(t, step)
+            return False
+        elif isinstance(step, BranchStep):
+            ctx = t.context()
+            for raw in step.branch:
+                case = BranchCase.model_validate(raw)
+                if case.else_ or self._truthy(case.if_, ctx):
+                    self.jump(t, case.then)
+                    return False
+        elif isinstance(step, SetStep):
+            for k, v in step.set.items():
+                st.slots[k] = self.render(v, t) if isinstance(v, str) else v
+        elif isinstance(step, ActionStep):
+            if step.action == "reset":
+                st.slots = {}
+            else:
+                fn = self.actions.get(step.action)
+                if fn is None:
+                    raise LookupError(f"action {step.action!r} is not registered")
+                ctx = ActionContext(t.input.conversation_id, t.input.channel, dict(t.input.customer),
+                                    dict(st.slots), t.input.text)
+                result = await fn(ctx)
+                st.slots.update(ctx.updates)
+                if step.save_as:
+                    st.slots[step.save_as] = result
+        elif isinstance(step, HandoffStep):
+            h = step.handoff
+            t.handoff = HandoffRequest(h.team, self.render(h.reason, t), h.priority)
+            self.finish(st)
+            return False
+        elif isinstance(step, GotoStep):
+            self.jump(t, step.goto)
+            return False
+        elif isinstance(step, EndStep):
+            self.finish(st)
+            return False
+        return True
+
+    def _truthy(self, expr: str | None, ctx: dict[str, Any]) -> bool:
+        try:
+            return bool(self.renderer.evaluate(expr or "false", ctx))
+        except TemplateError:
+            log.warning("branch condition %r failed; treated as false", expr, exc_info=True)
+            return False
+
+    # -- what the customer reads --------------------------------------------------
+
+    def render(self, source: str, t: Turn) -> str:
+        return self.renderer.render(source, t.context())
+
+    def say(self, t: Turn, step: SayStep) -> None:
+        buttons = tuple(Button(b, b) if isinstance(b, str) else Button(b.title, b.payload)
+                        for b in step.buttons)
+        t.replies.append(Reply(self.render(step.say, t), buttons))
+
+    def ask(self, t: Turn, step: CollectStep, *, again: bool = False) -> None:
+        buttons: tuple[Button, ...] = ()
+        if step.type == "choice":
+            buttons = tuple(Button(*choice_title_value(c)) for c in step.choices)
+        if step.optional and step.type == "attachment":
+            buttons = buttons + (Button("Skip", "skip"),)
+        t.replies.append(Reply(self.render(step.ask, t), buttons))

@@ -1,0 +1,116 @@
+"""What one customer turn is made of: the input, the replies, the saved state, the scratch space.
+
+:class:`TurnInput` goes into :meth:`flows.FlowEngine.handle`, :class:`TurnResult` comes out; the
+conversation's state between turns is the JSON-able dict :class:`TurnState` loads and dumps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Mapping
+
+from bot.model import Button
+
+from .nlu.urgency import Urgency
+
+STATE_VERSION = 1
+RECENT_TEXTS = 4          # customer messages kept in the state to pre-fill slots from
+RECENT_CHARS = 500
+
+ActionFn = Callable[["ActionContext"], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnInput:
+    """One customer turn as the engine sees it."""
+
+    text: str
+    payload: str | None = None
+    attachments: tuple[Mapping[str, Any], ...] = ()
+    customer: Mapping[str, Any] = field(default_factory=dict)
+    channel: str = ""
+    conversation_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    buttons: tuple[Button, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffRequest:
+    team: str | None
+    reason: str
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    replies: tuple[Reply, ...]
+    state: dict[str, Any]
+    handoff: HandoffRequest | None = None
+    intent: str | None = None
+    score: float = 0.0
+    complaint: float = 0.0
+    urgency: Urgency | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionContext:
+    conversation_id: str
+    channel: str
+    customer: Mapping[str, Any]
+    slots: Mapping[str, Any]
+    text: str = ""                                            # the customer's message this turn
+    updates: dict[str, Any] = field(default_factory=dict, compare=False)  # more slots the action sets
+
+
+class Slots(dict):  # type: ignore[type-arg]
+    """Slots (and customer fields) as templates see them: a missing key is None, not an error."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+
+@dataclass
+class TurnState:
+    """The conversation's state between turns (what the store keeps, as a dict)."""
+
+    flow: str | None = None
+    step: int = 0
+    awaiting: str | None = None
+    attempts: int = 0
+    misses: int = 0
+    slots: dict[str, Any] = field(default_factory=dict)
+    confirm: Any = None                                      # a pre-filled value awaiting yes/no
+    recent: list[str] = field(default_factory=list)          # the customer's last messages
+    signals: dict[str, Any] = field(default_factory=dict)    # highest complaint/urgency seen
+
+    @classmethod
+    def load(cls, d: Mapping[str, Any] | None) -> "TurnState":
+        if not d:
+            return cls()
+        return cls(flow=d.get("flow"), step=int(d.get("step", 0)), awaiting=d.get("awaiting"),
+                   attempts=int(d.get("attempts", 0)), misses=int(d.get("misses", 0)),
+                   slots=dict(d.get("slots") or {}), confirm=d.get("confirm"),
+                   recent=list(d.get("recent") or []), signals=dict(d.get("signals") or {}))
+
+    def dump(self) -> dict[str, Any]:
+        return {"v": STATE_VERSION, "flow": self.flow, "step": self.step, "awaiting": self.awaiting,
+                "attempts": self.attempts, "misses": self.misses, "slots": self.slots,
+                "confirm": self.confirm, "recent": self.recent, "signals": self.signals}
+
+
+class Turn:
+    """Mutable scratch space of one turn."""
+
+    def __init__(self, turn: TurnInput, st: TurnState) -> None:
+        self.input = turn
+        self.st = st
+        self.replies: list[Reply] = []
+        self.handoff: HandoffRequest | None = None
+
+    def context(self) -> dict[str, Any]:
+        return {"slots": Slots(self.st.slots), "customer": Slots(self.input.customer),
+                "channel": self.input.channel, "message": self.input.text}
