@@ -28,6 +28,7 @@ from bot.storage import Store, open_store
 from connectors.base import Connector
 from connectors.webchat import WebchatConnector
 from flows import FlowEngine, IntentMatcher, LexicalMatcher, load_flows
+from flows.turn import ActionContext
 from handoff.tickets import Tickets, ticket_actions
 from handoff.desk_web import AgentDeskWeb
 from handoff.followups import FollowUps
@@ -63,12 +64,38 @@ class Services:
 SERVICES = web.AppKey("services", Services)
 
 
-def make_actions(tickets: Tickets, linker: Linker) -> dict:
+def make_actions(tickets: Tickets, linker: Linker, store: Store) -> dict:
     """Actions flows may call by name: ``create_reference`` (opens a complaint ticket and gives
     its reference), ``ticket_status`` (what a customer's complaints are waiting for),
     ``record_csat`` (the satisfaction survey's score), ``reopen_ticket``, and ``link_code`` /
-    ``link_with_code`` (one customer across channels)."""
-    return ticket_actions(tickets) | linking_actions(linker)
+    ``link_with_code`` (one customer across channels). Each runs once per turn step: a replayed
+    turn gets the result of the first run (see :func:`once`)."""
+    return {name: once(store, fn) for name, fn in (ticket_actions(tickets) | linking_actions(linker)).items()}
+
+
+def once(store: Store, action: Any) -> Any:
+    """``action``, remembered by its :attr:`ActionContext.key`.
+
+    A turn that is replayed (the process died, or storage failed before the turn was committed)
+    runs its steps again; an action that already ran for that step returns what it returned
+    then (and sets the same slots) instead of writing again: no second ticket, reference, code
+    or reopening. Writes that must not repeat even if the process dies between the write and
+    this record (the ticket) are keyed to the same key in their own transaction.
+    """
+    async def run(ctx: ActionContext) -> Any:
+        if not ctx.key:
+            return await action(ctx)
+        done = await store.get_effect(ctx.key)
+        if done is not None:
+            ctx.updates.update(done["updates"])
+            return done["result"]
+        result = await action(ctx)
+        await store.save_effect(ctx.key, {"result": result, "updates": ctx.updates})
+        return result
+
+    run.__name__ = run.__qualname__ = getattr(action, "__name__", "action")
+    run.__doc__ = action.__doc__
+    return run
 
 
 def make_matcher(config: Config) -> IntentMatcher:
@@ -90,7 +117,7 @@ async def build_services(config: Config) -> Services:
         app_secret = await store.set_meta_if_absent("app_secret", secrets.token_urlsafe(32))
         tickets = Tickets(store, config.complaints)
         engine = await asyncio.to_thread(
-            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(tickets, Linker(store)))
+            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(tickets, Linker(store), store))
         events = EventBus()
         locks = KeyedLock()
         connectors: dict[str, Connector] = {}

@@ -36,11 +36,11 @@ def first_name(name: str | None) -> str:
 
 
 def turn_input(conv: Conversation, customer: Customer | None, *, text: str = "", payload: str | None = None,
-               attachments: tuple[dict[str, Any], ...] = ()) -> TurnInput:
-    """What the flow engine is told about a turn in ``conv``."""
+               attachments: tuple[dict[str, Any], ...] = (), key: str = "") -> TurnInput:
+    """What the flow engine is told about a turn in ``conv`` (``key``: see :attr:`TurnInput.key`)."""
     return TurnInput(text=text, payload=payload, attachments=attachments,
                      customer={"id": conv.customer_id, "name": first_name(customer.display_name if customer else "")},
-                     channel=conv.channel, conversation_id=conv.id)
+                     channel=conv.channel, conversation_id=conv.id, key=key)
 
 
 async def start_flow_in(engine: FlowEngine, conv: Conversation, customer: Customer | None,
@@ -241,7 +241,7 @@ class Runtime:
                                       {"message_id": msg.id}))
             return
         turn = turn_input(conv, customer, text=msg.text, payload=msg.payload,
-                          attachments=tuple(a.to_dict() for a in msg.attachments))
+                          attachments=tuple(a.to_dict() for a in msg.attachments), key=f"in:{msg.id}")
         result = await self.engine.handle(state, turn)
         replies = [Outbound(r.text, buttons=r.buttons) for r in result.replies]
         spec = None

@@ -116,8 +116,10 @@ class StepRunner:
                 fn = self.actions.get(step.action)
                 if fn is None:
                     raise LookupError(f"action {step.action!r} is not registered")
+                t.actions_run += 1
+                key = f"{t.input.key}/{t.actions_run}/{pf.name}/{st.step}" if t.input.key else ""
                 ctx = ActionContext(t.input.conversation_id, t.input.channel, dict(t.input.customer),
-                                    dict(st.slots), t.input.text)
+                                    dict(st.slots), t.input.text, key=key)
                 result = await fn(ctx)
                 st.slots.update(ctx.updates)
                 if step.save_as:

@@ -30,6 +30,7 @@ class TurnInput:
     customer: Mapping[str, Any] = field(default_factory=dict)
     channel: str = ""
     conversation_id: str = ""
+    key: str = ""       # what makes this turn unique ("in:123", the inbound message); "" for none
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,10 @@ class ActionContext:
     slots: Mapping[str, Any]
     text: str = ""                                            # the customer's message this turn
     updates: dict[str, Any] = field(default_factory=dict, compare=False)  # more slots the action sets
+    # The same for a replay of this step in this turn (after a crash or a storage error), and
+    # different for any other: an action that writes keys its write to it, so a replay never
+    # writes twice. "" when the turn has no key (the terminal shell).
+    key: str = ""
 
 
 class Slots(dict):  # type: ignore[type-arg]
@@ -110,6 +115,7 @@ class Turn:
         self.st = st
         self.replies: list[Reply] = []
         self.handoff: HandoffRequest | None = None
+        self.actions_run = 0       # numbers the action calls of this turn (their ActionContext.key)
 
     def context(self) -> dict[str, Any]:
         return {"slots": Slots(self.st.slots), "customer": Slots(self.input.customer),

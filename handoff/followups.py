@@ -57,9 +57,10 @@ class FollowUps:
                 if started is None:
                     return asked
                 replies, flow_state = started
+                # asked and marked asked in one transaction: a failure or crash never asks twice
                 await self.store.commit_turn(conv.id, inbound_id=None, flow_state=flow_state,
-                                             state=ConversationState.BOT, replies=replies)
-                await self.store.mark_followed_up(ticket.reference, at=self.clock())
+                                             state=ConversationState.BOT, replies=replies,
+                                             followed_up=ticket.reference)
             asked += 1
             log.info("follow-up asked for %s in conversation %s (%s)", ticket.reference, conv.id, conv.channel)
         if asked:

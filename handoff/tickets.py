@@ -125,6 +125,11 @@ class Tickets:
     # -- opening ------------------------------------------------------------------------------
 
     async def open(self, ctx: ActionContext) -> Ticket:
+        """Open the complaint's ticket; a replay of the same turn step gets the same ticket."""
+        if ctx.key:
+            opened = await self.store.ticket_by_origin(ctx.key)
+            if opened is not None:
+                return opened
         conv = await self.store.get_conversation(ctx.conversation_id)
         if conv is None:
             raise LookupError(f"conversation {ctx.conversation_id} is not stored")
@@ -143,7 +148,8 @@ class Tickets:
         reference = f"C-{await self.store.next_sequence('reference', start=1001)}"
         ticket = Ticket(reference=reference, customer_id=conv.customer_id, conversation_id=conv.id,
                         status="received", category=category, severity=c.severity, department=c.department,
-                        team=dep.team, priority=c.priority, created_at=now, fields=fields, reasons=c.reasons)
+                        team=dep.team, priority=c.priority, created_at=now, fields=fields, reasons=c.reasons,
+                        origin=ctx.key or None)
         return await self.store.create_ticket(ticket)
 
     async def resolve(self, conversation_id: str, *, agent: str | None, result: str | None) -> Ticket | None:

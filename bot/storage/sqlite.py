@@ -178,6 +178,17 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE tickets ADD COLUMN sla_alerts TEXT NOT NULL DEFAULT '[]'
     """,
+    # 8: side effects keyed to the turn that caused them, so a replayed turn (after a crash or a
+    # storage error) never repeats one: the ticket a turn opened, and each flow action's result
+    """
+    ALTER TABLE tickets ADD COLUMN origin TEXT;
+    CREATE UNIQUE INDEX tickets_origin ON tickets(origin) WHERE origin IS NOT NULL;
+    CREATE TABLE effects (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -308,7 +319,7 @@ _WRITES = frozenset({
     "probe", "set_meta", "set_meta_if_absent", "next_sequence", "record_inbound", "commit_turn", "mark_sent",
     "mark_retry", "mark_failed", "save_desk_thread", "update_desk_thread", "first_seen", "set_conversation_state",
     "create_handoff", "transition_handoff", "create_ticket", "resolve_ticket", "record_csat", "reopen_ticket",
-    "mark_followed_up", "move_ticket", "create_link_code", "redeem_link_code", "add_sla_alert"})
+    "mark_followed_up", "move_ticket", "create_link_code", "redeem_link_code", "add_sla_alert", "save_effect"})
 
 
 def _unavailable(exc: sqlite3.Error) -> bool:
@@ -551,7 +562,8 @@ class _Ops:
                           replies: Sequence[Outbound], flow_state: dict[str, Any] | None,
                           state: ConversationState | None = None,
                           keep_flow_state: bool = False,
-                          handoff: HandoffSpec | None = None) -> list[Message]:
+                          handoff: HandoffSpec | None = None,
+                          followed_up: str | None = None) -> list[Message]:
         """Write a turn atomically: replies into the outbox, the flow state, the inbound marked processed.
 
         Args:
@@ -563,6 +575,8 @@ class _Ops:
             keep_flow_state: leave the stored flow state as it is.
             handoff: queue the conversation for a human in the same transaction;
                 ``handoff.message(position)`` makes the reply that tells the customer.
+            followed_up: the reference of a ticket whose follow-up these replies ask (marked
+                asked in the same transaction, so it is asked once).
         """
         now = utcnow()
         ids: list[int] = []
@@ -597,6 +611,9 @@ class _Ops:
                 args.append(state.value)
             db.execute(f"UPDATE conversations SET {', '.join(sets)} WHERE id=?",
                              (*args, conversation_id))
+            if followed_up is not None:
+                db.execute("UPDATE tickets SET followed_up_at=?, updated_at=? WHERE reference=?",
+                           (_ts(now), _ts(now), followed_up))
             return self._messages_by_id(ids)
 
     def _insert_outbound(self, db: sqlite3.Connection, conversation_id: str, channel: str,
@@ -667,16 +684,34 @@ class _Ops:
     # -- tickets ------------------------------------------------------------
 
     def create_ticket(self, ticket: Ticket) -> Ticket:
+        """Store a new ticket; one with the ``origin`` of a stored ticket returns that one instead."""
         with self._tx() as db:
+            if ticket.origin is not None:
+                row = self._one("SELECT * FROM tickets WHERE origin=?", (ticket.origin,))
+                if row is not None:
+                    return _ticket(row)
             db.execute(
                 "INSERT INTO tickets(reference, customer_id, conversation_id, status, category, severity, "
-                "department, team, priority, fields, reasons, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "department, team, priority, fields, reasons, created_at, updated_at, origin) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (ticket.reference, ticket.customer_id, ticket.conversation_id, ticket.status, ticket.category,
                  ticket.severity, ticket.department, ticket.team, ticket.priority,
                  json.dumps(ticket.fields, default=str), json.dumps(list(ticket.reasons)),
-                 _ts(ticket.created_at), _ts(ticket.created_at)))
+                 _ts(ticket.created_at), _ts(ticket.created_at), ticket.origin))
         return ticket
+
+    def ticket_by_origin(self, origin: str) -> Ticket | None:
+        row = self._one("SELECT * FROM tickets WHERE origin=?", (origin,))
+        return _ticket(row) if row else None
+
+    def get_effect(self, key: str) -> Any:
+        """What the side effect keyed ``key`` returned when it ran, or None if it never ran."""
+        row = self._one("SELECT value FROM effects WHERE key=?", (key,))
+        return json.loads(row["value"]) if row else None
+
+    def save_effect(self, key: str, value: Any) -> None:
+        self.con.execute("INSERT INTO effects(key, value, created_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT(key) DO NOTHING", (key, json.dumps(value, default=str), _ts(utcnow())))
 
     def get_ticket(self, reference: str) -> Ticket | None:
         row = self._one("SELECT * FROM tickets WHERE reference=?", (reference.upper(),))
@@ -932,7 +967,8 @@ def _ticket(row: sqlite3.Row) -> Ticket:
         created_at=_dt(row["created_at"]), resolved_at=_dt(row["resolved_at"]),  # type: ignore[arg-type]
         resolved_by=row["resolved_by"], result=row["result"], csat=row["csat"],
         csat_comment=row["csat_comment"], followup_due_at=_dt(row["followup_due_at"]),
-        reopened=row["reopened"], sla_alerts=tuple(json.loads(row["sla_alerts"] or "[]")))
+        reopened=row["reopened"], sla_alerts=tuple(json.loads(row["sla_alerts"] or "[]")),
+        origin=row["origin"])
 
 
 def _operation(name: str) -> Callable[..., Any]:
@@ -951,5 +987,6 @@ for _name in ('set_meta', 'desk_thread', 'desk_thread_by_ts', 'save_desk_thread'
               'create_ticket', 'get_ticket', 'customer_tickets', 'conversation_ticket',
               'resolve_ticket', 'record_csat', 'reopen_ticket', 'due_followups',
               'mark_followed_up', 'latest_customer_conversation', 'move_ticket',
-              'create_link_code', 'redeem_link_code', 'open_tickets', 'add_sla_alert'):
+              'create_link_code', 'redeem_link_code', 'open_tickets', 'add_sla_alert',
+              'ticket_by_origin', 'get_effect', 'save_effect'):
     setattr(SqliteStore, _name, _operation(_name))

@@ -205,3 +205,106 @@ async def test_outbox_rounds_back_off_while_storage_cannot_be_read(tmp_path: Pat
     finally:
         await delivery.stop()
         await store.close()
+
+
+# -- a replayed turn never repeats its side effects ----------------------------------------------
+
+async def test_replayed_complaint_turn_gives_the_same_ticket_and_reference(tmp_path: Path) -> None:
+    from e2e.test_tickets_e2e import _file_complaint
+
+    r = await start_app(make_config(tmp_path))
+    lock = WriteLock(tmp_path / "omnibot.sqlite3")
+    try:
+        s = r.services
+        s.runtime.max_retry_delay = 0.3
+        await short_busy_timeout(s.store)
+        assert s.tickets is not None
+        real_open = s.tickets.open
+        opened: list[str] = []
+
+        async def open_then_storage_fails(ctx: Any) -> Any:
+            ticket = await real_open(ctx)
+            opened.append(ticket.reference)
+            if len(opened) == 1:
+                lock.take()          # the ticket is written; the turn's commit will not be
+                asyncio.get_running_loop().call_later(0.6, lock.release)
+            return ticket
+
+        s.tickets.open = open_then_storage_fails  # type: ignore[method-assign]
+        chat = ChatClient(r.http, r.ws_url)
+        await chat.connect()
+        ref = await _file_complaint(chat, "shipping", "AB123456", "The parcel never came.")
+        assert ref == "C-1001"
+        assert opened == ["C-1001", "C-1001"]             # the turn ran twice ...
+        tickets = sqlite3.connect(tmp_path / "omnibot.sqlite3").execute(
+            "SELECT reference FROM tickets").fetchall()
+        assert tickets == [("C-1001",)]                   # ... and opened one ticket
+        said = [m["text"] for m in chat.messages.values() if "reference number" in m["text"]]
+        assert len(said) == 1                             # told once
+        # the reference counter moved once: the next complaint is C-1002
+        other = ChatClient(r.http, r.ws_url)
+        await other.connect()
+        assert await _file_complaint(other, "product", "CD654321", "The lid cracked.") == "C-1002"
+        await chat.close()
+        await other.close()
+    finally:
+        await stop_app(r)
+
+
+class FailingWrite:
+    """The real store, except that write number ``n`` (counting from 1) raises StorageUnavailable
+    before it reaches SQLite, as a full disk would."""
+
+    WRITES = {"commit_turn", "mark_followed_up", "save_effect", "create_ticket", "reopen_ticket",
+              "resolve_ticket", "record_csat", "next_sequence"}
+
+    def __init__(self, store: Any, n: int) -> None:
+        self._store, self._n, self.writes = store, n, 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if name not in self.WRITES:
+            return attr
+
+        async def write(*args: Any, **kwargs: Any) -> Any:
+            self.writes += 1
+            if self.writes == self._n:
+                raise StorageUnavailable(f"{name}: database or disk is full")
+            return await attr(*args, **kwargs)
+        return write
+
+
+@pytest.mark.parametrize("failing_write", [1, 2])
+async def test_follow_up_is_asked_once_whatever_write_fails(tmp_path: Path, failing_write: int) -> None:
+    from datetime import timedelta
+
+    from conftest import FakeClock
+    from e2e.test_followup_e2e import T0, _resolved_complaint, _use_clock
+    from handoff.followups import FollowUps
+
+    r = await start_app(make_config(tmp_path))
+    try:
+        s = r.services
+        clock = FakeClock(T0)
+        _use_clock(r, clock)
+        chat = ChatClient(r.http, r.ws_url)
+        await chat.connect()
+        ref = await _resolved_complaint(r, chat)
+        clock.now = T0 + timedelta(days=3, minutes=1)
+        faulty = FollowUps(store=FailingWrite(s.store, failing_write), engine=s.engine, locks=s.locks,
+                           clock=clock, wake_delivery=s.delivery.wake)
+        for _ in range(3):          # the periodic job runs again after the failure
+            try:
+                await faulty.run_due()
+            except StorageUnavailable:
+                pass
+        await chat.reply()
+        await asyncio.sleep(0.3)
+        asked = [m for m in chat.messages.values() if "Has the problem stayed solved?" in m["text"]]
+        assert len(asked) == 1, [m["text"] for m in asked]
+        t = await s.store.get_ticket(ref)
+        assert t is not None
+        assert await s.store.due_followups(clock.now) == []
+        await chat.close()
+    finally:
+        await stop_app(r)
