@@ -18,6 +18,7 @@ from aiohttp import web
 
 from bot.config import Config
 from bot.delivery import Delivery
+from bot.errors import StorageUnavailable
 from bot.events import EventBus
 from bot.locks import KeyedLock
 from bot.linking import Linker, linking_actions
@@ -166,7 +167,8 @@ async def build_services(config: Config) -> Services:
 async def build_app(config: Config) -> web.Application:
     """The aiohttp application for ``omnibot run`` and the tests."""
     services = await build_services(config)
-    app = web.Application(client_max_size=config.webchat.max_upload_bytes + 64 * 1024)
+    app = web.Application(client_max_size=config.webchat.max_upload_bytes + 64 * 1024,
+                          middlewares=[_storage_unavailable])
     app[SERVICES] = services
     if services.webchat:
         services.webchat.add_routes(app)
@@ -185,6 +187,16 @@ async def build_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+@web.middleware
+async def _storage_unavailable(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Any HTTP call that needed a write storage could not take gets 503 (try again), not 500."""
+    try:
+        return await handler(request)
+    except StorageUnavailable:
+        return web.json_response({"error": "storage is unavailable right now; try again shortly"},
+                                 status=503, headers={"Retry-After": "5"})
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

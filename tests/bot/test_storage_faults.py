@@ -308,3 +308,26 @@ async def test_follow_up_is_asked_once_whatever_write_fails(tmp_path: Path, fail
         await chat.close()
     finally:
         await stop_app(r)
+
+
+async def test_agent_call_that_cannot_be_stored_gets_503_then_works(tmp_path: Path) -> None:
+    from conftest import agent_headers, agent_queue
+
+    r = await start_app(make_config(tmp_path, "nlu: {matcher: lexical}"))
+    lock = WriteLock(tmp_path / "omnibot.sqlite3")
+    try:
+        await short_busy_timeout(r.services.store)
+        chat = ChatClient(r.http, r.ws_url)
+        await chat.connect()
+        await chat.say("talk to a person", expect_text="queue")
+        [h] = await agent_queue(r)
+        lock.take()
+        async with r.http.post(f"{r.url}/agent/api/handoffs/{h['id']}/claim", headers=agent_headers()) as resp:
+            assert resp.status == 503 and resp.headers["Retry-After"] == "5"
+            assert "try again" in (await resp.json())["error"]
+        lock.release()
+        async with r.http.post(f"{r.url}/agent/api/handoffs/{h['id']}/claim", headers=agent_headers()) as resp:
+            assert resp.status == 200
+        await chat.close()
+    finally:
+        await stop_app(r)
