@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -558,3 +559,56 @@ flows:
         (21, "flows.f.steps[6].regx"),
     ]
     assert str(ei.value).splitlines() == [str(e) for e in errs]
+
+
+# -- YAML alias bombs ------------------------------------------------------------------------
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """A few hundred bytes of anchors and aliases that expand to 10**levels strings."""
+    lines = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"lol{i}: &lol{i} [" + ", ".join([f"*lol{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_fast_with_file_and_line(tmp_path: Path) -> None:
+    bomb = billion_laughs()
+    assert len(bomb) < 1000
+    p = write(tmp_path, "bomb.yaml", HEAD + "flows:\n  f:\n    trigger: hi\n    steps: [end]\n" + bomb)
+    t0 = time.perf_counter()
+    errs = errors_of(tmp_path)
+    assert time.perf_counter() - t0 < 1.0
+    (err,) = errs
+    assert err.path == str(p)
+    lines = p.read_text().splitlines()
+    assert err.line is not None and lines[err.line - 1].startswith("lol") and "*lol" in lines[err.line - 1]
+    assert "aliases expand to more than" in err.reason
+
+
+def test_small_anchors_and_aliases_still_work(tmp_path: Path) -> None:
+    write(tmp_path, "f.yaml", HEAD + """\
+flows:
+  f:
+    trigger: hi
+    steps:
+      - collect: a
+        type: choice
+        ask: A?
+        choices: &yes_no [{value: "yes", synonyms: [yep, sure]}, {value: "no", synonyms: [nope]}]
+      - collect: b
+        type: choice
+        ask: B?
+        choices: *yes_no
+""")
+    fs = load_flows(tmp_path)
+    a, b = fs.flows["f"].steps
+    assert isinstance(a, CollectStep) and isinstance(b, CollectStep)
+    assert a.choices == b.choices and len(b.choices) == 2
+
+
+def test_alias_inside_its_own_anchor_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "f.yaml", HEAD + "flows: &loop\n  f: *loop\n")
+    errs = errors_of(tmp_path)
+    assert where(errs) == [("f.yaml", 5)]
+    assert "alias *loop is used inside its own anchor" in errs[0].reason
