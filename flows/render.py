@@ -7,14 +7,29 @@ customer stays ``{{ 7*7 }}``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
 class TemplateError(Exception):
     """A template or expression failed to compile or render."""
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateNames:
+    """What a template or condition reads from its context.
+
+    ``names`` are the top-level names it reads (``slots``, ``customer``, ``team`` ...; not the
+    ones it sets itself, nor jinja's globals such as ``range``). ``slots`` are the slot names it
+    reads literally: ``slots.NAME``, ``slots['NAME']`` and ``slots.get('NAME')``.
+    """
+
+    names: frozenset[str]
+    slots: tuple[str, ...]
 
 
 def make_env() -> ImmutableSandboxedEnvironment:
@@ -46,6 +61,30 @@ class Renderer:
         except TemplateSyntaxError as exc:
             raise TemplateError(f"condition error: {exc.message}") from None
 
+    def template_names(self, source: str) -> TemplateNames:
+        """What the template ``source`` reads; raise TemplateError if it does not compile."""
+        self.check_template(source)
+        return self._names(self.env.parse(source))
+
+    def expression_names(self, source: str) -> TemplateNames:
+        """What the condition ``source`` reads; raise TemplateError if it does not compile."""
+        self.check_expression(source)
+        # the parse compile_expression does, kept as a tree
+        parser = Parser(self.env, source, state="variable")
+        tree = nodes.Template([nodes.Output([parser.parse_expression()])], lineno=1)
+        tree.set_environment(self.env)
+        return self._names(tree)
+
+    def _names(self, tree: nodes.Template) -> TemplateNames:
+        names = frozenset(meta.find_undeclared_variables(tree)) - set(self.env.globals)
+        slots: dict[str, None] = {}
+        if "slots" in names:   # else `slots` is the template's own variable ({% set slots = ... %})
+            for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Call)):
+                name = _slot_read(node)
+                if name is not None:
+                    slots.setdefault(name, None)
+        return TemplateNames(names, tuple(slots))
+
     def _compile(self, source: str) -> Any:
         t = self._templates.get(source)
         if t is None:
@@ -73,3 +112,24 @@ class Renderer:
             return self._expr(source)(**context)
         except Exception as exc:
             raise TemplateError(f"cannot evaluate {source!r}: {exc}") from exc
+
+
+_DICT_METHODS = frozenset(n for n in dir(dict) if not n.startswith("_"))
+
+
+def _slot_read(node: nodes.Node) -> str | None:
+    """The slot name ``node`` reads literally from ``slots``, if it does."""
+    def is_slots(n: nodes.Node) -> bool:
+        return isinstance(n, nodes.Name) and n.name == "slots" and n.ctx == "load"
+
+    if isinstance(node, nodes.Getattr) and is_slots(node.node):
+        # slots.get / slots.items are dict methods (no slot may have such a name; the loader checks)
+        return None if node.attr in _DICT_METHODS else node.attr
+    if isinstance(node, nodes.Getitem) and is_slots(node.node):
+        arg = node.arg
+        return arg.value if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else None
+    if (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and is_slots(node.node.node)
+            and node.node.attr == "get" and node.args):
+        arg = node.args[0]
+        return arg.value if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else None
+    return None

@@ -110,3 +110,21 @@ def test_run_refuses_an_alias_bomb_in_the_flows_fast(tmp_path: Path) -> None:
     assert time.perf_counter() - t0 < 1.0
     assert result.exit_code == 1
     _bomb_line(text, result.output, bomb)
+
+
+def test_validate_reports_names_that_do_not_exist_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "f.yaml"
+    bad.write_text("intents:\n  hi: {examples: [hi]}\nflows:\n  hi:\n    trigger: hi\n    steps:\n"
+                   "      - action: create_reference\n        save_as: reference\n"
+                   "      - say: 'Your reference number is {{ slots.refrence }}.'\n"
+                   "      - branch:\n          - if: slot.reference\n            then: end\n")
+    result = CliRunner().invoke(main, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines == [
+        f"{bad}:9: say: slot 'refrence' is never filled: no flow collects, sets or saves it; "
+        "did you mean 'reference'?",
+        f"{bad}:10: branch case 1: unknown name 'slot' (known here: channel, customer, message, slots); "
+        "did you mean 'slots'?",
+        f"2 error(s) in {tmp_path}",
+    ]

@@ -49,7 +49,8 @@ flows:
   gaps:
     trigger: gaps
     steps:
-      - say: "[{{ slots.nope }}][{{ customer.nope }}][{{ channel }}]"
+      # `note` is collected by another flow (a slot that does not exist at all is a load error)
+      - say: "[{{ slots.note }}][{{ customer.nope }}][{{ channel }}]"
   cond:
     trigger: cond
     steps:
@@ -254,3 +255,28 @@ def test_slot_named_like_a_dict_method_is_refused(tmp_path: Path, name: str) -> 
         load_flows(tmp_path)
     (err,) = ei.value.errors
     assert err.line == 7 and f"slot name {name!r} is reserved" in err.reason
+
+
+# -- what a template reads (for the loader's name checks) ------------------------------------
+
+
+def test_template_names_lists_context_names_and_literal_slot_reads() -> None:
+    r = Renderer()
+    found = r.template_names(
+        "{{ slots.a }}{{ slots['b'] }}{{ slots.get('c') }}{{ slots[key] }}{{ slots.items() | list }}"
+        "{% set n = 1 %}{{ n }}{% for x in range(2) %}{{ loop.index }}{{ x }}{% endfor %}{{ customer.name }}")
+    assert found.names == {"slots", "key", "customer"}       # not n, x, loop, nor the global range
+    assert found.slots == ("a", "b", "c")
+    # a template's own `slots` variable is not the conversation's slots
+    assert r.template_names("{% set slots = {'z': 1} %}{{ slots.z }}").slots == ()
+    with pytest.raises(TemplateError, match="^template error:"):
+        r.template_names("{{ slots.a ")
+
+
+def test_expression_names() -> None:
+    r = Renderer()
+    found = r.expression_names("slot.want_human == 'yes' or slots.x in ['a'] and channel")
+    assert found.names == {"slot", "slots", "channel"}
+    assert found.slots == ("x",)
+    with pytest.raises(TemplateError, match="^condition error:"):
+        r.expression_names("slots.a ==")
