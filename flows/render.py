@@ -3,10 +3,16 @@
 Flow authors' text is template source; customer text only ever enters as a
 variable. Rendered output is never rendered again, so ``{{ 7*7 }}`` typed by a
 customer stays ``{{ 7*7 }}``.
+
+A name the template is not given is an error (StrictUndefined; the loader
+reports such names before any customer meets them). A key a mapping does not
+have is None: ``slots.reference`` before anything filled it renders empty and
+is false in ``{% if %}``, whichever template and whatever mapping type.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -32,11 +38,31 @@ class TemplateNames:
     slots: tuple[str, ...]
 
 
+class _Env(ImmutableSandboxedEnvironment):
+    """The sandbox, where a mapping's missing key is None rather than an undefined error."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if _missing_key(obj, attribute):
+            return None
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if _missing_key(obj, argument):
+            return None
+        return super().getitem(obj, argument)
+
+
+def _missing_key(obj: Any, key: Any) -> bool:
+    # Only plain missing keys: a name the mapping's type has (items, __class__) goes on to the
+    # sandbox, which allows it or refuses it as unsafe.
+    return (isinstance(obj, Mapping) and isinstance(key, str) and key not in obj
+            and not hasattr(type(obj), key))
+
+
 def make_env() -> ImmutableSandboxedEnvironment:
     # finalize: a slot that is not filled yet renders as "" rather than "None".
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                       keep_trailing_newline=False,
-                                       finalize=lambda v: "" if v is None else v)
+    env = _Env(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False,
+               finalize=lambda v: "" if v is None else v)
     return env
 
 
