@@ -15,8 +15,9 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ValidationError
 
@@ -190,6 +191,7 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
     st = settings[0] if settings else Settings()
     team_set = set(teams) if teams is not None else None
     parsed: dict[str, ParsedFlow] = {}
+    step_locs: dict[str, list[tuple[Any, ...]]] = {}    # each parsed step's path in its file
     for name, (flow, file, marks) in flows.items():
         base = ("flows", name)
         steps: list[Step] = []
@@ -207,6 +209,7 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
                 ids[step.id] = len(steps)
             steps.append(step)
             lines.append(line)
+            step_locs.setdefault(name, []).append(loc)
         for trig in flow.triggers():
             if trig not in intents:
                 errs.add(f"flow {name!r}: trigger intent {trig!r} is not defined (intents: "
@@ -216,8 +219,9 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
     # A file that did not parse may fill any slot: then reads of slots are not checked.
     templates = _Templates(renderer, None if unreadable else _filled_slots(raw_flows, st), errs)
     for pf in parsed.values():
-        for step, line in zip(pf.steps, pf.step_lines):
-            _check_step(step, pf, parsed, templates, team_set, errs, line)
+        marks = flows[pf.name][2]
+        for step, line, loc in zip(pf.steps, pf.step_lines, step_locs.get(pf.name, [])):
+            _check_step(step, pf, parsed, templates, team_set, errs, line, partial(_line_in, marks, loc, line))
 
     triggered: dict[str, str] = {}
     for pf in parsed.values():
@@ -301,6 +305,11 @@ def _check_slot_name(name: str, pf: ParsedFlow, errs: _Collector, line: int) -> 
     elif name in _RESERVED_SLOTS:
         errs.add(f"slot name {name!r} is reserved (templates would read dict.{name}); choose another",
                  pf.file, line)
+
+
+def _line_in(marks: Marks, loc: tuple[Any, ...], default: int, *sub: Any) -> int:
+    """The line of ``loc + sub`` (a key inside a step), else ``default``."""
+    return marks.line_for(loc + sub) or default
 
 
 def _setting(st: Settings, key: tuple[str, ...]) -> Any:
@@ -393,21 +402,22 @@ class _Templates:
 
 
 def _check_step(step: Step, pf: ParsedFlow, flows: dict[str, ParsedFlow], templates: _Templates,
-                teams: set[str] | None, errs: _Collector, line: int) -> None:
-    def tpl(src: str | None, what: str) -> None:
-        templates.template(src, what, pf.file, line)
+                teams: set[str] | None, errs: _Collector, line: int, at: Callable[..., int]) -> None:
+    """Check one step; ``at(*keys)`` is the line of a key inside it (templates are reported there)."""
+    def tpl(src: str | None, what: str, *key: Any) -> None:
+        templates.template(src, what, pf.file, at(*key))
 
     if isinstance(step, SayStep):
-        tpl(step.say, "say")
-        for b in step.buttons:
-            templates.plain(b if isinstance(b, str) else b.title, "say: button", pf.file, line)
+        tpl(step.say, "say", "say")
+        for j, b in enumerate(step.buttons):
+            templates.plain(b if isinstance(b, str) else b.title, "say: button", pf.file, at("buttons", j))
     elif isinstance(step, CollectStep):
         _check_slot_name(step.collect, pf, errs, line)
-        tpl(step.ask, f"collect {step.collect!r}: ask")
-        tpl(step.invalid, f"collect {step.collect!r}: invalid")
-        for c in step.choices:
+        tpl(step.ask, f"collect {step.collect!r}: ask", "ask")
+        tpl(step.invalid, f"collect {step.collect!r}: invalid", "invalid")
+        for j, c in enumerate(step.choices):
             templates.plain(c if isinstance(c, str) else c.title, f"collect {step.collect!r}: choice",
-                            pf.file, line)
+                            pf.file, at("choices", j))
         if step.type == "choice" and not step.choices:
             errs.add(f"collect {step.collect!r}: type choice needs choices:", pf.file, line)
         if step.type == "regex":
@@ -433,19 +443,19 @@ def _check_step(step: Step, pf: ParsedFlow, flows: dict[str, ParsedFlow], templa
                 errs.add(f"branch case {i + 1}: give either `if: CONDITION` or `else: true`, with `then:`",
                          pf.file, line)
             if c.if_:
-                templates.expression(c.if_, f"branch case {i + 1}", pf.file, line)
+                templates.expression(c.if_, f"branch case {i + 1}", pf.file, at("branch", i, "if"))
             _check_target(c.then, pf, flows, f"branch case {i + 1}", errs, line)
     elif isinstance(step, SetStep):
         for k in step.set:
             _check_slot_name(k, pf, errs, line)
         for k, v in step.set.items():
             if isinstance(v, str):
-                tpl(v, f"set {k!r}")
+                tpl(v, f"set {k!r}", "set", k)
     elif isinstance(step, ActionStep):
         if step.action not in KNOWN_ACTIONS:
             errs.add(f"action {step.action!r} is unknown (known: {', '.join(KNOWN_ACTIONS)})", pf.file, line)
     elif isinstance(step, HandoffStep):
-        tpl(step.handoff.reason, "handoff reason")
+        tpl(step.handoff.reason, "handoff reason", "handoff", "reason")
         if teams is not None and step.handoff.team and step.handoff.team not in teams:
             errs.add(f"handoff: team {step.handoff.team!r} is not in config handoff.teams "
                      f"({', '.join(sorted(teams))})", pf.file, line)

@@ -299,7 +299,7 @@ flows:
             then: end
 """)
     errs = errors_of(tmp_path)
-    assert where(errs) == [("f.yaml", 8), ("f.yaml", 10)]
+    assert where(errs) == [("f.yaml", 8), ("f.yaml", 11)]     # a condition: the line of its if:
     assert "give either `if: CONDITION` or `else: true`" in errs[0].reason
     assert errs[1].reason.startswith("branch case 1: condition error:")
 
@@ -657,7 +657,7 @@ flows:
             then: end
 """)
     errs = errors_of(tmp_path)
-    assert where(errs) == [("f.yaml", 12), ("f.yaml", 12)]
+    assert where(errs) == [("f.yaml", 13), ("f.yaml", 15)]
     assert errs[0].reason == ("branch case 1: unknown name 'slot' (known here: channel, customer, message, "
                               "slots); did you mean 'slots'?")
     assert errs[1].reason.startswith("branch case 2: slot 'want_humen' is never filled")
@@ -679,7 +679,7 @@ flows:
           reason: "of order {{ order }}"
 """)
     errs = errors_of(tmp_path)
-    assert where(errs) == [("f.yaml", 8), ("f.yaml", 8), ("f.yaml", 11), ("f.yaml", 12)]
+    assert where(errs) == [("f.yaml", 9), ("f.yaml", 10), ("f.yaml", 11), ("f.yaml", 14)]   # the keys' lines
     assert [e.reason for e in errs] == [
         "collect 'order': ask: unknown name 'chanel' (known here: channel, customer, message, slots); "
         "did you mean 'channel'?",
@@ -760,7 +760,7 @@ flows:
         choices: [{value: x, title: "{% if true %}X{% endif %}"}, "{{ y }}", plain]
 """)
     errs = errors_of(tmp_path)
-    assert where(errs) == [("f.yaml", 8), ("f.yaml", 8), ("f.yaml", 10), ("f.yaml", 10)]
+    assert where(errs) == [("f.yaml", 9), ("f.yaml", 9), ("f.yaml", 13), ("f.yaml", 13)]
     assert [e.reason.split(":")[0] + ":" + e.reason.split(":")[1] for e in errs] == [
         "say: button", "say: button", "collect 'a': choice", "collect 'a': choice"]
     assert all("is shown as written, not rendered" in e.reason for e in errs)

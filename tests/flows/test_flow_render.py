@@ -235,7 +235,7 @@ def test_bad_condition_is_a_load_error(tmp_path: Path) -> None:
     with pytest.raises(FlowValidationError) as ei:
         load_flows(tmp_path)
     (err,) = ei.value.errors
-    assert err.line == 7 and err.reason.startswith("branch case 1: condition error:")
+    assert err.line == 8 and err.reason.startswith("branch case 1: condition error:")   # the if: line
 
 
 @pytest.mark.parametrize("name", ["items", "update"])
