@@ -836,11 +836,52 @@ def test_every_templated_setting_is_checked() -> None:
     assert found <= set(SETTINGS_TEMPLATES)
 
 
-def test_step_names_are_what_the_engine_renders_with() -> None:
-    from flows.engine import TurnInput, _State, _Turn
-    from flows.loader import STEP_NAMES
+async def test_the_names_checked_are_those_the_engine_and_runtime_render_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Records the context of every real render (and renders it), while a say step and then the
+    # handoff message run: the loader's name lists must match what they are rendered with.
+    from bot.config import Config, HandoffConfig, TeamConfig
+    from bot.events import EventBus
+    from bot.locks import KeyedLock
+    from bot.model import Inbound
+    from bot.runtime import Runtime
+    from bot.storage import open_store
+    from flows import FlowEngine
+    from flows.loader import HANDOFF_NAMES, SETTINGS_TEMPLATES, STEP_NAMES
+    from flows.render import Renderer
 
-    assert set(_Turn(TurnInput(""), _State()).context()) == set(STEP_NAMES)
+    seen: list[tuple[str, frozenset[str]]] = []
+    real_render = Renderer.render
+
+    def recording_render(self: Renderer, source: str, context: dict[str, object]) -> str:
+        seen.append((source, frozenset(context)))
+        return real_render(self, source, context)
+
+    monkeypatch.setattr(Renderer, "render", recording_render)
+    write(tmp_path, "f.yaml", HEAD + """flows:
+  f:
+    trigger: hi
+    steps:
+      - say: "Hello {{ customer.name }}"
+      - handoff: {team: support, reason: "you said {{ message }}"}
+settings:
+  handoff_message: "To {{ team }}: {{ reason }} ({{ position }})"
+""")
+    store = await open_store("sqlite:///:memory:")
+    config = Config(handoff=HandoffConfig(teams={"support": TeamConfig(name="Support")}))
+    runtime = Runtime(store=store, engine=FlowEngine(load_flows(tmp_path)), config=config, locks=KeyedLock(),
+                      events=EventBus())
+    try:
+        await runtime.accept(Inbound("webchat", "v1", "m1", "hi", payload="intent:hi"))
+        await runtime.drain()
+    finally:
+        await runtime.stop()
+        await store.close()
+    contexts = dict(seen)
+    assert contexts["Hello {{ customer.name }}"] == set(STEP_NAMES)
+    assert contexts["you said {{ message }}"] == set(STEP_NAMES)
+    assert contexts["To {{ team }}: {{ reason }} ({{ position }})"] == set(HANDOFF_NAMES)
+    assert SETTINGS_TEMPLATES[("handoff_message",)] == HANDOFF_NAMES
 
 
 async def test_action_slots_are_what_create_reference_sets(memory_store: object) -> None:
