@@ -4,6 +4,11 @@
 (``("flows", "complaint", "steps", 2, "ask")``) to its 1-based line, so
 schema errors found later (by pydantic, or by our own checks) can be reported
 as ``file:line: reason``.
+
+Anchors and aliases are allowed for small repeated parts (a list of choices),
+but a "billion laughs" (a few lines of aliases of aliases that expand to
+millions of values) is refused while the text is parsed, before anything is
+expanded, at the line of the alias that goes past :data:`MAX_ALIASED_VALUES`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from typing import Any, Sequence
 import yaml
 
 Path = tuple[Any, ...]
+
+MAX_ALIASED_VALUES = 10_000
+"""How many values (scalars, lists and mappings) aliases may add to one document, all together."""
 
 
 class MarkedYamlError(Exception):
@@ -47,7 +55,7 @@ def load_marked(text: str) -> tuple[Any, Marks]:
     """
     marks = Marks()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_BoundedLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -59,6 +67,44 @@ def load_marked(text: str) -> tuple[Any, Marks]:
         return None, marks
     constructor = yaml.SafeLoader("")
     return _convert(node, (), marks, constructor), marks
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader whose composer counts what aliases expand to, and stops a bomb early.
+
+    Composing keeps an alias as a second reference to its anchor's node, which costs
+    nothing; the cost comes when the graph is walked as a tree (``_convert``). So each
+    finished node's expanded size is recorded, and each alias adds its target's size.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._sizes: dict[int, int] = {}   # id(node) -> values in it once expanded
+        self._aliased = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = super().compose_node(parent, index)
+            line = event.start_mark.line + 1
+            size = self._sizes.get(id(node))
+            if size is None:    # PyYAML lets an alias point into its own, unfinished anchor
+                raise MarkedYamlError(f"alias *{event.anchor} is used inside its own anchor "
+                                      "(a value that contains itself)", line)
+            self._aliased += size
+            if self._aliased > MAX_ALIASED_VALUES:
+                raise MarkedYamlError(f"alias *{event.anchor}: aliases expand to more than {MAX_ALIASED_VALUES} "
+                                      "values (an alias bomb?); use anchors only for small repeated parts", line)
+            return node
+        node = super().compose_node(parent, index)
+        if isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._sizes[id(item)] for item in node.value)
+        else:
+            size = 1
+        self._sizes[id(node)] = size
+        return node
 
 
 def _convert(node: yaml.Node, path: Path, marks: Marks, constructor: yaml.SafeLoader) -> Any:

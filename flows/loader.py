@@ -2,26 +2,56 @@
 
 Every problem is collected (not just the first) and reported as
 ``file:line: reason``; :class:`FlowValidationError` carries them all.
+
+Templates and conditions are checked for what would go wrong only when a
+customer reaches them: syntax, names the engine does not pass (``slot.x``
+for ``slots.x``), and slots nothing ever fills (``slots.refrence``). The engine
+keeps slots for the whole conversation (until ``action: reset``), so a slot is
+known if any flow collects, sets or saves it, or omnibot fills it itself.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ValidationError
 
 from bot.errors import FlowError, FlowValidationError
 from bot.yamlmarks import MarkedYamlError, Marks, describe_loc, load_marked
 
-from .render import Renderer, TemplateError
+from .render import Renderer, TemplateError, TemplateNames
 from .schema import (RESERVED_TARGETS, STEP_KINDS, BranchCase, BranchStep, CollectStep, FlowFile,
                      GotoStep, HandoffStep, Intent, SayStep, Settings, SetStep, ActionStep, Flow, Step)
 
 KNOWN_ACTIONS = ("create_reference", "ticket_status", "record_csat", "reopen_ticket", "link_code",
                  "link_with_code", "reset")
+# Slots an action sets besides its save_as (handoff/tickets.py ticket_actions: ctx.updates).
+ACTION_SLOTS: dict[str, tuple[str, ...]] = {
+    "create_reference": ("ticket_department", "ticket_severity", "ticket_due"),
+}
+# Slots omnibot gives the flows it starts itself: settings.complaints.survey_flow and
+# follow_up_flow get the resolved complaint's reference (handoff/resolution.py, followups.py).
+STARTED_FLOW_SLOTS = ("reference",)
+
+# The names each kind of template is rendered with.
+STEP_NAMES = ("slots", "customer", "channel", "message")        # flows/engine.py _Turn.context()
+HANDOFF_NAMES = ("team", "reason", "position", "customer", "slots")  # bot/runtime.py _handoff_spec
+# settings: templates, by their path under settings:, with the names each one sees
+SETTINGS_TEMPLATES: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("handoff_message",): HANDOFF_NAMES,
+    ("confirm_prefill",): STEP_NAMES + ("value", "label"),
+    ("fallback", "clarify"): STEP_NAMES + ("options",),
+    ("fallback", "offer_human"): STEP_NAMES,
+    ("fallback", "messages"): STEP_NAMES,                           # each message
+    ("complaints", "offer"): STEP_NAMES,
+}
+# settings: texts shown as written (button titles)
+SETTINGS_PLAIN = (("complaints", "offer_button"),)
 
 
 @dataclass(frozen=True)
@@ -108,21 +138,27 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
     flows: dict[str, tuple[Flow, str, Marks]] = {}
     settings: tuple[Settings, str] | None = None
     marks_by_file: dict[str, Marks] = {}
+    raw_flows: list[tuple[Any, Any]] = []   # every flows: entry as written, for the slots they fill
+    unreadable = False
     for fp in files:
         file = str(fp)
         try:
             text = fp.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             errs.add(f"cannot read: {exc}", file, None)
+            unreadable = True
             continue
         try:
             data, marks = load_marked(text)
         except MarkedYamlError as exc:
             errs.add(exc.reason, file, exc.line)
+            unreadable = True
             continue
         marks_by_file[file] = marks
         if data is None:
             continue
+        if isinstance(data, dict) and isinstance(data.get("flows"), dict):
+            raw_flows.extend(data["flows"].items())
         if not isinstance(data, dict):
             errs.add("a flow file is a mapping with intents:, flows: and/or settings:", file, 1)
             continue
@@ -152,8 +188,10 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
                 settings = (ff.settings, file)
 
     renderer = Renderer()
+    st = settings[0] if settings else Settings()
     team_set = set(teams) if teams is not None else None
     parsed: dict[str, ParsedFlow] = {}
+    step_locs: dict[str, list[tuple[Any, ...]]] = {}    # each parsed step's path in its file
     for name, (flow, file, marks) in flows.items():
         base = ("flows", name)
         steps: list[Step] = []
@@ -171,16 +209,19 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
                 ids[step.id] = len(steps)
             steps.append(step)
             lines.append(line)
+            step_locs.setdefault(name, []).append(loc)
         for trig in flow.triggers():
             if trig not in intents:
                 errs.add(f"flow {name!r}: trigger intent {trig!r} is not defined (intents: "
                          f"{', '.join(sorted(intents)) or 'none'})", file, marks.line_for(base + ("trigger",)))
         parsed[name] = ParsedFlow(name, flow, tuple(steps), file, marks.line_for(base) or 1, tuple(lines), ids)
 
+    # A file that did not parse may fill any slot: then reads of slots are not checked.
+    templates = _Templates(renderer, None if unreadable else _filled_slots(raw_flows, st), errs)
     for pf in parsed.values():
         marks = flows[pf.name][2]
-        for step, line in zip(pf.steps, pf.step_lines):
-            _check_step(step, pf, parsed, renderer, team_set, errs, line)
+        for step, line, loc in zip(pf.steps, pf.step_lines, step_locs.get(pf.name, [])):
+            _check_step(step, pf, parsed, templates, team_set, errs, line, partial(_line_in, marks, loc, line))
 
     triggered: dict[str, str] = {}
     for pf in parsed.values():
@@ -190,7 +231,6 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
                          pf.line)
             triggered[trig] = pf.name
 
-    st = settings[0] if settings else Settings()
     if settings:
         sfile = settings[1]
         smarks = marks_by_file[sfile]
@@ -205,13 +245,15 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
         if cflow and cflow not in intents and "flow" in st.complaints.model_fields_set:
             errs.add(f"settings.complaints.flow: no intent named {cflow!r}", sfile,
                      smarks.line_for(("settings", "complaints", "flow")))
-        for key, src in (("handoff_message", st.handoff_message), ("fallback.offer_human", st.fallback.offer_human),
-                         ("fallback.clarify", st.fallback.clarify), ("confirm_prefill", st.confirm_prefill),
-                         ("complaints.offer", st.complaints.offer)):
-            try:
-                renderer.check_template(src)
-            except TemplateError as exc:
-                errs.add(f"settings.{key}: {exc}", sfile, smarks.line_for(("settings",) + tuple(key.split("."))))
+        for key, names in SETTINGS_TEMPLATES.items():
+            value = _setting(st, key)
+            for i, src in enumerate(value) if isinstance(value, list) else [(None, value)]:
+                loc = key if i is None else key + (i,)
+                templates.template(src, describe_loc(("settings",) + loc), sfile,
+                                   smarks.line_for(("settings",) + loc), names=names)
+        for key in SETTINGS_PLAIN:
+            templates.plain(_setting(st, key), describe_loc(("settings",) + key), sfile,
+                            smarks.line_for(("settings",) + key))
     if not parsed and not errs.errors:
         errs.add("no flows defined (add a flows: section)", str(root), None)
     if errs.errors:
@@ -265,21 +307,117 @@ def _check_slot_name(name: str, pf: ParsedFlow, errs: _Collector, line: int) -> 
                  pf.file, line)
 
 
-def _check_step(step: Step, pf: ParsedFlow, flows: dict[str, ParsedFlow], renderer: Renderer,
-                teams: set[str] | None, errs: _Collector, line: int) -> None:
-    def tpl(src: str | None, what: str) -> None:
-        if src:
-            try:
-                renderer.check_template(src)
-            except TemplateError as exc:
-                errs.add(f"{what}: {exc}", pf.file, line)
+def _line_in(marks: Marks, loc: tuple[Any, ...], default: int, *sub: Any) -> int:
+    """The line of ``loc + sub`` (a key inside a step), else ``default``."""
+    return marks.line_for(loc + sub) or default
+
+
+def _setting(st: Settings, key: tuple[str, ...]) -> Any:
+    value: Any = st
+    for part in key:
+        value = getattr(value, part)
+    return value
+
+
+def _filled_slots(raw_flows: list[tuple[Any, Any]], st: Settings) -> frozenset[str]:
+    """The slots something fills: a step's collect, set, save_as, what its action sets itself, and
+    what omnibot gives the flows it starts. Read from the flows as written, before validation, so
+    that one broken step does not make every read of its slot an error too."""
+    out: set[str] = set()
+    for _, flow in raw_flows:
+        steps = flow.get("steps") if isinstance(flow, dict) else None
+        for raw in steps if isinstance(steps, list) else ():
+            if not isinstance(raw, dict):
+                continue
+            if isinstance(raw.get("collect"), str):
+                out.add(raw["collect"])
+            if isinstance(raw.get("set"), dict):
+                out.update(str(k) for k in raw["set"])
+            if isinstance(raw.get("save_as"), str):
+                out.add(raw["save_as"])
+            if isinstance(raw.get("action"), str):
+                out.update(ACTION_SLOTS.get(raw["action"], ()))
+    names = {name for name, _ in raw_flows}
+    if any(f in names for f in (st.complaints.survey_flow, st.complaints.follow_up_flow) if f):
+        out.update(STARTED_FLOW_SLOTS)
+    return frozenset(out)
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(candidates), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class _Templates:
+    """Checks templates and conditions: they compile, and read only names that will exist."""
+
+    def __init__(self, renderer: Renderer, slots: frozenset[str] | None, errs: _Collector) -> None:
+        self.renderer = renderer
+        self.slots = slots
+        self.errs = errs
+
+    def template(self, src: Any, what: str, file: str, line: int | None, *,
+                 names: tuple[str, ...] = STEP_NAMES) -> None:
+        if not isinstance(src, str) or not src:
+            return
+        try:
+            found = self.renderer.template_names(src)
+        except TemplateError as exc:
+            self.errs.add(f"{what}: {exc}", file, line)
+            return
+        self._check(found, what, file, line, names)
+
+    def expression(self, src: str, what: str, file: str, line: int | None, *,
+                   names: tuple[str, ...] = STEP_NAMES) -> None:
+        try:
+            found = self.renderer.expression_names(src)
+        except TemplateError as exc:
+            self.errs.add(f"{what}: {exc}", file, line)
+            return
+        self._check(found, what, file, line, names)
+
+    def plain(self, text: Any, what: str, file: str, line: int | None) -> None:
+        """``text`` is shown as written: template syntax in it would reach the customer as typed."""
+        if isinstance(text, str) and ("{{" in text or "{%" in text):
+            self.errs.add(f"{what}: {text!r} is shown as written, not rendered (only texts such as say, "
+                          "ask and invalid are templates)", file, line)
+
+    def _check(self, found: TemplateNames, what: str, file: str, line: int | None,
+               names: tuple[str, ...]) -> None:
+        for name in sorted(found.names - set(names)):
+            # jinja would raise UndefinedError here: a reply is lost, or a branch is silently false
+            if "slots" in names and self.slots and name in self.slots:
+                hint = f"; did you mean 'slots.{name}'?"
+            else:
+                hint = _did_you_mean(name, names)
+            self.errs.add(f"{what}: unknown name {name!r} (known here: {', '.join(sorted(names))}){hint}",
+                          file, line)
+        if "slots" not in names or self.slots is None:   # None: some file did not parse
+            return
+        for slot in found.slots:
+            if slot not in self.slots:
+                # slots.NAME of a slot nothing fills is always empty: "Your reference is ."
+                self.errs.add(f"{what}: slot {slot!r} is never filled: no flow collects, sets or saves it"
+                              f"{_did_you_mean(slot, self.slots)}", file, line)
+
+
+def _check_step(step: Step, pf: ParsedFlow, flows: dict[str, ParsedFlow], templates: _Templates,
+                teams: set[str] | None, errs: _Collector, line: int, at: Callable[..., int]) -> None:
+    """Check one step; ``at(*keys)`` is the line of a key inside it (templates are reported there)."""
+    def tpl(src: str | None, what: str, *key: Any) -> None:
+        templates.template(src, what, pf.file, at(*key))
 
     if isinstance(step, SayStep):
-        tpl(step.say, "say")
+        tpl(step.say, "say", "say")
+        for j, b in enumerate(step.buttons):
+            templates.plain(b if isinstance(b, str) else b.title, "say: button", pf.file, at("buttons", j))
     elif isinstance(step, CollectStep):
         _check_slot_name(step.collect, pf, errs, line)
-        tpl(step.ask, f"collect {step.collect!r}: ask")
-        tpl(step.invalid, f"collect {step.collect!r}: invalid")
+        tpl(step.ask, f"collect {step.collect!r}: ask", "ask")
+        tpl(step.invalid, f"collect {step.collect!r}: invalid", "invalid")
+        for j, c in enumerate(step.choices):
+            templates.plain(c if isinstance(c, str) else c.title, f"collect {step.collect!r}: choice",
+                            pf.file, at("choices", j))
         if step.type == "choice" and not step.choices:
             errs.add(f"collect {step.collect!r}: type choice needs choices:", pf.file, line)
         if step.type == "regex":
@@ -305,22 +443,19 @@ def _check_step(step: Step, pf: ParsedFlow, flows: dict[str, ParsedFlow], render
                 errs.add(f"branch case {i + 1}: give either `if: CONDITION` or `else: true`, with `then:`",
                          pf.file, line)
             if c.if_:
-                try:
-                    renderer.check_expression(c.if_)
-                except TemplateError as exc:
-                    errs.add(f"branch case {i + 1}: {exc}", pf.file, line)
+                templates.expression(c.if_, f"branch case {i + 1}", pf.file, at("branch", i, "if"))
             _check_target(c.then, pf, flows, f"branch case {i + 1}", errs, line)
     elif isinstance(step, SetStep):
         for k in step.set:
             _check_slot_name(k, pf, errs, line)
         for k, v in step.set.items():
             if isinstance(v, str):
-                tpl(v, f"set {k!r}")
+                tpl(v, f"set {k!r}", "set", k)
     elif isinstance(step, ActionStep):
         if step.action not in KNOWN_ACTIONS:
             errs.add(f"action {step.action!r} is unknown (known: {', '.join(KNOWN_ACTIONS)})", pf.file, line)
     elif isinstance(step, HandoffStep):
-        tpl(step.handoff.reason, "handoff reason")
+        tpl(step.handoff.reason, "handoff reason", "handoff", "reason")
         if teams is not None and step.handoff.team and step.handoff.team not in teams:
             errs.add(f"handoff: team {step.handoff.team!r} is not in config handoff.teams "
                      f"({', '.join(sorted(teams))})", pf.file, line)

@@ -3,13 +3,21 @@
 Flow authors' text is template source; customer text only ever enters as a
 variable. Rendered output is never rendered again, so ``{{ 7*7 }}`` typed by a
 customer stays ``{{ 7*7 }}``.
+
+A name the template is not given is an error (StrictUndefined; the loader
+reports such names before any customer meets them). A key a mapping does not
+have is None: ``slots.reference`` before anything filled it renders empty and
+is false in ``{% if %}``, whichever template and whatever mapping type.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
@@ -17,11 +25,44 @@ class TemplateError(Exception):
     """A template or expression failed to compile or render."""
 
 
+@dataclass(frozen=True, slots=True)
+class TemplateNames:
+    """What a template or condition reads from its context.
+
+    ``names`` are the top-level names it reads (``slots``, ``customer``, ``team`` ...; not the
+    ones it sets itself, nor jinja's globals such as ``range``). ``slots`` are the slot names it
+    reads literally: ``slots.NAME``, ``slots['NAME']`` and ``slots.get('NAME')``.
+    """
+
+    names: frozenset[str]
+    slots: tuple[str, ...]
+
+
+class _Env(ImmutableSandboxedEnvironment):
+    """The sandbox, where a mapping's missing key is None rather than an undefined error."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if _missing_key(obj, attribute):
+            return None
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if _missing_key(obj, argument):
+            return None
+        return super().getitem(obj, argument)
+
+
+def _missing_key(obj: Any, key: Any) -> bool:
+    # Only plain missing keys: a name the mapping's type has (items, __class__) goes on to the
+    # sandbox, which allows it or refuses it as unsafe.
+    return (isinstance(obj, Mapping) and isinstance(key, str) and key not in obj
+            and not hasattr(type(obj), key))
+
+
 def make_env() -> ImmutableSandboxedEnvironment:
     # finalize: a slot that is not filled yet renders as "" rather than "None".
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                       keep_trailing_newline=False,
-                                       finalize=lambda v: "" if v is None else v)
+    env = _Env(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False,
+               finalize=lambda v: "" if v is None else v)
     return env
 
 
@@ -45,6 +86,30 @@ class Renderer:
             self._expr(source)
         except TemplateSyntaxError as exc:
             raise TemplateError(f"condition error: {exc.message}") from None
+
+    def template_names(self, source: str) -> TemplateNames:
+        """What the template ``source`` reads; raise TemplateError if it does not compile."""
+        self.check_template(source)
+        return self._names(self.env.parse(source))
+
+    def expression_names(self, source: str) -> TemplateNames:
+        """What the condition ``source`` reads; raise TemplateError if it does not compile."""
+        self.check_expression(source)
+        # the parse compile_expression does, kept as a tree
+        parser = Parser(self.env, source, state="variable")
+        tree = nodes.Template([nodes.Output([parser.parse_expression()])], lineno=1)
+        tree.set_environment(self.env)
+        return self._names(tree)
+
+    def _names(self, tree: nodes.Template) -> TemplateNames:
+        names = frozenset(meta.find_undeclared_variables(tree)) - set(self.env.globals)
+        slots: dict[str, None] = {}
+        if "slots" in names:   # else `slots` is the template's own variable ({% set slots = ... %})
+            for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Call)):
+                name = _slot_read(node)
+                if name is not None:
+                    slots.setdefault(name, None)
+        return TemplateNames(names, tuple(slots))
 
     def _compile(self, source: str) -> Any:
         t = self._templates.get(source)
@@ -73,3 +138,24 @@ class Renderer:
             return self._expr(source)(**context)
         except Exception as exc:
             raise TemplateError(f"cannot evaluate {source!r}: {exc}") from exc
+
+
+_DICT_METHODS = frozenset(n for n in dir(dict) if not n.startswith("_"))
+
+
+def _slot_read(node: nodes.Node) -> str | None:
+    """The slot name ``node`` reads literally from ``slots``, if it does."""
+    def is_slots(n: nodes.Node) -> bool:
+        return isinstance(n, nodes.Name) and n.name == "slots" and n.ctx == "load"
+
+    if isinstance(node, nodes.Getattr) and is_slots(node.node):
+        # slots.get / slots.items are dict methods (no slot may have such a name; the loader checks)
+        return None if node.attr in _DICT_METHODS else node.attr
+    if isinstance(node, nodes.Getitem) and is_slots(node.node):
+        arg = node.arg
+        return arg.value if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else None
+    if (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr) and is_slots(node.node.node)
+            and node.node.attr == "get" and node.args):
+        arg = node.args[0]
+        return arg.value if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else None
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -250,3 +251,16 @@ def test_os_environ_untouched() -> None:
     before = dict(os.environ)
     parse_config("webchat: {title: '${X_SOMETHING:-y}'}\n", env={})
     assert dict(os.environ) == before
+
+
+def test_alias_bomb_in_config_is_refused_fast_with_line() -> None:
+    levels = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"lol{i}: &lol{i} [" + ", ".join([f"*lol{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    text = "server: {port: 8080}\n" + "\n".join(levels) + "\n"
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as ei:
+        parse_config(text, path="c.yaml", env={})
+    assert time.perf_counter() - t0 < 1.0
+    assert ei.value.line is not None and "*lol" in text.splitlines()[ei.value.line - 1]
+    assert str(ei.value).startswith(f"c.yaml:{ei.value.line}: ")
+    assert "aliases expand to more than" in ei.value.reason

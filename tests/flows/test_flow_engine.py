@@ -176,7 +176,8 @@ flows:
       - goto: last
       - say: "skipped"
       - id: last
-        say: "{{ slots.greeting }}|{{ slots.count + 1 }}|{{ slots.tags | join(',') }}|{{ slots.nothing }}|[{{ slots.never_set }}]"
+        # `comment` is collected by another flow (a slot that does not exist at all is a load error)
+        say: "{{ slots.greeting }}|{{ slots.count + 1 }}|{{ slots.tags | join(',') }}|{{ slots.nothing }}|[{{ slots.comment }}]"
   ending:
     trigger: ending
     steps:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -298,7 +299,7 @@ flows:
             then: end
 """)
     errs = errors_of(tmp_path)
-    assert where(errs) == [("f.yaml", 8), ("f.yaml", 10)]
+    assert where(errs) == [("f.yaml", 8), ("f.yaml", 11)]     # a condition: the line of its if:
     assert "give either `if: CONDITION` or `else: true`" in errs[0].reason
     assert errs[1].reason.startswith("branch case 1: condition error:")
 
@@ -326,7 +327,7 @@ flows:
   f:
     trigger: hi
     steps:
-      - say: fine {{ slots.a }}
+      - set: {a: "fine {{ slots.a }}"}
       - say: "Hello {{ slots.name"
       - say: "{% if slots.a %}never closed"
 """)
@@ -558,3 +559,369 @@ flows:
         (21, "flows.f.steps[6].regx"),
     ]
     assert str(ei.value).splitlines() == [str(e) for e in errs]
+
+
+# -- YAML alias bombs ------------------------------------------------------------------------
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """A few hundred bytes of anchors and aliases that expand to 10**levels strings."""
+    lines = ['lol0: &lol0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"lol{i}: &lol{i} [" + ", ".join([f"*lol{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_fast_with_file_and_line(tmp_path: Path) -> None:
+    bomb = billion_laughs()
+    assert len(bomb) < 1000
+    p = write(tmp_path, "bomb.yaml", HEAD + "flows:\n  f:\n    trigger: hi\n    steps: [end]\n" + bomb)
+    t0 = time.perf_counter()
+    errs = errors_of(tmp_path)
+    assert time.perf_counter() - t0 < 1.0
+    (err,) = errs
+    assert err.path == str(p)
+    lines = p.read_text().splitlines()
+    assert err.line is not None and lines[err.line - 1].startswith("lol") and "*lol" in lines[err.line - 1]
+    assert "aliases expand to more than" in err.reason
+
+
+def test_small_anchors_and_aliases_still_work(tmp_path: Path) -> None:
+    write(tmp_path, "f.yaml", HEAD + """\
+flows:
+  f:
+    trigger: hi
+    steps:
+      - collect: a
+        type: choice
+        ask: A?
+        choices: &yes_no [{value: "yes", synonyms: [yep, sure]}, {value: "no", synonyms: [nope]}]
+      - collect: b
+        type: choice
+        ask: B?
+        choices: *yes_no
+""")
+    fs = load_flows(tmp_path)
+    a, b = fs.flows["f"].steps
+    assert isinstance(a, CollectStep) and isinstance(b, CollectStep)
+    assert a.choices == b.choices and len(b.choices) == 2
+
+
+def test_alias_inside_its_own_anchor_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "f.yaml", HEAD + "flows: &loop\n  f: *loop\n")
+    errs = errors_of(tmp_path)
+    assert where(errs) == [("f.yaml", 5)]
+    assert "alias *loop is used inside its own anchor" in errs[0].reason
+
+
+# -- templates and conditions read only names that exist -------------------------------------
+
+
+def test_undefined_slot_in_say_is_an_error_with_a_hint(tmp_path: Path) -> None:
+    # at run time this says "Your reference number is ." to every customer
+    write(tmp_path, "f.yaml", HEAD + """\
+flows:
+  f:
+    trigger: hi
+    steps:
+      - action: create_reference
+        save_as: reference
+      - say: "Your reference number is {{ slots.refrence }}."
+      - say: "Thanks for {{ slots['ordr'] }} and {{ slots.get('nothing_like_it') }}"
+""")
+    errs = errors_of(tmp_path)
+    assert where(errs) == [("f.yaml", 10), ("f.yaml", 11), ("f.yaml", 11)]
+    assert errs[0].reason == ("say: slot 'refrence' is never filled: no flow collects, sets or saves it; "
+                              "did you mean 'reference'?")
+    assert errs[1].reason.startswith("say: slot 'ordr' is never filled")
+    assert errs[2].reason == "say: slot 'nothing_like_it' is never filled: no flow collects, sets or saves it"
+
+
+def test_slot_typo_in_a_branch_condition_is_an_error(tmp_path: Path) -> None:
+    # at run time `slot` is undefined: the condition fails, is treated as false, the wrong branch runs
+    write(tmp_path, "f.yaml", HEAD + """\
+flows:
+  f:
+    trigger: hi
+    steps:
+      - collect: want_human
+        type: choice
+        ask: Talk to a person?
+        choices: ["yes", "no"]
+      - branch:
+          - if: slot.want_human == 'yes'
+            then: handoff
+          - if: slots.want_humen == 'no'
+            then: end
+          - else: true
+            then: end
+""")
+    errs = errors_of(tmp_path)
+    assert where(errs) == [("f.yaml", 13), ("f.yaml", 15)]
+    assert errs[0].reason == ("branch case 1: unknown name 'slot' (known here: channel, customer, message, "
+                              "slots); did you mean 'slots'?")
+    assert errs[1].reason.startswith("branch case 2: slot 'want_humen' is never filled")
+    assert errs[1].reason.endswith("did you mean 'want_human'?")
+
+
+def test_bad_names_in_handoff_reason_ask_invalid_and_set(tmp_path: Path) -> None:
+    write(tmp_path, "f.yaml", HEAD + """\
+flows:
+  f:
+    trigger: hi
+    steps:
+      - collect: order
+        ask: "Order number, {{ customer.name }} ({{ chanel }})?"
+        invalid: "{{ slots.order }} is not {{ slots.format }}"
+      - set: {note: "{{ mesage }}", count: 1}
+      - handoff:
+          team: support
+          reason: "of order {{ order }}"
+""")
+    errs = errors_of(tmp_path)
+    assert where(errs) == [("f.yaml", 9), ("f.yaml", 10), ("f.yaml", 11), ("f.yaml", 14)]   # the keys' lines
+    assert [e.reason for e in errs] == [
+        "collect 'order': ask: unknown name 'chanel' (known here: channel, customer, message, slots); "
+        "did you mean 'channel'?",
+        "collect 'order': invalid: slot 'format' is never filled: no flow collects, sets or saves it",
+        "set 'note': unknown name 'mesage' (known here: channel, customer, message, slots); "
+        "did you mean 'message'?",
+        "handoff reason: unknown name 'order' (known here: channel, customer, message, slots); "
+        "did you mean 'slots.order'?",
+    ]
+
+
+def test_template_syntax_error_in_settings_points_at_its_line(tmp_path: Path) -> None:
+    write(tmp_path, "f.yaml", HEAD + """\
+flows:
+  f:
+    trigger: hi
+    steps: [end]
+settings:
+  fallback:
+    messages:
+      - "Sorry?"
+      - "Still {{ not sure"
+  complaints:
+    offer: "{% if customer.name %}Hi"
+""")
+    errs = errors_of(tmp_path)
+    assert where(errs) == [("f.yaml", 12), ("f.yaml", 14)]
+    assert errs[0].reason.startswith("settings.fallback.messages[1]: template error:")
+    assert errs[1].reason.startswith("settings.complaints.offer: template error:")
+
+
+def test_unknown_names_in_settings_each_with_the_names_it_gets(tmp_path: Path) -> None:
+    write(tmp_path, "f.yaml", HEAD + """\
+flows:
+  f:
+    trigger: hi
+    steps:
+      - collect: order
+        ask: Order?
+settings:
+  handoff_message: "To {{ team }} ({{ channel }}) about {{ slots.order }} and {{ slots.ordr }}, {{ position }}"
+  confirm_prefill: "Is {{ valeu }} your {{ label }}?"
+  fallback:
+    clarify: "{{ option | join(' or ') }}?"
+    offer_human: "{{ customer.name }}, a person? {{ options }}"
+  complaints:
+    offer_button: "File it, {{ customer.name }}"
+""")
+    errs = errors_of(tmp_path)
+    got = [(e.line, e.reason) for e in errs]
+    assert got == [
+        (11, "settings.handoff_message: unknown name 'channel' (known here: customer, position, reason, slots, "
+             "team)"),
+        (11, "settings.handoff_message: slot 'ordr' is never filled: no flow collects, sets or saves it; "
+             "did you mean 'order'?"),
+        (12, "settings.confirm_prefill: unknown name 'valeu' (known here: channel, customer, label, message, slots, "
+             "value); did you mean 'value'?"),
+        (14, "settings.fallback.clarify: unknown name 'option' (known here: channel, customer, message, options, "
+             "slots); did you mean 'options'?"),
+        (15, "settings.fallback.offer_human: unknown name 'options' (known here: channel, customer, message, "
+             "slots)"),
+        (17, "settings.complaints.offer_button: 'File it, {{ customer.name }}' is shown as written, not rendered "
+             "(only texts such as say, ask and invalid are templates)"),
+    ]
+
+
+def test_buttons_and_choice_titles_are_not_templates(tmp_path: Path) -> None:
+    write(tmp_path, "f.yaml", HEAD + """\
+flows:
+  f:
+    trigger: hi
+    steps:
+      - say: Pick one
+        buttons: ["{{ slots.a }}", {title: "Hi {{ customer.name }}", payload: x}, "plain {curly}"]
+      - collect: a
+        type: choice
+        ask: A?
+        choices: [{value: x, title: "{% if true %}X{% endif %}"}, "{{ y }}", plain]
+""")
+    errs = errors_of(tmp_path)
+    assert where(errs) == [("f.yaml", 9), ("f.yaml", 9), ("f.yaml", 13), ("f.yaml", 13)]
+    assert [e.reason.split(":")[0] + ":" + e.reason.split(":")[1] for e in errs] == [
+        "say: button", "say: button", "collect 'a': choice", "collect 'a': choice"]
+    assert all("is shown as written, not rendered" in e.reason for e in errs)
+
+
+def test_slots_are_known_from_every_flow_and_every_source(tmp_path: Path) -> None:
+    # The engine keeps slots for the whole conversation: a slot one flow fills, another may read.
+    write(tmp_path, "f.yaml", """\
+intents:
+  a: {examples: [a]}
+  b: {examples: [b]}
+flows:
+  a:
+    trigger: a
+    steps:
+      - collect: order
+        ask: Order?
+      - set: {greeting: "Hi {{ customer.name }}"}
+      - action: create_reference
+        save_as: ref
+  b:
+    trigger: b
+    steps:
+      - say: >-
+          {{ slots.greeting }} {{ slots.order }} {{ slots.ref }} due {{ slots.ticket_due }}
+          at {{ slots.ticket_department }} ({{ slots.ticket_severity }}); {{ slots.reference }}
+      - say: "{% set n = slots.order | length %}{{ n }}{% for t in [1, 2] %}{{ loop.index }}{{ t }}{% endfor %}"
+      - say: "{{ range(2) | list }} {{ slots.items() | list }} {{ slots[channel] }} {{ slots }}"
+      - branch:
+          - if: slots.order and customer.id and channel == 'webchat' and message
+            then: end
+  satisfaction:                 # started by omnibot with the complaint's reference
+    steps:
+      - say: "How did we do on {{ slots.reference }}?"
+""")
+    fs = load_flows(tmp_path)
+    assert set(fs.flows) == {"a", "b", "satisfaction"}
+
+
+def test_reference_is_unknown_when_no_flow_omnibot_starts_exists(tmp_path: Path) -> None:
+    write(tmp_path, "f.yaml", HEAD + """\
+flows:
+  f:
+    trigger: hi
+    steps:
+      - say: "{{ slots.reference }}"
+""")
+    errs = errors_of(tmp_path)
+    assert where(errs) == [("f.yaml", 8)]
+    assert errs[0].reason.startswith("say: slot 'reference' is never filled")
+
+
+def test_every_templated_setting_is_checked() -> None:
+    # a new settings text with {{ }} in its default must be added to SETTINGS_TEMPLATES
+    from pydantic import BaseModel
+
+    from flows.loader import SETTINGS_TEMPLATES
+    from flows.schema import Settings
+
+    def templated(model: BaseModel, path: tuple[str, ...]) -> set[tuple[str, ...]]:
+        out: set[tuple[str, ...]] = set()
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                out |= templated(value, path + (name,))
+            texts = value if isinstance(value, list) else [value]
+            if any(isinstance(t, str) and ("{{" in t or "{%" in t) for t in texts):
+                out.add(path + (name,))
+        return out
+
+    found = templated(Settings(), ())
+    assert found == {("handoff_message",), ("confirm_prefill",), ("fallback", "clarify")}
+    assert found <= set(SETTINGS_TEMPLATES)
+
+
+async def test_the_names_checked_are_those_the_engine_and_runtime_render_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Records the context of every real render (and renders it), while a say step and then the
+    # handoff message run: the loader's name lists must match what they are rendered with.
+    from bot.config import Config, HandoffConfig, TeamConfig
+    from bot.events import EventBus
+    from bot.locks import KeyedLock
+    from bot.model import Inbound
+    from bot.runtime import Runtime
+    from bot.storage import open_store
+    from flows import FlowEngine
+    from flows.loader import HANDOFF_NAMES, SETTINGS_TEMPLATES, STEP_NAMES
+    from flows.render import Renderer
+
+    seen: list[tuple[str, frozenset[str]]] = []
+    real_render = Renderer.render
+
+    def recording_render(self: Renderer, source: str, context: dict[str, object]) -> str:
+        seen.append((source, frozenset(context)))
+        return real_render(self, source, context)
+
+    monkeypatch.setattr(Renderer, "render", recording_render)
+    write(tmp_path, "f.yaml", HEAD + """flows:
+  f:
+    trigger: hi
+    steps:
+      - say: "Hello {{ customer.name }}"
+      - handoff: {team: support, reason: "you said {{ message }}"}
+settings:
+  handoff_message: "To {{ team }}: {{ reason }} ({{ position }})"
+""")
+    store = await open_store("sqlite:///:memory:")
+    config = Config(handoff=HandoffConfig(teams={"support": TeamConfig(name="Support")}))
+    runtime = Runtime(store=store, engine=FlowEngine(load_flows(tmp_path)), config=config, locks=KeyedLock(),
+                      events=EventBus())
+    try:
+        await runtime.accept(Inbound("webchat", "v1", "m1", "hi", payload="intent:hi"))
+        await runtime.drain()
+    finally:
+        await runtime.stop()
+        await store.close()
+    contexts = dict(seen)
+    assert contexts["Hello {{ customer.name }}"] == set(STEP_NAMES)
+    assert contexts["you said {{ message }}"] == set(STEP_NAMES)
+    assert contexts["To {{ team }}: {{ reason }} ({{ position }})"] == set(HANDOFF_NAMES)
+    assert SETTINGS_TEMPLATES[("handoff_message",)] == HANDOFF_NAMES
+
+
+async def test_action_slots_are_what_create_reference_sets(memory_store: object) -> None:
+    from bot.config import ComplaintsConfig
+    from bot.model import Inbound
+    from flows.engine import ActionContext
+    from flows.loader import ACTION_SLOTS
+    from handoff.tickets import Tickets, ticket_actions
+
+    store = memory_store
+    r = await store.record_inbound(Inbound("webchat", "ada", "m1", "my parcel is late"))  # type: ignore[attr-defined]
+    ctx = ActionContext(r.conversation.id, "webchat", {"id": r.customer.id}, {"category": "shipping"})
+    rules = ComplaintsConfig.model_validate({"departments": {"care": {"name": "Care"}},
+                                             "default_department": "care"})
+    await ticket_actions(Tickets(store, rules))["create_reference"](ctx)  # type: ignore[arg-type]
+    assert set(ctx.updates) == set(ACTION_SLOTS["create_reference"])
+
+
+def test_demo_flows_validate_clean_with_the_name_checks() -> None:
+    # the demo reads slots set by actions (ticket_due), by other flows, and given by omnibot (reference)
+    fs = load_flows(DEMO, teams=["support", "complaints"])
+    assert {"complaint", "satisfaction", "follow_up", "link_accounts"} <= set(fs.flows)
+
+
+def test_a_broken_step_still_fills_its_slot_for_the_name_checks(tmp_path: Path) -> None:
+    # one mistake, one error: the collect's typo is reported, its slot's readers are not
+    write(tmp_path, "f.yaml", HEAD + """\
+flows:
+  f:
+    trigger: hi
+    steps:
+      - collect: order
+        ask: Order?
+        regx: x
+      - say: "Order {{ slots.order }}"
+""")
+    write(tmp_path, "g.yaml", "flows:\n  g:\n    steps:\n      - say: '{{ slots.order }}'\n      - sya: x\n")
+    errs = errors_of(tmp_path)
+    assert [(Path(e.path).name, e.line, e.reason) for e in errs] == [
+        ("f.yaml", 10, "flows.f.steps[0].regx: unknown key 'regx'"),
+        ("g.yaml", 5, "flows.g.steps[1]: no step kind; a step has exactly one of say, collect, branch, set, "
+                      "action, handoff, goto, end"),
+    ]

@@ -49,7 +49,8 @@ flows:
   gaps:
     trigger: gaps
     steps:
-      - say: "[{{ slots.nope }}][{{ customer.nope }}][{{ channel }}]"
+      # `note` is collected by another flow (a slot that does not exist at all is a load error)
+      - say: "[{{ slots.note }}][{{ customer.nope }}][{{ channel }}]"
   cond:
     trigger: cond
     steps:
@@ -234,7 +235,7 @@ def test_bad_condition_is_a_load_error(tmp_path: Path) -> None:
     with pytest.raises(FlowValidationError) as ei:
         load_flows(tmp_path)
     (err,) = ei.value.errors
-    assert err.line == 7 and err.reason.startswith("branch case 1: condition error:")
+    assert err.line == 8 and err.reason.startswith("branch case 1: condition error:")   # the if: line
 
 
 @pytest.mark.parametrize("name", ["items", "update"])
@@ -254,3 +255,82 @@ def test_slot_named_like_a_dict_method_is_refused(tmp_path: Path, name: str) -> 
         load_flows(tmp_path)
     (err,) = ei.value.errors
     assert err.line == 7 and f"slot name {name!r} is reserved" in err.reason
+
+
+# -- what a template reads (for the loader's name checks) ------------------------------------
+
+
+def test_template_names_lists_context_names_and_literal_slot_reads() -> None:
+    r = Renderer()
+    found = r.template_names(
+        "{{ slots.a }}{{ slots['b'] }}{{ slots.get('c') }}{{ slots[key] }}{{ slots.items() | list }}"
+        "{% set n = 1 %}{{ n }}{% for x in range(2) %}{{ loop.index }}{{ x }}{% endfor %}{{ customer.name }}")
+    assert found.names == {"slots", "key", "customer"}       # not n, x, loop, nor the global range
+    assert found.slots == ("a", "b", "c")
+    # a template's own `slots` variable is not the conversation's slots
+    assert r.template_names("{% set slots = {'z': 1} %}{{ slots.z }}").slots == ()
+    with pytest.raises(TemplateError, match="^template error:"):
+        r.template_names("{{ slots.a ")
+
+
+def test_expression_names() -> None:
+    r = Renderer()
+    found = r.expression_names("slot.want_human == 'yes' or slots.x in ['a'] and channel")
+    assert found.names == {"slot", "slots", "channel"}
+    assert found.slots == ("x",)
+    with pytest.raises(TemplateError, match="^condition error:"):
+        r.expression_names("slots.a ==")
+
+
+# -- a known slot that is not filled yet, in every template -----------------------------------
+
+
+def test_a_missing_key_of_a_mapping_is_none_but_unsafe_attributes_still_fail() -> None:
+    # bot/runtime.py renders handoff_message with the filled slots as a plain dict
+    r = Renderer()
+    src = "{% if slots.reference %}ref {{ slots.reference }}{% endif %}[{{ slots['x'] }}][{{ customer.name }}]"
+    assert r.render(src, {"slots": {}, "customer": {}}) == "[][]"
+    assert r.render(src, {"slots": {"reference": "C-1", "x": 0}, "customer": {"name": "Ada"}}) == "ref C-1[0][Ada]"
+    assert r.evaluate("slots.reference is none", {"slots": {}}) is True
+    with pytest.raises(TemplateError) as ei:
+        r.render("{{ slots.__class__.__mro__ }}", {"slots": {}})
+    assert isinstance(ei.value.__cause__, SecurityError)
+    with pytest.raises(TemplateError) as ei:
+        r.render("{{ slots.reference.upper() }}", {"slots": {}})     # None.upper: still an error
+    with pytest.raises(TemplateError):
+        r.render("{{ nope }}", {"slots": {}})                        # unknown names stay strict
+
+
+async def test_handoff_message_reading_a_slot_that_is_not_filled_still_hands_off(tmp_path: Path) -> None:
+    import shutil
+
+    from bot.config import Config, HandoffConfig, TeamConfig
+    from bot.events import EventBus
+    from bot.locks import KeyedLock
+    from bot.model import ConversationState, Inbound
+    from bot.runtime import Runtime
+    from bot.storage import open_store
+    from conftest import DEMO_FLOWS
+
+    flows = tmp_path / "flows"
+    shutil.copytree(DEMO_FLOWS, flows)
+    settings = flows / "settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    assert "  handoff_message: >-\n" in text
+    settings.write_text(text.replace("  handoff_message: >-\n", "  handoff_message: >-\n    {% if slots.reference %}"
+                                     "About {{ slots.reference }}: {% endif %}\n", 1), encoding="utf-8")
+    store = await open_store("sqlite:///:memory:")
+    config = Config(handoff=HandoffConfig(teams={"support": TeamConfig(name="Customer Care"),
+                                                 "complaints": TeamConfig(name="Complaints")}))
+    engine = FlowEngine(load_flows(flows, teams=["support", "complaints"]))
+    runtime = Runtime(store=store, engine=engine, config=config, locks=KeyedLock(), events=EventBus())
+    try:
+        res = await runtime.accept(Inbound("webchat", "v1", "m1", "I want to talk to a person"))
+        await runtime.drain()
+        conv = await store.get_conversation(res.message.conversation_id)
+        assert conv is not None and conv.state is ConversationState.WAITING
+        outs = [m.text for m in await store.history(conv.id) if m.direction == "out"]
+        assert len(outs) == 1 and outs[0].startswith("I'm passing you to our Customer Care team")
+    finally:
+        await runtime.stop()
+        await store.close()
