@@ -24,6 +24,9 @@ MAX_FALSE_POSITIVES = 0.05
 # negatives were added to complaints_default.csv (57 of 60), measured with
 #   omnibot nlu complaint-eval --train flows/nlu/complaints_default.csv --test tests/fixtures/complaint_messages.csv
 RECALL_BEFORE = 0.95
+# Complaints of that set that started the complaint flow or got the offer in a new conversation
+# with the demo flows, before the offer rules of flows/offer.py (59 of 60).
+PATH_RECALL_BEFORE = 59 / 60
 
 
 def _texts(name: str) -> list[str]:
@@ -138,14 +141,13 @@ async def test_offer_false_positive_rate_on_neutral_messages(demo: FlowEngine, b
 
 async def test_complaints_still_reach_the_complaint_flow_or_its_offer(demo: FlowEngine) -> None:
     """Recall of the whole path: a complaint starts the complaint flow directly or gets the offer."""
-    missed = []
-    for text in _texts("complaint_messages.csv"):
+    texts, missed = _texts("complaint_messages.csv"), []
+    for text in texts:
         talk = Talk(demo)
-        res = await talk.say(text)
-        started = res.state["flow"] == "complaint" or res.intent == "complaint" and "What is it about?" in talk.texts()
-        if not (started or talk.offered):
+        await talk.say(text)
+        if not ("What is it about?" in talk.texts() or talk.offered):
             missed.append(text)
-    assert 1 - len(missed) / 60 >= RECALL_BEFORE, missed
+    assert 1 - len(missed) / len(texts) >= PATH_RECALL_BEFORE, missed
 
 
 async def test_a_complaint_inside_a_faq_is_still_offered(demo: FlowEngine) -> None:
