@@ -52,7 +52,7 @@ _SMALL_TALK = frozenset("""
     understood noted see i no nope nah now later maybe thats that's all that's it all good
     bye goodbye ciao care have a nice day later
     my the is it's its this is here email e-mail mail address phone number mobile tel call me on
-    at order ref reference ticket case complaint nr code please pls plz and or of for
+    at order ref reference ticket nr code please pls plz and or of for
 """.split())
 _GREETING_WORDS = ("hello", "hey", "hi", "thanks", "okay", "bye", "goodbye", "morning", "evening")
 _STATUS = re.compile(
