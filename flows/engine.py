@@ -80,7 +80,12 @@ class FlowEngine:
         """Answer one customer turn."""
         st = TurnState.load(state)
         t = Turn(turn, st)
-        forced = turn.payload[7:] if turn.payload and turn.payload.startswith("intent:") else None
+        st.turns += 1
+        offered, st.offered = st.offered, None
+        payload = turn.payload
+        if offered and payload is None and self._is_yes(turn.text):
+            payload = offered     # "yes" typed to the bot's offer is pressing its button
+        forced = payload[7:] if payload and payload.startswith("intent:") else None
         ranked: list[tuple[str, float]] = []
         complaint, urg, in_scope = 0.0, None, None
         if forced is None and turn.text.strip():
@@ -101,6 +106,7 @@ class FlowEngine:
 
         step = self._current_collect(st)
         if step is not None:
+            t.answered = True
             await self._answer_collect(t, step, top_flow, score, sure, forced is not None)
         elif top_flow is not None and sure:
             st.misses = 0
@@ -109,6 +115,7 @@ class FlowEngine:
             self.fallback.miss(t, ranked)
         await self.steps.run(t)
         self.offer.maybe_offer(t, complaint, top_flow if sure else None)
+        st.asked = _asks(t)
         if t.handoff is not None:
             t.handoff = self._with_urgency(t.handoff, st)
         return TurnResult(tuple(t.replies), st.dump(), t.handoff, top, score, complaint, urg)
@@ -124,6 +131,7 @@ class FlowEngine:
         """The state to keep when a human hands the conversation back: slots stay, flow ends."""
         st = TurnState.load(state)
         st.flow, st.step, st.awaiting, st.attempts, st.misses, st.confirm = None, 0, None, 0, 0, None
+        st.asked, st.offered = False, None     # the person answered last, not the bot
         return st.dump()
 
     async def start_flow(self, state: Mapping[str, Any] | None, name: str, turn: TurnInput,
@@ -139,10 +147,15 @@ class FlowEngine:
         t = Turn(turn, st)
         self.steps.start(st, pf)
         await self.steps.run(t)
+        self.offer.note(t)
+        st.asked = _asks(t)
         return TurnResult(tuple(t.replies), st.dump(), t.handoff, None, 0.0)
 
     def render(self, source: str, context: dict[str, Any]) -> str:
         return self.renderer.render(source, context)
+
+    def _is_yes(self, text: str) -> bool:
+        return normalize_for_matching(text).strip(" .!") in self.settings.yes_words
 
     # -- signals -----------------------------------------------------------------
 
@@ -219,3 +232,11 @@ class FlowEngine:
         if step.invalid:
             t.replies.append(Reply(steps.render(step.invalid, t)))
         steps.ask(t, step, again=True)
+
+
+def _asks(t: Turn) -> bool:
+    """Did the bot's last message this turn ask the customer something (a question or buttons)?"""
+    if not t.replies:
+        return False
+    last = t.replies[-1]
+    return bool(last.buttons) or last.text.rstrip().endswith("?")

@@ -76,6 +76,7 @@ class StepRunner:
                 self.finish(st)
                 return
             step = pf.steps[st.step]
+            t.flows_run.add(pf.name)
             if await self.exec(t, pf, step):
                 st.step += 1
         log.error("flow %s ran %d steps in one turn; stopping (a goto loop?)", st.flow, MAX_STEPS_PER_TURN)
@@ -121,6 +122,7 @@ class StepRunner:
                 ctx = ActionContext(t.input.conversation_id, t.input.channel, dict(t.input.customer),
                                     dict(st.slots), t.input.text, key=key)
                 result = await fn(ctx)
+                t.actions_called.append(step.action)
                 st.slots.update(ctx.updates)
                 if step.save_as:
                     st.slots[step.save_as] = result

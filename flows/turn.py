@@ -91,6 +91,10 @@ class TurnState:
     confirm: Any = None                                      # a pre-filled value awaiting yes/no
     recent: list[str] = field(default_factory=list)          # the customer's last messages
     signals: dict[str, Any] = field(default_factory=dict)    # highest complaint/urgency seen
+    turns: int = 0                                           # customer messages handled
+    complaint_turn: int | None = None                        # the last turn that dealt with a complaint
+    asked: bool = False                                      # the bot's last message asked something
+    offered: str | None = None                               # the payload the bot's last message offered
 
     @classmethod
     def load(cls, d: Mapping[str, Any] | None) -> "TurnState":
@@ -99,12 +103,16 @@ class TurnState:
         return cls(flow=d.get("flow"), step=int(d.get("step", 0)), awaiting=d.get("awaiting"),
                    attempts=int(d.get("attempts", 0)), misses=int(d.get("misses", 0)),
                    slots=dict(d.get("slots") or {}), confirm=d.get("confirm"),
-                   recent=list(d.get("recent") or []), signals=dict(d.get("signals") or {}))
+                   recent=list(d.get("recent") or []), signals=dict(d.get("signals") or {}),
+                   turns=int(d.get("turns", 0)), complaint_turn=d.get("complaint_turn"),
+                   asked=bool(d.get("asked", False)), offered=d.get("offered"))
 
     def dump(self) -> dict[str, Any]:
         return {"v": STATE_VERSION, "flow": self.flow, "step": self.step, "awaiting": self.awaiting,
                 "attempts": self.attempts, "misses": self.misses, "slots": self.slots,
-                "confirm": self.confirm, "recent": self.recent, "signals": self.signals}
+                "confirm": self.confirm, "recent": self.recent, "signals": self.signals,
+                "turns": self.turns, "complaint_turn": self.complaint_turn, "asked": self.asked,
+                "offered": self.offered}
 
 
 class Turn:
@@ -116,6 +124,10 @@ class Turn:
         self.replies: list[Reply] = []
         self.handoff: HandoffRequest | None = None
         self.actions_run = 0       # numbers the action calls of this turn (their ActionContext.key)
+        self.answered = False            # the message answered a collect step (or a pre-filled value)
+        self.asked_before = st.asked     # the bot's previous message asked something
+        self.flows_run: set[str] = set()     # flows whose steps ran this turn
+        self.actions_called: list[str] = []  # names of the actions that ran this turn
 
     def context(self) -> dict[str, Any]:
         return {"slots": Slots(self.st.slots), "customer": Slots(self.input.customer),

@@ -625,7 +625,8 @@ async def test_state_is_json_with_attachments_mid_flow(chat: Chat) -> None:
     await chat.start("attachment_slot")
     assert chat.state == {"v": 1, "flow": "attachment_slot", "step": 0, "awaiting": "photo",
                           "attempts": 0, "misses": 0, "slots": {}, "confirm": None, "recent": [],
-                          "signals": {"complaint": 0.0}}
+                          "signals": {"complaint": 0.0}, "turns": 1, "complaint_turn": None,
+                          "asked": False, "offered": None}
     await chat.send("", attachments=({"kind": "image", "url": "u", "size": 10},))
     assert chat.slots == {"photo": [{"kind": "image", "url": "u", "size": 10}]}
 
@@ -639,7 +640,8 @@ async def test_reset_after_handoff_keeps_slots_but_ends_the_flow(chat: Chat) -> 
     back = chat.engine.reset_after_handoff(chat.state)
     assert back == {"v": 1, "flow": None, "step": 0, "awaiting": None, "attempts": 0, "misses": 0,
                     "slots": {"colour": "green"}, "confirm": None, "recent": ["green", "??"],
-                    "signals": chat.state["signals"]}
+                    "signals": chat.state["signals"], "turns": 4, "complaint_turn": None,
+                    "asked": False, "offered": None}
     assert json.loads(json.dumps(back)) == back
     chat.state = back
     # the old question is no longer pending: the answer is not taken as an order number

@@ -49,7 +49,7 @@ intents:
 def test_demo_flows_load_with_expected_flows_and_intents() -> None:
     fs = load_flows(DEMO, teams=["support", "complaints"])
     assert isinstance(fs, FlowSet)
-    expected = {"complaint", "complaint_status", "link_accounts", "link_enter", "goodbye", "greet", "help", "human", "opening_hours", "payment_methods",
+    expected = {"acknowledge", "complaint", "complaint_status", "link_accounts", "link_enter", "goodbye", "greet", "help", "human", "opening_hours", "payment_methods",
                 "restart", "returns", "shipping_times", "thanks"}
     assert set(fs.flows) == expected | {"satisfaction", "follow_up"}   # started by omnibot, no trigger
     assert set(fs.intents) == expected

@@ -352,3 +352,13 @@ def test_demo_flows_train_with_a_calibrated_threshold(encoder: Encoder) -> None:
     assert classes[int(np.argmax(sure["open"][0]))] == "opening_hours" and sure["open"][1]
     assert not sure["weather"][1]
     assert classes[int(np.argmax(sure["refund"][0]))] == "returns"
+
+
+def test_demo_greeting_typos_are_greetings_and_ok_is_no_goodbye(encoder: Encoder) -> None:
+    nlu = LearnedNLU(encoder=encoder, progress=lambda m: None)
+    nlu.fit(load_flows(DEMO).examples())
+    texts = ["helo", "hallo", "hii", "Helo!", "hallo there", "ok", "okay", "Ok."]
+    classes = nlu.intents.classes_  # type: ignore[union-attr]
+    got = {t: (classes[int(np.argmax(p))], sure) for t, (p, sure, _) in zip(texts, nlu.classify(texts))}
+    assert all(got[t] == ("greet", True) for t in texts[:5]), got
+    assert all(got[t] == ("acknowledge", True) for t in texts[5:]), got
