@@ -72,7 +72,7 @@ def _start(cfg_path: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen[
     env = {**os.environ, **env_extra, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "-c", str(cfg_path)], cwd=ROOT, env=env,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 90   # a cold start trains the NLU; slow on a loaded machine
     assert proc.stderr is not None
     lines = []
     while time.monotonic() < deadline:
