@@ -190,7 +190,8 @@ def report(config_path: str | None, since: str | None, until: str | None, by: st
 
     First response time, agent pickup time, bot containment, and for
     complaints: time to resolution, first contact resolution, CSAT, SLA
-    breaches (complaints.sla.resolve) and repeat complaints per category.
+    breaches (complaints.sla.resolve, in complaints.business_hours when set)
+    and repeat complaints per category.
 
     \b
     Example:
@@ -213,8 +214,7 @@ def report(config_path: str | None, since: str | None, until: str | None, by: st
     try:
         with con:
             r = rep.report(con, since=_date(since, "--since"), until=_date(until, "--until"), by=by,
-                           sla_resolve=config.complaints.sla.resolve,
-                           repeat_window=config.complaints.repeat_window)
+                           complaints=config.complaints)
     except sqlite3.OperationalError as exc:
         click.echo(f"error: {exc}: the database is from an older omnibot; start omnibot once to upgrade it",
                    err=True)

@@ -117,8 +117,7 @@ class MetricsWeb:
             return {}
         with rep.connect(path) as con:
             return rep.report(con, since=since or datetime.now(timezone.utc) - self.window, by=by,
-                              sla_resolve=self.config.complaints.sla.resolve,
-                              repeat_window=self.config.complaints.repeat_window)
+                              complaints=self.config.complaints)
 
     # -- auth --------------------------------------------------------------------------------------
 

@@ -8,10 +8,11 @@ Definitions (all over conversations or tickets *created* in [since, until)):
 * first contact resolution (FCR): resolved tickets never reopened / resolved tickets.
 * CSAT: mean of 1-5 scores, and the share of 4s and 5s.
 * bot containment: conversations never handed to a person / conversations with a customer message.
-* SLA breaches: tickets resolved later than ``sla_resolve`` after opening, or still open past it
-  at ``now``.
+* SLA breaches: tickets resolved after their resolve deadline, or still open past it at ``now``;
+  the deadline is :func:`handoff.sla.deadline` (``complaints.sla.resolve``, counted in
+  ``complaints.business_hours`` when set): the one the customer was told and the alerts use.
 * repeat complaints: tickets of a customer who had another ticket of the same category in the
-  ``repeat_window`` before it.
+  ``complaints.repeat_window`` before it.
 
 Reads SQLite directly, read-only: safe beside a running omnibot (WAL).
 """
@@ -25,6 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
+
+from bot.config import ComplaintsConfig
+from handoff.sla import breached
 
 GROUPS = ("category", "team", "channel")
 
@@ -73,9 +77,15 @@ def connect(db_path: str | Path) -> sqlite3.Connection:
 
 
 def report(con: sqlite3.Connection, *, since: datetime | None = None, until: datetime | None = None,
-           by: str | None = None, sla_resolve: float = 86400, repeat_window: float = 30 * 86400,
+           by: str | None = None, complaints: ComplaintsConfig | None = None,
            now: datetime | None = None) -> dict[str, Any]:
-    """All figures; with ``by``, the ticket figures also per category, team or channel."""
+    """All figures; with ``by``, the ticket figures also per category, team or channel.
+
+    ``complaints`` (the config's ``complaints:``; default: its defaults) gives the SLA, the
+    business hours and the repeat window.
+    """
+    cfg = complaints or ComplaintsConfig()
+    repeat_window = cfg.repeat_window
     if by is not None and by not in GROUPS:
         raise ValueError(f"--by must be one of {', '.join(GROUPS)}")
     now = now or datetime.now(timezone.utc)
@@ -124,26 +134,24 @@ def report(con: sqlite3.Connection, *, since: datetime | None = None, until: dat
         "bot_containment": _share(sum(c not in handed for c in talked), len(talked)),
         "handoffs": sum(1 for c in talked if c in handed),
     }
-    out.update(_ticket_figures(tickets, all_tickets, sla_resolve, repeat_window, now))
+    out.update(_ticket_figures(tickets, all_tickets, cfg, now))
     if by is not None:
         groups: dict[str, list[_T]] = defaultdict(list)
         for t in tickets:
             groups[str(getattr(t, by) or "none")].append(t)
         out["by"] = by
-        out["groups"] = {k: _ticket_figures(v, all_tickets, sla_resolve, repeat_window, now)
+        out["groups"] = {k: _ticket_figures(v, all_tickets, cfg, now)
                          for k, v in sorted(groups.items())}
     return out
 
 
-def _ticket_figures(tickets: list[_T], everyone: list[_T], sla: float, window: float,
+def _ticket_figures(tickets: list[_T], everyone: list[_T], cfg: ComplaintsConfig,
                     now: datetime) -> dict[str, Any]:
     resolved = [t for t in tickets if t.resolved_at is not None]
     ttr = [(t.resolved_at - t.created_at).total_seconds() for t in resolved]  # type: ignore[operator]
     scores = [t.csat for t in tickets if t.csat is not None]
-    limit = timedelta(seconds=sla)
-    breaches = sum(1 for t in tickets
-                   if (t.resolved_at or now) - t.created_at > limit)
-    repeats = [t for t in tickets if _is_repeat(t, everyone, timedelta(seconds=window))]
+    breaches = sum(1 for t in tickets if breached(t, "resolve", now, cfg))
+    repeats = [t for t in tickets if _is_repeat(t, everyone, timedelta(seconds=cfg.repeat_window))]
     return {
         "tickets": len(tickets),
         "resolved": len(resolved),

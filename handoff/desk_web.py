@@ -205,7 +205,7 @@ class AgentDeskWeb:
             out.append(t.summary() | {
                 "customer": customer.display_name if customer else "", "team": t.team,
                 "department_name": self.tickets.department_name(t), "due_at": due.isoformat(),
-                "overdue": now >= due, "sla_alerts": list(t.sla_alerts),
+                "overdue": self.tickets.overdue(t, now), "sla_alerts": list(t.sla_alerts),
                 "handoff": {"id": h.id, "state": h.state, "agent": h.agent} if h else None})
         out.sort(key=lambda x: (-x["priority"], x["due_at"]))
         return web.json_response({"tickets": out})

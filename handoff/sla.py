@@ -1,9 +1,14 @@
-"""SLA clocks of open complaints: warn the team near a time limit, escalate past it.
+"""SLA clocks of complaints: the one rule for deadlines and breaches, and the alerts.
 
 Two clocks run per open ticket:
 
 * acknowledge: the complaint's handoff, queued -> claimed by a person (``sla.acknowledge``);
 * resolve: ticket opened -> resolved (``sla.resolve``, the deadline the customer was told).
+
+:func:`deadline` and :func:`breached` are the only place that says when a clock is due and
+whether it was missed (counting only ``complaints.business_hours`` when set): the alerts
+below, the "resolve by" time told to the customer (:mod:`handoff.tickets`), the agent desk's
+ticket list, ``omnibot report`` and ``/metrics`` (:mod:`bot.report`) all ask them.
 
 At ``sla.warn_at`` of a limit the team is warned ("near"); past it ("breached") the team is
 alerted again and, with Slack, the manager channel too. Each alert is raised once per ticket
@@ -18,15 +23,78 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Literal, Protocol
 
-from bot.config import ComplaintsConfig
+from zoneinfo import ZoneInfo
+
+from bot.config import WEEKDAYS, BusinessHours, ComplaintsConfig
 from bot.events import Event, EventBus
 from bot.storage import Store, Ticket
 
-from .tickets import Clock, deadline
-
 log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Stage = Literal["acknowledge", "resolve"]
+
+
+class Timed(Protocol):
+    """What the rule reads of a ticket (a stored :class:`Ticket`, or the report's rows)."""
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def resolved_at(self) -> datetime | None: ...
+
+
+def run_clock(start: datetime, seconds: float, hours: BusinessHours | None) -> datetime:
+    """``start`` plus ``seconds`` of clock time: around the clock, or only in business hours."""
+    if hours is None:
+        return start + timedelta(seconds=seconds)
+    tz = ZoneInfo(hours.timezone)
+    h0, m0 = map(int, hours.start.split(":"))
+    h1, m1 = map(int, hours.end.split(":"))
+    days = {WEEKDAYS.index(d) for d in hours.days}
+    now = start.astimezone(tz)
+    left = timedelta(seconds=seconds)
+    for _ in range(800):                       # a bit over two years of days: ample for any SLA
+        opens = now.replace(hour=h0, minute=m0, second=0, microsecond=0)
+        closes = now.replace(hour=h1, minute=m1, second=0, microsecond=0)
+        if now.weekday() in days and now < closes:
+            now = max(now, opens)
+            if now + left <= closes:
+                return (now + left).astimezone(start.tzinfo)
+            left -= closes - now
+        nxt = (now + timedelta(days=1)).date()
+        now = datetime(nxt.year, nxt.month, nxt.day, h0, m0, tzinfo=tz)
+    raise ValueError("no business hours to run the clock in")
+
+
+def deadline(ticket: Timed, stage: Stage, cfg: ComplaintsConfig, *, started: datetime | None = None,
+             share: float = 1.0) -> datetime:
+    """When ``stage`` of ``ticket`` is due.
+
+    Args:
+        ticket: the complaint.
+        stage: ``resolve`` (from the ticket's opening) or ``acknowledge`` (from ``started``,
+            when its handoff was queued).
+        cfg: ``complaints:``; its ``sla`` limits and ``business_hours``.
+        started: when the clock started, if not when the ticket was opened.
+        share: a part of the limit (``sla.warn_at`` for the warning).
+    """
+    limit = cfg.sla.resolve if stage == "resolve" else cfg.sla.acknowledge
+    return run_clock(started or ticket.created_at, limit * share, cfg.business_hours)
+
+
+def breached(ticket: Timed, stage: Stage, now: datetime, cfg: ComplaintsConfig, *,
+             started: datetime | None = None) -> bool:
+    """Whether ``stage`` missed its deadline: done after it, or not done and past it at ``now``.
+
+    Done at the deadline itself is in time. The resolve stage is done when the ticket was
+    resolved; the acknowledge stage is only asked about while its handoff waits.
+    """
+    done = ticket.resolved_at if stage == "resolve" else None
+    return (done or now) > deadline(ticket, stage, cfg, started=started)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +139,11 @@ class SlaWatch:
         now = self.clock()
         raised = []
         for t in await self.store.open_tickets():
-            hours = self.cfg.business_hours
-            for step, start, limit, handoff_id in await self._clocks(t):
-                due = deadline(start, limit, hours)
-                level = ("breached" if now >= due else
-                         "near" if now >= deadline(start, limit * self.cfg.sla.warn_at, hours) else None)
+            for step, start, handoff_id in await self._clocks(t):
+                due = deadline(t, step, self.cfg, started=start)
+                near = deadline(t, step, self.cfg, started=start, share=self.cfg.sla.warn_at)
+                level = ("breached" if breached(t, step, now, self.cfg, started=start) else
+                         "near" if now >= near else None)
                 if level is None:
                     continue
                 alert = SlaAlert(t.reference, step, level, due, t.team, t.conversation_id, handoff_id, t.severity)
@@ -95,11 +163,11 @@ class SlaWatch:
                         log.exception("SLA alert for %s not delivered to %s", t.reference, fn)
         return raised
 
-    async def _clocks(self, t: Ticket) -> list[tuple[str, datetime, float, str | None]]:
-        """(step, started, limit in seconds, handoff id for the Slack thread) of each running clock."""
+    async def _clocks(self, t: Ticket) -> list[tuple[Stage, datetime, str | None]]:
+        """(step, started, handoff id for the Slack thread) of each running clock."""
         h = await self.store.active_handoff(t.conversation_id)
         queued = h if h is not None and h.state == "queued" else None
-        out = [("resolve", t.created_at, self.cfg.sla.resolve, queued.id if queued else None)]
+        out: list[tuple[Stage, datetime, str | None]] = [("resolve", t.created_at, queued.id if queued else None)]
         if queued is not None:   # waiting for a person: the acknowledge clock runs
-            out.append(("acknowledge", queued.created_at, self.cfg.sla.acknowledge, queued.id))
+            out.append(("acknowledge", queued.created_at, queued.id))
         return out

@@ -21,15 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping, Sequence
 
-from zoneinfo import ZoneInfo
-
-from bot.config import SEVERITIES, WEEKDAYS, BusinessHours, ComplaintsConfig, RouteMatch
+from bot.config import SEVERITIES, ComplaintsConfig, RouteMatch
 from bot.model import utcnow
 from bot.storage import Store, Ticket
 from flows.engine import ActionContext
 from flows.nlu.urgency import urgency
 
-Clock = Callable[[], datetime]
+from .sla import Clock, breached, deadline
 REFERENCE = re.compile(r"\b[Cc]-?\s?(\d{3,9})\b")
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
@@ -40,29 +38,6 @@ class Classification:
     department: str
     priority: int
     reasons: tuple[str, ...]
-
-
-def deadline(start: datetime, seconds: float, hours: BusinessHours | None) -> datetime:
-    """``start`` plus ``seconds`` of clock time: around the clock, or only in business hours."""
-    if hours is None:
-        return start + timedelta(seconds=seconds)
-    tz = ZoneInfo(hours.timezone)
-    h0, m0 = map(int, hours.start.split(":"))
-    h1, m1 = map(int, hours.end.split(":"))
-    days = {WEEKDAYS.index(d) for d in hours.days}
-    now = start.astimezone(tz)
-    left = timedelta(seconds=seconds)
-    for _ in range(800):                       # a bit over two years of days: ample for any SLA
-        opens = now.replace(hour=h0, minute=m0, second=0, microsecond=0)
-        closes = now.replace(hour=h1, minute=m1, second=0, microsecond=0)
-        if now.weekday() in days and now < closes:
-            now = max(now, opens)
-            if now + left <= closes:
-                return (now + left).astimezone(start.tzinfo)
-            left -= closes - now
-        nxt = (now + timedelta(days=1)).date()
-        now = datetime(nxt.year, nxt.month, nxt.day, h0, m0, tzinfo=tz)
-    raise ValueError("no business hours to run the clock in")
 
 
 def _raise(severity: str, steps: int) -> str:
@@ -195,7 +170,11 @@ class Tickets:
 
     def due(self, ticket: Ticket) -> datetime:
         """When the ticket should be resolved (in business hours, if configured)."""
-        return deadline(ticket.created_at, self.cfg.sla.resolve, self.cfg.business_hours)
+        return deadline(ticket, "resolve", self.cfg)
+
+    def overdue(self, ticket: Ticket, now: datetime) -> bool:
+        """Past the resolve deadline (the same rule as the alerts and the report)."""
+        return breached(ticket, "resolve", now, self.cfg)
 
     def department_name(self, ticket: Ticket) -> str:
         dep = self.cfg.departments.get(ticket.department)

@@ -189,6 +189,13 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     )
     """,
+    # 9: no query on the per-message path reads a table whole (tests/bot/test_query_plans.py):
+    # a web-chat hello looks up the newest conversation at its address, closed ones included
+    # (conversations_open covers only the open one); the SLA clocks read the open tickets
+    """
+    CREATE INDEX conversations_address ON conversations(channel, external_id, updated_at);
+    CREATE INDEX tickets_open ON tickets(priority, created_at) WHERE resolved_at IS NULL
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

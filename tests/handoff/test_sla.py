@@ -1,14 +1,21 @@
-"""SLA clocks: warned near the limit, alerted past it, each once, across restarts (clock injected)."""
+"""SLA clocks: warned near the limit, alerted past it, each once, across restarts (clock injected);
+one rule for deadlines and breaches, shared by the alerts, the customer, the report and /metrics."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
+
+from bot import report as rep
 from bot.config import ComplaintsConfig
 from bot.events import EventBus
+from bot.metrics import Live, MetricsWeb
 from bot.model import Inbound
-from bot.storage import Store
-from conftest import FakeClock
+from bot.storage import Store, open_store
+from conftest import FakeClock, make_config
 from flows.engine import ActionContext
 from handoff.sla import SlaAlert, SlaWatch
 from handoff.tickets import Tickets
@@ -77,3 +84,69 @@ async def test_resolved_and_claimed_complaints_raise_nothing(memory_store: Store
     await memory_store.resolve_ticket(ref, at=clock.now, agent="Anna Smith", result=None)
     clock.now += timedelta(days=3)
     assert await watch.check() == [] and sent == []
+
+
+# -- one rule: report, /metrics, alerts and the customer's "resolve by" agree ---------------------
+
+BERLIN = ZoneInfo("Europe/Berlin")
+FRIDAY_1630 = datetime(2026, 11, 27, 16, 30, tzinfo=BERLIN)
+MONDAY = datetime(2026, 11, 30, tzinfo=BERLIN)
+BUSINESS_4H = """
+complaints:
+  sla: {acknowledge: 2h, resolve: 4h, warn_at: 0.75}
+  business_hours: {days: [mon, tue, wed, thu, fri], start: "09:00", end: "17:00", timezone: Europe/Berlin}
+"""
+
+
+@pytest.mark.parametrize(("resolved", "late"), [
+    # 30 min on Friday + 1 h on Monday: in time (65.5 h on the wall clock)
+    (MONDAY.replace(hour=10), False),
+    # the deadline itself (30 min Friday + 3.5 h Monday): still in time
+    (MONDAY.replace(hour=12, minute=30), False),
+    # the reverse: half an hour past the business-hours deadline, a breach for everyone
+    (MONDAY.replace(hour=13), True),
+])
+async def test_report_metrics_alerts_and_customer_deadline_agree_in_business_hours(
+        tmp_path: Path, resolved: datetime, late: bool) -> None:
+    config = make_config(tmp_path, BUSINESS_4H)
+    cfg = config.complaints
+    store = await open_store(config.storage_url())
+    try:
+        clock = FakeClock(FRIDAY_1630.astimezone(timezone.utc))
+        r = await store.record_inbound(Inbound("webchat", "ada", "m1", "my parcel never came"))
+        tickets = Tickets(store, cfg, clock=clock)
+        t = await tickets.open(ActionContext(r.conversation.id, "webchat", {"id": r.customer.id},
+                                             {"category": "shipping"}))
+        assert tickets.due(t) == MONDAY.replace(hour=12, minute=30)          # what the customer is told
+        sent: list[tuple[SlaAlert, datetime]] = []
+
+        async def notify(alert: SlaAlert, at: datetime) -> None:
+            sent.append((alert, at))
+
+        watch = SlaWatch(store=store, events=EventBus(), cfg=cfg, clock=clock, notify=[notify])
+        while clock.now < resolved:                   # the team's clock, every 30 min until resolved
+            clock.now = min(clock.now + timedelta(minutes=30), resolved)
+            await watch.check()
+        await tickets.resolve(r.conversation.id, agent="Anna Smith", result="refunded")
+    finally:
+        await store.close()
+    alerted = [a.level for a, _ in sent if a.step == "resolve"]
+    assert ("breached" in alerted) is late
+    assert ("near" in alerted) is (resolved >= MONDAY.replace(hour=11, minute=30))   # 3 h of the 4 h run
+    done = await _ticket(config.storage_url(), t.reference)
+    assert done.resolved_at == resolved and tickets.overdue(done, resolved + timedelta(days=9)) is late
+    with rep.connect(config.storage_url()[len("sqlite:///"):]) as con:
+        figures = rep.report(con, complaints=cfg, now=resolved + timedelta(days=9))
+    assert (figures["tickets"], figures["sla_breaches"]) == (1, int(late))
+    web = MetricsWeb(config=config, live=Live(), is_agent=None).figures(since=datetime(2026, 11, 1, tzinfo=BERLIN))
+    assert web["groups"]["shipping"]["sla_breaches"] == int(late)   # the omnibot_sla_breaches gauge
+
+
+async def _ticket(url: str, reference: str):  # type: ignore[no-untyped-def]
+    store = await open_store(url)
+    try:
+        t = await store.get_ticket(reference)
+    finally:
+        await store.close()
+    assert t is not None
+    return t

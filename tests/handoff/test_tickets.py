@@ -14,7 +14,8 @@ from bot.model import Inbound
 from bot.storage import Store
 from conftest import FakeClock
 from flows.engine import ActionContext
-from handoff.tickets import Tickets, classify, deadline, ticket_actions
+from handoff.sla import run_clock
+from handoff.tickets import Tickets, classify, ticket_actions
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 
@@ -226,8 +227,8 @@ BERLIN_9_TO_5 = ComplaintsConfig.model_validate(
     ("2026-11-24T19:00:00+00:00", 24, "2026-11-27T16:00:00+00:00"),
 ])
 def test_deadlines_count_business_hours_only(start: str, hours: int, due: str) -> None:
-    assert deadline(datetime.fromisoformat(start), hours * 3600, BERLIN_9_TO_5) == datetime.fromisoformat(due)
-    assert deadline(datetime.fromisoformat(start), 3600, None) == datetime.fromisoformat(start) + timedelta(hours=1)
+    assert run_clock(datetime.fromisoformat(start), hours * 3600, BERLIN_9_TO_5) == datetime.fromisoformat(due)
+    assert run_clock(datetime.fromisoformat(start), 3600, None) == datetime.fromisoformat(start) + timedelta(hours=1)
 
 
 def test_business_hours_are_validated() -> None:
