@@ -10,207 +10,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import sqlite3
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence
 
 import aiosqlite
 
 from bot.errors import StorageUnavailable, StoreError
-from bot.model import (Attachment, Button, Conversation, ConversationState, Customer, Inbound,
-                       Message, Outbound, utcnow)
+from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, utcnow
 
 from .base import HandoffRecord, HandoffSpec, InboundResult, OutboxItem, Ticket
 from .health import StorageHealth
+from .sqlite_rows import (conversation_of, customer_of, handoff_of, iso, message_of, new_id, parse_iso,
+                          ticket_of)
+from .sqlite_schema import MIGRATIONS, SCHEMA_VERSION, split_sql
 
 log = logging.getLogger(__name__)
-
-# Each entry moves the schema from version i to i+1. Never edit a released
-# entry: append a new one.
-MIGRATIONS: list[str] = [
-    # 1: initial schema
-    """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE customers (
-        id TEXT PRIMARY KEY,
-        display_name TEXT NOT NULL DEFAULT '',
-        created_at TEXT NOT NULL
-    );
-    CREATE TABLE identities (
-        channel TEXT NOT NULL,
-        external_id TEXT NOT NULL,
-        customer_id TEXT NOT NULL REFERENCES customers(id),
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (channel, external_id)
-    );
-    CREATE TABLE conversations (
-        id TEXT PRIMARY KEY,
-        customer_id TEXT NOT NULL REFERENCES customers(id),
-        channel TEXT NOT NULL,
-        external_id TEXT NOT NULL,
-        state TEXT NOT NULL,
-        flow_state TEXT,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE UNIQUE INDEX conversations_open ON conversations(channel, external_id)
-        WHERE state != 'closed';
-    CREATE INDEX conversations_customer ON conversations(customer_id);
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        conversation_id TEXT NOT NULL REFERENCES conversations(id),
-        direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
-        role TEXT NOT NULL,
-        sender_name TEXT NOT NULL DEFAULT '',
-        text TEXT NOT NULL,
-        attachments TEXT NOT NULL DEFAULT '[]',
-        buttons TEXT NOT NULL DEFAULT '[]',
-        channel TEXT NOT NULL,
-        platform_message_id TEXT,
-        payload TEXT,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at REAL,
-        last_error TEXT,
-        created_at TEXT NOT NULL,
-        sent_at TEXT
-    );
-    CREATE UNIQUE INDEX messages_inbound_dedupe ON messages(channel, platform_message_id)
-        WHERE direction = 'in';
-    CREATE INDEX messages_conversation ON messages(conversation_id, id);
-    CREATE INDEX messages_outbox ON messages(next_attempt_at)
-        WHERE direction = 'out' AND status = 'pending';
-    CREATE INDEX messages_unprocessed ON messages(conversation_id)
-        WHERE direction = 'in' AND status = 'received';
-    CREATE TABLE handoffs (
-        id TEXT PRIMARY KEY,
-        conversation_id TEXT NOT NULL REFERENCES conversations(id),
-        state TEXT NOT NULL,
-        team TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        priority INTEGER NOT NULL DEFAULT 0,
-        agent TEXT,
-        context TEXT NOT NULL DEFAULT '{}',
-        created_at TEXT NOT NULL,
-        claimed_at TEXT,
-        closed_at TEXT
-    );
-    CREATE UNIQUE INDEX handoffs_active ON handoffs(conversation_id)
-        WHERE state IN ('queued', 'claimed');
-    CREATE INDEX handoffs_state ON handoffs(state, priority, created_at);
-    """,
-    # 2: agent desks outside the bot (Slack): where each handoff's card and thread are,
-    # and platform event ids already handled (retries are answered, not processed again)
-    """
-    CREATE TABLE desk_threads (
-        desk TEXT NOT NULL,
-        handoff_id TEXT NOT NULL REFERENCES handoffs(id),
-        channel TEXT NOT NULL,
-        ts TEXT NOT NULL,
-        team TEXT NOT NULL,
-        relayed_upto INTEGER NOT NULL DEFAULT 0,
-        alerted_at TEXT,
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (desk, handoff_id)
-    );
-    CREATE UNIQUE INDEX desk_threads_ts ON desk_threads(desk, channel, ts);
-    CREATE TABLE seen_events (
-        source TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (source, event_id)
-    );
-    """,
-    # 3: what channels tell about a customer (a Telegram /start deep-link payload, ...)
-    """
-    ALTER TABLE customers ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}'
-    """,
-    # 4: the outbox's heads (oldest pending message per conversation) from a small index,
-    # instead of a scan of every message ever sent
-    """
-    CREATE INDEX messages_pending ON messages(conversation_id, id)
-        WHERE direction = 'out' AND status = 'pending'
-    """,
-    # 5: complaint tickets (reference C-1042 given at once; classification and routing)
-    """
-    CREATE TABLE tickets (
-        reference TEXT PRIMARY KEY,
-        customer_id TEXT NOT NULL REFERENCES customers(id),
-        conversation_id TEXT NOT NULL REFERENCES conversations(id),
-        status TEXT NOT NULL,
-        category TEXT,
-        severity TEXT NOT NULL,
-        department TEXT NOT NULL,
-        team TEXT,
-        priority INTEGER NOT NULL DEFAULT 0,
-        fields TEXT NOT NULL DEFAULT '{}',
-        reasons TEXT NOT NULL DEFAULT '[]',
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        resolved_at TEXT,
-        resolved_by TEXT,
-        result TEXT,
-        csat INTEGER,
-        csat_comment TEXT,
-        csat_at TEXT,
-        followup_due_at TEXT,
-        followed_up_at TEXT,
-        reopened INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX tickets_customer ON tickets(customer_id, created_at);
-    CREATE INDEX tickets_conversation ON tickets(conversation_id, created_at);
-    CREATE INDEX tickets_followup ON tickets(followup_due_at) WHERE followed_up_at IS NULL
-    """,
-    # 6: one-time codes that link a customer's accounts on different channels
-    """
-    CREATE TABLE link_codes (
-        code TEXT PRIMARY KEY,
-        customer_id TEXT NOT NULL REFERENCES customers(id),
-        created_at TEXT NOT NULL,
-        expires_at TEXT NOT NULL,
-        used_at TEXT
-    )
-    """,
-    # 7: which SLA alerts a ticket has raised (each once, across restarts)
-    """
-    ALTER TABLE tickets ADD COLUMN sla_alerts TEXT NOT NULL DEFAULT '[]'
-    """,
-    # 8: side effects keyed to the turn that caused them, so a replayed turn (after a crash or a
-    # storage error) never repeats one: the ticket a turn opened, and each flow action's result
-    """
-    ALTER TABLE tickets ADD COLUMN origin TEXT;
-    CREATE UNIQUE INDEX tickets_origin ON tickets(origin) WHERE origin IS NOT NULL;
-    CREATE TABLE effects (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL,
-        created_at TEXT NOT NULL
-    )
-    """,
-    # 9: no query on the per-message path reads a table whole (tests/bot/test_query_plans.py):
-    # a web-chat hello looks up the newest conversation at its address, closed ones included
-    # (conversations_open covers only the open one); the SLA clocks read the open tickets
-    """
-    CREATE INDEX conversations_address ON conversations(channel, external_id, updated_at);
-    CREATE INDEX tickets_open ON tickets(priority, created_at) WHERE resolved_at IS NULL
-    """,
-]
-
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def _ts(dt: datetime | None) -> str | None:
-    return dt.astimezone(timezone.utc).isoformat() if dt else None
-
-
-def _dt(s: str | None) -> datetime | None:
-    return datetime.fromisoformat(s) if s else None
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(8)}"
 
 
 class SqliteStore:
@@ -277,7 +94,7 @@ class SqliteStore:
             log.info("migrating %s to schema version %d", self.path, version + 1)
             await self.db.execute("BEGIN IMMEDIATE")
             try:
-                for stmt in _split_sql(MIGRATIONS[version]):
+                for stmt in split_sql(MIGRATIONS[version]):
                     await self.db.execute(stmt)
                 await self.db.execute(f"PRAGMA user_version={version + 1}")
                 await self.db.execute("COMMIT")
@@ -403,7 +220,7 @@ class _Ops:
 
     def record_inbound(self, inbound: Inbound) -> InboundResult:
         """Store a customer message once; a repeat returns the stored one with ``duplicate=True``."""
-        now = _ts(utcnow())
+        now = iso(utcnow())
         with self._tx() as db:
             row = self._one(
                 "SELECT * FROM messages WHERE channel=? AND platform_message_id=? AND direction='in'",
@@ -411,13 +228,13 @@ class _Ops:
             if row is not None:
                 conv = self._conversation_row(row["conversation_id"])
                 cust = self._customer_row(conv.customer_id)  # type: ignore[union-attr]
-                return InboundResult(_message(row), conv, cust, True)  # type: ignore[arg-type]
+                return InboundResult(message_of(row), conv, cust, True)  # type: ignore[arg-type]
 
             cust_row = self._one(
                 "SELECT c.* FROM identities i JOIN customers c ON c.id = i.customer_id "
                 "WHERE i.channel=? AND i.external_id=?", (inbound.channel, inbound.external_id))
             if cust_row is None:
-                customer_id = _new_id("cus")
+                customer_id = new_id("cus")
                 db.execute("INSERT INTO customers(id, display_name, created_at) VALUES (?, ?, ?)",
                                  (customer_id, inbound.sender_name, now))
                 db.execute("INSERT INTO identities(channel, external_id, customer_id, created_at) "
@@ -432,7 +249,7 @@ class _Ops:
             if inbound.customer_attributes:
                 db.execute("UPDATE customers SET attributes=json_patch(attributes, ?) WHERE id=?",
                            (json.dumps(dict(inbound.customer_attributes)), customer_id))
-            cust = _customer(self._one("SELECT * FROM customers WHERE id=?", (customer_id,)))  # type: ignore[arg-type]
+            cust = customer_of(self._one("SELECT * FROM customers WHERE id=?", (customer_id,)))  # type: ignore[arg-type]
             crow = self._one(
                 "SELECT * FROM conversations WHERE channel=? AND external_id=? AND state != 'closed'",
                 (inbound.channel, inbound.external_id))
@@ -440,10 +257,10 @@ class _Ops:
                 crow = self._one(
                     "INSERT INTO conversations(id, customer_id, channel, external_id, state, created_at, "
                     "updated_at) VALUES (?, ?, ?, ?, 'bot', ?, ?) RETURNING *",
-                    (_new_id("conv"), customer_id, inbound.channel, inbound.external_id, now, now))
+                    (new_id("conv"), customer_id, inbound.channel, inbound.external_id, now, now))
             else:
                 db.execute("UPDATE conversations SET updated_at=? WHERE id=?", (now, crow["id"]))
-            conv = _conversation(crow)  # type: ignore[arg-type]
+            conv = conversation_of(crow)  # type: ignore[arg-type]
             mrow = self._one(
                 "INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
                 "channel, platform_message_id, payload, status, created_at) "
@@ -451,22 +268,22 @@ class _Ops:
                 (conv.id, inbound.sender_name, inbound.text,
                  json.dumps([a.to_dict() for a in inbound.attachments]), inbound.channel,
                  inbound.platform_message_id, inbound.payload, now))
-        return InboundResult(_message(mrow), conv, cust, False)  # type: ignore[arg-type]
+        return InboundResult(message_of(mrow), conv, cust, False)  # type: ignore[arg-type]
 
     def _conversation_row(self, conversation_id: str) -> Conversation | None:
         row = self._one("SELECT * FROM conversations WHERE id=?", (conversation_id,))
-        return _conversation(row) if row else None
+        return conversation_of(row) if row else None
 
     def _customer_row(self, customer_id: str) -> Customer | None:
         row = self._one("SELECT * FROM customers WHERE id=?", (customer_id,))
-        return _customer(row) if row else None
+        return customer_of(row) if row else None
 
     def latest_conversation(self, channel: str, external_id: str) -> Conversation | None:
         """The open conversation at this address, else the most recent closed one."""
         row = self._one(
             "SELECT * FROM conversations WHERE channel=? AND external_id=? "
             "ORDER BY state = 'closed', updated_at DESC LIMIT 1", (channel, external_id))
-        return _conversation(row) if row else None
+        return conversation_of(row) if row else None
 
     def identities(self, customer_id: str) -> list[tuple[str, str]]:
         rows = self._all("SELECT channel, external_id FROM identities WHERE customer_id=? "
@@ -480,10 +297,10 @@ class _Ops:
                         "JOIN customers u ON u.id = c.customer_id WHERE c.id=?", (conversation_id,))
         if row is None:
             return None
-        customer = Customer(row["customer_id"], row["u_name"], _dt(row["u_created"]),  # type: ignore[arg-type]
+        customer = Customer(row["customer_id"], row["u_name"], parse_iso(row["u_created"]),  # type: ignore[arg-type]
                             json.loads(row["u_attributes"] or "{}"))
         state = json.loads(row["flow_state"]) if row["flow_state"] else None
-        return _conversation(row), customer, state
+        return conversation_of(row), customer, state
 
     # -- desks outside the bot (Slack) ----------------------------------------
 
@@ -502,7 +319,7 @@ class _Ops:
             "INSERT INTO desk_threads(desk, handoff_id, channel, ts, team, relayed_upto, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(desk, handoff_id) DO UPDATE SET channel=excluded.channel, "
             "ts=excluded.ts, team=excluded.team, relayed_upto=excluded.relayed_upto, alerted_at=NULL",
-            (desk, handoff_id, channel, ts, team, relayed_upto, _ts(utcnow())))
+            (desk, handoff_id, channel, ts, team, relayed_upto, iso(utcnow())))
 
     def update_desk_thread(self, desk: str, handoff_id: str, *, relayed_upto: int | None = None,
                            alerted_at: datetime | None = None) -> None:
@@ -511,12 +328,12 @@ class _Ops:
                              (relayed_upto, desk, handoff_id))
         if alerted_at is not None:
             self.con.execute("UPDATE desk_threads SET alerted_at=? WHERE desk=? AND handoff_id=?",
-                             (_ts(alerted_at), desk, handoff_id))
+                             (iso(alerted_at), desk, handoff_id))
 
     def first_seen(self, source: str, event_id: str) -> bool:
         """Record a platform event id; False if it was seen before (a retry)."""
         cur = self.con.execute("INSERT INTO seen_events(source, event_id, created_at) VALUES (?, ?, ?) "
-                               "ON CONFLICT DO NOTHING", (source, event_id, _ts(utcnow())))
+                               "ON CONFLICT DO NOTHING", (source, event_id, iso(utcnow())))
         return cur.rowcount == 1
 
     def get_conversation(self, conversation_id: str) -> Conversation | None:
@@ -529,17 +346,17 @@ class _Ops:
         row = self._one(
             "SELECT * FROM conversations WHERE channel=? AND external_id=? AND state != 'closed'",
             (channel, external_id))
-        return _conversation(row) if row else None
+        return conversation_of(row) if row else None
 
     def customer_conversations(self, customer_id: str) -> list[Conversation]:
         rows = self._all("SELECT * FROM conversations WHERE customer_id=? ORDER BY created_at",
                                (customer_id,))
-        return [_conversation(r) for r in rows]
+        return [conversation_of(r) for r in rows]
 
     def set_conversation_state(self, conversation_id: str, state: ConversationState) -> None:
         db = self.con
         db.execute("UPDATE conversations SET state=?, updated_at=? WHERE id=?",
-                         (state.value, _ts(utcnow()), conversation_id))
+                         (state.value, iso(utcnow()), conversation_id))
 
     # -- messages -----------------------------------------------------------
 
@@ -547,13 +364,13 @@ class _Ops:
         rows = self._all(
             "SELECT * FROM (SELECT * FROM messages WHERE conversation_id=? AND id>? "
             "ORDER BY id DESC LIMIT ?) ORDER BY id", (conversation_id, after_id, limit))
-        return [_message(r) for r in rows]
+        return [message_of(r) for r in rows]
 
     def unprocessed_inbound(self, conversation_id: str) -> list[Message]:
         rows = self._all(
             "SELECT * FROM messages WHERE conversation_id=? AND direction='in' AND status='received' "
             "ORDER BY id", (conversation_id,))
-        return [_message(r) for r in rows]
+        return [message_of(r) for r in rows]
 
     def conversations_with_unprocessed(self) -> list[str]:
         rows = self._all(
@@ -596,12 +413,12 @@ class _Ops:
                 hrow = self._one("SELECT * FROM handoffs WHERE conversation_id=? "
                                        "AND state IN ('queued','claimed')", (conversation_id,))
                 if hrow is None:
-                    hid = _new_id("ho")
+                    hid = new_id("ho")
                     db.execute(
                         "INSERT INTO handoffs(id, conversation_id, state, team, reason, priority, context, "
                         "created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
                         (hid, conversation_id, handoff.team, handoff.reason, handoff.priority,
-                         json.dumps(handoff.context), _ts(now)))
+                         json.dumps(handoff.context), iso(now)))
                     state = ConversationState.WAITING
                     position = self._position(hid)
                     replies.append(handoff.message(position))
@@ -609,7 +426,7 @@ class _Ops:
             if inbound_id is not None:
                 db.execute("UPDATE messages SET status='processed' WHERE id=? AND direction='in'",
                                  (inbound_id,))
-            sets, args = ["updated_at=?"], [_ts(now)]
+            sets, args = ["updated_at=?"], [iso(now)]
             if not keep_flow_state:
                 sets.append("flow_state=?")
                 args.append(json.dumps(flow_state) if flow_state is not None else None)
@@ -620,7 +437,7 @@ class _Ops:
                              (*args, conversation_id))
             if followed_up is not None:
                 db.execute("UPDATE tickets SET followed_up_at=?, updated_at=? WHERE reference=?",
-                           (_ts(now), _ts(now), followed_up))
+                           (iso(now), iso(now), followed_up))
             return self._messages_by_id(ids)
 
     def _insert_outbound(self, db: sqlite3.Connection, conversation_id: str, channel: str,
@@ -634,7 +451,7 @@ class _Ops:
                 (conversation_id, r.role, r.sender_name, r.text,
                  json.dumps([a.to_dict() for a in r.attachments]),
                  json.dumps([{"title": b.title, "payload": b.payload} for b in r.buttons]),
-                 channel, now.timestamp(), _ts(now)))
+                 channel, now.timestamp(), iso(now)))
             ids.append(cur.lastrowid)  # type: ignore[arg-type]
         return ids
 
@@ -643,7 +460,7 @@ class _Ops:
             return []
         rows = self._all(f"SELECT * FROM messages WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id",
                                list(ids))
-        return [_message(r) for r in rows]
+        return [message_of(r) for r in rows]
 
     # -- outbox -------------------------------------------------------------
 
@@ -663,7 +480,7 @@ class _Ops:
             f"{one} GROUP BY conversation_id) AND m.next_attempt_at <= ? "
             f"{excl} ORDER BY m.id LIMIT ?",
             (*([conversation_id] if conversation_id else []), now, *exclude, limit))
-        return [OutboxItem(_message(r), r["channel"], r["c_external_id"], r["attempts"]) for r in rows]
+        return [OutboxItem(message_of(r), r["channel"], r["c_external_id"], r["attempts"]) for r in rows]
 
     def next_outbox_due(self) -> float | None:
         """When the next head of a conversation's outbox is due (later messages wait for their head)."""
@@ -676,7 +493,7 @@ class _Ops:
         db = self.con
         db.execute("UPDATE messages SET status='sent', platform_message_id=?, sent_at=?, "
                          "attempts=attempts+1, last_error=NULL WHERE id=?",
-                         (platform_message_id, _ts(utcnow()), message_id))
+                         (platform_message_id, iso(utcnow()), message_id))
 
     def mark_retry(self, message_id: int, *, next_attempt_at: float, error: str) -> None:
         db = self.con
@@ -696,7 +513,7 @@ class _Ops:
             if ticket.origin is not None:
                 row = self._one("SELECT * FROM tickets WHERE origin=?", (ticket.origin,))
                 if row is not None:
-                    return _ticket(row)
+                    return ticket_of(row)
             db.execute(
                 "INSERT INTO tickets(reference, customer_id, conversation_id, status, category, severity, "
                 "department, team, priority, fields, reasons, created_at, updated_at, origin) "
@@ -704,12 +521,12 @@ class _Ops:
                 (ticket.reference, ticket.customer_id, ticket.conversation_id, ticket.status, ticket.category,
                  ticket.severity, ticket.department, ticket.team, ticket.priority,
                  json.dumps(ticket.fields, default=str), json.dumps(list(ticket.reasons)),
-                 _ts(ticket.created_at), _ts(ticket.created_at), ticket.origin))
+                 iso(ticket.created_at), iso(ticket.created_at), ticket.origin))
         return ticket
 
     def ticket_by_origin(self, origin: str) -> Ticket | None:
         row = self._one("SELECT * FROM tickets WHERE origin=?", (origin,))
-        return _ticket(row) if row else None
+        return ticket_of(row) if row else None
 
     def get_effect(self, key: str) -> Any:
         """What the side effect keyed ``key`` returned when it ran, or None if it never ran."""
@@ -718,11 +535,11 @@ class _Ops:
 
     def save_effect(self, key: str, value: Any) -> None:
         self.con.execute("INSERT INTO effects(key, value, created_at) VALUES (?, ?, ?) "
-                         "ON CONFLICT(key) DO NOTHING", (key, json.dumps(value, default=str), _ts(utcnow())))
+                         "ON CONFLICT(key) DO NOTHING", (key, json.dumps(value, default=str), iso(utcnow())))
 
     def get_ticket(self, reference: str) -> Ticket | None:
         row = self._one("SELECT * FROM tickets WHERE reference=?", (reference.upper(),))
-        return _ticket(row) if row else None
+        return ticket_of(row) if row else None
 
     def customer_tickets(self, customer_id: str, *, category: str | None = None) -> list[Ticket]:
         """A customer's tickets, newest first (optionally of one category)."""
@@ -730,7 +547,7 @@ class _Ops:
         if category is not None:
             q += " AND category=?"
             args.append(category)
-        return [_ticket(r) for r in self._all(q + " ORDER BY created_at DESC, reference DESC", args)]
+        return [ticket_of(r) for r in self._all(q + " ORDER BY created_at DESC, reference DESC", args)]
 
     def resolve_ticket(self, reference: str, *, at: datetime, agent: str | None,
                        result: str | None, follow_up_at: datetime | None = None) -> Ticket | None:
@@ -738,18 +555,18 @@ class _Ops:
             db.execute("UPDATE tickets SET status='resolved', resolved_at=?, resolved_by=?, result=?, "
                        "followup_due_at=?, followed_up_at=NULL, updated_at=? "
                        "WHERE reference=? AND resolved_at IS NULL",
-                       (_ts(at), agent, result, _ts(follow_up_at), _ts(at), reference))
+                       (iso(at), agent, result, iso(follow_up_at), iso(at), reference))
         return self.get_ticket(reference)
 
     def reopen_ticket(self, reference: str, *, at: datetime) -> Ticket | None:
         with self._tx() as db:
             db.execute("UPDATE tickets SET status='reopened', resolved_at=NULL, followup_due_at=NULL, "
                        "reopened=reopened+1, updated_at=? WHERE reference=? AND resolved_at IS NOT NULL",
-                       (_ts(at), reference))
+                       (iso(at), reference))
         return self.get_ticket(reference)
 
     def open_tickets(self) -> list[Ticket]:
-        return [_ticket(r) for r in self._all("SELECT * FROM tickets WHERE resolved_at IS NULL "
+        return [ticket_of(r) for r in self._all("SELECT * FROM tickets WHERE resolved_at IS NULL "
                                               "ORDER BY priority DESC, created_at")]
 
     def add_sla_alert(self, reference: str, alert: str) -> bool:
@@ -771,13 +588,13 @@ class _Ops:
     def due_followups(self, now: datetime, *, limit: int = 100) -> list[Ticket]:
         """Resolved tickets whose follow-up question is due and not yet asked, oldest first."""
         rows = self._all("SELECT * FROM tickets WHERE followed_up_at IS NULL AND resolved_at IS NOT NULL "
-                         "AND followup_due_at <= ? ORDER BY followup_due_at LIMIT ?", (_ts(now), limit))
-        return [_ticket(r) for r in rows]
+                         "AND followup_due_at <= ? ORDER BY followup_due_at LIMIT ?", (iso(now), limit))
+        return [ticket_of(r) for r in rows]
 
     def mark_followed_up(self, reference: str, *, at: datetime) -> None:
         with self._tx() as db:
             db.execute("UPDATE tickets SET followed_up_at=?, updated_at=? WHERE reference=?",
-                       (_ts(at), _ts(at), reference))
+                       (iso(at), iso(at), reference))
 
     def latest_customer_conversation(self, customer_id: str) -> Conversation | None:
         """Where the customer wrote last (an open conversation at that address if there is one)."""
@@ -789,19 +606,19 @@ class _Ops:
             open_row = self._one("SELECT * FROM conversations WHERE channel=? AND external_id=? "
                                  "AND state != 'closed'", (row["channel"], row["external_id"]))
             row = open_row or row
-        return _conversation(row)
+        return conversation_of(row)
 
     def record_csat(self, reference: str, *, score: int, comment: str | None, at: datetime) -> Ticket | None:
         with self._tx() as db:
             db.execute("UPDATE tickets SET csat=?, csat_comment=?, csat_at=?, updated_at=? WHERE reference=?",
-                       (score, comment, _ts(at), _ts(at), reference))
+                       (score, comment, iso(at), iso(at), reference))
         return self.get_ticket(reference)
 
     def conversation_ticket(self, conversation_id: str) -> Ticket | None:
         """The newest unresolved ticket opened in this conversation."""
         row = self._one("SELECT * FROM tickets WHERE conversation_id=? AND resolved_at IS NULL "
                         "ORDER BY created_at DESC, reference DESC LIMIT 1", (conversation_id,))
-        return _ticket(row) if row else None
+        return ticket_of(row) if row else None
 
     # -- linking a customer's identities -------------------------------------
 
@@ -809,7 +626,7 @@ class _Ops:
         with self._tx() as db:
             db.execute("DELETE FROM link_codes WHERE customer_id=? AND used_at IS NULL", (customer_id,))
             db.execute("INSERT INTO link_codes(code, customer_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                       (code, customer_id, _ts(at), _ts(expires_at)))
+                       (code, customer_id, iso(at), iso(expires_at)))
 
     def redeem_link_code(self, code: str, customer_id: str, *, at: datetime) -> str | None:
         """Use a valid code (once, before it expires) from another customer record: that record
@@ -817,11 +634,11 @@ class _Ops:
         the surviving customer id, or None for an unknown, used or expired code."""
         with self._tx() as db:
             row = self._one("SELECT * FROM link_codes WHERE code=? AND used_at IS NULL AND expires_at > ?",
-                            (code, _ts(at)))
+                            (code, iso(at)))
             if row is None:
                 return None
             keep = row["customer_id"]
-            db.execute("UPDATE link_codes SET used_at=? WHERE code=?", (_ts(at), code))
+            db.execute("UPDATE link_codes SET used_at=? WHERE code=?", (iso(at), code))
             if keep == customer_id:
                 return keep
             for table in ("identities", "conversations", "tickets", "link_codes"):
@@ -838,14 +655,14 @@ class _Ops:
 
     def create_handoff(self, conversation_id: str, *, team: str, reason: str,
                              priority: int = 0, context: dict[str, Any] | None = None) -> HandoffRecord:
-        hid = _new_id("ho")
-        now = _ts(utcnow())
+        hid = new_id("ho")
+        now = iso(utcnow())
         with self._tx() as db:
             existing = self._one(
                 "SELECT * FROM handoffs WHERE conversation_id=? AND state IN ('queued','claimed')",
                 (conversation_id,))
             if existing is not None:
-                return _handoff(existing)
+                return handoff_of(existing)
             db.execute(
                 "INSERT INTO handoffs(id, conversation_id, state, team, reason, priority, context, created_at) "
                 "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
@@ -853,16 +670,16 @@ class _Ops:
             db.execute("UPDATE conversations SET state='waiting', updated_at=? WHERE id=?",
                              (now, conversation_id))
             row = self._one("SELECT * FROM handoffs WHERE id=?", (hid,))
-        return _handoff(row)  # type: ignore[arg-type]
+        return handoff_of(row)  # type: ignore[arg-type]
 
     def get_handoff(self, handoff_id: str) -> HandoffRecord | None:
         row = self._one("SELECT * FROM handoffs WHERE id=?", (handoff_id,))
-        return _handoff(row) if row else None
+        return handoff_of(row) if row else None
 
     def active_handoff(self, conversation_id: str) -> HandoffRecord | None:
         row = self._one("SELECT * FROM handoffs WHERE conversation_id=? "
                               "AND state IN ('queued','claimed')", (conversation_id,))
-        return _handoff(row) if row else None
+        return handoff_of(row) if row else None
 
     def list_handoffs(self, *, states: Sequence[str], team: str | None = None) -> list[HandoffRecord]:
         q = f"SELECT * FROM handoffs WHERE state IN ({','.join('?' * len(states))})"
@@ -872,7 +689,7 @@ class _Ops:
             args.append(team)
         q += " ORDER BY priority DESC, created_at, id"
         rows = self._all(q, args)
-        return [_handoff(r) for r in rows]
+        return [handoff_of(r) for r in rows]
 
     def transition_handoff(self, handoff_id: str, *, expected: str, new: str,
                                  agent: str | None = None, team: str | None = None,
@@ -885,7 +702,7 @@ class _Ops:
         the same transaction, so the state and the message never disagree.
         """
         now_dt = utcnow()
-        now = _ts(now_dt)
+        now = iso(now_dt)
         sets = ["state=?"]
         args: list[Any] = [new]
         if new == "claimed":
@@ -929,53 +746,6 @@ class _Ops:
             "(priority > ? OR (priority = ? AND (created_at < ? OR (created_at = ? AND id <= ?))))",
             (me["team"], me["priority"], me["priority"], me["created_at"], me["created_at"], me["id"]))
         return int(row["n"])  # type: ignore[index]
-
-
-def _split_sql(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def _customer(row: sqlite3.Row) -> Customer:
-    return Customer(row["id"], row["display_name"], _dt(row["created_at"]),  # type: ignore[arg-type]
-                    json.loads(row["attributes"] or "{}"))
-
-
-def _conversation(row: sqlite3.Row) -> Conversation:
-    return Conversation(id=row["id"], customer_id=row["customer_id"], channel=row["channel"],
-                        external_id=row["external_id"], state=ConversationState(row["state"]),
-                        created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]))  # type: ignore[arg-type]
-
-
-def _message(row: sqlite3.Row) -> Message:
-    return Message(
-        id=row["id"], conversation_id=row["conversation_id"], direction=row["direction"],
-        role=row["role"], text=row["text"], created_at=_dt(row["created_at"]),  # type: ignore[arg-type]
-        sender_name=row["sender_name"],
-        attachments=tuple(Attachment.from_dict(a) for a in json.loads(row["attachments"] or "[]")),
-        buttons=tuple(Button(b["title"], b["payload"]) for b in json.loads(row["buttons"] or "[]")),
-        platform_message_id=row["platform_message_id"], status=row["status"],
-        payload=row["payload"])
-
-
-def _handoff(row: sqlite3.Row) -> HandoffRecord:
-    return HandoffRecord(
-        id=row["id"], conversation_id=row["conversation_id"], state=row["state"], team=row["team"],
-        reason=row["reason"], priority=row["priority"], agent=row["agent"],
-        created_at=_dt(row["created_at"]), claimed_at=_dt(row["claimed_at"]),  # type: ignore[arg-type]
-        closed_at=_dt(row["closed_at"]), context=json.loads(row["context"] or "{}"))
-
-
-def _ticket(row: sqlite3.Row) -> Ticket:
-    return Ticket(
-        reference=row["reference"], customer_id=row["customer_id"], conversation_id=row["conversation_id"],
-        status=row["status"], category=row["category"], severity=row["severity"],
-        department=row["department"], team=row["team"], priority=row["priority"],
-        fields=json.loads(row["fields"] or "{}"), reasons=tuple(json.loads(row["reasons"] or "[]")),
-        created_at=_dt(row["created_at"]), resolved_at=_dt(row["resolved_at"]),  # type: ignore[arg-type]
-        resolved_by=row["resolved_by"], result=row["result"], csat=row["csat"],
-        csat_comment=row["csat_comment"], followup_due_at=_dt(row["followup_due_at"]),
-        reopened=row["reopened"], sla_alerts=tuple(json.loads(row["sla_alerts"] or "[]")),
-        origin=row["origin"])
 
 
 def _operation(name: str) -> Callable[..., Any]:

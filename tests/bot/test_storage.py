@@ -70,11 +70,11 @@ async def test_migration_from_empty_file(tmp_path: Path) -> None:
 async def test_migration_from_version_1_keeps_data(tmp_path: Path) -> None:
     import sqlite3
 
-    from bot.storage.sqlite import MIGRATIONS, _split_sql
+    from bot.storage.sqlite_schema import MIGRATIONS, split_sql
 
     db = tmp_path / "v1.sqlite3"
     con = sqlite3.connect(db)
-    for stmt in _split_sql(MIGRATIONS[0]):
+    for stmt in split_sql(MIGRATIONS[0]):
         con.execute(stmt)
     con.execute("INSERT INTO customers(id, display_name, created_at) VALUES ('cus_1', 'Ann', '2026-01-01T00:00:00+00:00')")
     con.execute("PRAGMA user_version=1")

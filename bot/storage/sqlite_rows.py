@@ -1,0 +1,66 @@
+"""Between SQLite rows and the store's records: timestamps, ids, and one converter per table."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from datetime import datetime, timezone
+
+from bot.model import Attachment, Button, Conversation, ConversationState, Customer, Message
+
+from .base import HandoffRecord, Ticket
+
+def iso(dt: datetime | None) -> str | None:
+    return dt.astimezone(timezone.utc).isoformat() if dt else None
+
+
+def parse_iso(s: str | None) -> datetime | None:
+    return datetime.fromisoformat(s) if s else None
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def customer_of(row: sqlite3.Row) -> Customer:
+    return Customer(row["id"], row["display_name"], parse_iso(row["created_at"]),  # type: ignore[arg-type]
+                    json.loads(row["attributes"] or "{}"))
+
+
+def conversation_of(row: sqlite3.Row) -> Conversation:
+    return Conversation(id=row["id"], customer_id=row["customer_id"], channel=row["channel"],
+                        external_id=row["external_id"], state=ConversationState(row["state"]),
+                        created_at=parse_iso(row["created_at"]), updated_at=parse_iso(row["updated_at"]))  # type: ignore[arg-type]
+
+
+def message_of(row: sqlite3.Row) -> Message:
+    return Message(
+        id=row["id"], conversation_id=row["conversation_id"], direction=row["direction"],
+        role=row["role"], text=row["text"], created_at=parse_iso(row["created_at"]),  # type: ignore[arg-type]
+        sender_name=row["sender_name"],
+        attachments=tuple(Attachment.from_dict(a) for a in json.loads(row["attachments"] or "[]")),
+        buttons=tuple(Button(b["title"], b["payload"]) for b in json.loads(row["buttons"] or "[]")),
+        platform_message_id=row["platform_message_id"], status=row["status"],
+        payload=row["payload"])
+
+
+def handoff_of(row: sqlite3.Row) -> HandoffRecord:
+    return HandoffRecord(
+        id=row["id"], conversation_id=row["conversation_id"], state=row["state"], team=row["team"],
+        reason=row["reason"], priority=row["priority"], agent=row["agent"],
+        created_at=parse_iso(row["created_at"]), claimed_at=parse_iso(row["claimed_at"]),  # type: ignore[arg-type]
+        closed_at=parse_iso(row["closed_at"]), context=json.loads(row["context"] or "{}"))
+
+
+def ticket_of(row: sqlite3.Row) -> Ticket:
+    return Ticket(
+        reference=row["reference"], customer_id=row["customer_id"], conversation_id=row["conversation_id"],
+        status=row["status"], category=row["category"], severity=row["severity"],
+        department=row["department"], team=row["team"], priority=row["priority"],
+        fields=json.loads(row["fields"] or "{}"), reasons=tuple(json.loads(row["reasons"] or "[]")),
+        created_at=parse_iso(row["created_at"]), resolved_at=parse_iso(row["resolved_at"]),  # type: ignore[arg-type]
+        resolved_by=row["resolved_by"], result=row["result"], csat=row["csat"],
+        csat_comment=row["csat_comment"], followup_due_at=parse_iso(row["followup_due_at"]),
+        reopened=row["reopened"], sla_alerts=tuple(json.loads(row["sla_alerts"] or "[]")),
+        origin=row["origin"])
