@@ -35,16 +35,16 @@ HIDDEN = "<customer text>"
 
 # Telegram bot tokens (123456789:AA...; in URLs as bot123456789:AA...), Slack tokens and request
 # signatures, our own signed tokens (base64url value "." 43-character HMAC-SHA256, bot.auth.Signer).
-_TOKEN_PATTERNS = [
-    re.compile(r"(?<![A-Za-z0-9])(?:bot)?\d{5,}:[A-Za-z0-9_-]{30,}"),
-    re.compile(r"bot\d{3,}:[A-Za-z0-9_-]{20,}"),
-    re.compile(r"\bxox[a-z]-[A-Za-z0-9-]{10,}"),
-    re.compile(r"\bxox[a-z]\.[A-Za-z0-9._-]{10,}"),
-    re.compile(r"\bxapp-[A-Za-z0-9-]{10,}"),
-    re.compile(r"\bv0=[0-9a-fA-F]{64}\b"),
-    re.compile(r"(?<![A-Za-z0-9_.-])[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"),
-    re.compile(r"(?i)\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
-]
+_TOKENS = re.compile("|".join([
+    r"(?<![A-Za-z0-9])(?:bot)?\d{5,}:[A-Za-z0-9_-]{30,}",
+    r"bot\d{3,}:[A-Za-z0-9_-]{20,}",
+    r"\bxox[a-z][-.][A-Za-z0-9._-]{10,}",
+    r"\bxapp-[A-Za-z0-9-]{10,}",
+    r"\bv0=[0-9a-fA-F]{64}\b",
+    r"(?<![A-Za-z0-9_.-])[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])",
+    r"\b(?:Bearer|bearer|BEARER)\s+[A-Za-z0-9._~+/=-]{6,}",
+    r"\bBasic\s+[A-Za-z0-9+/]{8,}={0,2}",
+]))
 
 _UNQUOTED = r"""[^\s,;&'"{}()\[\]]+"""
 _QUOTED = r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\\"(?:[^"\\]|\\[^"])*\\\""""
@@ -73,6 +73,7 @@ _CUSTOMER_FIELDS = _field_pattern(
     r"|customer_name|user_name|message|body|slots",
     _UNQUOTED)
 
+_NO_DIGITS = str.maketrans("", "", "0123456789")
 _DIGIT_RUN = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,}(?![\d])")
 
 
@@ -91,16 +92,26 @@ def mask_cards(text: str) -> str:
     def sub(m: re.Match[str]) -> str:
         run = m.group(0)
         groups = re.split(r"[ -]", run)
-        # the whole run, or any stretch of its space/dash-separated groups, 13-19 digits passing Luhn
+        # the whole run, or the longest stretch of its space/dash-separated groups, 13-19 digits passing Luhn
         for i in range(len(groups)):
-            for j in range(len(groups), i, -1):
+            best = 0
+            for j in range(i + 1, len(groups) + 1):
                 digits = "".join(groups[i:j])
-                if 13 <= len(digits) <= 19 and _luhn(digits):
-                    before, after = " ".join(groups[:i]), " ".join(groups[j:])
-                    masked = f"[card ****{digits[-4:]}]"
-                    return " ".join(p for p in (before, masked, after) if p)
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13 and _luhn(digits):
+                    best = j
+            if best:
+                digits = "".join(groups[i:best])
+                before, after = " ".join(groups[:i]), sub_rest(" ".join(groups[best:]))
+                return " ".join(p for p in (before, f"[card ****{digits[-4:]}]", after) if p)
         return run
-    return _DIGIT_RUN.sub(sub, text) if len(text) >= 13 else text
+
+    def sub_rest(rest: str) -> str:      # a second card in the same run
+        return _DIGIT_RUN.sub(sub, rest) if len(rest) >= 13 else rest
+    if len(text) - len(text.translate(_NO_DIGITS)) < 13:
+        return text
+    return _DIGIT_RUN.sub(sub, text)
 
 
 class CustomerText:
@@ -160,11 +171,11 @@ class RedactingFilter(logging.Filter):
         for s in self.secrets:
             if s in text:
                 text = text.replace(s, MASK)
-        for p in _TOKEN_PATTERNS:          # before the fields: "Authorization: Bearer x" loses "x" too
-            text = p.sub(MASK, text)
-        text = _SECRET_FIELDS.sub(lambda m: m.group("k") + _masked_like(m.group("v")), text)
-        if not self.customer_text:
-            text = _CUSTOMER_FIELDS.sub(_hide_customer_field, text)
+        text = _TOKENS.sub(MASK, text)     # before the fields: "Authorization: Bearer x" loses "x" too
+        if ":" in text or "=" in text:
+            text = _SECRET_FIELDS.sub(lambda m: m.group("k") + _masked_like(m.group("v")), text)
+            if not self.customer_text:
+                text = _CUSTOMER_FIELDS.sub(_hide_customer_field, text)
         return mask_cards(text)
 
     def clean(self, record: logging.LogRecord) -> None:

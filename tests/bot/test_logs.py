@@ -243,3 +243,10 @@ def test_customer_text_setting_in_config(tmp_path: Path) -> None:
         reset_logging()
         root.setLevel(level)
     assert "message 1: hello Zed" in buf.getvalue()
+
+
+def test_two_cards_in_one_run_and_long_runs_of_small_numbers() -> None:
+    out = mask_cards("4111 1111 1111 1111 5555 5555 5555 4444")
+    assert out == "[card ****1111] [card ****4444]"
+    many = " ".join(["7"] * 300)                       # no card, and quick
+    assert mask_cards(many) == many
