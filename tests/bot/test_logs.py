@@ -250,3 +250,18 @@ def test_two_cards_in_one_run_and_long_runs_of_small_numbers() -> None:
     assert out == "[card ****1111] [card ****4444]"
     many = " ".join(["7"] * 300)                       # no card, and quick
     assert mask_cards(many) == many
+
+
+def test_a_real_telegram_update_repr_keeps_its_shape_but_not_the_customer() -> None:
+    """What python-telegram-bot prints at DEBUG ("Processing update %s", the Bot API calls)."""
+    from telegram import Update
+
+    from fakes.telegram_api import text_update
+
+    upd = Update.de_json(text_update(5, "hi, Zed here: 4111 1111 1111 1111", first_name="Zedd",
+                                     last_name="Zedson", username="zedz"), None)
+    for shown in (upd, upd.to_dict()):
+        out = RedactingFilter().redact(f"Processing update {shown}")
+        assert "Zed" not in out and "zedz" not in out and "4111" not in out, out
+        assert "update_id" in out and ("'id': 5" in out or "id=5" in out)
+    assert "Update(message=Message(" in RedactingFilter().redact(repr(upd))
