@@ -3,6 +3,7 @@ and what reaches it only when ``logging.customer_text`` says so."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import io
 import logging
@@ -166,6 +167,7 @@ async def test_aiosqlite_debug_lines_keep_the_statement_not_the_arguments(logs: 
         await db.execute("CREATE TABLE meta (k TEXT, v TEXT)")
         await db.execute("INSERT INTO meta VALUES (?, ?)", ("app_secret", "Qm9uSm91ckxlTW9uZGUhIQ-XyZ"))
         await db.commit()
+    await asyncio.to_thread(db._thread.join, 5)      # its last DEBUG line follows the close
     out = logs.getvalue()
     assert "aiosqlite: executing Connection.execute('INSERT INTO meta VALUES (?, ?)', 1 argument not logged)" in out
     assert "Qm9uSm91ckxlTW9uZGUhIQ-XyZ" not in out and "app_secret" not in out

@@ -9,7 +9,7 @@ every captured line, from every logger including third-party ones, is searched.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import random
 import secrets
@@ -91,6 +91,14 @@ slack:
   sync_interval: 0.3
 """
     return parse_config(text, path=str(tmp_path / "config.yaml"))
+
+
+async def _stop(r: Running) -> None:
+    """Stop the app and wait for the database thread, whose last DEBUG line follows the close."""
+    db_thread = getattr(getattr(r.services.store, "_db", None), "_thread", None)
+    await stop_app(r)
+    if db_thread is not None:
+        await asyncio.to_thread(db_thread.join, 5)
 
 
 async def _slack_post(r: Running, body: bytes, signing_secret: str) -> int:
@@ -181,7 +189,7 @@ async def test_full_conversation_at_debug_logs_no_secret_and_no_customer_text(
         assert await _slack_post(r, event_body(event, event_id="EvLog1"), s["slack_signing_secret"]) == 200
         await tg.wait_for("sendMessage", predicate=lambda x: "On it" in x.args.get("text", ""))
     finally:
-        await stop_app(r)
+        await _stop(r)
         await slack.stop()
         await tg.stop()
 
@@ -218,7 +226,7 @@ async def test_customer_text_setting_lets_customer_text_in_but_never_secrets(
         await c.close()
         token = c.token or ""
     finally:
-        await stop_app(r)
+        await _stop(r)
     lines = capsys.readouterr().err.splitlines()
     assert [line for line in lines if " bot.runtime: " in line and word in line]      # our own DEBUG line
     assert not [line for line in lines if card in line or token in line
