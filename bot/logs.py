@@ -179,9 +179,9 @@ class RedactingFilter(logging.Filter):
         return mask_cards(text)
 
     def clean(self, record: logging.LogRecord) -> None:
-        if record.__dict__.get("_omnibot_clean"):
+        if record.__dict__.get("_omnibot_clean") is self:    # made by the factory, now at our handler
             return
-        record._omnibot_clean = True  # type: ignore[attr-defined]
+        record._omnibot_clean = self  # type: ignore[attr-defined]
         args = record.args
         if isinstance(args, tuple) and args:
             if record.name == "aiosqlite" or record.name.startswith("aiosqlite."):

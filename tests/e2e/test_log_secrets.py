@@ -134,6 +134,9 @@ async def test_full_conversation_at_debug_logs_no_secret_and_no_customer_text(
     config = _config(tmp_path, tg, slack, s)
     # exactly as `omnibot run` does (bot/cli.py), before anything else is built
     configure_logging(config)
+    # the product keeps these at WARNING (they print request URLs); open them too, to widen the net
+    for name in ("httpx", "httpcore", "aiohttp.access"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
     r = await start_app(config)
     issued: dict[str, str] = {}
     try:
@@ -196,7 +199,7 @@ async def test_full_conversation_at_debug_logs_no_secret_and_no_customer_text(
     out = capsys.readouterr().err
     lines = out.splitlines()
     # the net was really cast: our loggers and the libraries' DEBUG lines were captured
-    for name in (" bot.", " aiosqlite:", " telegram.", " slack_", " handoff."):
+    for name in (" bot.", " aiosqlite:", " telegram.", " slack_", " handoff.", " httpx:", " httpcore."):
         assert any(name in line for line in lines), f"no log line from {name.strip()}"
     assert any(" DEBUG " in line for line in lines)
 
