@@ -21,6 +21,7 @@ from bot.delivery import Delivery
 from bot.errors import StorageUnavailable
 from bot.events import EventBus
 from bot.locks import KeyedLock
+from bot.logs import add_secrets
 from bot.linking import Linker, linking_actions
 from bot.media import MediaStore
 from bot.metrics import Live, MetricsWeb
@@ -115,7 +116,10 @@ async def build_services(config: Config) -> Services:
     flowset = load_flows(config.resolve(config.flows.path), teams=config.handoff.teams.keys())
     store = await open_store(config.storage_url(), synchronous=config.storage.synchronous)
     try:
-        app_secret = await store.set_meta_if_absent("app_secret", secrets.token_urlsafe(32))
+        fresh = secrets.token_urlsafe(32)
+        add_secrets(fresh)        # never logged, from the moment it exists
+        app_secret = await store.set_meta_if_absent("app_secret", fresh)
+        add_secrets(app_secret)
         tickets = Tickets(store, config.complaints)
         engine = await asyncio.to_thread(
             FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(tickets, Linker(store), store))

@@ -13,7 +13,7 @@ import click
 from bot import __version__
 from bot.config import Config, load_config
 from bot.errors import ConfigError, FlowValidationError, OmnibotError
-from bot.logs import setup_logging
+from bot.logs import configure_logging, setup_logging
 
 log = logging.getLogger("omnibot")
 
@@ -55,7 +55,7 @@ def run(config_path: str | None, host: str | None, port: int | None) -> None:
     from bot.app import build_app
 
     config = _load(config_path)
-    setup_logging(config.logging.level, secrets=config.secrets(), fmt=config.logging.format)
+    configure_logging(config)
     server = config.server.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
     try:
         app = asyncio.run(_build(config))
@@ -151,7 +151,7 @@ def shell(config_path: str | None, flows_dir: str | None) -> None:
     from bot.console import run_shell
 
     config = _load(config_path)
-    setup_logging("WARNING", secrets=config.secrets())
+    configure_logging(config, level="WARNING")
     if flows_dir:
         config = config.model_copy(update={"flows": config.flows.model_copy(update={"path": str(Path(flows_dir).resolve())})})
     try:

@@ -299,6 +299,7 @@ class ComplaintsConfig(_Model):
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
+    customer_text: bool = False      # let what customers write (text, names, e-mails, slots) into log lines
 
 
 class Config(_Model):

@@ -21,6 +21,7 @@ from bot.config import Config
 from bot.errors import StorageUnavailable
 from bot.events import Event, EventBus
 from bot.locks import KeyedLock
+from bot.logs import customer as _customer_text
 from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, sanitize_text
 from bot.storage import HandoffSpec, InboundResult, Store, Ticket
 from flows import FlowEngine, TurnInput
@@ -242,6 +243,7 @@ class Runtime:
             return
         turn = turn_input(conv, customer, text=msg.text, payload=msg.payload,
                           attachments=tuple(a.to_dict() for a in msg.attachments), key=f"in:{msg.id}")
+        log.debug("message %s in %s: %s", msg.id, cid, _customer_text(msg.text))
         result = await self.engine.handle(state, turn)
         replies = [Outbound(r.text, buttons=r.buttons) for r in result.replies]
         spec = None
@@ -256,7 +258,7 @@ class Runtime:
             if handoff is not None:
                 position = await self.store.queue_position(handoff.id)
                 log.info("conversation %s queued for %s (%s), position %d", cid, handoff.team,
-                         handoff.reason, position)
+                         _customer_text(handoff.reason), position)   # the reason may quote slots
                 if self.metrics is not None:
                     self.metrics.handoffs.labels(handoff.team).inc()
                 self.events.publish(Event("queued", cid, handoff.id))

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bot.app import SERVICES, Services, build_app
 from bot.config import Config, parse_config
+from bot.logs import reset_logging
 from bot.storage import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,13 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+@pytest.fixture(autouse=True)
+def undo_logging_setup() -> Any:
+    """Tests that run `omnibot run`/`shell` in-process set logging up; no later test inherits it."""
+    yield
+    reset_logging()
 
 
 def make_config(tmp_path: Path, extra: str = "") -> Config:

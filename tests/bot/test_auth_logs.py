@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 
 from bot.auth import Signer
-from bot.logs import JsonFormatter, RedactingFilter, setup_logging
+from bot.logs import JsonFormatter, RedactingFilter, reset_logging, setup_logging
 
 TG_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 TG_URL = f"https://api.telegram.org/bot{TG_TOKEN}/sendMessage"
@@ -158,9 +158,7 @@ def test_setup_logging_json_with_redaction(capsys: pytest.CaptureFixture[str]) -
         assert records[0]["level"] == "INFO"
         assert logging.getLogger("httpx").level == logging.WARNING
     finally:
-        for h in list(root.handlers):
-            if getattr(h, "_omnibot", False):
-                root.removeHandler(h)
+        reset_logging()
         root.setLevel(level)
 
 
