@@ -174,7 +174,8 @@ class Delivery:
             log.warning("message %s to %s:%s failed permanently: %s", msg.id, item.channel,
                         item.external_id, exc)
             self.failed += 1
-            await self._record(f"message {msg.id} failed", lambda: self.store.mark_failed(msg.id, error=str(exc)))
+            reason = str(exc)
+            await self._record(f"message {msg.id} failed", lambda: self.store.mark_failed(msg.id, error=reason))
             return True
         except TransientSendError as exc:
             return await self._retry_or_fail(item, str(exc), exc.retry_after)
