@@ -16,23 +16,25 @@ restarts at a random value after a week of silence.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import html
 import json
 import logging
 import os
 import warnings
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from aiohttp import web
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message as TgMessage, Update
+from telegram import (Bot, CallbackQuery, Chat, Document, InlineKeyboardButton, InlineKeyboardMarkup,
+                      Message as TgMessage, PhotoSize, Update, User)
 from telegram.error import (BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter,
                             TelegramError, TimedOut)
 from telegram.request import HTTPXRequest
 
 from bot.config import TelegramConfig
-from bot.errors import PermanentSendError, TransientSendError
+from bot.errors import PermanentSendError, StorageUnavailable, TransientSendError
 from bot.logs import RedactingFilter
 from bot.media import MediaStore, sniff_mime
 from bot.model import Attachment, Inbound
@@ -47,6 +49,69 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")
 MAX_TEXT = 4096
 _TOKEN_LOGGERS = ("httpx", "httpcore", "telegram", "telegram.Bot", "telegram.ext", "telegram.request")
 OFFSET_KEY = "telegram:offset"
+ALLOWED_UPDATES = ["message", "callback_query"]
+RETRY_AFTER_UNAVAILABLE = 5      # seconds, in the 503's Retry-After when storage cannot write
+# What a wrongly shaped update makes PTB's de_json or our normalisation raise.
+_SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
+
+
+class MalformedUpdate(ValueError):
+    """The input is not a Telegram update of the shape the Bot API documents.
+
+    The reason names the problem, never the update's content (it may carry customer text).
+    """
+
+
+def parse_update(data: Any, bot: Bot) -> Update:
+    """A decoded JSON value as a PTB ``Update``, or MalformedUpdate.
+
+    PTB's ``de_json`` raises assorted errors on wrong types (``"message": 5``,
+    ``"from": "x"``) and accepts others silently (no ``chat``, a number as text);
+    :meth:`TelegramConnector.normalize` checks what it uses.
+    """
+    if not isinstance(data, dict):
+        raise MalformedUpdate("an update is a JSON object")
+    uid = data.get("update_id")
+    if not isinstance(uid, int) or isinstance(uid, bool):
+        raise MalformedUpdate("update_id is missing or not an integer")
+    try:
+        update = Update.de_json(data, bot)
+    except _SHAPE_ERRORS as exc:
+        raise MalformedUpdate(f"not a Telegram update ({type(exc).__name__} while parsing)") from None
+    if update is None:
+        raise MalformedUpdate("not a Telegram update")
+    return update
+
+
+def _need(ok: bool, what: str) -> None:
+    if not ok:
+        raise MalformedUpdate(what)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _opt_str(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _check_user(user: Any, where: str) -> None:
+    _need(isinstance(user, User) and _is_int(user.id) and isinstance(user.first_name, str)
+          and _opt_str(user.last_name), f"{where} is not a user")
+
+
+def _check_chat(chat: Any, where: str) -> None:
+    _need(isinstance(chat, Chat) and _is_int(chat.id) and isinstance(chat.type, str), f"{where} is not a chat")
+
+
+@dataclasses.dataclass(frozen=True)
+class Incoming:
+    """One update, normalised: the customer message to store (attachments still to download)."""
+
+    inbound: Inbound
+    files: tuple[tuple[str, str, str], ...] = ()     # (file_id, name, kind) to download
+    callback: CallbackQuery | None = None            # a button press, answered once stored
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -74,6 +139,21 @@ def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
     return chunks
 
 
+class _Bot(Bot):
+    """PTB's Bot, plus getUpdates without parsing.
+
+    ``Bot.get_updates`` parses the whole batch at once: one malformed update raises for all of
+    them (and PTB logs the raw batch, customer text included, at CRITICAL). We parse each
+    update on its own instead, so a bad one is skipped and the rest are stored.
+    """
+
+    async def get_raw_updates(self, *, offset: int | None, timeout: int,
+                              allowed_updates: list[str]) -> Any:
+        data = {"timeout": timeout, "offset": offset, "allowed_updates": allowed_updates}
+        # "getUpdates" selects the long-poll request object (its read timeout covers `timeout`).
+        return await self._post("getUpdates", data)
+
+
 class TelegramConnector:
     """The Telegram channel.
 
@@ -99,12 +179,15 @@ class TelegramConnector:
         self._redact = RedactingFilter([token])
         for name in _TOKEN_LOGGERS:
             logging.getLogger(name).addFilter(self._redact)
-        self.bot = Bot(token, base_url=config.api_url, base_file_url=config.file_url,
+        self.bot = _Bot(token, base_url=config.api_url, base_file_url=config.file_url,
                        request=HTTPXRequest(connection_pool_size=32, read_timeout=15, write_timeout=15),
                        get_updates_request=HTTPXRequest(connection_pool_size=2,
                                                         read_timeout=config.poll_timeout + 10))
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
+        # Polling, when an update cannot be stored: first and longest pause before asking again.
+        self.store_retry_delays = (1.0, 60.0)
+        self._store_delay: float | None = None
 
     # -- wiring ----------------------------------------------------------------
 
@@ -148,7 +231,7 @@ class TelegramConnector:
             if self.config.webhook_url:
                 await self._retrying(lambda: self.bot.set_webhook(
                     self.config.webhook_url, secret_token=self.config.secret_token.get_secret_value(),
-                    allowed_updates=["message", "callback_query"]), "setWebhook")
+                    allowed_updates=ALLOWED_UPDATES), "setWebhook")
             return
         await self._retrying(lambda: self.bot.delete_webhook(drop_pending_updates=False), "deleteWebhook")
         await self._poll()
@@ -173,8 +256,8 @@ class TelegramConnector:
         delay = 1.0
         while True:
             try:
-                updates = await self.bot.get_updates(offset=offset or None, timeout=self.config.poll_timeout,
-                                                     allowed_updates=["message", "callback_query"])
+                raw = await self.bot.get_raw_updates(offset=offset or None, timeout=self.config.poll_timeout,
+                                                     allowed_updates=ALLOWED_UPDATES)
                 delay = 1.0
             except RetryAfter as exc:
                 await asyncio.sleep(retry_after_seconds(exc))
@@ -184,52 +267,146 @@ class TelegramConnector:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60)
                 continue
-            for update in updates:
+            offset = await self._handle_batch(raw if isinstance(raw, list) else [], offset)
+
+    async def _handle_batch(self, raw: list[Any], offset: int) -> int:
+        """Store each update of a getUpdates answer in order; return the offset to confirm next.
+
+        A malformed update is skipped (one WARNING) and confirmed, so Telegram drops it. An
+        update that could not be stored is not confirmed: the batch stops there and, after a
+        growing pause, the next getUpdates brings it (and those after it) again.
+        """
+        for item in raw:
+            uid = item.get("update_id") if isinstance(item, dict) else None
+            if not _is_int(uid):
+                log.warning("telegram update without an integer update_id skipped")
+                continue
+            try:
+                incoming = self.normalize(parse_update(item, self.bot))
+            except MalformedUpdate as exc:
+                log.warning("telegram update %s skipped: %s", uid, exc)
+            else:
                 try:
-                    await self.handle_update(update)
+                    await self._store_incoming(incoming)
+                except StorageUnavailable as exc:
+                    delay = self._next_store_delay()
+                    log.warning("telegram update %s not stored (%s); not confirmed, retrying in %.1f s",
+                                uid, exc, delay)
+                    await asyncio.sleep(delay)
+                    return offset
                 except Exception:
                     # Not confirmed: the same update comes back with the next getUpdates.
-                    log.exception("telegram update %s could not be stored; will retry", update.update_id)
-                    await asyncio.sleep(delay)
-                    break
-                # Confirm only what is stored: the next getUpdates(offset) drops it on Telegram's side.
-                offset = update.update_id + 1
-                await self.store.set_meta(OFFSET_KEY, str(offset))
+                    log.exception("telegram update %s could not be stored; will retry", uid)
+                    await asyncio.sleep(self._next_store_delay())
+                    return offset
+                self._store_delay = None
+            # Confirm only what is stored (or refused for good): getUpdates(offset) drops it.
+            offset = max(offset, uid + 1)
+            await self._save_offset(offset)
+        return offset
+
+    def _next_store_delay(self) -> float:
+        """Pause before asking again for an update that could not be stored: doubles each time."""
+        delay = self._store_delay or self.store_retry_delays[0]
+        self._store_delay = min(delay * 2, self.store_retry_delays[1])
+        return delay
+
+    async def _save_offset(self, offset: int) -> None:
+        # Only for restarts: Telegram learns the offset from the next getUpdates, and a message
+        # delivered again after a restart is deduped on (chat, message id).
+        try:
+            await self.store.set_meta(OFFSET_KEY, str(offset))
+        except StorageUnavailable as exc:
+            log.warning("telegram offset %s not saved (%s)", offset, exc)
 
     async def webhook(self, request: web.Request) -> web.Response:
         expected = self.config.secret_token.get_secret_value()
         got = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
         if not expected or not hmac.compare_digest(got.encode(), expected.encode()):
             return web.json_response({"error": "bad secret token"}, status=401)
+        body = await request.read()
         try:
-            data = json.loads(await request.read())
-            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-                raise ValueError("not an update")
-            update = Update.de_json(data, self.bot)
-        except (ValueError, KeyError, TypeError) as exc:
+            try:
+                data = json.loads(body)
+            except (ValueError, RecursionError):       # incl. UnicodeDecodeError
+                raise MalformedUpdate("the body is not JSON") from None
+            update = parse_update(data, self.bot)
+            incoming = self.normalize(update)
+        except MalformedUpdate as exc:
+            # 400, not 500: Telegram would redeliver a 5xx again and again.
+            log.warning("telegram webhook request refused (400): %s", exc)
             return web.json_response({"error": f"malformed update: {exc}"}, status=400)
         try:
-            await self.handle_update(update)
+            await self._store_incoming(incoming)
+        except StorageUnavailable as exc:
+            log.warning("telegram update %s not stored (%s); answered 503, Telegram delivers it again",
+                        update.update_id, exc)
+            return web.json_response({"error": "storage unavailable; try again later"}, status=503,
+                                     headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
         except Exception:
             log.exception("telegram update %s could not be stored", update.update_id)
             return web.json_response({"error": "try again"}, status=500)   # Telegram retries
         return web.json_response({"ok": True})
 
     async def handle_update(self, update: Update) -> None:
-        """Store one update as a customer message (or ignore it, with a reason in the log)."""
-        if update.callback_query is not None:
-            await self._callback(update)
+        """Store one update as a customer message (or ignore it, with a reason in the log).
+
+        Raises:
+            MalformedUpdate: the update lacks what a message or button press must have.
+            StorageUnavailable: it could not be stored (do not confirm it).
+        """
+        await self._store_incoming(self.normalize(update))
+
+    async def _store_incoming(self, incoming: Incoming | None) -> None:
+        if incoming is None:
             return
+        inbound = incoming.inbound
+        if incoming.files:
+            chat_id = inbound.external_id
+            inbound = dataclasses.replace(inbound, attachments=tuple(await self._attachments(chat_id, incoming.files)))
+        await self.accept(inbound)
+        if incoming.callback is not None:
+            try:   # stops the button's spinner; stored already, so a failure here loses nothing
+                await incoming.callback.answer()
+            except TelegramError as exc:
+                log.info("answerCallbackQuery failed: %s", exc)
+
+    def normalize(self, update: Update) -> Incoming | None:
+        """The customer message in ``update``, None for updates we ignore (edits, channel
+        posts, group chats unless allowed). Pure: no I/O, so a shape error here is the
+        update's fault, never storage's.
+
+        Raises:
+            MalformedUpdate: a field this uses is missing or of the wrong type.
+        """
+        try:
+            if update.callback_query is not None:
+                return self._normalize_callback(update)
+            return self._normalize_message(update)
+        except MalformedUpdate:
+            raise
+        except _SHAPE_ERRORS as exc:
+            raise MalformedUpdate(f"unexpected shape ({type(exc).__name__})") from None
+
+    def _normalize_message(self, update: Update) -> Incoming | None:
         msg = update.message
         if msg is None:
             kind = ("channel post" if update.channel_post or update.edited_channel_post else
                     "edited message" if update.edited_message else "update")
             log.info("telegram %s %s ignored (only new messages and button presses are handled)", kind,
                      update.update_id)
-            return
-        if not self._chat_allowed(msg):
-            return
+            return None
+        _need(isinstance(msg, TgMessage), "message is not a message")
+        _check_chat(msg.chat, "message.chat")
+        _need(_is_int(msg.message_id), "message.message_id is not an integer")
+        _need(isinstance(msg.date, datetime), "message.date is missing or not a date")
+        _need(_opt_str(msg.text) and _opt_str(msg.caption), "message text or caption is not a string")
         user = msg.from_user
+        if user is not None:
+            _check_user(user, "message.from")
+        files = self._files(msg)
+        if not self._chat_allowed(msg):
+            return None
         text = msg.text or msg.caption or ""
         payload, attributes = None, {}
         if text.startswith("/start"):
@@ -239,11 +416,31 @@ class TelegramConnector:
             payload = self.config.start_payload or None
         elif text.startswith("/help"):
             payload = self.config.help_payload or None
-        attachments = await self._attachments(msg)
-        await self.accept(Inbound(
+        return Incoming(Inbound(
             channel=self.name, external_id=str(msg.chat.id), platform_message_id=f"{msg.chat.id}:{msg.message_id}",
-            text=text, sender_name=user.full_name if user else "", attachments=tuple(attachments), payload=payload,
-            customer_attributes=attributes, sent_at=msg.date, raw=update.to_dict()))
+            text=text, sender_name=user.full_name if user else "", payload=payload,
+            customer_attributes=attributes, sent_at=msg.date, raw=update.to_dict()), files=files)
+
+    def _normalize_callback(self, update: Update) -> Incoming | None:
+        cq = update.callback_query
+        _need(isinstance(cq, CallbackQuery) and isinstance(cq.id, str), "callback_query has no id")
+        _check_user(cq.from_user, "callback_query.from")
+        _need(_opt_str(cq.data), "callback_query.data is not a string")
+        msg = cq.message
+        if msg is not None:
+            _check_chat(msg.chat, "callback_query.message.chat")
+        chat_id = msg.chat.id if msg is not None else cq.from_user.id
+        if msg is not None and isinstance(msg, TgMessage) and not self._chat_allowed(msg):
+            return None
+        title = cq.data or ""
+        markup = getattr(msg, "reply_markup", None)
+        for row in (markup.inline_keyboard if isinstance(markup, InlineKeyboardMarkup) else ()):
+            for b in row:
+                if b.callback_data == cq.data and isinstance(b.text, str):
+                    title = b.text
+        return Incoming(Inbound(
+            channel=self.name, external_id=str(chat_id), platform_message_id=f"cb:{cq.id}", text=title,
+            sender_name=cq.from_user.full_name, payload=cq.data, raw=update.to_dict()), callback=cq)
 
     def _chat_allowed(self, msg: TgMessage) -> bool:
         if msg.chat.type == "private" or self.config.allow_groups:
@@ -252,46 +449,41 @@ class TelegramConnector:
                  msg.chat.id)
         return False
 
-    async def _callback(self, update: Update) -> None:
-        cq = update.callback_query
-        msg = cq.message
-        chat_id = msg.chat.id if msg is not None else cq.from_user.id
-        if msg is not None and isinstance(msg, TgMessage) and not self._chat_allowed(msg):
-            return
-        title = cq.data or ""
-        markup = getattr(msg, "reply_markup", None)
-        for row in (markup.inline_keyboard if markup else ()):
-            for b in row:
-                if b.callback_data == cq.data:
-                    title = b.text
-        await self.accept(Inbound(
-            channel=self.name, external_id=str(chat_id), platform_message_id=f"cb:{cq.id}", text=title,
-            sender_name=cq.from_user.full_name, payload=cq.data, raw=update.to_dict()))
-        try:   # stops the button's spinner; stored already, so a failure here loses nothing
-            await cq.answer()
-        except TelegramError as exc:
-            log.info("answerCallbackQuery failed: %s", exc)
-
-    async def _attachments(self, msg: TgMessage) -> list[Attachment]:
-        items: list[tuple[str, str, str]] = []   # (file_id, name, kind)
+    @staticmethod
+    def _files(msg: TgMessage) -> tuple[tuple[str, str, str], ...]:
+        """The photo (largest size) and document of a message: (file_id, name, kind)."""
+        items: list[tuple[str, str, str]] = []
         if msg.photo:
+            _need(all(isinstance(p, PhotoSize) and isinstance(p.file_id, str) and _is_int(p.width)
+                      and _is_int(p.height) and (p.file_size is None or _is_int(p.file_size))
+                      for p in msg.photo), "message.photo is not a list of photo sizes")
             best = max(msg.photo, key=lambda p: (p.file_size or 0, p.width * p.height))
             items.append((best.file_id, f"photo_{msg.message_id}.jpg", "image"))
         if msg.document:
-            items.append((msg.document.file_id, msg.document.file_name or "document", "file"))
+            doc = msg.document
+            _need(isinstance(doc, Document) and isinstance(doc.file_id, str) and _opt_str(doc.file_name),
+                  "message.document is not a document")
+            items.append((doc.file_id, doc.file_name or "document", "file"))
+        return tuple(items)
+
+    async def _attachments(self, chat_id: str, files: tuple[tuple[str, str, str], ...]) -> list[Attachment]:
         out = []
-        for file_id, name, kind in items:
+        for file_id, name, kind in files:
             try:
                 f = await self.bot.get_file(file_id)
                 data = bytes(await f.download_as_bytearray())
-                mime = sniff_mime(data, name)
-                info = self.media.save(data, owner=f"telegram:{msg.chat.id}", name=name, mime=mime)
-                out.append(Attachment(kind="image" if mime.startswith("image/") else "file", url=f"/media/{info.id}",
-                                      name=info.name, mime=mime, size=info.size, platform_file_id=file_id))
             except TelegramError as exc:
                 # Keep the message; the agent sees the file is missing rather than nothing at all.
                 log.warning("cannot download telegram file %s: %s", file_id, exc)
                 out.append(Attachment(kind=kind, url="", name=name, platform_file_id=file_id))  # type: ignore[arg-type]
+                continue
+            mime = sniff_mime(data, name)
+            try:
+                info = self.media.save(data, owner=f"telegram:{chat_id}", name=name, mime=mime)
+            except OSError as exc:      # disk full, read-only: the message is not stored either
+                raise StorageUnavailable(f"cannot save the file: {exc.strerror or type(exc).__name__}") from exc
+            out.append(Attachment(kind="image" if mime.startswith("image/") else "file", url=f"/media/{info.id}",
+                                  name=info.name, mime=mime, size=info.size, platform_file_id=file_id))
         return out
 
     # -- sending -----------------------------------------------------------------

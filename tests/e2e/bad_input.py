@@ -1,0 +1,50 @@
+"""Helpers for the bad-input and storage-outage tests: what was stored, what was logged, a failing store."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+from bot.errors import StorageUnavailable
+from conftest import Running
+
+
+def stored_messages(r: Running) -> int:
+    """Customer messages stored, read through a second SQLite connection (committed data only)."""
+    db = r.services.config.storage_url().removeprefix("sqlite:///")
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT count(*) FROM messages WHERE direction = 'in'").fetchone()[0]
+    finally:
+        con.close()
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """ERROR/CRITICAL records and records with a traceback: a bad request must cause none."""
+    return [f"{r.name}: {r.getMessage()}" for r in caplog.records
+            if r.levelno >= logging.ERROR or r.exc_info is not None]
+
+
+def warnings(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == logger]
+
+
+class FailingAccept:
+    """Stands in for a connector's ``accept`` (the runtime's, which stores the message): the
+    first ``times`` calls raise StorageUnavailable as ``Runtime.accept`` does when the store
+    cannot write; later calls go to the real one. ``calls`` keeps the monotonic time of each."""
+
+    def __init__(self, real: Callable[[Any], Awaitable[Any]], times: int) -> None:
+        self.real = real
+        self.times = times
+        self.calls: list[float] = []
+
+    async def __call__(self, inbound: Any) -> Any:
+        self.calls.append(time.monotonic())
+        if len(self.calls) <= self.times:
+            raise StorageUnavailable("database or disk is full")
+        return await self.real(inbound)
