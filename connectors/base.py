@@ -5,6 +5,10 @@ them to the runtime (which persists before the connector acknowledges), and
 sends outbound messages. It never retries by itself: it says whether a failure
 is transient (:class:`TransientSendError`) or permanent
 (:class:`PermanentSendError`), and :mod:`bot.delivery` does the rest.
+
+When the runtime cannot store a message (:class:`bot.errors.StorageUnavailable`),
+a connector does not acknowledge it: HTTP ingress answers 503 with
+``Retry-After: RETRY_AFTER_UNAVAILABLE`` so the platform delivers it again.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from typing import Protocol, runtime_checkable
 from bot.errors import PermanentSendError, TransientSendError
 from bot.storage import OutboxItem
 
-__all__ = ["Connector", "PermanentSendError", "TransientSendError"]
+__all__ = ["Connector", "PermanentSendError", "RETRY_AFTER_UNAVAILABLE", "TransientSendError"]
+
+RETRY_AFTER_UNAVAILABLE = 5     # seconds, in a 503's Retry-After when storage cannot write
 
 
 @runtime_checkable

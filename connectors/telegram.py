@@ -39,6 +39,7 @@ from bot.logs import RedactingFilter
 from bot.media import MediaStore, sniff_mime
 from bot.model import Attachment, Inbound
 from bot.storage import OutboxItem, Store
+from connectors.base import RETRY_AFTER_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ MAX_TEXT = 4096
 _TOKEN_LOGGERS = ("httpx", "httpcore", "telegram", "telegram.Bot", "telegram.ext", "telegram.request")
 OFFSET_KEY = "telegram:offset"
 ALLOWED_UPDATES = ["message", "callback_query"]
-RETRY_AFTER_UNAVAILABLE = 5      # seconds, in the 503's Retry-After when storage cannot write
 # What a wrongly shaped update makes PTB's de_json or our normalisation raise.
 _SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
 

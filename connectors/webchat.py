@@ -18,22 +18,32 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.auth import Signer
 from bot.config import WebchatConfig
+from bot.errors import StorageUnavailable
 from bot.events import EventBus
 from bot.media import ALLOWED_MIME, MediaStore, sniff_mime
 from bot.model import Attachment, Inbound
 from bot.storage import OutboxItem, Store
+from connectors.base import RETRY_AFTER_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-HARD_FRAME_LIMIT = 1024 * 1024     # aiohttp closes the socket above this; our own limit is lower
-MAX_TEXT_CHARS = 4000
+HARD_FRAME_FACTOR = 4   # frames up to 4 x max_frame_bytes get a too_large error; larger ones close the socket
+MAX_TEXT_CHARS = 4000   # of a customer message; longer: a too_large error, never a silent cut
 MAX_ATTACHMENTS = 5
 _CLIENT_ID = re.compile(r'"client_id"\s*:\s*"([^"]{1,100})"')
+
+
+class UploadRefused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 class FrameError(Exception):
@@ -73,6 +83,7 @@ class WebchatConnector:
         self.sockets: dict[str, set[web.WebSocketResponse]] = {}
         self._rate: dict[str, deque[float]] = {}
         self._listener: asyncio.Task[None] | None = None
+        self.hard_frame_bytes = HARD_FRAME_FACTOR * config.max_frame_bytes
 
     # -- wiring ----------------------------------------------------------------
 
@@ -158,32 +169,55 @@ class WebchatConnector:
         visitor = self.signer.verify(auth[7:] if auth.startswith("Bearer ") else None)
         if visitor is None:
             return web.json_response({"error": "a valid session token is required"}, status=401, headers=headers)
-        if not request.content_type.startswith("multipart/"):
-            return web.json_response({"error": "send multipart/form-data with a field named file"},
-                                     status=400, headers=headers)
-        reader = await request.multipart()
-        part = await reader.next()
-        while part is not None and getattr(part, "name", None) != "file":
-            part = await reader.next()
-        if part is None or not isinstance(part, BodyPartReader):
-            return web.json_response({"error": "no field named file"}, status=400, headers=headers)
-        limit = self.config.max_upload_bytes
-        data = bytearray()
-        while chunk := await part.read_chunk(64 * 1024):
-            data += chunk
-            if len(data) > limit:
-                return web.json_response({"error": f"file is larger than {limit // 1024} KiB"}, status=413,
-                                         headers=headers)
-        if not data:
-            return web.json_response({"error": "the file is empty"}, status=400, headers=headers)
-        name = part.filename or "upload"
-        mime = sniff_mime(bytes(data), name)
-        if mime not in ALLOWED_MIME:
-            return web.json_response({"error": "only images (JPEG, PNG, GIF, WebP) and PDF files are accepted"},
-                                     status=415, headers=headers)
-        info = self.media.save(bytes(data), owner=f"webchat:{visitor}", name=name, mime=mime)
+        try:
+            data, name = await self._read_upload(request)
+            mime = sniff_mime(data, "")      # by content only: a name ending in .png proves nothing
+            if mime not in ALLOWED_MIME:
+                raise UploadRefused(415, "only images (JPEG, PNG, GIF, WebP) and PDF files are accepted")
+        except UploadRefused as exc:
+            # 413/415 are a customer's choice of file; a 400 is a client sending something broken.
+            log.log(logging.WARNING if exc.status == 400 else logging.INFO,
+                    "web-chat upload refused (%d): %s", exc.status, exc.reason)
+            return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
+        try:
+            info = self.media.save(data, owner=f"webchat:{visitor}", name=name, mime=mime)
+        except OSError as exc:        # disk full, read-only: nothing kept, the widget may try again
+            log.warning("web-chat upload not stored (%s); answered 503", exc.strerror or type(exc).__name__)
+            return web.json_response({"error": "we cannot store files right now; please try again later"},
+                                     status=503, headers={**headers, "Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
         return web.json_response({"id": info.id, "url": f"/media/{info.id}", "kind": info.kind,
                                   "name": info.name, "mime": info.mime, "size": info.size}, headers=headers)
+
+    async def _read_upload(self, request: web.Request) -> tuple[bytes, str]:
+        """The bytes and name of the multipart field ``file``, or UploadRefused (400/413)."""
+        if not request.content_type.startswith("multipart/"):
+            raise UploadRefused(400, "send multipart/form-data with a field named file")
+        limit = self.config.max_upload_bytes
+        try:
+            reader = await request.multipart()
+            part = await reader.next()
+            while part is not None and getattr(part, "name", None) != "file":
+                part = await reader.next()
+            if part is None or not isinstance(part, BodyPartReader):
+                raise UploadRefused(400, "no field named file")
+            data = bytearray()
+            while chunk := await part.read_chunk(64 * 1024):
+                data += chunk
+                if len(data) > limit:
+                    raise UploadRefused(413, f"file is larger than {limit // 1024} KiB")
+            # The rest of the body must parse too: a body cut short is not a file we trust.
+            while await reader.next() is not None:
+                pass
+        except UploadRefused:
+            raise
+        except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
+            raise UploadRefused(400, f"malformed multipart body ({type(exc).__name__})") from None
+        except ConnectionResetError:
+            # The client stopped sending mid-body; the answer likely never reaches it.
+            raise UploadRefused(400, "the body ended early") from None
+        if not data:
+            raise UploadRefused(400, "the file is empty")
+        return bytes(data), part.filename or "upload"
 
     async def media_file(self, request: web.Request) -> web.StreamResponse:
         info = self.media.info(request.match_info["id"])
@@ -203,7 +237,9 @@ class WebchatConnector:
     async def ws_handler(self, request: web.Request) -> web.StreamResponse:
         if not self._origin_ok(request):
             return web.Response(status=403, text="origin not allowed")
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=HARD_FRAME_LIMIT)
+        # aiohttp refuses a message of max_msg_size bytes or more (close code 1009, "message too
+        # big"), without reading it into memory; the hard cap itself is still answered in-band.
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=self.hard_frame_bytes + 1)
         await ws.prepare(request)
         visitor: str | None = None
         try:
@@ -219,7 +255,10 @@ class WebchatConnector:
                 elif msg.type == WSMsgType.BINARY:
                     await self._error(ws, "bad_frame", "binary frames are not supported; send JSON text")
                 elif msg.type == WSMsgType.ERROR:
-                    log.info("web-chat socket error: %s", ws.exception())
+                    if ws.close_code == WSCloseCode.MESSAGE_TOO_BIG:
+                        log.info("web-chat socket closed (1009): a frame over %d bytes", self.hard_frame_bytes)
+                    else:
+                        log.info("web-chat socket error: %s", msg.data or ws.exception())
         finally:
             if visitor is not None:
                 socks = self.sockets.get(visitor)
@@ -326,8 +365,15 @@ class WebchatConnector:
         if not self._rate_ok(visitor):
             raise FrameError("rate_limited", "you're sending messages very fast; please wait a moment",
                              client_id)
-        result = await self.accept(Inbound(
-            channel=self.name, external_id=visitor, platform_message_id=f"{visitor}:{client_id}",
-            text=text, attachments=tuple(attachments), payload=payload))
+        try:
+            result = await self.accept(Inbound(
+                channel=self.name, external_id=visitor, platform_message_id=f"{visitor}:{client_id}",
+                text=text, attachments=tuple(attachments), payload=payload))
+        except StorageUnavailable as exc:
+            # No ack for what is not stored: the client keeps the message and resends it with the
+            # same client_id (stored once, whenever the store writes again).
+            log.warning("web-chat message not stored (%s); the client is told to resend", exc)
+            raise FrameError("unavailable", "we could not save your message just now; it will be sent again "
+                                            "in a moment", client_id) from None
         await ws.send_json({"type": "ack", "client_id": client_id, "id": result.message.id,
                             "duplicate": result.duplicate})

@@ -23,6 +23,7 @@
   const PING_MS = 25000;
   const DEAD_MS = 60000;     // no frame at all (not even a pong) for this long: the socket is dead
   const MAX_BACKOFF = 10000;
+  const MAX_TEXT_CHARS = 4000; // characters of a message; the server answers longer ones with too_large
 
   // localStorage keys; suffixed with the bot's origin only when it differs from the page's.
   const sfx = ORIGIN === location.origin ? '' : '@' + ORIGIN;
@@ -366,7 +367,15 @@ button { font: inherit; }
       if (f && typeof f === 'object') handle(f);
     };
     sock.onerror = () => {}; // a close event always follows
-    sock.onclose = () => { if (ws === sock) dropSocket(); };
+    sock.onclose = (ev) => {
+      if (ws !== sock) return;
+      // 1009: a frame above the server's hard cap. Resending it would close the socket again.
+      if (ev && ev.code === 1009 && pending.length) {
+        failMessage(largestPending());
+        notice(ERRORS.too_large);
+      }
+      dropSocket();
+    };
   }
 
   function dropSocket() {
@@ -450,12 +459,26 @@ button { font: inherit; }
       return;
     }
     let p = f.client_id ? pending.find((x) => x.client_id === f.client_id) : null;
+    if (f.code === 'unavailable') {
+      // Not stored on the server (its storage is down for now): keep it pending and send it
+      // again, same client_id, after a growing pause; a reconnect resends it too.
+      if (p) {
+        p.tries = (p.tries || 0) + 1;
+        setTimeout(() => { if (ready && pending.includes(p)) send(frameOf(p)); },
+          Math.min(30000, 2000 * Math.pow(2, Math.min(p.tries - 1, 4))));
+      }
+      return;
+    }
     if (!p && f.code === 'too_large' && pending.length) {
       // An oversized frame may be rejected before its client_id could be read: blame the largest one.
-      p = pending.reduce((a, b) => (JSON.stringify(frameOf(b)).length > JSON.stringify(frameOf(a)).length ? b : a));
+      p = largestPending();
     }
     if (p) failMessage(p);
     notice(f.message || ERRORS[f.code] || 'Something went wrong (' + (f.code || 'error') + ').');
+  }
+
+  function largestPending() {
+    return pending.reduce((a, b) => (JSON.stringify(frameOf(b)).length > JSON.stringify(frameOf(a)).length ? b : a));
   }
 
   function failMessage(p) {
@@ -501,6 +524,10 @@ button { font: inherit; }
   function submit() {
     const text = input.value.trim();
     if (!text) return;
+    if (Array.from(text).length > MAX_TEXT_CHARS) { // the server's limit, in characters (code points)
+      notice('That message is too long to send (at most ' + MAX_TEXT_CHARS + ' characters).');
+      return;
+    }
     sendMessage(text);
     input.value = '';
     autosize();
