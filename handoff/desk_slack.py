@@ -35,13 +35,17 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Config
+from bot.errors import StorageUnavailable
 from bot.events import Event, EventBus
 from bot.locks import KeyedLock
 from bot.model import utcnow
 from bot.storage import HandoffRecord, Store
 
+from connectors.base import RETRY_AFTER_UNAVAILABLE
+
 from .context import handoff_context
 from .queue import DeskError, HandoffQueue
+from .slack_http import SlackRequestError, check_signature, parse_body
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,8 @@ DESK = "slack"
 ACTIVE = ("queued", "claimed")
 SYNC_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred")
 TEXT_COMMANDS = {"!claim": "claim", "!resolve": "resolve", "!back": "back", "!transfer": "transfer"}
+UNAVAILABLE_TEXT = ("Not sent: we could not save it just now (storage unavailable), so nothing reached "
+                    "the customer. Please send it again in a minute.")
 
 
 def escape(text: str) -> str:
@@ -139,23 +145,17 @@ class SlackDesk:
     # -- HTTP mode ---------------------------------------------------------------
 
     async def http_endpoint(self, request: web.Request) -> web.StreamResponse:
-        """Events, interactivity and slash commands. The signature is checked here, on the raw
-        body, before Bolt parses anything (Bolt would answer 500 to malformed unsigned input)."""
+        """Events, interactivity and slash commands. The signature and the body's shape are
+        checked here (:mod:`handoff.slack_http`), on the raw body, before Bolt parses anything:
+        Bolt would answer 500 to a body it cannot parse."""
         body = await request.read()
-        ts = request.headers.get("X-Slack-Request-Timestamp", "")
-        sig = request.headers.get("X-Slack-Signature", "")
-        if not ts or not sig:
-            return web.json_response({"error": "unsigned request"}, status=401)
-        if not ts.isdigit():
-            return web.json_response({"error": "malformed timestamp"}, status=400)
-        if abs(time.time() - int(ts)) > 300:
-            return web.json_response({"error": "stale timestamp"}, status=401)
-        if not self.verifier.is_valid(body, ts, sig):
-            return web.json_response({"error": "bad signature"}, status=401)
         try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            return web.json_response({"error": "body is not UTF-8"}, status=400)
+            check_signature(self.verifier, body, request.headers)
+            text, _ = parse_body(body, request.content_type)
+        except SlackRequestError as exc:
+            if exc.status == 400:
+                log.warning("slack request refused (400): %s", exc.reason)
+            return web.json_response({"error": exc.reason}, status=exc.status)
         bolt_req = AsyncBoltRequest(body=text, query=request.query_string, headers=dict(request.headers))
         try:
             bolt_resp = await self.app.async_dispatch(bolt_req)
@@ -198,7 +198,14 @@ class SlackDesk:
     async def _dedupe(self, body: dict[str, Any], next: Any) -> Any:  # noqa: A002 (bolt's name)
         # Slack retries (X-Slack-Retry-Num) repeat the event_id: answer them, don't process again.
         event_id = body.get("event_id")
-        if event_id and not await self.store.first_seen("slack-event", str(event_id)):
+        try:
+            first = not event_id or await self.store.first_seen("slack-event", str(event_id))
+        except StorageUnavailable as exc:
+            # Not recorded, so not acknowledged: Slack delivers the event again later.
+            log.warning("slack event %s not recorded (%s); answered 503", event_id, exc)
+            return BoltResponse(status=503, body={"error": "storage unavailable; try again later"},
+                                headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
+        if not first:
             log.info("slack retry of %s ignored", event_id)
             return BoltResponse(status=200, body="")
         return await next()
@@ -265,6 +272,10 @@ class SlackDesk:
             self._from_slack.add(sent.id)
         except DeskError as exc:
             await self._tell(channel, user, f"Not sent to the customer: {exc}. Press Claim first.")
+        except StorageUnavailable as exc:
+            # Slack has its 200 already: the agent is the one who can send it again.
+            log.warning("agent reply in slack thread %s not stored (%s)", thread_ts, exc)
+            await self._tell(channel, user, UNAVAILABLE_TEXT)
 
     async def _act(self, kind: str, handoff_id: str, user: str, channel: str, *, team: str = "") -> None:
         if not await self._is_agent(user):
@@ -283,6 +294,10 @@ class SlackDesk:
                 await self.queue.transfer(handoff_id, agent, team)
         except DeskError as exc:
             await self._tell(channel, user, str(exc))
+        except StorageUnavailable as exc:
+            log.warning("slack %s of handoff %s not stored (%s)", kind, handoff_id, exc)
+            await self._tell(channel, user, f"{kind.capitalize()} not done: we could not save it just now "
+                                            "(storage unavailable). Please try again in a minute.")
 
     # -- agents --------------------------------------------------------------------
 
