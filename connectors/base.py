@@ -13,12 +13,18 @@ a connector does not acknowledge it: HTTP ingress answers 503 with
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol, runtime_checkable
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.errors import PermanentSendError, TransientSendError
 from bot.storage import OutboxItem
 
-__all__ = ["Connector", "PermanentSendError", "RETRY_AFTER_UNAVAILABLE", "TransientSendError"]
+__all__ = ["Connector", "PermanentSendError", "RETRY_AFTER_UNAVAILABLE", "TransientSendError", "read_body"]
+
+log = logging.getLogger(__name__)
 
 RETRY_AFTER_UNAVAILABLE = 5     # seconds, in a 503's Retry-After when storage cannot write
 
@@ -40,3 +46,15 @@ class Connector(Protocol):
             TransientSendError: try again later.
             PermanentSendError: give up on this message.
         """
+
+
+async def read_body(request: web.Request) -> bytes | None:
+    """The whole request body, or None (one WARNING) when it ended early: the client stopped
+    sending before Content-Length, or a chunked body is broken. Answer such a request 400;
+    the client may be gone already."""
+    try:
+        return await request.read()
+    except (ConnectionResetError, HttpProcessingError) as exc:
+        log.warning("%s %s: the request body ended early (%s); refused", request.method, request.path,
+                    type(exc).__name__)
+        return None

@@ -39,7 +39,7 @@ from bot.logs import RedactingFilter
 from bot.media import MediaStore, sniff_mime
 from bot.model import Attachment, Inbound
 from bot.storage import OutboxItem, Store
-from connectors.base import RETRY_AFTER_UNAVAILABLE
+from connectors.base import RETRY_AFTER_UNAVAILABLE, read_body
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,9 @@ class TelegramConnector:
         got = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
         if not expected or not hmac.compare_digest(got.encode(), expected.encode()):
             return web.json_response({"error": "bad secret token"}, status=401)
-        body = await request.read()
+        body = await read_body(request)
+        if body is None:
+            return web.json_response({"error": "the body ended early"}, status=400)
         try:
             try:
                 data = json.loads(body)

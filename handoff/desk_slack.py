@@ -41,7 +41,7 @@ from bot.locks import KeyedLock
 from bot.model import utcnow
 from bot.storage import HandoffRecord, Store
 
-from connectors.base import RETRY_AFTER_UNAVAILABLE
+from connectors.base import RETRY_AFTER_UNAVAILABLE, read_body
 
 from .context import handoff_context
 from .queue import DeskError, HandoffQueue
@@ -148,7 +148,9 @@ class SlackDesk:
         """Events, interactivity and slash commands. The signature and the body's shape are
         checked here (:mod:`handoff.slack_http`), on the raw body, before Bolt parses anything:
         Bolt would answer 500 to a body it cannot parse."""
-        body = await request.read()
+        body = await read_body(request)
+        if body is None:
+            return web.json_response({"error": "the body ended early"}, status=400)
         try:
             check_signature(self.verifier, body, request.headers)
             text, _ = parse_body(body, request.content_type)

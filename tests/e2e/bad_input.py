@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -48,3 +49,20 @@ class FailingAccept:
         if len(self.calls) <= self.times:
             raise StorageUnavailable("database or disk is full")
         return await self.real(inbound)
+
+
+async def post_cut_off(r: Running, path: str, headers: dict[str, str], body: bytes) -> bytes:
+    """POST that promises 500 bytes more than ``body`` and then stops sending (half-close), as a
+    client that dies mid-request does. Returns whatever the server answered (maybe nothing:
+    aiohttp drops a connection whose body ended early)."""
+    host, port = r.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write((f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{head}Content-Length: {len(body) + 500}\r\n\r\n").encode()
+                 + body)
+    await writer.drain()
+    writer.write_eof()
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()

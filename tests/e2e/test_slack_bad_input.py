@@ -19,7 +19,7 @@ import pytest
 
 from bot.errors import StorageUnavailable
 from conftest import Running
-from e2e.bad_input import errors, warnings
+from e2e.bad_input import errors, post_cut_off, warnings
 from e2e.test_slack_desk import (SECRET, click, complaint_to_slack, fake, post,  # noqa: F401 (fixtures)
                                  slack_app, thread_message)
 from fakes.slack_api import FakeSlack, action_payload, command_payload, event_body, event_payload, signed_headers
@@ -122,6 +122,15 @@ async def test_signed_but_malformed_requests_get_400(slack_app: Running, fake: F
     body = urlencode(command_payload("/omnibot", "help", user_id="UANNA", channel_id="CCOMP")).encode()
     assert (await post(r, body))[0] == 200
     await fake.wait_for("chat.postEphemeral", predicate=lambda c: "Usage" in c.args.get("text", ""))
+
+
+async def test_request_cut_off_mid_body(slack_app: Running, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    body = json.dumps(GOOD_EVENT).encode()
+    answer = await post_cut_off(slack_app, "/slack/events", signed_headers(SECRET, body), body)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer[:300]
+    assert seen_events(slack_app) == 0
+    assert errors(caplog) == []
 
 
 async def test_event_that_cannot_be_recorded_is_503_then_processed_once(slack_app: Running, fake: FakeSlack,

@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from conftest import Running, start_app, stop_app
-from e2e.bad_input import FailingAccept, errors, stored_messages, warnings
+from e2e.bad_input import FailingAccept, errors, post_cut_off, stored_messages, warnings
 from e2e.test_telegram import SECRET, tg_config, to_chat
 from fakes.telegram_api import FakeTelegram, callback_update, deliver_webhook, photo_update, text_update
 
@@ -135,6 +135,14 @@ async def test_malformed_webhook_updates_get_400_and_one_warning(webhook_app: Ru
     assert await deliver_webhook(r.http, hook, _good(), SECRET) == 200
     assert stored_messages(r) == 1
     await fake.wait_for("sendMessage", predicate=to_chat(2002, text="PayPal"))
+
+
+async def test_webhook_request_cut_off_mid_body(webhook_app: Running, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    answer = await post_cut_off(webhook_app, "/telegram/webhook", HOOK_HEADERS, json.dumps(_good()).encode())
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert stored_messages(webhook_app) == 0
+    assert errors(caplog) == []
 
 
 async def test_polling_skips_malformed_updates_and_confirms_them(polling_app: Running, fake: FakeTelegram,

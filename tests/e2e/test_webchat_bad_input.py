@@ -19,7 +19,7 @@ import pytest
 
 from bot.config import Config
 from conftest import Running
-from e2e.bad_input import FailingAccept, errors, stored_messages, warnings
+from e2e.bad_input import FailingAccept, errors, post_cut_off, stored_messages, warnings
 from e2e.chat import ChatClient
 from e2e.test_widget_browser import page  # noqa: F401 (the Chromium page fixture)
 
@@ -161,16 +161,9 @@ async def test_upload_cut_off_mid_transfer_stores_nothing(running: Running, conf
     await c.connect()
     await c.close()
     b = "cut" + uuid.uuid4().hex
-    body = _multipart(b)
-    host, port = r.url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write((f"POST /webchat/upload HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {c.token}\r\n"
-                  f"Content-Type: multipart/form-data; boundary={b}\r\nContent-Length: {len(body) + 500}\r\n"
-                  f"\r\n").encode() + body)
-    await writer.drain()
-    writer.write_eof()
-    answer = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
+    answer = await post_cut_off(r, "/webchat/upload", {"Authorization": f"Bearer {c.token}",
+                                                       "Content-Type": f"multipart/form-data; boundary={b}"},
+                                _multipart(b))
     # aiohttp drops the connection when the client stops sending mid-body, so an answer (400)
     # may not reach it; what matters is that nothing is kept and nothing crashed.
     assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:300]
