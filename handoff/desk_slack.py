@@ -387,6 +387,9 @@ class SlackDesk:
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             log.warning("Slack unreachable while syncing handoff %s (%s); the next sync retries",
                         handoff_id, type(exc).__name__)
+        except StorageUnavailable as exc:
+            # bot.storage reports the outage once a minute; one line per sync would flood the log
+            log.info("sync of handoff %s waits for storage (%s); the next sync retries", handoff_id, exc)
         except Exception:
             log.exception("slack sync of handoff %s failed; the next sync retries", handoff_id)
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
-from typing import Any, Awaitable, Callable
 
 import pytest
 
-from bot.errors import StorageUnavailable
 from conftest import Running
 
 
@@ -34,21 +31,27 @@ def warnings(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == logger]
 
 
-class FailingAccept:
-    """Stands in for a connector's ``accept`` (the runtime's, which stores the message): the
-    first ``times`` calls raise StorageUnavailable as ``Runtime.accept`` does when the store
-    cannot write; later calls go to the real one. ``calls`` keeps the monotonic time of each."""
+class StoreOutage:
+    """Storage that cannot write, for real: another connection holds SQLite's write lock and the
+    app's connection waits only 30 ms for it (the product waits 5 s), which is what "database
+    locked past its timeout" looks like. Every write then raises StorageUnavailable."""
 
-    def __init__(self, real: Callable[[Any], Awaitable[Any]], times: int) -> None:
-        self.real = real
-        self.times = times
-        self.calls: list[float] = []
+    def __init__(self, r: Running) -> None:
+        self.r = r
+        self.con: sqlite3.Connection | None = None
 
-    async def __call__(self, inbound: Any) -> Any:
-        self.calls.append(time.monotonic())
-        if len(self.calls) <= self.times:
-            raise StorageUnavailable("database or disk is full")
-        return await self.real(inbound)
+    async def start(self) -> None:
+        await self.r.services.store.db.execute("PRAGMA busy_timeout=30")
+        path = self.r.services.config.storage_url().removeprefix("sqlite:///")
+        self.con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.con.execute("BEGIN IMMEDIATE")
+
+    async def end(self) -> None:
+        if self.con is not None:
+            self.con.execute("ROLLBACK")
+            self.con.close()
+            self.con = None
+        await self.r.services.store.db.execute("PRAGMA busy_timeout=5000")
 
 
 async def post_cut_off(r: Running, path: str, headers: dict[str, str], body: bytes) -> bytes:

@@ -19,7 +19,7 @@ import pytest
 
 from bot.errors import StorageUnavailable
 from conftest import Running
-from e2e.bad_input import errors, post_cut_off, warnings
+from e2e.bad_input import StoreOutage, errors, post_cut_off, warnings
 from e2e.test_slack_desk import (SECRET, click, complaint_to_slack, fake, post,  # noqa: F401 (fixtures)
                                  slack_app, thread_message)
 from fakes.slack_api import FakeSlack, action_payload, command_payload, event_body, event_payload, signed_headers
@@ -134,38 +134,39 @@ async def test_request_cut_off_mid_body(slack_app: Running, caplog: pytest.LogCa
 
 
 async def test_event_that_cannot_be_recorded_is_503_then_processed_once(slack_app: Running, fake: FakeSlack,
-                                                                        caplog: pytest.LogCaptureFixture,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
     r = slack_app
     c, hid, ts = await complaint_to_slack(r, fake)
     try:
         assert await click(r, "omnibot_claim", hid, "UANNA", ts) == 200
         await c.reply()
+        seen_before = seen_events(r)
         caplog.set_level(logging.INFO)
         caplog.clear()
-        store = r.services.store
-        real = store.first_seen
-
-        async def full(source: str, event_id: str) -> bool:
-            raise StorageUnavailable("database or disk is full")
-
-        monkeypatch.setattr(store, "first_seen", full)
+        outage = StoreOutage(r)
         event = {"type": "message", "channel": "CCOMP", "user": "UANNA", "text": "Your refund is on its way",
                  "ts": f"{time.time():.6f}", "thread_ts": ts, "channel_type": "channel"}
         body = event_body(event, event_id="EvFull")
-        async with r.http.post(r.url + "/slack/events", data=body, headers=signed_headers(SECRET, body)) as resp:
-            assert resp.status == 503 and int(resp.headers["Retry-After"]) > 0
+        await outage.start()
+        try:
+            async with r.http.post(r.url + "/slack/events", data=body,
+                                   headers=signed_headers(SECRET, body)) as resp:
+                assert resp.status == 503 and int(resp.headers["Retry-After"]) > 0
+            with pytest.raises(asyncio.TimeoutError):
+                await c.reply(timeout=0.5)               # not relayed
+        finally:
+            await outage.end()
         assert errors(caplog) == []
         assert len(warnings(caplog, LOGGER)) == 1
-        with pytest.raises(asyncio.TimeoutError):
-            await c.reply(timeout=0.5)                   # not relayed
+        assert seen_events(r) == seen_before
         # Slack retries the same event_id once the store writes again: relayed once
-        monkeypatch.setattr(store, "first_seen", real)
         headers = signed_headers(SECRET, body)
         headers.update({"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"})
         assert (await post(r, body, headers=headers))[0] == 200
         m = await c.reply()
         assert m["text"] == "Your refund is on its way"
+        with pytest.raises(asyncio.TimeoutError):
+            await c.reply(timeout=0.3)                   # once
     finally:
         await c.close()
 

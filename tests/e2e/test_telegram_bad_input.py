@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from conftest import Running, start_app, stop_app
-from e2e.bad_input import FailingAccept, errors, post_cut_off, stored_messages, warnings
+from e2e.bad_input import StoreOutage, errors, post_cut_off, stored_messages, warnings
 from e2e.test_telegram import SECRET, tg_config, to_chat
 from fakes.telegram_api import FakeTelegram, callback_update, deliver_webhook, photo_update, text_update
 
@@ -171,26 +171,28 @@ async def test_polling_skips_malformed_updates_and_confirms_them(polling_app: Ru
 
 
 async def test_webhook_answers_503_when_the_store_cannot_write(webhook_app: Running, fake: FakeTelegram,
-                                                               caplog: pytest.LogCaptureFixture,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                                               caplog: pytest.LogCaptureFixture) -> None:
     r = webhook_app
     caplog.set_level(logging.INFO)
-    connector = r.services.connectors["telegram"]
-    failing = FailingAccept(connector.accept, times=1)
-    monkeypatch.setattr(connector, "accept", failing)
+    outage = StoreOutage(r)
     hook = r.url + "/telegram/webhook"
     upd = _good()
-    async with r.http.post(hook, data=json.dumps(upd).encode(), headers=HOOK_HEADERS) as resp:
-        assert resp.status == 503
-        assert int(resp.headers["Retry-After"]) > 0
-    assert stored_messages(r) == 0
+    await outage.start()
+    try:
+        async with r.http.post(hook, data=json.dumps(upd).encode(), headers=HOOK_HEADERS) as resp:
+            assert resp.status == 503
+            assert int(resp.headers["Retry-After"]) > 0
+        assert stored_messages(r) == 0
+    finally:
+        await outage.end()
     assert errors(caplog) == []
     assert len(warnings(caplog, LOGGER)) == 1
     # Telegram delivers it again; now the store writes, and it is answered once
     assert await deliver_webhook(r.http, hook, upd, SECRET) == 200
     assert stored_messages(r) == 1
     await fake.wait_for("sendMessage", predicate=to_chat(2002, text="PayPal"))
-    assert len(failing.calls) == 2
+    await asyncio.sleep(0.3)
+    assert len(fake.calls_to("sendMessage")) == 1
 
 
 async def test_webhook_photo_that_cannot_be_saved_is_503(webhook_app: Running, fake: FakeTelegram,
@@ -218,20 +220,29 @@ async def test_polling_does_not_confirm_what_it_could_not_store(polling_app: Run
     caplog.set_level(logging.INFO)
     connector = r.services.connectors["telegram"]
     monkeypatch.setattr(connector, "store_retry_delays", (0.2, 2.0))
-    failing = FailingAccept(connector.accept, times=3)
-    monkeypatch.setattr(connector, "accept", failing)
-    uid = fake.push_update(_good(4004, "when are you open?"))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while len(failing.calls) < 2 and loop.time() < deadline:
-        await asyncio.sleep(0.02)
-    # refused twice so far: not confirmed, still queued on Telegram's side, nothing stored
-    assert fake.confirmed_offset <= uid and [u["update_id"] for u in fake.updates] == [uid]
-    assert stored_messages(r) == 0
+    outage = StoreOutage(r)
+
+    def refusals() -> list[logging.LogRecord]:
+        return [x for x in caplog.records if x.name == LOGGER and x.levelno == logging.WARNING
+                and "not stored" in x.getMessage()]
+
+    await outage.start()
+    try:
+        uid = fake.push_update(_good(4004, "when are you open?"))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while len(refusals()) < 3 and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        # refused three times: not confirmed, still queued on Telegram's side, nothing stored
+        assert len(refusals()) >= 3
+        assert fake.confirmed_offset <= uid and [u["update_id"] for u in fake.updates] == [uid]
+        assert stored_messages(r) == 0 and fake.calls_to("sendMessage") == []
+    finally:
+        await outage.end()
     await fake.wait_for("sendMessage", timeout=10, predicate=to_chat(4004, text="Monday to Friday"))
-    assert len(failing.calls) == 4
-    gaps = [b - a for a, b in zip(failing.calls, failing.calls[1:])]
-    assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 0.8, gaps       # backed off, doubling
+    times = [x.created for x in refusals()]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert gaps[0] >= 0.2 and gaps[1] >= 0.4, gaps           # backed off, doubling
     assert stored_messages(r) == 1
     assert len(fake.calls_to("sendMessage")) == 1
     deadline = loop.time() + 5
@@ -240,4 +251,3 @@ async def test_polling_does_not_confirm_what_it_could_not_store(polling_app: Run
     assert fake.confirmed_offset == uid + 1
     assert await r.services.store.get_meta("telegram:offset") == str(uid + 1)
     assert errors(caplog) == []
-    assert len(warnings(caplog, LOGGER)) == 3

@@ -19,7 +19,7 @@ import pytest
 
 from bot.config import Config
 from conftest import Running
-from e2e.bad_input import FailingAccept, errors, post_cut_off, stored_messages, warnings
+from e2e.bad_input import StoreOutage, errors, post_cut_off, stored_messages, warnings
 from e2e.chat import ChatClient
 from e2e.test_widget_browser import page  # noqa: F401 (the Chromium page fixture)
 
@@ -194,22 +194,24 @@ async def test_upload_when_the_disk_is_full_is_503(running: Running, config: Con
     assert len(warnings(caplog, "connectors.webchat")) == 1
 
 
-async def test_message_not_stored_is_not_acknowledged(running: Running, caplog: pytest.LogCaptureFixture,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_message_not_stored_is_not_acknowledged(running: Running, caplog: pytest.LogCaptureFixture) -> None:
     r = running
     caplog.set_level(logging.INFO)
-    webchat = r.services.webchat
-    failing = FailingAccept(webchat.accept, times=2)
-    monkeypatch.setattr(webchat, "accept", failing)
+    outage = StoreOutage(r)
     c = ChatClient(r.http, r.ws_url)
     await c.connect()
     assert c.ws is not None
     try:
-        for _ in range(2):
-            f = await c.send("when are you open?", client_id="keep-1")
-            assert f == {"type": "error", "code": "unavailable", "client_id": "keep-1", "message": f["message"]}
-        assert not c.ws.closed and stored_messages(r) == 0
-        assert not [f for f in c.frames if f["type"] == "ack"]
+        await outage.start()
+        try:
+            for _ in range(2):
+                f = await c.send("when are you open?", client_id="keep-1")
+                assert f == {"type": "error", "code": "unavailable", "client_id": "keep-1",
+                             "message": f["message"]}
+            assert not c.ws.closed and stored_messages(r) == 0
+            assert not [f for f in c.frames if f["type"] == "ack"]
+        finally:
+            await outage.end()
         # the client resends the same client_id later: stored once, acknowledged, answered
         ack = await c.send("when are you open?", client_id="keep-1")
         assert ack["type"] == "ack" and ack["duplicate"] is False
@@ -223,24 +225,34 @@ async def test_message_not_stored_is_not_acknowledged(running: Running, caplog: 
 
 
 async def test_widget_resends_what_the_server_could_not_store(running: Running, page: Any,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                                             caplog: pytest.LogCaptureFixture) -> None:
     """The real widget in Chromium: an ``unavailable`` message stays pending and is sent again
     (same client_id) until it is stored; a text over the limit is refused before sending."""
     from playwright.async_api import expect
 
     r = running
-    webchat = r.services.webchat
-    failing = FailingAccept(webchat.accept, times=1)
-    monkeypatch.setattr(webchat, "accept", failing)
+    caplog.set_level(logging.INFO)
     await page.goto(r.url + "/?chat=open")
     root = page.locator("#omnibot-root")
     await expect(root.locator("#omnibot-status")).to_have_text("online", timeout=10_000)
-    await root.locator("#omnibot-input").fill("when are you open?")
-    await root.locator("#omnibot-send").click()
-    mine = root.locator(".omnibot-msg.omnibot-customer").last
+    outage = StoreOutage(r)
+    await outage.start()
+    try:
+        await root.locator("#omnibot-input").fill("when are you open?")
+        await root.locator("#omnibot-send").click()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while not warnings(caplog, "connectors.webchat") and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        assert len(warnings(caplog, "connectors.webchat")) == 1      # refused once, not acknowledged
+        mine = root.locator(".omnibot-msg.omnibot-customer").last
+        await expect(mine).to_have_attribute("data-status", "sending")
+    finally:
+        await outage.end()
+    # the widget sends it again by itself (same client_id) and it goes through
     await expect(mine).to_have_attribute("data-status", "sent", timeout=10_000)
     await expect(root.locator(".omnibot-msg.omnibot-bot .omnibot-text").last).to_contain_text("Monday to Friday")
-    assert len(failing.calls) == 2 and stored_messages(r) == 1
+    assert stored_messages(r) == 1
     assert await root.locator(".omnibot-retry").count() == 0          # never shown as failed
 
     await root.locator("#omnibot-input").fill("x" * (MAX_TEXT_CHARS + 1))
