@@ -40,6 +40,8 @@ _CLIENT_ID = re.compile(r'"client_id"\s*:\s*"([^"]{1,100})"')
 
 
 class UploadRefused(Exception):
+    """An upload answered ``status`` with ``{"error": reason}``; nothing is kept."""
+
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status

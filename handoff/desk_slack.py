@@ -40,7 +40,6 @@ from bot.events import Event, EventBus
 from bot.locks import KeyedLock
 from bot.model import utcnow
 from bot.storage import HandoffRecord, Store
-
 from connectors.base import RETRY_AFTER_UNAVAILABLE, read_body
 
 from .context import handoff_context
