@@ -264,7 +264,9 @@ def readiness(s: Services) -> dict[str, Any]:
     for name, part in [*s.connectors.items(), *([("slack", s.slack)] if s.slack else [])]:
         state = getattr(part, "readiness", None)
         parts[name] = state() if callable(state) else "ok"
-    ready = storage["state"] == "ok" and all(v == "ok" for v in parts.values())
+    # An unreachable platform ("degraded") leaves the instance serving the others; only storage
+    # and a part that cannot work at all ("failing": a refused token) take it out of rotation.
+    ready = storage["state"] == "ok" and not any(v.startswith("failing") for v in parts.values())
     return {"ready": ready, "storage": storage["state"], "storage_detail": storage, "connectors": parts}
 
 

@@ -185,6 +185,7 @@ class TelegramConnector:
                                                         read_timeout=config.poll_timeout + 10))
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
+        self.state = "starting"     # /readyz: starting | ok | degraded: ... | failing: ...
         # Polling, when an update cannot be stored: first and longest pause before asking again.
         self.store_retry_delays = (1.0, 60.0)
         self._store_delay: float | None = None
@@ -194,6 +195,11 @@ class TelegramConnector:
     def add_routes(self, app: web.Application) -> None:
         if self.config.mode == "webhook":
             app.router.add_post("/telegram/webhook", self.webhook)
+
+    def readiness(self) -> str:
+        """For ``/readyz``: ``ok``, ``starting``, ``degraded: why`` (Telegram unreachable: the
+        instance still serves), or ``failing: why`` (the token was refused: nothing will work)."""
+        return self.state
 
     async def start(self) -> None:
         """Connect in the background: an unreachable Telegram never blocks start-up."""
@@ -220,12 +226,15 @@ class TelegramConnector:
                 break
             except InvalidToken:
                 log.error("Telegram refused the bot token; check telegram.token (from @BotFather)")
+                self.state = "failing: Telegram refused the bot token"
                 return
             except TelegramError as exc:
                 log.warning("cannot reach Telegram (%s); retrying in %.0f s", exc, delay)
+                self.state = "degraded: cannot reach Telegram"
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 300)
         self._ready.set()
+        self.state = "ok"
         log.info("Telegram connected as @%s (%s)", self.bot.username, self.config.mode)
         if self.config.mode == "webhook":
             if self.config.webhook_url:
@@ -258,12 +267,13 @@ class TelegramConnector:
             try:
                 raw = await self.bot.get_raw_updates(offset=offset or None, timeout=self.config.poll_timeout,
                                                      allowed_updates=ALLOWED_UPDATES)
-                delay = 1.0
+                delay, self.state = 1.0, "ok"
             except RetryAfter as exc:
                 await asyncio.sleep(retry_after_seconds(exc))
                 continue
             except TelegramError as exc:
                 log.warning("getUpdates failed (%s); retrying in %.0f s", exc, delay)
+                self.state = "degraded: getUpdates failed"
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60)
                 continue

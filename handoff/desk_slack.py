@@ -95,6 +95,7 @@ class SlackDesk:
         self._from_slack: set[int] = set()   # agent replies written in Slack (not mirrored back)
         self._group: tuple[float, set[str]] = (0.0, set())
         self._tasks: list[asyncio.Task[None]] = []
+        self.state = "starting"     # /readyz: starting | ok | degraded: ... | failing: ...
         self._socket_handler: Any = None
         self._register()
 
@@ -103,6 +104,11 @@ class SlackDesk:
     def add_routes(self, app: web.Application) -> None:
         if self.cfg.mode == "http":
             app.router.add_post("/slack/events", self.http_endpoint)
+
+    def readiness(self) -> str:
+        """For ``/readyz``: ``ok``, ``starting``, ``degraded: why`` (Slack unreachable: cards wait,
+        nothing is lost) or ``failing: why`` (Slack refused the bot token)."""
+        return self.state
 
     async def start(self) -> None:
         """Start syncing; never blocks on Slack (an unreachable Slack is logged and retried)."""
@@ -129,15 +135,18 @@ class SlackDesk:
                 resp = await probe.auth_test()
                 log.info("Slack desk connected as @%s in %s (%s mode)", resp.get("user"), resp.get("team"),
                          self.cfg.mode)
+                self.state = "ok"
                 return
             except asyncio.CancelledError:
                 raise
             except SlackApiError as exc:
                 log.error("Slack refused the bot token (%s); check slack.bot_token. Retrying in %.0f s",
                           exc.response.get("error"), delay)
+                self.state = "failing: Slack refused the bot token"
             except Exception as exc:
                 log.warning("cannot reach Slack at %s (%s); the bot runs on, retrying in %.0f s",
                             self.cfg.api_url, type(exc).__name__, delay)
+                self.state = "degraded: cannot reach Slack"
             await asyncio.sleep(delay)
             delay = min(delay * 2, 300)
 

@@ -348,6 +348,10 @@ async def test_starts_when_slack_is_unreachable(tmp_path: Path, caplog: pytest.L
             await asyncio.sleep(0.1)
         assert any("cannot reach Slack" in rec.getMessage() and "retrying" in rec.getMessage()
                    for rec in caplog.records)
+        # Slack down is "degraded": this instance still serves the web chat, so it stays ready
+        async with r.http.get(r.url + "/readyz") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["connectors"]["slack"] == "degraded: cannot reach Slack"
     finally:
         await stop_app(r)
 

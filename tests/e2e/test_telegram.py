@@ -210,3 +210,34 @@ async def test_server_error_is_retried_with_backoff(polling: Running, fake: Fake
     failed = [c for c in fake.calls_to("sendMessage") if to_chat(1212)(c) and c.failed]
     assert len(failed) == 2 and len(ok) == 1 and "Monday to Friday" in ok[0].args["text"]
     assert failed[1].time - failed[0].time > 0.01          # backed off between attempts
+
+
+async def test_readyz_reports_telegram_state(tmp_path: Path, fake: FakeTelegram) -> None:
+    """Connected: ok. A refused token: failing, and the instance is taken out of rotation."""
+    r = await start_app(tg_config(tmp_path / "good", fake))
+    try:
+        for _ in range(100):
+            async with r.http.get(r.url + "/readyz") as resp:
+                body = await resp.json()
+            if body["connectors"].get("telegram") == "ok":
+                break
+            await asyncio.sleep(0.05)
+        assert resp.status == 200 and body["connectors"] == {"webchat": "ok", "telegram": "ok"}
+    finally:
+        await stop_app(r)
+    config = tg_config(tmp_path / "bad", fake)
+    config = config.model_copy(update={"telegram": config.telegram.model_copy(
+        update={"token": type(config.telegram.token)("999:wrong-token-abcdefghijklmnopqrst")})})
+    r = await start_app(config)
+    try:
+        for _ in range(100):
+            async with r.http.get(r.url + "/readyz") as resp:
+                body = await resp.json()
+            if body["connectors"]["telegram"] != "starting":
+                break
+            await asyncio.sleep(0.05)
+        assert resp.status == 503
+        assert body["connectors"]["telegram"] == "failing: Telegram refused the bot token"
+        assert body["storage"] == "ok"
+    finally:
+        await stop_app(r)
