@@ -149,3 +149,20 @@ async def memory_store() -> AsyncIterator[Store]:
         yield s
     finally:
         await s.close()
+
+
+async def until(pred: Any, timeout: float = 3.0, what: str = "condition") -> None:
+    """Poll ``pred`` (sync or async) until it is true; fail after ``timeout`` seconds."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if asyncio.iscoroutine(v):
+            v = await v
+        if v:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not reached in {timeout} s")
+        await asyncio.sleep(0.01)

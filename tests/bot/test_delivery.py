@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterator, Sequence
 
 import pytest
 
@@ -13,6 +13,7 @@ from bot.delivery import Delivery
 from bot.errors import PermanentSendError, TransientSendError
 from bot.model import Inbound, Outbound
 from bot.storage import OutboxItem, SqliteStore
+from conftest import until
 
 FAST = DeliveryConfig(base_delay=0.01, max_delay=0.05)
 
@@ -67,20 +68,6 @@ class FakeConnector:
             raise script.pop(0)
         self.sent.append(text)
         return f"pm-{item.message.id}"
-
-
-async def until(pred: Callable[[], Any], timeout: float = 3.0) -> None:
-    """Poll ``pred`` (sync or async) until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if asyncio.iscoroutine(v):
-            v = await v
-        if v:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -21,21 +20,8 @@ from bot.delivery import Delivery
 from bot.errors import StorageUnavailable
 from bot.model import Inbound, Outbound
 from bot.storage import OutboxItem, SqliteStore
-from conftest import make_config, start_app, stop_app
+from conftest import make_config, start_app, stop_app, until
 from e2e.chat import ChatClient
-
-
-async def until(pred: Callable[[], Any], timeout: float = 8.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if asyncio.iscoroutine(v):
-            v = await v
-        if v:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class WriteLock:
@@ -78,7 +64,7 @@ async def test_turn_that_cannot_be_stored_is_answered_once_storage_works(tmp_pat
         ack = await chat.send("when are you open?")
         assert ack["type"] == "ack"
         lock.take()                           # ... and finds the database locked when it commits
-        await until(lambda: s.store.health.failing, what="storage failing")
+        await until(lambda: s.store.health.failing, timeout=8, what="storage failing")
         status, body = await readyz(r)
         assert status == 503 and body["storage"] == "failing" and not body["ready"]
         await asyncio.sleep(1.5)              # several sweep rounds while the lock is held
@@ -93,7 +79,7 @@ async def test_turn_that_cannot_be_stored_is_answered_once_storage_works(tmp_pat
         await asyncio.sleep(0.5)
         assert chat.inbox.empty()             # answered once: no second answer, no apology
         assert not any("went wrong" in m["text"] for m in chat.messages.values())
-        await until(lambda: not s.store.health.failing, what="storage healthy")
+        await until(lambda: not s.store.health.failing, timeout=8, what="storage healthy")
         assert (await readyz(r))[0] == 200
         # Logged once (and once more when it recovers), not once per attempt; no traceback.
         storage_warnings = [rec for rec in caplog.records if rec.name == "bot.storage"
@@ -121,7 +107,7 @@ async def test_full_disk_refuses_ingress_and_readiness_recovers_by_itself(tmp_pa
         await asyncio.sleep(0.8)
         assert (await readyz(r))[0] == 503    # the sweep's probe write fails too while it is full
         await s.store.db.execute(f"PRAGMA max_page_count={pages * 100}")
-        await until(lambda: not s.store.health.failing, what="probe to see storage writable")
+        await until(lambda: not s.store.health.failing, timeout=8, what="probe to see storage writable")
         status, body = await readyz(r)
         assert status == 200 and body["storage"] == "ok" and body["connectors"] == {"webchat": "ok"}
         async with r.http.get(r.url + "/healthz") as resp:
@@ -172,7 +158,7 @@ async def test_send_that_cannot_be_recorded_is_not_sent_again_in_a_loop(tmp_path
         assert conn.sent == ["one"]  # not re-sent while the record keeps failing (was: hundreds)
         assert store.health.failing
         lock.release()
-        await until(lambda: conn.sent == ["one", "two"], what="the rest of the outbox")
+        await until(lambda: conn.sent == ["one", "two"], timeout=8, what="the rest of the outbox")
         await asyncio.sleep(0.3)
         assert conn.sent == ["one", "two"]
         rows = [m.status for m in await store.history(cid)]
