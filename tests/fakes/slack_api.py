@@ -26,6 +26,11 @@ What Slack does and this fake copies:
   URL query string even on POST, and ``json=`` (chat.*) as a JSON body; both are read.
 - No token -> ``not_authed``; a wrong token -> ``invalid_auth``; an app-level token on a
   bot method (or a bot token on ``apps.connections.open``) -> ``not_allowed_token_type``.
+- Rate limits per channel (``limit("chat.postMessage", per_second=1)``): more than N calls to
+  that method for one channel within any one second are answered 429 + ``Retry-After``, as
+  Slack does for chat.postMessage (about one message per second per channel); ``limit`` on
+  chat.update is a separate budget. ``rate_limited`` counts the 429s so answered.
+- Latency: ``latency`` seconds (or ``latency_for[method]``) before every Web API answer.
 """
 
 from __future__ import annotations
@@ -166,6 +171,11 @@ class FakeSlack(FakeServer):
         self._sockets: list[web.WebSocketResponse] = []
         self._socket_connected = asyncio.Event()
         self._ack_events: dict[str, asyncio.Event] = {}
+        self.latency = 0.0                          # seconds before every Web API answer
+        self.latency_for: dict[str, float] = {}     # per method, instead of ``latency``
+        self.rate_limited = 0                       # 429s answered by the per-channel limits
+        self._limits: dict[str, float] = {}         # method -> calls per second per channel
+        self._accepted: dict[tuple[str, str], list[float]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -269,6 +279,27 @@ class FakeSlack(FakeServer):
             _Fault(status=status, retry_after=retry_after if status == 429 else None, error=error, remaining=times)
         )
 
+    def limit(self, method: str, *, per_second: float) -> None:
+        """Allow at most ``per_second`` calls to ``method`` per channel in any one second
+        (a sliding window); more are answered 429 ``ratelimited`` with ``Retry-After`` set to
+        the whole seconds until the window has room, at least 1, as Slack does."""
+        self._limits[method] = per_second
+
+    def _over_limit(self, method: str, channel: Any, now: float) -> Optional[int]:
+        """Seconds to wait if this call is over ``method``'s per-channel limit, else None (and it counts)."""
+        rate = self._limits.get(method)
+        if rate is None or not isinstance(channel, str):
+            return None
+        window = 1.0
+        allowed = max(1, int(rate * window))
+        times = self._accepted.setdefault((method, channel), [])
+        while times and times[0] <= now - window:
+            times.pop(0)
+        if len(times) >= allowed:
+            return max(1, int(-(-(times[0] + window - now) // 1)))
+        times.append(now)
+        return None
+
     def _take_fault(self, method: str) -> Optional[_Fault]:
         faults = self._faults.get(method)
         while faults:
@@ -361,8 +392,16 @@ class FakeSlack(FakeServer):
             path=request.path,
         )
         self.calls.append(call)
+        delay = self.latency_for.get(method, self.latency)
+        if delay:
+            await asyncio.sleep(delay)
 
         fault = self._take_fault(method)
+        if fault is None:
+            wait = self._over_limit(method, args.get("channel"), time.monotonic())
+            if wait is not None:
+                self.rate_limited += 1
+                fault = _Fault(status=429, retry_after=wait, error="ratelimited", remaining=0)
         if fault is not None:
             call.failed = True
             call.status = fault.status

@@ -237,3 +237,34 @@ async def test_socket_mode_hello_envelope_and_ack(fake: FakeSlack) -> None:
         assert fake.calls_to("apps.connections.open")[0].token == fake.app_token
     finally:
         await client.close()
+
+
+async def test_per_channel_limits_answer_429_with_retry_after(fake: FakeSlack) -> None:
+    fake.limit("chat.postMessage", per_second=2)
+    fake.limit("chat.update", per_second=1)
+    client = web(fake)
+    assert (await client.chat_postMessage(channel="C1", text="1"))["ok"]
+    assert (await client.chat_postMessage(channel="C1", text="2"))["ok"]
+    with pytest.raises(SlackApiError) as exc:
+        await client.chat_postMessage(channel="C1", text="3")          # third within one second
+    assert exc.value.response.status_code == 429 and exc.value.response["error"] == "ratelimited"
+    assert int(exc.value.response.headers["Retry-After"]) >= 1
+    assert (await client.chat_postMessage(channel="C2", text="other channel"))["ok"]   # per channel
+    first = (await client.chat_update(channel="C1", ts="1.0", text="u1"))["ok"]       # its own budget
+    with pytest.raises(SlackApiError):
+        await client.chat_update(channel="C1", ts="1.0", text="u2")
+    assert first and fake.rate_limited == 2
+    assert [c.failed for c in fake.calls_to("chat.postMessage")] == [False, False, True, False]
+
+
+async def test_latency_delays_every_answer(fake: FakeSlack) -> None:
+    fake.latency = 0.1
+    fake.latency_for["users.info"] = 0.0
+    fake.add_user("U1", "Ada Lovelace")
+    client = web(fake)
+    t0 = time.monotonic()
+    await client.chat_postMessage(channel="C1", text="slow")
+    slow = time.monotonic() - t0
+    t0 = time.monotonic()
+    await client.users_info(user="U1")
+    assert slow >= 0.1 and time.monotonic() - t0 < 0.1
