@@ -141,7 +141,7 @@ _UNAVAILABLE_CODES = {5, 6, 7, 8, 10, 13, 14, 15}
 # Operations that write: one of them going through means storage works again.
 _WRITES = frozenset({
     "probe", "set_meta", "set_meta_if_absent", "next_sequence", "record_inbound", "commit_turn", "mark_sent",
-    "mark_retry", "mark_failed", "save_desk_thread", "update_desk_thread", "first_seen", "set_conversation_state",
+    "mark_retry", "mark_failed", "save_desk_thread", "update_desk_thread", "claim_desk_alert", "first_seen", "set_conversation_state",
     "create_handoff", "transition_handoff", "create_ticket", "resolve_ticket", "record_csat", "reopen_ticket",
     "mark_followed_up", "move_ticket", "create_link_code", "redeem_link_code", "add_sla_alert", "save_effect"})
 
@@ -318,17 +318,40 @@ class _Ops:
         self.con.execute(
             "INSERT INTO desk_threads(desk, handoff_id, channel, ts, team, relayed_upto, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(desk, handoff_id) DO UPDATE SET channel=excluded.channel, "
-            "ts=excluded.ts, team=excluded.team, relayed_upto=excluded.relayed_upto, alerted_at=NULL",
+            "ts=excluded.ts, team=excluded.team, relayed_upto=excluded.relayed_upto, alerted_at=NULL, card_hash=NULL",
             (desk, handoff_id, channel, ts, team, relayed_upto, iso(utcnow())))
 
     def update_desk_thread(self, desk: str, handoff_id: str, *, relayed_upto: int | None = None,
-                           alerted_at: datetime | None = None) -> None:
+                           alerted_at: datetime | None = None, card_hash: str | None = None,
+                           warned: int | None = None) -> None:
+        if card_hash is not None:
+            self.con.execute("UPDATE desk_threads SET card_hash=? WHERE desk=? AND handoff_id=?",
+                             (card_hash, desk, handoff_id))
+        if warned is not None:
+            self.con.execute("UPDATE desk_threads SET warned=json_insert(warned, '$[#]', ?) "
+                             "WHERE desk=? AND handoff_id=?", (warned, desk, handoff_id))
         if relayed_upto is not None:
             self.con.execute("UPDATE desk_threads SET relayed_upto=MAX(relayed_upto, ?) WHERE desk=? AND handoff_id=?",
                              (relayed_upto, desk, handoff_id))
         if alerted_at is not None:
             self.con.execute("UPDATE desk_threads SET alerted_at=? WHERE desk=? AND handoff_id=?",
                              (iso(alerted_at), desk, handoff_id))
+
+    def claim_desk_alert(self, desk: str, handoff_id: str, *, at: datetime, older_than: datetime) -> bool:
+        """Record that the unclaimed-handoff alert fires now; True only if the handoff is still
+        queued, was created before ``older_than`` and had no alert yet (one statement, so a
+        claim that committed first wins, and the alert fires once, across restarts)."""
+        cur = self.con.execute(
+            "UPDATE desk_threads SET alerted_at=? WHERE desk=? AND handoff_id=? AND alerted_at IS NULL "
+            "AND EXISTS (SELECT 1 FROM handoffs WHERE id=? AND state='queued' AND created_at <= ?)",
+            (iso(at), desk, handoff_id, handoff_id, iso(older_than)))
+        return cur.rowcount == 1
+
+    def failed_outbound(self, conversation_id: str, *, after_id: int = 0) -> list[tuple[int, str]]:
+        """Outbound messages of a conversation that failed for good: (id, reason), oldest first."""
+        rows = self._all("SELECT id, last_error FROM messages WHERE conversation_id=? AND id > ? "
+                         "AND direction='out' AND status='failed' ORDER BY id", (conversation_id, after_id))
+        return [(r["id"], r["last_error"] or "") for r in rows]
 
     def first_seen(self, source: str, event_id: str) -> bool:
         """Record a platform event id; False if it was seen before (a retry)."""
@@ -760,6 +783,7 @@ def _operation(name: str) -> Callable[..., Any]:
 
 
 for _name in ('set_meta', 'desk_thread', 'desk_thread_by_ts', 'save_desk_thread', 'update_desk_thread', 'first_seen',
+              'claim_desk_alert', 'failed_outbound',
               'load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'list_handoffs', 'transition_handoff', 'queue_position',
               'create_ticket', 'get_ticket', 'customer_tickets', 'conversation_ticket',
               'resolve_ticket', 'record_csat', 'reopen_ticket', 'due_followups',

@@ -170,6 +170,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX conversations_address ON conversations(channel, external_id, updated_at);
     CREATE INDEX tickets_open ON tickets(priority, created_at) WHERE resolved_at IS NULL
     """,
+    # 10: the Slack desk syncs incrementally: a hash of the card as last rendered (no chat.update
+    # when it is unchanged), and the failed deliveries its thread was already told about
+    """
+    ALTER TABLE desk_threads ADD COLUMN card_hash TEXT;
+    ALTER TABLE desk_threads ADD COLUMN warned TEXT NOT NULL DEFAULT '[]'
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

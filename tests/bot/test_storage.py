@@ -59,7 +59,7 @@ async def test_migration_from_empty_file(tmp_path: Path) -> None:
     s = await open_store(f"sqlite:///{db}")
     try:
         assert isinstance(s, SqliteStore)
-        assert await s.schema_version() == SCHEMA_VERSION == 9
+        assert await s.schema_version() == SCHEMA_VERSION == 10
     finally:
         await s.close()
     assert raw(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
@@ -540,6 +540,53 @@ async def test_concurrent_claims_exactly_one_wins(store: Store) -> None:
     assert got is not None and got.agent == winner
     assert [m.text for m in await store.history(r.conversation.id) if m.direction == "out"] == [
         f"{winner} joined"]
+
+
+async def test_desk_alert_fires_once_and_only_while_queued(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from bot.model import utcnow
+
+    s = await open_store(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    try:
+        r = await s.record_inbound(inbound("p1"))
+        h = await s.create_handoff(r.conversation.id, team="support", reason="r")
+        r2 = await s.record_inbound(inbound("p2", ext="visitor-2"))
+        h2 = await s.create_handoff(r2.conversation.id, team="support", reason="r")
+        for x in (h, h2):
+            await s.save_desk_thread("slack", x.id, channel="C1", ts=f"1.{x.id}", team="support", relayed_upto=0)
+        now = utcnow()
+        # not due yet: created after the cut-off
+        assert await s.claim_desk_alert("slack", h.id, at=now, older_than=now - timedelta(hours=1)) is False
+        assert await s.claim_desk_alert("slack", h.id, at=now, older_than=now) is True
+        assert await s.claim_desk_alert("slack", h.id, at=now, older_than=now) is False      # once
+        # a claim that committed first wins over the timer
+        assert await s.transition_handoff(h2.id, expected="queued", new="claimed", agent="Anna")
+        assert await s.claim_desk_alert("slack", h2.id, at=now, older_than=now) is False
+        assert (await s.desk_thread("slack", h2.id))["alerted_at"] is None
+    finally:
+        await s.close()
+    s = await open_store(f"sqlite:///{tmp_path / 'db.sqlite3'}")       # and across a restart
+    try:
+        assert await s.claim_desk_alert("slack", h.id, at=utcnow(), older_than=utcnow()) is False
+    finally:
+        await s.close()
+
+
+async def test_failed_outbound_and_desk_thread_bookkeeping(store: Store) -> None:
+    r = await store.record_inbound(inbound("p1"))
+    cid = r.conversation.id
+    out = await store.commit_turn(cid, inbound_id=r.message.id, replies=[Outbound("a"), Outbound("b")],
+                                  flow_state=None)
+    await store.mark_failed(out[1].id, error="403 Forbidden: bot was blocked by the user")
+    assert await store.failed_outbound(cid) == [(out[1].id, "403 Forbidden: bot was blocked by the user")]
+    assert await store.failed_outbound(cid, after_id=out[1].id) == []
+    h = await store.create_handoff(cid, team="support", reason="r")
+    await store.save_desk_thread("slack", h.id, channel="C1", ts="1.0", team="support", relayed_upto=0)
+    await store.update_desk_thread("slack", h.id, card_hash="abc", warned=out[1].id)
+    await store.update_desk_thread("slack", h.id, warned=7)
+    link = await store.desk_thread("slack", h.id)
+    assert link["card_hash"] == "abc" and link["warned"] == f"[{out[1].id},7]"
 
 
 async def test_queue_position_priority_then_age(store: Store) -> None:
