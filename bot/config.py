@@ -125,7 +125,9 @@ class SlackConfig(_Model):
     note_prefix: str = Field("//", min_length=1, description="thread messages starting with it stay internal")
     unclaimed_alert_after: float = Field(600, gt=0, description="seconds before an unclaimed handoff pings the team")
     transcript_lines: int = Field(8, ge=1, le=40)
-    sync_interval: float = Field(30, gt=0, description="seconds between full re-syncs with Slack")
+    sync_interval: float = Field(30, gt=0, description="seconds between sweeps for anything not yet in Slack")
+    posts_per_second: float = Field(1, gt=0, description="chat.postMessage calls per second per channel")
+    updates_per_second: float = Field(0.8, gt=0, description="card updates (chat.update) per second, all channels")
 
     @model_validator(mode="after")
     def _complete(self) -> "SlackConfig":

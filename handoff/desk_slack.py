@@ -7,9 +7,12 @@ customer; what the customer writes appears in the thread. Thread messages
 starting with ``note_prefix`` are internal notes. Edits and deletions in
 Slack are not relayed: the agent is told so in the thread.
 
-Everything Slack shows is derived from storage and synced by
-:meth:`SlackDesk.sync`, on every event and on a timer, so a Slack outage or
-a restart delays the card, never loses it. Actions go through the same
+Everything Slack shows is derived from storage and kept in step by
+:class:`handoff.slack_sync.DeskSync` (on every event, and a sweep on a timer), so a
+Slack outage or a restart delays a card, never loses it; writes are paced per channel
+by :class:`handoff.slack_poster.SlackPoster`, and the card is drawn by
+:mod:`handoff.slack_card`. This module wires them up and handles what Slack sends:
+button clicks, thread messages and slash commands. Actions go through the same
 :class:`HandoffQueue` as the local /agent page, so both desks work at once.
 """
 
@@ -18,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -37,32 +39,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Config
 from bot.errors import StorageUnavailable
 from bot.events import Event, EventBus
-from bot.locks import KeyedLock
-from bot.model import utcnow
-from bot.storage import HandoffRecord, Store
+from bot.storage import Store
 from connectors.base import RETRY_AFTER_UNAVAILABLE, read_body
 
-from .context import handoff_context
 from .queue import DeskError, HandoffQueue
+from .slack_card import CardRenderer, escape, unescape
 from .slack_http import SlackRequestError, check_signature, parse_body
+from .slack_poster import URGENT, SlackPoster
+from .slack_sync import DESK, DeskSync
 
 log = logging.getLogger(__name__)
 
-DESK = "slack"
-ACTIVE = ("queued", "claimed")
-SYNC_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred")
+SYNC_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "delivery_failed")
 TEXT_COMMANDS = {"!claim": "claim", "!resolve": "resolve", "!back": "back", "!transfer": "transfer"}
 UNAVAILABLE_TEXT = ("Not sent: we could not save it just now (storage unavailable), so nothing reached "
                     "the customer. Please send it again in a minute.")
-
-
-def escape(text: str) -> str:
-    """Slack mrkdwn escaping: customer text must not become mentions or links."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def unescape(text: str) -> str:
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 class SlackDesk:
@@ -81,18 +72,25 @@ class SlackDesk:
         self.queue = queue
         self.store = store
         self.events = events
+        token = self.cfg.bot_token.get_secret_value()
         self.client = AsyncWebClient(
-            token=self.cfg.bot_token.get_secret_value(), base_url=self.cfg.api_url, timeout=15,
+            token=token, base_url=self.cfg.api_url, timeout=15,
             # The SDK alone retries only connection errors: honour 429 Retry-After and 5xx too.
             retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=3),
                             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
                             AsyncServerErrorRetryHandler(max_retry_count=3)])
+        # Messages and card updates: no 429 handler, the poster paces them and handles 429 per lane.
+        writer = AsyncWebClient(token=token, base_url=self.cfg.api_url, timeout=15,
+                                retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=3),
+                                                AsyncServerErrorRetryHandler(max_retry_count=3)])
+        self.poster = SlackPoster(writer, posts_per_second=self.cfg.posts_per_second,
+                                  updates_per_second=self.cfg.updates_per_second)
+        self.sync = DeskSync(config=config, store=store, poster=self.poster, client=self.client,
+                             renderer=CardRenderer(config))
         self.app = AsyncApp(client=self.client, signing_secret=self.cfg.signing_secret.get_secret_value(),
                             process_before_response=False, raise_error_for_unhandled_request=False)
         self.verifier = SignatureVerifier(self.cfg.signing_secret.get_secret_value())
-        self._locks = KeyedLock()
         self._names: dict[str, str] = {}
-        self._from_slack: set[int] = set()   # agent replies written in Slack (not mirrored back)
         self._group: tuple[float, set[str]] = (0.0, set())
         self._tasks: list[asyncio.Task[None]] = []
         self.state = "starting"     # /readyz: starting | ok | degraded: ... | failing: ...
@@ -122,6 +120,8 @@ class SlackDesk:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.sync.stop()
+        await self.poster.stop()
         if self._socket_handler is not None:
             await self._socket_handler.close_async()
             self._socket_handler = None
@@ -279,7 +279,7 @@ class SlackDesk:
         agent = await self._agent_name(user)
         try:
             sent = await self.queue.reply(link["handoff_id"], agent, text)
-            self._from_slack.add(sent.id)
+            self.sync.from_slack.add(sent.id)
         except DeskError as exc:
             await self._tell(channel, user, f"Not sent to the customer: {exc}. Press Claim first.")
         except StorageUnavailable as exc:
@@ -355,124 +355,59 @@ class SlackDesk:
             log.warning("cannot tell %s in %s: %s", user, channel, exc)
 
     async def _post(self, channel: str, text: str, **kwargs: Any) -> dict[str, Any] | None:
+        """A message now (paced with the thread messages, ahead of cards); None if Slack refused it."""
         try:
-            resp = await self.client.chat_postMessage(channel=channel, text=text, **kwargs)
-            return resp.data  # type: ignore[return-value]
+            return await self.poster.post(channel, text, priority=URGENT, **kwargs)
         except SlackApiError as exc:
             log.warning("chat.postMessage to %s failed: %s", channel, exc.response.get("error"))
-            return None
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("chat.postMessage to %s failed: %s", channel, type(exc).__name__)
+        return None
 
     # -- keeping Slack in step with storage ---------------------------------------
 
     async def _worker(self) -> None:
+        """Events start the handoff's jobs at once; a sweep every ``sync_interval`` catches the rest."""
         q = self.events.subscribe()
-        last_full = 0.0
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
         try:
             while True:
-                now = time.monotonic()
-                if now - last_full >= self.cfg.sync_interval:
-                    last_full = now
-                    await self.sync_all()
+                if loop.time() >= next_sweep:
+                    next_sweep = loop.time() + self.cfg.sync_interval
+                    await self._sweep()
                 try:
-                    ev: Event | None = await asyncio.wait_for(q.get(), timeout=min(self.cfg.sync_interval, 5))
+                    ev: Event | None = await asyncio.wait_for(q.get(), timeout=max(0.0, next_sweep - loop.time()))
                 except TimeoutError:
                     ev = None
-                if ev is not None and ev.kind in SYNC_EVENTS and ev.handoff_id:
-                    await self._safe_sync(ev.handoff_id)
+                if ev is not None and ev.kind in SYNC_EVENTS:
+                    await self._on_event(ev)
         finally:
             self.events.unsubscribe(q)
 
-    async def sync_all(self) -> None:
-        """Bring every open handoff's card up to date; alert on long waits."""
-        for h in await self.queue.list():
-            await self._safe_sync(h.id)
-
-    async def _safe_sync(self, handoff_id: str) -> None:
+    async def _sweep(self) -> None:
         try:
-            await self.sync(handoff_id)
-        except asyncio.CancelledError:
-            raise
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            log.warning("Slack unreachable while syncing handoff %s (%s); the next sync retries",
-                        handoff_id, type(exc).__name__)
+            await self.sync.sweep()
         except StorageUnavailable as exc:
-            # bot.storage reports the outage once a minute; one line per sync would flood the log
-            log.info("sync of handoff %s waits for storage (%s); the next sync retries", handoff_id, exc)
+            log.info("Slack desk sweep waits for storage (%s)", exc)
         except Exception:
-            log.exception("slack sync of handoff %s failed; the next sync retries", handoff_id)
+            log.exception("Slack desk sweep failed; the next one retries")
 
-    async def sync(self, handoff_id: str) -> None:
-        """Post, move or update the card; relay new customer messages; alert if unclaimed."""
-        async with self._locks(handoff_id):
-            h = await self.store.get_handoff(handoff_id)
-            if h is None:
-                return
-            link = await self.store.desk_thread(DESK, handoff_id)
-            ctx = await handoff_context(self.store, self.config, h)
-            last_id = max((m["id"] for m in ctx.get("transcript", [])), default=0)
-            channel = self.cfg.channel_for(h.team)
-            if link is None:
-                if h.state not in ACTIVE or not channel:
-                    return
-                posted = await self._post(channel, self._summary(h, ctx), blocks=self.card(h, ctx))
-                if posted is None:
-                    return
-                await self.store.save_desk_thread(DESK, h.id, channel=posted["channel"], ts=posted["ts"],
-                                                  team=h.team, relayed_upto=last_id)
-                await self._attach_transcript(posted["channel"], posted["ts"], ctx)
-                return
-            if link["team"] != h.team and h.state in ACTIVE and channel:
-                # transferred: the old card says where it went; a new card goes to the new team
-                await self._update(link, h, ctx, moved_to=channel)
-                posted = await self._post(channel, self._summary(h, ctx), blocks=self.card(h, ctx))
-                if posted is not None:
-                    await self.store.save_desk_thread(DESK, h.id, channel=posted["channel"], ts=posted["ts"],
-                                                      team=h.team, relayed_upto=last_id)
-                    await self._attach_transcript(posted["channel"], posted["ts"], ctx)
-                return
-            await self._update(link, h, ctx)
-            await self._relay_customer(link, ctx)
-            await self._alert_if_waiting(link, h)
+    async def _on_event(self, ev: Event) -> None:
+        handoff_id = ev.handoff_id
+        if handoff_id is None and ev.kind == "delivery_failed":
+            try:
+                h = await self.store.active_handoff(ev.conversation_id)
+            except StorageUnavailable:
+                return                 # the sweep finds the failure later
+            handoff_id = h.id if h else None
+        if handoff_id:
+            # a failed delivery changes nothing on the card: only its thread is told
+            self.sync.kick(handoff_id, card=ev.kind != "delivery_failed")
 
-    async def _update(self, link: dict[str, Any], h: HandoffRecord, ctx: dict[str, Any],
-                      moved_to: str | None = None) -> None:
-        try:
-            await self.client.chat_update(channel=link["channel"], ts=link["ts"], text=self._summary(h, ctx),
-                                          blocks=self.card(h, ctx, moved_to=moved_to))
-        except SlackApiError as exc:
-            log.warning("chat.update of handoff %s failed: %s", h.id, exc.response.get("error"))
-
-    async def _relay_customer(self, link: dict[str, Any], ctx: dict[str, Any]) -> None:
-        """Post to the thread what the customer wrote, and what agents wrote on other desks."""
-        upto = link["relayed_upto"]
-        for m in ctx.get("transcript", []):
-            if m["id"] <= upto:
-                continue
-            if m["direction"] == "in":
-                text = escape(m["text"]) or "_(no text)_"
-                for a in m.get("attachments", []):
-                    text += f"\n:paperclip: <{self._absolute(a['url'])}|{escape(a.get('name') or 'attachment')}>"
-                line = f"*Customer:* {text}"
-            elif m["role"] == "agent" and m["id"] not in self._from_slack:
-                line = f"*{escape(m.get('sender') or 'Agent')} (web desk):* {escape(m['text'])}"
-            else:
-                line = ""
-            if line and await self._post(link["channel"], line, thread_ts=link["ts"]) is None:
-                return   # try again on the next sync, from here
-            self._from_slack.discard(m["id"])
-            await self.store.update_desk_thread(DESK, link["handoff_id"], relayed_upto=m["id"])
-
-    async def _alert_if_waiting(self, link: dict[str, Any], h: HandoffRecord) -> None:
-        if h.state != "queued" or link.get("alerted_at"):
-            return
-        waited = utcnow() - h.created_at
-        if waited < timedelta(seconds=self.cfg.unclaimed_alert_after):
-            return
-        who = f"<!subteam^{self.cfg.agent_usergroup}>" if self.cfg.agent_usergroup else "<!here>"
-        minutes = int(waited.total_seconds() // 60)
-        if await self._post(link["channel"], f"{who} this customer has waited {minutes} min and nobody has "
-                                             "claimed them yet.", thread_ts=link["ts"], reply_broadcast=True):
-            await self.store.update_desk_thread(DESK, h.id, alerted_at=utcnow())
+    async def sync_all(self) -> None:
+        """Bring every open handoff's card and thread up to date (in the background)."""
+        await self.sync.sweep()
 
     async def sla_alert(self, alert: Any, now: Any) -> None:
         """A complaint near or past its time limit: tell its team's channel (in the handoff's
@@ -487,97 +422,3 @@ class SlackDesk:
             await self._post(team_channel, f"{who} {text}")
         if alert.level == "breached" and self.cfg.manager_channel:
             await self._post(self.cfg.manager_channel, f"Escalation: {text}")
-
-    async def _attach_transcript(self, channel: str, ts: str, ctx: dict[str, Any]) -> None:
-        transcript = ctx.get("transcript", [])
-        if len(transcript) <= self.cfg.transcript_lines:
-            return
-        full = "\n".join(f"[{m['at'][:19].replace('T', ' ')}] {self._who(m)}: {m['text']}" for m in transcript)
-        try:
-            await self.client.files_upload_v2(channel=channel, thread_ts=ts, content=full,
-                                              filename="transcript.txt", title="Full transcript")
-        except SlackApiError as exc:
-            log.warning("transcript upload failed: %s", exc.response.get("error"))
-
-    # -- the card -------------------------------------------------------------------
-
-    def _absolute(self, url: str) -> str:
-        if url.startswith("/"):
-            base = self.config.server.public_url or f"http://{self.config.server.host}:{self.config.server.port}"
-            return base.rstrip("/") + url
-        return url
-
-    @staticmethod
-    def _who(m: dict[str, Any]) -> str:
-        return {"customer": "Customer", "bot": "Bot", "system": "System"}.get(m["role"], m.get("sender") or "Agent")
-
-    def _summary(self, h: HandoffRecord, ctx: dict[str, Any]) -> str:
-        return f"Handoff for {self.config.handoff.team_name(h.team)}: {h.reason}"
-
-    def card(self, h: HandoffRecord, ctx: dict[str, Any], *, moved_to: str | None = None) -> list[dict[str, Any]]:
-        """The Block Kit card: who, why, what was captured, the story so far, and the buttons."""
-        cust = ctx.get("customer", {})
-        conv = ctx.get("conversation", {})
-        who = escape(cust.get("name") or cust.get("id") or "customer")
-        team = self.config.handoff.team_name(h.team)
-        waited = int((utcnow() - h.created_at).total_seconds() // 60)
-        state = {"queued": f":hourglass: waiting ({waited} min)",
-                 "claimed": f":raising_hand: claimed by {escape(h.agent or '')}",
-                 "resolved": ":white_check_mark: resolved", "returned": ":robot_face: back with the bot"}[h.state]
-        fields = [f"*Customer*\n{who}", f"*Channel*\n{escape(conv.get('channel', ''))}", f"*Team*\n{escape(team)}",
-                  f"*State*\n{state}"]
-        if ctx.get("reference"):
-            fields.append(f"*Reference*\n{escape(str(ctx['reference']))}")
-        fields.append(f"*Priority*\n{'high' if h.priority > 0 else 'normal'}")
-        blocks: list[dict[str, Any]] = [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(h.reason[:1].upper() + h.reason[1:])}*"}},
-            {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
-        ]
-        slots = ctx.get("slots") or {}
-        if slots:
-            lines = []
-            for k, v in slots.items():
-                if isinstance(v, list) and v and isinstance(v[0], dict):
-                    v = ", ".join(f"<{self._absolute(a.get('url', ''))}|{escape(a.get('name') or 'file')}>" for a in v)
-                else:
-                    v = escape(str(v))
-                lines.append(f"*{escape(k.replace('_', ' ').capitalize())}:* {v}")
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}})
-        previous = (cust.get("previous_conversations") or [])
-        if previous:
-            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
-                           f"{len(previous)} earlier conversation(s); last: "
-                           f"{escape(previous[-1].get('summary') or '')[:150]}"}]})
-        transcript = ctx.get("transcript") or []
-        tail = transcript[-self.cfg.transcript_lines:]
-        if tail:
-            text = "\n".join(f"*{escape(self._who(m))}:* {escape(m['text'])[:300]}" for m in tail)
-            if len(transcript) > len(tail):
-                text = f"_…{len(transcript) - len(tail)} earlier messages in the thread file_\n" + text
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}})
-        if moved_to:
-            blocks.append({"type": "context", "elements": [{"type": "mrkdwn",
-                           "text": f":arrow_right: transferred to <#{moved_to}>"}]})
-            return blocks
-        if h.state in ACTIVE:
-            elements: list[dict[str, Any]] = []
-            if h.state == "queued":
-                elements.append({"type": "button", "action_id": "omnibot_claim", "style": "primary",
-                                 "text": {"type": "plain_text", "text": "Claim"}, "value": h.id})
-            elements += [
-                {"type": "button", "action_id": "omnibot_resolve", "text": {"type": "plain_text", "text": "Resolve"},
-                 "value": h.id},
-                {"type": "button", "action_id": "omnibot_back", "text": {"type": "plain_text", "text": "Back to bot"},
-                 "value": h.id},
-            ]
-            others = [(k, t.name) for k, t in self.config.handoff.teams.items() if k != h.team]
-            if others:
-                elements.append({"type": "static_select", "action_id": "omnibot_transfer",
-                                 "placeholder": {"type": "plain_text", "text": "Transfer to…"},
-                                 "options": [{"text": {"type": "plain_text", "text": name[:75]},
-                                              "value": f"{h.id}|{key}"} for key, name in others]})
-            blocks.append({"type": "actions", "block_id": f"handoff:{h.id}", "elements": elements})
-            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
-                           f"Reply in this thread after claiming; messages starting with "
-                           f"`{escape(self.cfg.note_prefix)}` stay internal."}]})
-        return blocks

@@ -347,10 +347,11 @@ class _Ops:
             (iso(at), desk, handoff_id, handoff_id, iso(older_than)))
         return cur.rowcount == 1
 
-    def failed_outbound(self, conversation_id: str, *, after_id: int = 0) -> list[tuple[int, str]]:
-        """Outbound messages of a conversation that failed for good: (id, reason), oldest first."""
-        rows = self._all("SELECT id, last_error FROM messages WHERE conversation_id=? AND id > ? "
-                         "AND direction='out' AND status='failed' ORDER BY id", (conversation_id, after_id))
+    def failed_outbound(self, conversation_id: str, *, since: datetime) -> list[tuple[int, str]]:
+        """Outbound messages of a conversation created since ``since`` that failed for good:
+        (id, reason), oldest first."""
+        rows = self._all("SELECT id, last_error FROM messages WHERE conversation_id=? AND created_at >= ? "
+                         "AND direction='out' AND status='failed' ORDER BY id", (conversation_id, iso(since)))
         return [(r["id"], r["last_error"] or "") for r in rows]
 
     def first_seen(self, source: str, event_id: str) -> bool:

@@ -574,13 +574,16 @@ async def test_desk_alert_fires_once_and_only_while_queued(tmp_path: Path) -> No
 
 
 async def test_failed_outbound_and_desk_thread_bookkeeping(store: Store) -> None:
+    from datetime import timedelta
+
     r = await store.record_inbound(inbound("p1"))
     cid = r.conversation.id
     out = await store.commit_turn(cid, inbound_id=r.message.id, replies=[Outbound("a"), Outbound("b")],
                                   flow_state=None)
     await store.mark_failed(out[1].id, error="403 Forbidden: bot was blocked by the user")
-    assert await store.failed_outbound(cid) == [(out[1].id, "403 Forbidden: bot was blocked by the user")]
-    assert await store.failed_outbound(cid, after_id=out[1].id) == []
+    assert await store.failed_outbound(cid, since=out[0].created_at) == [
+        (out[1].id, "403 Forbidden: bot was blocked by the user")]
+    assert await store.failed_outbound(cid, since=out[1].created_at + timedelta(seconds=1)) == []
     h = await store.create_handoff(cid, team="support", reason="r")
     await store.save_desk_thread("slack", h.id, channel="C1", ts="1.0", team="support", relayed_upto=0)
     await store.update_desk_thread("slack", h.id, card_hash="abc", warned=out[1].id)
