@@ -7,6 +7,9 @@ its own worker, its own pace and its own priority queue:
 
 - a 429 delays that lane only, for its ``Retry-After``, and the call is put back at its place;
   no other channel or method waits (nothing sleeps in a shared worker);
+- a lane sends its next call one interval after Slack *answered* the previous one, so that calls
+  *arrive* at least an interval apart whatever the network does (pacing from the send time lets
+  a delayed request bunch up with the next one, and a strict limit answers that with 429);
 - within a lane, lower ``priority`` goes first (customer messages before new cards), and equal
   priorities keep their order, so one conversation's thread messages arrive in order.
 
@@ -118,7 +121,6 @@ class SlackPoster:
             job = heapq.heappop(lane.jobs)
             if job.future.done():             # the caller went away
                 continue
-            lane.not_before = time.monotonic() + lane.interval
             try:
                 resp = await call(**job.kwargs)
             except SlackApiError as exc:
@@ -129,13 +131,16 @@ class SlackPoster:
                     lane.not_before = time.monotonic() + wait
                     heapq.heappush(lane.jobs, job)     # same place in the queue
                     continue
+                lane.not_before = time.monotonic() + lane.interval
                 _settle(job, exc=exc)
             except asyncio.CancelledError:
                 _settle(job, exc=ConnectionError("Slack desk stopping"))
                 raise
             except Exception as exc:           # network: the caller's sync retries later
+                lane.not_before = time.monotonic() + lane.interval
                 _settle(job, exc=exc)
             else:
+                lane.not_before = time.monotonic() + lane.interval
                 _settle(job, result=resp.data)  # type: ignore[arg-type]
 
 
