@@ -79,8 +79,9 @@ webchat: {{messages_per_minute: 100000}}
 
 
 def _is_card(c: Any) -> bool:
-    return c.method == "chat.postMessage" and not c.failed and bool(c.args.get("blocks")) \
-        and not c.args.get("thread_ts")
+    # answered (the fake records a call before its latency), accepted, a card and not a thread message
+    return c.method == "chat.postMessage" and (c.response or {}).get("ok") is True \
+        and bool(c.args.get("blocks")) and not c.args.get("thread_ts")
 
 
 async def run_storm(tmp_path: Path, *, handoffs: int = 100, channels: int = 1, rate: float = 10,
@@ -121,7 +122,7 @@ async def run_storm(tmp_path: Path, *, handoffs: int = 100, channels: int = 1, r
             sent = time.time()
             await c.send(text)
             [relayed] = await fake.wait_for(
-                "chat.postMessage", timeout=timeout, predicate=lambda x, text=text: not x.failed
+                "chat.postMessage", timeout=timeout, predicate=lambda x, text=text: (x.response or {}).get("ok")
                 and x.args.get("thread_ts") == probe_ts and text in x.args.get("text", ""))
             latencies.append(relayed.time - sent)
             await asyncio.sleep(max(0.0, probe_every - (time.time() - sent)))

@@ -21,7 +21,7 @@ SECRET = "test-signing-secret"
 
 
 def slack_config(tmp_path: Path, fake: FakeSlack, **extra: Any) -> Any:
-    opts = {"unclaimed_alert_after": 3600, **extra}
+    opts = {"unclaimed_alert_after": 3600, "sync_interval": 0.3, **extra}
     more = "".join(f"\n  {k}: {json.dumps(v)}" for k, v in opts.items())
     return make_config(tmp_path, f"""
 slack:
@@ -33,8 +33,7 @@ slack:
   default_channel: CSUP
   team_channels: {{complaints: CCOMP}}
   agents: [UANNA, UBOB]
-  note_prefix: "//"
-  sync_interval: 0.3{more}
+  note_prefix: "//"{more}
 webchat: {{messages_per_minute: 1000}}
 """)
 
