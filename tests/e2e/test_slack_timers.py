@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
-import pytest
 
 from bot.events import Event
 from bot.model import Inbound
