@@ -12,10 +12,12 @@ import re
 from typing import Any
 
 import aiohttp
+from playwright.async_api import expect
 
 from conftest import Running, agent_headers, agent_queue
 from e2e.chat import ChatClient
 from e2e.test_telegram import fake, polling, say  # noqa: F401 (pytest fixtures)
+from e2e.test_widget_browser import page  # noqa: F401 (pytest fixture)
 from fakes.telegram_api import FakeTelegram, text_update
 
 BLOCKED = "the customer blocked the bot on Telegram"
@@ -126,3 +128,33 @@ async def test_retries_exhausted_is_announced_like_a_refusal(polling: Running, f
     assert (out["status"], out["error"]) == ("failed", frame["reason"])
     assert ctx["unreachable"]["reason"] == frame["reason"]
     assert ctx["other_channels"] == []           # no other channel known for this customer
+
+
+async def test_agent_page_marks_the_reply_not_delivered_live(polling: Running, fake: FakeTelegram,  # noqa: F811
+                                                             page) -> None:  # noqa: F811
+    """The /agent page in Debian's chromium: the reply shows "sending…", then "not delivered" with
+    the reason and the banner, without a reload."""
+    r = polling
+    h = await _claimed_handoff(r, fake, 7070)
+    desk = page
+    await desk.goto(r.url + "/agent")
+    await desk.locator("#login-name").fill("Anna Smith")
+    await desk.locator("#login-token").fill("test-agent-token")
+    await desk.locator("#login-btn").click()
+    await expect(desk.locator("#conn")).to_have_text("Live", timeout=10_000)
+    await desk.locator(".queue-item").first.click()
+    await expect(desk.locator("#reply-form")).to_be_visible()
+    await expect(desk.locator("#unreachable")).to_be_hidden()
+
+    # blocked, and Telegram takes a second to say so: the page first shows the reply as sending
+    fake.delay_next("sendMessage", 1.0, chat_id=7070)
+    fake.fail_next("sendMessage", status=403, chat_id=7070, times=1000)
+    await desk.locator("#reply-input").fill("We have sent a new parcel.")
+    await desk.locator("#reply-send").click()
+    mine = desk.locator("#transcript .msg.role-agent").last
+    await expect(mine).to_contain_text("sending…")
+    await expect(mine).to_contain_text("not delivered", timeout=5_000)
+    await expect(mine.locator(".undelivered")).to_have_text(f"Not delivered: {BLOCKED}")
+    await expect(mine).not_to_contain_text("sending…")
+    banner = desk.locator("#unreachable")
+    await expect(banner).to_have_text(f"Not reachable on Telegram: {BLOCKED}. No other channel known.")
