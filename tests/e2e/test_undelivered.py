@@ -110,7 +110,8 @@ async def test_blocked_telegram_customer_reply_is_marked_not_delivered(
     assert ctx["unreachable"] is None
 
 
-async def test_retries_exhausted_is_announced_like_a_refusal(polling: Running, fake: FakeTelegram) -> None:  # noqa: F811
+async def test_retries_exhausted_is_announced_like_a_refusal(
+        polling: Running, fake: FakeTelegram) -> None:  # noqa: F811
     r = polling
     h = await _claimed_handoff(r, fake, 5151)
     fake.fail_next("sendMessage", status=502, chat_id=5151, times=1000)   # Telegram down for this chat
@@ -135,7 +136,7 @@ async def test_agent_page_marks_the_reply_not_delivered_live(polling: Running, f
     """The /agent page in Debian's chromium: the reply shows "sending…", then "not delivered" with
     the reason and the banner, without a reload."""
     r = polling
-    h = await _claimed_handoff(r, fake, 7070)
+    await _claimed_handoff(r, fake, 7070)
     desk = page
     await desk.goto(r.url + "/agent")
     await desk.locator("#login-name").fill("Anna Smith")
@@ -146,8 +147,8 @@ async def test_agent_page_marks_the_reply_not_delivered_live(polling: Running, f
     await expect(desk.locator("#reply-form")).to_be_visible()
     await expect(desk.locator("#unreachable")).to_be_hidden()
 
-    # blocked, and Telegram takes a second to say so: the page first shows the reply as sending
-    fake.delay_next("sendMessage", 1.0, chat_id=7070)
+    # blocked, and Telegram takes 1.5 s to say so: the page first shows the reply as sending
+    fake.delay_next("sendMessage", 1.5, chat_id=7070)
     fake.fail_next("sendMessage", status=403, chat_id=7070, times=1000)
     await desk.locator("#reply-input").fill("We have sent a new parcel.")
     await desk.locator("#reply-send").click()

@@ -28,7 +28,8 @@ async def _context(store: Store, config: Config, ext: str) -> dict:
     return await handoff_context(store, config, h)
 
 
-async def test_failed_message_carries_its_reason_and_makes_the_customer_unreachable(memory_store: Store, tmp_path: Path) -> None:
+async def test_failed_message_carries_its_reason_and_makes_the_customer_unreachable(
+        memory_store: Store, tmp_path: Path) -> None:
     store, config = memory_store, make_config(tmp_path)
     [one, two] = await _turn(store, "77", "hi", ["one", "two"])
     await store.mark_sent(one, "tg-1")
