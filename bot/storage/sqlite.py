@@ -693,6 +693,11 @@ class _Ops:
                               "AND state IN ('queued','claimed')", (conversation_id,))
         return handoff_of(row) if row else None
 
+    def latest_handoff(self, conversation_id: str) -> HandoffRecord | None:
+        row = self._one("SELECT * FROM handoffs WHERE conversation_id=? ORDER BY created_at DESC, rowid DESC "
+                        "LIMIT 1", (conversation_id,))
+        return handoff_of(row) if row else None
+
     def list_handoffs(self, *, states: Sequence[str], team: str | None = None) -> list[HandoffRecord]:
         q = f"SELECT * FROM handoffs WHERE state IN ({','.join('?' * len(states))})"
         args: list[Any] = list(states)
@@ -772,7 +777,7 @@ def _operation(name: str) -> Callable[..., Any]:
 
 
 for _name in ('set_meta', 'desk_thread', 'desk_thread_by_ts', 'save_desk_thread', 'update_desk_thread', 'first_seen',
-              'load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'list_handoffs', 'transition_handoff', 'queue_position',
+              'load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'latest_handoff', 'list_handoffs', 'transition_handoff', 'queue_position',
               'create_ticket', 'get_ticket', 'customer_tickets', 'conversation_ticket',
               'resolve_ticket', 'record_csat', 'reopen_ticket', 'due_followups',
               'mark_followed_up', 'latest_customer_conversation', 'move_ticket',
