@@ -126,7 +126,7 @@ async def build_services(config: Config) -> Services:
         events = EventBus()
         locks = KeyedLock()
         connectors: dict[str, Connector] = {}
-        delivery = Delivery(store, connectors, config.delivery)
+        delivery = Delivery(store, connectors, config.delivery, events=events)
         live = Live()
         runtime = Runtime(store=store, engine=engine, config=config, locks=locks, events=events,
                           wake_delivery=delivery.wake, metrics=live)

@@ -18,6 +18,7 @@ from typing import Awaitable, Callable, Mapping
 
 from bot.config import DeliveryConfig
 from bot.errors import PermanentSendError, StorageUnavailable, TransientSendError
+from bot.events import Event, EventBus
 from bot.storage import OutboxItem, Store
 from connectors.base import Connector
 
@@ -32,11 +33,14 @@ class Delivery:
         connectors: connector by channel name.
         config: retry policy.
         clock: seconds since the epoch (injectable for tests).
+        events: where a message that could not be delivered is announced (``delivery_failed``),
+            once its failure is recorded.
     """
 
     def __init__(self, store: Store, connectors: Mapping[str, Connector], config: DeliveryConfig, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, events: EventBus | None = None) -> None:
         self.store = store
+        self.events = events
         self.connectors = connectors
         self.config = config
         self.clock = clock
@@ -176,6 +180,7 @@ class Delivery:
             self.failed += 1
             reason = str(exc)
             await self._record(f"message {msg.id} failed", lambda: self.store.mark_failed(msg.id, error=reason))
+            await self._announce_failure(item, reason)
             return True
         except TransientSendError as exc:
             return await self._retry_or_fail(item, str(exc), exc.retry_after)
@@ -192,7 +197,9 @@ class Delivery:
             log.error("giving up on message %s to %s after %d attempts: %s", mid, item.channel,
                       attempts, error)
             self.failed += 1
-            await self._record(f"message {mid} failed", lambda: self.store.mark_failed(mid, error=error))
+            reason = f"not delivered after {attempts} attempts: {error}"
+            await self._record(f"message {mid} failed", lambda: self.store.mark_failed(mid, error=reason))
+            await self._announce_failure(item, reason)
             return True
         delay = retry_after if retry_after is not None else self.backoff(item.attempts)
         log.warning("message %s to %s: %s; retry %d in %.1f s", mid, item.channel, error,
@@ -200,3 +207,20 @@ class Delivery:
         await self._record(f"message {mid} retry", lambda: self.store.mark_retry(
             mid, next_attempt_at=self.clock() + delay, error=error))
         return False
+
+    async def _announce_failure(self, item: OutboxItem, reason: str) -> None:
+        """Tell the desks at once that a message did not reach the customer.
+
+        Called after the failure is recorded: the event is a hint, storage (status ``failed``
+        plus the reason) stays the truth for a desk that missed it.
+        """
+        if self.events is None:
+            return
+        cid = item.message.conversation_id
+        try:
+            h = await self.store.active_handoff(cid) or await self.store.latest_handoff(cid)
+        except StorageUnavailable:
+            h = None        # still announce it; the desk re-reads storage anyway
+        self.events.publish(Event("delivery_failed", cid, h.id if h else None, {
+            "message_id": item.message.id, "reason": reason, "channel": item.channel,
+            "role": item.message.role, "sender": item.message.sender_name}))

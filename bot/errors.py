@@ -88,3 +88,5 @@ class StorageUnavailable(StoreError):
     retries later), the web chat sends an ``unavailable`` error frame. Raised by
     ``Runtime.accept`` when recording an inbound message fails this way.
     """
+
+    status = 503    # what an HTTP handler that maps OmnibotError.status answers

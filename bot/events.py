@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: str                      # queued | claimed | message | resolved | returned | state
+    kind: str                      # queued | claimed | message | resolved | returned | state | sla | delivery_failed
     conversation_id: str
     handoff_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)

@@ -126,12 +126,14 @@ class Message:
     platform_message_id: str | None = None
     status: str = ""          # outbound: pending | sent | failed; inbound: received | processed
     payload: str | None = None
+    error: str | None = None  # outbound and failed: why it was not delivered (human, no customer text)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "conversation_id": self.conversation_id, "direction": self.direction,
             "role": self.role, "text": self.text, "sender": self.sender_name,
             "at": self.created_at.isoformat(), "status": self.status,
+            "error": self.error if self.status == "failed" else None,
             "attachments": [a.to_dict() for a in self.attachments],
             "buttons": [{"title": b.title, "payload": b.payload} for b in self.buttons],
         }

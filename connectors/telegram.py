@@ -154,6 +154,31 @@ class _Bot(Bot):
         return await self._post("getUpdates", data)
 
 
+# Telegram's refusals that mean "this customer cannot be reached here", as agents should read them.
+_UNREACHABLE = (
+    ("bot was blocked by the user", "the customer blocked the bot on Telegram"),
+    ("user is deactivated", "the customer's Telegram account was deleted"),
+    ("chat not found", "Telegram does not know this chat (chat not found)"),
+    ("bot was kicked", "the bot was removed from this Telegram chat"),
+    ("bot can't initiate conversation", "the customer has not started a chat with the bot on Telegram"),
+)
+
+
+def refusal_reason(exc: Exception) -> str:
+    """A short, customer-agnostic reason for a refused send (Telegram's own words otherwise).
+
+    Telegram's error descriptions never carry the message text, so they are safe to show and log.
+    """
+    text = str(exc)
+    low = text.lower()
+    for needle, reason in _UNREACHABLE:
+        if needle in low:
+            return reason
+    if isinstance(exc, InvalidToken):
+        return "Telegram refused the bot's token"
+    return f"Telegram refused the message: {text}"[:300]
+
+
 class TelegramConnector:
     """The Telegram channel.
 
@@ -523,7 +548,7 @@ class TelegramConnector:
             wait = retry_after_seconds(exc)
             raise TransientSendError(f"Telegram flood control: retry in {wait:.0f} s", retry_after=wait) from exc
         except (BadRequest, Forbidden, InvalidToken, ChatMigrated) as exc:   # before NetworkError: BadRequest is one
-            raise PermanentSendError(f"Telegram refused the message: {exc}") from exc
+            raise PermanentSendError(refusal_reason(exc)) from exc
         except (TimedOut, NetworkError) as exc:
             raise TransientSendError(f"Telegram unreachable: {exc}") from exc
         return sent_id

@@ -330,7 +330,7 @@ class WebchatConnector:
 
     @staticmethod
     def _public(m: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in m.items() if k not in ("status", "conversation_id")}
+        return {k: v for k, v in m.items() if k not in ("status", "error", "conversation_id")}
 
     def _rate_ok(self, visitor: str) -> bool:
         now = time.monotonic()

@@ -6,7 +6,7 @@ from typing import Any
 
 from bot.config import Config
 from bot.storage import HandoffRecord, Store
-from bot.model import utcnow
+from bot.model import Conversation, Message, utcnow
 
 
 async def handoff_summary(store: Store, config: Config, h: HandoffRecord) -> dict[str, Any]:
@@ -67,4 +67,39 @@ async def handoff_context(store: Store, config: Config, h: HandoffRecord) -> dic
         "ticket": h.context.get("ticket") or {},
         "transcript": [m.to_dict() for m in transcript],
         "waiting_messages": waiting,
+        # the customer cannot be reached on this conversation's channel (or None), and where else they can
+        "unreachable": unreachable(conv, transcript),
+        "other_channels": await other_channels(store, conv, identities),
     }
+
+
+def unreachable(conv: Conversation, transcript: list[Message]) -> dict[str, Any] | None:
+    """Whether the latest replies of this conversation could not be delivered.
+
+    The customer counts as unreachable from the first failed message after the last one that was
+    delivered or the last one the customer wrote; a later delivery or customer message ends it.
+    """
+    first_failed: Message | None = None
+    last_failed: Message | None = None
+    for m in transcript:
+        if m.direction == "in" or m.status == "sent":
+            first_failed = last_failed = None
+        elif m.status == "failed":
+            first_failed = first_failed or m
+            last_failed = m
+    if first_failed is None or last_failed is None:
+        return None
+    return {"channel": conv.channel, "reason": last_failed.error or "not delivered",
+            "since": first_failed.created_at.isoformat(), "message_id": last_failed.id}
+
+
+async def other_channels(store: Store, conv: Conversation, identities: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The customer's other linked identities, each with its latest conversation (if any)."""
+    out = []
+    for channel, external_id in identities:
+        if (channel, external_id) == (conv.channel, conv.external_id):
+            continue
+        latest = await store.latest_conversation(channel, external_id)
+        out.append({"channel": channel, "external_id": external_id,
+                    "conversation_id": latest.id if latest else None})
+    return out

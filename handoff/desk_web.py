@@ -28,7 +28,7 @@ from .queue import DeskError, HandoffQueue
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 COOKIE = "omnibot_agent"
-DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "sla")
+DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "sla", "delivery_failed")
 
 
 async def _result_of(request: web.Request) -> str | None:
@@ -235,6 +235,8 @@ class AgentDeskWeb:
                              "conversation_id": ev.conversation_id}
                     if ev.kind == "sla":      # an SLA warning or breach: show it to every agent
                         frame["alert"] = ev.data
+                    elif ev.kind == "delivery_failed":   # a message did not reach the customer
+                        frame.update({k: ev.data.get(k) for k in ("message_id", "reason", "channel", "sender")})
                     await ws.send_json(frame)
 
         task = asyncio.create_task(pump())

@@ -17,7 +17,7 @@ from typing import Callable
 from bot.locks import KeyedLock
 from bot.model import ConversationState
 from bot.runtime import start_flow_in
-from bot.storage import Store
+from bot.storage import Store, TicketFollowedUp
 from flows import FlowEngine
 
 from .tickets import Clock
@@ -60,7 +60,7 @@ class FollowUps:
                 # asked and marked asked in one transaction: a failure or crash never asks twice
                 await self.store.commit_turn(conv.id, inbound_id=None, flow_state=flow_state,
                                              state=ConversationState.BOT, replies=replies,
-                                             followed_up=ticket.reference)
+                                             ticket=TicketFollowedUp(ticket.reference))
             asked += 1
             log.info("follow-up asked for %s in conversation %s (%s)", ticket.reference, conv.id, conv.channel)
         if asked:

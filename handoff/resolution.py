@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from bot.errors import OmnibotError
+from bot.errors import OmnibotError, StorageUnavailable, StoreError
 from bot.locks import KeyedLock
 from bot.model import ConversationState, Outbound
 from bot.runtime import first_name, start_flow_in
-from bot.storage import HandoffRecord, Store, Ticket
+from bot.storage import HandoffRecord, Store, Ticket, TicketResolved
 from flows import FlowEngine
 
 from .tickets import Tickets
@@ -73,15 +73,24 @@ class Resolutions:
         if conv is None:
             raise ResolutionError(f"no conversation to tell the customer of {ticket.reference}")
         async with self.locks(conv.id):
-            done = await self.store.resolve_ticket(
-                ticket.reference, at=self.tickets.clock(), agent=agent, result=result,
-                follow_up_at=self.tickets.clock() + self.tickets.follow_up_after())
-            assert done is not None
+            now = self.tickets.clock()
+            change = TicketResolved(ticket.reference, at=now, agent=agent, result=result,
+                                    follow_up_at=now + self.tickets.follow_up_after())
             busy = conv.state in (ConversationState.WAITING, ConversationState.WITH_AGENT)
-            replies, state = await self._tell(done, conv.id, agent, result, survey=not busy)
-            await self.store.commit_turn(conv.id, inbound_id=None, replies=replies, flow_state=state,
-                                         keep_flow_state=state is None,
-                                         state=ConversationState.BOT if state is not None else None)
+            replies, state = await self._tell(ticket, conv.id, agent, result, survey=not busy)
+            # resolved and told in one transaction: a failure leaves it open (the agent retries),
+            # never resolved with the customer untold
+            try:
+                await self.store.commit_turn(conv.id, inbound_id=None, replies=replies, flow_state=state,
+                                             keep_flow_state=state is None,
+                                             state=ConversationState.BOT if state is not None else None,
+                                             ticket=change)
+            except StorageUnavailable:
+                raise
+            except StoreError as exc:
+                raise ResolutionError(str(exc)) from exc
+            done = await self.store.get_ticket(ticket.reference)
+            assert done is not None
         self.wake_delivery()
         log.info("complaint %s resolved by %s from the ticket list; told on %s", ticket.reference, agent,
                  conv.channel)

@@ -8,11 +8,12 @@ transaction, and handoff transitions are compare-and-set.
 
 from __future__ import annotations
 
-from .base import HandoffRecord, HandoffSpec, InboundResult, OutboxItem, Store, Ticket
+from .base import (HandoffRecord, HandoffSpec, InboundResult, OutboxItem, Store, Ticket, TicketChange,
+                   TicketFollowedUp, TicketResolved)
 from .sqlite import SqliteStore
 
 __all__ = ["HandoffRecord", "HandoffSpec", "InboundResult", "OutboxItem", "Store", "SqliteStore", "Ticket",
-           "open_store"]
+           "TicketChange", "TicketFollowedUp", "TicketResolved", "open_store"]
 
 
 async def open_store(url: str, **options: object) -> Store:

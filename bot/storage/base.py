@@ -42,6 +42,31 @@ class HandoffSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TicketFollowedUp:
+    """With :meth:`Store.commit_turn`: these replies ask the ticket's follow-up question."""
+
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class TicketResolved:
+    """With :meth:`Store.commit_turn`: these replies tell the customer the ticket is resolved.
+
+    The turn is refused (:class:`bot.errors.StoreError`, nothing written) when the ticket was
+    resolved meanwhile, so a customer is told once.
+    """
+
+    reference: str
+    at: datetime
+    agent: str | None
+    result: str | None
+    follow_up_at: datetime | None = None
+
+
+TicketChange = TicketFollowedUp | TicketResolved
+
+
+@dataclass(frozen=True, slots=True)
 class HandoffRecord:
     id: str
     conversation_id: str
@@ -124,7 +149,8 @@ class Store(Protocol):
     async def commit_turn(self, conversation_id: str, *, inbound_id: int | None,
                           replies: Sequence[Outbound], flow_state: dict[str, Any] | None,
                           state: ConversationState | None = None, keep_flow_state: bool = False,
-                          handoff: HandoffSpec | None = None, followed_up: str | None = None) -> list[Message]: ...
+                          handoff: HandoffSpec | None = None,
+                          ticket: TicketChange | None = None) -> list[Message]: ...
 
     # outbox
     async def due_outbox(self, now: float, *, limit: int = 100, exclude: Sequence[str] = (),
@@ -156,6 +182,7 @@ class Store(Protocol):
                              priority: int = 0, context: dict[str, Any] | None = None) -> HandoffRecord: ...
     async def get_handoff(self, handoff_id: str) -> HandoffRecord | None: ...
     async def active_handoff(self, conversation_id: str) -> HandoffRecord | None: ...
+    async def latest_handoff(self, conversation_id: str) -> HandoffRecord | None: ...   # any state
     async def list_handoffs(self, *, states: Sequence[str], team: str | None = None) -> list[HandoffRecord]: ...
     async def transition_handoff(self, handoff_id: str, *, expected: str, new: str,
                                  agent: str | None = None, team: str | None = None,

@@ -21,7 +21,8 @@ import aiosqlite
 from bot.errors import StorageUnavailable, StoreError
 from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, utcnow
 
-from .base import HandoffRecord, HandoffSpec, InboundResult, OutboxItem, Ticket
+from .base import (HandoffRecord, HandoffSpec, InboundResult, OutboxItem, Ticket, TicketChange, TicketFollowedUp,
+                   TicketResolved)
 from .health import StorageHealth
 from .sqlite_rows import (conversation_of, customer_of, handoff_of, iso, message_of, new_id, parse_iso,
                           ticket_of)
@@ -411,7 +412,7 @@ class _Ops:
                           state: ConversationState | None = None,
                           keep_flow_state: bool = False,
                           handoff: HandoffSpec | None = None,
-                          followed_up: str | None = None) -> list[Message]:
+                          ticket: TicketChange | None = None) -> list[Message]:
         """Write a turn atomically: replies into the outbox, the flow state, the inbound marked processed.
 
         Args:
@@ -423,8 +424,9 @@ class _Ops:
             keep_flow_state: leave the stored flow state as it is.
             handoff: queue the conversation for a human in the same transaction;
                 ``handoff.message(position)`` makes the reply that tells the customer.
-            followed_up: the reference of a ticket whose follow-up these replies ask (marked
-                asked in the same transaction, so it is asked once).
+            ticket: a change to a ticket that these replies tell the customer about (its
+                follow-up asked, or its resolution), written in the same transaction, so the
+                customer is told exactly once; see :class:`TicketResolved`.
         """
         now = utcnow()
         ids: list[int] = []
@@ -459,9 +461,13 @@ class _Ops:
                 args.append(state.value)
             db.execute(f"UPDATE conversations SET {', '.join(sets)} WHERE id=?",
                              (*args, conversation_id))
-            if followed_up is not None:
+            if isinstance(ticket, TicketFollowedUp):
                 db.execute("UPDATE tickets SET followed_up_at=?, updated_at=? WHERE reference=?",
-                           (iso(now), iso(now), followed_up))
+                           (iso(now), iso(now), ticket.reference))
+            elif isinstance(ticket, TicketResolved):
+                if not self._resolve(ticket.reference, at=ticket.at, agent=ticket.agent, result=ticket.result,
+                                     follow_up_at=ticket.follow_up_at):
+                    raise StoreError(f"{ticket.reference} is already resolved")
             return self._messages_by_id(ids)
 
     def _insert_outbound(self, db: sqlite3.Connection, conversation_id: str, channel: str,
@@ -575,12 +581,18 @@ class _Ops:
 
     def resolve_ticket(self, reference: str, *, at: datetime, agent: str | None,
                        result: str | None, follow_up_at: datetime | None = None) -> Ticket | None:
-        with self._tx() as db:
-            db.execute("UPDATE tickets SET status='resolved', resolved_at=?, resolved_by=?, result=?, "
-                       "followup_due_at=?, followed_up_at=NULL, updated_at=? "
-                       "WHERE reference=? AND resolved_at IS NULL",
-                       (iso(at), agent, result, iso(follow_up_at), iso(at), reference))
+        with self._tx():
+            self._resolve(reference, at=at, agent=agent, result=result, follow_up_at=follow_up_at)
         return self.get_ticket(reference)
+
+    def _resolve(self, reference: str, *, at: datetime, agent: str | None, result: str | None,
+                 follow_up_at: datetime | None) -> bool:
+        """Mark an open ticket resolved (inside a transaction); False if it was not open."""
+        cur = self.con.execute("UPDATE tickets SET status='resolved', resolved_at=?, resolved_by=?, result=?, "
+                               "followup_due_at=?, followed_up_at=NULL, updated_at=? "
+                               "WHERE reference=? AND resolved_at IS NULL",
+                               (iso(at), agent, result, iso(follow_up_at), iso(at), reference))
+        return cur.rowcount == 1
 
     def reopen_ticket(self, reference: str, *, at: datetime) -> Ticket | None:
         with self._tx() as db:
@@ -705,6 +717,11 @@ class _Ops:
                               "AND state IN ('queued','claimed')", (conversation_id,))
         return handoff_of(row) if row else None
 
+    def latest_handoff(self, conversation_id: str) -> HandoffRecord | None:
+        row = self._one("SELECT * FROM handoffs WHERE conversation_id=? ORDER BY created_at DESC, rowid DESC "
+                        "LIMIT 1", (conversation_id,))
+        return handoff_of(row) if row else None
+
     def list_handoffs(self, *, states: Sequence[str], team: str | None = None) -> list[HandoffRecord]:
         q = f"SELECT * FROM handoffs WHERE state IN ({','.join('?' * len(states))})"
         args: list[Any] = list(states)
@@ -785,7 +802,7 @@ def _operation(name: str) -> Callable[..., Any]:
 
 for _name in ('set_meta', 'desk_thread', 'desk_thread_by_ts', 'save_desk_thread', 'update_desk_thread', 'first_seen',
               'claim_desk_alert', 'failed_outbound',
-              'load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'list_handoffs', 'transition_handoff', 'queue_position',
+              'load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'latest_handoff', 'list_handoffs', 'transition_handoff', 'queue_position',
               'create_ticket', 'get_ticket', 'customer_tickets', 'conversation_ticket',
               'resolve_ticket', 'record_csat', 'reopen_ticket', 'due_followups',
               'mark_followed_up', 'latest_customer_conversation', 'move_ticket',

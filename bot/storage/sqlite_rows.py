@@ -42,7 +42,7 @@ def message_of(row: sqlite3.Row) -> Message:
         attachments=tuple(Attachment.from_dict(a) for a in json.loads(row["attachments"] or "[]")),
         buttons=tuple(Button(b["title"], b["payload"]) for b in json.loads(row["buttons"] or "[]")),
         platform_message_id=row["platform_message_id"], status=row["status"],
-        payload=row["payload"])
+        payload=row["payload"], error=row["last_error"] if row["status"] == "failed" else None)
 
 
 def handoff_of(row: sqlite3.Row) -> HandoffRecord:

@@ -328,7 +328,7 @@
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
     if (!d) {
       $("#context-header").replaceChildren(el("p", { class: "none", text: state.selectedId ? "Loading…" : "" }));
-      for (const b of ["#claim-btn", "#resolve-btn", "#release-btn", "#reply-form", "#reply-note"]) $(b).hidden = true;
+      for (const b of ["#claim-btn", "#resolve-btn", "#release-btn", "#reply-form", "#reply-note", "#unreachable"]) $(b).hidden = true;
       return;
     }
     renderHeader(d.handoff, d.context);
@@ -336,6 +336,7 @@
     renderSlots(d.context.slots || {});
     renderTicketBox(d.context.ticket);
     renderCustomer(d.context.customer || {});
+    renderUnreachable(d.context);
     renderTranscript(d.handoff, d.context, atBottom || state.scrollDown);
     state.scrollDown = false;
   }
@@ -420,7 +421,31 @@
     const buttons = Array.isArray(m.buttons) && m.buttons.length
       ? el("div", { class: "buttons", "aria-label": "buttons offered" }, m.buttons.map((b) => el("span", { text: b.title })))
       : null;
-    return el("div", { class: `msg role-${role}${isWaiting ? " waiting" : ""}`, data: { id: m.id } }, meta, body, buttons);
+    const failed = m.status === "failed"
+      ? el("div", { class: "undelivered", role: "note", text: `Not delivered: ${m.error || "the platform refused it"}` })
+      : null;
+    return el("div", { class: `msg role-${role}${isWaiting ? " waiting" : ""}${failed ? " failed" : ""}`,
+      data: { id: m.id, status: m.status || "" } }, meta, body, buttons, failed);
+  }
+
+  const CHANNEL_NAMES = { telegram: "Telegram", webchat: "Web chat", slack: "Slack", whatsapp: "WhatsApp", email: "E-mail" };
+  const channelName = (ch) => CHANNEL_NAMES[ch] || ch || "this channel";
+
+  /** The banner over a conversation whose customer cannot be reached on its channel. */
+  function renderUnreachable(ctx) {
+    const box = $("#unreachable");
+    const u = ctx.unreachable;
+    if (!u) {
+      box.hidden = true;
+      box.replaceChildren();
+      return;
+    }
+    const others = [...new Set((ctx.other_channels || []).map((o) => channelName(o.channel)))];
+    box.replaceChildren(
+      el("strong", { text: `Not reachable on ${channelName(u.channel)}: ` }),
+      document.createTextNode(`${u.reason || "messages are not delivered"}. `),
+      document.createTextNode(others.length ? `Also reachable on: ${others.join(", ")}.` : "No other channel known."));
+    box.hidden = false;
   }
 
   function renderTranscript(h, ctx, stick) {
@@ -432,6 +457,15 @@
       shown.every((id, i) => id === String(msgs[i].id));
     const fresh = sameStart ? msgs.slice(shown.length) : msgs;
     if (!sameStart) box.replaceChildren();
+    else {
+      // messages already shown whose delivery state changed (sending… -> sent / not delivered)
+      const nodes = [...box.querySelectorAll(".msg")];
+      nodes.forEach((node, i) => {
+        if (node.dataset.status !== String(msgs[i].status || "")) {
+          node.replaceWith(renderMessage(msgs[i], ctx.customer || h.customer, waiting));
+        }
+      });
+    }
     for (const n of box.querySelectorAll(":scope > .none")) n.remove();
     box.dataset.handoff = String(h.id);
     let dividerShown = !!box.querySelector(".divider");
@@ -552,6 +586,9 @@
       try { frame = JSON.parse(ev.data); } catch (err) { return; }
       if (frame && frame.type === "changed") {
         if (frame.event === "sla") showSlaAlert(frame.alert);
+        if (frame.event === "delivery_failed" && String(frame.handoff_id) === state.selectedId) {
+          toast(`Not delivered: ${frame.reason || "the platform refused it"}`);
+        }
         scheduleRefresh(frame.handoff_id);
       }
     };

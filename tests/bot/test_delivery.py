@@ -11,6 +11,7 @@ import pytest
 from bot.config import DeliveryConfig
 from bot.delivery import Delivery
 from bot.errors import PermanentSendError, TransientSendError
+from bot.events import Event, EventBus
 from bot.model import Inbound, Outbound
 from bot.storage import OutboxItem, SqliteStore
 from conftest import until
@@ -228,16 +229,54 @@ def test_backoff_is_capped() -> None:
             assert cap / 2 <= d.backoff(attempts) <= cap
 
 
+async def failures_seen(store: SqliteStore, bus: EventBus) -> list[tuple[Event, str]]:
+    """Collect ``delivery_failed`` events, each with the message's stored status at that moment."""
+    seen: list[tuple[Event, str]] = []
+    q = bus.subscribe()
+
+    async def watch() -> None:
+        while True:
+            ev = await q.get()
+            if ev.kind == "delivery_failed":
+                seen.append((ev, (await row(store, ev.data["message_id"]))["status"]))
+
+    task = asyncio.create_task(watch())
+    seen_task.append(task)
+    return seen
+
+
+seen_task: list[asyncio.Task[None]] = []
+
+
+@pytest.fixture(autouse=True)
+async def _stop_watchers() -> AsyncIterator[None]:
+    yield
+    while seen_task:
+        t = seen_task.pop()
+        t.cancel()
+        await asyncio.gather(t, return_exceptions=True)
+
+
 async def test_permanent_error_marks_failed_and_next_message_goes(
         store: CountingStore, connector: FakeConnector, workers: list[Delivery]) -> None:
-    connector.fail["one"] = [PermanentSendError("bot was blocked by the user")]
+    connector.fail["one"] = [PermanentSendError("the customer blocked the bot")]
     ids = await queue(store, "A", ["one", "two"])
-    d = await start(workers, store, connector)
+    bus = EventBus()
+    seen = await failures_seen(store, bus)
+    d = await start(workers, store, connector, events=bus)
     await until(lambda: _statuses_are(store, ids, ["failed", "sent"]))
     assert connector.called == ["one", "two"]
     r = await row(store, ids[0])
-    assert (r["attempts"], r["last_error"]) == (1, "bot was blocked by the user")
+    assert (r["attempts"], r["last_error"]) == (1, "the customer blocked the bot")
     assert (d.sent, d.failed) == (1, 1)
+    # announced once, after the failure was recorded (the listener reads "failed" already)
+    await until(lambda: len(seen) == 1, what="delivery_failed event")
+    [(ev, status_then)] = seen
+    assert status_then == "failed"
+    assert ev.data == {"message_id": ids[0], "reason": "the customer blocked the bot", "channel": "webchat",
+                       "role": "bot", "sender": ""}
+    conv = await store.open_conversation("webchat", "A")
+    assert (ev.conversation_id, ev.handoff_id) == (conv.id, None)    # no handoff in this conversation
 
 
 async def _statuses_are(store: SqliteStore, ids: Sequence[int], expected: list[str]) -> bool:
@@ -248,13 +287,20 @@ async def test_max_attempts_gives_up(store: CountingStore, connector: FakeConnec
                                      workers: list[Delivery]) -> None:
     connector.fail["one"] = [TransientSendError(f"down {i}") for i in range(10)]
     ids = await queue(store, "A", ["one", "two"])
+    bus = EventBus()
+    seen = await failures_seen(store, bus)
     d = await start(workers, store, connector,
-                    DeliveryConfig(max_attempts=3, base_delay=0.01, max_delay=0.05))
+                    DeliveryConfig(max_attempts=3, base_delay=0.01, max_delay=0.05), events=bus)
     await until(lambda: _statuses_are(store, ids, ["failed", "sent"]))
     assert connector.called == ["one", "one", "one", "two"]
     r = await row(store, ids[0])
-    assert (r["attempts"], r["last_error"]) == (3, "down 2")
+    assert (r["attempts"], r["last_error"]) == (3, "not delivered after 3 attempts: down 2")
     assert (d.sent, d.failed) == (1, 1)
+    # retries exhausted is announced like a permanent error: once, after it is recorded
+    await until(lambda: len(seen) == 1, what="delivery_failed event")
+    [(ev, status_then)] = seen
+    assert status_then == "failed"
+    assert ev.data["message_id"] == ids[0] and ev.data["reason"] == r["last_error"]
 
 
 async def test_connection_error_is_retried(store: CountingStore, connector: FakeConnector,

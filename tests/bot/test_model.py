@@ -102,11 +102,23 @@ def test_message_to_dict() -> None:
                 buttons=(Button("Yes", "yes"), Button("No", "no")))
     assert m.to_dict() == {
         "id": 7, "conversation_id": "conv_1", "direction": "out", "role": "agent", "text": "hi",
-        "sender": "Anna", "at": "2024-05-06T07:08:09+00:00", "status": "pending",
+        "sender": "Anna", "at": "2024-05-06T07:08:09+00:00", "status": "pending", "error": None,
         "attachments": [{"kind": "file", "url": "/m/a.pdf", "name": "a.pdf", "mime": "", "size": 0,
                          "platform_file_id": ""}],
         "buttons": [{"title": "Yes", "payload": "yes"}, {"title": "No", "payload": "no"}],
     }
+
+
+def test_message_to_dict_carries_the_failure_only_when_failed() -> None:
+    at = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    failed = Message(id=8, conversation_id="conv_1", direction="out", role="agent", text="hi", created_at=at,
+                     status="failed", error="the customer blocked the bot on Telegram")
+    assert (failed.to_dict()["status"], failed.to_dict()["error"]) == ("failed",
+                                                                       "the customer blocked the bot on Telegram")
+    # an error kept from an earlier retry is not shown once the message went out
+    sent = Message(id=9, conversation_id="conv_1", direction="out", role="agent", text="hi", created_at=at,
+                   status="sent", error="503 from platform")
+    assert sent.to_dict()["error"] is None
 
 
 def test_conversation_state_values() -> None:

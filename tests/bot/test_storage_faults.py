@@ -317,3 +317,46 @@ async def test_agent_call_that_cannot_be_stored_gets_503_then_works(tmp_path: Pa
         await chat.close()
     finally:
         await stop_app(r)
+
+
+async def test_resolving_from_the_ticket_list_is_all_or_nothing(tmp_path: Path) -> None:
+    """Resolved and told in one transaction: when storage fails, the complaint stays open and the
+    agent's retry tells the customer once (before: resolved, customer never told, retry refused)."""
+    from conftest import agent_headers
+    from e2e.test_tickets_e2e import _file_complaint
+
+    r = await start_app(make_config(tmp_path))
+    lock = WriteLock(tmp_path / "omnibot.sqlite3")
+    try:
+        s = r.services
+        await short_busy_timeout(s.store)
+        chat = ChatClient(r.http, r.ws_url)
+        await chat.connect()
+        ref = await _file_complaint(chat, "product", "JK555555", "The zip broke the first time I used it.")
+        await chat.say("No, that's all", payload="no")
+        real_commit = s.store.commit_turn
+
+        async def locked_commit(*args: Any, **kwargs: Any) -> Any:
+            lock.take()                       # the ticket write and the message go in one commit
+            try:
+                return await real_commit(*args, **kwargs)
+            finally:
+                lock.release()
+
+        s.store.commit_turn = locked_commit  # type: ignore[method-assign]
+        url = f"{r.url}/agent/api/tickets/{ref}/resolve"
+        async with r.http.post(url, headers=agent_headers(), json={"result": "a new zip is on its way"}) as resp:
+            assert resp.status == 503, await resp.text()
+        del s.store.commit_turn
+        t = await s.store.get_ticket(ref)
+        assert t is not None and t.resolved_at is None      # still open: nothing half done
+        async with r.http.post(url, headers=agent_headers(), json={"result": "a new zip is on its way"}) as resp:
+            assert resp.status == 200
+        msgs = await chat.replies_until(lambda m: "How satisfied" in m["text"])
+        assert [m["text"] for m in msgs].count(f"Anna resolved your complaint {ref}: a new zip is on its way") == 1
+        await asyncio.sleep(0.3)
+        told = [m for m in chat.messages.values() if "resolved your complaint" in m["text"]]
+        assert len(told) == 1
+        await chat.close()
+    finally:
+        await stop_app(r)

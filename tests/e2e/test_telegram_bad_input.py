@@ -18,7 +18,7 @@ import pytest
 
 from conftest import Running, start_app, stop_app
 from e2e.bad_input import StoreOutage, errors, post_cut_off, stored_messages, warnings
-from e2e.test_telegram import SECRET, tg_config, to_chat
+from e2e.test_telegram import SECRET, fake, tg_config, to_chat  # noqa: F401 (fake: the fixture)
 from fakes.telegram_api import FakeTelegram, callback_update, deliver_webhook, photo_update, text_update
 
 LOGGER = "connectors.telegram"
@@ -85,16 +85,6 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("callback data a number", json.dumps(_cq_with("callback_query.data", 17)).encode()),
     ("callback id a number", json.dumps(_cq_with("callback_query.id", 17)).encode()),
 ]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    f = FakeTelegram()
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.stop()
 
 
 @pytest.fixture
