@@ -402,8 +402,8 @@ class SlackDesk:
                 return                 # the sweep finds the failure later
             handoff_id = h.id if h else None
         if handoff_id:
-            # a failed delivery changes nothing on the card: only its thread is told
-            self.sync.kick(handoff_id, card=ev.kind != "delivery_failed")
+            # a failed delivery: the thread is told, and the card shows the customer is unreachable
+            self.sync.kick(handoff_id, redraw=ev.kind == "delivery_failed")
 
     async def sync_all(self) -> None:
         """Bring every open handoff's card and thread up to date (in the background)."""

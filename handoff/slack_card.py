@@ -101,6 +101,12 @@ class CardRenderer:
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
                            f"{len(previous)} earlier conversation(s); last: "
                            f"{escape(previous[-1].get('summary') or '')[:150]}"}]})
+        gone = ctx.get("unreachable")
+        if gone:
+            others = ", ".join(escape(o["channel"]) for o in ctx.get("other_channels") or [])
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
+                           f":no_entry: Not reachable on {escape(gone['channel'])}: {escape(gone['reason'])}"
+                           + (f". Also linked: {others}" if others else "")}]})
         transcript = ctx.get("transcript") or []
         tail = transcript[-self.cfg.transcript_lines:]
         if tail:

@@ -107,8 +107,14 @@ class DeskSync:
 
     # -- starting jobs -------------------------------------------------------------
 
-    def kick(self, handoff_id: str, *, card: bool = True, thread: bool = True) -> None:
-        """Bring the handoff's card and/or thread up to date, soon, in the background."""
+    def kick(self, handoff_id: str, *, card: bool = True, thread: bool = True, redraw: bool = False) -> None:
+        """Bring the handoff's card and/or thread up to date, soon, in the background.
+
+        ``redraw``: render the card even if its handoff and messages did not change (a delivery
+        failed: the card says the customer is unreachable; still no update if it looks the same).
+        """
+        if redraw:
+            self._shown.pop(handoff_id, None)
         if card:
             self._cards.kick(handoff_id, self._guard(self.sync_card))
         if thread:

@@ -55,6 +55,9 @@ slack:
         [warn] = await fake.wait_for("chat.postMessage", timeout=5, predicate=lambda x: x.args.get("thread_ts") == ts
                                      and "Not delivered to the customer" in x.args.get("text", ""))
         assert "blocked" in warn.args["text"], warn.args["text"]
+        # and the card says the customer cannot be reached there
+        await fake.wait_for("chat.update", timeout=5, predicate=lambda x: x.args.get("ts") == ts
+                            and "Not reachable on telegram: the customer blocked the bot" in str(x.args.get("blocks")))
         await asyncio.sleep(1.0)            # sweeps and the event: told once
         assert len([x for x in fake.calls_to("chat.postMessage")
                     if "Not delivered" in x.args.get("text", "")]) == 1
