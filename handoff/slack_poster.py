@@ -7,9 +7,11 @@ its own worker, its own pace and its own priority queue:
 
 - a 429 delays that lane only, for its ``Retry-After``, and the call is put back at its place;
   no other channel or method waits (nothing sleeps in a shared worker);
-- a lane sends its next call one interval after Slack *answered* the previous one, so that calls
-  *arrive* at least an interval apart whatever the network does (pacing from the send time lets
-  a delayed request bunch up with the next one, and a strict limit answers that with 429);
+- a lane sends one call at a time, the next one interval (plus a 3 % margin for network jitter)
+  after the previous one was *sent*, and never before Slack answered it: at 100 ms of latency
+  that is one post per 1.03 s rather than 1.1 s if the pace ran from the answer, and a request
+  delayed on its way still cannot bunch up with the next one (a rare 429 costs that lane its
+  ``Retry-After``, nothing more);
 - within a lane, lower ``priority`` goes first (customer messages before new cards), and equal
   priorities keep their order, so one conversation's thread messages arrive in order.
 
@@ -121,6 +123,8 @@ class SlackPoster:
             job = heapq.heappop(lane.jobs)
             if job.future.done():             # the caller went away
                 continue
+            sent = time.monotonic()
+            paced = sent + lane.interval * 1.03
             try:
                 resp = await call(**job.kwargs)
             except SlackApiError as exc:
@@ -131,16 +135,16 @@ class SlackPoster:
                     lane.not_before = time.monotonic() + wait
                     heapq.heappush(lane.jobs, job)     # same place in the queue
                     continue
-                lane.not_before = time.monotonic() + lane.interval
+                lane.not_before = paced
                 _settle(job, exc=exc)
             except asyncio.CancelledError:
                 _settle(job, exc=ConnectionError("Slack desk stopping"))
                 raise
             except Exception as exc:           # network: the caller's sync retries later
-                lane.not_before = time.monotonic() + lane.interval
+                lane.not_before = paced
                 _settle(job, exc=exc)
             else:
-                lane.not_before = time.monotonic() + lane.interval
+                lane.not_before = paced
                 _settle(job, result=resp.data)  # type: ignore[arg-type]
 
 
