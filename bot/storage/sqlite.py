@@ -14,7 +14,7 @@ import sqlite3
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Concatenate, Coroutine, Iterator, Literal, ParamSpec, Sequence, TypeVar
 
 import aiosqlite
 
@@ -29,109 +29,6 @@ from .sqlite_rows import (conversation_of, customer_of, handoff_of, iso, message
 from .sqlite_schema import MIGRATIONS, SCHEMA_VERSION, split_sql
 
 log = logging.getLogger(__name__)
-
-
-class SqliteStore:
-    """The embedded default store.
-
-    Args:
-        path: database file, or ``:memory:``.
-        synchronous: SQLite ``synchronous`` pragma. ``normal`` (default) keeps
-            every committed transaction across a process crash; ``full`` also
-            across a power loss, at the cost of an fsync per commit.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], *,
-                 synchronous: Literal["normal", "full"] = "normal") -> None:
-        self.path = str(path)
-        self.synchronous = synchronous
-        self._db: aiosqlite.Connection | None = None
-        self._ops: _Ops | None = None
-        self.health = StorageHealth()
-
-    # -- life cycle ---------------------------------------------------------
-
-    async def open(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        self._db.row_factory = aiosqlite.Row
-        try:
-            await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-            await self._db.execute("PRAGMA foreign_keys=ON")
-            await self._db.execute("PRAGMA busy_timeout=5000")
-            await self.migrate()
-            self._ops = _Ops(self._db._conn)
-        except BaseException:
-            # A refused or failed open must not leave the connection (and its thread) behind.
-            db, self._db = self._db, None
-            await db.close()
-            raise
-
-    async def close(self) -> None:
-        if self._db is not None:
-            db, self._db, self._ops = self._db, None, None
-            await db.close()
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise StoreError("store is not open")
-        return self._db
-
-    async def schema_version(self) -> int:
-        async with self.db.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        return int(row[0])
-
-    async def migrate(self) -> None:
-        """Apply every migration past the database's ``user_version``, each in its own transaction."""
-        current = await self.schema_version()
-        if current > SCHEMA_VERSION:
-            raise StoreError(f"database {self.path} has schema version {current}, newer than this "
-                             f"omnibot ({SCHEMA_VERSION}); upgrade omnibot")
-        for version in range(current, SCHEMA_VERSION):
-            log.info("migrating %s to schema version %d", self.path, version + 1)
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for stmt in split_sql(MIGRATIONS[version]):
-                    await self.db.execute(stmt)
-                await self.db.execute(f"PRAGMA user_version={version + 1}")
-                await self.db.execute("COMMIT")
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-
-    # -- helpers ------------------------------------------------------------
-
-    async def _run(self, operation: str, *args: Any, **kwargs: Any) -> Any:
-        db = self.db   # raises StoreError when closed
-        # aiosqlite's own way to run a callable on its connection thread. It is not
-        # public API (hence the version pin in pyproject.toml); the storage tests
-        # exercise every operation through it.
-        try:
-            result = await db._execute(getattr(self._ops, operation), *args, **kwargs)
-        except sqlite3.Error as exc:
-            if _unavailable(exc):
-                self.health.failed(operation, exc)
-                raise StorageUnavailable(f"{operation}: {exc}") from exc
-            raise
-        if self.health.failing and operation in _WRITES:
-            self.health.succeeded()
-        return result
-
-    async def probe(self) -> bool:
-        """Try one small write that needs free space and the write lock; True if it went through.
-
-        The runtime's recovery sweep calls it while storage is failing and nothing else is
-        waiting to be written, so that ``/readyz`` turns back to ``ok`` on its own.
-        """
-        try:
-            await self._run("probe")
-        except StorageUnavailable:
-            return False
-        return True
 
 
 # sqlite3 errors that mean "storage can't do it now" rather than "this operation is wrong":
@@ -789,23 +686,178 @@ class _Ops:
         return int(row["n"])  # type: ignore[index]
 
 
-def _operation(name: str) -> Callable[..., Any]:
-    op = getattr(_Ops, name)
+P = ParamSpec("P")
+R = TypeVar("R")
 
-    async def call(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
-        return await self._run(name, *args, **kwargs)
+
+def _on_db_thread(op: Callable[Concatenate[_Ops, P], R]) -> Callable[Concatenate[SqliteStore, P], Coroutine[Any, Any, R]]:
+    """The store's async method for ``op``: run it whole on aiosqlite's thread (see ``_run``)."""
+    name = op.__name__
+
+    async def call(self: SqliteStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._run(name, *args, **kwargs)  # type: ignore[no-any-return]
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = op.__doc__
     return call
 
 
-for _name in ('set_meta', 'desk_thread', 'desk_thread_by_ts', 'save_desk_thread', 'update_desk_thread', 'first_seen',
-              'claim_desk_alert', 'failed_outbound',
-              'load_turn', 'get_meta', 'set_meta_if_absent', 'next_sequence', 'record_inbound', 'latest_conversation', 'identities', 'get_conversation', 'get_customer', 'open_conversation', 'customer_conversations', 'set_conversation_state', 'history', 'unprocessed_inbound', 'conversations_with_unprocessed', 'load_flow_state', 'commit_turn', 'due_outbox', 'next_outbox_due', 'mark_sent', 'mark_retry', 'mark_failed', 'create_handoff', 'get_handoff', 'active_handoff', 'latest_handoff', 'list_handoffs', 'transition_handoff', 'queue_position',
-              'create_ticket', 'get_ticket', 'customer_tickets', 'conversation_ticket',
-              'resolve_ticket', 'record_csat', 'reopen_ticket', 'due_followups',
-              'mark_followed_up', 'latest_customer_conversation', 'move_ticket',
-              'create_link_code', 'redeem_link_code', 'open_tickets', 'add_sla_alert',
-              'ticket_by_origin', 'get_effect', 'save_effect'):
-    setattr(SqliteStore, _name, _operation(_name))
+class SqliteStore:
+    """The embedded default store.
+
+    Args:
+        path: database file, or ``:memory:``.
+        synchronous: SQLite ``synchronous`` pragma. ``normal`` (default) keeps
+            every committed transaction across a process crash; ``full`` also
+            across a power loss, at the cost of an fsync per commit.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *,
+                 synchronous: Literal["normal", "full"] = "normal") -> None:
+        self.path = str(path)
+        self.synchronous = synchronous
+        self._db: aiosqlite.Connection | None = None
+        self._ops: _Ops | None = None
+        self.health = StorageHealth()
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.row_factory = aiosqlite.Row
+        try:
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            await self._db.execute("PRAGMA foreign_keys=ON")
+            await self._db.execute("PRAGMA busy_timeout=5000")
+            await self.migrate()
+            self._ops = _Ops(self._db._conn)
+        except BaseException:
+            # A refused or failed open must not leave the connection (and its thread) behind.
+            db, self._db = self._db, None
+            await db.close()
+            raise
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db, self._ops = self._db, None, None
+            await db.close()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError("store is not open")
+        return self._db
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0])
+
+    async def migrate(self) -> None:
+        """Apply every migration past the database's ``user_version``, each in its own transaction."""
+        current = await self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise StoreError(f"database {self.path} has schema version {current}, newer than this "
+                             f"omnibot ({SCHEMA_VERSION}); upgrade omnibot")
+        for version in range(current, SCHEMA_VERSION):
+            log.info("migrating %s to schema version %d", self.path, version + 1)
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in split_sql(MIGRATIONS[version]):
+                    await self.db.execute(stmt)
+                await self.db.execute(f"PRAGMA user_version={version + 1}")
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+
+    # -- helpers ------------------------------------------------------------
+
+    async def _run(self, operation: str, *args: Any, **kwargs: Any) -> Any:
+        db = self.db   # raises StoreError when closed
+        # aiosqlite's own way to run a callable on its connection thread. It is not
+        # public API (hence the version pin in pyproject.toml); the storage tests
+        # exercise every operation through it.
+        try:
+            result = await db._execute(getattr(self._ops, operation), *args, **kwargs)
+        except sqlite3.Error as exc:
+            if _unavailable(exc):
+                self.health.failed(operation, exc)
+                raise StorageUnavailable(f"{operation}: {exc}") from exc
+            raise
+        if self.health.failing and operation in _WRITES:
+            self.health.succeeded()
+        return result
+
+    async def probe(self) -> bool:
+        """Try one small write that needs free space and the write lock; True if it went through.
+
+        The runtime's recovery sweep calls it while storage is failing and nothing else is
+        waiting to be written, so that ``/readyz`` turns back to ``ok`` on its own.
+        """
+        try:
+            await self._run("probe")
+        except StorageUnavailable:
+            return False
+        return True
+
+    # -- the operations (each runs whole on the connection's thread; see _Ops) --------
+
+    set_meta = _on_db_thread(_Ops.set_meta)
+    desk_thread = _on_db_thread(_Ops.desk_thread)
+    desk_thread_by_ts = _on_db_thread(_Ops.desk_thread_by_ts)
+    save_desk_thread = _on_db_thread(_Ops.save_desk_thread)
+    update_desk_thread = _on_db_thread(_Ops.update_desk_thread)
+    first_seen = _on_db_thread(_Ops.first_seen)
+    claim_desk_alert = _on_db_thread(_Ops.claim_desk_alert)
+    failed_outbound = _on_db_thread(_Ops.failed_outbound)
+    load_turn = _on_db_thread(_Ops.load_turn)
+    get_meta = _on_db_thread(_Ops.get_meta)
+    set_meta_if_absent = _on_db_thread(_Ops.set_meta_if_absent)
+    next_sequence = _on_db_thread(_Ops.next_sequence)
+    record_inbound = _on_db_thread(_Ops.record_inbound)
+    latest_conversation = _on_db_thread(_Ops.latest_conversation)
+    identities = _on_db_thread(_Ops.identities)
+    get_conversation = _on_db_thread(_Ops.get_conversation)
+    get_customer = _on_db_thread(_Ops.get_customer)
+    open_conversation = _on_db_thread(_Ops.open_conversation)
+    customer_conversations = _on_db_thread(_Ops.customer_conversations)
+    set_conversation_state = _on_db_thread(_Ops.set_conversation_state)
+    history = _on_db_thread(_Ops.history)
+    unprocessed_inbound = _on_db_thread(_Ops.unprocessed_inbound)
+    conversations_with_unprocessed = _on_db_thread(_Ops.conversations_with_unprocessed)
+    load_flow_state = _on_db_thread(_Ops.load_flow_state)
+    commit_turn = _on_db_thread(_Ops.commit_turn)
+    due_outbox = _on_db_thread(_Ops.due_outbox)
+    next_outbox_due = _on_db_thread(_Ops.next_outbox_due)
+    mark_sent = _on_db_thread(_Ops.mark_sent)
+    mark_retry = _on_db_thread(_Ops.mark_retry)
+    mark_failed = _on_db_thread(_Ops.mark_failed)
+    create_handoff = _on_db_thread(_Ops.create_handoff)
+    get_handoff = _on_db_thread(_Ops.get_handoff)
+    active_handoff = _on_db_thread(_Ops.active_handoff)
+    latest_handoff = _on_db_thread(_Ops.latest_handoff)
+    list_handoffs = _on_db_thread(_Ops.list_handoffs)
+    transition_handoff = _on_db_thread(_Ops.transition_handoff)
+    queue_position = _on_db_thread(_Ops.queue_position)
+    create_ticket = _on_db_thread(_Ops.create_ticket)
+    get_ticket = _on_db_thread(_Ops.get_ticket)
+    customer_tickets = _on_db_thread(_Ops.customer_tickets)
+    conversation_ticket = _on_db_thread(_Ops.conversation_ticket)
+    resolve_ticket = _on_db_thread(_Ops.resolve_ticket)
+    record_csat = _on_db_thread(_Ops.record_csat)
+    reopen_ticket = _on_db_thread(_Ops.reopen_ticket)
+    due_followups = _on_db_thread(_Ops.due_followups)
+    mark_followed_up = _on_db_thread(_Ops.mark_followed_up)
+    latest_customer_conversation = _on_db_thread(_Ops.latest_customer_conversation)
+    move_ticket = _on_db_thread(_Ops.move_ticket)
+    create_link_code = _on_db_thread(_Ops.create_link_code)
+    redeem_link_code = _on_db_thread(_Ops.redeem_link_code)
+    open_tickets = _on_db_thread(_Ops.open_tickets)
+    add_sla_alert = _on_db_thread(_Ops.add_sla_alert)
+    ticket_by_origin = _on_db_thread(_Ops.ticket_by_origin)
+    get_effect = _on_db_thread(_Ops.get_effect)
+    save_effect = _on_db_thread(_Ops.save_effect)

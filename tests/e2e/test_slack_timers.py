@@ -111,7 +111,7 @@ async def test_failed_delivery_is_told_in_the_thread_once(slack_app: Running, fa
         await store.mark_failed(reply.id, error=reason)
         r.services.events.publish(Event("delivery_failed", h.conversation_id, hid,
                                         {"message_id": reply.id, "reason": reason, "channel": "webchat"}))
-        [warn] = await fake.wait_for("chat.postMessage", timeout=1.0, predicate=lambda x: x.args.get("thread_ts") == ts
+        [warn] = await fake.wait_for("chat.postMessage", timeout=3.0, predicate=lambda x: x.args.get("thread_ts") == ts
                                      and "Not delivered" in x.args.get("text", ""))
         assert warn.args["text"] == ":warning: Not delivered to the customer: 403 Forbidden: bot was blocked " \
                                     "by the user &lt;x&gt;"
