@@ -358,19 +358,17 @@ class _Templates:
 
     def template(self, src: Any, what: str, file: str, line: int | None, *,
                  names: tuple[str, ...] = STEP_NAMES) -> None:
-        if not isinstance(src, str) or not src:
-            return
-        try:
-            found = self.renderer.template_names(src)
-        except TemplateError as exc:
-            self.errs.add(f"{what}: {exc}", file, line)
-            return
-        self._check(found, what, file, line, names)
+        if isinstance(src, str) and src:
+            self._parsed(self.renderer.template_names, src, what, file, line, names)
 
     def expression(self, src: str, what: str, file: str, line: int | None, *,
                    names: tuple[str, ...] = STEP_NAMES) -> None:
+        self._parsed(self.renderer.expression_names, src, what, file, line, names)
+
+    def _parsed(self, parse: Callable[[str], Any], src: str, what: str, file: str, line: int | None,
+                names: tuple[str, ...]) -> None:
         try:
-            found = self.renderer.expression_names(src)
+            found = parse(src)
         except TemplateError as exc:
             self.errs.add(f"{what}: {exc}", file, line)
             return

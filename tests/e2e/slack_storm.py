@@ -23,12 +23,10 @@ from typing import Any
 
 from bot.events import Event
 from bot.model import Inbound
-from conftest import make_config, start_app, stop_app
+from conftest import start_app, stop_app
 from e2e.chat import ChatClient
+from e2e.slack_config import slack_config
 from fakes.slack_api import FakeSlack
-
-SECRET = "test-signing-secret"
-
 
 @dataclass
 class StormResult:
@@ -59,23 +57,9 @@ class StormResult:
 
 def storm_config(tmp_path: Path, fake: FakeSlack, *, rate: float, update_rate: float, channels: int,
                  sync_interval: float) -> Any:
-    comp = "CCOMP" if channels == 2 else "CSUP"
-    return make_config(tmp_path, f"""
-slack:
-  enabled: true
-  mode: http
-  bot_token: {fake.bot_token}
-  signing_secret: {SECRET}
-  api_url: "{fake.base_url}"
-  default_channel: CSUP
-  team_channels: {{complaints: {comp}}}
-  agents: [UANNA]
-  unclaimed_alert_after: 3600
-  sync_interval: {sync_interval}
-  posts_per_second: {rate}
-  updates_per_second: {update_rate}
-webchat: {{messages_per_minute: 100000}}
-""")
+    return slack_config(tmp_path, fake, team_channels={"complaints": "CCOMP" if channels == 2 else "CSUP"},
+                        agents=["UANNA"], sync_interval=sync_interval, posts_per_second=rate,
+                        updates_per_second=update_rate, messages_per_minute=100000)
 
 
 def _is_card(c: Any) -> bool:

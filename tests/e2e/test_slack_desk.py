@@ -13,29 +13,11 @@ from typing import Any, AsyncIterator
 import pytest
 
 from bot.app import SERVICES
-from conftest import Running, agent_headers, make_config, start_app, stop_app
+from conftest import Running, agent_headers, start_app, stop_app
 from e2e.chat import ChatClient
+from e2e.slack_config import SECRET, slack_config  # noqa: F401 (imported from here by others)
 from fakes.slack_api import FakeSlack, action_body, command_body, event_body, signed_headers
 
-SECRET = "test-signing-secret"
-
-
-def slack_config(tmp_path: Path, fake: FakeSlack, **extra: Any) -> Any:
-    opts = {"unclaimed_alert_after": 3600, "sync_interval": 0.3, **extra}
-    more = "".join(f"\n  {k}: {json.dumps(v)}" for k, v in opts.items())
-    return make_config(tmp_path, f"""
-slack:
-  enabled: true
-  mode: http
-  bot_token: {fake.bot_token}
-  signing_secret: {SECRET}
-  api_url: "{fake.base_url}"
-  default_channel: CSUP
-  team_channels: {{complaints: CCOMP}}
-  agents: [UANNA, UBOB]
-  note_prefix: "//"{more}
-webchat: {{messages_per_minute: 1000}}
-""")
 
 
 @pytest.fixture

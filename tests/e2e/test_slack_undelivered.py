@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from conftest import make_config, start_app, stop_app
-from e2e.test_slack_desk import SECRET, button, card_posts, click, fake, fake_ts, thread_message  # noqa: F401
+from conftest import start_app, stop_app
+from e2e.slack_config import slack_config
+from e2e.test_slack_desk import button, card_posts, click, fake, fake_ts, thread_message  # noqa: F401
 from e2e.test_telegram import fake as tg_fake, say, to_chat  # noqa: F401 (pytest fixture)
 from fakes.slack_api import FakeSlack
 from fakes.telegram_api import FakeTelegram
@@ -21,7 +22,7 @@ from fakes.telegram_api import FakeTelegram
 async def test_blocked_customer_reply_from_slack_is_reported_in_the_thread(
         tmp_path: Path, fake: FakeSlack, tg_fake: FakeTelegram) -> None:  # noqa: F811
     tg = tg_fake
-    config = make_config(tmp_path, f"""
+    config = slack_config(tmp_path, fake, team_channels={}, agents=["UANNA"], more_yaml=f"""
 telegram:
   enabled: true
   token: "{tg.token}"
@@ -29,16 +30,6 @@ telegram:
   api_url: "{tg.base_url}"
   file_url: "{tg.base_file_url}"
   poll_timeout: 1
-slack:
-  enabled: true
-  mode: http
-  bot_token: {fake.bot_token}
-  signing_secret: {SECRET}
-  api_url: "{fake.base_url}"
-  default_channel: CSUP
-  agents: [UANNA]
-  sync_interval: 0.3
-  unclaimed_alert_after: 3600
 """)
     r = await start_app(config)
     try:
