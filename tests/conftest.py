@@ -166,3 +166,14 @@ async def until(pred: Any, timeout: float = 3.0, what: str = "condition") -> Non
         if time.monotonic() > deadline:
             pytest.fail(f"{what} not reached in {timeout} s")
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """The store contract: every test that takes ``store`` runs on both backends."""
+    url = "sqlite:///:memory:" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    s = await open_store(url)
+    try:
+        yield s
+    finally:
+        await s.close()

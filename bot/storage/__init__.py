@@ -20,8 +20,9 @@ async def open_store(url: str, **options: object) -> Store:
     """Open (and migrate) the store named by ``url``.
 
     Args:
-        url: ``sqlite:///path/to/file.db``, ``sqlite:///:memory:`` or a plain path.
-        **options: backend options (``synchronous`` for SQLite).
+        url: ``sqlite:///path/to/file.db``, ``sqlite:///:memory:``, a plain path, or
+            ``postgresql://user:password@host:port/database`` (several instances).
+        **options: backend options (``synchronous`` for SQLite, ``pool_size`` for PostgreSQL).
 
     Raises:
         ConfigError: for an unknown scheme.
@@ -34,8 +35,13 @@ async def open_store(url: str, **options: object) -> Store:
         store = SqliteStore(path or ":memory:", **options)  # type: ignore[arg-type]
     elif "://" not in url:
         store = SqliteStore(url, **options)  # type: ignore[arg-type]
+    elif url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        store = PostgresStore(url, **options)  # type: ignore[arg-type]
     else:
-        raise ConfigError(f"unsupported storage url {url.split('://')[0]}://; use sqlite:///path",
+        raise ConfigError(f"unsupported storage url {url.split('://')[0]}://; use sqlite:///path or "
+                          "postgresql://user:password@host:port/database",
                           key="storage.url")
     await store.open()
     return store

@@ -144,8 +144,8 @@ async def test_no_per_message_query_reads_a_whole_table(tmp_path: Path) -> None:
     traced: list[str] = []
     try:
         await store.db.set_trace_callback(traced.append)
-        recorder = Recorder(store._ops.con)  # type: ignore[union-attr]
-        store._ops.con = recorder  # type: ignore[union-attr,assignment]
+        recorder = Recorder(store._con)
+        store._con = recorder  # type: ignore[assignment]
         await _per_message_operations(store)
     finally:
         await store.close()

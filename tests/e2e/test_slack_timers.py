@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.events import Event
 from bot.model import Inbound
-from bot.storage.sqlite_rows import parse_iso
+from bot.storage.rows import parse_iso
 from conftest import Running, start_app, stop_app
 from e2e.test_slack_desk import (click, complaint_to_slack, fake, slack_app,  # noqa: F401 (fixtures)
                                  slack_config, thread_message)

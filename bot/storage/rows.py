@@ -1,15 +1,17 @@
-"""Between SQLite rows and the store's records: timestamps, ids, and one converter per table."""
+"""Between database rows (SQLite or PostgreSQL) and the store's records: timestamps, ids, and one converter per table."""
 
 from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 from datetime import datetime, timezone
+from typing import Any
 
 from bot.model import Attachment, Button, Conversation, ConversationState, Customer, Message
 
 from .base import HandoffRecord, Ticket
+
+Row = Any  # sqlite3.Row or asyncpg.Record
 
 def iso(dt: datetime | None) -> str | None:
     return dt.astimezone(timezone.utc).isoformat() if dt else None
@@ -23,18 +25,18 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
-def customer_of(row: sqlite3.Row) -> Customer:
+def customer_of(row: Row) -> Customer:
     return Customer(row["id"], row["display_name"], parse_iso(row["created_at"]),  # type: ignore[arg-type]
                     json.loads(row["attributes"] or "{}"))
 
 
-def conversation_of(row: sqlite3.Row) -> Conversation:
+def conversation_of(row: Row) -> Conversation:
     return Conversation(id=row["id"], customer_id=row["customer_id"], channel=row["channel"],
                         external_id=row["external_id"], state=ConversationState(row["state"]),
                         created_at=parse_iso(row["created_at"]), updated_at=parse_iso(row["updated_at"]))  # type: ignore[arg-type]
 
 
-def message_of(row: sqlite3.Row) -> Message:
+def message_of(row: Row) -> Message:
     return Message(
         id=row["id"], conversation_id=row["conversation_id"], direction=row["direction"],
         role=row["role"], text=row["text"], created_at=parse_iso(row["created_at"]),  # type: ignore[arg-type]
@@ -45,7 +47,7 @@ def message_of(row: sqlite3.Row) -> Message:
         payload=row["payload"], error=row["last_error"] if row["status"] == "failed" else None)
 
 
-def handoff_of(row: sqlite3.Row) -> HandoffRecord:
+def handoff_of(row: Row) -> HandoffRecord:
     return HandoffRecord(
         id=row["id"], conversation_id=row["conversation_id"], state=row["state"], team=row["team"],
         reason=row["reason"], priority=row["priority"], agent=row["agent"],
@@ -53,7 +55,7 @@ def handoff_of(row: sqlite3.Row) -> HandoffRecord:
         closed_at=parse_iso(row["closed_at"]), context=json.loads(row["context"] or "{}"))
 
 
-def ticket_of(row: sqlite3.Row) -> Ticket:
+def ticket_of(row: Row) -> Ticket:
     return Ticket(
         reference=row["reference"], customer_id=row["customer_id"], conversation_id=row["conversation_id"],
         status=row["status"], category=row["category"], severity=row["severity"],

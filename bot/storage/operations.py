@@ -1,0 +1,100 @@
+"""Every store operation, once, as an async method of :class:`Operations`.
+
+A backend subclasses it and implements :meth:`Operations._call` (run one
+operation whole: on SQLite's connection thread, or on a pooled PostgreSQL
+connection). The methods are plain class attributes typed from the operation
+functions, so type checkers see each one with its real signature.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Concatenate, Coroutine, ParamSpec, TypeVar
+
+from . import ops_chat as chat
+from . import ops_desk as desk
+from .sql import Op
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Operations that write: one of them going through means storage works again.
+WRITES = frozenset({
+    "probe", "set_meta", "set_meta_if_absent", "next_sequence", "record_inbound", "commit_turn", "mark_sent",
+    "mark_retry", "mark_failed", "save_desk_thread", "update_desk_thread", "claim_desk_alert", "first_seen",
+    "set_conversation_state", "create_handoff", "transition_handoff", "create_ticket", "resolve_ticket",
+    "record_csat", "reopen_ticket", "mark_followed_up", "move_ticket", "create_link_code", "redeem_link_code",
+    "add_sla_alert", "save_effect"})
+
+
+def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
+    """The store's async method for the operation ``op``."""
+    async def call(self: Operations, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._call(op, args, kwargs)  # type: ignore[no-any-return]
+
+    call.__name__ = call.__qualname__ = op.__name__
+    call.__doc__ = op.__doc__
+    return call
+
+
+class Operations:
+    """The operations every backend offers (see :mod:`bot.storage.ops_chat` and :mod:`bot.storage.ops_desk`)."""
+
+    async def _call(self, op: Callable[..., Op[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    get_meta = operation(chat.get_meta)
+    set_meta = operation(chat.set_meta)
+    set_meta_if_absent = operation(chat.set_meta_if_absent)
+    next_sequence = operation(chat.next_sequence)
+    first_seen = operation(chat.first_seen)
+    record_inbound = operation(chat.record_inbound)
+    get_conversation = operation(chat.get_conversation)
+    get_customer = operation(chat.get_customer)
+    latest_conversation = operation(chat.latest_conversation)
+    identities = operation(chat.identities)
+    load_turn = operation(chat.load_turn)
+    open_conversation = operation(chat.open_conversation)
+    customer_conversations = operation(chat.customer_conversations)
+    latest_customer_conversation = operation(chat.latest_customer_conversation)
+    set_conversation_state = operation(chat.set_conversation_state)
+    history = operation(chat.history)
+    unprocessed_inbound = operation(chat.unprocessed_inbound)
+    conversations_with_unprocessed = operation(chat.conversations_with_unprocessed)
+    load_flow_state = operation(chat.load_flow_state)
+    commit_turn = operation(chat.commit_turn)
+    failed_outbound = operation(chat.failed_outbound)
+    due_outbox = operation(chat.due_outbox)
+    next_outbox_due = operation(chat.next_outbox_due)
+    mark_sent = operation(chat.mark_sent)
+    mark_retry = operation(chat.mark_retry)
+    mark_failed = operation(chat.mark_failed)
+
+    desk_thread = operation(desk.desk_thread)
+    desk_thread_by_ts = operation(desk.desk_thread_by_ts)
+    save_desk_thread = operation(desk.save_desk_thread)
+    update_desk_thread = operation(desk.update_desk_thread)
+    claim_desk_alert = operation(desk.claim_desk_alert)
+    create_handoff = operation(desk.create_handoff)
+    get_handoff = operation(desk.get_handoff)
+    active_handoff = operation(desk.active_handoff)
+    latest_handoff = operation(desk.latest_handoff)
+    list_handoffs = operation(desk.list_handoffs)
+    transition_handoff = operation(desk.transition_handoff)
+    queue_position = operation(desk.queue_position)
+    create_ticket = operation(desk.create_ticket)
+    ticket_by_origin = operation(desk.ticket_by_origin)
+    get_ticket = operation(desk.get_ticket)
+    customer_tickets = operation(desk.customer_tickets)
+    conversation_ticket = operation(desk.conversation_ticket)
+    open_tickets = operation(desk.open_tickets)
+    resolve_ticket = operation(desk.resolve_ticket)
+    reopen_ticket = operation(desk.reopen_ticket)
+    record_csat = operation(desk.record_csat)
+    add_sla_alert = operation(desk.add_sla_alert)
+    move_ticket = operation(desk.move_ticket)
+    due_followups = operation(desk.due_followups)
+    mark_followed_up = operation(desk.mark_followed_up)
+    get_effect = operation(desk.get_effect)
+    save_effect = operation(desk.save_effect)
+    create_link_code = operation(desk.create_link_code)
+    redeem_link_code = operation(desk.redeem_link_code)
