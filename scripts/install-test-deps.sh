@@ -91,5 +91,5 @@ if ! have_postgres; then
     log "error: install finished but PostgreSQL's initdb is still missing (looked in /usr/lib/postgresql/*/bin)."
     exit 1
 fi
-pg_ver="$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n1)"
+pg_ver="$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n1 || true)"
 log "done in $((SECONDS - start))s: $("$CHROMIUM" --version 2>/dev/null || echo chromium), PostgreSQL ${pg_ver:-(own install)}"
