@@ -166,3 +166,8 @@ async def until(pred: Any, timeout: float = 3.0, what: str = "condition") -> Non
         if time.monotonic() > deadline:
             pytest.fail(f"{what} not reached in {timeout} s")
         await asyncio.sleep(0.01)
+
+
+# PostgreSQL (tests/pg.py): `pg_server`, the session's throwaway cluster, started
+# only when a test asks for it; `pg_url`, a fresh empty database per test.
+from pg import pg_server, pg_url  # noqa: E402,F401
