@@ -217,11 +217,15 @@ def start_cluster(*, attempts: int = 3) -> PgServer:
         out = server._run("initdb", "-D", str(server.datadir), "-U", PG_USER, "-A", "trust",
                           "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
         if out.returncode != 0:
-            raise RuntimeError(f"initdb failed (exit {out.returncode}):\n{out.stderr or out.stdout}")
+            hint = (f"\n(as root, {PG_USER} must be able to reach {base}: check TMPDIR)"
+                    if prefix else "")
+            raise RuntimeError(f"initdb failed (exit {out.returncode}):\n{out.stderr or out.stdout}{hint}")
         (server.datadir / "pg_hba.conf").write_text(HBA)
         for attempt in range(1, attempts + 1):
             server.port = free_port()
-            conf = {**SETTINGS, "port": str(server.port), "unix_socket_directories": f"'{base}'"}
+            # A private socket directory, unless the path is too long for a socket (TCP only then).
+            sockdir = str(base) if len(str(base)) < 80 else ""
+            conf = {**SETTINGS, "port": str(server.port), "unix_socket_directories": f"'{sockdir}'"}
             # postgresql.auto.conf is read last, so these win over postgresql.conf.
             (server.datadir / "postgresql.auto.conf").write_text(
                 "".join(f"{k} = {v}\n" for k, v in conf.items()))

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import asyncpg
+import asyncio
+import os
+import pwd
+import shutil
+from pathlib import Path
 
-from pg import PgServer
+import asyncpg
+import pytest
+
+import pg
+from pg import PgServer, create_database, drop_database
 
 
 async def test_asyncpg_connects_to_a_real_server(pg_server: PgServer, pg_url: str) -> None:
@@ -49,8 +57,6 @@ async def _user_tables(dsn: str) -> list[str]:
 
 
 async def test_each_pg_url_is_a_different_empty_database(pg_server: PgServer, pg_url: str) -> None:
-    from pg import create_database, drop_database
-
     assert await _user_tables(pg_url) == []
     conn = await asyncpg.connect(pg_url)
     try:
@@ -74,16 +80,19 @@ async def test_each_pg_url_is_a_different_empty_database(pg_server: PgServer, pg
 
 def test_pg_url_works_in_a_sync_test(pg_url: str) -> None:
     """The fixtures need no event loop of the test's (sync tests, asyncio.run inside)."""
-    import asyncio
-
     assert asyncio.run(_user_tables(pg_url)) == []
 
 
 def test_server_runs_as_postgres_when_root(pg_server: PgServer) -> None:
-    import os
-    import pwd
-
     assert pg_server.pid is not None
     owner = os.stat(f"/proc/{pg_server.pid}").st_uid
     expected = pwd.getpwnam("postgres").pw_uid if os.geteuid() == 0 else os.geteuid()
     assert owner == expected
+
+
+def test_missing_postgres_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("OMNIBOT_PG_BINDIR", str(tmp_path))
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: iter(()))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pg.PostgresMissing, match="run scripts/install-test-deps.sh"):
+        pg.find_bindir()
