@@ -166,6 +166,7 @@ async def test_close_leaves_no_tasks_or_connections(pg_url: str, admin: asyncpg.
     for i in range(20):
         a.publish(Event("message", "c1", None, {"message_id": f"m{i}"}))
     await a.close()  # flushes what was queued first
+    await until(lambda: qb.qsize() == 20, timeout=2, what="B receiving what A flushed at close")
     await b.close()
     assert asyncio.all_tasks() - before == set()
     assert [qb.get_nowait().data["message_id"] for _ in range(qb.qsize())] == [f"m{i}" for i in range(20)]
