@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Install system-level test dependencies for the Playwright-based tests:
-# Debian's chromium (Playwright's own browser download is unavailable here;
-# tests launch /usr/bin/chromium via executable_path) plus a basic font so
-# text renders (--no-install-recommends skips chromium's fonts-liberation).
+# Install system-level test dependencies:
+# - Debian's chromium for the Playwright-based tests (Playwright's own browser
+#   download is unavailable here; tests launch /usr/bin/chromium via
+#   executable_path) plus a basic font so text renders (--no-install-recommends
+#   skips chromium's fonts-liberation);
+# - Debian's postgresql (v15 on Debian 12) for the PostgreSQL tests: the test
+#   session starts its own throwaway cluster with initdb + pg_ctl from
+#   /usr/lib/postgresql/<ver>/bin (tests/pg.py); the system cluster is not used.
 #
 # Idempotent; returns immediately when everything is already installed.
 # Safe for CI: non-interactive, never reads stdin.
@@ -10,20 +14,42 @@ set -euo pipefail
 
 CHROMIUM="${OMNIBOT_CHROMIUM:-/usr/bin/chromium}"
 FONT=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
-PKGS=(chromium fonts-dejavu-core)
+
+have_postgres() {
+    # Same search as tests/pg.py: Debian's layout, then pg_config, then PATH.
+    local f
+    for f in /usr/lib/postgresql/*/bin/initdb; do
+        [[ -x "$f" ]] && return 0
+    done
+    if command -v pg_config >/dev/null 2>&1; then
+        [[ -x "$(pg_config --bindir 2>/dev/null)/initdb" ]] && return 0
+    fi
+    command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1
+}
+
+PKGS=()
+[[ -x "$CHROMIUM" ]] || PKGS+=(chromium)
+[[ -e "$FONT" ]] || PKGS+=(fonts-dejavu-core)
+have_postgres || PKGS+=(postgresql)
 
 # Fast path: nothing to do.
-[[ -x "$CHROMIUM" && -e "$FONT" ]] && exit 0
+[[ ${#PKGS[@]} -eq 0 ]] && exit 0
 
 log() { echo "install-test-deps: $*" >&2; }
 
 if ! command -v apt-get >/dev/null 2>&1; then
-    if [[ -x "$CHROMIUM" ]]; then
-        exit 0  # non-Debian host with its own chromium; fonts are its business
+    missing=0
+    if [[ ! -x "$CHROMIUM" ]]; then
+        log "error: $CHROMIUM not found and apt-get is unavailable."
+        log "install Chromium yourself (or set OMNIBOT_CHROMIUM to its path)."
+        missing=1
     fi
-    log "error: $CHROMIUM not found and apt-get is unavailable."
-    log "install Chromium yourself (or set OMNIBOT_CHROMIUM to its path)."
-    exit 1
+    if ! have_postgres; then
+        log "error: PostgreSQL (initdb, pg_ctl) not found and apt-get is unavailable."
+        log "install PostgreSQL 14 or newer yourself, with pg_config or initdb on PATH."
+        missing=1
+    fi
+    exit $missing  # a non-Debian host's fonts are its own business
 fi
 
 SUDO=()
@@ -53,11 +79,7 @@ apt_quiet() {
 }
 
 start=$SECONDS
-if [[ -x "$CHROMIUM" ]]; then
-    log "installing fonts-dejavu-core from Debian (one-time)..."
-else
-    log "installing chromium from Debian (one-time, ~20s)..."
-fi
+log "installing ${PKGS[*]} from Debian (one-time, ~20-40s)..."
 apt_quiet apt-get update -qq
 apt_quiet apt-get install -y -qq --no-install-recommends "${PKGS[@]}"
 
@@ -65,4 +87,9 @@ if [[ ! -x "$CHROMIUM" ]]; then
     log "error: install finished but $CHROMIUM is still missing."
     exit 1
 fi
-log "done in $((SECONDS - start))s: $("$CHROMIUM" --version 2>/dev/null || echo chromium)"
+if ! have_postgres; then
+    log "error: install finished but PostgreSQL's initdb is still missing (looked in /usr/lib/postgresql/*/bin)."
+    exit 1
+fi
+pg_ver="$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n1 || true)"
+log "done in $((SECONDS - start))s: $("$CHROMIUM" --version 2>/dev/null || echo chromium), PostgreSQL ${pg_ver:-(own install)}"

@@ -177,3 +177,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         yield s
     finally:
         await s.close()
+
+# PostgreSQL (tests/pg.py): `pg_server`, the session's throwaway cluster, started
+# only when a test asks for it; `pg_url`, a fresh empty database per test.
+from pg import pg_server, pg_url  # noqa: E402,F401
