@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from bot.cli import main
 from bot.storage import SqliteStore
 from bot.storage.admin import mask_url, redact
-from bot.storage.filelock import SingleInstanceLock
+from bot.storage.filelock import DatabaseInUse, SingleInstanceLock
 from bot.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, split_sql
 
 LATEST = SCHEMA_VERSION
@@ -250,11 +250,18 @@ async def test_status_is_safe_beside_a_running_bot(tmp_path: Path) -> None:
     store = SqliteStore(db)
     await store.open()
     try:
-        with SingleInstanceLock(db):
+        lock = SingleInstanceLock(db)
+        try:
+            lock.acquire()
+        except DatabaseInUse:
+            pass   # SqliteStore.open took it already
+        try:
             await store.set_meta("k", "v")
             result = await asyncio.to_thread(run, "status", "--url", str(db))   # asyncio.run needs its own thread
             assert result.exit_code == 0, result.output
             assert "  meta:          1" in result.stdout.splitlines()
+        finally:
+            lock.release()
     finally:
         await store.close()
 
