@@ -7,12 +7,13 @@ import logging
 import sqlite3
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from bot import __version__
 from bot.config import Config, load_config
-from bot.errors import ConfigError, FlowValidationError, OmnibotError
+from bot.errors import ConfigError, FlowValidationError, OmnibotError, StoreError
 from bot.logs import configure_logging, setup_logging
 
 log = logging.getLogger("omnibot")
@@ -41,6 +42,7 @@ def main() -> None:
       omnibot shell               chat with the flows in this terminal
       omnibot nlu eval ...        measure intent matching on your own data
       omnibot report              service figures: response times, CSAT, SLA breaches...
+      omnibot db status           the database: schema version, rows per table
     """
 
 
@@ -220,6 +222,127 @@ def report(config_path: str | None, since: str | None, until: str | None, by: st
                    err=True)
         sys.exit(2)
     click.echo(_json.dumps(r, indent=2) if as_json else rep.render(r))
+
+
+@main.group()
+def db() -> None:
+    """The database: schema migrations and what it holds.
+
+    \b
+    The database is storage.url from the config (or --url). Printed URLs
+    never show a password (postgresql://user:***@host/db).
+    """
+
+
+def _db_url(config_path: str | None, url: str | None) -> tuple[str, dict[str, object]]:
+    """The storage URL to work on and the options to open it with (--url wins over the config)."""
+    if url is not None and config_path is None:
+        return url, {}
+    config = _load(config_path)
+    options: dict[str, object] = {"synchronous": config.storage.synchronous}
+    return (url if url is not None else config.storage_url()), options
+
+
+def _db_fail(exc: object, url: str, *, code: int = 1) -> NoReturn:
+    from bot.storage.admin import redact
+
+    click.echo(f"error: {redact(str(exc), url)}", err=True)
+    sys.exit(code)
+
+
+def _db_checks(url: str) -> None:
+    from bot.storage.admin import backend_for, sqlite_path
+
+    try:
+        backend = backend_for(url)
+    except ConfigError as exc:
+        _db_fail(exc, url, code=2)
+    if backend.name == "sqlite" and sqlite_path(url) == ":memory:":
+        click.echo(f"error: {url} is an in-memory database: there is nothing to keep", err=True)
+        sys.exit(2)
+
+
+def _newer(url: str, current: int, latest: int) -> str:
+    from bot.storage.admin import mask_url
+
+    return (f"{mask_url(url)}: schema version {current} is newer than this omnibot "
+            f"(latest {latest}); upgrade omnibot")
+
+
+@db.command("migrate", short_help="apply the pending schema migrations")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--url", metavar="URL", help="storage URL (overrides storage.url)")
+def db_migrate(config_path: str | None, url: str | None) -> None:
+    """Apply the pending schema migrations (omnibot run applies them too).
+
+    Exits 1 if the database is newer than this omnibot or cannot be opened.
+    """
+    from bot.storage import open_store
+    from bot.storage.admin import mask_url, schema_info
+
+    target, options = _db_url(config_path, url)
+    _db_checks(target)
+
+    async def migrate() -> tuple[int, int, int]:
+        before, latest = await schema_info(target)
+        if before > latest:
+            raise StoreError(_newer(target, before, latest))
+        store = await open_store(target, **options)
+        try:
+            after = await store.schema_version()  # type: ignore[attr-defined]
+        finally:
+            await store.close()
+        return before, after, latest
+
+    try:
+        before, after, latest = asyncio.run(migrate())
+    except ConfigError as exc:
+        _db_fail(exc, target, code=2)
+    except OmnibotError as exc:
+        _db_fail(exc, target)
+    except (sqlite3.Error, OSError) as exc:
+        _db_fail(f"{mask_url(target)}: cannot open the database: {exc}", target)
+    shown = mask_url(target)
+    if after == before:
+        click.echo(f"{shown}: already at schema version {after}")
+    else:
+        n = after - before
+        click.echo(f"{shown}: schema version {before} -> {after} "
+                   f"({n} migration{'' if n == 1 else 's'} applied)")
+
+
+@db.command("status", short_help="schema version and rows per table (read-only)")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--url", metavar="URL", help="storage URL (overrides storage.url)")
+def db_status(config_path: str | None, url: str | None) -> None:
+    """Backend, URL, schema version and rows per table (read-only; safe beside a running bot)."""
+    from bot.storage.admin import backend_for, mask_url, schema_info, table_counts
+
+    target, _ = _db_url(config_path, url)
+    _db_checks(target)
+
+    async def status() -> tuple[int, int, dict[str, int]]:
+        current, latest = await schema_info(target)
+        return current, latest, await table_counts(target)
+
+    try:
+        current, latest, counts = asyncio.run(status())
+    except OmnibotError as exc:
+        _db_fail(exc, target)
+    lines = [f"backend: {backend_for(target).name}",
+             f"url: {mask_url(target)}",
+             f"schema version: {current}" + ("" if counts else " (no database yet)"),
+             f"latest version: {latest}"]
+    if current > latest:
+        lines.append("pending migrations: none (the database is newer than this omnibot; upgrade omnibot)")
+    elif current < latest:
+        lines.append(f"pending migrations: {latest - current} (omnibot db migrate applies them)")
+    else:
+        lines.append("pending migrations: 0")
+    lines.append("rows:" if counts else "rows: (no tables)")
+    width = max((len(t) for t in counts), default=0)
+    lines += [f"  {t + ':':<{width + 1}} {n}" for t, n in counts.items()]
+    click.echo("\n".join(lines))
 
 
 @main.group()
