@@ -61,6 +61,14 @@ class StoreError(OmnibotError):
     """Storage failed or was asked for something impossible."""
 
 
+class ClaimLost(StoreError):
+    """Another instance owns the conversation now (this one was taken for dead): write nothing."""
+
+
+class AlreadyDone(StoreError):
+    """The change was made already (by another instance, or before a restart): nothing to do."""
+
+
 class InvalidTransition(OmnibotError):
     """A handoff transition that the state table does not allow."""
 

@@ -38,6 +38,7 @@ async def open_store(url: str, **options: object) -> Store:
     elif url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
+        options.pop("synchronous", None)   # SQLite's own
         store = PostgresStore(url, **options)  # type: ignore[arg-type]
     else:
         raise ConfigError(f"unsupported storage url {url.split('://')[0]}://; use sqlite:///path or "

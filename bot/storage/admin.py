@@ -124,18 +124,33 @@ async def _sqlite_table_counts(url: str) -> dict[str, int]:
     return await asyncio.to_thread(_sqlite_table_counts_sync, sqlite_path(url))
 
 
-# -- PostgreSQL (the PostgreSQL store fills these in) ----------------------------
-
-def _postgresql_not_yet(url: str) -> StoreError:
-    return StoreError(f"{mask_url(url)}: omnibot db is not available yet for PostgreSQL databases")
-
+# -- PostgreSQL -------------------------------------------------------------------------
 
 async def _postgresql_schema_info(url: str) -> tuple[int, int]:
-    raise _postgresql_not_yet(url)
+    import asyncpg
+
+    from .postgres import PostgresStore
+
+    try:
+        return await PostgresStore(url).schema_version(), SCHEMA_VERSION
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreError(f"{mask_url(url)}: cannot read the database: {exc}") from exc
 
 
 async def _postgresql_table_counts(url: str) -> dict[str, int]:
-    raise _postgresql_not_yet(url)
+    import asyncpg
+
+    try:
+        con = await asyncpg.connect(url, timeout=10)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreError(f"{mask_url(url)}: cannot read the database: {exc}") from exc
+    try:
+        names = [r["tablename"] for r in await con.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename != 'schema_version' "
+            "ORDER BY tablename")]
+        return {n: int(await con.fetchval(f'SELECT COUNT(*) FROM "{n}"')) for n in names}
+    finally:
+        await con.close()
 
 
 # -- by scheme -------------------------------------------------------------------

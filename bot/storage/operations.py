@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Concatenate, Coroutine, ParamSpec, TypeVar
 
 from . import ops_chat as chat
+from . import ops_cluster as cluster
 from . import ops_desk as desk
 from .sql import Op
 
@@ -23,7 +24,8 @@ WRITES = frozenset({
     "mark_retry", "mark_failed", "save_desk_thread", "update_desk_thread", "claim_desk_alert", "first_seen",
     "set_conversation_state", "create_handoff", "transition_handoff", "create_ticket", "resolve_ticket",
     "record_csat", "reopen_ticket", "mark_followed_up", "move_ticket", "create_link_code", "redeem_link_code",
-    "add_sla_alert", "save_effect"})
+    "add_sla_alert", "save_effect", "register_instance", "heartbeat", "forget_instance", "forget_dead_instances",
+    "claim_conversation", "release_conversation", "take_lease", "release_lease", "rate_hit"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -98,3 +100,15 @@ class Operations:
     save_effect = operation(desk.save_effect)
     create_link_code = operation(desk.create_link_code)
     redeem_link_code = operation(desk.redeem_link_code)
+
+    register_instance = operation(cluster.register_instance)
+    heartbeat = operation(cluster.heartbeat)
+    live_instances = operation(cluster.live_instances)
+    forget_instance = operation(cluster.forget_instance)
+    forget_dead_instances = operation(cluster.forget_dead_instances)
+    claim_conversation = operation(cluster.claim_conversation)
+    release_conversation = operation(cluster.release_conversation)
+    conversation_owner = operation(cluster.conversation_owner)
+    take_lease = operation(cluster.take_lease)
+    release_lease = operation(cluster.release_lease)
+    rate_hit = operation(cluster.rate_hit)

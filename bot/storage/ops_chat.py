@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Any, Sequence
 
-from bot.errors import StoreError
+from bot.errors import AlreadyDone, ClaimLost, StoreError
 from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, utcnow
 
 from .base import HandoffSpec, InboundResult, OutboxItem, TicketChange, TicketFollowedUp, TicketResolved
@@ -219,7 +219,7 @@ def load_flow_state(conversation_id: str) -> Op[dict[str, Any] | None]:
 def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequence[Outbound],
                 flow_state: dict[str, Any] | None, state: ConversationState | None = None,
                 keep_flow_state: bool = False, handoff: HandoffSpec | None = None,
-                ticket: TicketChange | None = None) -> Op[list[Message]]:
+                ticket: TicketChange | None = None, owner: str | None = None) -> Op[list[Message]]:
     """Write a turn atomically: replies into the outbox, the flow state, the inbound marked processed.
 
     Args:
@@ -234,14 +234,18 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
         ticket: a change to a ticket that these replies tell the customer about (its
             follow-up asked, or its resolution), written in the same transaction, so the
             customer is told exactly once; see :class:`TicketResolved`.
+        owner: the instance that claimed the conversation (several instances); if another
+            instance owns it now, nothing is written and :class:`ClaimLost` is raised.
     """
     from .ops_desk import queue_position_of, resolve_open
 
     now = utcnow()
     yield Lock(f"conv:{conversation_id}")
-    crow = yield One("SELECT channel FROM conversations WHERE id=?", (conversation_id,))
+    crow = yield One("SELECT channel, owner FROM conversations WHERE id=?", (conversation_id,))
     if crow is None:
         raise StoreError(f"no conversation {conversation_id}")
+    if owner is not None and crow["owner"] != owner:
+        raise ClaimLost(f"{conversation_id} is owned by {crow['owner']}, not {owner}")
     replies = list(replies)
     if handoff is not None:
         hrow = yield One("SELECT * FROM handoffs WHERE conversation_id=? AND state IN ('queued','claimed')",
@@ -267,8 +271,10 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
         args.append(state.value)
     yield Run(f"UPDATE conversations SET {', '.join(sets)} WHERE id=?", (*args, conversation_id))
     if isinstance(ticket, TicketFollowedUp):
-        yield Run("UPDATE tickets SET followed_up_at=?, updated_at=? WHERE reference=?",
-                  (iso(now), iso(now), ticket.reference))
+        asked = yield Run("UPDATE tickets SET followed_up_at=?, updated_at=? WHERE reference=? "
+                          "AND followed_up_at IS NULL", (iso(now), iso(now), ticket.reference))
+        if not asked:
+            raise AlreadyDone(f"the follow-up of {ticket.reference} was asked already")
     elif isinstance(ticket, TicketResolved):
         if not (yield from resolve_open(ticket.reference, at=ticket.at, agent=ticket.agent, result=ticket.result,
                                         follow_up_at=ticket.follow_up_at)):

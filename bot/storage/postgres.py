@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Any, Callable
 
 import asyncpg
@@ -19,6 +18,7 @@ import asyncpg
 from bot.errors import StorageUnavailable, StoreError
 
 from . import ops_chat
+from .admin import mask_url
 from .health import StorageHealth
 from .operations import WRITES, Operations
 from .postgres_schema import BASELINE, BASELINE_SQL, MIGRATIONS
@@ -37,11 +37,6 @@ _MIGRATION_LOCK = 0x6F6D6E69626F74
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
 # Conflicts that a new attempt resolves: serialization failure, deadlock.
 _RETRY_STATES = ("40001", "40P01")
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (for logs and CLI output)."""
-    return re.sub(r"^([a-z+]+://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -80,7 +75,7 @@ class PostgresStore(Operations):
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=self.pool_size, command_timeout=self.timeout,
                 max_inactive_connection_lifetime=60)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"cannot open {mask_url(self.url)}: {exc}") from exc
 
     async def close(self) -> None:

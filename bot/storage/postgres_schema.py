@@ -155,6 +155,36 @@ CREATE FUNCTION json_insert(target TEXT, path TEXT, value BIGINT) RETURNS TEXT L
 
 #: Migrations past the baseline: version -> SQL. Each new SQLite migration gets its
 #: PostgreSQL twin here, so both backends carry the same version number.
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    11: """
+    CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        seen_at DOUBLE PRECISION NOT NULL
+    );
+    ALTER TABLE conversations ADD COLUMN owner TEXT;
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE rate_limits (
+        key TEXT PRIMARY KEY,
+        window_start DOUBLE PRECISION NOT NULL,
+        hits INTEGER NOT NULL
+    );
+    CREATE TABLE media (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BYTEA NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
+}
 
 assert BASELINE + len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL twin"

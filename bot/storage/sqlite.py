@@ -18,6 +18,7 @@ import aiosqlite
 from bot.errors import StorageUnavailable, StoreError
 
 from . import ops_chat
+from .filelock import SingleInstanceLock
 from .health import StorageHealth
 from .operations import WRITES, Operations
 from .sql import Op, run_sync
@@ -58,13 +59,20 @@ class SqliteStore(Operations):
         self.synchronous = synchronous
         self._db: aiosqlite.Connection | None = None
         self.health = StorageHealth()
+        self._lock = SingleInstanceLock(self.path)
 
     # -- life cycle ---------------------------------------------------------
 
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        # one omnibot per SQLite file: a second one would send every reply again
+        self._lock.acquire()
+        try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        except BaseException:
+            self._lock.release()
+            raise
         self._db.row_factory = aiosqlite.Row
         try:
             await self._db.execute("PRAGMA journal_mode=WAL")
@@ -77,12 +85,14 @@ class SqliteStore(Operations):
             # A refused or failed open must not leave the connection (and its thread) behind.
             db, self._db = self._db, None
             await db.close()
+            self._lock.release()
             raise
 
     async def close(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None
             await db.close()
+            self._lock.release()
 
     @property
     def db(self) -> aiosqlite.Connection:

@@ -176,6 +176,38 @@ MIGRATIONS: list[str] = [
     ALTER TABLE desk_threads ADD COLUMN card_hash TEXT;
     ALTER TABLE desk_threads ADD COLUMN warned TEXT NOT NULL DEFAULT '[]'
     """,
+    # 11: several instances on one database (PostgreSQL; SQLite carries the same schema):
+    # the live instances, which instance works on a conversation, named leases (the Telegram
+    # poller, ...), counters for rate limits that hold across instances, and uploaded files
+    """
+    CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        seen_at REAL NOT NULL
+    );
+    ALTER TABLE conversations ADD COLUMN owner TEXT;
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until REAL NOT NULL
+    );
+    CREATE TABLE rate_limits (
+        key TEXT PRIMARY KEY,
+        window_start REAL NOT NULL,
+        hits INTEGER NOT NULL
+    );
+    CREATE TABLE media (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    )
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -156,14 +156,31 @@ def test_an_unknown_scheme_or_memory_exits_2() -> None:
 
 
 @pytest.mark.parametrize("command", ["migrate", "status"])
-def test_a_postgresql_password_is_never_printed(tmp_path: Path, command: str) -> None:
-    url = "postgresql://omnibot:hunter2@db.internal:5432/omnibot"
+def test_a_postgresql_password_is_never_printed(tmp_path: Path, command: str, pg_url: str) -> None:
+    # a real database (trust auth takes any password) and an unreachable one
+    url = pg_url.replace("postgresql://postgres@", "postgresql://postgres:hunter2@")
     for args in (["--url", url], ["-c", str(config(tmp_path, url))]):
+        result = run(command, *args)
+        assert result.exit_code == 0, result.output
+        assert "hunter2" not in result.output and "postgres:***@" in result.output
+    down = "postgresql://omnibot:hunter2@127.0.0.1:1/omnibot"
+    for args in (["--url", down], ["-c", str(config(tmp_path, down))]):
         result = run(command, *args)
         assert result.exit_code == 1, result.output
         assert "hunter2" not in result.output
-        assert result.stderr == ("error: postgresql://omnibot:***@db.internal:5432/omnibot: omnibot db is not "
-                                 "available yet for PostgreSQL databases\n")
+        assert result.stderr.startswith("error: postgresql://omnibot:***@127.0.0.1:1/omnibot: ")
+
+
+def test_db_migrate_and_status_on_postgresql(pg_url: str) -> None:
+    result = run("migrate", "--url", pg_url)
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{pg_url}: schema version 0 -> {SCHEMA_VERSION} ({SCHEMA_VERSION} migrations applied)\n"
+    again = run("migrate", "--url", pg_url)
+    assert again.output == f"{pg_url}: already at schema version {SCHEMA_VERSION}\n"
+    status = run("status", "--url", pg_url)
+    assert status.exit_code == 0, status.output
+    assert "backend: postgresql" in status.output and f"schema version: {SCHEMA_VERSION}" in status.output
+    assert "  messages:      0\n" in status.output and "  instances:     0\n" in status.output
 
 
 @pytest.mark.parametrize(("url", "masked"), [

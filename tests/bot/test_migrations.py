@@ -32,9 +32,11 @@ def at(minutes: int) -> str:
 # Which migration (1-based: the version it produces) created each table, and each column
 # added to a table after it was created. Rows below set a column only from that version on.
 TABLE_SINCE = {"meta": 1, "customers": 1, "identities": 1, "conversations": 1, "messages": 1, "handoffs": 1,
-               "desk_threads": 2, "seen_events": 2, "tickets": 5, "link_codes": 6, "effects": 8}
+               "desk_threads": 2, "seen_events": 2, "tickets": 5, "link_codes": 6, "effects": 8,
+               "instances": 11, "leases": 11, "rate_limits": 11, "media": 11}
 COLUMN_SINCE = {("customers", "attributes"): 3, ("tickets", "sla_alerts"): 7, ("tickets", "origin"): 8,
-                ("desk_threads", "card_hash"): 10, ("desk_threads", "warned"): 10}
+                ("desk_threads", "card_hash"): 10, ("desk_threads", "warned"): 10,
+                ("conversations", "owner"): 11}
 
 # What an omnibot wrote: one customer on Telegram with a conversation in human handoff,
 # a processed inbound message, a sent and a pending reply, the Slack card of the handoff,
@@ -111,7 +113,8 @@ def test_the_fixture_knows_every_table_and_column() -> None:
                 assert COLUMN_SINCE.get((table, col)) == version, (table, col, version)
             seen[table] = cols
     assert set(seen) == set(TABLE_SINCE)
-    assert {t for t, _ in ROWS} == set(TABLE_SINCE)
+    # the tables of migration 11 start empty on an upgrade (nothing older wrote to them)
+    assert {t for t, _ in ROWS} == {t for t, v in TABLE_SINCE.items() if v < 11}
 
 
 @pytest.mark.parametrize("version", VERSIONS)
