@@ -19,6 +19,7 @@ from aiohttp import web
 from bot.config import Config
 from bot.delivery import Delivery
 from bot.errors import StorageUnavailable
+from bot.cluster import Cluster, ClusterLocks
 from bot.events import EventBus
 from bot.locks import KeyedLock
 from bot.logs import add_secrets
@@ -50,6 +51,7 @@ class Services:
     engine: FlowEngine
     events: EventBus
     locks: KeyedLock
+    cluster: Cluster
     runtime: Runtime
     delivery: Delivery
     queue: HandoffQueue
@@ -123,13 +125,18 @@ async def build_services(config: Config) -> Services:
         tickets = Tickets(store, config.complaints)
         engine = await asyncio.to_thread(
             FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(tickets, Linker(store), store))
-        events = EventBus()
-        locks = KeyedLock()
+        cluster = Cluster(store)
+        if cluster.enabled:
+            from bot.events_pg import PgEventBus   # live events reach every instance (LISTEN/NOTIFY)
+            events: EventBus = PgEventBus()
+            locks: KeyedLock = ClusterLocks(cluster)
+        else:
+            events, locks = EventBus(), KeyedLock()
         connectors: dict[str, Connector] = {}
-        delivery = Delivery(store, connectors, config.delivery, events=events)
+        delivery = Delivery(store, connectors, config.delivery, events=events, cluster=cluster)
         live = Live()
         runtime = Runtime(store=store, engine=engine, config=config, locks=locks, events=events,
-                          wake_delivery=delivery.wake, metrics=live)
+                          wake_delivery=delivery.wake, metrics=live, cluster=cluster)
         resolutions = Resolutions(store=store, engine=engine, tickets=tickets, locks=locks,
                                   wake_delivery=delivery.wake)
         queue = HandoffQueue(store=store, locks=locks, events=events, config=config,
@@ -164,7 +171,7 @@ async def build_services(config: Config) -> Services:
                           wake_delivery=delivery.wake)
     sla = SlaWatch(store=store, events=events, cfg=config.complaints, clock=lambda: tickets.clock(),
                    notify=[slack.sla_alert] if slack else [])
-    return Services(config, store, engine, events, locks, runtime, delivery, queue, connectors, desk, webchat,
+    return Services(config, store, engine, events, locks, cluster, runtime, delivery, queue, connectors, desk, webchat,
                     slack, followups, tickets, live, sla)
 
 
@@ -205,6 +212,9 @@ async def _storage_unavailable(request: web.Request, handler: Any) -> web.Stream
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     s = app[SERVICES]
+    if s.cluster.enabled:
+        await s.events.start(s.store.url)  # type: ignore[attr-defined]
+        await s.cluster.start()
     for c in s.connectors.values():
         await c.start()
     await s.delivery.start()
@@ -225,6 +235,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await s.delivery.stop()
     for c in s.connectors.values():
         await c.stop()
+    if s.cluster.enabled:
+        await s.cluster.drain()
+        await s.cluster.stop()
+        await s.events.close()  # type: ignore[attr-defined]
     await s.store.close()
     log.info("omnibot stopped")
 

@@ -14,8 +14,10 @@ import logging
 import os
 import random
 import time
-from typing import Awaitable, Callable, Mapping
+from contextlib import nullcontext
+from typing import Any, AsyncContextManager, Awaitable, Callable, Mapping
 
+from bot.cluster import Cluster
 from bot.config import DeliveryConfig
 from bot.errors import PermanentSendError, StorageUnavailable, TransientSendError
 from bot.events import Event, EventBus
@@ -38,8 +40,11 @@ class Delivery:
     """
 
     def __init__(self, store: Store, connectors: Mapping[str, Connector], config: DeliveryConfig, *,
-                 clock: Callable[[], float] = time.time, events: EventBus | None = None) -> None:
+                 clock: Callable[[], float] = time.time, events: EventBus | None = None,
+                 cluster: Cluster | None = None) -> None:
         self.store = store
+        # several instances: a conversation's replies are sent under its claim, by one instance
+        self.cluster = cluster if cluster is not None and cluster.enabled else None
         self.events = events
         self.connectors = connectors
         self.config = config
@@ -108,7 +113,7 @@ class Delivery:
     async def _round(self) -> float | None:
         """Start a send task for each due conversation; how long to wait before the next round."""
         items = await self.store.due_outbox(self.clock(), limit=self.config.concurrency * 2,
-                                            exclude=list(self._inflight))
+                                            exclude=list(self._inflight), **self._claimable())
         for item in items:
             cid = item.message.conversation_id
             if cid not in self._inflight:
@@ -121,13 +126,25 @@ class Delivery:
             timeout = None  # the due head is in flight; its task wakes us
         return timeout
 
+    def _claimable(self) -> dict[str, Any]:
+        if self.cluster is None:
+            return {}
+        return {"owner": self.cluster.id, "live_since": self.clock() - self.cluster.ttl}
+
+    def _claim(self, conversation_id: str) -> AsyncContextManager[None]:
+        return self.cluster.claim(conversation_id) if self.cluster is not None else nullcontext()
+
     async def _send(self, item: OutboxItem) -> None:
         cid = item.message.conversation_id
         try:
-            async with self._sem:
+            async with self._sem, self._claim(cid):
                 # Work through this conversation's outbox in order while it has due messages,
                 # without a round through the main loop for each.
                 next_item: OutboxItem | None = item
+                if self.cluster is not None:
+                    # claimed now: another instance may have sent the head while we waited
+                    due = await self.store.due_outbox(self.clock(), limit=1, conversation_id=cid)
+                    next_item = due[0] if due else None
                 while next_item is not None and not self._stopping:
                     if not await self._attempt(next_item):
                         break

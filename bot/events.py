@@ -20,10 +20,14 @@ class Event:
     conversation_id: str
     handoff_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    remote: bool = False           # published by another instance (see bot.events_pg)
 
 
 class EventBus:
     """Fan-out to any number of subscribers, each with a bounded queue."""
+
+    #: Whether events also reach other instances (:class:`bot.events_pg.PgEventBus`).
+    shared = False
 
     def __init__(self, *, maxsize: int = 1000) -> None:
         self._subs: set[asyncio.Queue[Event]] = set()

@@ -55,6 +55,8 @@ def _dumps(obj: Any) -> str:
 class PgEventBus(EventBus):
     """An :class:`EventBus` whose events also reach the other instances on the same database.
 
+    Events from other instances arrive with ``remote=True``.
+
     Args:
         maxsize: each local subscriber's queue size (as for :class:`EventBus`).
         channel: the LISTEN/NOTIFY channel shared by the instances.
@@ -79,6 +81,7 @@ class PgEventBus(EventBus):
                  check_timeout: float = 3.0, retry_delay: float = 0.2, max_retry_delay: float = 5.0,
                  outbox_size: int = 10_000) -> None:
         super().__init__(maxsize=maxsize)
+        self.shared = True
         self.channel = channel
         self.origin = uuid.uuid4().hex          # marks this instance's own notifications
         self._seq = itertools.count(1)          # numbers this instance's events
@@ -194,7 +197,7 @@ class PgEventBus(EventBus):
                 raise ValueError("data is not an object")
             handoff_id = msg.get("handoff_id")
             event = Event(str(msg["kind"]), str(msg["conversation_id"]),
-                          None if handoff_id is None else str(handoff_id), data)
+                          None if handoff_id is None else str(handoff_id), data, remote=True)
             return str(msg["origin"]), int(msg["seq"]), event
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             log.warning("live events: ignoring a malformed notification on %s (%s): %.200s",

@@ -17,8 +17,9 @@ import time
 from collections import Counter
 from typing import Any
 
+from bot.cluster import Cluster
 from bot.config import Config
-from bot.errors import StorageUnavailable
+from bot.errors import ClaimLost, StorageUnavailable
 from bot.events import Event, EventBus
 from bot.locks import KeyedLock
 from bot.logs import customer as _customer_text
@@ -65,12 +66,22 @@ class Runtime:
         locks: the per-conversation lock shared with the handoff queue.
         events: where state changes are announced.
         wake_delivery: called when new replies are in the outbox.
+        cluster: this instance's membership of a cluster (PostgreSQL): turns are fenced by its
+            conversation claims, and the sweep takes over what dead instances left unanswered.
     """
 
     def __init__(self, *, store: Store, engine: FlowEngine, config: Config, locks: KeyedLock,
-                 events: EventBus, wake_delivery: Any = None, metrics: Any = None,
-                 sweep_interval: float = 30.0, retry_delay: float = 0.5, max_retry_delay: float = 30.0) -> None:
+                 events: EventBus, wake_delivery: Any = None, metrics: Any = None, cluster: Cluster | None = None,
+                 sweep_interval: float | None = None, retry_delay: float = 0.5,
+                 max_retry_delay: float = 30.0) -> None:
         self.store = store
+        self.cluster = cluster
+        self.owner = cluster.owner if cluster is not None else None
+        if sweep_interval is None:
+            # with several instances, the sweep is how one answers what a dead one left: soon
+            sweep_interval = 2.0 if self.owner else 30.0
+        if cluster is not None and cluster.enabled:
+            cluster.on_peer_lost(lambda ids: self._sweep_wake.set())
         self.metrics = metrics      # bot.metrics.Live: counters and the turn latency histogram
         self.engine = engine
         self.config = config
@@ -135,7 +146,15 @@ class Runtime:
 
     async def recover(self) -> int:
         """Schedule every conversation with a stored, unanswered message that no turn is working on."""
-        pending = [cid for cid in await self.store.conversations_with_unprocessed() if cid not in self._active]
+        if self.owner is None:
+            found = await self.store.conversations_with_unprocessed()
+        else:
+            # several instances: only what no live instance is working on, and not what was
+            # stored a moment ago (its own instance is about to answer it)
+            assert self.cluster is not None
+            found = await self.store.stranded_conversations(now=self.cluster.clock(), ttl=self.cluster.ttl,
+                                                            older_than=1.0)
+        pending = [cid for cid in found if cid not in self._active]
         if pending:
             log.info("recovering %d conversation(s) with unanswered messages", len(pending))
         for cid in pending:
@@ -214,17 +233,20 @@ class Runtime:
                         await self._turn(msg)
                         if self.metrics is not None:
                             self.metrics.turn_seconds.observe(time.perf_counter() - started)
-                    except (asyncio.CancelledError, StorageUnavailable):
+                    except (asyncio.CancelledError, StorageUnavailable, ClaimLost):
                         raise
                     except Exception:
                         # The per-message boundary: apologise, never lose the message.
                         log.exception("turn for message %s of %s failed", msg.id, conversation_id)
                         await self.store.commit_turn(conversation_id, inbound_id=msg.id,
                                                      replies=[Outbound(APOLOGY, role="system")],
-                                                     flow_state=None, keep_flow_state=True)
+                                                     flow_state=None, keep_flow_state=True, owner=self.owner)
                     self.processed += 1
         except StorageUnavailable as exc:
             self._strand(conversation_id, exc)
+        except ClaimLost as exc:
+            # this instance was taken for dead and another one answers now: write nothing
+            log.warning("conversation %s was taken over by another instance: %s", conversation_id, exc)
         self.wake_delivery()
 
     async def _turn(self, msg: Message) -> None:
@@ -236,7 +258,7 @@ class Runtime:
         if conv.state in (ConversationState.WAITING, ConversationState.WITH_AGENT, ConversationState.CLOSED):
             # A human owns it (or will): the bot is silent; the message is kept for the agent.
             await self.store.commit_turn(cid, inbound_id=msg.id, replies=[], flow_state=None,
-                                         keep_flow_state=True)
+                                         keep_flow_state=True, owner=self.owner)
             handoff = await self.store.active_handoff(cid)
             self.events.publish(Event("message", cid, handoff.id if handoff else None,
                                       {"message_id": msg.id}))
@@ -252,7 +274,7 @@ class Runtime:
             spec = self._handoff_spec(result.handoff.team, result.handoff.reason, result.handoff.priority,
                                       result.state, turn, ticket)
         await self.store.commit_turn(cid, inbound_id=msg.id, replies=replies, flow_state=result.state,
-                                     handoff=spec)
+                                     handoff=spec, owner=self.owner)
         if spec is not None:
             handoff = await self.store.active_handoff(cid)
             if handoff is not None:

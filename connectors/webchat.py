@@ -24,7 +24,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from bot.auth import Signer
 from bot.config import WebchatConfig
 from bot.errors import StorageUnavailable
-from bot.events import EventBus
+from bot.events import Event, EventBus
 from bot.media import ALLOWED_MIME, MediaStore, sniff_mime
 from bot.model import Attachment, Inbound
 from bot.storage import OutboxItem, Store
@@ -116,18 +116,46 @@ class WebchatConnector:
         """Push to every open socket of the visitor. With none open, the message waits in
         history and is sent on the next connect, so it counts as delivered."""
         frame = json.dumps({"type": "message", "message": item.message.to_dict()})
-        for ws in list(self.sockets.get(item.external_id, ())):
+        if self.events.shared:
+            # the visitor's socket may be held by another instance: it pushes the message there
+            self.events.publish(Event("webchat_out", item.message.conversation_id, None,
+                                      {"external_id": item.external_id, "message_id": item.message.id,
+                                       "frame": frame}))
+        await self._push(item.external_id, frame)
+        return f"webchat-{item.message.id}"
+
+    async def _push(self, visitor: str, frame: str) -> None:
+        for ws in list(self.sockets.get(visitor, ())):
             try:
                 await ws.send_str(frame)
             except (ConnectionError, RuntimeError) as exc:
-                log.debug("socket of %s gone while sending: %s", item.external_id, exc)
-        return f"webchat-{item.message.id}"
+                log.debug("socket of %s gone while sending: %s", visitor, exc)
+
+    async def _push_remote(self, ev: Event) -> None:
+        """A message another instance sent to a visitor whose socket may be here."""
+        visitor = str(ev.data.get("external_id", ""))
+        if visitor not in self.sockets:
+            return
+        frame = ev.data.get("frame")
+        if not isinstance(frame, str):
+            # too big for a notification: read it from storage
+            mid = int(ev.data.get("message_id", 0))
+            found = [m for m in await self.store.history(ev.conversation_id, after_id=mid - 1, limit=1)
+                     if m.id == mid]
+            if not found:
+                return
+            frame = json.dumps({"type": "message", "message": found[0].to_dict()})
+        await self._push(visitor, frame)
 
     async def _listen(self) -> None:
         q = self.events.subscribe()
         try:
             while True:
                 ev = await q.get()
+                if ev.kind == "webchat_out":
+                    if ev.remote:
+                        await self._push_remote(ev)
+                    continue
                 if ev.kind != "state" or ev.data.get("channel") != self.name:
                     continue
                 frame = json.dumps({"type": "state", **{k: v for k, v in ev.data.items()

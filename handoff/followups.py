@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from bot.errors import AlreadyDone
 from bot.locks import KeyedLock
 from bot.model import ConversationState
 from bot.runtime import start_flow_in
@@ -57,10 +58,14 @@ class FollowUps:
                 if started is None:
                     return asked
                 replies, flow_state = started
-                # asked and marked asked in one transaction: a failure or crash never asks twice
-                await self.store.commit_turn(conv.id, inbound_id=None, flow_state=flow_state,
-                                             state=ConversationState.BOT, replies=replies,
-                                             ticket=TicketFollowedUp(ticket.reference))
+                # asked and marked asked in one transaction: a failure, a crash or another
+                # instance asking at the same moment never asks twice
+                try:
+                    await self.store.commit_turn(conv.id, inbound_id=None, flow_state=flow_state,
+                                                 state=ConversationState.BOT, replies=replies,
+                                                 ticket=TicketFollowedUp(ticket.reference))
+                except AlreadyDone:
+                    continue
             asked += 1
             log.info("follow-up asked for %s in conversation %s (%s)", ticket.reference, conv.id, conv.channel)
         if asked:

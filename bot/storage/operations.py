@@ -41,6 +41,9 @@ def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Co
 class Operations:
     """The operations every backend offers (see :mod:`bot.storage.ops_chat` and :mod:`bot.storage.ops_desk`)."""
 
+    #: Whether several instances may share this store (PostgreSQL), so they must coordinate.
+    shared: bool = False
+
     async def _call(self, op: Callable[..., Op[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         raise NotImplementedError
 
@@ -108,6 +111,7 @@ class Operations:
     forget_dead_instances = operation(cluster.forget_dead_instances)
     claim_conversation = operation(cluster.claim_conversation)
     release_conversation = operation(cluster.release_conversation)
+    stranded_conversations = operation(cluster.stranded_conversations)
     conversation_owner = operation(cluster.conversation_owner)
     take_lease = operation(cluster.take_lease)
     release_lease = operation(cluster.release_lease)

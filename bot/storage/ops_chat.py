@@ -318,21 +318,27 @@ def failed_outbound(conversation_id: str, *, since: datetime) -> Op[list[tuple[i
 
 
 def due_outbox(now: float, *, limit: int = 100, exclude: Sequence[str] = (),
-               conversation_id: str | None = None) -> Op[list[OutboxItem]]:
+               conversation_id: str | None = None, owner: str | None = None,
+               live_since: float = 0.0) -> Op[list[OutboxItem]]:
     """The oldest pending message of each conversation (or of one), if it is due.
 
     Only the head of each conversation is returned, so a message never
-    overtakes an earlier one that is waiting for a retry.
+    overtakes an earlier one that is waiting for a retry. With ``owner`` (several
+    instances), only conversations that no other live instance (one heard from
+    after ``live_since``) holds.
     """
     excl = f"AND m.conversation_id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
     one = "AND conversation_id = ?" if conversation_id else ""
+    mine = ("AND (c.owner IS NULL OR c.owner = ? OR c.owner NOT IN (SELECT id FROM instances WHERE seen_at > ?))"
+            if owner else "")
     rows = yield All(
         "SELECT m.*, c.external_id AS c_external_id FROM messages m "
         "JOIN conversations c ON c.id = m.conversation_id "
         "WHERE m.id IN (SELECT MIN(id) FROM messages WHERE direction='out' AND status='pending' "
         f"{one} GROUP BY conversation_id) AND m.next_attempt_at <= ? "
-        f"{excl} ORDER BY m.id LIMIT ?",
-        (*([conversation_id] if conversation_id else []), float(now), *exclude, limit))
+        f"{excl} {mine} ORDER BY m.id LIMIT ?",
+        (*([conversation_id] if conversation_id else []), float(now), *exclude,
+         *([owner, float(live_since)] if owner else []), limit))
     return [OutboxItem(message_of(r), r["channel"], r["c_external_id"], r["attempts"]) for r in rows]
 
 

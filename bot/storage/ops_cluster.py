@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
-from .rows import iso
-from .sql import All, One, Op, Run, transaction
+from datetime import datetime, timezone
 
 from bot.model import utcnow
+
+from .rows import iso
+from .sql import All, One, Op, Run, transaction
 
 
 def register_instance(instance_id: str, *, host: str, pid: int, now: float) -> Op[None]:
@@ -55,6 +57,17 @@ def claim_conversation(conversation_id: str, instance_id: str, *, now: float, tt
                   "(SELECT id FROM instances WHERE seen_at > ?))",
                   (instance_id, conversation_id, instance_id, float(now - ttl)))
     return n == 1  # type: ignore[no-any-return]
+
+
+def stranded_conversations(*, now: float, ttl: float, older_than: float) -> Op[list[str]]:
+    """Conversations with a message stored more than ``older_than`` seconds ago and not answered,
+    that no live instance holds: what an instance that died left behind, oldest first."""
+    rows = yield All(
+        "SELECT m.conversation_id, MIN(m.id) AS first FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+        "WHERE m.direction='in' AND m.status='received' AND m.created_at <= ? AND (c.owner IS NULL OR c.owner NOT IN "
+        "(SELECT id FROM instances WHERE seen_at > ?)) GROUP BY m.conversation_id ORDER BY first",
+        (iso(datetime.fromtimestamp(now - older_than, timezone.utc)), float(now - ttl)))
+    return [r["conversation_id"] for r in rows]
 
 
 def release_conversation(conversation_id: str, instance_id: str) -> Op[None]:

@@ -57,6 +57,8 @@ class PostgresStore(Operations):
         timeout: seconds before a statement counts as storage being unavailable.
     """
 
+    shared = True
+
     def __init__(self, url: str, *, pool_size: int = 4, timeout: float = 10.0) -> None:
         self.url = url
         self.pool_size = pool_size
