@@ -7,7 +7,7 @@ import logging
 import sqlite3
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -59,8 +59,18 @@ def run(config_path: str | None, host: str | None, port: int | None) -> None:
     config = _load(config_path)
     configure_logging(config)
     server = config.server.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
+    # The SQLite thread hands every result back through the GIL; with the default 5 ms
+    # switch interval a busy event loop makes each of those hand-offs wait up to 5 ms.
+    sys.setswitchinterval(0.0005)
+    built: list[Any] = []
+
+    async def main() -> None:
+        # one event loop for building and serving: PostgreSQL's connections belong to the loop
+        built.append(await _build(config))
+        await _serve(built[0], config, server.host, server.port)
+
     try:
-        app = asyncio.run(_build(config))
+        asyncio.run(main())
     except FlowValidationError as exc:
         click.echo(f"error: the flows in {config.resolve(config.flows.path)} have "
                    f"{len(exc.errors)} problem(s):", err=True)
@@ -70,13 +80,9 @@ def run(config_path: str | None, host: str | None, port: int | None) -> None:
     except OmnibotError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-
-    try:
-        # The SQLite thread hands every result back through the GIL; with the default 5 ms
-        # switch interval a busy event loop makes each of those hand-offs wait up to 5 ms.
-        sys.setswitchinterval(0.0005)
-        asyncio.run(_serve(app, config, server.host, server.port))
     except OSError as exc:
+        if not built:
+            raise
         click.echo(f"error: cannot listen on {server.host}:{server.port}: {exc.strerror or exc}", err=True)
         sys.exit(1)
 

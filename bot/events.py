@@ -20,7 +20,7 @@ class Event:
     conversation_id: str
     handoff_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
-    remote: bool = False           # published by another instance (see bot.events_pg)
+    remote: bool = field(default=False, compare=False)   # published by another instance (bot.events_pg)
 
 
 class EventBus:

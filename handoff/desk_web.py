@@ -28,7 +28,8 @@ from .queue import DeskError, HandoffQueue
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 COOKIE = "omnibot_agent"
-DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "sla", "delivery_failed")
+DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "sla", "delivery_failed",
+               "resync")   # resync: live events were lost (another instance's bus reconnected); reload
 
 
 async def _result_of(request: web.Request) -> str | None:

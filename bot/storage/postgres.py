@@ -21,7 +21,7 @@ from . import ops_chat
 from .admin import mask_url
 from .health import StorageHealth
 from .operations import WRITES, Operations
-from .postgres_schema import BASELINE, BASELINE_SQL, MIGRATIONS
+from .postgres_schema import BASELINE, BASELINE_SQL, FUNCTIONS_SQL, MIGRATIONS, byte_order
 from .sql import Op, run_async
 from .sqlite_schema import SCHEMA_VERSION
 
@@ -122,7 +122,7 @@ class PostgresStore(Operations):
                 if current == 0:
                     log.info("creating the omnibot schema (version %d) in %s", BASELINE, mask_url(self.url))
                     async with con.transaction():
-                        await con.execute(BASELINE_SQL)
+                        await con.execute(byte_order(BASELINE_SQL) + FUNCTIONS_SQL)
                         await con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
                                           "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
                         await con.execute("INSERT INTO schema_version(version) VALUES ($1)", BASELINE)
@@ -130,7 +130,7 @@ class PostgresStore(Operations):
                 for version in range(current + 1, SCHEMA_VERSION + 1):
                     log.info("migrating %s to schema version %d", mask_url(self.url), version)
                     async with con.transaction():
-                        await con.execute(MIGRATIONS[version])
+                        await con.execute(byte_order(MIGRATIONS[version]))
                         await con.execute("INSERT INTO schema_version(version) VALUES ($1)", version)
             finally:
                 await con.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)

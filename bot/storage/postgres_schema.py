@@ -8,6 +8,8 @@ so one set of SQL and one set of row converters serves both backends, and
 
 from __future__ import annotations
 
+import re
+
 from .sqlite_schema import SCHEMA_VERSION
 
 #: The SQLite schema version that :data:`BASELINE_SQL` matches.
@@ -146,12 +148,21 @@ CREATE TABLE effects (
     value TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
--- SQLite's JSON functions that the shared SQL uses (flat objects, appending to arrays)
+"""
+
+#: SQLite's JSON functions that the shared SQL uses (flat objects, appending to arrays).
+FUNCTIONS_SQL = """
 CREATE FUNCTION json_patch(target TEXT, patch TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE AS
     $$ SELECT (COALESCE(target, '{}')::jsonb || COALESCE(patch, '{}')::jsonb)::text $$;
 CREATE FUNCTION json_insert(target TEXT, path TEXT, value BIGINT) RETURNS TEXT LANGUAGE sql IMMUTABLE AS
     $$ SELECT (COALESCE(target, '[]')::jsonb || to_jsonb(value))::text $$;
 """
+
+def byte_order(sql: str) -> str:
+    """Text columns compared byte by byte (``COLLATE "C"``), as SQLite compares them: the ISO-8601
+    timestamps and ids sort the same on both backends, whatever the database's locale."""
+    return re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', sql)
+
 
 #: Migrations past the baseline: version -> SQL. Each new SQLite migration gets its
 #: PostgreSQL twin here, so both backends carry the same version number.
