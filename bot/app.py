@@ -191,7 +191,7 @@ async def build_app(config: Config) -> web.Application:
         if connector is not services.webchat and hasattr(connector, "add_routes"):
             connector.add_routes(app)
     if services.live is not None:
-        MetricsWeb(config=config, live=services.live,
+        MetricsWeb(config=config, live=services.live, store=services.store,
                    is_agent=services.desk.is_agent if services.desk else None).add_routes(app)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/readyz", _ready)

@@ -201,6 +201,9 @@ def report(config_path: str | None, since: str | None, until: str | None, by: st
     breaches (complaints.sla.resolve, in complaints.business_hours when set)
     and repeat complaints per category.
 
+    Reads storage.url: a SQLite file read-only (safe beside a running
+    omnibot), or PostgreSQL.
+
     \b
     Example:
       omnibot report --since 2026-11-01 --until 2026-12-01 --by category
@@ -208,25 +211,27 @@ def report(config_path: str | None, since: str | None, until: str | None, by: st
     import json as _json
 
     from bot import report as rep
+    from bot.storage.admin import mask_url, redact
 
     config = _load(config_path)
     url = config.storage_url()
-    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
-        click.echo(f"error: report reads a SQLite file; storage.url is {url}", err=True)
-        sys.exit(2)
+    period = {"since": _date(since, "--since"), "until": _date(until, "--until")}
+
+    async def figures() -> dict[str, Any]:
+        store = await rep.open_store_for_report(url)
+        try:
+            return await rep.report(store, by=by, complaints=config.complaints, **period)
+        finally:
+            await store.close()
+
     try:
-        con = rep.connect(url[len("sqlite:///"):])
-    except FileNotFoundError as exc:
-        click.echo(f"error: {exc}", err=True)
+        r = asyncio.run(figures())
+    except (FileNotFoundError, OmnibotError) as exc:   # no such database, bad URL, other schema, unreachable
+        click.echo(f"error: {redact(str(exc), url)}", err=True)
         sys.exit(2)
-    try:
-        with con:
-            r = rep.report(con, since=_date(since, "--since"), until=_date(until, "--until"), by=by,
-                           complaints=config.complaints)
-    except sqlite3.OperationalError as exc:
-        click.echo(f"error: {exc}: the database is from an older omnibot; start omnibot once to upgrade it",
-                   err=True)
-        sys.exit(2)
+    except (sqlite3.Error, OSError) as exc:
+        click.echo(f"error: {mask_url(url)}: cannot read the database: {redact(str(exc), url)}", err=True)
+        sys.exit(1)
     click.echo(_json.dumps(r, indent=2) if as_json else rep.render(r))
 
 

@@ -2,8 +2,10 @@
 
 Both need the agent token (Prometheus: ``authorization: {credentials: TOKEN}`` in the scrape
 config) or, for the page, an agent desk login. Service figures come from the database through
-:mod:`bot.report` at scrape time (read-only, off the event loop); live counters and the turn
-latency histogram are kept in process by the runtime.
+:mod:`bot.report` at scrape time, by store operations (no SQL here): from a SQLite file, through
+a read-only store opened for the scrape (its own connection, so the bot's turns never queue
+behind the report's reads); otherwise (PostgreSQL, in-memory SQLite) from the app's store.
+Live counters and the turn latency histogram are kept in process by the runtime.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from prometheus_client.registry import Collector
 
 from bot import report as rep
 from bot.config import Config
+from bot.storage import Store
+from bot.storage.admin import scheme_of, sqlite_path
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -90,8 +94,9 @@ class _FromDatabase(Collector):
 
 class MetricsWeb:
     def __init__(self, *, config: Config, live: Live, is_agent: Callable[[web.Request], bool] | None,
-                 window_days: int = 30) -> None:
+                 store: Store | None = None, window_days: int = 30) -> None:
         self.config = config
+        self.store = store
         self.live = live
         self.is_agent = is_agent
         self.window = timedelta(days=window_days)
@@ -105,19 +110,20 @@ class MetricsWeb:
 
     # -- figures ---------------------------------------------------------------------------------
 
-    def _db_path(self) -> str | None:
+    async def figures(self, by: str = "category", since: datetime | None = None) -> dict[str, Any]:
+        """The report over the window (``{}`` when there is no store to read)."""
         url = self.config.storage_url()
-        if url.startswith("sqlite:///") and not url.endswith(":memory:"):
-            return url[len("sqlite:///"):]
-        return None
-
-    def figures(self, by: str = "category", since: datetime | None = None) -> dict[str, Any]:
-        path = self._db_path()
-        if path is None:
+        args: dict[str, Any] = {"since": since or datetime.now(timezone.utc) - self.window, "by": by,
+                                "complaints": self.config.complaints}
+        if scheme_of(url) == "sqlite" and sqlite_path(url) != ":memory:":
+            store = await rep.open_store_for_report(url)     # read-only: no lock, no migrations
+            try:
+                return await rep.report(store, **args)
+            finally:
+                await store.close()
+        if self.store is None:
             return {}
-        with rep.connect(path) as con:
-            return rep.report(con, since=since or datetime.now(timezone.utc) - self.window, by=by,
-                              complaints=self.config.complaints)
+        return await rep.report(self.store, **args)
 
     # -- auth --------------------------------------------------------------------------------------
 
@@ -137,7 +143,7 @@ class MetricsWeb:
 
     async def prometheus(self, request: web.Request) -> web.Response:
         self._require(request)
-        self._collector.latest = await asyncio.to_thread(self.figures)
+        self._collector.latest = await self.figures()
         body = await asyncio.to_thread(generate_latest, self.live.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
@@ -146,13 +152,13 @@ class MetricsWeb:
         by = request.query.get("by", "category")
         if by not in rep.GROUPS:
             return web.json_response({"error": f"by must be one of {', '.join(rep.GROUPS)}"}, status=400)
-        return web.json_response(await asyncio.to_thread(self.figures, by))
+        return web.json_response(await self.figures(by))
 
     async def page(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             raise web.HTTPFound("/agent")        # log in there, then come back
-        r = await asyncio.to_thread(self.figures, request.query.get("by", "category")
-                                    if request.query.get("by") in rep.GROUPS else "category")
+        r = await self.figures(request.query.get("by", "category")
+                               if request.query.get("by") in rep.GROUPS else "category")
         return web.Response(text=_page(r), content_type="text/html")
 
 
@@ -168,7 +174,7 @@ def _bar_rows(groups: dict[str, dict[str, Any]], key: str, fmt: Callable[[Any], 
 
 def _page(r: dict[str, Any]) -> str:
     if not r:
-        return "<p>Metrics need a SQLite database (storage.url).</p>"
+        return "<p>No figures: the metrics have no database to read.</p>"
     groups = r.get("groups") or {}
     pct = rep._pct
     dur = rep._dur

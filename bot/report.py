@@ -14,20 +14,21 @@ Definitions (all over conversations or tickets *created* in [since, until)):
 * repeat complaints: tickets of a customer who had another ticket of the same category in the
   ``complaints.repeat_window`` before it.
 
-Reads SQLite directly, read-only: safe beside a running omnibot (WAL).
+Reads through the store (:mod:`bot.storage.ops_report`), so it works on SQLite and PostgreSQL
+alike. :func:`open_store_for_report` opens a SQLite database read-only (no instance lock, no
+migrations; WAL lets it read beside a running omnibot) and PostgreSQL as usual.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Iterable
 
 from bot.config import ComplaintsConfig
+from bot.storage import Store, open_store
 from handoff.sla import breached
 
 GROUPS = ("category", "team", "channel")
@@ -67,18 +68,28 @@ class _T:
     csat: int | None
 
 
-def connect(db_path: str | Path) -> sqlite3.Connection:
-    path = Path(db_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such database (is storage.url right?)")
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    con.row_factory = sqlite3.Row
-    return con
+async def open_store_for_report(url: str) -> Store:
+    """The store to compute figures from: a SQLite file read-only (beside a running omnibot,
+    which holds the instance lock), anything else as :func:`bot.storage.open_store` opens it.
+
+    Raises:
+        FileNotFoundError: the SQLite database does not exist.
+        StoreError: the database cannot be used (in memory, another schema version, unreachable).
+        ConfigError: an unknown storage URL.
+    """
+    from bot.storage.admin import scheme_of, sqlite_path
+    from bot.storage.sqlite import SqliteStore
+
+    if scheme_of(url) == "sqlite":
+        store = SqliteStore(sqlite_path(url), readonly=True)
+        await store.open()
+        return store
+    return await open_store(url)
 
 
-def report(con: sqlite3.Connection, *, since: datetime | None = None, until: datetime | None = None,
-           by: str | None = None, complaints: ComplaintsConfig | None = None,
-           now: datetime | None = None) -> dict[str, Any]:
+async def report(store: Store, *, since: datetime | None = None, until: datetime | None = None,
+                 by: str | None = None, complaints: ComplaintsConfig | None = None,
+                 now: datetime | None = None) -> dict[str, Any]:
     """All figures; with ``by``, the ticket figures also per category, team or channel.
 
     ``complaints`` (the config's ``complaints:``; default: its defaults) gives the SLA, the
@@ -97,34 +108,24 @@ def report(con: sqlite3.Connection, *, since: datetime | None = None, until: dat
 
     # Stored times are UTC ISO strings, so SQL narrows by period; ``inside`` has the last word.
     period = (_iso(lo), _iso(hi))
-    in_period = "c.created_at >= ? AND c.created_at < ?"
-    conv_ids = {r["id"] for r in con.execute(f"SELECT c.id, c.created_at FROM conversations c WHERE {in_period}",
-                                             period) if inside(_dt(r["created_at"]))}
+    conv_ids = {r["id"] for r in await store.report_conversations(*period) if inside(_dt(r["created_at"]))}
     first_in: dict[str, datetime] = {}
     first_out: dict[str, datetime] = {}
-    for r in con.execute("SELECT m.conversation_id, m.direction, MIN(m.created_at) AS t FROM messages m "
-                         f"JOIN conversations c ON c.id = m.conversation_id WHERE {in_period} "
-                         "GROUP BY m.conversation_id, m.direction", period):
+    for r in await store.report_first_messages(*period):
         if r["conversation_id"] in conv_ids:
-            (first_in if r["direction"] == "in" else first_out)[r["conversation_id"]] = _dt(r["t"])  # type: ignore[assignment]
+            (first_in if r["direction"] == "in" else first_out)[r["conversation_id"]] = _dt(r["first_at"])  # type: ignore[assignment]
     frt = [(first_out[c] - first_in[c]).total_seconds() for c in first_in
            if c in first_out and first_out[c] >= first_in[c]]
-    handed = {r["conversation_id"] for r in con.execute(
-        f"SELECT DISTINCT h.conversation_id FROM handoffs h JOIN conversations c ON c.id = h.conversation_id "
-        f"WHERE {in_period}", period)}
+    handed = set(await store.report_handed_conversations(*period))
     talked = [c for c in conv_ids if c in first_in]
     pickup = [(_dt(r["claimed_at"]) - _dt(r["created_at"])).total_seconds()  # type: ignore[operator]
-              for r in con.execute("SELECT created_at, claimed_at FROM handoffs c WHERE claimed_at IS NOT NULL "
-                                   f"AND {in_period}", period)
-              if inside(_dt(r["created_at"]))]
+              for r in await store.report_pickups(*period) if inside(_dt(r["created_at"]))]
 
     # the period's tickets, and those early enough before it to make one of them a repeat
     earliest = _iso(max(lo - timedelta(seconds=repeat_window), datetime(1970, 1, 1, tzinfo=timezone.utc)))
     all_tickets = [_T(r["reference"], r["customer_id"], r["category"], r["team"], r["department"], r["channel"],
                       _dt(r["created_at"]), _dt(r["resolved_at"]), r["reopened"], r["csat"])  # type: ignore[arg-type]
-                   for r in con.execute("SELECT t.*, c.channel FROM tickets t JOIN conversations c "
-                                        "ON c.id = t.conversation_id WHERE t.created_at >= ? AND t.created_at < ?",
-                                        (earliest, period[1]))]
+                   for r in await store.report_tickets(earliest, period[1])]
     tickets = [t for t in all_tickets if inside(t.created_at)]
     out: dict[str, Any] = {
         "period": {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None},

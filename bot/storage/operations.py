@@ -13,6 +13,7 @@ from typing import Any, Callable, Concatenate, Coroutine, ParamSpec, TypeVar
 from . import ops_chat as chat
 from . import ops_cluster as cluster
 from . import ops_desk as desk
+from . import ops_report as report
 from .sql import Op
 
 P = ParamSpec("P")
@@ -116,3 +117,10 @@ class Operations:
     take_lease = operation(cluster.take_lease)
     release_lease = operation(cluster.release_lease)
     rate_hit = operation(cluster.rate_hit)
+
+    # the report's reads (omnibot report, /metrics): bot.storage.ops_report
+    report_conversations = operation(report.report_conversations)
+    report_first_messages = operation(report.report_first_messages)
+    report_handed_conversations = operation(report.report_handed_conversations)
+    report_pickups = operation(report.report_pickups)
+    report_tickets = operation(report.report_tickets)

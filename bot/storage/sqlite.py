@@ -12,6 +12,7 @@ import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Literal
+from urllib.parse import quote
 
 import aiosqlite
 
@@ -51,12 +52,18 @@ class SqliteStore(Operations):
         synchronous: SQLite ``synchronous`` pragma. ``normal`` (default) keeps
             every committed transaction across a process crash; ``full`` also
             across a power loss, at the cost of an fsync per commit.
+        readonly: open an existing database read-only (``file:...?mode=ro``) for
+            ``omnibot report`` beside a running omnibot: no instance lock, no
+            migrations (the schema must be this omnibot's), and any operation that
+            writes is refused with :class:`StoreError`. WAL lets it read while the
+            bot writes.
     """
 
     def __init__(self, path: str | os.PathLike[str], *,
-                 synchronous: Literal["normal", "full"] = "normal") -> None:
+                 synchronous: Literal["normal", "full"] = "normal", readonly: bool = False) -> None:
         self.path = str(path)
         self.synchronous = synchronous
+        self.readonly = readonly
         self._db: aiosqlite.Connection | None = None
         self.health = StorageHealth()
         self._lock = SingleInstanceLock(self.path)
@@ -64,6 +71,9 @@ class SqliteStore(Operations):
     # -- life cycle ---------------------------------------------------------
 
     async def open(self) -> None:
+        if self.readonly:
+            await self._open_readonly()
+            return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # one omnibot per SQLite file: a second one would send every reply again
@@ -88,11 +98,35 @@ class SqliteStore(Operations):
             self._lock.release()
             raise
 
+    async def _open_readonly(self) -> None:
+        """Connect read-only, without the instance lock (a running omnibot holds it) or migrations."""
+        if self.path == ":memory:":
+            raise StoreError("a read-only store needs a database file, not :memory:")
+        if not Path(self.path).is_file():
+            raise FileNotFoundError(f"{self.path}: no such database (is storage.url right?)")
+        self._db = await aiosqlite.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro", uri=True,
+                                           isolation_level=None)
+        self._db.row_factory = aiosqlite.Row
+        try:
+            await self._db.execute("PRAGMA busy_timeout=5000")
+            current = await self.schema_version()
+            if current != SCHEMA_VERSION:
+                raise StoreError(
+                    f"database {self.path} has schema version {current}, this omnibot reads {SCHEMA_VERSION}; "
+                    + ("upgrade omnibot" if current > SCHEMA_VERSION else
+                       "start omnibot once (or run omnibot db migrate) to upgrade it"))
+            self._con = self._db._conn
+        except BaseException:
+            db, self._db = self._db, None
+            await db.close()
+            raise
+
     async def close(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None
             await db.close()
-            self._lock.release()
+            if not self.readonly:
+                self._lock.release()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -127,6 +161,8 @@ class SqliteStore(Operations):
 
     async def _call(self, op: Callable[..., Op[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         db = self.db   # raises StoreError when closed
+        if self.readonly and op.__name__ in WRITES:
+            raise StoreError(f"{op.__name__}: the store is open read-only")
         # aiosqlite's own way to run a callable on its connection thread. It is not
         # public API (hence the version pin in pyproject.toml); the storage tests
         # exercise every operation through it.

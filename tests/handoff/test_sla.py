@@ -135,10 +135,14 @@ async def test_report_metrics_alerts_and_customer_deadline_agree_in_business_hou
     assert ("near" in alerted) is (resolved >= MONDAY.replace(hour=11, minute=30))   # 3 h of the 4 h run
     done = await _ticket(config.storage_url(), t.reference)
     assert done.resolved_at == resolved and tickets.overdue(done, resolved + timedelta(days=9)) is late
-    with rep.connect(config.storage_url()[len("sqlite:///"):]) as con:
-        figures = rep.report(con, complaints=cfg, now=resolved + timedelta(days=9))
+    reader = await rep.open_store_for_report(config.storage_url())
+    try:
+        figures = await rep.report(reader, complaints=cfg, now=resolved + timedelta(days=9))
+    finally:
+        await reader.close()
     assert (figures["tickets"], figures["sla_breaches"]) == (1, int(late))
-    web = MetricsWeb(config=config, live=Live(), is_agent=None).figures(since=datetime(2026, 11, 1, tzinfo=BERLIN))
+    web = await MetricsWeb(config=config, live=Live(), is_agent=None).figures(
+        since=datetime(2026, 11, 1, tzinfo=BERLIN))
     assert web["groups"]["shipping"]["sla_breaches"] == int(late)   # the omnibot_sla_breaches gauge
 
 
