@@ -13,6 +13,7 @@ from typing import Any, Callable, Concatenate, Coroutine, ParamSpec, TypeVar
 from . import ops_chat as chat
 from . import ops_cluster as cluster
 from . import ops_desk as desk
+from . import ops_media as media
 from .sql import Op
 
 P = ParamSpec("P")
@@ -25,7 +26,8 @@ WRITES = frozenset({
     "set_conversation_state", "create_handoff", "transition_handoff", "create_ticket", "resolve_ticket",
     "record_csat", "reopen_ticket", "mark_followed_up", "move_ticket", "create_link_code", "redeem_link_code",
     "add_sla_alert", "save_effect", "register_instance", "heartbeat", "forget_instance", "forget_dead_instances",
-    "claim_conversation", "release_conversation", "take_lease", "release_lease", "rate_hit"})
+    "claim_conversation", "release_conversation", "take_lease", "release_lease", "rate_hit",
+    "save_media"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -112,3 +114,7 @@ class Operations:
     take_lease = operation(cluster.take_lease)
     release_lease = operation(cluster.release_lease)
     rate_hit = operation(cluster.rate_hit)
+
+    save_media = operation(media.save_media)
+    media_info = operation(media.media_info)
+    media_data = operation(media.media_data)
