@@ -146,7 +146,9 @@ async def build_services(config: Config) -> Services:
         if config.agent_desk.enabled:
             desk = AgentDeskWeb(queue=queue, store=store, config=config, events=events, secret=app_secret,
                                 resolutions=resolutions, tickets=tickets)
-        media = MediaStore(config.resolve(config.storage.media_dir))
+        media = MediaStore(store)
+        # files kept in a folder by versions before schema 11: into the database, once
+        await media.import_files(config.resolve(config.storage.media_dir))
         webchat = None
         if config.webchat.enabled:
             secret = config.webchat.secret.get_secret_value() if config.webchat.secret else app_secret

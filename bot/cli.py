@@ -43,6 +43,8 @@ def main() -> None:
       omnibot nlu eval ...        measure intent matching on your own data
       omnibot report              service figures: response times, CSAT, SLA breaches...
       omnibot db status           the database: schema version, rows per table
+      omnibot db copy --from URL --to URL
+                                  move to another database (SQLite -> PostgreSQL)
     """
 
 
@@ -354,6 +356,66 @@ def db_status(config_path: str | None, url: str | None) -> None:
     width = max((len(t) for t in counts), default=0)
     lines += [f"  {t + ':':<{width + 1}} {n}" for t, n in counts.items()]
     click.echo("\n".join(lines))
+
+
+@db.command("copy", short_help="copy every row into another, empty database (e.g. SQLite -> PostgreSQL)")
+@click.option("--from", "source", required=True, metavar="URL", help="the database to copy (only read)")
+@click.option("--to", "target", required=True, metavar="URL", help="the empty database to fill")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def db_copy(source: str, target: str, yes: bool) -> None:
+    """Copy everything from one database into another, empty one, then compare rows per table.
+
+    \b
+    Customers, identities, conversations, messages, handoffs, desk threads,
+    tickets, link codes, effects, seen event ids, meta (secrets, ticket
+    sequences) and media; not the live instances, leases and rate counters.
+    Any direction works: sqlite:///path <-> postgresql://...
+
+    \b
+    The source is only read, in one snapshot: a SQLite source is opened
+    read-only and may be copied while a bot runs on it (what that bot writes
+    after the copy starts is not copied; stop it first for a final move). It
+    must be at this omnibot's schema version (omnibot db migrate it first).
+    The target is migrated to the latest schema, must then hold no rows, and
+    is written in one transaction (a failed copy leaves it empty).
+
+    Exits 1 if the target is not empty, a database fails, or the counts differ.
+    """
+    from bot.storage.admin import mask_url
+    from bot.storage.copy import copy_database
+
+    for url in (source, target):
+        _db_checks(url)
+    if not yes:
+        click.confirm(f"copy {mask_url(source)} into {mask_url(target)}?", abort=True)
+    click.echo(f"copying {mask_url(source)} -> {mask_url(target)}")
+
+    def progress(table: str, done: int, total: int) -> None:
+        if done == total or done:
+            click.echo(f"  {table}: {done}/{total}")
+
+    try:
+        counts = asyncio.run(copy_database(source, target, progress=progress))
+    except ConfigError as exc:
+        _db_fail(redact_both(str(exc), source, target), target, code=2)
+    except OmnibotError as exc:
+        _db_fail(redact_both(str(exc), source, target), target)
+    except (sqlite3.Error, OSError) as exc:
+        _db_fail(redact_both(f"cannot copy: {exc}", source, target), target)
+    click.echo("rows per table (source -> target):")
+    for c in counts:
+        click.echo(f"  {c}")
+    bad = [c.table for c in counts if not c.ok]
+    if bad:
+        click.echo(f"error: the counts differ for {', '.join(bad)}", err=True)
+        sys.exit(1)
+    click.echo(f"done: set storage.url to {mask_url(target)} and start omnibot")
+
+
+def redact_both(text: str, a: str, b: str) -> str:
+    from bot.storage.admin import redact
+
+    return redact(redact(text, a), b)
 
 
 @main.group()

@@ -34,7 +34,8 @@ class ServerConfig(_Model):
 class StorageConfig(_Model):
     url: str = "sqlite:///data/omnibot.sqlite3"
     synchronous: Literal["normal", "full"] = "normal"
-    media_dir: str = Field("data/media", description="uploaded files (photos)")
+    media_dir: str = Field("data/media", description="where files of versions before 11 are imported from "
+                           "(uploads live in the database)")
 
 
 class FlowsConfig(_Model):

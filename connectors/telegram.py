@@ -186,7 +186,7 @@ class TelegramConnector:
         config: the ``telegram:`` section.
         accept: the runtime's ``accept`` (persist, then schedule the answer).
         store: for the polling offset and seen update ids.
-        media: where downloaded photos and documents go.
+        media: where downloaded photos and documents go (the store's ``media`` table).
     """
 
     name = "telegram"
@@ -516,7 +516,7 @@ class TelegramConnector:
                 continue
             mime = sniff_mime(data, name)
             try:
-                info = self.media.save(data, owner=f"telegram:{chat_id}", name=name, mime=mime)
+                info = await self.media.save(data, owner=f"telegram:{chat_id}", name=name, mime=mime)
             except OSError as exc:      # disk full, read-only: the message is not stored either
                 raise StorageUnavailable(f"cannot save the file: {exc.strerror or type(exc).__name__}") from exc
             out.append(Attachment(kind="image" if mime.startswith("image/") else "file", url=f"/media/{info.id}",

@@ -210,9 +210,10 @@ class WebchatConnector:
                     "web-chat upload refused (%d): %s", exc.status, exc.reason)
             return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
         try:
-            info = self.media.save(data, owner=f"webchat:{visitor}", name=name, mime=mime)
-        except OSError as exc:        # disk full, read-only: nothing kept, the widget may try again
-            log.warning("web-chat upload not stored (%s); answered 503", exc.strerror or type(exc).__name__)
+            info = await self.media.save(data, owner=f"webchat:{visitor}", name=name, mime=mime)
+        except (OSError, StorageUnavailable) as exc:   # disk full, database down: nothing kept, try again
+            reason = (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__
+            log.warning("web-chat upload not stored (%s); answered 503", reason)
             return web.json_response({"error": "we cannot store files right now; please try again later"},
                                      status=503, headers={**headers, "Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
         return web.json_response({"id": info.id, "url": f"/media/{info.id}", "kind": info.kind,
@@ -250,14 +251,17 @@ class WebchatConnector:
         return bytes(data), part.filename or "upload"
 
     async def media_file(self, request: web.Request) -> web.StreamResponse:
-        info = self.media.info(request.match_info["id"])
+        info = await self.media.info(request.match_info["id"])
         if info is None:
             raise web.HTTPNotFound(text="no such file")
         visitor = self.signer.verify(request.query.get("token"))
         if not (self.is_agent(request) or (visitor is not None and info.owner == f"webchat:{visitor}")):
             raise web.HTTPForbidden(text="not yours")
         disposition = "inline" if info.kind == "image" else "attachment"
-        return web.FileResponse(self.media.path(info.id), headers={
+        data = await self.media.read(info.id)
+        if data is None:
+            raise web.HTTPNotFound(text="no such file")
+        return web.Response(body=data, headers={
             "Content-Type": info.mime, "X-Content-Type-Options": "nosniff",
             "Content-Disposition": f'{disposition}; filename="{info.name}"',
             "Cache-Control": "private, max-age=3600"})
@@ -385,7 +389,7 @@ class WebchatConnector:
             raise FrameError("bad_frame", f"attachments must be a list of at most {MAX_ATTACHMENTS}", client_id)
         attachments = []
         for a in atts:
-            info = self.media.info(a.get("id") if isinstance(a, dict) else None)  # type: ignore[arg-type]
+            info = await self.media.info(a.get("id") if isinstance(a, dict) else None)
             if info is None or info.owner != f"webchat:{visitor}":
                 raise FrameError("bad_frame", "unknown attachment id; upload it first", client_id)
             attachments.append(Attachment(kind=info.kind, url=f"/media/{info.id}", name=info.name,  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from . import ops_chat as chat
 from . import ops_cluster as cluster
 from . import ops_desk as desk
 from . import ops_report as report
+from . import ops_media as media
 from .sql import Op
 
 P = ParamSpec("P")
@@ -26,7 +27,8 @@ WRITES = frozenset({
     "set_conversation_state", "create_handoff", "transition_handoff", "create_ticket", "resolve_ticket",
     "record_csat", "reopen_ticket", "mark_followed_up", "move_ticket", "create_link_code", "redeem_link_code",
     "add_sla_alert", "save_effect", "register_instance", "heartbeat", "forget_instance", "forget_dead_instances",
-    "claim_conversation", "release_conversation", "take_lease", "release_lease", "rate_hit"})
+    "claim_conversation", "release_conversation", "take_lease", "release_lease", "rate_hit",
+    "save_media"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -124,3 +126,7 @@ class Operations:
     report_handed_conversations = operation(report.report_handed_conversations)
     report_pickups = operation(report.report_pickups)
     report_tickets = operation(report.report_tickets)
+
+    save_media = operation(media.save_media)
+    media_info = operation(media.media_info)
+    media_data = operation(media.media_data)

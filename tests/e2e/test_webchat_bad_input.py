@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import aiohttp
 import pytest
 
 from bot.config import Config
+from bot.storage.admin import sqlite_path
 from conftest import Running
 from e2e.bad_input import StoreOutage, errors, post_cut_off, stored_messages, warnings
 from e2e.chat import ChatClient
@@ -35,9 +37,15 @@ def message_frame(size: int, client_id: str, text: str = "when are you open?") -
     return frame[:-1] + " " * (size - len(frame)) + "}"
 
 
-def media_files(config: Config) -> list[Path]:
+def media_files(config: Config) -> list[str]:
+    """The uploads kept: rows of the media table (and no file in storage.media_dir, ever)."""
     root = config.resolve(config.storage.media_dir)
-    return sorted(root.iterdir()) if root.exists() else []
+    assert not (root.exists() and any(root.iterdir())), "an upload was written to a local folder"
+    con = sqlite3.connect(f"file:{sqlite_path(config.storage_url())}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in con.execute("SELECT id FROM media ORDER BY id")]
+    finally:
+        con.close()
 
 
 async def test_frames_at_each_size(running: Running, config: Config) -> None:
