@@ -8,8 +8,9 @@ transaction, and handoff transitions are compare-and-set.
 
 from __future__ import annotations
 
-from .base import (HandoffRecord, HandoffSpec, InboundResult, OutboxItem, Store, Ticket, TicketChange,
+from .base import (HandoffRecord, HandoffSpec, InboundResult, OutboxItem, Ticket, TicketChange,
                    TicketFollowedUp, TicketResolved)
+from .operations import Store
 from .sqlite import SqliteStore
 
 __all__ = ["HandoffRecord", "HandoffSpec", "InboundResult", "OutboxItem", "Store", "SqliteStore", "Ticket",

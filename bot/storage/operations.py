@@ -15,6 +15,7 @@ from . import ops_cluster as cluster
 from . import ops_desk as desk
 from . import ops_report as report
 from . import ops_media as media
+from .health import StorageHealth
 from .sql import Op
 
 P = ParamSpec("P")
@@ -42,10 +43,30 @@ def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Co
 
 
 class Operations:
-    """The operations every backend offers (see :mod:`bot.storage.ops_chat` and :mod:`bot.storage.ops_desk`)."""
+    """The operations every backend offers (see :mod:`bot.storage.ops_chat` and :mod:`bot.storage.ops_desk`).
+
+    This class is also the store's type (``bot.storage.Store``): what the runtime, the
+    delivery, the desks and the CLI use. A backend adds its life cycle (``open``, ``close``,
+    ``probe``, ``schema_version``) and ``health``.
+    """
 
     #: Whether several instances may share this store (PostgreSQL), so they must coordinate.
     shared: bool = False
+    #: Whether writes go through now (see bot.storage.health).
+    health: StorageHealth
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def probe(self) -> bool:
+        """One small write; True if storage can write."""
+        raise NotImplementedError
+
+    async def schema_version(self) -> int:
+        raise NotImplementedError
 
     async def _call(self, op: Callable[..., Op[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -130,3 +151,7 @@ class Operations:
     save_media = operation(media.save_media)
     media_info = operation(media.media_info)
     media_data = operation(media.media_data)
+
+
+#: The store's type, whichever backend: every operation, typed from its function.
+Store = Operations
