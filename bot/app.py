@@ -158,7 +158,7 @@ async def build_services(config: Config) -> Services:
         if config.telegram.enabled:
             from connectors.telegram import TelegramConnector   # imported only when used
             telegram = TelegramConnector(config=config.telegram, accept=runtime.accept, store=store,
-                                         media=media)
+                                         media=media, cluster=cluster)
             connectors[telegram.name] = telegram
         slack = None
         if config.slack.enabled:
