@@ -153,7 +153,7 @@ async def build_services(config: Config) -> Services:
             webchat = WebchatConnector(config=config.webchat, secret=secret, accept=runtime.accept, store=store,
                                        events=events, media=media,
                                        is_agent=desk.is_agent if desk else (lambda r: False),
-                                       team_name=config.handoff.team_name)
+                                       team_name=config.handoff.team_name, cluster=cluster)
             connectors[webchat.name] = webchat
         if config.telegram.enabled:
             from connectors.telegram import TelegramConnector   # imported only when used
