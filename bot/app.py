@@ -155,17 +155,17 @@ async def build_services(config: Config) -> Services:
             webchat = WebchatConnector(config=config.webchat, secret=secret, accept=runtime.accept, store=store,
                                        events=events, media=media,
                                        is_agent=desk.is_agent if desk else (lambda r: False),
-                                       team_name=config.handoff.team_name)
+                                       team_name=config.handoff.team_name, cluster=cluster)
             connectors[webchat.name] = webchat
         if config.telegram.enabled:
             from connectors.telegram import TelegramConnector   # imported only when used
             telegram = TelegramConnector(config=config.telegram, accept=runtime.accept, store=store,
-                                         media=media)
+                                         media=media, cluster=cluster)
             connectors[telegram.name] = telegram
         slack = None
         if config.slack.enabled:
             from handoff.desk_slack import SlackDesk   # slack-bolt is imported only when used
-            slack = SlackDesk(config=config, queue=queue, store=store, events=events)
+            slack = SlackDesk(config=config, queue=queue, store=store, events=events, cluster=cluster)
     except BaseException:
         await store.close()
         raise

@@ -33,6 +33,7 @@ from telegram.error import (BadRequest, ChatMigrated, Forbidden, InvalidToken, N
                             TelegramError, TimedOut)
 from telegram.request import HTTPXRequest
 
+from bot.cluster import Cluster
 from bot.config import TelegramConfig
 from bot.errors import PermanentSendError, StorageUnavailable, TransientSendError
 from bot.logs import RedactingFilter
@@ -50,6 +51,7 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")
 MAX_TEXT = 4096
 _TOKEN_LOGGERS = ("httpx", "httpcore", "telegram", "telegram.Bot", "telegram.ext", "telegram.request")
 OFFSET_KEY = "telegram:offset"
+POLLER_LEASE = "telegram-poller"
 ALLOWED_UPDATES = ["message", "callback_query"]
 # What a wrongly shaped update makes PTB's de_json or our normalisation raise.
 _SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
@@ -187,13 +189,23 @@ class TelegramConnector:
         accept: the runtime's ``accept`` (persist, then schedule the answer).
         store: for the polling offset and seen update ids.
         media: where downloaded photos and documents go (the store's ``media`` table).
+        cluster: with clustering on (PostgreSQL), polling runs on one instance only: the holder
+            of the lease ``telegram-poller``; the others stand by (webhook mode is unaffected).
+        lease_ttl: seconds a poller's lease lasts unless renewed (a dead poller's successor
+            starts within about this long).
+        lease_interval: seconds between attempts to take the lease, and between renewals.
     """
 
     name = "telegram"
 
     def __init__(self, *, config: TelegramConfig, accept: Callable[[Inbound], Any], store: Store,
-                 media: MediaStore) -> None:
+                 media: MediaStore, cluster: Cluster | None = None, lease_ttl: float = 10.0,
+                 lease_interval: float = 2.0) -> None:
         self.config = config
+        self.cluster = cluster if cluster is not None and cluster.enabled else None
+        self.lease_ttl = lease_ttl
+        self.lease_interval = lease_interval
+        self.role: str | None = None    # with clustering on: "leader" (polling) or "standby"
         self.accept = accept
         self.store = store
         self.media = media
@@ -237,6 +249,12 @@ class TelegramConnector:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.cluster is not None and self.role == "leader":
+            self.role = None
+            try:   # the next poller starts at once instead of after the lease runs out
+                await self.store.release_lease(POLLER_LEASE, self.cluster.id)
+            except Exception as exc:  # noqa: BLE001 - stopping: the lease lapses by itself
+                log.info("telegram poller lease not released (%s); it lapses in %.0f s", exc, self.lease_ttl)
         if self._ready.is_set():
             try:
                 await self.bot.shutdown()
@@ -267,6 +285,9 @@ class TelegramConnector:
                     self.config.webhook_url, secret_token=self.config.secret_token.get_secret_value(),
                     allowed_updates=ALLOWED_UPDATES), "setWebhook")
             return
+        if self.cluster is not None:
+            await self._lead()
+            return
         await self._retrying(lambda: self.bot.delete_webhook(drop_pending_updates=False), "deleteWebhook")
         await self._poll()
 
@@ -282,6 +303,65 @@ class TelegramConnector:
                 log.warning("Telegram %s failed (%s); retrying in %.0f s", what, exc.message, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 300)
+
+    # -- one poller per cluster -----------------------------------------------------
+
+    async def _take_lease(self) -> bool:
+        """Take or renew the poller lease; False when another instance holds it or storage failed."""
+        assert self.cluster is not None
+        try:
+            return await self.store.take_lease(POLLER_LEASE, self.cluster.id, now=self.cluster.clock(),
+                                               ttl=self.lease_ttl)
+        except asyncio.CancelledError:
+            raise
+        except StorageUnavailable as exc:
+            log.info("telegram poller lease not taken (%s)", exc)
+            return False
+        except Exception:  # noqa: BLE001 - the election must outlive any one bad round
+            log.exception("telegram poller lease failed")
+            return False
+
+    def _set_role(self, role: str) -> None:
+        if role != self.role:
+            self.role = role
+            log.info("telegram: this instance is the %s (%s)", role,
+                     "polling" if role == "leader" else "another instance polls")
+
+    async def _lead(self) -> None:
+        """Poll while this instance holds the lease; stand by (and keep trying) otherwise.
+
+        The holder renews the lease every ``lease_interval`` seconds while it polls, and stops
+        polling at once when a renewal fails. The offset is read from storage at each start, so
+        the new poller continues where the old one stopped.
+        """
+        while True:
+            if not await self._take_lease():
+                self._set_role("standby")
+                self.state = "ok"          # a standby instance serves everything else
+                await asyncio.sleep(self.lease_interval)
+                continue
+            self._set_role("leader")
+            poller = asyncio.create_task(self._leader_poll(), name="telegram-poller")
+            try:
+                while True:
+                    await asyncio.wait({poller}, timeout=self.lease_interval)
+                    if poller.done():
+                        break
+                    if not await self._take_lease():
+                        log.warning("telegram: lost the poller lease; polling stops here")
+                        break
+            finally:
+                poller.cancel()
+                await asyncio.gather(poller, return_exceptions=True)
+            if poller.done() and not poller.cancelled() and poller.exception() is not None:
+                log.error("telegram poller failed (%s); trying again", poller.exception())
+            self._set_role("standby")
+            self.state = "ok"
+            await asyncio.sleep(self.lease_interval)
+
+    async def _leader_poll(self) -> None:
+        await self._retrying(lambda: self.bot.delete_webhook(drop_pending_updates=False), "deleteWebhook")
+        await self._poll()
 
     # -- receiving ---------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import secrets
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -29,6 +29,9 @@ from bot.media import ALLOWED_MIME, MediaStore, sniff_mime
 from bot.model import Attachment, Inbound
 from bot.storage import OutboxItem, Store
 from connectors.base import RETRY_AFTER_UNAVAILABLE
+
+if TYPE_CHECKING:
+    from bot.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,9 @@ class WebchatConnector:
         events: state changes to push to the widget.
         media: where uploads go.
         is_agent: tells whether a request comes from a logged-in agent (media access).
+        cluster: with clustering on (PostgreSQL), ``messages_per_minute`` counts a visitor's
+            messages on every instance together, in the database (one statement per message);
+            without it the count is kept in memory.
     """
 
     name = "webchat"
@@ -73,8 +79,9 @@ class WebchatConnector:
     def __init__(self, *, config: WebchatConfig, secret: str, accept: Callable[[Inbound], Any],
                  store: Store, events: EventBus, media: MediaStore,
                  is_agent: Callable[[web.Request], bool],
-                 team_name: Callable[[str], str] = str) -> None:
+                 team_name: Callable[[str], str] = str, cluster: Cluster | None = None) -> None:
         self.config = config
+        self.cluster = cluster if cluster is not None and cluster.enabled else None
         self.team_name = team_name
         self.signer = Signer(secret, "webchat-session")
         self.accept = accept
@@ -364,7 +371,15 @@ class WebchatConnector:
     def _public(m: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in m.items() if k not in ("status", "error", "conversation_id")}
 
-    def _rate_ok(self, visitor: str) -> bool:
+    async def _rate_ok(self, visitor: str) -> bool:
+        if self.cluster is not None:
+            # the same visitor may have sockets on several instances: count in the database,
+            # per fixed minute from the visitor's first message in it
+            try:
+                hits = await self.store.rate_hit(f"webchat:{visitor}", now=self.cluster.clock(), window=60.0)
+                return hits <= self.config.messages_per_minute
+            except StorageUnavailable:
+                pass          # counted here alone while the database does not answer
         now = time.monotonic()
         window = self._rate.setdefault(visitor, deque())
         while window and now - window[0] > 60:
@@ -396,7 +411,7 @@ class WebchatConnector:
                                           mime=info.mime, size=info.size, platform_file_id=info.id))
         if not text.strip() and not attachments and not payload:
             raise FrameError("bad_frame", "the message is empty", client_id)
-        if not self._rate_ok(visitor):
+        if not await self._rate_ok(visitor):
             raise FrameError("rate_limited", "you're sending messages very fast; please wait a moment",
                              client_id)
         try:

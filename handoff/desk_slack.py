@@ -36,6 +36,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (AsyncConnectionErrorRet
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.cluster import Cluster
 from bot.config import Config
 from bot.errors import StorageUnavailable
 from bot.events import Event, EventBus
@@ -50,6 +51,7 @@ from .slack_sync import DESK, DeskSync
 
 log = logging.getLogger(__name__)
 
+SWEEP_LEASE = "slack-sync"
 SYNC_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "delivery_failed")
 TEXT_COMMANDS = {"!claim": "claim", "!resolve": "resolve", "!back": "back", "!transfer": "transfer"}
 UNAVAILABLE_TEXT = ("Not sent: we could not save it just now (storage unavailable), so nothing reached "
@@ -64,10 +66,17 @@ class SlackDesk:
         queue: the desk interface shared with /agent.
         store: storage (cards, relayed messages, seen event ids).
         events: what changed.
+        cluster: with several instances on one database: each desk acts only on what happened
+            on its own instance (every action is published once, where it happened), one instance
+            at a time (the holder of the lease ``slack-sync``) runs the periodic sweep, and the
+            card and thread jobs of a handoff run on one instance at a time.
     """
 
-    def __init__(self, *, config: Config, queue: HandoffQueue, store: Store, events: EventBus) -> None:
+    def __init__(self, *, config: Config, queue: HandoffQueue, store: Store, events: EventBus,
+                 cluster: Cluster | None = None) -> None:
         self.config = config
+        self.cluster = cluster if cluster is not None and cluster.enabled else None
+        self.sweeper = False          # with clustering on: whether this instance holds "slack-sync"
         self.cfg = config.slack
         self.queue = queue
         self.store = store
@@ -86,7 +95,7 @@ class SlackDesk:
         self.poster = SlackPoster(writer, posts_per_second=self.cfg.posts_per_second,
                                   updates_per_second=self.cfg.updates_per_second)
         self.sync = DeskSync(config=config, store=store, poster=self.poster, client=self.client,
-                             renderer=CardRenderer(config))
+                             renderer=CardRenderer(config), cluster=self.cluster)
         self.app = AsyncApp(client=self.client, signing_secret=self.cfg.signing_secret.get_secret_value(),
                             process_before_response=False, raise_error_for_unhandled_request=False)
         self.verifier = SignatureVerifier(self.cfg.signing_secret.get_secret_value())
@@ -120,6 +129,12 @@ class SlackDesk:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.cluster is not None and self.sweeper:
+            self.sweeper = False
+            try:
+                await self.store.release_lease(SWEEP_LEASE, self.cluster.id)
+            except Exception as exc:  # noqa: BLE001 - stopping: the lease lapses by itself
+                log.info("slack-sync lease not released (%s)", exc)
         await self.sync.stop()
         await self.poster.stop()
         if self._socket_handler is not None:
@@ -380,18 +395,37 @@ class SlackDesk:
                     ev: Event | None = await asyncio.wait_for(q.get(), timeout=max(0.0, next_sweep - loop.time()))
                 except TimeoutError:
                     ev = None
-                if ev is not None and ev.kind in SYNC_EVENTS:
+                if ev is None or ev.remote:
+                    continue           # the instance where it happened tells Slack
+                if ev.kind == "resync":
+                    await self._sweep(periodic=False)    # events may have been missed: re-read
+                elif ev.kind in SYNC_EVENTS:
                     await self._on_event(ev)
         finally:
             self.events.unsubscribe(q)
 
-    async def _sweep(self) -> None:
+    async def _sweep(self, *, periodic: bool = True) -> None:
+        if periodic and self.cluster is not None and not await self._hold_sweep_lease():
+            return
         try:
             await self.sync.sweep()
         except StorageUnavailable as exc:
             log.info("Slack desk sweep waits for storage (%s)", exc)
         except Exception:
             log.exception("Slack desk sweep failed; the next one retries")
+
+    async def _hold_sweep_lease(self) -> bool:
+        """Take or renew ``slack-sync``: the periodic sweep runs on one instance of the cluster."""
+        assert self.cluster is not None
+        try:
+            held = await self.store.take_lease(SWEEP_LEASE, self.cluster.id, now=self.cluster.clock(),
+                                               ttl=max(10.0, 3 * self.cfg.sync_interval))
+        except StorageUnavailable:
+            held = False
+        if held != self.sweeper:
+            self.sweeper = held
+            log.info("Slack desk: this instance %s the periodic sweep", "runs" if held else "leaves")
+        return held
 
     async def _on_event(self, ev: Event) -> None:
         handoff_id = ev.handoff_id

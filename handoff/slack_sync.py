@@ -24,8 +24,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -39,6 +41,9 @@ from bot.storage import HandoffRecord, Store
 from .context import handoff_context
 from .slack_card import ACTIVE, CardRenderer, card_hash, escape
 from .slack_poster import CARD, REFRESH, URGENT, SlackPoster
+
+if TYPE_CHECKING:
+    from bot.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +95,20 @@ class DeskSync:
         poster: paced chat.postMessage / chat.update.
         client: the Web API client for what is not paced (file uploads).
         renderer: the card.
+        cluster: with several instances on one database, a handoff's card job (and its thread
+            job) runs on one instance at a time: each holds a lease while it runs, and another
+            instance's job for the same handoff waits for it, then finds nothing left to do.
     """
 
+    #: seconds a job's lease lasts unless renewed (while the job runs it is renewed every third of it)
+    job_lease_ttl = 30.0
+    #: longest wait for another instance's job of the same handoff; then the next sync retries
+    job_lease_wait = 60.0
+
     def __init__(self, *, config: Config, store: Store, poster: SlackPoster, client: AsyncWebClient,
-                 renderer: CardRenderer) -> None:
+                 renderer: CardRenderer, cluster: Cluster | None = None) -> None:
         self.config = config
+        self.cluster = cluster
         self.cfg = config.slack
         self.store = store
         self.poster = poster
@@ -135,7 +149,9 @@ class DeskSync:
     def _guard(self, job: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
         async def run(handoff_id: str) -> None:
             try:
-                await job(handoff_id)
+                async with self._exclusive(f"slack-{job.__name__}:{handoff_id}") as held:
+                    if held:
+                        await job(handoff_id)
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
@@ -150,6 +166,43 @@ class DeskSync:
             except Exception:
                 log.exception("slack sync of handoff %s failed; the next sync retries", handoff_id)
         return run
+
+    @asynccontextmanager
+    async def _exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Hold the lease ``name`` while the block runs (True), waiting while another instance
+        holds it; False if it stayed held for ``job_lease_wait``. Without clustering: True, free."""
+        if self.cluster is None:
+            yield True
+            return
+        cluster, ttl = self.cluster, self.job_lease_ttl
+        deadline = time.monotonic() + self.job_lease_wait
+        delay = 0.01
+        while not await self.store.take_lease(name, cluster.id, now=cluster.clock(), ttl=ttl):
+            if time.monotonic() > deadline:
+                log.info("%s stayed busy on another instance; the next sync retries", name)
+                yield False
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(ttl / 3)
+                try:
+                    await self.store.take_lease(name, cluster.id, now=cluster.clock(), ttl=ttl)
+                except StorageUnavailable:
+                    pass
+
+        renewing = asyncio.create_task(renew(), name=f"lease-{name}")
+        try:
+            yield True
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+            try:
+                await asyncio.shield(self.store.release_lease(name, cluster.id))
+            except (StorageUnavailable, OSError) as exc:
+                log.debug("lease %s not released (%s); it lapses in %.0f s", name, exc, ttl)
 
     # -- the card --------------------------------------------------------------------
 
