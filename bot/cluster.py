@@ -42,16 +42,19 @@ class Cluster:
         heartbeat: seconds between heartbeats.
         ttl: seconds without a heartbeat after which an instance counts as dead.
         claim_timeout: the longest wait for a conversation another live instance holds.
+        linger: seconds a released claim is kept before it is given back (see :meth:`claim`).
     """
 
     def __init__(self, store: Store, *, heartbeat: float = 1.0, ttl: float = 5.0, claim_timeout: float = 30.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 linger: float = 0.5, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.enabled = bool(getattr(store, "shared", False))
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.heartbeat = heartbeat
         self.ttl = ttl
         self.claim_timeout = claim_timeout
+        self.linger = linger
+        self._lingering: dict[str, asyncio.TimerHandle] = {}
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
         self._held: dict[str, tuple[int, asyncio.Future[None]]] = {}
@@ -115,23 +118,33 @@ class Cluster:
     # -- conversation claims --------------------------------------------------------
 
     @asynccontextmanager
-    async def claim(self, conversation_id: str) -> AsyncIterator[None]:
-        """Hold the conversation for this instance while the block runs.
+    async def claim(self, conversation_id: str) -> AsyncIterator[bool]:
+        """Hold the conversation for this instance while the block runs; yields True if the claim
+        was just taken from the database (another instance may have acted meanwhile).
 
         Re-entrant within the instance (the turn and the delivery of its replies may
-        overlap); waits while another live instance holds it.
+        overlap); waits while another live instance holds it. A released claim lingers for
+        ``linger`` seconds, so the delivery that follows a turn (or the customer's next
+        message) reuses it without a round trip.
 
         Raises:
             StorageUnavailable: the claim could not be taken within ``claim_timeout``.
         """
         if not self.enabled:
-            yield
+            yield False
             return
+        fresh = False
         releasing = self._releasing.get(conversation_id)
         if releasing is not None:
             await asyncio.shield(releasing)
+        lingering = self._lingering.pop(conversation_id, None)
         held = self._held.get(conversation_id)
-        if held is not None:
+        if lingering is not None:
+            lingering.cancel()                   # still ours in the database: keep it
+            ready = asyncio.get_running_loop().create_future()
+            ready.set_result(None)
+            self._held[conversation_id] = (1, ready)
+        elif held is not None:
             n, ready = held
             self._held[conversation_id] = (n + 1, ready)
             try:
@@ -150,8 +163,9 @@ class Cluster:
                 self._leave(conversation_id, release=False)
                 raise
             ready.set_result(None)
+            fresh = True
         try:
-            yield
+            yield fresh
         finally:
             self._leave(conversation_id)
 
@@ -172,8 +186,13 @@ class Cluster:
             return
         del self._held[conversation_id]
         if release:
-            task = asyncio.get_running_loop().create_task(self._release(conversation_id))
-            self._releasing[conversation_id] = task
+            loop = asyncio.get_running_loop()
+            self._lingering[conversation_id] = loop.call_later(self.linger, self._release_now, conversation_id)
+
+    def _release_now(self, conversation_id: str) -> None:
+        self._lingering.pop(conversation_id, None)
+        task = asyncio.get_running_loop().create_task(self._release(conversation_id))
+        self._releasing[conversation_id] = task
 
     async def _release(self, conversation_id: str) -> None:
         try:
@@ -185,7 +204,10 @@ class Cluster:
             self._releasing.pop(conversation_id, None)
 
     async def drain(self) -> None:
-        """Wait for pending releases (shutdown, tests)."""
+        """Release lingering claims now and wait for pending releases (shutdown, tests)."""
+        for conversation_id, handle in list(self._lingering.items()):
+            handle.cancel()
+            self._release_now(conversation_id)
         while self._releasing:
             await asyncio.gather(*list(self._releasing.values()), return_exceptions=True)
 

@@ -131,17 +131,17 @@ class Delivery:
             return {}
         return {"owner": self.cluster.id, "live_since": self.clock() - self.cluster.ttl}
 
-    def _claim(self, conversation_id: str) -> AsyncContextManager[None]:
-        return self.cluster.claim(conversation_id) if self.cluster is not None else nullcontext()
+    def _claim(self, conversation_id: str) -> AsyncContextManager[bool]:
+        return self.cluster.claim(conversation_id) if self.cluster is not None else nullcontext(False)
 
     async def _send(self, item: OutboxItem) -> None:
         cid = item.message.conversation_id
         try:
-            async with self._sem, self._claim(cid):
+            async with self._sem, self._claim(cid) as fresh:
                 # Work through this conversation's outbox in order while it has due messages,
                 # without a round through the main loop for each.
                 next_item: OutboxItem | None = item
-                if self.cluster is not None:
+                if fresh:
                     # claimed now: another instance may have sent the head while we waited
                     due = await self.store.due_outbox(self.clock(), limit=1, conversation_id=cid)
                     next_item = due[0] if due else None

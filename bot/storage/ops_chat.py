@@ -86,23 +86,26 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
                   (customer_id, inbound.sender_name, now))
         yield Run("INSERT INTO identities(channel, external_id, customer_id, created_at) VALUES (?, ?, ?, ?)",
                   (inbound.channel, inbound.external_id, customer_id, now))
+        changed = True
     else:
         customer_id = cust_row["id"]
-        if inbound.sender_name and not cust_row["display_name"]:
+        changed = bool(inbound.sender_name and not cust_row["display_name"])
+        if changed:
             yield Run("UPDATE customers SET display_name=? WHERE id=?", (inbound.sender_name, customer_id))
     if inbound.customer_attributes:
         yield Run("UPDATE customers SET attributes=json_patch(attributes, ?) WHERE id=?",
                   (json.dumps(dict(inbound.customer_attributes)), customer_id))
-    cust = customer_of((yield One("SELECT * FROM customers WHERE id=?", (customer_id,))))
-    crow = yield One("SELECT * FROM conversations WHERE channel=? AND external_id=? AND state != 'closed'",
-                     (inbound.channel, inbound.external_id))
+        changed = True
+    if changed:
+        cust_row = yield One("SELECT * FROM customers WHERE id=?", (customer_id,))
+    cust = customer_of(cust_row)
+    crow = yield One("UPDATE conversations SET updated_at=? WHERE channel=? AND external_id=? AND state != 'closed' "
+                     "RETURNING *", (now, inbound.channel, inbound.external_id))
     if crow is None:
         crow = yield One(
             "INSERT INTO conversations(id, customer_id, channel, external_id, state, created_at, "
             "updated_at) VALUES (?, ?, ?, ?, 'bot', ?, ?) RETURNING *",
             (new_id("conv"), customer_id, inbound.channel, inbound.external_id, now, now))
-    else:
-        yield Run("UPDATE conversations SET updated_at=? WHERE id=?", (now, crow["id"]))
     conv = conversation_of(crow)
     mrow = yield One(
         "INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
@@ -241,27 +244,15 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
 
     now = utcnow()
     yield Lock(f"conv:{conversation_id}")
-    crow = yield One("SELECT channel, owner FROM conversations WHERE id=?", (conversation_id,))
-    if crow is None:
-        raise StoreError(f"no conversation {conversation_id}")
-    if owner is not None and crow["owner"] != owner:
-        raise ClaimLost(f"{conversation_id} is owned by {crow['owner']}, not {owner}")
     replies = list(replies)
+    hid = None
     if handoff is not None:
-        hrow = yield One("SELECT * FROM handoffs WHERE conversation_id=? AND state IN ('queued','claimed')",
+        hrow = yield One("SELECT id FROM handoffs WHERE conversation_id=? AND state IN ('queued','claimed')",
                          (conversation_id,))
         if hrow is None:
             hid = new_id("ho")
-            yield Run("INSERT INTO handoffs(id, conversation_id, state, team, reason, priority, context, "
-                      "created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
-                      (hid, conversation_id, handoff.team, handoff.reason, handoff.priority,
-                       json.dumps(handoff.context), iso(now)))
             state = ConversationState.WAITING
-            position = yield from queue_position_of(hid)
-            replies.append(handoff.message(position))
-    ids = yield from insert_outbound(conversation_id, crow["channel"], replies, now)
-    if inbound_id is not None:
-        yield Run("UPDATE messages SET status='processed' WHERE id=? AND direction='in'", (inbound_id,))
+    # the conversation first: it must exist and (several instances) still be this instance's
     sets, args = ["updated_at=?"], [iso(now)]
     if not keep_flow_state:
         sets.append("flow_state=?")
@@ -269,7 +260,22 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
     if state is not None:
         sets.append("state=?")
         args.append(state.value)
-    yield Run(f"UPDATE conversations SET {', '.join(sets)} WHERE id=?", (*args, conversation_id))
+    crow = yield One(f"UPDATE conversations SET {', '.join(sets)} WHERE id=? RETURNING channel, owner",
+                     (*args, conversation_id))
+    if crow is None:
+        raise StoreError(f"no conversation {conversation_id}")
+    if owner is not None and crow["owner"] != owner:
+        raise ClaimLost(f"{conversation_id} is owned by {crow['owner']}, not {owner}")
+    if handoff is not None and hid is not None:
+        yield Run("INSERT INTO handoffs(id, conversation_id, state, team, reason, priority, context, "
+                  "created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+                  (hid, conversation_id, handoff.team, handoff.reason, handoff.priority,
+                   json.dumps(handoff.context), iso(now)))
+        position = yield from queue_position_of(hid)
+        replies.append(handoff.message(position))
+    queued = yield from insert_outbound(conversation_id, crow["channel"], replies, now)
+    if inbound_id is not None:
+        yield Run("UPDATE messages SET status='processed' WHERE id=? AND direction='in'", (inbound_id,))
     if isinstance(ticket, TicketFollowedUp):
         asked = yield Run("UPDATE tickets SET followed_up_at=?, updated_at=? WHERE reference=? "
                           "AND followed_up_at IS NULL", (iso(now), iso(now), ticket.reference))
@@ -279,31 +285,24 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
         if not (yield from resolve_open(ticket.reference, at=ticket.at, agent=ticket.agent, result=ticket.result,
                                         follow_up_at=ticket.follow_up_at)):
             raise StoreError(f"{ticket.reference} is already resolved")
-    return (yield from _messages_by_id(ids))
+    return queued
 
 
 def insert_outbound(conversation_id: str, channel: str, replies: Sequence[Outbound],
-                    now: datetime) -> Op[list[int]]:
+                    now: datetime) -> Op[list[Message]]:
     """Queue replies (inside the caller's transaction, which holds the conversation's lock)."""
-    ids: list[int] = []
+    queued: list[Message] = []
     for r in replies:
         row = yield One(
             "INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
             "buttons, channel, status, next_attempt_at, created_at) "
-            "VALUES (?, 'out', ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
+            "VALUES (?, 'out', ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING *",
             (conversation_id, r.role, r.sender_name, r.text,
              json.dumps([a.to_dict() for a in r.attachments]),
              json.dumps([{"title": b.title, "payload": b.payload} for b in r.buttons]),
              channel, now.timestamp(), iso(now)))
-        ids.append(row["id"])
-    return ids
-
-
-def _messages_by_id(ids: Sequence[int]) -> Op[list[Message]]:
-    if not ids:
-        return []
-    rows = yield All(f"SELECT * FROM messages WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id", list(ids))
-    return [message_of(r) for r in rows]
+        queued.append(message_of(row))
+    return queued
 
 
 def failed_outbound(conversation_id: str, *, since: datetime) -> Op[list[tuple[int, str]]]:

@@ -46,6 +46,18 @@ def _unavailable(exc: BaseException) -> bool:
     return state.startswith(_UNAVAILABLE_CLASSES) or state == "25006"
 
 
+async def _reset(con: asyncpg.Connection) -> None:
+    """What a connection needs before it goes back to the pool: nothing but ending a transaction.
+
+    asyncpg's default reset sends four statements (unlock all advisory locks, close cursors,
+    UNLISTEN *, RESET ALL) on every release: measured, 4 of every 10 round trips per message.
+    Pooled connections hold none of that state here: advisory locks are transaction-scoped,
+    LISTEN and the migration lock have connections of their own, and nothing SETs a session.
+    """
+    if con.is_in_transaction():
+        await con.execute("ROLLBACK")
+
+
 class PostgresStore(Operations):
     """The store for several instances.
 
@@ -74,9 +86,13 @@ class PostgresStore(Operations):
     async def open(self) -> None:
         try:
             await self.migrate()
+            # the time limit is the server's statement_timeout, not asyncpg's command_timeout,
+            # which arms (and cancels) a timer in the event loop for every statement: measured,
+            # ~30 timers per message
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=self.pool_size, command_timeout=self.timeout,
-                max_inactive_connection_lifetime=60)
+                self.url, min_size=1, max_size=self.pool_size, max_inactive_connection_lifetime=60,
+                reset=_reset, server_settings={"statement_timeout": str(int(self.timeout * 1000)),
+                                               "application_name": "omnibot"})
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"cannot open {mask_url(self.url)}: {exc}") from exc
 

@@ -18,6 +18,7 @@ statements; see README, "Architecture".
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -136,23 +137,48 @@ def rowcount(status: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+def lock_key(key: str) -> int:
+    """The advisory lock's 64-bit key for ``key`` (computed here: a literal, no server-side hash)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
 async def run_async(con: Any, op: Callable[..., Op[R]], args: Sequence[Any], kwargs: dict[str, Any]) -> R:
-    """Run an operation to its end on an asyncpg connection."""
-    if is_transactional(op):
-        async with con.transaction():
-            return await _drive_async(con, op(*args, **kwargs))
-    return await _drive_async(con, op(*args, **kwargs))
+    """Run an operation to its end on an asyncpg connection.
+
+    A transaction's ``BEGIN`` travels with its first lock in one round trip (both are plain
+    statements with no parameters); a failure rolls the transaction back.
+    """
+    gen = op(*args, **kwargs)
+    if not is_transactional(op):
+        return await _drive_async(con, gen)
+    try:
+        first = next(gen)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    try:
+        if isinstance(first, Lock):
+            await con.execute(f"BEGIN; SELECT pg_advisory_xact_lock({lock_key(first.key)})")
+            result = await _drive_async(con, gen)
+        else:
+            await con.execute("BEGIN")
+            result = await _drive_async(con, gen, first)
+    except Exception:
+        # (a cancelled statement leaves the connection to the pool, which rolls back or drops it)
+        if con.is_in_transaction() and not con.is_closed():
+            await con.execute("ROLLBACK")
+        raise
+    await con.execute("COMMIT")
+    return result
 
 
-async def _drive_async(con: Any, gen: Op[R]) -> R:
+async def _drive_async(con: Any, gen: Op[R], req: Request | None = None) -> R:
     reply: Any = None
     while True:
-        try:
-            req = gen.send(reply)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        except BaseException:
-            raise
+        if req is None:
+            try:
+                req = gen.send(reply)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
         if isinstance(req, One):
             reply = await con.fetchrow(pg_sql(req.sql), *req.args)
         elif isinstance(req, All):
@@ -160,5 +186,6 @@ async def _drive_async(con: Any, gen: Op[R]) -> R:
         elif isinstance(req, Run):
             reply = rowcount(await con.execute(pg_sql(req.sql), *req.args))
         else:
-            await con.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", req.key)
+            await con.execute("SELECT pg_advisory_xact_lock($1)", lock_key(req.key))
             reply = None
+        req = None
