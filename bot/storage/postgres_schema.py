@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from .sqlite_schema import MIGRATIONS as SQLITE_MIGRATIONS
 from .sqlite_schema import SCHEMA_VERSION
 
 #: The SQLite schema version that :data:`BASELINE_SQL` matches.
@@ -164,38 +165,15 @@ def byte_order(sql: str) -> str:
     return re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', sql)
 
 
+def from_sqlite(script: str) -> str:
+    """A SQLite migration in PostgreSQL's types (our migrations use only the portable subset)."""
+    return re.sub(r"\bBLOB\b", "BYTEA", re.sub(r"\bREAL\b", "DOUBLE PRECISION", script))
+
+
 #: Migrations past the baseline: version -> SQL. Each new SQLite migration gets its
 #: PostgreSQL twin here, so both backends carry the same version number.
 MIGRATIONS: dict[int, str] = {
-    11: """
-    CREATE TABLE instances (
-        id TEXT PRIMARY KEY,
-        host TEXT NOT NULL,
-        pid INTEGER NOT NULL,
-        started_at TEXT NOT NULL,
-        seen_at DOUBLE PRECISION NOT NULL
-    );
-    ALTER TABLE conversations ADD COLUMN owner TEXT;
-    CREATE TABLE leases (
-        name TEXT PRIMARY KEY,
-        holder TEXT NOT NULL,
-        until DOUBLE PRECISION NOT NULL
-    );
-    CREATE TABLE rate_limits (
-        key TEXT PRIMARY KEY,
-        window_start DOUBLE PRECISION NOT NULL,
-        hits INTEGER NOT NULL
-    );
-    CREATE TABLE media (
-        id TEXT PRIMARY KEY,
-        owner TEXT NOT NULL,
-        name TEXT NOT NULL,
-        mime TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        data BYTEA NOT NULL,
-        created_at TEXT NOT NULL
-    );
-    """,
+    11: from_sqlite(SQLITE_MIGRATIONS[10]),   # instances, owners, leases, rate counters, media
 }
 
 assert BASELINE + len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL twin"

@@ -4,7 +4,8 @@ Web-chat customers are connected to different instances, Telegram webhook delive
 over all three, an agent works through a third; one instance is SIGKILLed in the middle of the
 load and started again. Every accepted message is answered (web chat: exactly once; Telegram:
 at most one duplicate per kill), in order per conversation; an agent's reply through one
-instance reaches a customer's socket on another at once.
+instance reaches a customer's socket on another at once; one Slack card per handoff; a
+follow-up is asked once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from conftest import AGENT_TOKEN, ROOT, agent_headers
 from e2e.chat import ChatClient
 from e2e.test_restart_crash import _kill
 from e2e.test_slack_desk import card_posts
+from e2e.test_tickets_e2e import _file_complaint
+from e2e.test_telegram import fake  # noqa: F401 - the fake Telegram server fixture
 from fakes.slack_api import FakeSlack
 from fakes.telegram_api import FakeTelegram, deliver_webhook, text_update
 
@@ -113,16 +116,6 @@ async def slack() -> AsyncIterator[FakeSlack]:
         await f.stop()
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    f = FakeTelegram()
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.stop()
-
-
 async def _rows(pg_url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
     con = await asyncpg.connect(pg_url)
     try:
@@ -136,6 +129,12 @@ async def _until(what: str, check: Any, timeout: float = 20.0) -> None:
     while not await check():
         assert time.monotonic() < deadline, f"{what} not reached in {timeout} s"
         await asyncio.sleep(0.1)
+
+
+async def _queue(http: aiohttp.ClientSession, url: str) -> list[dict[str, Any]]:
+    async with http.get(url + "/agent/api/queue", headers=agent_headers()) as resp:
+        assert resp.status == 200
+        return (await resp.json())["handoffs"]  # type: ignore[no-any-return]
 
 
 async def _true(v: bool) -> bool:
@@ -279,6 +278,25 @@ async def test_three_instances_lose_nothing_and_send_nothing_twice(tmp_path: Pat
                 assert [next(a for a in FAQ.values() if a in t) for t in distinct] == list(FAQ.values())
                 assert len(sent) - len(distinct) <= 1, sent
 
+            # -- a follow-up is asked once, though three instances watch the clock ---------------
+            filer = ChatClient(http, a + "/webchat/ws")
+            await filer.connect()
+            ref = await _file_complaint(filer, "product", "GH444444", "The blender lid cracked on day one.")
+            await filer.say("Yes, talk to a person", payload="yes", expect_text="queue")
+            [h] = [x for x in await _queue(http, c) if x["state"] == "queued"]
+            for action, body in (("claim", {}), ("resolve", {"result": "a new lid is on its way"})):
+                async with http.post(f"{c}/agent/api/handoffs/{h['id']}/{action}", headers=agent_headers(),
+                                     json=body) as resp:
+                    assert resp.status == 200, await resp.text()
+            await filer.replies_until(lambda m: "How satisfied" in m["text"], timeout=10)
+            await filer.say("5", payload="5")
+            await filer.say("skip", expect_text="Thanks for your feedback")
+            await filer.replies_until(lambda m: "Has the problem stayed solved?" in m["text"], timeout=15)
+            await asyncio.sleep(1.5)      # five more rounds of every instance's follow-up check
+            rows = await _rows(pg_url, "SELECT COUNT(*) AS n FROM messages WHERE direction='out' AND text LIKE $1",
+                               f"%{ref}. Has the problem stayed solved?%")
+            assert rows[0]["n"] == 1
+            await filer.close()
             await agent_ws.close()
             await customer.close()
     finally:

@@ -14,17 +14,7 @@ from bot.errors import StorageUnavailable
 from cluster import on_pg
 from conftest import Running, start_app, stop_app, until
 from fakes.telegram_api import FakeTelegram, text_update
-from test_telegram import tg_config, to_chat
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    f = FakeTelegram()
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.stop()
+from test_telegram import fake, tg_config, to_chat  # noqa: F401 - fake: the fake Telegram server fixture
 
 
 def tg(r: Running):
