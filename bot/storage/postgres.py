@@ -87,10 +87,11 @@ class PostgresStore(Operations):
         try:
             await self.migrate()
             # the time limit is the server's statement_timeout, not asyncpg's command_timeout,
-            # which arms (and cancels) a timer in the event loop for every statement: measured,
-            # ~30 timers per message
+            # which arms (and cancels) a timer in the event loop for every statement (measured:
+            # ~30 timers per message); for the same reason idle connections are not timed out
+            # (another timer per release): the pool is small and stays open
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=self.pool_size, max_inactive_connection_lifetime=60,
+                self.url, min_size=1, max_size=self.pool_size, max_inactive_connection_lifetime=0,
                 reset=_reset, server_settings={"statement_timeout": str(int(self.timeout * 1000)),
                                                "application_name": "omnibot"})
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
