@@ -585,6 +585,7 @@
       let frame;
       try { frame = JSON.parse(ev.data); } catch (err) { return; }
       if (frame && frame.type === "changed") {
+        if (frame.event === "resync") { refreshAll(); return; }   // live updates may have been missed
         if (frame.event === "sla") showSlaAlert(frame.alert);
         if (frame.event === "delivery_failed" && String(frame.handoff_id) === state.selectedId) {
           toast(`Not delivered: ${frame.reason || "the platform refused it"}`);
