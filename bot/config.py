@@ -136,9 +136,8 @@ class WhatsAppConfig(_Model):
     def _complete(self) -> "WhatsAppConfig":
         if not self.enabled:
             return self
-        missing = [k for k in ("access_token", "app_secret", "verify_token") if not getattr(self, k).get_secret_value()]
-        if not self.phone_number_id:
-            missing.insert(1, "phone_number_id")
+        missing = [k for k in ("access_token", "phone_number_id", "app_secret", "verify_token")
+                   if not (getattr(self, k) if k == "phone_number_id" else getattr(self, k).get_secret_value())]
         if missing:
             raise ValueError(f"whatsapp is enabled but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
                              "empty (set them from the environment, e.g. ${WHATSAPP_ACCESS_TOKEN})")
