@@ -335,6 +335,8 @@ async def test_transient_errors_retried_permanent_not(app: tuple[Running, Clock]
     await until(lambda: _status_is(r, conv.id, "failed"), what="the answer marked failed")
     await asyncio.sleep(0.5)
     assert len(fake.sent_to("4915100000012", ok=False)) == 1 and not fake.sent_to("4915100000012")
+    [m] = [m for m in await r.services.store.history(conv.id) if m.direction == "out"]
+    assert "could not deliver to this number" in m.error and "131026" in m.error
 
 
 async def test_agent_image_is_uploaded_and_sent(app: tuple[Running, Clock], fake: FakeWhatsApp) -> None:
@@ -363,6 +365,24 @@ async def test_readyz_reports_whatsapp(app: tuple[Running, Clock]) -> None:
             break
         await asyncio.sleep(0.05)
     assert resp.status == 200 and body["connectors"]["whatsapp"] == "ok"
+
+
+async def test_readyz_failing_on_a_refused_token(tmp_path: Path, fake: FakeWhatsApp) -> None:
+    config = wa_config(tmp_path, fake)
+    config = config.model_copy(update={"whatsapp": config.whatsapp.model_copy(
+        update={"access_token": type(config.whatsapp.access_token)("EAAG-wrong")})})
+    r = await start_app(config)
+    try:
+        for _ in range(100):
+            async with r.http.get(r.url + "/readyz") as resp:
+                body = await resp.json()
+            if body["connectors"]["whatsapp"] != "starting":
+                break
+            await asyncio.sleep(0.05)
+        assert resp.status == 503
+        assert body["connectors"]["whatsapp"] == "failing: the Graph API refused the access token"
+    finally:
+        await stop_app(r)
 
 
 # -- helpers -----------------------------------------------------------------------------------
