@@ -502,7 +502,13 @@ class WhatsAppConnector:
             raise self._classify(exc) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise TransientSendError(f"Graph API unreachable: {type(exc).__name__}") from exc
-        early = await self.store.whatsapp_note_sent(wamids, m.id)
+        try:
+            early = await self.store.whatsapp_note_sent(wamids, m.id)
+        except StorageUnavailable as exc:
+            # it was sent: say so (a resend would reach the customer twice); only a failed status
+            # arriving before delivery records the send goes unmatched (asked again, see webhook)
+            log.warning("whatsapp message %s sent as %s, link not stored (%s)", m.id, wamids[-1], exc)
+            return wamids[-1]
         if early is not None:       # its failed status overtook this send
             raise PermanentSendError(early.get("error") or "WhatsApp reported the message as not delivered")
         return wamids[-1]
