@@ -162,6 +162,11 @@ async def build_services(config: Config) -> Services:
             telegram = TelegramConnector(config=config.telegram, accept=runtime.accept, store=store,
                                          media=media, cluster=cluster)
             connectors[telegram.name] = telegram
+        if config.whatsapp.enabled:
+            from connectors.whatsapp import WhatsAppConnector
+            whatsapp = WhatsAppConnector(config=config.whatsapp, accept=runtime.accept, store=store, media=media,
+                                         on_failed=delivery.announce_failure)
+            connectors[whatsapp.name] = whatsapp
         slack = None
         if config.slack.enabled:
             from handoff.desk_slack import SlackDesk   # slack-bolt is imported only when used

@@ -109,6 +109,48 @@ class TelegramConfig(_Model):
         return self
 
 
+class WhatsAppTemplate(_Model):
+    """An approved message template, for messages outside WhatsApp's 24-hour window."""
+
+    name: str = Field(min_length=1, description="the template's name as approved in WhatsApp Manager")
+    language: str = Field("en", min_length=2, description="the approved translation's code (en, en_US, de)")
+    text_parameter: bool = Field(True, description="pass the message text as the body's one parameter {{1}}")
+
+
+class WhatsAppConfig(_Model):
+    """WhatsApp (Cloud API) as a customer channel (see README "WhatsApp")."""
+
+    enabled: bool = False
+    access_token: SecretStr = Field(SecretStr(""), description="a system user's permanent token")
+    phone_number_id: str = Field("", description="the business number's id (not the number itself)")
+    app_secret: SecretStr = Field(SecretStr(""), description="checks X-Hub-Signature-256 on every webhook POST")
+    verify_token: SecretStr = Field(SecretStr(""), description="any string; the same as in the Meta app's "
+                                    "webhook settings")
+    api_url: str = Field("https://graph.facebook.com", description="Graph API host (tests point it at a fake)")
+    api_version: str = Field("v21.0", pattern=r"^v\d+\.\d+$")
+    templates: dict[str, WhatsAppTemplate] = Field(
+        default_factory=dict, description="by message role (bot, agent, system), else 'default': used outside "
+        "the 24-hour window; none: such messages are not sent")
+
+    @model_validator(mode="after")
+    def _complete(self) -> "WhatsAppConfig":
+        if not self.enabled:
+            return self
+        missing = [k for k in ("access_token", "phone_number_id", "app_secret", "verify_token")
+                   if not (getattr(self, k) if k == "phone_number_id" else getattr(self, k).get_secret_value())]
+        if missing:
+            raise ValueError(f"whatsapp is enabled but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                             "empty (set them from the environment, e.g. ${WHATSAPP_ACCESS_TOKEN})")
+        unknown = set(self.templates) - {"default", "bot", "agent", "system"}
+        if unknown:
+            raise ValueError(f"whatsapp.templates: unknown key {sorted(unknown)[0]!r} "
+                             "(use default, bot, agent or system)")
+        return self
+
+    def template_for(self, role: str) -> WhatsAppTemplate | None:
+        return self.templates.get(role) or self.templates.get("default")
+
+
 class SlackConfig(_Model):
     """Slack as the agent desk (see README "Slack agent desk")."""
 
@@ -316,6 +358,7 @@ class Config(_Model):
     agent_desk: AgentDeskConfig = AgentDeskConfig()
     slack: SlackConfig = SlackConfig()
     telegram: TelegramConfig = TelegramConfig()
+    whatsapp: WhatsAppConfig = WhatsAppConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     nlu: NluConfig = NluConfig()
     complaints: ComplaintsConfig = ComplaintsConfig()
@@ -347,7 +390,9 @@ class Config(_Model):
         """Every secret value, for the log redaction filter."""
         out = [self.agent_desk.token.get_secret_value(), self.slack.bot_token.get_secret_value(),
                self.slack.signing_secret.get_secret_value(), self.slack.app_token.get_secret_value(),
-               self.telegram.token.get_secret_value(), self.telegram.secret_token.get_secret_value()]
+               self.telegram.token.get_secret_value(), self.telegram.secret_token.get_secret_value(),
+               self.whatsapp.access_token.get_secret_value(), self.whatsapp.app_secret.get_secret_value(),
+               self.whatsapp.verify_token.get_secret_value()]
         if self.webchat.secret:
             out.append(self.webchat.secret.get_secret_value())
         return [s for s in out if s]

@@ -226,18 +226,23 @@ class Delivery:
         return False
 
     async def _announce_failure(self, item: OutboxItem, reason: str) -> None:
+        await self.announce_failure(item.message.conversation_id, message_id=item.message.id, reason=reason,
+                                    channel=item.channel, role=item.message.role,
+                                    sender=item.message.sender_name)
+
+    async def announce_failure(self, conversation_id: str, *, message_id: int, reason: str, channel: str,
+                               role: str, sender: str) -> None:
         """Tell the desks at once that a message did not reach the customer.
 
         Called after the failure is recorded: the event is a hint, storage (status ``failed``
-        plus the reason) stays the truth for a desk that missed it.
+        plus the reason) stays the truth for a desk that missed it. Connectors call it too,
+        when the platform reports a failure after the send (WhatsApp's ``failed`` status).
         """
         if self.events is None:
             return
-        cid = item.message.conversation_id
         try:
-            h = await self.store.active_handoff(cid) or await self.store.latest_handoff(cid)
+            h = await self.store.active_handoff(conversation_id) or await self.store.latest_handoff(conversation_id)
         except StorageUnavailable:
             h = None        # still announce it; the desk re-reads storage anyway
-        self.events.publish(Event("delivery_failed", cid, h.id if h else None, {
-            "message_id": item.message.id, "reason": reason, "channel": item.channel,
-            "role": item.message.role, "sender": item.message.sender_name}))
+        self.events.publish(Event("delivery_failed", conversation_id, h.id if h else None, {
+            "message_id": message_id, "reason": reason, "channel": channel, "role": role, "sender": sender}))

@@ -15,6 +15,7 @@ from . import ops_cluster as cluster
 from . import ops_desk as desk
 from . import ops_report as report
 from . import ops_media as media
+from . import ops_whatsapp as whatsapp
 from .health import StorageHealth
 from .sql import Op
 
@@ -29,7 +30,7 @@ WRITES = frozenset({
     "record_csat", "reopen_ticket", "mark_followed_up", "move_ticket", "create_link_code", "redeem_link_code",
     "add_sla_alert", "save_effect", "register_instance", "heartbeat", "forget_instance", "forget_dead_instances",
     "claim_conversation", "release_conversation", "take_lease", "release_lease", "rate_hit",
-    "save_media"})
+    "save_media", "whatsapp_saw_inbound", "whatsapp_note_sent", "whatsapp_apply_status"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -151,6 +152,14 @@ class Operations:
     save_media = operation(media.save_media)
     media_info = operation(media.media_info)
     media_data = operation(media.media_data)
+
+    # the WhatsApp connector's: the 24-hour window, delivery statuses (bot.storage.ops_whatsapp)
+    whatsapp_saw_inbound = operation(whatsapp.whatsapp_saw_inbound)
+    whatsapp_last_inbound = operation(whatsapp.whatsapp_last_inbound)
+    whatsapp_inbound_seen = operation(whatsapp.whatsapp_inbound_seen)
+    whatsapp_note_sent = operation(whatsapp.whatsapp_note_sent)
+    whatsapp_apply_status = operation(whatsapp.whatsapp_apply_status)
+    whatsapp_status = operation(whatsapp.whatsapp_status)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.

@@ -264,3 +264,21 @@ def test_alias_bomb_in_config_is_refused_fast_with_line() -> None:
     assert ei.value.line is not None and "*lol" in text.splitlines()[ei.value.line - 1]
     assert str(ei.value).startswith(f"c.yaml:{ei.value.line}: ")
     assert "aliases expand to more than" in ei.value.reason
+
+
+def test_whatsapp_disabled_by_default_and_complete_when_enabled() -> None:
+    assert parse_config("").whatsapp.enabled is False
+    with pytest.raises(ConfigError) as ei:
+        parse_config("whatsapp: {enabled: true, access_token: t0ken}")
+    assert "phone_number_id, app_secret, verify_token are empty" in str(ei.value)
+    ok = ("whatsapp: {enabled: true, access_token: t0ken, phone_number_id: '1098', app_secret: s3cret, "
+          "verify_token: v3rify, templates: {default: {name: support_update, language: en_US}, agent: {name: reply}}}")
+    cfg = parse_config(ok).whatsapp
+    assert cfg.api_url == "https://graph.facebook.com" and cfg.api_version == "v21.0"
+    assert cfg.template_for("agent").name == "reply" and cfg.template_for("bot").language == "en_US"
+    assert {"t0ken", "s3cret", "v3rify"} <= set(parse_config(ok).secrets())
+    with pytest.raises(ConfigError) as ei:
+        parse_config(ok.replace("agent:", "customer:"))
+    assert "unknown key 'customer'" in str(ei.value)
+    with pytest.raises(ConfigError):
+        parse_config("whatsapp: {api_version: '21'}")

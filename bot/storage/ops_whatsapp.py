@@ -1,0 +1,105 @@
+"""Store operations the WhatsApp connector needs (see :mod:`connectors.whatsapp`).
+
+No table of their own: what WhatsApp tells us beyond messages lives in ``meta`` rows,
+so no migration is needed and the SQL is the portable subset of SQLite and PostgreSQL.
+
+- ``whatsapp:in:<wa_id>``: when the customer last wrote (WhatsApp's timestamp, epoch seconds,
+  zero-padded so text order is number order): the 24-hour window is computed from it.
+- ``whatsapp:out:<wamid>``: the outbound message (our id) a WhatsApp message id belongs to,
+  written by the send before it returns, so a status that overtakes the send finds it.
+- ``whatsapp:status:<wamid>``: the latest delivery status, applied monotonically
+  (sent < delivered < read; failed sticks, with its reason).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .sql import One, Op, Run, transaction
+
+#: statuses only move forward; failed is never overwritten
+STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 9}
+
+
+def _pad(at: int) -> str:
+    return f"{max(0, int(at)):012d}"
+
+
+def whatsapp_saw_inbound(wa_id: str, at: int) -> Op[None]:
+    """Remember that the customer ``wa_id`` wrote at ``at`` (epoch seconds); an earlier time
+    (a late redelivery) never moves it back."""
+    yield Run("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value "
+              "WHERE excluded.value > meta.value", (f"whatsapp:in:{wa_id}", _pad(at)))
+
+
+def whatsapp_last_inbound(wa_id: str) -> Op[int | None]:
+    """When the customer ``wa_id`` last wrote (epoch seconds), or None."""
+    row = yield One("SELECT value FROM meta WHERE key=?", (f"whatsapp:in:{wa_id}",))
+    return int(row["value"]) if row else None
+
+
+def whatsapp_inbound_seen(wamid: str) -> Op[bool]:
+    """Whether the customer message ``wamid`` is stored already (a redelivery)."""
+    row = yield One("SELECT id FROM messages WHERE channel='whatsapp' AND platform_message_id=? "
+                    "AND direction='in'", (wamid,))
+    return row is not None
+
+
+@transaction
+def whatsapp_note_sent(wamids: list[str], message_id: int) -> Op[dict[str, Any] | None]:
+    """Tie WhatsApp message ids to our outbound message; return a ``failed`` status that
+    arrived for one of them before this call (the send must then fail), else None."""
+    failed = None
+    for wamid in wamids:
+        yield Run("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+                  (f"whatsapp:out:{wamid}", str(message_id)))
+        row = yield One("SELECT value FROM meta WHERE key=?", (f"whatsapp:status:{wamid}",))
+        if row:
+            st = json.loads(row["value"])
+            if st.get("status") == "failed":
+                failed = st
+    return failed
+
+
+@transaction
+def whatsapp_apply_status(wamid: str, status: str, *, error: str = "") -> Op[dict[str, Any]]:
+    """Record a delivery status of our message ``wamid``; mark the message failed on ``failed``.
+
+    Returns ``{"outcome": ..., "message_id", "conversation_id", "role", "sender"}`` where outcome is
+    ``failed_now`` (it was sent, now it is failed: tell the desks), ``recorded`` (stored; nothing
+    else changes), ``in_flight`` (a failure for a message whose send has not been recorded yet:
+    ask again shortly) or ``unknown`` (not a message of ours, or not yet known: kept for the send).
+    """
+    key = f"whatsapp:status:{wamid}"
+    row = yield One("SELECT value FROM meta WHERE key=?", (key,))
+    old = json.loads(row["value"]) if row else {}
+    if STATUS_RANK.get(status, 0) > STATUS_RANK.get(old.get("status", ""), 0):
+        value = json.dumps({"status": status, "error": error[:500]})
+        yield Run("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                  (key, value))
+    msg = yield One("SELECT id, conversation_id, status, role, sender_name FROM messages WHERE channel='whatsapp' "
+                    "AND platform_message_id=? AND direction='out'", (wamid,))
+    if msg is None:
+        link = yield One("SELECT value FROM meta WHERE key=?", (f"whatsapp:out:{wamid}",))
+        if link is not None:
+            msg = yield One("SELECT id, conversation_id, status, role, sender_name FROM messages WHERE id=?",
+                            (int(link["value"]),))
+    if msg is None:
+        return {"outcome": "unknown"}
+    out = {"message_id": msg["id"], "conversation_id": msg["conversation_id"], "role": msg["role"],
+           "sender": msg["sender_name"]}
+    if status != "failed" or msg["status"] == "failed":
+        return {"outcome": "recorded", **out}
+    if msg["status"] == "pending":
+        return {"outcome": "in_flight", **out}
+    reason = error or "WhatsApp reported the message as not delivered"
+    n = yield Run("UPDATE messages SET status='failed', last_error=? WHERE id=? AND status='sent'",
+                  (reason[:500], msg["id"]))
+    return {"outcome": "failed_now" if n else "recorded", **out}
+
+
+def whatsapp_status(wamid: str) -> Op[dict[str, Any] | None]:
+    """The latest delivery status recorded for ``wamid``: ``{"status", "error"}``, or None."""
+    row = yield One("SELECT value FROM meta WHERE key=?", (f"whatsapp:status:{wamid}",))
+    return json.loads(row["value"]) if row else None
