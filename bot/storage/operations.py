@@ -15,6 +15,7 @@ from . import ops_cluster as cluster
 from . import ops_desk as desk
 from . import ops_report as report
 from . import ops_media as media
+from . import ops_public as public
 from .health import StorageHealth
 from .sql import Op
 
@@ -29,7 +30,7 @@ WRITES = frozenset({
     "record_csat", "reopen_ticket", "mark_followed_up", "move_ticket", "create_link_code", "redeem_link_code",
     "add_sla_alert", "save_effect", "register_instance", "heartbeat", "forget_instance", "forget_dead_instances",
     "claim_conversation", "release_conversation", "take_lease", "release_lease", "rate_hit",
-    "save_media"})
+    "save_media", "hold_public_message", "redeem_public_token"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -151,6 +152,10 @@ class Operations:
     save_media = operation(media.save_media)
     media_info = operation(media.media_info)
     media_data = operation(media.media_data)
+
+    # public complaints moved to a private chat: bot.storage.ops_public
+    hold_public_message = operation(public.hold_public_message)
+    redeem_public_token = operation(public.redeem_public_token)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.
