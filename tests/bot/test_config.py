@@ -264,3 +264,15 @@ def test_alias_bomb_in_config_is_refused_fast_with_line() -> None:
     assert ei.value.line is not None and "*lol" in text.splitlines()[ei.value.line - 1]
     assert str(ei.value).startswith(f"c.yaml:{ei.value.line}: ")
     assert "aliases expand to more than" in ei.value.reason
+
+
+def test_telegram_public_mode_and_the_old_allow_groups() -> None:
+    assert parse_config("").telegram.public.mode == "private_link"        # complaints in groups go private
+    cfg = parse_config("telegram: {public: {mode: ignore, message: 'DM us: {link}', link_minutes: 5}}")
+    assert (cfg.telegram.public.mode, cfg.telegram.public.message, cfg.telegram.public.link_minutes) == (
+        "ignore", "DM us: {link}", 5)
+    assert parse_config("telegram: {allow_groups: true}").telegram.public.mode == "answer"
+    with pytest.raises(ConfigError, match="allow_groups: true means public.mode: answer"):
+        parse_config("telegram: {allow_groups: true, public: {mode: private_link}}")
+    with pytest.raises(ConfigError, match="mode"):
+        parse_config("telegram: {public: {mode: shout}}")
