@@ -26,6 +26,7 @@ from bot.logs import add_secrets
 from bot.linking import Linker, linking_actions
 from bot.media import MediaStore
 from bot.metrics import Live, MetricsWeb
+from bot.public import ComplaintDetector
 from bot.runtime import Runtime
 from bot.storage import Store, open_store
 from connectors.base import Connector
@@ -160,7 +161,7 @@ async def build_services(config: Config) -> Services:
         if config.telegram.enabled:
             from connectors.telegram import TelegramConnector   # imported only when used
             telegram = TelegramConnector(config=config.telegram, accept=runtime.accept, store=store,
-                                         media=media, cluster=cluster)
+                                         media=media, cluster=cluster, is_complaint=ComplaintDetector(engine))
             connectors[telegram.name] = telegram
         if config.whatsapp.enabled:
             from connectors.whatsapp import WhatsAppConnector

@@ -81,6 +81,20 @@ class AgentDeskConfig(_Model):
                              description="agents log in to /agent with it; set OMNIBOT_AGENT_TOKEN")
 
 
+class PublicConfig(_Model):
+    """What the bot does in a public place it is part of (a Telegram group), see README "Telegram"."""
+
+    mode: Literal["private_link", "ignore", "answer"] = Field(
+        "private_link", description="private_link: a complaint (or a message to the bot) gets a short public "
+        "apology with a one-time link to a private chat that carries it; ignore: say nothing in groups; "
+        "answer: answer in the group like in a private chat (personal data is then written in public)")
+    message: str = Field("Sorry to hear that. So we can help without sharing your details here, please "
+                         "continue with us in private: {link}", min_length=1,
+                         description="the public reply, from config only (never the customer's words); "
+                         "{link} is replaced by the one-time link, which is appended when missing")
+    link_minutes: int = Field(30, ge=1, le=7 * 24 * 60, description="how long the one-time link works")
+
+
 class TelegramConfig(_Model):
     """Telegram as a customer channel (see README "Telegram")."""
 
@@ -91,13 +105,18 @@ class TelegramConfig(_Model):
     secret_token: SecretStr = Field(SecretStr(""), description="checked on every webhook request")
     api_url: str = "https://api.telegram.org/bot"
     file_url: str = "https://api.telegram.org/file/bot"
-    allow_groups: bool = Field(False, description="answer in group chats too (default: private chats only)")
+    allow_groups: bool = Field(False, description="old spelling of public.mode: answer (kept for existing configs)")
+    public: PublicConfig = Field(default_factory=PublicConfig, description="group chats: see PublicConfig")
     poll_timeout: int = Field(25, ge=0, le=50)
     start_payload: str = Field("intent:greet", description="what /start means to the flows")
     help_payload: str = Field("intent:help", description="what /help means to the flows")
 
     @model_validator(mode="after")
     def _complete(self) -> "TelegramConfig":
+        if self.allow_groups:
+            if "public" in self.model_fields_set and self.public.mode != "answer":
+                raise ValueError("allow_groups: true means public.mode: answer; set only public.mode")
+            object.__setattr__(self, "public", PublicConfig(mode="answer"))   # frozen model
         if not self.enabled:
             return self
         if not self.token.get_secret_value():

@@ -24,11 +24,11 @@ import logging
 import os
 import warnings
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 from telegram import (Bot, CallbackQuery, Chat, Document, InlineKeyboardButton, InlineKeyboardMarkup,
-                      Message as TgMessage, PhotoSize, Update, User)
+                      Message as TgMessage, MessageEntity, PhotoSize, ReplyParameters, Update, User)
 from telegram.error import (BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter,
                             TelegramError, TimedOut)
 from telegram.request import HTTPXRequest
@@ -39,6 +39,7 @@ from bot.errors import PermanentSendError, StorageUnavailable, TransientSendErro
 from bot.logs import RedactingFilter
 from bot.media import MediaStore, sniff_mime
 from bot.model import Attachment, Inbound
+from bot.public import EXPIRED, STORY_PAYLOAD, TOKEN_PREFIX, PublicPlaces, public_reply
 from bot.storage import OutboxItem, Store
 from connectors.base import RETRY_AFTER_UNAVAILABLE, read_body
 
@@ -114,6 +115,19 @@ class Incoming:
     inbound: Inbound
     files: tuple[tuple[str, str, str], ...] = ()     # (file_id, name, kind) to download
     callback: CallbackQuery | None = None            # a button press, answered once stored
+    start_token: str | None = None                   # /start with a public link's one-time token
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupMessage:
+    """A message in a group or supergroup (public.mode private_link): answered, if at all, with a link."""
+
+    chat_id: int
+    message_id: int
+    title: str
+    user_id: int
+    text: str                 # without the bot's @username
+    to_bot: bool              # mentions the bot, replies to it, or is a /command@bot
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -194,14 +208,19 @@ class TelegramConnector:
         lease_ttl: seconds a poller's lease lasts unless renewed (a dead poller's successor
             starts within about this long).
         lease_interval: seconds between attempts to take the lease, and between renewals.
+        is_complaint: the flows' complaint detector, for group messages (public.mode private_link);
+            without it only messages to the bot get the private link.
     """
 
     name = "telegram"
 
     def __init__(self, *, config: TelegramConfig, accept: Callable[[Inbound], Any], store: Store,
                  media: MediaStore, cluster: Cluster | None = None, lease_ttl: float = 10.0,
-                 lease_interval: float = 2.0) -> None:
+                 lease_interval: float = 2.0,
+                 is_complaint: Callable[[str], Awaitable[bool]] | None = None) -> None:
         self.config = config
+        self.is_complaint = is_complaint
+        self.public = PublicPlaces(store, link_minutes=config.public.link_minutes)
         self.cluster = cluster if cluster is not None and cluster.enabled else None
         self.lease_ttl = lease_ttl
         self.lease_interval = lease_interval
@@ -474,8 +493,14 @@ class TelegramConnector:
         """
         await self._store_incoming(self.normalize(update))
 
-    async def _store_incoming(self, incoming: Incoming | None) -> None:
+    async def _store_incoming(self, incoming: Incoming | GroupMessage | None) -> None:
         if incoming is None:
+            return
+        if isinstance(incoming, GroupMessage):
+            await self._group_message(incoming)
+            return
+        if incoming.start_token is not None:
+            await self._start_with_token(incoming)
             return
         inbound = incoming.inbound
         if incoming.files:
@@ -488,10 +513,10 @@ class TelegramConnector:
             except TelegramError as exc:
                 log.info("answerCallbackQuery failed: %s", exc)
 
-    def normalize(self, update: Update) -> Incoming | None:
-        """The customer message in ``update``, None for updates we ignore (edits, channel
-        posts, group chats unless allowed). Pure: no I/O, so a shape error here is the
-        update's fault, never storage's.
+    def normalize(self, update: Update) -> Incoming | GroupMessage | None:
+        """The customer message in ``update``, a :class:`GroupMessage` (``telegram.public.mode``
+        private_link), or None for updates we ignore (edits, channel posts, group chats in mode
+        ignore). Pure: no I/O, so a shape error here is the update's fault, never storage's.
 
         Raises:
             MalformedUpdate: a field this uses is missing or of the wrong type.
@@ -505,7 +530,7 @@ class TelegramConnector:
         except _SHAPE_ERRORS as exc:
             raise MalformedUpdate(f"unexpected shape ({type(exc).__name__})") from None
 
-    def _normalize_message(self, update: Update) -> Incoming | None:
+    def _normalize_message(self, update: Update) -> Incoming | GroupMessage | None:
         msg = update.message
         if msg is None:
             kind = ("channel post" if update.channel_post or update.edited_channel_post else
@@ -522,13 +547,17 @@ class TelegramConnector:
         if user is not None:
             _check_user(user, "message.from")
         files = self._files(msg)
+        if msg.chat.type in ("group", "supergroup") and self.config.public.mode == "private_link":
+            return self._group(msg)
         if not self._chat_allowed(msg):
             return None
         text = msg.text or msg.caption or ""
-        payload, attributes = None, {}
+        payload, attributes, token = None, {}, None
         if text.startswith("/start"):
             arg = text[len("/start"):].strip()
-            if arg:
+            if arg.startswith(TOKEN_PREFIX) and msg.chat.type == "private":
+                token = arg[:64]        # a one-time secret: not kept on the customer record
+            elif arg:
                 attributes["telegram_start"] = arg[:64]
             payload = self.config.start_payload or None
         elif text.startswith("/help"):
@@ -536,7 +565,8 @@ class TelegramConnector:
         return Incoming(Inbound(
             channel=self.name, external_id=str(msg.chat.id), platform_message_id=f"{msg.chat.id}:{msg.message_id}",
             text=text, sender_name=user.full_name if user else "", payload=payload,
-            customer_attributes=attributes, sent_at=msg.date, raw=update.to_dict()), files=files)
+            customer_attributes=attributes, sent_at=msg.date, raw=update.to_dict()), files=files,
+            start_token=token)
 
     def _normalize_callback(self, update: Update) -> Incoming | None:
         cq = update.callback_query
@@ -560,11 +590,104 @@ class TelegramConnector:
             sender_name=cq.from_user.full_name, payload=cq.data, raw=update.to_dict()), callback=cq)
 
     def _chat_allowed(self, msg: TgMessage) -> bool:
-        if msg.chat.type == "private" or self.config.allow_groups:
+        if msg.chat.type == "private" or self.config.public.mode == "answer":
             return True
-        log.info("telegram %s chat %s ignored (set telegram.allow_groups to answer there)", msg.chat.type,
-                 msg.chat.id)
+        log.info("telegram %s chat %s ignored (telegram.public.mode: %s)", msg.chat.type, msg.chat.id,
+                 self.config.public.mode)
         return False
+
+    # -- public groups: complaints move to a private chat ---------------------------
+
+    def _group(self, msg: TgMessage) -> GroupMessage | None:
+        """A group message as a :class:`GroupMessage`; None for one without a sender or text."""
+        user = msg.from_user
+        text = msg.text or msg.caption or ""
+        if user is None or user.is_bot or not text.strip():
+            log.info("telegram %s chat %s: message %s ignored (no person or no text)", msg.chat.type,
+                     msg.chat.id, msg.message_id)
+            return None
+        me = (self.bot.username or "").lower() if self._ready.is_set() else ""
+        to_bot = False
+        entities = msg.entities or msg.caption_entities or ()
+        for e in entities:
+            _need(isinstance(e, MessageEntity) and _is_int(e.offset) and _is_int(e.length),
+                  "message.entities is not a list of entities")
+            part = msg.parse_entity(e) if msg.text else msg.parse_caption_entity(e)
+            if me and ((e.type == MessageEntity.MENTION and part.lower() == f"@{me}")
+                       or (e.type == MessageEntity.BOT_COMMAND and part.lower().endswith(f"@{me}"))):
+                to_bot = True
+        replied = msg.reply_to_message
+        if isinstance(replied, TgMessage) and isinstance(replied.from_user, User) and me:
+            to_bot = to_bot or (replied.from_user.is_bot and (replied.from_user.username or "").lower() == me)
+        if me:
+            text = " ".join(w for w in text.split(" ") if w.lower().rstrip(",.:!?") != f"@{me}").strip()
+        if text.startswith("/"):
+            text = ""         # a command to the bot (/help@bot) carries no story
+        return GroupMessage(chat_id=msg.chat.id, message_id=msg.message_id, title=msg.chat.title or "",
+                            user_id=user.id, text=text, to_bot=to_bot)
+
+    async def _group_message(self, g: GroupMessage) -> None:
+        """Answer a complaint or a message to the bot with the public text and a one-time link.
+
+        Other group messages are neither answered nor stored (the bot is not their addressee;
+        group chatter is other people's business). The public reply is sent here, not through
+        the outbox: it belongs to no conversation. A failed send is logged and not retried.
+        """
+        complaint = False
+        if not g.to_bot and self.is_complaint is not None and g.text:
+            try:
+                complaint = await self.is_complaint(g.text)
+            except Exception:  # noqa: BLE001 - a broken detector must not hold up the updates after it
+                log.exception("telegram group chat %s: message %s not classified", g.chat_id, g.message_id)
+        if not (g.to_bot or complaint):
+            log.info("telegram group chat %s ignored: message %s is neither a complaint nor to the bot",
+                     g.chat_id, g.message_id)
+            return
+        token, new = await self.public.hold(place=f"telegram:{g.chat_id}", user=str(g.user_id), title=g.title,
+                                            text=g.text)
+        if not new:
+            # the link given for their first message works for this one too: the group sees one reply
+            log.info("telegram group chat %s: message %s added to an open private link", g.chat_id, g.message_id)
+            return
+        link = f"https://t.me/{self.bot.username}?start={token}"
+        text = public_reply(self.config.public.message, link)
+        log.info("telegram group chat %s: message %s answered with a private link (%s)", g.chat_id,
+                 g.message_id, "complaint" if complaint else "to the bot")
+        try:
+            await self.bot.send_message(chat_id=g.chat_id, text=html.escape(text, quote=False), parse_mode="HTML",
+                                        reply_parameters=ReplyParameters(message_id=g.message_id,
+                                                                         allow_sending_without_reply=True),
+                                        disable_web_page_preview=True)
+        except TelegramError as exc:
+            log.warning("telegram group chat %s: the private link was not posted (%s)", g.chat_id,
+                        refusal_reason(exc))
+
+    async def _start_with_token(self, incoming: Incoming) -> None:
+        """``/start <token>`` from a public reply: the private conversation starts with what
+        the customer wrote in public, and keeps where it came from; an unusable token gets a
+        polite word, then the usual /start."""
+        inbound = incoming.inbound
+        assert incoming.start_token is not None
+        # a private chat's id is its user's id: only the person who wrote in public can use it
+        moved = await self.public.redeem(incoming.start_token, user=inbound.external_id,
+                                         by=inbound.platform_message_id)
+        if moved is None:
+            log.info("telegram chat %s: a used, expired or someone else's private link", inbound.external_id)
+            try:
+                await self.bot.send_message(chat_id=int(inbound.external_id), text=html.escape(EXPIRED, quote=False),
+                                            parse_mode="HTML")
+            except TelegramError as exc:
+                log.warning("telegram chat %s: the expired-link note was not sent (%s)", inbound.external_id,
+                            refusal_reason(exc))
+            await self.accept(inbound)
+            return
+        if moved.text:
+            # the flows take the text as the customer's account of what happened (payload "story")
+            inbound = dataclasses.replace(inbound, text=moved.text, payload=STORY_PAYLOAD)
+        result = await self.accept(inbound)
+        conversation = getattr(result, "conversation", None)
+        if conversation is not None:
+            await self.public.record_origin(conversation.id, moved, channel=self.name)
 
     @staticmethod
     def _files(msg: TgMessage) -> tuple[tuple[str, str, str], ...]:

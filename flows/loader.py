@@ -39,7 +39,7 @@ ACTION_SLOTS: dict[str, tuple[str, ...]] = {
 STARTED_FLOW_SLOTS = ("reference",)
 
 # The names each kind of template is rendered with.
-STEP_NAMES = ("slots", "customer", "channel", "message")        # flows/engine.py _Turn.context()
+STEP_NAMES = ("slots", "customer", "channel", "message", "payload")   # flows/turn.py Turn.context()
 HANDOFF_NAMES = ("team", "reason", "position", "customer", "slots")  # bot/runtime.py _handoff_spec
 # settings: templates, by their path under settings:, with the names each one sees
 SETTINGS_TEMPLATES: dict[tuple[str, ...], tuple[str, ...]] = {

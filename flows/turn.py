@@ -131,4 +131,4 @@ class Turn:
 
     def context(self) -> dict[str, Any]:
         return {"slots": Slots(self.st.slots), "customer": Slots(self.input.customer),
-                "channel": self.input.channel, "message": self.input.text}
+                "channel": self.input.channel, "message": self.input.text, "payload": self.input.payload}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.config import Config
+from bot.public import origin_of
 from bot.storage import HandoffRecord, Store
 from bot.model import Conversation, Message, utcnow
 
@@ -59,6 +60,8 @@ async def handoff_context(store: Store, config: Config, h: HandoffRecord) -> dic
                      "identities": [{"channel": ch, "external_id": ext} for ch, ext in identities],
                      "previous_conversations": previous},
         "reason": h.reason, "team": h.team, "team_name": config.handoff.team_name(h.team),
+        # where the conversation came from when it did not start here, e.g. moved from a public group
+        "origin": await origin_of(store, conv.id),
         "slots": slots, "reference": slots.get("reference") or h.context.get("reference"),
         "flow": flow_state.get("flow"),
         # the NLU's highest complaint score and urgency (level, cues) seen in this conversation

@@ -86,6 +86,12 @@ class CardRenderer:
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(h.reason[:1].upper() + h.reason[1:])}*"}},
             {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
         ]
+        origin = ctx.get("origin")
+        if origin:
+            said = " / ".join(origin.get("public_messages") or [])
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
+                           f":loudspeaker: {escape(origin.get('summary') or '')[:200]}"
+                           + (f": \u201c{escape(said)[:600]}\u201d" if said else "")}]})
         slots = ctx.get("slots") or {}
         if slots:
             lines = []

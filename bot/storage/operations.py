@@ -16,6 +16,7 @@ from . import ops_desk as desk
 from . import ops_report as report
 from . import ops_media as media
 from . import ops_whatsapp as whatsapp
+from . import ops_public as public
 from .health import StorageHealth
 from .sql import Op
 
@@ -30,7 +31,8 @@ WRITES = frozenset({
     "record_csat", "reopen_ticket", "mark_followed_up", "move_ticket", "create_link_code", "redeem_link_code",
     "add_sla_alert", "save_effect", "register_instance", "heartbeat", "forget_instance", "forget_dead_instances",
     "claim_conversation", "release_conversation", "take_lease", "release_lease", "rate_hit",
-    "save_media", "whatsapp_saw_inbound", "whatsapp_note_sent", "whatsapp_apply_status"})
+    "save_media", "whatsapp_saw_inbound", "whatsapp_note_sent", "whatsapp_apply_status",
+    "hold_public_message", "redeem_public_token"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -160,6 +162,10 @@ class Operations:
     whatsapp_note_sent = operation(whatsapp.whatsapp_note_sent)
     whatsapp_apply_status = operation(whatsapp.whatsapp_apply_status)
     whatsapp_status = operation(whatsapp.whatsapp_status)
+
+    # public complaints moved to a private chat: bot.storage.ops_public
+    hold_public_message = operation(public.hold_public_message)
+    redeem_public_token = operation(public.redeem_public_token)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.

@@ -355,7 +355,10 @@
       h.state === "queued" ? liveDuration(h.waiting_seconds, "waiting ") : null,
       h.state === "claimed" && h.claimed_at ? el("span", null, "claimed ", timeEl(h.claimed_at)) : null);
     const reason = el("div", { class: "head-reason" }, el("strong", { text: "Reason: " }), ctx.reason || h.reason || "not given");
-    $("#context-header").replaceChildren(name, meta, reason);
+    // moved from a public group: where, and what the customer wrote there (as text, never HTML)
+    const origin = ctx.origin ? el("div", { class: "head-reason" }, el("strong", { text: "Origin: " }),
+      `${ctx.origin.summary}: "${(ctx.origin.public_messages || []).join(" / ")}"`) : null;
+    $("#context-header").replaceChildren(...[name, meta, reason, origin].filter(Boolean));
   }
 
   function renderActions(h) {

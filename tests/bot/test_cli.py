@@ -124,7 +124,7 @@ def test_validate_reports_names_that_do_not_exist_and_exits_1(tmp_path: Path) ->
     assert lines == [
         f"{bad}:9: say: slot 'refrence' is never filled: no flow collects, sets or saves it; "
         "did you mean 'reference'?",
-        f"{bad}:11: branch case 1: unknown name 'slot' (known here: channel, customer, message, slots); "
+        f"{bad}:11: branch case 1: unknown name 'slot' (known here: channel, customer, message, payload, slots); "
         "did you mean 'slots'?",
         f"2 error(s) in {tmp_path}",
     ]

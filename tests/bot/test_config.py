@@ -282,3 +282,14 @@ def test_whatsapp_disabled_by_default_and_complete_when_enabled() -> None:
     assert "unknown key 'customer'" in str(ei.value)
     with pytest.raises(ConfigError):
         parse_config("whatsapp: {api_version: '21'}")
+
+def test_telegram_public_mode_and_the_old_allow_groups() -> None:
+    assert parse_config("").telegram.public.mode == "private_link"        # complaints in groups go private
+    cfg = parse_config("telegram: {public: {mode: ignore, message: 'DM us: {link}', link_minutes: 5}}")
+    assert (cfg.telegram.public.mode, cfg.telegram.public.message, cfg.telegram.public.link_minutes) == (
+        "ignore", "DM us: {link}", 5)
+    assert parse_config("telegram: {allow_groups: true}").telegram.public.mode == "answer"
+    with pytest.raises(ConfigError, match="allow_groups: true means public.mode: answer"):
+        parse_config("telegram: {allow_groups: true, public: {mode: private_link}}")
+    with pytest.raises(ConfigError, match="mode"):
+        parse_config("telegram: {public: {mode: shout}}")

@@ -125,6 +125,37 @@ async def test_effects_and_link_codes(store: Store) -> None:
     assert await store.get_customer(r.customer.id) is None
 
 
+async def test_public_messages_held_under_one_time_tokens(store: Store) -> None:
+    exp = T0 + timedelta(minutes=30)
+    hold = dict(place="telegram:-100", user="7", title="Acme fans", expires_at=exp)
+    assert await store.hold_public_message("pub_a", text="broken vase AB123456", at=T0, **hold) == ("pub_a", True)
+    # a second message of the same person there joins the open token
+    assert await store.hold_public_message("pub_b", text="still no answer", at=T0, **hold) == ("pub_a", False)
+    other = await store.hold_public_message("pub_c", place="telegram:-100", user="8", title="Acme fans",
+                                            text="me too", at=T0, expires_at=exp)
+    assert other == ("pub_c", True)
+    at = T0 + timedelta(minutes=1)
+    assert await store.redeem_public_token("pub_x", user="7", by="7:1", at=at) is None      # unknown
+    assert await store.redeem_public_token("pub_a", user="8", by="8:1", at=at) is None      # someone else's
+    rec = await store.redeem_public_token("pub_a", user="7", by="7:1", at=at)
+    assert rec is not None and rec["texts"] == ["broken vase AB123456", "still no answer"]
+    assert rec["title"] == "Acme fans" and rec["place"] == "telegram:-100"
+    # the same private message again (a redelivery) gets it again; any other use does not
+    assert (await store.redeem_public_token("pub_a", user="7", by="7:1", at=at))["texts"] == rec["texts"]
+    assert await store.redeem_public_token("pub_a", user="7", by="7:2", at=at) is None
+    # used: the next public message gets a new token
+    assert await store.hold_public_message("pub_d", text="again", at=at, **hold) == ("pub_d", True)
+    assert await store.redeem_public_token("pub_c", user="8", by="8:1", at=exp) is None      # expired
+    # each new token deletes the expired ones: the public text is not kept after the link's life
+    late = exp + timedelta(seconds=1)
+    await store.hold_public_message("pub_e", place="telegram:-100", user="9", title="", text="x", at=late,
+                                    expires_at=late + timedelta(minutes=30))
+    for token in ("pub_a", "pub_c", "pub_d"):
+        assert await store.get_meta(f"public:{token}") is None
+    assert await store.get_meta("publicby:telegram:-100:8") is None
+    assert await store.get_meta("public:pub_e") is not None
+
+
 async def test_desk_thread_by_ts_and_latest_handoff(store: Store) -> None:
     cid, _ = await conversation(store)
     h1 = await store.create_handoff(cid, team="support", reason="asked")

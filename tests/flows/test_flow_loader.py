@@ -659,7 +659,7 @@ flows:
     errs = errors_of(tmp_path)
     assert where(errs) == [("f.yaml", 13), ("f.yaml", 15)]
     assert errs[0].reason == ("branch case 1: unknown name 'slot' (known here: channel, customer, message, "
-                              "slots); did you mean 'slots'?")
+                              "payload, slots); did you mean 'slots'?")
     assert errs[1].reason.startswith("branch case 2: slot 'want_humen' is never filled")
     assert errs[1].reason.endswith("did you mean 'want_human'?")
 
@@ -681,12 +681,12 @@ flows:
     errs = errors_of(tmp_path)
     assert where(errs) == [("f.yaml", 9), ("f.yaml", 10), ("f.yaml", 11), ("f.yaml", 14)]   # the keys' lines
     assert [e.reason for e in errs] == [
-        "collect 'order': ask: unknown name 'chanel' (known here: channel, customer, message, slots); "
+        "collect 'order': ask: unknown name 'chanel' (known here: channel, customer, message, payload, slots); "
         "did you mean 'channel'?",
         "collect 'order': invalid: slot 'format' is never filled: no flow collects, sets or saves it",
-        "set 'note': unknown name 'mesage' (known here: channel, customer, message, slots); "
+        "set 'note': unknown name 'mesage' (known here: channel, customer, message, payload, slots); "
         "did you mean 'message'?",
-        "handoff reason: unknown name 'order' (known here: channel, customer, message, slots); "
+        "handoff reason: unknown name 'order' (known here: channel, customer, message, payload, slots); "
         "did you mean 'slots.order'?",
     ]
 
@@ -735,12 +735,12 @@ settings:
              "team)"),
         (11, "settings.handoff_message: slot 'ordr' is never filled: no flow collects, sets or saves it; "
              "did you mean 'order'?"),
-        (12, "settings.confirm_prefill: unknown name 'valeu' (known here: channel, customer, label, message, slots, "
-             "value); did you mean 'value'?"),
+        (12, "settings.confirm_prefill: unknown name 'valeu' (known here: channel, customer, label, message, payload, "
+             "slots, value); did you mean 'value'?"),
         (14, "settings.fallback.clarify: unknown name 'option' (known here: channel, customer, message, options, "
-             "slots); did you mean 'options'?"),
+             "payload, slots); did you mean 'options'?"),
         (15, "settings.fallback.offer_human: unknown name 'options' (known here: channel, customer, message, "
-             "slots)"),
+             "payload, slots)"),
         (17, "settings.complaints.offer_button: 'File it, {{ customer.name }}' is shown as written, not rendered "
              "(only texts such as say, ask and invalid are templates)"),
     ]
