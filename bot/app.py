@@ -146,7 +146,7 @@ async def build_services(config: Config) -> Services:
         desk = None
         if config.agent_desk.enabled:
             desk = AgentDeskWeb(queue=queue, store=store, config=config, events=events, secret=app_secret,
-                                resolutions=resolutions, tickets=tickets)
+                                resolutions=resolutions, tickets=tickets, connectors=connectors)
         media = MediaStore(store)
         # files kept in a folder by versions before schema 11: into the database, once
         await media.import_files(config.resolve(config.storage.media_dir))

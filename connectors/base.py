@@ -6,6 +6,11 @@ sends outbound messages. It never retries by itself: it says whether a failure
 is transient (:class:`TransientSendError`) or permanent
 (:class:`PermanentSendError`), and :mod:`bot.delivery` does the rest.
 
+A channel that limits when a business may write (WhatsApp's 24-hour window) also offers
+``async def reply_window(external_id) -> dict``: ``{"open": bool, "closes_at": ISO time or
+None, "rule": what limits it, "outside": what happens to a reply sent when it is closed}``; the
+agent desk shows it beside the conversation. Channels without a limit do not define it.
+
 When the runtime cannot store a message (:class:`bot.errors.StorageUnavailable`),
 a connector does not acknowledge it: HTTP ingress answers 503 with
 ``Retry-After: RETRY_AFTER_UNAVAILABLE`` so the platform delivers it again.

@@ -469,6 +469,18 @@ class WhatsAppConnector:
         last = await self.store.whatsapp_last_inbound(wa_id)
         return last is not None and self.clock() - last < WINDOW
 
+    async def reply_window(self, external_id: str) -> dict[str, Any]:
+        """Whether an agent's free-form reply can go now, and until when (see connectors.base)."""
+        last = await self.store.whatsapp_last_inbound(external_id)
+        closes = None if last is None else last + WINDOW
+        tpl = self.config.template_for("agent")
+        return {"open": closes is not None and self.clock() < closes,
+                "closes_at": None if closes is None else
+                datetime.fromtimestamp(closes, timezone.utc).isoformat(),
+                "rule": "WhatsApp's 24-hour window (free-form replies within 24 h of the customer's last message)",
+                "outside": f"sent as the template {tpl.name!r}" if tpl is not None else
+                           "not sent: no template configured (whatsapp.templates)"}
+
     async def send(self, item: OutboxItem) -> str:
         m = item.message
         to = item.external_id

@@ -12,7 +12,7 @@ import hmac
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from aiohttp import WSMsgType, web
 
@@ -58,8 +58,10 @@ class AgentDeskWeb:
     """
 
     def __init__(self, *, queue: HandoffQueue, store: Store, config: Config, events: EventBus,
-                 secret: str, resolutions: Any = None, tickets: Any = None) -> None:
+                 secret: str, resolutions: Any = None, tickets: Any = None,
+                 connectors: Mapping[str, Any] | None = None) -> None:
         self.queue = queue
+        self.connectors = connectors if connectors is not None else {}   # for each channel's reply window
         self.resolutions = resolutions   # handoff.resolution.Resolutions: complaints from the ticket list
         self.tickets = tickets           # handoff.tickets.Tickets: deadlines
         self.store = store
@@ -164,8 +166,13 @@ class AgentDeskWeb:
             h = await self.queue.get(request.match_info["id"])
         except DeskError as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
+        context = await handoff_context(self.store, self.config, h)
+        conv = context.get("conversation") or {}
+        window = getattr(self.connectors.get(conv.get("channel", "")), "reply_window", None)
+        if window is not None and conv.get("external_id"):
+            context["reply_window"] = await window(conv["external_id"])
         return web.json_response({"handoff": await handoff_summary(self.store, self.config, h),
-                                  "context": await handoff_context(self.store, self.config, h)})
+                                  "context": context})
 
     async def action(self, request: web.Request) -> web.Response:
         agent = self._require(request)

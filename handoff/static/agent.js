@@ -358,7 +358,12 @@
     // moved from a public group: where, and what the customer wrote there (as text, never HTML)
     const origin = ctx.origin ? el("div", { class: "head-reason" }, el("strong", { text: "Origin: " }),
       `${ctx.origin.summary}: "${(ctx.origin.public_messages || []).join(" / ")}"`) : null;
-    $("#context-header").replaceChildren(...[name, meta, reason, origin].filter(Boolean));
+    // a channel that limits when we may write (WhatsApp's 24-hour window): open until when, or closed
+    const rw = ctx.reply_window;
+    const win = rw ? el("div", { class: "head-reason" }, el("strong", { text: "Replies: " }),
+      rw.open ? el("span", null, "possible until ", timeEl(rw.closes_at), ` (${rw.rule})`)
+              : `window closed, a reply is ${rw.outside} (${rw.rule})`) : null;
+    $("#context-header").replaceChildren(...[name, meta, reason, origin, win].filter(Boolean));
   }
 
   function renderActions(h) {

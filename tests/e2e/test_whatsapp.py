@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 import json
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -279,11 +280,16 @@ async def test_window_closed_without_template_is_not_sent(app: tuple[Running, Cl
     wa = "4915100000009"
     hid = await _handoff_claimed(r, fake, wa)
     clock.now = T0 + 23 * 3600                                # inside: free text
+    window = await _reply_window(r, hid)                      # the desk shows it open, and until when
+    assert window["open"] and window["closes_at"].startswith(
+        datetime.fromtimestamp(T0 + 24 * 3600, timezone.utc).isoformat()[:16])
     async with r.http.post(f"{r.url}/agent/api/handoffs/{hid}/reply", headers=agent_headers(),
                            json={"text": "Still checking"}) as resp:
         assert resp.status == 200
     await fake.wait_for("messages", predicate=lambda c: c.args["to"] == wa and "Still checking" in body_text(c))
     clock.now = T0 + 25 * 3600                                # outside, and no template
+    window = await _reply_window(r, hid)
+    assert not window["open"] and "no template configured" in window["outside"]
     sent = len(fake.calls_to("messages"))
     async with r.http.post(f"{r.url}/agent/api/handoffs/{hid}/reply", headers=agent_headers(),
                            json={"text": "Sorry for the wait"}) as resp:
@@ -386,6 +392,12 @@ async def test_readyz_failing_on_a_refused_token(tmp_path: Path, fake: FakeWhats
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+async def _reply_window(r: Running, hid: str) -> dict[str, Any]:
+    async with r.http.get(f"{r.url}/agent/api/handoffs/{hid}", headers=agent_headers()) as resp:
+        assert resp.status == 200
+        return (await resp.json())["context"]["reply_window"]  # type: ignore[no-any-return]
+
 
 async def _conversation(r: Running, wa: str) -> Any:
     conv = None
