@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
 import json
+import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
 
 from conftest import Running, agent_headers, make_config, start_app, stop_app, until
+from e2e.chat import ChatClient
+from e2e.test_tickets_e2e import _file_complaint
 from fakes.whatsapp_api import (FakeWhatsApp, button_reply, contacts_message, deliver_webhook, image_message,
                                 list_reply, location_message, sign, status_update, text_message)
 
@@ -425,3 +428,22 @@ async def _next_event(q: "asyncio.Queue[Any]", kind: str) -> Any:
         ev = await q.get()
         if ev.kind == kind:
             return ev
+
+
+async def test_a_linked_customer_sees_their_web_chat_complaint_on_whatsapp(app: tuple[Running, Clock],
+                                                                          fake: FakeWhatsApp) -> None:
+    r, _ = app
+    wa = "4915100000042"
+    web = ChatClient(r.http, r.ws_url)
+    await web.connect()
+    try:
+        ref = await _file_complaint(web, "shipping", "AB123456", "The parcel never came.")
+        await web.say("No, that's all", payload="no")
+        await say(r, fake, wa, f"what's the status of {ref}?", f"couldn't find a complaint {ref}")
+        [m] = await web.say("link my accounts")
+        code = re.search(r'"link (\d{6})"', m["text"])
+        assert code, m["text"]
+        await say(r, fake, wa, f"link {code.group(1)}", "Done: your accounts are linked")
+        await say(r, fake, wa, f"what's the status of {ref}?", f"Your complaint {ref} about shipping")
+    finally:
+        await web.close()
