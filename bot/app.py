@@ -143,13 +143,13 @@ async def build_services(config: Config) -> Services:
         queue = HandoffQueue(store=store, locks=locks, events=events, config=config,
                              wake_delivery=delivery.wake, reset_flow=engine.reset_after_handoff,
                              on_resolved=resolutions.on_handoff_resolved)
-        desk = None
-        if config.agent_desk.enabled:
-            desk = AgentDeskWeb(queue=queue, store=store, config=config, events=events, secret=app_secret,
-                                resolutions=resolutions, tickets=tickets, connectors=connectors)
         media = MediaStore(store)
         # files kept in a folder by versions before schema 11: into the database, once
         await media.import_files(config.resolve(config.storage.media_dir))
+        desk = None
+        if config.agent_desk.enabled:
+            desk = AgentDeskWeb(queue=queue, store=store, config=config, events=events, secret=app_secret,
+                                resolutions=resolutions, tickets=tickets, connectors=connectors, media=media)
         webchat = None
         if config.webchat.enabled:
             secret = config.webchat.secret.get_secret_value() if config.webchat.secret else app_secret

@@ -22,6 +22,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+
 from bot.model import utcnow
 
 log = logging.getLogger(__name__)
@@ -128,3 +131,43 @@ def sniff_mime(data: bytes, name: str) -> str:
     if data.startswith(b"%PDF-"):
         return "application/pdf"
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+class UploadRefused(Exception):
+    """An upload answered ``status`` with ``{"error": reason}``; nothing is kept."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+async def read_upload(request: web.Request, limit: int) -> tuple[bytes, str]:
+    """The bytes and name of the multipart field ``file``, or UploadRefused (400/413)."""
+    if not request.content_type.startswith("multipart/"):
+        raise UploadRefused(400, "send multipart/form-data with a field named file")
+    try:
+        reader = await request.multipart()
+        part = await reader.next()
+        while part is not None and getattr(part, "name", None) != "file":
+            part = await reader.next()
+        if part is None or not isinstance(part, BodyPartReader):
+            raise UploadRefused(400, "no field named file")
+        data = bytearray()
+        while chunk := await part.read_chunk(64 * 1024):
+            data += chunk
+            if len(data) > limit:
+                raise UploadRefused(413, f"file is larger than {limit // 1024} KiB")
+        # The rest of the body must parse too: a body cut short is not a file we trust.
+        while await reader.next() is not None:
+            pass
+    except UploadRefused:
+        raise
+    except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
+        raise UploadRefused(400, f"malformed multipart body ({type(exc).__name__})") from None
+    except ConnectionResetError:
+        # The client stopped sending mid-body; the answer likely never reaches it.
+        raise UploadRefused(400, "the body ended early") from None
+    if not data:
+        raise UploadRefused(400, "the file is empty")
+    return bytes(data), part.filename or "upload"

@@ -732,7 +732,8 @@ class TelegramConnector:
         """Send as HTML with everything escaped; long texts are split at Telegram's limit."""
         m = item.message
         prefix = f"<b>{html.escape(m.sender_name)}</b>: " if m.role == "agent" and m.sender_name else ""
-        chunks = split_text(m.text or " ", MAX_TEXT - len(prefix))
+        files = [a for a in m.attachments if a.url.startswith("/media/")]   # ours (an agent attached them)
+        chunks = split_text(m.text or " ", MAX_TEXT - len(prefix)) if m.text or not files else []
         markup = None
         if m.buttons:
             markup = InlineKeyboardMarkup([[InlineKeyboardButton(b.title[:64], callback_data=b.payload[:64])]
@@ -746,6 +747,16 @@ class TelegramConnector:
                     parse_mode="HTML", reply_markup=markup if last else None,
                     disable_web_page_preview=True)
                 sent_id = str(sent.message_id)
+            for a in files:
+                data = await self.media.read(a.url.rsplit("/", 1)[1])
+                if data is None:
+                    raise PermanentSendError(f"the attached file {a.name or a.url} is no longer stored")
+                if a.kind == "image":
+                    sent = await self.bot.send_photo(chat_id=int(item.external_id), photo=data)
+                else:
+                    sent = await self.bot.send_document(chat_id=int(item.external_id), document=data,
+                                                        filename=a.name or "file")
+                sent_id = sent_id or str(sent.message_id)
         except RetryAfter as exc:
             # applies to this chat only: the outbox holds this conversation, others go on
             wait = retry_after_seconds(exc)

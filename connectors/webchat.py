@@ -18,14 +18,13 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from bot.auth import Signer
 from bot.config import WebchatConfig
 from bot.errors import StorageUnavailable
 from bot.events import Event, EventBus
-from bot.media import ALLOWED_MIME, MediaStore, sniff_mime
+from bot.media import ALLOWED_MIME, MediaStore, UploadRefused, read_upload, sniff_mime
 from bot.model import Attachment, Inbound
 from bot.storage import OutboxItem, Store
 from connectors.base import RETRY_AFTER_UNAVAILABLE
@@ -40,15 +39,6 @@ HARD_FRAME_FACTOR = 4   # frames up to 4 x max_frame_bytes get a too_large error
 MAX_TEXT_CHARS = 4000   # of a customer message; longer: a too_large error, never a silent cut
 MAX_ATTACHMENTS = 5
 _CLIENT_ID = re.compile(r'"client_id"\s*:\s*"([^"]{1,100})"')
-
-
-class UploadRefused(Exception):
-    """An upload answered ``status`` with ``{"error": reason}``; nothing is kept."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 class FrameError(Exception):
@@ -207,7 +197,7 @@ class WebchatConnector:
         if visitor is None:
             return web.json_response({"error": "a valid session token is required"}, status=401, headers=headers)
         try:
-            data, name = await self._read_upload(request)
+            data, name = await read_upload(request, self.config.max_upload_bytes)
             mime = sniff_mime(data, "")      # by content only: a name ending in .png proves nothing
             if mime not in ALLOWED_MIME:
                 raise UploadRefused(415, "only images (JPEG, PNG, GIF, WebP) and PDF files are accepted")
@@ -226,36 +216,6 @@ class WebchatConnector:
         return web.json_response({"id": info.id, "url": f"/media/{info.id}", "kind": info.kind,
                                   "name": info.name, "mime": info.mime, "size": info.size}, headers=headers)
 
-    async def _read_upload(self, request: web.Request) -> tuple[bytes, str]:
-        """The bytes and name of the multipart field ``file``, or UploadRefused (400/413)."""
-        if not request.content_type.startswith("multipart/"):
-            raise UploadRefused(400, "send multipart/form-data with a field named file")
-        limit = self.config.max_upload_bytes
-        try:
-            reader = await request.multipart()
-            part = await reader.next()
-            while part is not None and getattr(part, "name", None) != "file":
-                part = await reader.next()
-            if part is None or not isinstance(part, BodyPartReader):
-                raise UploadRefused(400, "no field named file")
-            data = bytearray()
-            while chunk := await part.read_chunk(64 * 1024):
-                data += chunk
-                if len(data) > limit:
-                    raise UploadRefused(413, f"file is larger than {limit // 1024} KiB")
-            # The rest of the body must parse too: a body cut short is not a file we trust.
-            while await reader.next() is not None:
-                pass
-        except UploadRefused:
-            raise
-        except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
-            raise UploadRefused(400, f"malformed multipart body ({type(exc).__name__})") from None
-        except ConnectionResetError:
-            # The client stopped sending mid-body; the answer likely never reaches it.
-            raise UploadRefused(400, "the body ended early") from None
-        if not data:
-            raise UploadRefused(400, "the file is empty")
-        return bytes(data), part.filename or "upload"
 
     async def media_file(self, request: web.Request) -> web.StreamResponse:
         info = await self.media.info(request.match_info["id"])

@@ -20,6 +20,8 @@ from bot.auth import Signer
 from bot.config import Config
 from bot.errors import OmnibotError
 from bot.events import EventBus
+from bot.media import ALLOWED_MIME, MediaStore, UploadRefused, read_upload, sniff_mime
+from bot.model import Attachment
 from bot.storage import Store
 
 from .context import handoff_context, handoff_summary
@@ -59,8 +61,9 @@ class AgentDeskWeb:
 
     def __init__(self, *, queue: HandoffQueue, store: Store, config: Config, events: EventBus,
                  secret: str, resolutions: Any = None, tickets: Any = None,
-                 connectors: Mapping[str, Any] | None = None) -> None:
+                 connectors: Mapping[str, Any] | None = None, media: MediaStore | None = None) -> None:
         self.queue = queue
+        self.media = media               # files agents attach to replies
         self.connectors = connectors if connectors is not None else {}   # for each channel's reply window
         self.resolutions = resolutions   # handoff.resolution.Resolutions: complaints from the ticket list
         self.tickets = tickets           # handoff.tickets.Tickets: deadlines
@@ -81,6 +84,7 @@ class AgentDeskWeb:
         r.add_get("/agent/api/queue", self.list_queue)
         r.add_get("/agent/api/handoffs/{id}", self.detail)
         r.add_post("/agent/api/handoffs/{id}/{action}", self.action)
+        r.add_post("/agent/api/upload", self.upload)
         r.add_get("/agent/ws", self.ws)
         if self.resolutions is not None and self.tickets is not None:
             r.add_get("/agent/api/tickets", self.list_tickets)
@@ -181,14 +185,18 @@ class AgentDeskWeb:
             if action == "claim":
                 h = await self.queue.claim(hid, agent)
             elif action == "reply":
+                usage = 'send JSON {"text": "...", "attachments": [{"id": "att_..."}] (optional)}'
                 try:
                     body = await request.json()
                 except ValueError:
-                    return web.json_response({"error": 'send JSON {"text": "..."}'}, status=400)
-                text = body.get("text") if isinstance(body, dict) else None
-                if not isinstance(text, str):
-                    return web.json_response({"error": 'send JSON {"text": "..."}'}, status=400)
-                msg = await self.queue.reply(hid, agent, text)
+                    return web.json_response({"error": usage}, status=400)
+                text = body.get("text", "") if isinstance(body, dict) else None
+                files = body.get("attachments", []) if isinstance(body, dict) else None
+                if not isinstance(text, str) or not isinstance(files, list) or len(files) > 10 or not all(
+                        isinstance(f, dict) and isinstance(f.get("id"), str) for f in files):
+                    return web.json_response({"error": usage}, status=400)
+                attachments = await self._attachments(hid, [f["id"] for f in files])
+                msg = await self.queue.reply(hid, agent, text, attachments)
                 return web.json_response({"message": msg.to_dict()})
             elif action == "resolve":
                 # optional {"result": "..."}: what was done, told to the customer with the survey
@@ -200,6 +208,44 @@ class AgentDeskWeb:
         except DeskError as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
         return web.json_response({"handoff": await handoff_summary(self.store, self.config, h)})
+
+    async def upload(self, request: web.Request) -> web.Response:
+        """An agent's file for a reply (``multipart/form-data``, field ``file``): ``{"id": ...}``."""
+        agent = self._require(request)
+        if self.media is None:
+            return web.json_response({"error": "uploads are not available"}, status=404)
+        try:
+            data, name = await read_upload(request, self.config.webchat.max_upload_bytes)
+            mime = sniff_mime(data, "")
+            if mime not in ALLOWED_MIME:
+                raise UploadRefused(415, "only images (JPEG, PNG, GIF, WebP) and PDF files are accepted")
+        except UploadRefused as exc:
+            return web.json_response({"error": exc.reason}, status=exc.status)
+        info = await self.media.save(data, owner=f"agent:{agent}", name=name, mime=mime)
+        return web.json_response({"id": info.id, "kind": info.kind, "name": info.name, "mime": info.mime,
+                                  "size": info.size})
+
+    async def _attachments(self, handoff_id: str, ids: list[str]) -> list[Attachment]:
+        """Agents' uploads as attachments of a reply: each a copy the customer owns (so the web chat
+        serves it to them)."""
+        if not ids:
+            return []
+        if self.media is None:
+            raise DeskError("uploads are not available")
+        h = await self.queue.get(handoff_id)
+        conv = await self.store.get_conversation(h.conversation_id)
+        assert conv is not None
+        out = []
+        for mid in ids:
+            info = await self.media.info(mid)
+            data = await self.media.read(mid) if info is not None and info.owner.startswith("agent:") else None
+            if info is None or data is None:
+                raise DeskError(f"no uploaded file {mid!r} (upload it with POST /agent/api/upload)")
+            copy = await self.media.save(data, owner=f"{conv.channel}:{conv.external_id}", name=info.name,
+                                         mime=info.mime)
+            out.append(Attachment(kind=copy.kind, url=f"/media/{copy.id}", name=copy.name, mime=copy.mime,
+                                  size=copy.size))
+        return out
 
     async def list_tickets(self, request: web.Request) -> web.Response:
         """Open complaints, most urgent first: with or without a conversation in the queue."""

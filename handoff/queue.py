@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from bot.config import Config
 from bot.errors import InvalidTransition, OmnibotError
 from bot.events import Event, EventBus
 from bot.locks import KeyedLock
-from bot.model import ConversationState, Message, Outbound, utcnow
+from bot.model import Attachment, ConversationState, Message, Outbound, utcnow
 from bot.runtime import first_name
 from bot.storage import HandoffRecord, Store
 
@@ -97,17 +97,19 @@ class HandoffQueue:
         log.info("handoff %s claimed by %s", handoff_id, agent)
         return await self._announce("claimed", handoff_id)
 
-    async def reply(self, handoff_id: str, agent: str, text: str) -> Message:
-        """Send the agent's message to the customer's channel."""
+    async def reply(self, handoff_id: str, agent: str, text: str,
+                    attachments: Sequence[Attachment] = ()) -> Message:
+        """Send the agent's message (and the files they attached) to the customer's channel."""
         text = text.strip()
-        if not text:
+        if not text and not attachments:
             raise DeskError("the reply is empty")
         h = await self.get(handoff_id)
         async with self.locks(h.conversation_id):
             h = await self._held_by(handoff_id, agent)
             msgs = await self.store.commit_turn(
                 h.conversation_id, inbound_id=None, flow_state=None, keep_flow_state=True,
-                replies=[Outbound(text, role="agent", sender_name=first_name(agent))])
+                replies=[Outbound(text, role="agent", sender_name=first_name(agent),
+                                  attachments=tuple(attachments))])
         self.wake_delivery()
         self.events.publish(Event("message", h.conversation_id, handoff_id, {"message_id": msgs[0].id}))
         return msgs[0]

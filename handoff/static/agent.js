@@ -505,15 +505,43 @@
     }
   }
 
+  /** Files attached to the next reply: uploaded at once, sent with the reply. */
+  const pendingFiles = [];
+  function showPendingFiles() {
+    $("#reply-files").textContent = pendingFiles.length
+      ? `· attached: ${pendingFiles.map((f) => f.name).join(", ")}` : "";
+  }
+  async function attachFile(file) {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    let res, data = null;
+    try {
+      res = await fetch("/agent/api/upload", { method: "POST", credentials: "same-origin", body: form });
+      try { data = await res.json(); } catch (err) { /* not JSON */ }
+    } catch (err) {
+      reportError(new ApiError(0, "The server cannot be reached."));
+      return;
+    }
+    if (!res.ok) {
+      reportError(new ApiError(res.status, (data && data.error) || `${res.status} ${res.statusText}`));
+      return;
+    }
+    pendingFiles.push({ id: data.id, name: data.name });
+    showPendingFiles();
+  }
+
   async function sendReply() {
     const input = $("#reply-input");
     const send = $("#reply-send");
     const text = input.value.trim();
     const id = state.selectedId;
-    if (!text || !id || send.disabled) return;
+    if ((!text && !pendingFiles.length) || !id || send.disabled) return;
     send.disabled = true;
     try {
-      await api("POST", `/agent/api/handoffs/${encodeURIComponent(id)}/reply`, { text });
+      const attachments = pendingFiles.map((f) => ({ id: f.id }));
+      await api("POST", `/agent/api/handoffs/${encodeURIComponent(id)}/reply`, { text, attachments });
+      pendingFiles.length = 0;
+      showPendingFiles();
       if (state.selectedId === id) input.value = "";
       state.drafts.delete(id);
       state.scrollDown = true;
@@ -714,6 +742,11 @@
   $("#resolve-btn").addEventListener("click", (e) => act("resolve", e.currentTarget));
   $("#release-btn").addEventListener("click", (e) => act("release", e.currentTarget));
   $("#reply-form").addEventListener("submit", (e) => { e.preventDefault(); sendReply(); });
+  $("#reply-file").addEventListener("change", (e) => {
+    const file = e.target.files && e.target.files[0];
+    e.target.value = "";
+    if (file) attachFile(file);
+  });
   $("#reply-input").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();

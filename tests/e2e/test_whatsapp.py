@@ -13,6 +13,7 @@ import pytest
 
 from conftest import Running, agent_headers, make_config, start_app, stop_app, until
 from e2e.chat import ChatClient
+from e2e.test_agent_attachments import agent_upload
 from e2e.test_tickets_e2e import _file_complaint
 from fakes.whatsapp_api import (FakeWhatsApp, button_reply, contacts_message, deliver_webhook, image_message,
                                 list_reply, location_message, sign, status_update, text_message)
@@ -349,17 +350,13 @@ async def test_transient_errors_retried_permanent_not(app: tuple[Running, Clock]
 
 
 async def test_agent_image_is_uploaded_and_sent(app: tuple[Running, Clock], fake: FakeWhatsApp) -> None:
-    from bot.model import Attachment, Outbound
     r, _ = app
     wa = "4915100000013"
-    await say(r, fake, wa, "when are you open?", "Monday to Friday")
-    conv = await _conversation(r, wa)
-    from bot.media import MediaStore
-    info = await MediaStore(r.services.store).save(PNG, owner="agent", name="label.png", mime="image/png")
-    await r.services.store.commit_turn(conv.id, inbound_id=None, flow_state=None, keep_flow_state=True, replies=[
-        Outbound("Here is your return label", role="agent", sender_name="Anna",
-                 attachments=(Attachment("image", f"/media/{info.id}", "label.png", "image/png", info.size),))])
-    r.services.delivery.wake()
+    hid = await _handoff_claimed(r, fake, wa)
+    up = await agent_upload(r, PNG, "label.png")                     # as the desk's Attach button does
+    async with r.http.post(f"{r.url}/agent/api/handoffs/{hid}/reply", headers=agent_headers(),
+                           json={"text": "Here is your return label", "attachments": [{"id": up["id"]}]}) as resp:
+        assert resp.status == 200, await resp.text()
     [img] = await fake.wait_for("messages", predicate=lambda c: c.args["to"] == wa and c.args["type"] == "image")
     assert fake.uploads[img.args["image"]["id"]][0] == PNG
     await fake.wait_for("messages", predicate=lambda c: c.args["to"] == wa and "return label" in body_text(c))
