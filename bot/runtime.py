@@ -125,6 +125,14 @@ class Runtime:
             self.metrics.messages_in.labels(inbound.channel).inc()
         if result.message.status == "received":
             self.schedule(result.conversation.id)
+        elif not inbound.answer and not result.duplicate:
+            # stored, never answered (mail from a machine): the agent's desk still shows it
+            log.info("%s message %s stored without an answer (automatic)", inbound.channel,
+                     inbound.platform_message_id)
+            cid = result.conversation.id
+            handoff = await self.store.active_handoff(cid)
+            self.events.publish(Event("message", cid, handoff.id if handoff else None,
+                                      {"message_id": result.message.id}))
         return result
 
     def schedule(self, conversation_id: str) -> None:
