@@ -162,6 +162,10 @@ async def build_services(config: Config) -> Services:
             telegram = TelegramConnector(config=config.telegram, accept=runtime.accept, store=store,
                                          media=media, cluster=cluster)
             connectors[telegram.name] = telegram
+        if config.email.enabled:
+            from connectors.email import EmailConnector   # imported only when used
+            mail = EmailConnector(config=config.email, accept=runtime.accept, store=store, media=media)
+            connectors[mail.name] = mail
         slack = None
         if config.slack.enabled:
             from handoff.desk_slack import SlackDesk   # slack-bolt is imported only when used
