@@ -88,17 +88,18 @@ async def history(r: Running, address: str = ADDRESS) -> list:
 
 
 async def test_a_complaint_by_email_end_to_end(app: Running, mailbox: MailServer, smtp_sink: SmtpSink) -> None:
-    """Each customer mail gets exactly one mail back, threaded to it; the reference goes into
-    the subject once there is one; choices are answered with their number or their words."""
-    first = mail("Broken blender", "Hello,\n\nmy blender from order AB123456 arrived broken: the jar is "
-                 "cracked and it leaks.\n\nBest regards,\nBob\n\n-- \nBob Baker\nBaker & Sons\n")
+    """Each customer mail gets exactly one mail back, threaded to it; what the first mail says
+    is confirmed once, not asked again; the reference goes into the subject once there is one;
+    choices are answered with their number or their words, above the quoted history."""
+    story = "my blender from order AB123456 is broken: the jar cracked and it leaks everywhere."
+    first = mail("Broken blender", f"Hello,\n\n{story}\n\nBest regards,\nBob\n\n-- \nBob Baker\nBaker & Sons\n")
     mailbox.append(first)
     sent = [first]
-    out = await mails(smtp_sink, 1)
+    await mails(smtp_sink, 1)
     reference = None
-    answers = {"talk to a member of our team": "2", "What is it about": "1", "Is that your order number": "Yes",
-               "what happened": "The jar cracked.", "photo": "skip"}
-    for _ in range(8):
+    answers = {"talk to a member of our team": "2", "Let me check I have this right": "1", "photo": "skip"}
+    bodies = []
+    for _ in range(6):
         ours = smtp_sink.messages[-1]
         assert len(smtp_sink.messages) == len(sent)            # one mail out per mail in
         assert ours["In-Reply-To"] == sent[-1]["Message-ID"]
@@ -107,6 +108,7 @@ async def test_a_complaint_by_email_end_to_end(app: Running, mailbox: MailServer
         assert ours["Auto-Submitted"] == "auto-replied"
         assert ours.get_body(preferencelist=("html",)) is not None      # an HTML alternative too
         body = text_of(ours)
+        bodies.append(body)
         if reference is None and "reference number is C-" in body:
             reference = body.split("reference number is ")[1].split(".")[0]
         if reference:
@@ -118,18 +120,26 @@ async def test_a_complaint_by_email_end_to_end(app: Running, mailbox: MailServer
         answer = next((a for q, a in answers.items() if q in body), None)
         assert answer is not None, f"unexpected question: {body}"
         quoted = "\n".join("> " + line for line in body.splitlines())
-        nxt = reply_to(ours, f"{answer}\n\nOn Mon, Bob wrote:\n{quoted}\n")
+        nxt = reply_to(ours, f"{answer}\n\nOn Mon, Support <support@shop.test> wrote:\n{quoted}\n")
         mailbox.append(nxt)
         sent.append(nxt)
         await mails(smtp_sink, len(sent))
     else:
         pytest.fail("the complaint did not finish")
+    # asked: the summary to confirm, the photo, talking to a person; not the category, order or story
+    assert len(sent) == 4 and not any("What is it about?" in b or "order number?" in b or
+                                      "in your own words" in b for b in bodies)
+    assert "- category: Product\r\n- order number: AB123456\r\n- description:" in bodies[0]
+    assert "\r\n1. Yes\r\n2. No\r\n" in bodies[0]
+    # the reference's mail carries three of the bot's messages: thanks, reference, question
+    assert "Thank you for explaining" in bodies[2] and "1. Yes, talk to a person" in bodies[2]
     assert reference is not None
     ticket = await app.services.store.get_ticket(reference)
     assert ticket is not None and ticket.category == "product" and ticket.fields.get("order_number") == "AB123456"
+    assert story in ticket.fields["description"] and "Baker & Sons" not in ticket.fields["description"]
     msgs = [m for m in await history(app) if m.direction == "in"]
     assert [(m.text, m.payload) for m in msgs][1:] == [     # quotes stripped; numbers and words mapped
-        ("1", "product"), ("Yes", "prefill:yes"), ("The jar cracked.", None), ("skip", "skip"), ("2", "no")]
+        ("1", "prefill:yes"), ("skip", "skip"), ("2", "no")]
     assert "Bob Baker" not in msgs[0].text and "Baker & Sons" not in msgs[0].text      # the signature too
     await until(lambda: all("\\Seen" in f for f in mailbox.flags()), what="all mails seen")
 
@@ -148,7 +158,8 @@ async def test_a_reply_that_keeps_only_the_subject(app: Running, mailbox: MailSe
     again = await app.services.store.latest_conversation("email", ADDRESS)
     assert again.id == conv.id                       # type: ignore[union-attr]
     ins = [m for m in await history(app) if m.direction == "in"]
-    assert len(ins) == 2 and ins[1].payload == "shipping"       # "2" is the second choice: Shipping
+    assert len(ins) == 2 and ins[1].payload == "prefill:no"     # "2" is the second choice: No
+    assert "What is it about?" in text_of(out[1])
 
 
 async def test_an_html_only_mail(app: Running, mailbox: MailServer, smtp_sink: SmtpSink) -> None:
