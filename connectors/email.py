@@ -684,6 +684,7 @@ class EmailConnector:
             msg["References"] = " ".join(refs[-20:])
         if all(i.message.role in ("bot", "system") for i in items):
             msg["Auto-Submitted"] = "auto-replied"     # RFC 3834: so auto-responders don't answer us
+            msg["X-Auto-Response-Suppress"] = "All"   # Exchange/Outlook's way of asking the same
         plain, rich = [], []
         for i in items:
             m = i.message
