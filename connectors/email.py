@@ -226,9 +226,12 @@ def parse_mail(raw: bytes, *, own_address: str = "") -> ParsedMail:
     text = strip_reply(text)
     files: list[tuple[str, str, bytes]] = []
     if msg.get_content_type() != "multipart/report":       # a bounce's parts are the original mail
-        for part in msg.iter_attachments():
-            if part.get_content_maintype() in ("multipart", "message"):
+        for part in msg.walk():    # nested too: Outlook puts inline images in multipart/related
+            if part.is_multipart() or part is body or part.get_content_maintype() == "message":
                 continue
+            if (part.get_content_maintype() == "text" and not part.get_filename()
+                    and part.get_content_disposition() != "attachment"):
+                continue           # the other alternative of the body, not a file
             data = part.get_payload(decode=True)
             if not isinstance(data, bytes) or not data:
                 continue

@@ -180,3 +180,21 @@ async def test_an_unreachable_mailbox_degrades(memory_store: Store) -> None:
         assert conn.readiness() == "degraded: cannot reach the IMAP server"
     finally:
         await conn.stop()
+
+
+def test_attachments_nested_or_not_and_bounces_carry_none() -> None:
+    m = EmailMessage()
+    m["From"], m["Subject"] = "a@example.test", "photos"
+    m.set_content("see the photos")
+    m.add_alternative("<p>see <img src='cid:p1'></p>", subtype="html")
+    m.get_payload()[1].add_related(b"\x89PNG\r\n\x1a\nfake", maintype="image", subtype="png", cid="<p1>",
+                                   filename="inline.png")
+    m.add_attachment(b"%PDF-1.4 fake", maintype="application", subtype="pdf", filename="invoice.pdf")
+    parsed = parse_mail(m.as_bytes())
+    assert sorted(name for name, _, _ in parsed.files) == ["inline.png", "invoice.pdf"]
+    assert parsed.text == "see the photos"
+    bounce = raw("From: MAILER-DAEMON@mx.test\nSubject: failed\nContent-Type: multipart/report; "
+                 "report-type=delivery-status; boundary=b\n",
+                 b"--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n"
+                 b"From: us@shop.test\r\nSubject: hi\r\n\r\nhello\r\n--b--\r\n")
+    assert parse_mail(bounce).files == () and parse_mail(bounce).automatic
