@@ -376,6 +376,10 @@ class Mailbox:
         the socket in short slices (a socket timeout would break imaplib's buffered reader).
         """
         conn = self._need()
+        # news the server sent with an earlier command (imaplib keeps it aside): look first
+        news = [conn.untagged_responses.pop(k, None) for k in ("EXISTS", "RECENT")]  # type: ignore[attr-defined]
+        if any(news):
+            return True
         tag = conn._new_tag()   # type: ignore[attr-defined]
         conn.send(tag + b" IDLE\r\n")
         line = conn.readline()
@@ -622,8 +626,8 @@ class EmailConnector:
         if conv is None:
             return None
         for m in reversed(await self.store.history(conv.id, limit=20)):
-            if m.direction == "out" and m.role == "bot":
-                return answer_choice(text, m.buttons) if m.buttons else None
+            if m.direction == "out":     # only the last thing we said: an agent's words are no menu
+                return answer_choice(text, m.buttons) if m.role == "bot" and m.buttons else None
         return None
 
     # -- sending -----------------------------------------------------------------------

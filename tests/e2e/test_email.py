@@ -64,7 +64,7 @@ nlu: {{cache_dir: "{nlu_cache}"}}
 email:
   enabled: true
   imap: {{host: 127.0.0.1, port: {mailbox.port}, tls: none, user: "{mailbox.user}", password: "{mailbox.password}",
-          poll_interval: 5}}
+          poll_interval: 60}}   # mail is read at once only if IDLE works
   smtp: {{host: 127.0.0.1, port: {smtp_sink.port}, security: none, from_address: support@shop.test,
           from_name: Shop Support}}
 """)
