@@ -21,6 +21,7 @@ import email.policy
 import imaplib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -36,7 +37,7 @@ import pytest
 
 HOST = "127.0.0.1"
 USER = "support@shop.test"
-PASSWORD = "mailbox-secret"
+PASSWORD = secrets.token_urlsafe(18)      # random per session: the log test searches for it
 DOVECOT = os.environ.get("OMNIBOT_DOVECOT", "/usr/sbin/dovecot")
 
 

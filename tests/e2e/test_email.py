@@ -4,6 +4,8 @@ real SMTP server (aiosmtpd), both on 127.0.0.1 (tests/mailserver.py)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import AsyncIterator
 
 import pytest
 
+from bot.logs import configure_logging
 from conftest import Running, agent_headers, agent_queue, make_config, start_app, stop_app, until
 from mailserver import MailServer, SmtpSink, mail_server, mailbox, smtp_sink  # noqa: F401
 
@@ -262,3 +265,51 @@ async def test_handoff_agent_replies_by_mail_and_the_bot_is_silent(app: Running,
     assert len(smtp_sink.messages) == 3
     ins = [m for m in await history(app) if m.direction == "in"]
     assert ins[-1].text == "Thanks Anna, the order is AB123456." and ins[-1].status == "processed"
+
+
+async def test_no_password_and_no_customer_text_in_the_log(tmp_path: Path, mailbox: MailServer, smtp_sink: SmtpSink,
+                                                           nlu_cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A complaint by mail, a handoff and an agent's reply at DEBUG, logging set up as ``omnibot
+    run`` does: neither the mailbox password nor what the customer wrote (words, name, address,
+    subject) reaches a log line."""
+    word, name = f"zanzibar{secrets.token_hex(4)}", f"Quirinus{secrets.token_hex(3)}"
+    address = f"zed.{secrets.token_hex(4)}@example.test"
+    subject = f"Broken ottoman{secrets.token_hex(4)}"
+    config = make_config(tmp_path, f"""
+nlu: {{cache_dir: "{nlu_cache}"}}
+email:
+  enabled: true
+  imap: {{host: 127.0.0.1, port: {mailbox.port}, tls: none, user: "{mailbox.user}", password: "{mailbox.password}"}}
+  smtp: {{host: 127.0.0.1, port: {smtp_sink.port}, security: none, from_address: support@shop.test}}
+""")
+    configure_logging(config)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)     # the test's SMTP server, not omnibot
+    r = await start_app(config)
+    try:
+        assert logging.getLogger().getEffectiveLevel() == logging.DEBUG
+        mailbox.append(mail(subject, f"my {word} from order AB123456 is broken and I want to talk to a person",
+                            sender=f"{name} <{address}>"))
+        await mails(smtp_sink, 1)
+        mailbox.append(mail(f"Re: {subject}", f"agent please, {word}", sender=f"{name} <{address}>"))
+        handoffs: list = []
+
+        async def queued() -> bool:
+            handoffs[:] = await agent_queue(r)
+            return bool(handoffs)
+        await until(queued, timeout=15, what="a handoff")
+        hid = handoffs[0]["id"]
+        for action, body in (("claim", None), ("reply", {"text": "Hello, I'm Anna."})):
+            async with r.http.post(f"{r.url}/agent/api/handoffs/{hid}/{action}", headers=agent_headers(),
+                                   json=body or {}) as resp:
+                assert resp.status == 200
+        await until(lambda: any("I'm Anna" in text_of(m) for m in smtp_sink.messages), timeout=15,
+                    what="the agent's mail")
+    finally:
+        await stop_app(r)
+    lines = capsys.readouterr().err.splitlines()
+    assert any(" connectors.email: " in line for line in lines) and any(" DEBUG " in line for line in lines)
+    found = [f"{what}: {line[:300]}" for what, value in (("password", mailbox.password), ("word", word),
+                                                         ("name", name), ("address", address),
+                                                         ("subject", subject.split()[1]))
+             for line in lines if value in line]
+    assert not found, "leaked into the log:\n" + "\n".join(found[:20])
