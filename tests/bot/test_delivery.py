@@ -389,13 +389,17 @@ async def test_a_batch_connector_gets_each_turn_as_one_send(store: CountingStore
                                                     replies=[Outbound("four")])]
     conn.fail["bad"] = [PermanentSendError("refused")]
     failed = await queue(store, "B", ["bad", "worse"])
-    await start(workers, store, conn)
+    conn.fail["down"] = [TransientSendError("unreachable")] * 3
+    gave_up = await queue(store, "C", ["down", "still down"])
+    await start(workers, store, conn, DeliveryConfig(base_delay=0.01, max_delay=0.05, max_attempts=3))
     await until(lambda: len(conn.batches) == 2)
     assert conn.batches == [["one", "two", "three"], ["four"]]
     assert conn.sent == []                                   # send() was never used
     await until(lambda: _all_sent(store, first + second))
     assert {(await row(store, i))["platform_message_id"] for i in first} == {f"mail-{first[0]}"}
     await until(lambda: statuses_are(store, failed, "failed"))
+    await until(lambda: statuses_are(store, gave_up, "failed"))     # given up on together
+    assert conn.called.count("down+still down") == 3
 
 
 async def statuses_are(store: SqliteStore, ids: Sequence[int], status: str) -> bool:
