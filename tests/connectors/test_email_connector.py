@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bot.config import parse_config
-from bot.errors import ConfigError, StorageUnavailable
+from bot.errors import ConfigError, PermanentSendError, StorageUnavailable, TransientSendError
 from bot.media import MediaStore
-from bot.model import Button, Inbound
+from bot.model import Button, Inbound, Outbound
 from bot.storage import Store
 from connectors.email import EmailConnector, answer_choice, html_to_text, parse_mail, reply_subject
 from mailserver import MailServer, mail_server, mailbox  # noqa: F401
@@ -198,3 +198,49 @@ def test_attachments_nested_or_not_and_bounces_carry_none() -> None:
                  b"--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n"
                  b"From: us@shop.test\r\nSubject: hi\r\n\r\nhello\r\n--b--\r\n")
     assert parse_mail(bounce).files == () and parse_mail(bounce).automatic
+
+
+class _Refusing:
+    """An SMTP server that answers RCPT TO with a fixed reply."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+
+    async def handle_RCPT(self, server: object, session: object, envelope: object, address: str,
+                          options: list[str]) -> str:
+        return self.reply
+
+
+@pytest.mark.parametrize("reply,error", [("550 5.1.1 no such user", PermanentSendError),
+                                         ("451 4.3.0 try again later", TransientSendError),
+                                         (None, TransientSendError)], ids=["550", "451", "unreachable"])
+async def test_smtp_refusals_are_permanent_or_transient(memory_store: Store, reply: str | None,
+                                                        error: type[Exception]) -> None:
+    from aiosmtpd.controller import Controller
+
+    from mailserver import free_port
+
+    port = free_port()
+    controller = Controller(_Refusing(reply or ""), hostname="127.0.0.1", port=port) if reply else None
+    if controller:
+        controller.start()
+    try:
+        cfg = parse_config(f"""
+email:
+  enabled: true
+  imap: {{host: 127.0.0.1, user: u, password: p}}
+  smtp: {{host: 127.0.0.1, port: {port}, security: none, from_address: support@shop.test, timeout: 5}}
+""").email
+        conn = EmailConnector(config=cfg, accept=lambda i: None, store=memory_store,  # type: ignore[arg-type]
+                              media=MediaStore(memory_store))
+        r = await memory_store.record_inbound(Inbound(channel="email", external_id="a@example.test",
+                                                      platform_message_id="<m1@example.test>", text="hi"))
+        queued = await memory_store.commit_turn(r.conversation.id, inbound_id=r.message.id, flow_state=None,
+                                                replies=[Outbound("Hello")])
+        (item,) = await memory_store.outbox_turn(queued[0].id)
+        with pytest.raises(error):
+            await conn.send_batch([item])
+        assert conn.smtp_state == ("degraded: cannot reach the SMTP server" if reply is None else "ok")
+    finally:
+        if controller:
+            controller.stop()
