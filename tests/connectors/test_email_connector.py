@@ -16,7 +16,7 @@ from bot.media import MediaStore
 from bot.model import Button, Inbound, Outbound
 from bot.storage import Store
 from connectors.email import EmailConnector, answer_choice, html_to_text, parse_mail, reply_subject
-from mailserver import MailServer, mail_server, mailbox  # noqa: F401
+from mailserver import MailServer
 
 
 def raw(headers: str, body: bytes) -> bytes:

@@ -15,7 +15,7 @@ import pytest
 
 from bot.logs import configure_logging
 from conftest import Running, agent_headers, agent_queue, make_config, start_app, stop_app, until
-from mailserver import MailServer, SmtpSink, mail_server, mailbox, smtp_sink  # noqa: F401
+from mailserver import MailServer, SmtpSink
 
 CUSTOMER = "Bob Baker <Bob.Baker@example.test>"
 ADDRESS = "bob.baker@example.test"
