@@ -269,9 +269,9 @@ async def test_handoff_agent_replies_by_mail_and_the_bot_is_silent(app: Running,
 
 async def test_no_password_and_no_customer_text_in_the_log(tmp_path: Path, mailbox: MailServer, smtp_sink: SmtpSink,
                                                            nlu_cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A complaint by mail, a handoff and an agent's reply at DEBUG, logging set up as ``omnibot
-    run`` does: neither the mailbox password nor what the customer wrote (words, name, address,
-    subject) reaches a log line."""
+    """A handoff by mail, the agent's reply and the customer's answer, at DEBUG, logging set up as
+    ``omnibot run`` does: neither the mailbox password nor what the customer wrote (words, name,
+    address, subject) reaches a log line."""
     word, name = f"zanzibar{secrets.token_hex(4)}", f"Quirinus{secrets.token_hex(3)}"
     address = f"zed.{secrets.token_hex(4)}@example.test"
     subject = f"Broken ottoman{secrets.token_hex(4)}"
