@@ -40,6 +40,7 @@ import json
 import logging
 import re
 import select
+import socket
 import ssl
 import threading
 from datetime import datetime, timezone
@@ -373,7 +374,10 @@ class Mailbox:
         """IDLE until the server reports a change (True), ``seconds`` pass or we stop (False).
 
         imaplib (3.11) has no IDLE: the command is written by hand. The wait is a ``select`` on
-        the socket in short slices (a socket timeout would break imaplib's buffered reader).
+        the socket in short slices (a socket timeout would break imaplib's buffered reader). The
+        continuation is read from the socket byte by byte, so news the server sends right behind
+        it (mail that came during the last round) stays where ``select`` sees it, not in
+        imaplib's buffer.
         """
         conn = self._need()
         # news the server sent with an earlier command (imaplib keeps it aside): look first
@@ -382,10 +386,10 @@ class Mailbox:
             return True
         tag = conn._new_tag()   # type: ignore[attr-defined]
         conn.send(tag + b" IDLE\r\n")
-        line = conn.readline()
+        sock = conn.socket()
+        line = _raw_line(sock)
         if not line.startswith(b"+"):
             raise ImapError(f"IDLE refused: {line[:200]!r}")
-        sock = conn.socket()
         changed = False
         waited = 0.0
         try:
@@ -425,6 +429,19 @@ class Mailbox:
                 conn.shutdown()
             except OSError:
                 pass
+
+
+def _raw_line(sock: socket.socket) -> bytes:
+    """One line straight from the socket (past imaplib's buffer, which must be empty here)."""
+    out = bytearray()
+    while not out.endswith(b"\r\n"):
+        b = sock.recv(1)
+        if not b:
+            raise ImapError("the server closed the connection")
+        out += b
+        if len(out) > 8192:
+            raise ImapError("an over-long line from the server")
+    return bytes(out)
 
 
 def _quote(folder: str) -> str:

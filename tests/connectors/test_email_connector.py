@@ -244,3 +244,23 @@ email:
     finally:
         if controller:
             controller.stop()
+
+
+async def test_idle_sees_mail_that_came_just_before_it(mailbox: MailServer, memory_store: Store) -> None:
+    """Mail that arrives between a round's search and IDLE wakes the reader at once (the server
+    reports it right behind IDLE's continuation), not at the next renewal."""
+    conn = _connector(mailbox, memory_store, lambda i: None)
+    await conn.mailbox.connect()
+    try:
+        assert conn.mailbox.idle_ok
+        await conn.mailbox.idle(0.1)             # whatever SELECT reported
+        assert await conn.mailbox.unseen() == []
+        mailbox.append(_mail("meanwhile"))
+        t0 = asyncio.get_running_loop().time()
+        assert await conn.mailbox.idle(20) is True
+        assert asyncio.get_running_loop().time() - t0 < 5
+        assert len(await conn.mailbox.unseen()) == 1
+        # and nothing new: IDLE waits its time and says so
+        assert await conn.mailbox.idle(1.5) is False
+    finally:
+        await conn.stop()
