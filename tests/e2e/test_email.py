@@ -13,7 +13,9 @@ from typing import AsyncIterator
 
 import pytest
 
+from bot.config import Config
 from bot.logs import configure_logging
+from cluster import on_pg
 from conftest import Running, agent_headers, agent_queue, make_config, start_app, stop_app, until
 from mailserver import MailServer, SmtpSink
 
@@ -60,9 +62,8 @@ def nlu_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("nlu-cache")
 
 
-@pytest.fixture
-async def app(tmp_path: Path, mailbox: MailServer, smtp_sink: SmtpSink, nlu_cache: Path) -> AsyncIterator[Running]:
-    config = make_config(tmp_path, f"""
+def email_config(tmp_path: Path, mailbox: MailServer, smtp_sink: SmtpSink, nlu_cache: Path) -> Config:
+    return make_config(tmp_path, f"""
 nlu: {{cache_dir: "{nlu_cache}"}}
 email:
   enabled: true
@@ -71,7 +72,11 @@ email:
   smtp: {{host: 127.0.0.1, port: {smtp_sink.port}, security: none, from_address: support@shop.test,
           from_name: Shop Support}}
 """)
-    r = await start_app(config)
+
+
+@pytest.fixture
+async def app(tmp_path: Path, mailbox: MailServer, smtp_sink: SmtpSink, nlu_cache: Path) -> AsyncIterator[Running]:
+    r = await start_app(email_config(tmp_path, mailbox, smtp_sink, nlu_cache))
     try:
         yield r
     finally:
@@ -310,3 +315,28 @@ email:
                                                          ("subject", subject.split()[1]))
              for line in lines if value in line]
     assert not found, "leaked into the log:\n" + "\n".join(found[:20])
+
+
+async def test_two_instances_read_one_mailbox_and_answer_each_mail_once(
+        tmp_path: Path, mailbox: MailServer, smtp_sink: SmtpSink, nlu_cache: Path, pg_url: str) -> None:
+    """Several instances on one PostgreSQL database all read the mailbox: the Message-ID dedupe
+    makes each mail one message with one answer."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = await start_app(on_pg(email_config(tmp_path / "a", mailbox, smtp_sink, nlu_cache), pg_url))
+    b = await start_app(on_pg(email_config(tmp_path / "b", mailbox, smtp_sink, nlu_cache), pg_url))
+    try:
+        sent = [mail("Hours", "Hello, when are you open?", sender=f"c{i}@example.test") for i in range(6)]
+        for m in sent:
+            mailbox.append(m)
+        await mails(smtp_sink, 6, timeout=30)
+        await until(lambda: len(mailbox.flags()) == 6 and all("\\Seen" in f for f in mailbox.flags()),
+                    what="all seen")
+        await asyncio.sleep(1.5)
+        assert len(smtp_sink.messages) == 6
+        assert sorted(m["In-Reply-To"] for m in smtp_sink.messages) == sorted(m["Message-ID"] for m in sent)
+        for i in range(6):
+            assert len([m for m in await history(a, f"c{i}@example.test") if m.direction == "in"]) == 1
+    finally:
+        await stop_app(a)
+        await stop_app(b)
