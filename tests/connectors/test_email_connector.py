@@ -264,3 +264,17 @@ async def test_idle_sees_mail_that_came_just_before_it(mailbox: MailServer, memo
         assert await conn.mailbox.idle(1.5) is False
     finally:
         await conn.stop()
+
+
+async def test_a_refused_login_degrades_and_says_so(mailbox: MailServer, memory_store: Store) -> None:
+    box = MailServer(mailbox.root, mailbox.port, mailbox.proc, mailbox.user, "not-the-password")
+    conn = _connector(box, memory_store, lambda i: None)
+    await conn.start()
+    try:
+        for _ in range(200):
+            if conn.readiness().startswith("degraded"):
+                break
+            await asyncio.sleep(0.02)
+        assert conn.readiness() == "degraded: the IMAP server refused the login"
+    finally:
+        await conn.stop()
