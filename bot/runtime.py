@@ -130,7 +130,10 @@ class Runtime:
             log.info("%s message %s stored without an answer (automatic)", inbound.channel,
                      inbound.platform_message_id)
             cid = result.conversation.id
-            handoff = await self.store.active_handoff(cid)
+            try:
+                handoff = await self.store.active_handoff(cid)
+            except StorageUnavailable:
+                handoff = None      # stored already: the desk re-reads storage anyway
             self.events.publish(Event("message", cid, handoff.id if handoff else None,
                                       {"message_id": result.message.id}))
         return result

@@ -22,7 +22,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from bot.errors import PermanentSendError, TransientSendError
 from bot.storage import OutboxItem
 
-__all__ = ["BatchConnector", "Connector", "PermanentSendError", "RETRY_AFTER_UNAVAILABLE", "TransientSendError", "read_body"]
+__all__ = ["BatchConnector", "Connector", "PermanentSendError", "RETRY_AFTER_UNAVAILABLE", "TransientSendError",
+           "read_body"]
 
 log = logging.getLogger(__name__)
 
