@@ -1,6 +1,6 @@
 # The two commands of the README's quick start:
 #   make run    install omnibot into .venv and start it on the embedded default
-#   make test   install what the tests need (Python packages, Debian's chromium) and run the suite
+#   make test   install what the tests need (Python packages, Debian's chromium, postgresql, dovecot-imapd) and run the suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin

@@ -168,6 +168,10 @@ async def build_services(config: Config) -> Services:
             whatsapp = WhatsAppConnector(config=config.whatsapp, accept=runtime.accept, store=store, media=media,
                                          on_failed=delivery.announce_failure)
             connectors[whatsapp.name] = whatsapp
+        if config.email.enabled:
+            from connectors.email import EmailConnector   # imported only when used
+            mail = EmailConnector(config=config.email, accept=runtime.accept, store=store, media=media)
+            connectors[mail.name] = mail
         slack = None
         if config.slack.enabled:
             from handoff.desk_slack import SlackDesk   # slack-bolt is imported only when used

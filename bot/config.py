@@ -169,6 +169,69 @@ class WhatsAppConfig(_Model):
     def template_for(self, role: str) -> WhatsAppTemplate | None:
         return self.templates.get(role) or self.templates.get("default")
 
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+class ImapConfig(_Model):
+    """The mailbox customers write to."""
+
+    host: str = ""
+    port: int = Field(993, ge=1, le=65535)
+    tls: Literal["ssl", "starttls", "none"] = Field("ssl", description="ssl: TLS from the start (993); "
+                                                    "starttls: upgrade a plain connection (143); none: tests only")
+    user: str = ""
+    password: SecretStr = SecretStr("")
+    folder: str = "INBOX"
+    poll_interval: float = Field(60, gt=0, description="seconds between looks when the server has no IDLE, "
+                                 "and between IDLE renewals (at most 29 minutes)")
+    timeout: float = Field(30, gt=0, description="seconds a connect or command may take")
+
+    @field_validator("poll_interval", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class SmtpConfig(_Model):
+    """Where replies are sent from."""
+
+    host: str = ""
+    port: int = Field(465, ge=1, le=65535)
+    security: Literal["ssl", "starttls", "none"] = Field("ssl", description="ssl: TLS from the start (465); "
+                                                         "starttls: upgrade (587); none: tests only")
+    user: str = Field("", description="empty: send without logging in")
+    password: SecretStr = SecretStr("")
+    from_address: str = ""
+    from_name: str = "Support"
+    timeout: float = Field(30, gt=0, description="seconds a connect or command may take")
+
+
+class EmailConfig(_Model):
+    """E-mail as a customer channel (see README "E-mail")."""
+
+    enabled: bool = False
+    imap: ImapConfig = ImapConfig()
+    smtp: SmtpConfig = SmtpConfig()
+
+    @model_validator(mode="after")
+    def _complete(self) -> "EmailConfig":
+        if not self.enabled:
+            return self
+        missing = [k for k, v in (("imap.host", self.imap.host), ("imap.user", self.imap.user),
+                                  ("imap.password", self.imap.password.get_secret_value()),
+                                  ("smtp.host", self.smtp.host), ("smtp.from_address", self.smtp.from_address))
+                   if not v]
+        if missing:
+            raise ValueError(f"email is enabled but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                             "empty (set passwords from the environment, e.g. ${EMAIL_IMAP_PASSWORD})")
+        if not _ADDRESS.match(self.smtp.from_address):
+            raise ValueError(f"smtp.from_address {self.smtp.from_address!r} is not an e-mail address")
+        if self.smtp.user and not self.smtp.password.get_secret_value():
+            raise ValueError("smtp.user is set but smtp.password is empty")
+        if self.imap.poll_interval > 29 * 60:
+            raise ValueError("imap.poll_interval must be at most 29 minutes (RFC 2177: IDLE is renewed within 29)")
+        return self
+
 
 class SlackConfig(_Model):
     """Slack as the agent desk (see README "Slack agent desk")."""
@@ -378,6 +441,7 @@ class Config(_Model):
     slack: SlackConfig = SlackConfig()
     telegram: TelegramConfig = TelegramConfig()
     whatsapp: WhatsAppConfig = WhatsAppConfig()
+    email: EmailConfig = EmailConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     nlu: NluConfig = NluConfig()
     complaints: ComplaintsConfig = ComplaintsConfig()
@@ -411,7 +475,8 @@ class Config(_Model):
                self.slack.signing_secret.get_secret_value(), self.slack.app_token.get_secret_value(),
                self.telegram.token.get_secret_value(), self.telegram.secret_token.get_secret_value(),
                self.whatsapp.access_token.get_secret_value(), self.whatsapp.app_secret.get_secret_value(),
-               self.whatsapp.verify_token.get_secret_value()]
+               self.whatsapp.verify_token.get_secret_value(),
+               self.email.imap.password.get_secret_value(), self.email.smtp.password.get_secret_value()]
         if self.webchat.secret:
             out.append(self.webchat.secret.get_secret_value())
         return [s for s in out if s]

@@ -22,7 +22,7 @@ from bot.config import DeliveryConfig
 from bot.errors import PermanentSendError, StorageUnavailable, TransientSendError
 from bot.events import Event, EventBus
 from bot.storage import OutboxItem, Store
-from connectors.base import Connector
+from connectors.base import BatchConnector, Connector
 
 log = logging.getLogger(__name__)
 
@@ -189,34 +189,50 @@ class Delivery:
             return False
         if self._fault_delay:
             await asyncio.sleep(self._fault_delay)
+        # A batch connector sends the turn's replies as one platform message; the outcome is
+        # recorded for each of them. A retry is recorded on the head only (the rest wait behind it).
+        batch = [item]
+        if isinstance(connector, BatchConnector):
+            batch = await self.store.outbox_turn(msg.id) or [item]
         try:
-            platform_id = await connector.send(item)
+            if isinstance(connector, BatchConnector):
+                platform_id = await connector.send_batch(batch)
+            else:
+                platform_id = await connector.send(item)
         except PermanentSendError as exc:
             log.warning("message %s to %s:%s failed permanently: %s", msg.id, item.channel,
                         item.external_id, exc)
-            self.failed += 1
             reason = str(exc)
-            await self._record(f"message {msg.id} failed", lambda: self.store.mark_failed(msg.id, error=reason))
-            await self._announce_failure(item, reason)
+            for one in batch:
+                self.failed += 1
+                await self._record(f"message {one.message.id} failed",
+                                   lambda m=one.message.id: self.store.mark_failed(m, error=reason))
+                await self._announce_failure(one, reason)
             return True
         except TransientSendError as exc:
-            return await self._retry_or_fail(item, str(exc), exc.retry_after)
+            return await self._retry_or_fail(item, str(exc), exc.retry_after, batch)
         except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
-            return await self._retry_or_fail(item, f"{type(exc).__name__}: {exc}", None)
-        self.sent += 1
-        await self._record(f"message {msg.id} sent", lambda: self.store.mark_sent(msg.id, platform_id))
+            return await self._retry_or_fail(item, f"{type(exc).__name__}: {exc}", None, batch)
+        for one in batch:
+            self.sent += 1
+            await self._record(f"message {one.message.id} sent",
+                               lambda m=one.message.id: self.store.mark_sent(m, platform_id))
         return True
 
-    async def _retry_or_fail(self, item: OutboxItem, error: str, retry_after: float | None) -> bool:
+    async def _retry_or_fail(self, item: OutboxItem, error: str, retry_after: float | None,
+                             batch: list[OutboxItem] | None = None) -> bool:
+        """Schedule the head's next attempt, or give up on it (and on the rest of its batch)."""
         attempts = item.attempts + 1
         mid = item.message.id
         if attempts >= self.config.max_attempts:
             log.error("giving up on message %s to %s after %d attempts: %s", mid, item.channel,
                       attempts, error)
-            self.failed += 1
             reason = f"not delivered after {attempts} attempts: {error}"
-            await self._record(f"message {mid} failed", lambda: self.store.mark_failed(mid, error=reason))
-            await self._announce_failure(item, reason)
+            for one in batch or [item]:
+                self.failed += 1
+                await self._record(f"message {one.message.id} failed",
+                                   lambda m=one.message.id: self.store.mark_failed(m, error=reason))
+                await self._announce_failure(one, reason)
             return True
         delay = retry_after if retry_after is not None else self.backoff(item.attempts)
         log.warning("message %s to %s: %s; retry %d in %.1f s", mid, item.channel, error,

@@ -108,6 +108,9 @@ class Inbound:
     customer_attributes: Mapping[str, Any] = field(default_factory=dict)   # merged into the customer record
     sent_at: datetime = field(default_factory=utcnow)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # False: store it (the agent sees it) but never answer it: it was written by a machine
+    # (an auto-reply, a bounce, bulk mail), and answering could start a loop between robots.
+    answer: bool = True
 
 
 @dataclass(frozen=True, slots=True)

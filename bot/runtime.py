@@ -125,6 +125,17 @@ class Runtime:
             self.metrics.messages_in.labels(inbound.channel).inc()
         if result.message.status == "received":
             self.schedule(result.conversation.id)
+        elif not inbound.answer and not result.duplicate:
+            # stored, never answered (mail from a machine): the agent's desk still shows it
+            log.info("%s message %s stored without an answer (automatic)", inbound.channel,
+                     inbound.platform_message_id)
+            cid = result.conversation.id
+            try:
+                handoff = await self.store.active_handoff(cid)
+            except StorageUnavailable:
+                handoff = None      # stored already: the desk re-reads storage anyway
+            self.events.publish(Event("message", cid, handoff.id if handoff else None,
+                                      {"message_id": result.message.id}))
         return result
 
     def schedule(self, conversation_id: str) -> None:

@@ -27,7 +27,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from bot.errors import PermanentSendError, TransientSendError
 from bot.storage import OutboxItem
 
-__all__ = ["Connector", "PermanentSendError", "RETRY_AFTER_UNAVAILABLE", "TransientSendError", "read_body"]
+__all__ = ["BatchConnector", "Connector", "PermanentSendError", "RETRY_AFTER_UNAVAILABLE", "TransientSendError",
+           "read_body"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,23 @@ class Connector(Protocol):
         Raises:
             TransientSendError: try again later.
             PermanentSendError: give up on this message.
+        """
+
+
+@runtime_checkable
+class BatchConnector(Connector, Protocol):
+    """A connector that sends one turn's replies as ONE platform message (e-mail: one mail
+    per customer mail). :mod:`bot.delivery` hands it the head of a conversation's outbox
+    together with the other pending replies of the same turn, and records the outcome for all
+    of them; connectors without ``send_batch`` get one message per ``send``.
+    """
+
+    async def send_batch(self, items: list[OutboxItem]) -> str:
+        """Deliver ``items`` (one turn, in order) as one message; return its platform id.
+
+        Raises:
+            TransientSendError: try them again later (together).
+            PermanentSendError: give up on all of them.
         """
 
 

@@ -197,9 +197,11 @@ class FlowEngine:
             return
         if st.confirm is not None:
             offered, st.confirm = st.confirm, None
+            more, st.confirm_more = st.confirm_more, {}
             answer = normalize_for_matching(t.input.payload or t.input.text).strip(" .!")
             if answer in self.settings.yes_words or t.input.payload == "prefill:yes":
                 steps.accept(st, step, offered)
+                st.slots.update(more)          # the next questions, confirmed with it, are skipped
                 return
             ok, value, _ = validate(step, t, self.settings)
             if ok and step.type != "text":      # they typed the right value instead

@@ -45,6 +45,7 @@ HANDOFF_NAMES = ("team", "reason", "position", "customer", "slots")  # bot/runti
 SETTINGS_TEMPLATES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("handoff_message",): HANDOFF_NAMES,
     ("confirm_prefill",): STEP_NAMES + ("value", "label"),
+    ("confirm_prefills",): STEP_NAMES + ("items",),
     ("fallback", "clarify"): STEP_NAMES + ("options",),
     ("fallback", "offer_human"): STEP_NAMES,
     ("fallback", "messages"): STEP_NAMES,                           # each message

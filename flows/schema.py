@@ -61,8 +61,9 @@ class CollectStep(_Step):
     on_fail: str = "handoff"
     optional: bool = False
     skip_if_filled: bool = True
-    prefill: Literal["auto", "none", "email", "phone", "amount", "date", "order_number"] = Field(
-        "auto", description="take the value from what the customer already said and confirm it; auto: by type")
+    prefill: Literal["auto", "none", "email", "phone", "amount", "date", "order_number", "choice", "message"] = Field(
+        "auto", description="take the value from what the customer already said and confirm it; auto: by type; "
+        "choice: the one choice their words name; message: a message of theirs long enough to be the answer")
 
 
 class BranchCase(_M):
@@ -157,6 +158,9 @@ class Settings(_M):
     out_of_scope: list[str] = Field(default_factory=list,
                                     description="messages you don't handle; they only tune the confidence threshold")
     confirm_prefill: str = "You mentioned {{ value }}. Is that your {{ label }}?"
+    # several answers found at once (the next questions too): confirmed with one question
+    confirm_prefills: str = ("Let me check I have this right:\n"
+                             "{% for label, value in items %}- {{ label }}: {{ value }}\n{% endfor %}Is that right?")
     yes_words: list[str] = Field(default_factory=lambda: ["yes", "y", "yeah", "yep", "correct", "right", "sure",
                                                          "that's right", "thats right", "ok", "okay"])
     handoff_message: str = (

@@ -15,6 +15,7 @@ from .turn import Turn, TurnState
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
 _PHONE = re.compile(r"\+?[\d\s().-]{7,}")
+MESSAGE_WORDS = 8      # prefill "message": a message this long is taken as the answer (then confirmed)
 
 
 def prefill(step: CollectStep, st: TurnState) -> Any:
@@ -27,6 +28,17 @@ def prefill(step: CollectStep, st: TurnState) -> Any:
         if kind == "none":
             return None
     for text in reversed(st.recent):
+        if kind == "choice":
+            norm = normalize_for_matching(text)
+            named = {v for c in step.choices if not norm.isdigit()
+                     and (v := match_choice([c], None, norm)) is not None}
+            if len(named) == 1:         # two choices named ("arrived broken"): ask
+                return named.pop()
+            continue
+        if kind == "message":
+            if len(text.split()) >= MESSAGE_WORDS and len(text.strip()) >= step.min_length:
+                return text.strip()
+            continue
         if kind == "order_number" and step.type == "regex" and step.pattern:
             v = regex_value(step, text)
             if v is None and step.normalize == "upper":

@@ -47,6 +47,22 @@ class StepRunner:
     @staticmethod
     def start(st: TurnState, pf: ParsedFlow) -> None:
         st.flow, st.step, st.awaiting, st.attempts, st.confirm = pf.name, 0, None, 0, None
+        st.confirm_more = {}
+
+    @staticmethod
+    def _prefill_ahead(pf: ParsedFlow, st: TurnState) -> dict[str, Any]:
+        """Values for the collect steps right after the current one, found in what the customer
+        already wrote (up to the next step that is not a question)."""
+        more: dict[str, Any] = {}
+        for s in pf.steps[st.step + 1:]:
+            if not isinstance(s, CollectStep):
+                break
+            if s.skip_if_filled and st.slots.get(s.collect) not in (None, "", []):
+                continue
+            v = prefill(s, st)
+            if v is not None and v not in more.values():     # one message answers one question
+                more[s.collect] = v
+        return more
 
     @staticmethod
     def finish(st: TurnState) -> None:
@@ -94,9 +110,18 @@ class StepRunner:
             value = prefill(step, st)
             if value is not None:
                 st.confirm = value
-                ctx = t.context() | {"value": value, "label": step.collect.replace("_", " ")}
-                t.replies.append(Reply(self.renderer.render(self.settings.confirm_prefill, ctx),
-                                       (Button("Yes", "prefill:yes"), Button("No", "prefill:no"))))
+                # the next questions answered already too (one long e-mail): one confirmation for all
+                st.confirm_more = self._prefill_ahead(pf, st)
+                if st.confirm_more:
+                    found = {step.collect: (step, value)} | {
+                        s.collect: (s, st.confirm_more[s.collect]) for s in pf.steps[st.step + 1:]
+                        if isinstance(s, CollectStep) and s.collect in st.confirm_more}
+                    items = [(s.collect.replace("_", " "), _shown(s, v)) for s, v in found.values()]
+                    text = self.renderer.render(self.settings.confirm_prefills, t.context() | {"items": items})
+                else:
+                    ctx = t.context() | {"value": _shown(step, value), "label": step.collect.replace("_", " ")}
+                    text = self.renderer.render(self.settings.confirm_prefill, ctx)
+                t.replies.append(Reply(text, (Button("Yes", "prefill:yes"), Button("No", "prefill:no"))))
                 return False
             self.ask(t, step)
             return False
@@ -163,3 +188,14 @@ class StepRunner:
         if step.optional and step.type == "attachment":
             buttons = buttons + (Button("Skip", "skip"),)
         t.replies.append(Reply(self.render(step.ask, t), buttons))
+
+
+def _shown(step: CollectStep, value: Any) -> str:
+    """A pre-filled value as the customer reads it: a choice's title, a long message shortened."""
+    if step.type == "choice":
+        for c in step.choices:
+            title, v = choice_title_value(c)
+            if v == value:
+                return title
+    text = str(value)
+    return f"“{text[:117]}…”" if len(text) > 120 else (f"“{text}”" if step.prefill == "message" else text)

@@ -89,6 +89,7 @@ class TurnState:
     misses: int = 0
     slots: dict[str, Any] = field(default_factory=dict)
     confirm: Any = None                                      # a pre-filled value awaiting yes/no
+    confirm_more: dict[str, Any] = field(default_factory=dict)   # the next questions' values, confirmed with it
     recent: list[str] = field(default_factory=list)          # the customer's last messages
     signals: dict[str, Any] = field(default_factory=dict)    # highest complaint/urgency seen
     turns: int = 0                                           # customer messages handled
@@ -103,16 +104,20 @@ class TurnState:
         return cls(flow=d.get("flow"), step=int(d.get("step", 0)), awaiting=d.get("awaiting"),
                    attempts=int(d.get("attempts", 0)), misses=int(d.get("misses", 0)),
                    slots=dict(d.get("slots") or {}), confirm=d.get("confirm"),
+                   confirm_more=dict(d.get("confirm_more") or {}),
                    recent=list(d.get("recent") or []), signals=dict(d.get("signals") or {}),
                    turns=int(d.get("turns", 0)), complaint_turn=d.get("complaint_turn"),
                    asked=bool(d.get("asked", False)), offered=d.get("offered"))
 
     def dump(self) -> dict[str, Any]:
-        return {"v": STATE_VERSION, "flow": self.flow, "step": self.step, "awaiting": self.awaiting,
-                "attempts": self.attempts, "misses": self.misses, "slots": self.slots,
-                "confirm": self.confirm, "recent": self.recent, "signals": self.signals,
-                "turns": self.turns, "complaint_turn": self.complaint_turn, "asked": self.asked,
-                "offered": self.offered}
+        d = {"v": STATE_VERSION, "flow": self.flow, "step": self.step, "awaiting": self.awaiting,
+             "attempts": self.attempts, "misses": self.misses, "slots": self.slots,
+             "confirm": self.confirm, "recent": self.recent, "signals": self.signals,
+             "turns": self.turns, "complaint_turn": self.complaint_turn, "asked": self.asked,
+             "offered": self.offered}
+        if self.confirm_more:     # only while a confirmation of several answers is pending
+            d["confirm_more"] = self.confirm_more
+        return d
 
 
 class Turn:

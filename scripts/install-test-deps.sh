@@ -6,7 +6,10 @@
 #   skips chromium's fonts-liberation);
 # - Debian's postgresql (v15 on Debian 12) for the PostgreSQL tests: the test
 #   session starts its own throwaway cluster with initdb + pg_ctl from
-#   /usr/lib/postgresql/<ver>/bin (tests/pg.py); the system cluster is not used.
+#   /usr/lib/postgresql/<ver>/bin (tests/pg.py); the system cluster is not used;
+# - Debian's dovecot-imapd for the e-mail tests: the test session starts its own
+#   unprivileged dovecot on 127.0.0.1 with a config in a temp dir
+#   (tests/mailserver.py); the system service is not used.
 #
 # Idempotent; returns immediately when everything is already installed.
 # Safe for CI: non-interactive, never reads stdin.
@@ -31,6 +34,8 @@ PKGS=()
 [[ -x "$CHROMIUM" ]] || PKGS+=(chromium)
 [[ -e "$FONT" ]] || PKGS+=(fonts-dejavu-core)
 have_postgres || PKGS+=(postgresql)
+DOVECOT="${OMNIBOT_DOVECOT:-/usr/sbin/dovecot}"
+[[ -x "$DOVECOT" && -x /usr/lib/dovecot/imap ]] || PKGS+=(dovecot-imapd)
 
 # Fast path: nothing to do.
 [[ ${#PKGS[@]} -eq 0 ]] && exit 0
@@ -47,6 +52,11 @@ if ! command -v apt-get >/dev/null 2>&1; then
     if ! have_postgres; then
         log "error: PostgreSQL (initdb, pg_ctl) not found and apt-get is unavailable."
         log "install PostgreSQL 14 or newer yourself, with pg_config or initdb on PATH."
+        missing=1
+    fi
+    if [[ ! -x "$DOVECOT" ]]; then
+        log "error: dovecot not found and apt-get is unavailable."
+        log "install dovecot with its IMAP server yourself (or set OMNIBOT_DOVECOT to its path)."
         missing=1
     fi
     exit $missing  # a non-Debian host's fonts are its own business
@@ -91,5 +101,9 @@ if ! have_postgres; then
     log "error: install finished but PostgreSQL's initdb is still missing (looked in /usr/lib/postgresql/*/bin)."
     exit 1
 fi
+if [[ ! -x "$DOVECOT" ]]; then
+    log "error: install finished but $DOVECOT is still missing."
+    exit 1
+fi
 pg_ver="$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n1 || true)"
-log "done in $((SECONDS - start))s: $("$CHROMIUM" --version 2>/dev/null || echo chromium), PostgreSQL ${pg_ver:-(own install)}"
+log "done in $((SECONDS - start))s: $("$CHROMIUM" --version 2>/dev/null || echo chromium), PostgreSQL ${pg_ver:-(own install)}, dovecot $("$DOVECOT" --version 2>/dev/null | cut -d' ' -f1)"

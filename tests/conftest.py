@@ -181,3 +181,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
 # PostgreSQL (tests/pg.py): `pg_server`, the session's throwaway cluster, started
 # only when a test asks for it; `pg_url`, a fresh empty database per test.
 from pg import pg_server, pg_url  # noqa: E402,F401
+
+# Mail (tests/mailserver.py): `mail_server`, the session's throwaway dovecot (IMAP), started only
+# when a test asks for it; `mailbox`, that mailbox emptied; `smtp_sink`, an SMTP server per test.
+from mailserver import mail_server, mailbox, smtp_sink  # noqa: E402,F401

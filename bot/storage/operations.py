@@ -97,6 +97,7 @@ class Operations:
     failed_outbound = operation(chat.failed_outbound)
     due_outbox = operation(chat.due_outbox)
     next_outbox_due = operation(chat.next_outbox_due)
+    outbox_turn = operation(chat.outbox_turn)
     mark_sent = operation(chat.mark_sent)
     mark_retry = operation(chat.mark_retry)
     mark_failed = operation(chat.mark_failed)

@@ -68,7 +68,11 @@ def first_seen(source: str, event_id: str) -> Op[bool]:
 
 @transaction
 def record_inbound(inbound: Inbound) -> Op[InboundResult]:
-    """Store a customer message once; a repeat returns the stored one with ``duplicate=True``."""
+    """Store a customer message once; a repeat returns the stored one with ``duplicate=True``.
+
+    A message not to be answered (``inbound.answer`` False) is stored as processed already,
+    so no turn, recovery or sweep ever answers it.
+    """
     now = iso(utcnow())
     yield Lock(f"addr:{inbound.channel}:{inbound.external_id}")
     row = yield One("SELECT * FROM messages WHERE channel=? AND platform_message_id=? AND direction='in'",
@@ -110,10 +114,10 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
     mrow = yield One(
         "INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
         "channel, platform_message_id, payload, status, created_at) "
-        "VALUES (?, 'in', 'customer', ?, ?, ?, ?, ?, ?, 'received', ?) RETURNING *",
+        "VALUES (?, 'in', 'customer', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
         (conv.id, inbound.sender_name, inbound.text,
          json.dumps([a.to_dict() for a in inbound.attachments]), inbound.channel,
-         inbound.platform_message_id, inbound.payload, now))
+         inbound.platform_message_id, inbound.payload, "received" if inbound.answer else "processed", now))
     return InboundResult(message_of(mrow), conv, cust, False)
 
 
@@ -338,6 +342,21 @@ def due_outbox(now: float, *, limit: int = 100, exclude: Sequence[str] = (),
         f"{excl} {mine} ORDER BY m.id LIMIT ?",
         (*([conversation_id] if conversation_id else []), float(now), *exclude,
          *([owner, float(live_since)] if owner else []), limit))
+    return [OutboxItem(message_of(r), r["channel"], r["c_external_id"], r["attempts"]) for r in rows]
+
+
+def outbox_turn(message_id: int) -> Op[list[OutboxItem]]:
+    """The pending messages queued together with ``message_id`` (one turn's replies, which
+    :func:`commit_turn` writes with one timestamp), oldest first, starting with it.
+
+    For connectors that send a turn as one platform message (see
+    :class:`connectors.base.BatchConnector`).
+    """
+    rows = yield All(
+        "SELECT m.*, c.external_id AS c_external_id FROM messages m "
+        "JOIN conversations c ON c.id = m.conversation_id "
+        "JOIN messages h ON h.id = ? AND m.conversation_id = h.conversation_id AND m.created_at = h.created_at "
+        "WHERE m.direction='out' AND m.status='pending' AND m.id >= h.id ORDER BY m.id", (message_id,))
     return [OutboxItem(message_of(r), r["channel"], r["c_external_id"], r["attempts"]) for r in rows]
 
 

@@ -357,3 +357,50 @@ async def test_stop_cancels_an_inflight_send_and_it_stays_pending(
     await start(workers, store, connector)
     await until(lambda: _all_sent(store, ids))
     assert connector.called == ["stuck", "stuck"]
+
+
+class BatchFake(FakeConnector):
+    """A connector that sends a turn's replies as one platform message (like e-mail)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    async def send_batch(self, items: list[OutboxItem]) -> str:
+        texts = [i.message.text for i in items]
+        self.calls.append(("+".join(texts), time.monotonic()))
+        script = self.fail.get(texts[0])
+        if script:
+            raise script.pop(0)
+        self.batches.append(texts)
+        return f"mail-{items[0].message.id}"
+
+
+async def test_a_batch_connector_gets_each_turn_as_one_send(store: CountingStore, workers: list[Delivery]) -> None:
+    """One send per turn, retried whole; every message of it is marked with the one platform id.
+    Another turn of the same conversation is another send; a failure for good fails the turn."""
+    conn = BatchFake()
+    conn.fail["one"] = [TransientSendError("busy")]
+    first = await queue(store, "A", ["one", "two", "three"])
+    await asyncio.sleep(0.002)
+    conv = await store.latest_conversation("webchat", "A")
+    assert conv is not None
+    second = [m.id for m in await store.commit_turn(conv.id, inbound_id=None, flow_state=None,
+                                                    replies=[Outbound("four")])]
+    conn.fail["bad"] = [PermanentSendError("refused")]
+    failed = await queue(store, "B", ["bad", "worse"])
+    conn.fail["down"] = [TransientSendError("unreachable")] * 3
+    gave_up = await queue(store, "C", ["down", "still down"])
+    await start(workers, store, conn, DeliveryConfig(base_delay=0.01, max_delay=0.05, max_attempts=3))
+    await until(lambda: len(conn.batches) == 2)
+    assert conn.batches == [["one", "two", "three"], ["four"]]
+    assert conn.sent == []                                   # send() was never used
+    await until(lambda: _all_sent(store, first + second))
+    assert {(await row(store, i))["platform_message_id"] for i in first} == {f"mail-{first[0]}"}
+    await until(lambda: statuses_are(store, failed, "failed"))
+    await until(lambda: statuses_are(store, gave_up, "failed"))     # given up on together
+    assert conn.called.count("down+still down") == 3
+
+
+async def statuses_are(store: SqliteStore, ids: Sequence[int], status: str) -> bool:
+    return all(s == status for s in await statuses(store, ids))

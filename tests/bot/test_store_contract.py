@@ -233,3 +233,24 @@ async def test_two_stores_on_one_postgresql_never_both_win(pg_url: str) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_outbox_turn_and_messages_not_answered(store: Store) -> None:
+    """One turn's replies come back together (for connectors that send a turn as one message);
+    a message marked not to be answered is stored as processed: nothing ever answers it."""
+    cid, _ = await conversation(store)
+    first = await store.commit_turn(cid, inbound_id=None, flow_state=None,
+                                    replies=[Outbound("a"), Outbound("b"), Outbound("c")])
+    await asyncio.sleep(0.002)           # a later turn has a later timestamp
+    later = await store.commit_turn(cid, inbound_id=None, flow_state=None, replies=[Outbound("d")])
+    turn = await store.outbox_turn(first[0].id)
+    assert [i.message.text for i in turn] == ["a", "b", "c"]
+    assert {i.channel for i in turn} == {"webchat"} and {i.external_id for i in turn} == {"v1"}
+    await store.mark_sent(first[0].id, "p1")
+    assert [i.message.text for i in await store.outbox_turn(first[1].id)] == ["b", "c"]
+    assert [i.message.text for i in await store.outbox_turn(later[0].id)] == ["d"]
+
+    auto = await store.record_inbound(Inbound(channel="webchat", external_id="v1", platform_message_id="auto1",
+                                              text="I am out of office", answer=False))
+    assert auto.message.status == "processed" and not auto.duplicate
+    assert auto.message.id not in [m.id for m in await store.unprocessed_inbound(cid)]

@@ -55,13 +55,13 @@ async def test_a_complaint_inside_a_faq_is_offered_the_complaint_flow_prefilled(
         offer = got[-1]
         assert [b["payload"] for b in offer["buttons"]] == ["intent:complaint"]   # ...and filing offered
         got = await c.say(offer["buttons"][0]["title"], payload="intent:complaint",
-                          expect_text="What is it about?")
-        [m] = await c.say("Payment", payload="payment")
-        # the order number given earlier is confirmed, not asked for again
-        assert m["text"] == "You mentioned AB123456. Is that your order number?"
+                          expect_text="Let me check I have this right")
+        # the category and order number given earlier are confirmed in one question, not asked again
+        m = got[-1]
+        assert "- category: Payment\n- order number: AB123456\n" in m["text"]
         assert [b["payload"] for b in m["buttons"]] == ["prefill:yes", "prefill:no"]
         [m] = await c.say("Yes", payload="prefill:yes")
-        assert "what happened" in m["text"]
+        assert "photo" in m["text"]
     finally:
         await c.close()
 
@@ -70,9 +70,13 @@ async def test_saying_no_to_a_prefilled_value_asks_normally(running: Running) ->
     c = ChatClient(running.http, running.ws_url)
     await c.connect()
     try:
-        await c.say("my parcel AB123456 never arrived, this is the third time!!", expect_text="What is it about?")
+        got = await c.say("my parcel AB123456 never arrived, this is the third time!!",
+                          expect_text="Let me check I have this right")
+        assert "- category: Shipping\n- order number: AB123456\n- description: “my parcel" in got[-1]["text"]
+        [m] = await c.say("no", payload="prefill:no")
+        assert m["text"] == "What is it about?"
         [m] = await c.say("Shipping", payload="shipping")
-        assert m["text"] == "You mentioned AB123456. Is that your order number?"
+        assert m["text"].startswith("Let me check I have this right:\n- order number: AB123456")
         [m] = await c.say("no", payload="prefill:no")
         assert "What's your order number?" in m["text"]
         [m] = await c.say("it is CD654321")

@@ -739,3 +739,30 @@ async def test_prefill_none_always_asks(tmp_path: Path) -> None:
     c = Chat(engine, customer={"id": "c"}, channel="webchat", conversation_id="x")
     await c.send("I'm jo@example.com")
     assert await c.start("email_slot") == ["Your e-mail?"]
+
+
+async def test_what_one_long_message_says_is_confirmed_once_not_asked_again() -> None:
+    """One long message (an e-mail) with the category's words, the order number and the story:
+    one confirmation for all three, then the flow goes on after them; "no" asks as before."""
+    fs = load_flows(DEMO, teams=["support", "complaints"])
+    first = "I want to complain: my blender from order ab123456 is broken, the jar cracked and it leaks everywhere"
+    c = Chat(make_engine(fs), customer={"id": "c1", "name": "Ada"})
+    await c.send(first)
+    replies = await c.start("complaint")     # (the lexical matcher asks "Did you mean ...?" first)
+    assert replies[-1] == ("Let me check I have this right:\n- category: Product\n- order number: AB123456\n"
+                           f"- description: “{first}”\nIs that right?")
+    assert [b.payload for b in c.last.replies[-1].buttons] == ["prefill:yes", "prefill:no"]  # type: ignore[union-attr]
+    replies = await c.send("yes")
+    assert replies == ["If you have a photo (of the damage, the label or the item), send it now with the "
+                       "paperclip button. Otherwise say 'skip'."]
+    assert (c.slots["category"], c.slots["order_number"], c.slots["description"]) == ("product", "AB123456", first)
+    assert "confirm_more" not in c.state                    # type: ignore[operator]
+
+    d = Chat(make_engine(fs), customer={"id": "c2", "name": "Bo"})
+    await d.send(first)
+    await d.start("complaint")
+    assert await d.send("no") == ["What is it about?"]
+    # two choices named ("arrived" is shipping, "broken" product): asked, not guessed
+    e = Chat(make_engine(fs), customer={"id": "c3", "name": "Cy"})
+    await e.send("I want to complain, my parcel arrived broken")
+    assert (await e.start("complaint"))[-1] == "What is it about?"

@@ -832,7 +832,7 @@ def test_every_templated_setting_is_checked() -> None:
         return out
 
     found = templated(Settings(), ())
-    assert found == {("handoff_message",), ("confirm_prefill",), ("fallback", "clarify")}
+    assert found == {("handoff_message",), ("confirm_prefill",), ("confirm_prefills",), ("fallback", "clarify")}
     assert found <= set(SETTINGS_TEMPLATES)
 
 
