@@ -17,6 +17,8 @@ from bot.config import Config
 from bot.logs import configure_logging
 from cluster import on_pg
 from conftest import Running, agent_headers, agent_queue, make_config, start_app, stop_app, until
+from e2e.test_agent_attachments import agent_upload
+from e2e.test_telegram import PNG
 from mailserver import MailServer, SmtpSink
 
 CUSTOMER = "Bob Baker <Bob.Baker@example.test>"
@@ -270,6 +272,15 @@ async def test_handoff_agent_replies_by_mail_and_the_bot_is_silent(app: Running,
     assert len(smtp_sink.messages) == 3
     ins = [m for m in await history(app) if m.direction == "in"]
     assert ins[-1].text == "Thanks Anna, the order is AB123456." and ins[-1].status == "processed"
+    # the agent attaches a file (the desk's Attach button): it arrives as a part of the mail
+    up = await agent_upload(app, PNG, "label.png")
+    async with app.http.post(f"{app.url}/agent/api/handoffs/{hid}/reply", headers=agent_headers(),
+                             json={"text": "Here is your return label.", "attachments": [{"id": up["id"]}]}) as resp:
+        assert resp.status == 200, await resp.text()
+    out = await mails(smtp_sink, 4)
+    parts = [p for p in out[3].iter_attachments()]
+    assert [(p.get_filename(), p.get_content_type()) for p in parts] == [("label.png", "image/png")]
+    assert parts[0].get_content() == PNG and "return label" in text_of(out[3])
 
 
 async def test_no_password_and_no_customer_text_in_the_log(tmp_path: Path, mailbox: MailServer, smtp_sink: SmtpSink,
