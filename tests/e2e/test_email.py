@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -17,8 +18,9 @@ from bot.config import Config
 from bot.logs import configure_logging
 from cluster import on_pg
 from conftest import Running, agent_headers, agent_queue, make_config, start_app, stop_app, until
+from e2e.chat import ChatClient
 from e2e.test_agent_attachments import agent_upload
-from e2e.test_telegram import PNG
+from e2e.test_tickets_e2e import _file_complaint
 from mailserver import MailServer, SmtpSink
 
 CUSTOMER = "Bob Baker <Bob.Baker@example.test>"
@@ -351,3 +353,24 @@ async def test_two_instances_read_one_mailbox_and_answer_each_mail_once(
     finally:
         await stop_app(a)
         await stop_app(b)
+
+
+async def test_a_linked_customer_sees_their_web_chat_complaint_by_mail(app: Running, mailbox: MailServer,
+                                                                       smtp_sink: SmtpSink) -> None:
+    web = ChatClient(app.http, app.ws_url)
+    await web.connect()
+    try:
+        ref = await _file_complaint(web, "shipping", "AB123456", "The parcel never came.")
+        await web.say("No, that's all", payload="no")
+        [m] = await web.say("link my accounts")
+        code = re.search(r'"link (\d{6})"', m["text"])
+        assert code, m["text"]
+        mailbox.append(mail("Linking", f"link {code.group(1)}"))
+        out = await mails(smtp_sink, 1)
+        assert "Done: your accounts are linked" in text_of(out[0])
+        mailbox.append(mail("My complaint", f"What's the status of {ref}?"))
+        out = await mails(smtp_sink, 2)
+        assert f"Your complaint {ref} about shipping" in text_of(out[1])
+    finally:
+        await web.close()
+
