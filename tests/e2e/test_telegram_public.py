@@ -80,13 +80,13 @@ async def test_group_complaint_moves_to_private(running: Running, fake: FakeTele
     assert await r.services.store.open_conversation("telegram", str(GROUP)) is None
 
     # the customer opens the link: the private chat starts with the public complaint
-    await open_link(fake, 601, token, "What is it about?")
+    # what it says (category, order number, story) is confirmed in one question, not asked again
+    confirm = await open_link(fake, 601, token, "Let me check I have this right")
+    assert "AB123456" in confirm.args["text"]
     conv = await r.services.store.open_conversation("telegram", "601")
     assert (await r.services.store.history(conv.id))[0].text == COMPLAINT
     customer = await r.services.store.get_customer(conv.customer_id)
     assert "telegram_start" not in customer.attributes                # the token is not kept
-    # the order number is only confirmed, and "what happened" is not asked again
-    await say(fake, 601, "Product", "You mentioned AB123456. Is that your order number?")
     await say(fake, 601, "yes", "photo")
     assert not [c for c in fake.calls_to("sendMessage") if to_chat(601, text="what happened")(c)]
     await say(fake, 601, "skip", "talk to a member")
@@ -118,7 +118,7 @@ async def test_the_link_works_once_for_its_own_person_before_it_expires(running:
     assert note.args["text"] == EXPIRED
     assert (await r.services.store.history((await r.services.store.open_conversation("telegram", "702")).id)
             )[0].text.startswith("/start")
-    await open_link(fake, 701, token, "What is it about?")
+    await open_link(fake, 701, token, "Let me check I have this right")
     conv = await r.services.store.open_conversation("telegram", "701")
     assert (await r.services.store.history(conv.id))[0].text == COMPLAINT + "\n\nAnd nobody answers my emails"
     assert len(group_calls(fake)) == 1
