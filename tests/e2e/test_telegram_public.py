@@ -17,21 +17,11 @@ from bot.model import utcnow
 from bot.public import EXPIRED
 from conftest import Running, agent_headers, start_app, stop_app
 from fakes.telegram_api import BOT_USERNAME, FakeTelegram, command_update, text_update
-from test_telegram import say, tg_config, to_chat
+from test_telegram import fake, say, tg_config, to_chat  # noqa: F401 - fake: the fake Telegram fixture
 
 GROUP = -100555
 COMPLAINT = "My order AB123456 arrived completely smashed, this is unacceptable! I want my money back"
 LINK = re.compile(r"https://t\.me/" + BOT_USERNAME + r"\?start=(pub_[A-Za-z0-9_-]+)")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    f = FakeTelegram()
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.stop()
 
 
 @pytest.fixture
