@@ -17,6 +17,7 @@ from . import ops_report as report
 from . import ops_media as media
 from . import ops_whatsapp as whatsapp
 from . import ops_public as public
+from . import ops_search as search_ops
 from .health import StorageHealth
 from .sql import Op
 
@@ -167,6 +168,10 @@ class Operations:
     # public complaints moved to a private chat: bot.storage.ops_public
     hold_public_message = operation(public.hold_public_message)
     redeem_public_token = operation(public.redeem_public_token)
+
+    # the desk's history and search: bot.storage.ops_search (reads only)
+    search = operation(search_ops.search)
+    conversation_record = operation(search_ops.conversation_record)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.
