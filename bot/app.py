@@ -123,9 +123,6 @@ async def build_services(config: Config) -> Services:
         add_secrets(fresh)        # never logged, from the moment it exists
         app_secret = await store.set_meta_if_absent("app_secret", fresh)
         add_secrets(app_secret)
-        tickets = Tickets(store, config.complaints)
-        engine = await asyncio.to_thread(
-            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(tickets, Linker(store), store))
         cluster = Cluster(store)
         if cluster.enabled:
             from bot.events_pg import PgEventBus   # live events reach every instance (LISTEN/NOTIFY)
@@ -133,6 +130,9 @@ async def build_services(config: Config) -> Services:
             locks: KeyedLock = ClusterLocks(cluster)
         else:
             events, locks = EventBus(), KeyedLock()
+        tickets = Tickets(store, config.complaints, events=events)
+        engine = await asyncio.to_thread(
+            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(tickets, Linker(store), store))
         connectors: dict[str, Connector] = {}
         delivery = Delivery(store, connectors, config.delivery, events=events, cluster=cluster)
         live = Live()

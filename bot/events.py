@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: str                      # queued | claimed | message | resolved | returned | state | sla | delivery_failed
+    kind: str                      # queued | claimed | message | resolved | returned | state | sla | delivery_failed | csat
     conversation_id: str
     handoff_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 COOKIE = "omnibot_agent"
 DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "sla", "delivery_failed",
+               "csat",     # a customer answered the survey of a resolved ticket
                "resync")   # resync: live events were lost (another instance's bus reconnected); reload
 
 
@@ -86,6 +87,10 @@ class AgentDeskWeb:
         r.add_post("/agent/api/handoffs/{id}/{action}", self.action)
         r.add_post("/agent/api/upload", self.upload)
         r.add_get("/agent/ws", self.ws)
+        # history and search: past conversations, read-only, and reopened into the queue
+        r.add_get("/agent/api/search", self.search)
+        r.add_get("/agent/api/conversations/{id}", self.conversation)
+        r.add_post("/agent/api/conversations/{id}/reopen", self.reopen)
         if self.resolutions is not None and self.tickets is not None:
             r.add_get("/agent/api/tickets", self.list_tickets)
             r.add_post("/agent/api/tickets/{ref}/resolve", self.resolve_ticket)
@@ -274,6 +279,48 @@ class AgentDeskWeb:
             return web.json_response({"error": str(exc)}, status=getattr(exc, "status", 409))
         return web.json_response({"ticket": t.summary()})
 
+    # -- history and search ------------------------------------------------------
+
+    async def search(self, request: web.Request) -> web.Response:
+        """``?q=`` a reference, order number, name, e-mail, phone or words (``&limit=``, at most 50):
+        matching conversations, most recently active first."""
+        self._require(request)
+        q = request.query.get("q", "").strip()
+        try:
+            limit = int(request.query.get("limit", "20"))
+        except ValueError:
+            return web.json_response({"error": "limit must be a number"}, status=400)
+        return web.json_response({"query": q, "results": await self.store.search(q, limit=limit)})
+
+    async def conversation(self, request: web.Request) -> web.Response:
+        """A whole conversation, open or long closed: transcript, customer, tickets (with the
+        result and CSAT) and handoffs; ``handoff`` is its handoff in the queue now, if any."""
+        self._require(request)
+        cid = request.match_info["id"]
+        record = await self.store.conversation_record(cid)
+        if record is None:
+            return web.json_response({"error": f"no conversation {cid}"}, status=404)
+        h = await self.store.active_handoff(cid)
+        record["handoff"] = await handoff_summary(self.store, self.config, h) if h else None
+        record["team_names"] = {t: self.config.handoff.team_name(t) for t in self.config.handoff.teams}
+        return web.json_response(record)
+
+    async def reopen(self, request: web.Request) -> web.Response:
+        """Back into its last team's queue, with ``{"note": "..."}`` (optional) and who did it."""
+        agent = self._require(request)
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            body = None
+        note = body.get("note") if isinstance(body, dict) else None
+        if body is None or not isinstance(body, dict) or (note is not None and not isinstance(note, str)):
+            return web.json_response({"error": 'send JSON {"note": "..."} (optional)'}, status=400)
+        try:
+            h = await self.queue.reopen(request.match_info["id"], agent, note=note)
+        except DeskError as exc:
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        return web.json_response({"handoff": await handoff_summary(self.store, self.config, h)})
+
     async def ws(self, request: web.Request) -> web.StreamResponse:
         self._require(request)
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
@@ -289,6 +336,8 @@ class AgentDeskWeb:
                              "conversation_id": ev.conversation_id}
                     if ev.kind == "sla":      # an SLA warning or breach: show it to every agent
                         frame["alert"] = ev.data
+                    elif ev.kind == "csat":   # the survey's answer: {"reference", "score"}
+                        frame.update({k: ev.data.get(k) for k in ("reference", "score")})
                     elif ev.kind == "delivery_failed":   # a message did not reach the customer
                         frame.update({k: ev.data.get(k) for k in ("message_id", "reason", "channel", "sender")})
                     await ws.send_json(frame)

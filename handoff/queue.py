@@ -174,6 +174,54 @@ class HandoffQueue:
         log.info("handoff %s transferred to %s by %s", handoff_id, team, agent)
         return await self._announce("transferred", handoff_id)
 
+    async def reopen(self, conversation_id: str, agent: str, *, note: str | None = None) -> HandoffRecord:
+        """Put a past conversation back in the queue of the team that had it last.
+
+        The new handoff says who reopened it and why (``note``); a resolved complaint ticket of
+        the conversation is reopened with it. The customer is told nothing until an agent writes.
+
+        Raises:
+            NotFound: no such conversation.
+            Conflict: it is in the queue already, or the customer has a newer open conversation
+                at the same address (reopen that one instead).
+        """
+        conv = await self.store.get_conversation(conversation_id)
+        if conv is None:
+            raise NotFound(f"no conversation {conversation_id}")
+        async with self.locks(conversation_id):
+            active = await self.store.active_handoff(conversation_id)
+            if active is not None:
+                raise Conflict("it is in the queue already" if active.state == "queued"
+                               else f"{active.agent} has it now")
+            conv = await self.store.get_conversation(conversation_id)
+            assert conv is not None
+            if conv.state is ConversationState.CLOSED:
+                newer = await self.store.latest_conversation(conv.channel, conv.external_id)
+                if newer is not None and newer.id != conv.id and newer.state is not ConversationState.CLOSED:
+                    raise Conflict(f"the customer has a newer conversation ({newer.id}); reopen that one")
+            last = await self.store.latest_handoff(conversation_id)
+            record = await self.store.conversation_record(conversation_id, limit=1)
+            tickets = record["tickets"] if record else []
+            ticket = tickets[-1] if tickets else None
+            teams = self.config.handoff.teams
+            team = next((t for t in (last.team if last else None, ticket and ticket.get("team"))
+                         if t and t in teams), self.config.handoff.default_team)
+            if ticket is not None and ticket["resolved_at"] is not None:
+                await self.store.reopen_ticket(ticket["reference"], at=utcnow())
+            reopened = await self.store.get_ticket(ticket["reference"]) if ticket else None
+            note = (note or "").strip()[:500] or None
+            context = dict(last.context) if last else {}
+            context.update({"reopened_by": agent, "note": note, "reopened_from": last.id if last else None})
+            if reopened is not None:
+                context["ticket"] = reopened.summary()
+                context.setdefault("reference", reopened.reference)
+            h = await self.store.create_handoff(
+                conversation_id, team=team, reason=f"reopened by {agent}" + (f": {note}" if note else ""),
+                priority=max(last.priority if last else 0, reopened.priority if reopened else 0), context=context)
+        log.info("conversation %s reopened by %s as handoff %s", conversation_id, agent, h.id)
+        self.events.publish(Event("queued", conversation_id, h.id))
+        return h
+
     # -- helpers -------------------------------------------------------------
 
     def _next(self, h: HandoffRecord, event: str) -> HandoffState:

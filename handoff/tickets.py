@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping, Sequence
 
 from bot.config import SEVERITIES, ComplaintsConfig, RouteMatch
+from bot.events import Event, EventBus
 from bot.model import utcnow
 from bot.storage import Store, Ticket
 from flows.engine import ActionContext
@@ -91,8 +92,9 @@ class Tickets:
     """Opens tickets and answers "what's the status of C-1042" for the ticket's own customer."""
 
     def __init__(self, store: Store, cfg: ComplaintsConfig, *, clock: Clock = utcnow,
-                 team_names: Mapping[str, str] | None = None) -> None:
+                 team_names: Mapping[str, str] | None = None, events: EventBus | None = None) -> None:
         self.store = store
+        self.events = events    # told when a score arrives: a desk showing the ticket refreshes
         self.cfg = cfg
         self.clock = clock
         self.team_names = dict(team_names or {})
@@ -163,6 +165,10 @@ class Tickets:
         if t is None or conv is None or t.customer_id != conv.customer_id:
             return "skipped"   # only the ticket's own customer rates it
         await self.store.record_csat(ref, score=score, comment=comment, at=self.clock())
+        if self.events is not None:
+            # the ticket's conversation (the one it was resolved in), which a desk may have open
+            for cid in dict.fromkeys((t.conversation_id, conv.id)):   # and the one the survey ran in
+                self.events.publish(Event("csat", cid, None, {"reference": ref, "score": score}))
         return "recorded"
 
     def follow_up_after(self) -> timedelta:

@@ -61,8 +61,9 @@ def search(query: str, *, limit: int = 20) -> Op[list[dict[str, Any]]]:
         (``text``, ``role``, ``at``), ``ticket`` (the newest: ``reference``, ``status``,
         ``category``, ``order_number``, ``csat``, ``csat_comment``, or None), ``handoff`` (the
         latest: ``id``, ``state``, ``team``, ``agent``, or None) and ``matched`` (what matched:
-        ``reference``, ``order``, ``name``, ``email``, ``phone``, ``contact``, ``text``), with
-        ``snippet`` (the newest matching message) for a text match.
+        ``reference``, ``details`` (an order number or another captured detail), ``name``,
+        ``email``, ``phone``, ``contact`` (another identity) or ``text``), with ``snippet`` (the
+        newest matching message) for a text match.
     """
     q = " ".join(query.split())[:200]
     limit = max(1, min(int(limit), MAX_LIMIT))
@@ -103,10 +104,10 @@ def search(query: str, *, limit: int = 20) -> Op[list[dict[str, Any]]]:
     # order numbers (and any other captured detail): the tickets' fields, the flows' slots
     rows = yield All("SELECT conversation_id FROM tickets WHERE LOWER(fields) LIKE ? ESCAPE '\\'", (pattern,))
     for r in rows:
-        hit(r["conversation_id"], "order")
+        hit(r["conversation_id"], "details")
     rows = yield All("SELECT id FROM conversations WHERE LOWER(flow_state) LIKE ? ESCAPE '\\'", (pattern,))
     for r in rows:
-        hit(r["id"], "order")
+        hit(r["id"], "details")
 
     if contact == "phone" and any("phone" in why for why in found.values()):
         return (yield from _results(found, snippets, limit))   # digits that are an order number go on
@@ -186,7 +187,7 @@ def conversation_record(conversation_id: str, *, limit: int = 1000) -> Op[dict[s
                      "attributes": json.loads(c["attributes"] or "{}"),
                      "identities": [{"channel": i["channel"], "external_id": i["external_id"]} for i in idents]},
         "transcript": [message_of(m).to_dict() for m in msgs],
-        "tickets": [_ticket(t) | {"department": t["department"], "fields": json.loads(t["fields"] or "{}")}
+        "tickets": [_ticket(t) | {"department": t["department"], "team": t["team"], "fields": json.loads(t["fields"] or "{}")}
                     for t in tickets],
         "handoffs": [_handoff(handoff_of(h)) for h in handoffs],
     }

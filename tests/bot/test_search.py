@@ -44,7 +44,7 @@ async def test_search_by_reference_order_name_contact_and_words(store: Store) ->
     assert await ids(store, "c1042") == [ada]              # as customers and agents type it
     assert await ids(store, "C-9999") == []
     assert await ids(store, "ab123456") == [ada]           # order number, any case
-    assert "order" in (await store.search("AB123456"))[0]["matched"]
+    assert "details" in (await store.search("AB123456"))[0]["matched"]
     assert await ids(store, "lovelace") == [ada]
     assert await ids(store, "BOB@example.com") == [bob]
     assert (await store.search("bob@example.com"))[0]["matched"] == ["email"]
