@@ -187,8 +187,8 @@ def conversation_record(conversation_id: str, *, limit: int = 1000) -> Op[dict[s
                      "attributes": json.loads(c["attributes"] or "{}"),
                      "identities": [{"channel": i["channel"], "external_id": i["external_id"]} for i in idents]},
         "transcript": [message_of(m).to_dict() for m in msgs],
-        "tickets": [_ticket(t) | {"department": t["department"], "team": t["team"], "fields": json.loads(t["fields"] or "{}")}
-                    for t in tickets],
+        "tickets": [_ticket(t) | {"department": t["department"], "team": t["team"],
+                                  "fields": json.loads(t["fields"] or "{}")} for t in tickets],
         "handoffs": [_handoff(handoff_of(h)) for h in handoffs],
     }
 

@@ -23,6 +23,12 @@
     refreshTimer: null,
     pendingDetail: false,
     scrollDown: false,    // jump to the newest message on the next render
+    search: "",           // the query whose results are listed ("" = none)
+    results: [],          // search results
+    historyId: null,      // the past conversation open read-only (instead of a handoff)
+    history: null,        // its record: conversation, customer, transcript, tickets, handoffs
+    historySeq: 0,
+    historyTimer: null,
   };
 
   // -- small helpers -----------------------------------------------------------
@@ -237,6 +243,170 @@
     $("#ticket").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
   }
 
+  // -- history and search -----------------------------------------------------------
+
+  const STATE_NAMES = { bot: "with the bot", waiting: "waiting", with_agent: "with an agent", closed: "closed" };
+  const csatText = (n) => `CSAT ${n}/5`;
+
+  async function runSearch(q) {
+    state.search = q;
+    if (!q) { renderResults(); return; }
+    const data = await api("GET", `/agent/api/search?q=${encodeURIComponent(q)}&limit=50`);
+    if (state.search !== q) return;
+    state.results = Array.isArray(data.results) ? data.results : [];
+    renderResults();
+  }
+
+  function renderResults() {
+    const pane = $("#search-pane");
+    pane.hidden = !state.search;
+    if (!state.search) { state.results = []; $("#search-results").replaceChildren(); return; }
+    const items = state.results.map((r) => {
+      const t = r.ticket;
+      const btn = el("button", {
+        type: "button", class: "search-item", data: { conversationId: r.conversation_id },
+        "aria-current": r.conversation_id === state.historyId ? "true" : "false" },
+      el("span", { class: "qi-row" },
+        el("span", { class: "qi-name", text: customerName(r.customer) }),
+        el("span", { class: "qi-wait" }, timeEl(r.updated_at))),
+      el("span", { class: "qi-row wrap" }, channelBadge(r.channel),
+        el("span", { class: `badge st-${token(r.state)}`, text: STATE_NAMES[r.state] || r.state }),
+        t ? el("span", { class: "badge", text: `${t.reference} · ${t.status}` }) : null,
+        t && t.csat ? el("span", { class: "csat", text: csatText(t.csat) }) : null),
+      t && t.order_number ? el("span", { class: "qi-last", text: `Order ${t.order_number}` }) : null,
+      el("span", { class: "qi-last", text: r.snippet || (r.last_message && r.last_message.text) || "" }));
+      btn.addEventListener("click", () => openHistory(r.conversation_id));
+      return el("li", null, btn);
+    });
+    $("#search-results").replaceChildren(...items);
+    if (!items.length) $("#search-results").append(el("li", { class: "queue-empty", text: "Nothing found." }));
+    $("#search-count").textContent = `${items.length} found`;
+  }
+
+  function openHistory(cid) {
+    saveDraft();
+    state.selectedId = null;
+    state.detail = null;
+    state.historyId = cid;
+    state.history = null;
+    history.replaceState(null, "", `#c=${encodeURIComponent(cid)}`);
+    for (const b of document.querySelectorAll(".queue-item")) b.setAttribute("aria-current", "false");
+    for (const b of document.querySelectorAll(".search-item")) {
+      b.setAttribute("aria-current", b.dataset.conversationId === cid ? "true" : "false");
+    }
+    $("#history-transcript").replaceChildren();
+    renderDetail();
+    loadHistory().catch(reportError);
+  }
+
+  function closeHistory() {
+    state.historyId = null;
+    state.history = null;
+    history.replaceState(null, "", location.pathname);
+    for (const b of document.querySelectorAll(".search-item")) b.setAttribute("aria-current", "false");
+    renderDetail();
+  }
+
+  async function loadHistory() {
+    const cid = state.historyId;
+    if (!cid) return;
+    const seq = ++state.historySeq;
+    try {
+      const data = await api("GET", `/agent/api/conversations/${encodeURIComponent(cid)}`);
+      if (seq !== state.historySeq || cid !== state.historyId) return;
+      state.history = data;
+    } catch (err) {
+      if (seq !== state.historySeq) return;
+      if (err.status === 404) { toast("That conversation no longer exists."); closeHistory(); return; }
+      throw err;
+    }
+    renderHistory();
+  }
+
+  /** Coalesce live events about the open past conversation into one reload. */
+  function scheduleHistoryRefresh() {
+    if (state.historyTimer) return;
+    state.historyTimer = setTimeout(() => {
+      state.historyTimer = null;
+      loadHistory().catch(reportError);
+      if (state.search) runSearch(state.search).catch(reportError);
+    }, 150);
+  }
+
+  function renderHistory() {
+    const d = state.history;
+    $("#history").hidden = !state.historyId;
+    if (!d) {
+      $("#history-header").replaceChildren(el("p", { class: "none", text: "Loading…" }));
+      $("#reopen-btn").hidden = $("#history-open-btn").hidden = true;
+      return;
+    }
+    const conv = d.conversation || {};
+    const customer = d.customer || {};
+    const last = (d.handoffs || [])[(d.handoffs || []).length - 1];
+    const teamName = (t) => (d.team_names && d.team_names[t]) || t || "no team";
+    $("#history-header").replaceChildren(
+      el("h2", { text: customerName(customer) }, customer.name && customer.id ? el("span", { class: "sub", text: customer.id }) : null),
+      el("div", { class: "head-meta" }, channelBadge(conv.channel),
+        el("span", { class: `badge st-${token(conv.state)}`, text: STATE_NAMES[conv.state] || conv.state || "" }),
+        last ? el("span", { class: "badge team", text: teamName(last.team) }) : null,
+        el("span", null, "started ", timeEl(conv.created_at)), el("span", null, "last active ", timeEl(conv.updated_at))));
+    const active = d.handoff;
+    $("#reopen-btn").hidden = !!active;
+    $("#history-open-btn").hidden = !active;
+    $("#history-note").textContent = active
+      ? (active.state === "queued" ? "In the queue now: open it there to claim and answer."
+        : `${active.agent || "An agent"} has it now.`)
+      : "Read-only. Reopen it to put it back in its team's queue; the customer is told nothing until you reply.";
+
+    const tickets = (d.tickets || []).map((t) => el("div", { class: "history-ticket", data: { ref: t.reference } },
+      el("div", { class: "line" }, el("strong", { text: t.reference }),
+        el("span", { class: "badge", text: t.status }), t.category ? el("span", { text: t.category }) : null),
+      t.order_number ? el("div", { text: `Order ${t.order_number}` }) : null,
+      t.result ? el("div", { text: `Result: ${t.result}` }) : null,
+      t.resolved_by ? el("div", null, `Resolved by ${t.resolved_by} `, timeEl(t.resolved_at)) : null,
+      el("div", { class: "csat-line" }, t.csat
+        ? el("span", { class: "csat", text: csatText(t.csat) }) : el("span", { class: "none", text: "No CSAT answer yet." }),
+        t.csat_at ? el("span", null, " ", timeEl(t.csat_at)) : null),
+      t.csat_comment ? el("div", { class: "comment", text: `“${t.csat_comment}”` }) : null));
+    $("#history-tickets").replaceChildren(...(tickets.length ? tickets : [el("p", { class: "none", text: "No tickets." })]));
+
+    const ids = (customer.identities || []).map((i) => el("li", { class: "ident" },
+      el("span", { class: "line" }, channelBadge(i.channel), el("span", { text: i.external_id || "" }))));
+    $("#history-customer").replaceChildren(...(ids.length ? ids : [el("li", { class: "none", text: "No identities." })]));
+    const hs = (d.handoffs || []).map((h) => el("li", null,
+      el("span", { class: "line" }, el("span", { class: `badge st-${token(h.state)}`, text: h.state }),
+        el("span", { class: "badge team", text: teamName(h.team) }), timeEl(h.created_at)),
+      el("span", { class: "summary", text: `${h.reason || ""}${h.agent ? ` · ${h.agent}` : ""}` })));
+    $("#history-handoffs").replaceChildren(...(hs.length ? hs : [el("li", { class: "none", text: "Never handed to a person." })]));
+
+    const box = $("#history-transcript");
+    const msgs = Array.isArray(d.transcript) ? d.transcript : [];
+    const none = new Set();
+    box.replaceChildren(...msgs.map((m) => renderMessage(m, customer, none)));
+    if (!msgs.length) box.append(el("p", { class: "none", text: "No messages." }));
+    box.scrollTop = box.scrollHeight;
+  }
+
+  async function reopen(button) {
+    const cid = state.historyId;
+    if (!cid) return;
+    const note = window.prompt("Why reopen it? (a note for the team; the customer does not see it)", "");
+    if (note === null) return;
+    button.disabled = true;
+    try {
+      const data = await api("POST", `/agent/api/conversations/${encodeURIComponent(cid)}/reopen`, { note });
+      toast("Reopened: it is back in the queue.", false);
+      await loadHistory();
+      await loadQueue();
+      if (data.handoff && data.handoff.id) select(String(data.handoff.id));
+    } catch (err) {
+      reportError(err);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   // -- queue ---------------------------------------------------------------------
 
   async function loadQueue() {
@@ -288,8 +458,11 @@
   // -- detail --------------------------------------------------------------------
 
   function select(id) {
-    if (id === state.selectedId) return;
+    if (id === state.selectedId && !state.historyId) return;
     saveDraft();
+    state.historyId = null;
+    state.history = null;
+    for (const b of document.querySelectorAll(".search-item")) b.setAttribute("aria-current", "false");
     state.selectedId = id;
     state.detail = null;
     history.replaceState(null, "", id ? `#h=${encodeURIComponent(id)}` : location.pathname);
@@ -322,8 +495,10 @@
 
   function renderDetail() {
     const d = state.detail;
-    $("#empty-state").hidden = !!state.selectedId;
+    $("#empty-state").hidden = !!(state.selectedId || state.historyId);
     $("#conv").hidden = !state.selectedId;
+    $("#history").hidden = !state.historyId;
+    if (state.historyId) renderHistory();
     const box = $("#transcript");
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
     if (!d) {
@@ -570,6 +745,7 @@
     try {
       await loadQueue();
       if (state.selectedId) await loadDetail();
+      if (state.historyId) await loadHistory();
     } catch (err) {
       reportError(err);
     }
@@ -625,6 +801,10 @@
         if (frame.event === "sla") showSlaAlert(frame.alert);
         if (frame.event === "delivery_failed" && String(frame.handoff_id) === state.selectedId) {
           toast(`Not delivered: ${frame.reason || "the platform refused it"}`);
+        }
+        if (frame.conversation_id && frame.conversation_id === state.historyId) scheduleHistoryRefresh();
+        else if (frame.event === "csat" && state.results.some((r) => r.conversation_id === frame.conversation_id)) {
+          runSearch(state.search).catch(reportError);    // a listed conversation got its score
         }
         scheduleRefresh(frame.handoff_id);
       }
@@ -691,6 +871,8 @@
     $("#me-name").textContent = `Signed in as ${me.name}`;
     const m = /^#h=(.+)$/.exec(location.hash);
     state.selectedId = m ? decodeURIComponent(m[1]) : null;
+    const c = /^#c=(.+)$/.exec(location.hash);
+    state.historyId = c ? decodeURIComponent(c[1]) : null;
     renderDetail();
     startLive();
     await refreshAll();
@@ -727,6 +909,12 @@
     try { await api("POST", "/agent/logout"); } catch (err) { /* log in again anyway */ }
     state.selectedId = null;
     state.detail = null;
+    state.historyId = null;
+    state.history = null;
+    state.search = "";
+    state.results = [];
+    $("#search-results").replaceChildren();
+    $("#search-pane").hidden = true;
     state.queue = [];
     $("#queue").replaceChildren();
     $("#transcript").replaceChildren();
@@ -755,6 +943,20 @@
   });
   $("#reply-input").addEventListener("input", saveDraft);
   $("#toast").addEventListener("click", () => { $("#toast").hidden = true; });
+  $("#search-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    runSearch($("#search-input").value.trim()).catch(reportError);
+  });
+  $("#search-clear").addEventListener("click", () => {
+    $("#search-input").value = "";
+    runSearch("").catch(reportError);
+  });
+  $("#reopen-btn").addEventListener("click", (e) => reopen(e.currentTarget));
+  $("#history-close-btn").addEventListener("click", closeHistory);
+  $("#history-open-btn").addEventListener("click", () => {
+    const h = state.history && state.history.handoff;
+    if (h && h.id) select(String(h.id));
+  });
 
   (async () => {
     try {
