@@ -374,3 +374,40 @@ async def test_duplicate_inbound_is_not_answered_twice(bot: Bot) -> None:
     assert a.id == b.id
     hist = await bot.store.history(a.conversation_id)
     assert [m.direction for m in hist] == ["in", "out"]
+
+
+# -- reopen: a past conversation back in its last team's queue, the customer told nothing --
+async def test_a_resolved_conversation_is_queued_again_silently(desk: Desk) -> None:
+    hid = await new_handoff(desk, priority=2)
+    h = await desk.queue.claim(hid, "Anna Smith")
+    await desk.queue.resolve(hid, "Anna Smith")
+    cid = h.conversation_id
+    assert (await desk.store.get_conversation(cid)).state is ConversationState.CLOSED  # type: ignore[union-attr]
+    told = len(await outbound(desk, cid))
+    desk.drain_events()
+
+    new = await desk.queue.reopen(cid, "Bob Jones", note="  refund bounced ")
+    assert (new.state, new.team, new.priority) == ("queued", "support", 2)
+    assert new.reason == "reopened by Bob Jones: refund bounced"
+    assert new.context["slots"] == {"order_number": "AB123456"}          # the card keeps what was known
+    assert (new.context["reopened_by"], new.context["reopened_from"]) == ("Bob Jones", hid)
+    assert (await desk.store.get_conversation(cid)).state is ConversationState.WAITING  # type: ignore[union-attr]
+    assert len(await outbound(desk, cid)) == told                        # nothing to the customer
+    assert [(e.kind, e.handoff_id) for e in desk.drain_events()] == [("queued", new.id)]
+    with pytest.raises(Conflict, match="in the queue already"):
+        await desk.queue.reopen(cid, "Bob Jones")
+    await desk.queue.claim(new.id, "Anna Smith")
+    with pytest.raises(Conflict, match="Anna Smith has it now"):
+        await desk.queue.reopen(cid, "Bob Jones")
+
+
+async def test_not_when_the_customer_has_a_newer_conversation(desk: Desk) -> None:
+    hid = await new_handoff(desk)
+    h = await desk.queue.claim(hid, "Anna Smith")
+    await desk.queue.resolve(hid, "Anna Smith")
+    r = await desk.store.record_inbound(Inbound("webchat", "visitor-1", "visitor-1-m2", "hello again"))
+    assert r.conversation.id != h.conversation_id
+    with pytest.raises(Conflict, match=f"newer conversation \\({r.conversation.id}\\)"):
+        await desk.queue.reopen(h.conversation_id, "Bob Jones")
+    with pytest.raises(NotFound):
+        await desk.queue.reopen("conv_nope", "Bob Jones")
