@@ -15,7 +15,7 @@ import pytest
 
 from bot.model import utcnow
 from bot.public import EXPIRED
-from conftest import Running, agent_headers, start_app, stop_app
+from conftest import Running, agent_headers, start_app, stop_app, until
 from fakes.telegram_api import BOT_USERNAME, FakeTelegram, command_update, text_update
 from test_telegram import fake, say, tg_config, to_chat  # noqa: F401 - fake: the fake Telegram fixture
 
@@ -47,6 +47,18 @@ async def public_link(fake: FakeTelegram, n: int = 1) -> tuple[Any, str]:
     m = LINK.search(calls[-1].args["text"])
     assert m, calls[-1].args["text"]
     return calls[-1], m.group(1)
+
+
+async def stored_conversation(r: Running, chat: str) -> Any:
+    """The private chat's conversation, once the /start message is stored (the polite word about a
+    spent link is sent before the /start is stored as a message)."""
+    found: list[Any] = []
+
+    async def stored() -> bool:
+        found[:] = [await r.services.store.open_conversation("telegram", chat)]
+        return found[0] is not None
+    await until(stored, what=f"the conversation of {chat} stored")
+    return found[0]
 
 
 async def open_link(fake: FakeTelegram, user_id: int, token: str, expect: str) -> Any:
@@ -106,8 +118,7 @@ async def test_the_link_works_once_for_its_own_person_before_it_expires(running:
     # someone else in the group opens it: a polite word, and the link still works for its person
     note = await open_link(fake, 702, token, "doesn't work any more")
     assert note.args["text"] == EXPIRED
-    assert (await r.services.store.history((await r.services.store.open_conversation("telegram", "702")).id)
-            )[0].text.startswith("/start")
+    assert (await r.services.store.history((await stored_conversation(r, "702")).id))[0].text.startswith("/start")
     await open_link(fake, 701, token, "Let me check I have this right")
     conv = await r.services.store.open_conversation("telegram", "701")
     assert (await r.services.store.history(conv.id))[0].text == COMPLAINT + "\n\nAnd nobody answers my emails"
@@ -122,7 +133,7 @@ async def test_the_link_works_once_for_its_own_person_before_it_expires(running:
     telegram = r.services.connectors["telegram"]
     telegram.public.clock = lambda: utcnow() + timedelta(minutes=31)          # type: ignore[attr-defined]
     await open_link(fake, 703, late, "doesn't work any more")
-    conv = await r.services.store.open_conversation("telegram", "703")
+    conv = await stored_conversation(r, "703")
     assert "parcel" not in " ".join(m.text for m in await r.services.store.history(conv.id))
 
 
