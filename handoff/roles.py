@@ -1,7 +1,7 @@
 """What each role may do on the desks: one rule function, :func:`can`, used by the web and Slack desks.
 
 * **agent** works their teams' queues: sees and claims their teams' handoffs; replies,
-  resolves and hands back only the ones they hold; resolves their teams' complaint tickets.
+  resolves, transfers and hands back only the ones they hold; resolves their teams' complaint tickets.
 * **supervisor** (department head) has all of their teams: besides an agent's rights there, may
   take over a handoff another agent holds, reassign, review and approve, and resolve or hand
   back any of their teams' handoffs.
@@ -18,7 +18,7 @@ from bot.storage.base import AgentAccount
 
 #: Actions on one handoff (or ticket): anything with a ``team`` and an ``agent`` (its holder).
 HANDOFF_ACTIONS = frozenset({"view", "claim", "reply", "resolve", "hand_back", "take_over", "reassign",
-                             "approve", "review", "resolve_ticket"})
+                             "approve", "review", "resolve_ticket", "transfer"})
 #: Actions that concern no one handoff.
 GLOBAL_ACTIONS = frozenset({"metrics_all", "configure"})
 ACTIONS = HANDOFF_ACTIONS | GLOBAL_ACTIONS
@@ -57,7 +57,7 @@ def can(account: AgentAccount, action: str, target: Target | Any = None) -> bool
         return False
     if action == "resolve_ticket":               # a complaint nobody is chatting about: their team's
         return True
-    if action in ("view", "claim"):
+    if action in ("view", "claim", "transfer"):  # transfer: a queued one, or their own, to another team
         return holder is None or mine or action == "view"
     return mine                                  # reply, resolve, hand_back: only what they hold
 

@@ -32,8 +32,9 @@ def test_an_agent_works_their_teams_queue() -> None:
     queued = H("support")
     assert can(ANNA, "view", queued) and can(ANNA, "claim", queued)
     mine = H("support", "Anna")
-    for action in ("view", "claim", "reply", "resolve", "hand_back"):
+    for action in ("view", "claim", "reply", "resolve", "hand_back", "transfer"):
         assert can(ANNA, action, mine), action
+    assert can(ANNA, "transfer", queued)
     assert can(ANNA, "resolve_ticket", H("support"))
 
 
@@ -46,7 +47,7 @@ def test_an_agent_cannot_see_or_touch_other_teams_queues() -> None:
 def test_an_agent_cannot_act_as_another() -> None:
     bobs = H("support", "Bob")
     assert can(ANNA, "view", bobs)                 # sees the colleague's conversation in the team queue
-    for action in ("claim", "reply", "resolve", "hand_back", "take_over", "reassign"):
+    for action in ("claim", "reply", "resolve", "hand_back", "take_over", "reassign", "transfer"):
         assert not can(ANNA, action, bobs), action
     assert can(BOB, "reply", bobs)
 
@@ -60,7 +61,7 @@ def test_an_agent_cannot_approve_review_reassign_or_see_everyones_metrics() -> N
 def test_a_supervisor_has_all_of_their_teams() -> None:
     for team in ("support", "complaints"):
         for action in ("view", "claim", "take_over", "reassign", "approve", "review", "resolve", "hand_back",
-                       "resolve_ticket"):
+                       "resolve_ticket", "transfer"):
             assert can(SUE, action, H(team, "Anna")), (team, action)
     # a reply is always in one's own name: take the conversation over first
     assert not can(SUE, "reply", H("support", "Anna"))
