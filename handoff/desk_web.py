@@ -95,6 +95,7 @@ class AgentDeskWeb:
         r.add_post("/agent/login", self.login)
         r.add_post("/agent/logout", self.logout)
         r.add_get("/agent/api/me", self.me)
+        r.add_get("/agent/api/auth", self.auth_mode)
         r.add_get("/agent/api/queue", self.list_queue)
         r.add_get("/agent/api/handoffs/{id}", self.detail)
         r.add_post("/agent/api/handoffs/{id}/{action}", self.action)
@@ -232,6 +233,10 @@ class AgentDeskWeb:
                         secure=request.secure, max_age=int(self.sessions.hours * 3600))
         log.warning("agent %s logged in with the shared token (no agent accounts exist yet)", name)
         return resp
+
+    async def auth_mode(self, request: web.Request) -> web.Response:
+        """How to log in (public): ``accounts`` (e-mail and password) or ``shared`` (token and name)."""
+        return web.json_response({"mode": "accounts" if await self._have_accounts() else "shared"})
 
     async def logout(self, request: web.Request) -> web.Response:
         resp = web.json_response({"ok": True})
