@@ -1,7 +1,8 @@
 """What each role may do on the desks: one rule function, :func:`can`, used by the web and Slack desks.
 
-* **agent** works their teams' queues: sees and claims their teams' handoffs; replies,
-  resolves, transfers and hands back only the ones they hold; resolves their teams' complaint tickets.
+* **agent** works their teams' queues: sees and claims their teams' handoffs; replies to,
+  resolves, transfers and hands back those nobody else holds (a reply needs their claim: the
+  queue's rule); resolves their teams' complaint tickets.
 * **supervisor** (department head) has all of their teams: besides an agent's rights there, may
   take over a handoff another agent holds, reassign, review and approve, and resolve or hand
   back any of their teams' handoffs.
@@ -57,9 +58,11 @@ def can(account: AgentAccount, action: str, target: Target | Any = None) -> bool
         return False
     if action == "resolve_ticket":               # a complaint nobody is chatting about: their team's
         return True
-    if action in ("view", "claim", "transfer"):  # transfer: a queued one, or their own, to another team
-        return holder is None or mine or action == "view"
-    return mine                                  # reply, resolve, hand_back: only what they hold
+    if action == "view":
+        return True
+    # claim, reply, resolve, transfer, hand_back: never in a conversation another agent holds (the
+    # queue then asks for a claim before a reply, and lets a queued one be resolved or handed back)
+    return holder is None or mine
 
 
 def who_may(action: str) -> str:
@@ -68,4 +71,4 @@ def who_may(action: str) -> str:
         return "an admin"
     if action in _SUPERVISOR_ONLY:
         return "a supervisor of the team, or an admin"
-    return "an agent of the team holding it, a supervisor of the team, or an admin"
+    return "an agent of the team (on what no other agent holds), a supervisor of the team, or an admin"
