@@ -40,9 +40,17 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+_DUMMY: list[str] = []
+
+
 def check_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches; without a hash (no such account) as slow as with one, so the
+    time taken does not tell which e-mails have accounts."""
     if not password_hash:
-        return False
+        if not _DUMMY:
+            _DUMMY.append(_hasher.hash(secrets.token_urlsafe(16)))
+        password_hash = _DUMMY[0]
+        password = "\0" + password      # never matches
     try:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):

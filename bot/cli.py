@@ -522,6 +522,27 @@ def agent_disable(config_path: str | None, email: str) -> None:
     click.echo(f"disabled {email.strip().lower()}")
 
 
+@agent.command("password", short_help="a new password for an account (ends its sessions)")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--password-stdin", is_flag=True, help="read the password from stdin instead of generating one")
+@click.argument("email")
+def agent_password(config_path: str | None, email: str, password_stdin: bool) -> None:
+    """A new password for EMAIL; every session of the account ends."""
+    from bot.agents import AccountError, hash_password, new_password
+
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else new_password()
+
+    async def work(store: Any, config: Config) -> Any:
+        if len(password) < 8:
+            raise AccountError("the password must be at least 8 characters")
+        return await store.set_agent_password(email, hash_password(password))
+
+    if not _with_store(config_path, work):
+        click.echo(f"error: no agent account with e-mail {email}", err=True)
+        sys.exit(1)
+    click.echo(f"new password for {email.strip().lower()}" + ("" if password_stdin else f": {password}"))
+
+
 @agent.command("token", short_help="a new personal API token for an account (printed once)")
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
 @click.argument("email")

@@ -160,6 +160,14 @@ def test_cli_add_list_disable_token(tmp_path: Path) -> None:
     token = r.stdout.strip()
     assert token.startswith("omb_") and asyncio.run(stored(c, "anna@shop.test")).token_hash == token_hash(token)
 
+    r = agent(c, "password", "bob@shop.test", "--password-stdin", stdin="a new password\n")
+    assert r.exit_code == 0 and r.output.strip() == "new password for bob@shop.test"
+    b = asyncio.run(stored(c, "bob@shop.test"))
+    assert check_password(b.password_hash, "a new password") and b.session_gen == 1   # its sessions ended
+    r = agent(c, "password", "anna@shop.test")
+    assert r.exit_code == 0 and check_password(asyncio.run(stored(c, "anna@shop.test")).password_hash,
+                                               r.output.split(": ")[1].strip())
+
     r = agent(c, "disable", "bob@shop.test")
     assert r.exit_code == 0 and "disabled bob@shop.test" in r.output
     assert agent(c, "list").output.splitlines()[2].split()[-1] == "yes"
@@ -174,7 +182,8 @@ def test_cli_errors_exit_1_with_the_reason(tmp_path: Path) -> None:
                            "unknown team 'sales' (teams: support, complaints)"),
                           (["add", "--name", "Cy", "--email", "cy@shop.test"], "give at least one team"),
                           (["disable", "nobody@shop.test"], "no agent account with e-mail nobody@shop.test"),
-                          (["token", "nobody@shop.test"], "no agent account with e-mail nobody@shop.test")]:
+                          (["token", "nobody@shop.test"], "no agent account with e-mail nobody@shop.test"),
+                          (["password", "nobody@shop.test"], "no agent account with e-mail nobody@shop.test")]:
         r = agent(c, *args)
         assert r.exit_code == 1 and f"error: " in r.output and message in r.output, (args, r.output)
     r = agent(c, "add", "--name", "Cy", "--email", "cy@shop.test", "--teams", "support", "--password-stdin",
