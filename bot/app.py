@@ -150,12 +150,13 @@ async def build_services(config: Config) -> Services:
         if config.agent_desk.enabled:
             desk = AgentDeskWeb(queue=queue, store=store, config=config, events=events, secret=app_secret,
                                 resolutions=resolutions, tickets=tickets, connectors=connectors, media=media)
+            await desk.check_accounts()     # warns while the shared token is how agents log in
         webchat = None
         if config.webchat.enabled:
             secret = config.webchat.secret.get_secret_value() if config.webchat.secret else app_secret
             webchat = WebchatConnector(config=config.webchat, secret=secret, accept=runtime.accept, store=store,
                                        events=events, media=media,
-                                       is_agent=desk.is_agent if desk else (lambda r: False),
+                                       is_agent=desk.is_agent if desk else _nobody,
                                        team_name=config.handoff.team_name, cluster=cluster)
             connectors[webchat.name] = webchat
         if config.telegram.enabled:
@@ -187,6 +188,10 @@ async def build_services(config: Config) -> Services:
                     slack, followups, tickets, live, sla)
 
 
+async def _nobody(request: web.Request) -> bool:
+    return False
+
+
 async def build_app(config: Config) -> web.Application:
     """The aiohttp application for ``omnibot run`` and the tests."""
     services = await build_services(config)
@@ -204,7 +209,7 @@ async def build_app(config: Config) -> web.Application:
             connector.add_routes(app)
     if services.live is not None:
         MetricsWeb(config=config, live=services.live, store=services.store,
-                   is_agent=services.desk.is_agent if services.desk else None).add_routes(app)
+                   is_agent=services.desk.may_see_metrics if services.desk else None).add_routes(app)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/readyz", _ready)
     app.cleanup_ctx.append(_lifecycle)

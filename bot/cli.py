@@ -45,6 +45,7 @@ def main() -> None:
       omnibot db status           the database: schema version, rows per table
       omnibot db copy --from URL --to URL
                                   move to another database (SQLite -> PostgreSQL)
+      omnibot agent add ...       agent accounts for the desks (list, disable, token)
     """
 
 
@@ -416,6 +417,150 @@ def redact_both(text: str, a: str, b: str) -> str:
     from bot.storage.admin import redact
 
     return redact(redact(text, a), b)
+
+
+@main.group()
+def agent() -> None:
+    """Agent accounts: who may log in to the desks, with which role and teams.
+
+    \b
+    Roles: agent (works their teams' queues), supervisor (all of their teams;
+    takes over, reassigns, approves), admin (everything). While no account
+    exists, the shared agent_desk.token logs anyone in; the first account
+    turns it off.
+
+    \b
+    Examples:
+      omnibot agent add --name "Anna Smith" --email anna@shop.test --teams support,complaints
+      omnibot agent list
+      omnibot agent token anna@shop.test
+      omnibot agent disable anna@shop.test
+    """
+
+
+def _with_store(config_path: str | None, work: Any) -> Any:
+    """Run ``work(store, config)`` on the configured database; errors exit 1 with the reason."""
+    from bot.agents import AccountError
+    from bot.storage import open_store
+    from bot.storage.admin import redact
+
+    config = _load(config_path)
+    url = config.storage_url()
+
+    async def go() -> Any:
+        store = await open_store(url, synchronous=config.storage.synchronous)
+        try:
+            return await work(store, config)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(go())
+    except AccountError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except (OmnibotError, sqlite3.Error, OSError) as exc:
+        click.echo(f"error: {redact(str(exc), url)}", err=True)
+        sys.exit(1)
+
+
+@agent.command("add", short_help="add an agent account (prints a generated password)")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--name", required=True, help="full name, shown to customers and colleagues")
+@click.option("--email", required=True, help="the login (unique)")
+@click.option("--teams", default="", help="comma-separated team ids from handoff.teams (e.g. support,complaints)")
+@click.option("--role", type=click.Choice(["agent", "supervisor", "admin"]), default="agent", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="read the password from stdin instead of generating one")
+def agent_add(config_path: str | None, name: str, email: str, teams: str, role: str, password_stdin: bool) -> None:
+    """Add an account. Without --password-stdin a password is generated and printed once."""
+    from bot.agents import add_agent, new_password
+
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else new_password()
+
+    async def work(store: Any, config: Config) -> Any:
+        return await add_agent(store, name=name, email=email, teams=teams.split(","), role=role,
+                               password=password, known_teams=list(config.handoff.teams))
+
+    account = _with_store(config_path, work)
+    click.echo(f"added {account.role} {account.name} <{account.email}> "
+               f"(teams: {', '.join(account.teams) or 'none'})")
+    if not password_stdin:
+        click.echo(f"password: {password}")
+        click.echo("(shown once: give it to them; it is stored only as a hash)")
+
+
+@agent.command("list", short_help="every account: e-mail, name, role, teams, disabled")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+def agent_list(config_path: str | None) -> None:
+    """Every account, by e-mail."""
+    async def work(store: Any, config: Config) -> Any:
+        return await store.list_agents()
+
+    accounts = _with_store(config_path, work)
+    if not accounts:
+        click.echo("no agent accounts (the shared agent_desk.token is how agents log in; "
+                   "add accounts with omnibot agent add)")
+        return
+    rows = [("EMAIL", "NAME", "ROLE", "TEAMS", "DISABLED")] + [
+        (a.email, a.name, a.role, ",".join(a.teams), "yes" if a.disabled else "no") for a in accounts]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+@agent.command("disable", short_help="disable an account and end its sessions")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.argument("email")
+def agent_disable(config_path: str | None, email: str) -> None:
+    """Disable the account EMAIL: its sessions end and its token stops working at once."""
+    async def work(store: Any, config: Config) -> Any:
+        return await store.set_agent_disabled(email, True)
+
+    if not _with_store(config_path, work):
+        click.echo(f"error: no agent account with e-mail {email}", err=True)
+        sys.exit(1)
+    click.echo(f"disabled {email.strip().lower()}")
+
+
+@agent.command("password", short_help="a new password for an account (ends its sessions)")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--password-stdin", is_flag=True, help="read the password from stdin instead of generating one")
+@click.argument("email")
+def agent_password(config_path: str | None, email: str, password_stdin: bool) -> None:
+    """A new password for EMAIL; every session of the account ends."""
+    from bot.agents import AccountError, hash_password, new_password
+
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else new_password()
+
+    async def work(store: Any, config: Config) -> Any:
+        if len(password) < 8:
+            raise AccountError("the password must be at least 8 characters")
+        return await store.set_agent_password(email, hash_password(password))
+
+    if not _with_store(config_path, work):
+        click.echo(f"error: no agent account with e-mail {email}", err=True)
+        sys.exit(1)
+    click.echo(f"new password for {email.strip().lower()}" + ("" if password_stdin else f": {password}"))
+
+
+@agent.command("token", short_help="a new personal API token for an account (printed once)")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.argument("email")
+def agent_token(config_path: str | None, email: str) -> None:
+    """A new personal token for EMAIL (any earlier one stops working). API clients send
+    it as ``Authorization: Bearer <token>``."""
+    from bot.agents import new_token, token_hash
+
+    token = new_token()
+
+    async def work(store: Any, config: Config) -> Any:
+        return await store.set_agent_token(email, token_hash(token))
+
+    if not _with_store(config_path, work):
+        click.echo(f"error: no agent account with e-mail {email}", err=True)
+        sys.exit(1)
+    click.echo(token)
+    click.echo("(shown once: it is stored only as a hash; `omnibot agent token` again replaces it)", err=True)
 
 
 @main.group()

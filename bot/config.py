@@ -78,7 +78,9 @@ class HandoffConfig(_Model):
 class AgentDeskConfig(_Model):
     enabled: bool = True
     token: SecretStr = Field(SecretStr("demo-agent-token"),
-                             description="agents log in to /agent with it; set OMNIBOT_AGENT_TOKEN")
+                             description="first run only: while no agent account exists, anyone with it "
+                             "logs in to /agent under any name; set OMNIBOT_AGENT_TOKEN")
+    session_hours: float = Field(12, gt=0, le=24 * 30, description="how long an agent's login lasts")
 
 
 class PublicConfig(_Model):
@@ -245,6 +247,8 @@ class SlackConfig(_Model):
     default_channel: str = Field("", description="channel id for teams without their own")
     team_channels: dict[str, str] = Field(default_factory=dict, description="team -> channel id")
     agents: list[str] = Field(default_factory=list, description="Slack user ids allowed to act")
+    members: dict[str, str] = Field(default_factory=dict, description="Slack user id -> agent account e-mail: "
+                                    "that member acts on Slack as the account (its name, role and teams)")
     agent_usergroup: str = Field("", description="or a user group id whose members may act")
     manager_channel: str = Field("", description="channel id where breached complaint SLAs escalate")
     note_prefix: str = Field("//", min_length=1, description="thread messages starting with it stay internal")
@@ -266,8 +270,9 @@ class SlackConfig(_Model):
                              "empty (set them from the environment, e.g. ${SLACK_BOT_TOKEN})")
         if not self.default_channel and not self.team_channels:
             raise ValueError("slack is enabled but no channel is set: give default_channel or team_channels")
-        if not self.agents and not self.agent_usergroup:
-            raise ValueError("slack is enabled but nobody may act: give agents (user ids) or agent_usergroup")
+        if not self.agents and not self.agent_usergroup and not self.members:
+            raise ValueError("slack is enabled but nobody may act: give agents (user ids), agent_usergroup "
+                             "or members (user id -> agent e-mail)")
         return self
 
     def channel_for(self, team: str) -> str:

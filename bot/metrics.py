@@ -15,7 +15,7 @@ import hmac
 import html
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -93,7 +93,7 @@ class _FromDatabase(Collector):
 
 
 class MetricsWeb:
-    def __init__(self, *, config: Config, live: Live, is_agent: Callable[[web.Request], bool] | None,
+    def __init__(self, *, config: Config, live: Live, is_agent: Callable[[web.Request], Awaitable[bool]] | None,
                  store: Store | None = None, window_days: int = 30) -> None:
         self.config = config
         self.store = store
@@ -127,35 +127,37 @@ class MetricsWeb:
 
     # -- auth --------------------------------------------------------------------------------------
 
-    def _authorized(self, request: web.Request) -> bool:
+    async def _authorized(self, request: web.Request) -> bool:
+        if self.is_agent is not None:     # the desk decides: an admin account, or the shared token while none exists
+            return await self.is_agent(request)
         token = self.config.agent_desk.token.get_secret_value()
         auth = request.headers.get("Authorization", "")
         if token and auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].encode(), token.encode()):
             return True
-        return bool(self.is_agent and self.is_agent(request))
+        return False
 
-    def _require(self, request: web.Request) -> None:
-        if not self._authorized(request):
+    async def _require(self, request: web.Request) -> None:
+        if not await self._authorized(request):
             raise web.HTTPUnauthorized(text="agent token or agent login needed\n",
                                        headers={"WWW-Authenticate": 'Bearer realm="omnibot"'})
 
     # -- handlers ----------------------------------------------------------------------------------
 
     async def prometheus(self, request: web.Request) -> web.Response:
-        self._require(request)
+        await self._require(request)
         self._collector.latest = await self.figures()
         body = await asyncio.to_thread(generate_latest, self.live.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def api(self, request: web.Request) -> web.Response:
-        self._require(request)
+        await self._require(request)
         by = request.query.get("by", "category")
         if by not in rep.GROUPS:
             return web.json_response({"error": f"by must be one of {', '.join(rep.GROUPS)}"}, status=400)
         return web.json_response(await self.figures(by))
 
     async def page(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
+        if not await self._authorized(request):
             raise web.HTTPFound("/agent")        # log in there, then come back
         r = await self.figures(request.query.get("by", "category")
                                if request.query.get("by") in rep.GROUPS else "category")

@@ -16,7 +16,7 @@ import secrets
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -68,7 +68,7 @@ class WebchatConnector:
 
     def __init__(self, *, config: WebchatConfig, secret: str, accept: Callable[[Inbound], Any],
                  store: Store, events: EventBus, media: MediaStore,
-                 is_agent: Callable[[web.Request], bool],
+                 is_agent: Callable[[web.Request], Awaitable[bool]],
                  team_name: Callable[[str], str] = str, cluster: Cluster | None = None) -> None:
         self.config = config
         self.cluster = cluster if cluster is not None and cluster.enabled else None
@@ -222,7 +222,7 @@ class WebchatConnector:
         if info is None:
             raise web.HTTPNotFound(text="no such file")
         visitor = self.signer.verify(request.query.get("token"))
-        if not (self.is_agent(request) or (visitor is not None and info.owner == f"webchat:{visitor}")):
+        if not (await self.is_agent(request) or (visitor is not None and info.owner == f"webchat:{visitor}")):
             raise web.HTTPForbidden(text="not yours")
         disposition = "inline" if info.kind == "image" else "attachment"
         data = await self.media.read(info.id)

@@ -41,9 +41,11 @@ from bot.config import Config
 from bot.errors import StorageUnavailable
 from bot.events import Event, EventBus
 from bot.storage import Store
+from bot.storage.base import AgentAccount
 from connectors.base import RETRY_AFTER_UNAVAILABLE, read_body
 
 from .queue import DeskError, HandoffQueue
+from .roles import can
 from .slack_card import CardRenderer, escape, unescape
 from .slack_http import SlackRequestError, check_signature, parse_body
 from .slack_poster import URGENT, SlackPoster
@@ -292,6 +294,8 @@ class SlackDesk:
             await self._tell(channel, user, "Only agents can answer customers here.")
             return
         agent = await self._agent_name(user)
+        if not await self._allowed(user, "reply", link["handoff_id"], channel):
+            return
         try:
             sent = await self.queue.reply(link["handoff_id"], agent, text)
             self.sync.from_slack.add(sent.id)
@@ -308,6 +312,9 @@ class SlackDesk:
             log.info("slack user %s is not an agent; %s refused", user, kind)
             return
         agent = await self._agent_name(user)
+        rule = {"claim": "claim", "resolve": "resolve", "back": "hand_back", "transfer": "transfer"}.get(kind)
+        if rule is not None and not await self._allowed(user, rule, handoff_id, channel):
+            return
         try:
             if kind == "claim":
                 await self.queue.claim(handoff_id, agent)
@@ -326,9 +333,34 @@ class SlackDesk:
 
     # -- agents --------------------------------------------------------------------
 
+    async def _allowed(self, user: str, action: str, handoff_id: str, channel: str) -> bool:
+        """For a member mapped to an account: its role allows ``action`` (handoff.roles); else tell them."""
+        account = await self._account(user)
+        if account is None:
+            return True            # an unmapped agent (slack.agents / agent_usergroup): no account, no role
+        h = await self.store.get_handoff(handoff_id)
+        if h is None or can(account, action, h):
+            return True
+        await self._tell(channel, user, f"Not done: as {account.role} of {', '.join(account.teams) or 'no team'}, "
+                                        f"you may not {action.replace('_', ' ')} this conversation "
+                                        f"(team {h.team}{f', held by {h.agent}' if h.agent else ''}).")
+        return False
+
+    async def _account(self, user: str) -> AgentAccount | None:
+        """The agent account a Slack member is mapped to (slack.members), if it exists and is enabled."""
+        email = self.cfg.members.get(user)
+        if not email:
+            return None
+        account = await self.store.agent_by_email(email)
+        if account is None or account.disabled:
+            return None
+        return account
+
     async def _is_agent(self, user: str) -> bool:
         if not user:
             return False
+        if user in self.cfg.members:       # a mapped member acts only through their (enabled) account
+            return await self._account(user) is not None
         if user in self.cfg.agents:
             return True
         if self.cfg.agent_usergroup:
@@ -344,7 +376,11 @@ class SlackDesk:
         return False
 
     async def _agent_name(self, user: str) -> str:
-        """'Real Name (slack:U123)': readable on every desk, unique per Slack user."""
+        """A mapped member's account name; else 'Real Name (slack:U123)': readable on every desk,
+        unique per Slack user."""
+        account = await self._account(user)
+        if account is not None:
+            return account.name
         if user not in self._names:
             name = user
             try:

@@ -11,11 +11,14 @@ import asyncio
 import hmac
 import json
 import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
 from aiohttp import WSMsgType, web
 
+from bot.agents import TOKEN_PREFIX, Sessions, check_password, token_hash
 from bot.auth import Signer
 from bot.config import Config
 from bot.errors import OmnibotError
@@ -23,9 +26,11 @@ from bot.events import EventBus
 from bot.media import ALLOWED_MIME, MediaStore, UploadRefused, read_upload, sniff_mime
 from bot.model import Attachment
 from bot.storage import Store
+from bot.storage.base import AgentAccount
 
 from .context import handoff_context, handoff_summary
 from .queue import DeskError, HandoffQueue
+from .roles import can, who_may
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -47,6 +52,13 @@ async def _result_of(request: web.Request) -> str | None:
     if result is not None and not isinstance(result, str):
         raise bad
     return (result or "").strip()[:2000] or None
+
+
+@dataclass(frozen=True)
+class _Unheld:
+    """A ticket as a roles target: its team, held by nobody (resolving a ticket needs its team)."""
+    team: str
+    agent: None = None
 
 
 class AgentDeskWeb:
@@ -73,6 +85,8 @@ class AgentDeskWeb:
         self.events = events
         self.signer = Signer(secret, "agent-session")
         self._token = config.agent_desk.token.get_secret_value()
+        self.sessions = Sessions(secret, hours=config.agent_desk.session_hours)   # accounts' cookies
+        self._accounts = False       # whether an agent account exists (then the shared token is off)
         self._sockets: set[web.WebSocketResponse] = set()
 
     def add_routes(self, app: web.Application) -> None:
@@ -82,6 +96,7 @@ class AgentDeskWeb:
         r.add_post("/agent/login", self.login)
         r.add_post("/agent/logout", self.logout)
         r.add_get("/agent/api/me", self.me)
+        r.add_get("/agent/api/auth", self.auth_mode)
         r.add_get("/agent/api/queue", self.list_queue)
         r.add_get("/agent/api/handoffs/{id}", self.detail)
         r.add_post("/agent/api/handoffs/{id}/{action}", self.action)
@@ -101,36 +116,116 @@ class AgentDeskWeb:
 
     # -- auth ----------------------------------------------------------------
 
-    def agent_of(self, request: web.Request) -> str | None:
-        """The logged-in agent's name, or None."""
-        name = self.signer.verify(request.cookies.get(COOKIE))
-        if name:
-            return name
+    async def check_accounts(self) -> None:
+        """At start: warn while the shared token is how agents log in (no account exists)."""
+        if not await self._have_accounts():
+            log.warning("agent desk: no agent accounts exist, so the shared agent_desk.token logs anyone in "
+                        "under any name; add accounts with `omnibot agent add` (the shared token then stops "
+                        "working)")
+
+    async def _have_accounts(self) -> bool:
+        # accounts are never deleted (only disabled): once one exists, the shared token is off for good
+        if not self._accounts:
+            self._accounts = await self.store.count_agents() > 0
+        return self._accounts
+
+    async def account_of(self, request: web.Request) -> AgentAccount | None:
+        """Who is acting: the account of the session cookie or of the personal token
+        (``Authorization: Bearer omb_...``); None if nobody is logged in.
+
+        While no account exists, the shared token with ``X-Omnibot-Agent`` (or the old name cookie)
+        stands for an admin under that free name. Once one exists, only accounts act, and their
+        name comes from the account: ``X-Omnibot-Agent`` is ignored.
+        """
         auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].encode(), self._token.encode()):
-            who = request.headers.get("X-Omnibot-Agent", "").strip()
-            return who[:60] or None
-        return None
+        bearer = auth[7:].strip() if auth.startswith("Bearer ") else ""
+        if await self._have_accounts():
+            if bearer.startswith(TOKEN_PREFIX):
+                account = await self.store.agent_by_token(token_hash(bearer))
+                return account if account is not None and not account.disabled else None
+            return await self.sessions.account(self.store, request.cookies.get(COOKIE))
+        name = self.signer.verify(request.cookies.get(COOKIE))
+        if not name and bearer and hmac.compare_digest(bearer.encode(), self._token.encode()):
+            name = request.headers.get("X-Omnibot-Agent", "").strip()[:60]
+        return self._shared(name) if name else None
 
-    def is_agent(self, request: web.Request) -> bool:
-        return self.agent_of(request) is not None
+    def _shared(self, name: str) -> AgentAccount:
+        """The first-run stand-in for an account: an admin under a free name (shared token)."""
+        return AgentAccount(id="", name=name, email="", teams=tuple(self.config.handoff.teams), role="admin",
+                            disabled=False, created_at=datetime.now(timezone.utc))
 
-    def _require(self, request: web.Request) -> str:
-        agent = self.agent_of(request)
-        if agent is None:
-            raise web.HTTPUnauthorized(text=json.dumps({"error": "log in first"}), content_type="application/json")
-        return agent
+    async def agent_of(self, request: web.Request) -> str | None:
+        """The logged-in agent's name, or None."""
+        account = await self.account_of(request)
+        return account.name if account else None
+
+    async def is_agent(self, request: web.Request) -> bool:
+        return await self.account_of(request) is not None
+
+    async def may_see_metrics(self, request: web.Request) -> bool:
+        """/metrics and /admin/metrics: everyone's figures, so an admin account (its session or
+        personal token); while no account exists, the shared token (no name needed: a scraper)."""
+        if not await self._have_accounts():
+            auth = request.headers.get("Authorization", "")
+            if auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), self._token.encode()):
+                return True
+        account = await self.account_of(request)
+        return account is not None and can(account, "metrics_all")
+
+    async def _require(self, request: web.Request) -> AgentAccount:
+        account = await self.account_of(request)
+        if account is None:
+            raise web.HTTPUnauthorized(text=json.dumps({"error": "log in first"}), content_type="application/json",
+                                       headers={"WWW-Authenticate": 'Bearer realm="omnibot"'})
+        return account
+
+    @staticmethod
+    def _forbid(account: AgentAccount, action: str, target: Any) -> None:
+        """403 unless ``account`` may do ``action`` on ``target`` (handoff.roles)."""
+        if not can(account, action, target):
+            what = action.replace("_", " ")
+            raise web.HTTPForbidden(text=json.dumps({
+                "error": f"{account.name} ({account.role}, teams: {', '.join(account.teams) or 'none'}) may not "
+                         f"{what} in team {getattr(target, 'team', '?')!r}"
+                         + (f" (held by {target.agent})" if getattr(target, "agent", None) else "")
+                         + f": only {who_may(action)} may"}), content_type="application/json")
 
     async def login(self, request: web.Request) -> web.Response:
+        """``{"email", "password"}`` (JSON or a form) -> a session cookie. While no account exists:
+        ``{"token", "name"}`` with the shared token."""
+        usage = "send JSON {email, password}"
         if request.content_type == "application/json":
             try:
                 body = await request.json()
             except ValueError:
-                return web.json_response({"error": "send JSON {token, name}"}, status=400)
+                return web.json_response({"error": usage}, status=400)
         else:
             body = dict(await request.post())
         if not isinstance(body, dict):
-            return web.json_response({"error": "send JSON {token, name}"}, status=400)
+            return web.json_response({"error": usage}, status=400)
+        if not await self._have_accounts():
+            return await self._shared_login(request, body)
+        email, password = str(body.get("email", "")).strip().lower(), str(body.get("password", ""))
+        if not email or not password:
+            msg = ("the shared agent token is off now that agent accounts exist: log in with your e-mail and "
+                   "password" if body.get("token") else usage)
+            return web.json_response({"error": msg}, status=400 if not body.get("token") else 401)
+        account = await self.store.agent_by_email(email)
+        ok = await asyncio.to_thread(check_password, account.password_hash if account else None, password)
+        if account is None or not ok:
+            await asyncio.sleep(0.3)  # slow down guessing
+            log.warning("failed agent login for %s from %s", email, request.remote)
+            return web.json_response({"error": "wrong e-mail or password"}, status=401)
+        if account.disabled:
+            log.warning("login refused: agent account %s is disabled", email)
+            return web.json_response({"error": "this account is disabled; ask an admin"}, status=403)
+        resp = web.json_response(self._me(account))
+        resp.set_cookie(COOKIE, self.sessions.issue(account), httponly=True, samesite="Strict", path="/",
+                        secure=request.secure, max_age=int(self.sessions.hours * 3600))
+        log.info("agent %s (%s) logged in", account.name, account.email)
+        return resp
+
+    async def _shared_login(self, request: web.Request, body: dict[str, Any]) -> web.Response:
         token, name = str(body.get("token", "")), str(body.get("name", "")).strip()
         if not hmac.compare_digest(token.encode(), self._token.encode()):
             await asyncio.sleep(0.3)  # slow down guessing
@@ -140,14 +235,22 @@ class AgentDeskWeb:
             return web.json_response({"error": "give your name (1-60 characters)"}, status=400)
         resp = web.json_response({"name": name})
         resp.set_cookie(COOKIE, self.signer.sign(name), httponly=True, samesite="Strict", path="/",
-                        secure=request.secure, max_age=12 * 3600)
-        log.info("agent %s logged in", name)
+                        secure=request.secure, max_age=int(self.sessions.hours * 3600))
+        log.warning("agent %s logged in with the shared token (no agent accounts exist yet)", name)
         return resp
+
+    async def auth_mode(self, request: web.Request) -> web.Response:
+        """How to log in (public): ``accounts`` (e-mail and password) or ``shared`` (token and name)."""
+        return web.json_response({"mode": "accounts" if await self._have_accounts() else "shared"})
 
     async def logout(self, request: web.Request) -> web.Response:
         resp = web.json_response({"ok": True})
         resp.del_cookie(COOKIE, path="/")
         return resp
+
+    @staticmethod
+    def _me(account: AgentAccount) -> dict[str, Any]:
+        return {"name": account.name, "email": account.email, "role": account.role, "teams": list(account.teams)}
 
     # -- pages and API -------------------------------------------------------
 
@@ -162,19 +265,21 @@ class AgentDeskWeb:
         return web.FileResponse(STATIC / "agent.html", headers={"Cache-Control": "no-cache"})
 
     async def me(self, request: web.Request) -> web.Response:
-        return web.json_response({"name": self._require(request)})
+        return web.json_response(self._me(await self._require(request)))
 
     async def list_queue(self, request: web.Request) -> web.Response:
-        self._require(request)
-        rows = [await handoff_summary(self.store, self.config, h) for h in await self.queue.list()]
+        account = await self._require(request)
+        rows = [await handoff_summary(self.store, self.config, h) for h in await self.queue.list()
+                if can(account, "view", h)]     # an agent sees their teams' queues only
         return web.json_response({"handoffs": rows})
 
     async def detail(self, request: web.Request) -> web.Response:
-        self._require(request)
+        account = await self._require(request)
         try:
             h = await self.queue.get(request.match_info["id"])
         except DeskError as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
+        self._forbid(account, "view", h)
         context = await handoff_context(self.store, self.config, h)
         conv = context.get("conversation") or {}
         window = getattr(self.connectors.get(conv.get("channel", "")), "reply_window", None)
@@ -184,9 +289,14 @@ class AgentDeskWeb:
                                   "context": context})
 
     async def action(self, request: web.Request) -> web.Response:
-        agent = self._require(request)
+        account = await self._require(request)
+        agent = account.name       # always the account's own name: nobody acts as another
         hid, action = request.match_info["id"], request.match_info["action"]
+        rule = {"claim": "claim", "reply": "reply", "resolve": "resolve", "release": "hand_back",
+                "hand_back": "hand_back"}.get(action)
         try:
+            if rule is not None:
+                self._forbid(account, rule, await self.queue.get(hid))
             if action == "claim":
                 h = await self.queue.claim(hid, agent)
             elif action == "reply":
@@ -216,7 +326,7 @@ class AgentDeskWeb:
 
     async def upload(self, request: web.Request) -> web.Response:
         """An agent's file for a reply (``multipart/form-data``, field ``file``): ``{"id": ...}``."""
-        agent = self._require(request)
+        agent = (await self._require(request)).name
         if self.media is None:
             return web.json_response({"error": "uploads are not available"}, status=404)
         try:
@@ -254,10 +364,12 @@ class AgentDeskWeb:
 
     async def list_tickets(self, request: web.Request) -> web.Response:
         """Open complaints, most urgent first: with or without a conversation in the queue."""
-        self._require(request)
+        account = await self._require(request)
         now = self.tickets.clock()
         out = []
         for t in await self.store.open_tickets():
+            if not can(account, "view", t):
+                continue
             due = self.tickets.due(t)
             h = await self.store.active_handoff(t.conversation_id)
             customer = await self.store.get_customer(t.customer_id)
@@ -271,10 +383,14 @@ class AgentDeskWeb:
 
     async def resolve_ticket(self, request: web.Request) -> web.Response:
         """Resolve a complaint nobody is chatting about: ``{"result": "..."}`` goes to the customer."""
-        agent = self._require(request)
+        account = await self._require(request)
         result = await _result_of(request)
+        ref = request.match_info["ref"].upper()
+        ticket = await self.store.get_ticket(ref)
+        if ticket is not None:
+            self._forbid(account, "resolve_ticket", _Unheld(ticket.team))
         try:
-            t = await self.resolutions.resolve_ticket(request.match_info["ref"].upper(), agent, result)
+            t = await self.resolutions.resolve_ticket(ref, account.name, result)
         except OmnibotError as exc:
             return web.json_response({"error": str(exc)}, status=getattr(exc, "status", 409))
         return web.json_response({"ticket": t.summary()})
@@ -322,7 +438,7 @@ class AgentDeskWeb:
         return web.json_response({"handoff": await handoff_summary(self.store, self.config, h)})
 
     async def ws(self, request: web.Request) -> web.StreamResponse:
-        self._require(request)
+        await self._require(request)
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
         await ws.prepare(request)
         self._sockets.add(ws)

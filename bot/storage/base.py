@@ -111,3 +111,19 @@ class Ticket:
         return {"reference": self.reference, "category": self.category, "severity": self.severity,
                 "department": self.department, "priority": self.priority, "status": self.status,
                 "reasons": list(self.reasons), "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAccount:
+    """A person who works the desk (``omnibot agent add``). Only hashes of secrets are kept."""
+
+    id: str                        # "agt_..."
+    name: str                      # shown to customers and other agents; the acting name on both desks
+    email: str                     # lower case, unique: the login
+    teams: tuple[str, ...]
+    role: str                      # "agent" | "supervisor" | "admin" (handoff.roles)
+    disabled: bool
+    created_at: datetime
+    session_gen: int = 0           # in every session cookie; bumped to end all sessions
+    password_hash: str | None = field(default=None, repr=False, compare=False)
+    token_hash: str | None = field(default=None, repr=False, compare=False)

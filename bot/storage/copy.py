@@ -37,7 +37,8 @@ from .filelock import SingleInstanceLock
 
 #: Tables copied, parents before children.
 TABLES: tuple[str, ...] = ("meta", "customers", "identities", "conversations", "messages", "handoffs",
-                           "desk_threads", "seen_events", "tickets", "link_codes", "effects", "media")
+                           "desk_threads", "seen_events", "tickets", "link_codes", "effects", "media",
+                           "agents")
 #: Tables that only mean something to running instances: never copied.
 SKIPPED: tuple[str, ...] = ("instances", "leases", "rate_limits")
 #: Bookkeeping of the databases themselves.
@@ -46,7 +47,7 @@ _INTERNAL = ("schema_version", "sqlite_sequence", "sqlite_stat1")
 _ORDER = {"meta": "key", "customers": "id", "identities": "channel, external_id", "conversations": "id",
           "messages": "id", "handoffs": "rowid", "desk_threads": "desk, handoff_id",
           "seen_events": "source, event_id", "tickets": "reference", "link_codes": "code", "effects": "key",
-          "media": "id"}
+          "media": "id", "agents": "id"}
 #: Rows per batch.
 BATCH = 1000
 

@@ -18,6 +18,7 @@ from . import ops_media as media
 from . import ops_whatsapp as whatsapp
 from . import ops_public as public
 from . import ops_search as search_ops
+from . import ops_agents as agents
 from .health import StorageHealth
 from .sql import Op
 
@@ -33,7 +34,8 @@ WRITES = frozenset({
     "add_sla_alert", "save_effect", "register_instance", "heartbeat", "forget_instance", "forget_dead_instances",
     "claim_conversation", "release_conversation", "take_lease", "release_lease", "rate_hit",
     "save_media", "whatsapp_saw_inbound", "whatsapp_note_sent", "whatsapp_apply_status",
-    "hold_public_message", "redeem_public_token"})
+    "hold_public_message", "redeem_public_token",
+    "create_agent", "set_agent_disabled", "set_agent_password", "set_agent_token"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -172,6 +174,17 @@ class Operations:
     # the desk's history and search: bot.storage.ops_search (reads only)
     search = operation(search_ops.search)
     conversation_record = operation(search_ops.conversation_record)
+
+    # agent accounts: bot.storage.ops_agents
+    create_agent = operation(agents.create_agent)
+    get_agent = operation(agents.get_agent)
+    agent_by_email = operation(agents.agent_by_email)
+    agent_by_token = operation(agents.agent_by_token)
+    list_agents = operation(agents.list_agents)
+    count_agents = operation(agents.count_agents)
+    set_agent_disabled = operation(agents.set_agent_disabled)
+    set_agent_password = operation(agents.set_agent_password)
+    set_agent_token = operation(agents.set_agent_token)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.

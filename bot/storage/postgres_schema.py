@@ -174,6 +174,7 @@ def from_sqlite(script: str) -> str:
 #: PostgreSQL twin here, so both backends carry the same version number.
 MIGRATIONS: dict[int, str] = {
     11: from_sqlite(SQLITE_MIGRATIONS[10]),   # instances, owners, leases, rate counters, media
+    12: from_sqlite(SQLITE_MIGRATIONS[11]),   # agent accounts
 }
 
 assert BASELINE + len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL twin"

@@ -208,6 +208,24 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     )
     """,
+    # 12: agent accounts (README "Agent desk"): each agent logs in with their e-mail and password
+    # or a personal API token; only hashes are kept. session_gen is in every session cookie:
+    # disabling an account or changing its password bumps it, which ends its sessions.
+    """
+    CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        email TEXT NOT NULL UNIQUE,
+        teams TEXT NOT NULL DEFAULT '[]',
+        role TEXT NOT NULL DEFAULT 'agent',
+        password_hash TEXT,
+        token_hash TEXT,
+        session_gen INTEGER NOT NULL DEFAULT 0,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX agents_token ON agents(token_hash) WHERE token_hash IS NOT NULL
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,7 +9,8 @@
   const TOAST_MS = 6000;
 
   const state = {
-    me: null,             // {name}
+    me: null,             // {name, email, role, teams}
+    accounts: false,      // agent accounts exist: log in with e-mail and password
     queue: [],            // Handoff[]
     selectedId: null,
     detail: null,         // {handoff, context} of the selected handoff
@@ -861,6 +862,20 @@
     $("#login-view").hidden = false;
     $("#login-name").value = $("#login-name").value || localStorage.getItem("omnibot.agentName") || "";
     ($("#login-name").value ? $("#login-token") : $("#login-name")).focus();
+    loginMode();
+  }
+
+  // With agent accounts: e-mail and password. Before the first account: the shared token and a name.
+  async function loginMode() {
+    let accounts = false;
+    try { accounts = (await api("GET", "/agent/api/auth")).mode === "accounts"; } catch (err) { /* shared */ }
+    state.accounts = accounts;
+    document.querySelectorAll(".login-account").forEach((x) => { x.hidden = !accounts; });
+    document.querySelectorAll(".login-shared").forEach((x) => { x.hidden = accounts; });
+    if (accounts) {
+      $("#login-email").value = $("#login-email").value || localStorage.getItem("omnibot.agentEmail") || "";
+      ($("#login-email").value ? $("#login-password") : $("#login-email")).focus();
+    }
   }
 
   async function showDesk(me) {
@@ -882,18 +897,26 @@
     event.preventDefault();
     const tokenValue = $("#login-token").value;
     const name = $("#login-name").value.trim();
+    const email = $("#login-email").value.trim();
+    const password = $("#login-password").value;
     const errorBox = $("#login-error");
     errorBox.textContent = "";
-    if (!tokenValue || !name) {
-      errorBox.textContent = "Enter the agent token and your name.";
+    if (state.accounts ? !email || !password : !tokenValue || !name) {
+      errorBox.textContent = state.accounts ? "Enter your e-mail and password." : "Enter the agent token and your name.";
       return;
     }
     const btn = $("#login-btn");
     btn.disabled = true;
     try {
-      await api("POST", "/agent/login", { token: tokenValue, name });
-      localStorage.setItem("omnibot.agentName", name);
+      if (state.accounts) {
+        await api("POST", "/agent/login", { email, password });
+        localStorage.setItem("omnibot.agentEmail", email);
+      } else {
+        await api("POST", "/agent/login", { token: tokenValue, name });
+        localStorage.setItem("omnibot.agentName", name);
+      }
       $("#login-token").value = "";
+      $("#login-password").value = "";
       $("#toast").hidden = true;
       const me = await api("GET", "/agent/api/me");
       await showDesk(me);

@@ -69,6 +69,9 @@ async def populate(store: Store) -> None:
     await store.create_link_code(first.customer.id, "LINK-1234", at=now, expires_at=now + timedelta(minutes=10))
     await store.save_effect("turn:1:2:refund", {"ok": True, "amount": 12.5})
     await store.first_seen("slack", "Ev0001")
+    await store.create_agent("agt_1", name="Anna Smith", email="anna@shop.test", teams=["support"], role="agent",
+                             password_hash="$argon2id$v=19$m=65536,t=3,p=4$x$y", created_at=now)
+    await store.set_agent_token("anna@shop.test", "ab" * 32)
     # ephemeral: never copied
     await store.register_instance("inst-1", host="h", pid=1, now=now.timestamp())  # type: ignore[attr-defined]
     await store.take_lease("telegram-poller", "inst-1", now=now.timestamp(), ttl=30)  # type: ignore[attr-defined]

@@ -33,7 +33,8 @@ def at(minutes: int) -> str:
 # added to a table after it was created. Rows below set a column only from that version on.
 TABLE_SINCE = {"meta": 1, "customers": 1, "identities": 1, "conversations": 1, "messages": 1, "handoffs": 1,
                "desk_threads": 2, "seen_events": 2, "tickets": 5, "link_codes": 6, "effects": 8,
-               "instances": 11, "leases": 11, "rate_limits": 11, "media": 11}
+               "instances": 11, "leases": 11, "rate_limits": 11, "media": 11,
+               "agents": 12}
 COLUMN_SINCE = {("customers", "attributes"): 3, ("tickets", "sla_alerts"): 7, ("tickets", "origin"): 8,
                 ("desk_threads", "card_hash"): 10, ("desk_threads", "warned"): 10,
                 ("conversations", "owner"): 11}
@@ -113,7 +114,7 @@ def test_the_fixture_knows_every_table_and_column() -> None:
                 assert COLUMN_SINCE.get((table, col)) == version, (table, col, version)
             seen[table] = cols
     assert set(seen) == set(TABLE_SINCE)
-    # the tables of migration 11 start empty on an upgrade (nothing older wrote to them)
+    # the tables of migrations 11 and 12 start empty on an upgrade (nothing older wrote to them)
     assert {t for t, _ in ROWS} == {t for t, v in TABLE_SINCE.items() if v < 11}
 
 
