@@ -61,6 +61,12 @@ class _Unheld:
     agent: None = None
 
 
+def _may_view(account: AgentAccount, team: str | None) -> bool:
+    """Search and history: an admin sees everything; others their teams' conversations, and those
+    that never reached a team (the bot answered them alone)."""
+    return not account.disabled and (account.role == "admin" or team is None or team in account.teams)
+
+
 class AgentDeskWeb:
     """Mounts /agent on the bot's server.
 
@@ -399,23 +405,29 @@ class AgentDeskWeb:
 
     async def search(self, request: web.Request) -> web.Response:
         """``?q=`` a reference, order number, name, e-mail, phone or words (``&limit=``, at most 50):
-        matching conversations, most recently active first."""
-        self._require(request)
+        matching conversations, most recently active first; only those of the account's teams."""
+        account = await self._require(request)
         q = request.query.get("q", "").strip()
         try:
             limit = int(request.query.get("limit", "20"))
         except ValueError:
             return web.json_response({"error": "limit must be a number"}, status=400)
-        return web.json_response({"query": q, "results": await self.store.search(q, limit=limit)})
+        results = [r for r in await self.store.search(q, limit=limit)
+                   if _may_view(account, (r.get("handoff") or {}).get("team"))]
+        return web.json_response({"query": q, "results": results})
 
     async def conversation(self, request: web.Request) -> web.Response:
         """A whole conversation, open or long closed: transcript, customer, tickets (with the
         result and CSAT) and handoffs; ``handoff`` is its handoff in the queue now, if any."""
-        self._require(request)
+        account = await self._require(request)
         cid = request.match_info["id"]
         record = await self.store.conversation_record(cid)
         if record is None:
             return web.json_response({"error": f"no conversation {cid}"}, status=404)
+        handoffs = record.get("handoffs") or []
+        if not _may_view(account, handoffs[-1]["team"] if handoffs else None):
+            return web.json_response({"error": f"{account.name} may not see team {handoffs[-1]['team']!r}'s "
+                                      "conversations"}, status=403)
         h = await self.store.active_handoff(cid)
         record["handoff"] = await handoff_summary(self.store, self.config, h) if h else None
         record["team_names"] = {t: self.config.handoff.team_name(t) for t in self.config.handoff.teams}
@@ -423,7 +435,13 @@ class AgentDeskWeb:
 
     async def reopen(self, request: web.Request) -> web.Response:
         """Back into its last team's queue, with ``{"note": "..."}`` (optional) and who did it."""
-        agent = self._require(request)
+        account = await self._require(request)
+        record = await self.store.conversation_record(request.match_info["id"])
+        handoffs = (record or {}).get("handoffs") or []
+        if not _may_view(account, handoffs[-1]["team"] if handoffs else None):
+            return web.json_response({"error": f"{account.name} may not reopen another team's conversation"},
+                                     status=403)
+        agent = account.name
         try:
             body = await request.json() if request.can_read_body else {}
         except ValueError:

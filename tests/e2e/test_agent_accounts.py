@@ -183,3 +183,25 @@ async def test_metrics_need_an_admin_account(running: Running, sessions: dict[st
     await login(r, sessions["bob"], "root@shop.test")
     async with sessions["bob"].get(r.url + "/metrics") as resp:
         assert resp.status == 200
+
+
+async def test_search_and_history_show_only_the_accounts_teams(running: Running,
+                                                                sessions: dict[str, aiohttp.ClientSession]) -> None:
+    r = running
+    await accounts(r)
+    support, complaints = await handoff(r, "support", "v7"), await handoff(r, "complaints", "v8")
+    conv = {hid: (await r.services.store.get_handoff(hid)).conversation_id  # type: ignore[union-attr]
+            for hid in (support, complaints)}
+    await login(r, sessions["anna"], "anna@shop.test")
+    status, _ = await call(r, sessions["bob"], "GET", "/agent/api/search?q=person")
+    assert status == 401                                           # not logged in: nothing
+    status, body = await call(r, sessions["anna"], "GET", "/agent/api/search?q=person")
+    found = {x["conversation_id"] for x in body["results"]}
+    assert status == 200 and conv[support] in found and conv[complaints] not in found
+    status, _ = await call(r, sessions["anna"], "GET", f"/agent/api/conversations/{conv[support]}")
+    assert status == 200
+    status, body = await call(r, sessions["anna"], "GET", f"/agent/api/conversations/{conv[complaints]}")
+    assert status == 403 and "may not see team 'complaints'" in body["error"]
+    status, _ = await call(r, sessions["anna"], "POST", f"/agent/api/conversations/{conv[complaints]}/reopen",
+                           json={})
+    assert status == 403
