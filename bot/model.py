@@ -151,6 +151,7 @@ class Outbound:
     sender_name: str = ""
     buttons: tuple[Button, ...] = ()
     attachments: tuple[Attachment, ...] = ()
+    via: str = ""        # the desk a person wrote it on ("slack"), kept with the message (as payload "via:slack")
 
 
 def sanitize_text(text: str, *, max_chars: int = 20_000) -> str:

@@ -297,8 +297,7 @@ class SlackDesk:
         if not await self._allowed(user, "reply", link["handoff_id"], channel):
             return
         try:
-            sent = await self.queue.reply(link["handoff_id"], agent, text)
-            self.sync.from_slack.add(sent.id)
+            await self.queue.reply(link["handoff_id"], agent, text, via="slack")
         except DeskError as exc:
             await self._tell(channel, user, f"Not sent to the customer: {exc}. Press Claim first.")
         except StorageUnavailable as exc:

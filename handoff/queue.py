@@ -98,8 +98,10 @@ class HandoffQueue:
         return await self._announce("claimed", handoff_id)
 
     async def reply(self, handoff_id: str, agent: str, text: str,
-                    attachments: Sequence[Attachment] = ()) -> Message:
-        """Send the agent's message (and the files they attached) to the customer's channel."""
+                    attachments: Sequence[Attachment] = (), *, via: str = "") -> Message:
+        """Send the agent's message (and the files they attached) to the customer's channel;
+        ``via``: the desk it was written on (kept with the message: the Slack desk does not copy
+        its own agents' replies back into the thread)."""
         text = text.strip()
         if not text and not attachments:
             raise DeskError("the reply is empty")
@@ -109,7 +111,7 @@ class HandoffQueue:
             msgs = await self.store.commit_turn(
                 h.conversation_id, inbound_id=None, flow_state=None, keep_flow_state=True,
                 replies=[Outbound(text, role="agent", sender_name=first_name(agent),
-                                  attachments=tuple(attachments))])
+                                  attachments=tuple(attachments), via=via)])
         self.wake_delivery()
         self.events.publish(Event("message", h.conversation_id, handoff_id, {"message_id": msgs[0].id}))
         return msgs[0]

@@ -114,7 +114,6 @@ class DeskSync:
         self.poster = poster
         self.client = client
         self.render = renderer
-        self.from_slack: set[int] = set()     # agent replies written in Slack (not mirrored back)
         self._shown: dict[str, tuple[Any, ...]] = {}   # handoff -> what its card showed when last checked
         self._cards = _SingleFlight("slack-card")
         self._threads = _SingleFlight("slack-thread")
@@ -276,10 +275,10 @@ class DeskSync:
         while True:
             batch = await self.store.history(h.conversation_id, after_id=upto, limit=RELAY_BATCH)
             for m in batch:
-                line = self._thread_line(m.to_dict())
+                # an agent's reply written in Slack is in the thread already (whichever instance took it)
+                line = "" if m.payload == "via:slack" else self._thread_line(m.to_dict())
                 if line:
                     await self.poster.post(link["channel"], line, thread_ts=link["ts"], priority=URGENT)
-                self.from_slack.discard(m.id)
                 await self.store.update_desk_thread(DESK, handoff_id, relayed_upto=m.id)
                 upto = m.id
             if len(batch) < RELAY_BATCH:
@@ -290,7 +289,7 @@ class DeskSync:
     def _thread_line(self, m: dict[str, Any]) -> str:
         if m["direction"] == "in":
             return self.render.customer_line(m)
-        if m["role"] == "agent" and m["id"] not in self.from_slack:
+        if m["role"] == "agent":
             return f"*{escape(m.get('sender') or 'Agent')} (web desk):* {escape(m['text'])}"
         return ""
 

@@ -299,12 +299,12 @@ def insert_outbound(conversation_id: str, channel: str, replies: Sequence[Outbou
     for r in replies:
         row = yield One(
             "INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
-            "buttons, channel, status, next_attempt_at, created_at) "
-            "VALUES (?, 'out', ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING *",
+            "buttons, channel, payload, status, next_attempt_at, created_at) "
+            "VALUES (?, 'out', ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING *",
             (conversation_id, r.role, r.sender_name, r.text,
              json.dumps([a.to_dict() for a in r.attachments]),
              json.dumps([{"title": b.title, "payload": b.payload} for b in r.buttons]),
-             channel, now.timestamp(), iso(now)))
+             channel, f"via:{r.via}" if r.via else None, now.timestamp(), iso(now)))
         queued.append(message_of(row))
     return queued
 
