@@ -18,7 +18,7 @@ from aiohttp import web
 
 from bot.config import Config
 from bot.delivery import Delivery
-from bot.errors import StorageUnavailable
+from bot.errors import StorageUnavailable, StoreConflict
 from bot.cluster import Cluster, ClusterLocks
 from bot.events import EventBus
 from bot.locks import KeyedLock
@@ -219,12 +219,18 @@ async def build_app(config: Config) -> web.Application:
 
 @web.middleware
 async def _storage_unavailable(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Any HTTP call that needed a write storage could not take gets 503 (try again), not 500."""
+    """Any HTTP call that needed a write storage could not take gets 503 (try again), and one whose
+    write collided with another writer's gets 409, never 500."""
     try:
         return await handler(request)
     except StorageUnavailable:
         return web.json_response({"error": "storage is unavailable right now; try again shortly"},
                                  status=503, headers={"Retry-After": "5"})
+    except StoreConflict:
+        # another writer stored something at the same moment (e.g. a customer wrote while an agent
+        # reopened their conversation): nothing was written; looking again shows why
+        return web.json_response({"error": "this changed at the same moment elsewhere; reload and try again"},
+                                 status=409)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -89,6 +89,13 @@ class PermanentSendError(SendError):
     """Retrying will not help (blocked by the user, bad request, unknown chat)."""
 
 
+class StoreConflict(StoreError):
+    """The write collides with what another writer stored at the same moment (a unique key already
+    taken, a row it refers to gone): nothing was written; the caller may look again and retry."""
+
+    status = 409
+
+
 class StorageUnavailable(StoreError):
     """Storage cannot write right now (disk full, database locked past its timeout, I/O error).
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import asyncpg
 
-from bot.errors import StorageUnavailable, StoreError
+from bot.errors import StorageUnavailable, StoreConflict, StoreError
 
 from . import ops_chat
 from .admin import mask_url
@@ -163,6 +163,8 @@ class PostgresStore(Operations):
                 async with pool.acquire() as con:
                     result = await run_async(con, op, args, kwargs)
                 break
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise StoreConflict(f"{op.__name__}: {exc}") from exc
             except asyncpg.PostgresError as exc:
                 if getattr(exc, "sqlstate", "") in _RETRY_STATES and attempt < 3:
                     await asyncio.sleep(0.01 * (attempt + 1))

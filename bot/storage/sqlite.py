@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import aiosqlite
 
-from bot.errors import StorageUnavailable, StoreError
+from bot.errors import StorageUnavailable, StoreConflict, StoreError
 
 from . import ops_chat
 from .filelock import SingleInstanceLock
@@ -168,6 +168,8 @@ class SqliteStore(Operations):
         # exercise every operation through it.
         try:
             result = await db._execute(run_sync, self._con, op, args, kwargs)
+        except sqlite3.IntegrityError as exc:
+            raise StoreConflict(f"{op.__name__}: {exc}") from exc
         except sqlite3.Error as exc:
             if _unavailable(exc):
                 self.health.failed(op.__name__, exc)

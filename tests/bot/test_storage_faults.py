@@ -360,3 +360,30 @@ async def test_resolving_from_the_ticket_list_is_all_or_nothing(tmp_path: Path) 
         await chat.close()
     finally:
         await stop_app(r)
+
+
+async def test_a_colliding_write_answers_409_not_500() -> None:
+    """The app's middleware: a write that collided with another writer's is 409 with a reason."""
+    import aiohttp
+    from aiohttp import web
+
+    from bot.app import _storage_unavailable
+    from bot.errors import StoreConflict
+
+    async def handler(request: web.Request) -> web.Response:
+        raise StoreConflict("create_handoff: UNIQUE constraint failed")
+
+    app = web.Application(middlewares=[_storage_unavailable])
+    app.router.add_post("/x", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as http, http.post(f"http://127.0.0.1:{port}/x") as resp:
+            assert resp.status == 409
+            body = await resp.json()
+            assert "changed at the same moment" in body["error"] and "UNIQUE" not in body["error"]
+    finally:
+        await runner.cleanup()

@@ -254,3 +254,15 @@ async def test_outbox_turn_and_messages_not_answered(store: Store) -> None:
                                               text="I am out of office", answer=False))
     assert auto.message.status == "processed" and not auto.duplicate
     assert auto.message.id not in [m.id for m in await store.unprocessed_inbound(cid)]
+
+
+async def test_a_colliding_write_is_a_conflict_not_a_driver_error(store: Store) -> None:
+    """A unique key already taken is StoreConflict (HTTP 409 through the middleware) on both
+    backends, and writes nothing."""
+    from bot.errors import StoreConflict
+
+    cid, cust = await conversation(store)
+    await store.create_ticket(ticket("C-1001", cust, cid))
+    with pytest.raises(StoreConflict):
+        await store.create_ticket(ticket("C-1001", cust, cid, at=T0 + timedelta(hours=1)))
+    assert [t.reference for t in await store.customer_tickets(cust)] == ["C-1001"]
