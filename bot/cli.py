@@ -55,10 +55,6 @@ def main() -> None:
 @click.option("--port", type=int, help="listen port (overrides server.port; 0 = any free port)")
 def run(config_path: str | None, host: str | None, port: int | None) -> None:
     """Start the bot: web chat, agent desk and every channel enabled in config."""
-    from aiohttp import web
-
-    from bot.app import build_app
-
     config = _load(config_path)
     configure_logging(config)
     server = config.server.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound
+from bot.model import Conversation, Customer, Message, Outbound
 
 
 @dataclass(frozen=True, slots=True)

@@ -243,7 +243,7 @@ async def test_three_instances_lose_nothing_and_send_nothing_twice(tmp_path: Pat
             await asyncio.gather(*tg)
             assert "stopped answering; their conversations are taken over" in insts[0].log() + insts[2].log()
             insts[1] = Instance(cfg)                 # B again, answering normally now
-            urls[1] = b = insts[1].url
+            urls[1] = insts[1].url
             customers += await asyncio.gather(*[_faq_customer(http, urls, i) for i in range(3)])
             for cust in customers:
                 # the customer saw each answer once: live pushes and history deduplicated by id

@@ -13,7 +13,6 @@ from typing import AsyncIterator
 
 import pytest
 
-from bot.app import SERVICES
 from bot.config import Config
 from bot.events import Event
 from conftest import FakeClock, Running, make_config, start_app, stop_app
