@@ -38,7 +38,7 @@ from .filelock import SingleInstanceLock
 #: Tables copied, parents before children.
 TABLES: tuple[str, ...] = ("meta", "customers", "identities", "conversations", "messages", "handoffs",
                            "desk_threads", "seen_events", "tickets", "link_codes", "effects", "media",
-                           "agents")
+                           "agents", "notes", "desk_reads", "compensations", "audit")
 #: Tables that only mean something to running instances: never copied.
 SKIPPED: tuple[str, ...] = ("instances", "leases", "rate_limits")
 #: Bookkeeping of the databases themselves.
@@ -47,7 +47,8 @@ _INTERNAL = ("schema_version", "sqlite_sequence", "sqlite_stat1")
 _ORDER = {"meta": "key", "customers": "id", "identities": "channel, external_id", "conversations": "id",
           "messages": "id", "handoffs": "rowid", "desk_threads": "desk, handoff_id",
           "seen_events": "source, event_id", "tickets": "reference", "link_codes": "code", "effects": "key",
-          "media": "id", "agents": "id"}
+          "media": "id", "agents": "id", "notes": "id",
+          "desk_reads": "agent, conversation_id", "compensations": "id", "audit": "id"}
 #: Rows per batch.
 BATCH = 1000
 

@@ -19,6 +19,7 @@ from . import ops_whatsapp as whatsapp
 from . import ops_public as public
 from . import ops_search as search_ops
 from . import ops_agents as agents
+from . import ops_work as work
 from .health import StorageHealth
 from .sql import Op
 
@@ -35,7 +36,8 @@ WRITES = frozenset({
     "claim_conversation", "release_conversation", "take_lease", "release_lease", "rate_hit",
     "save_media", "whatsapp_saw_inbound", "whatsapp_note_sent", "whatsapp_apply_status",
     "hold_public_message", "redeem_public_token",
-    "create_agent", "set_agent_disabled", "set_agent_password", "set_agent_token"})
+    "create_agent", "set_agent_disabled", "set_agent_password", "set_agent_token",
+    "add_note", "mark_read", "add_compensation", "decide_compensation", "audit"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -185,6 +187,17 @@ class Operations:
     set_agent_disabled = operation(agents.set_agent_disabled)
     set_agent_password = operation(agents.set_agent_password)
     set_agent_token = operation(agents.set_agent_token)
+    # the desk's working records and the audit log: bot.storage.ops_work
+    add_note = operation(work.add_note)
+    notes_of = operation(work.notes_of)
+    mark_read = operation(work.mark_read)
+    unread_counts = operation(work.unread_counts)
+    add_compensation = operation(work.add_compensation)
+    compensations_of = operation(work.compensations_of)
+    pending_compensations = operation(work.pending_compensations)
+    decide_compensation = operation(work.decide_compensation)
+    audit = operation(work.audit)
+    audit_log = operation(work.audit_log)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.

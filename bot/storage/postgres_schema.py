@@ -175,6 +175,7 @@ def from_sqlite(script: str) -> str:
 MIGRATIONS: dict[int, str] = {
     11: from_sqlite(SQLITE_MIGRATIONS[10]),   # instances, owners, leases, rate counters, media
     12: from_sqlite(SQLITE_MIGRATIONS[11]),   # agent accounts
+    13: from_sqlite(SQLITE_MIGRATIONS[12]),   # notes, reads, compensations, reviews, handoff causes, audit
 }
 
 assert BASELINE + len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL twin"

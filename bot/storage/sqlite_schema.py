@@ -226,6 +226,65 @@ MIGRATIONS: list[str] = [
     );
     CREATE UNIQUE INDEX agents_token ON agents(token_hash) WHERE token_hash IS NOT NULL
     """,
+    # 13: the agent desk's working records (README "Agent desk") and the audit log (README "Privacy").
+    # notes: internal notes on a conversation, never sent to the customer. desk_reads: up to when each
+    # agent has read each conversation (unread counts). compensations: refunds, replacements and
+    # discount codes asked for on a complaint, granted within the asker's authority or decided by a
+    # supervisor. tickets.review_*: the department head's review of a proposed resolution, and when
+    # the approved result reached the customer. handoffs.cause: why the bot handed over (figures).
+    # audit: append-only, who did what.
+    """
+    CREATE TABLE notes (
+        id TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id),
+        handoff_id TEXT,
+        author TEXT NOT NULL,
+        text TEXT NOT NULL,
+        via TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX notes_conversation ON notes(conversation_id, created_at);
+    CREATE TABLE desk_reads (
+        agent TEXT NOT NULL,
+        conversation_id TEXT NOT NULL REFERENCES conversations(id),
+        read_at TEXT NOT NULL,
+        PRIMARY KEY (agent, conversation_id)
+    );
+    CREATE TABLE compensations (
+        id TEXT PRIMARY KEY,
+        ticket_reference TEXT NOT NULL REFERENCES tickets(reference),
+        kind TEXT NOT NULL,
+        amount REAL NOT NULL DEFAULT 0,
+        currency TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        decided_by TEXT,
+        decided_at TEXT,
+        note TEXT
+    );
+    CREATE INDEX compensations_ticket ON compensations(ticket_reference, requested_at);
+    ALTER TABLE tickets ADD COLUMN review_state TEXT;
+    ALTER TABLE tickets ADD COLUMN proposed_result TEXT;
+    ALTER TABLE tickets ADD COLUMN proposed_by TEXT;
+    ALTER TABLE tickets ADD COLUMN proposed_at TEXT;
+    ALTER TABLE tickets ADD COLUMN reviewed_by TEXT;
+    ALTER TABLE tickets ADD COLUMN reviewed_at TEXT;
+    ALTER TABLE tickets ADD COLUMN review_note TEXT;
+    ALTER TABLE tickets ADD COLUMN communicated_at TEXT;
+    ALTER TABLE handoffs ADD COLUMN cause TEXT;
+    CREATE TABLE audit (
+        id TEXT PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        customer_id TEXT,
+        target TEXT,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX audit_at ON audit(at, id);
+    CREATE INDEX audit_customer ON audit(customer_id, at) WHERE customer_id IS NOT NULL
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -72,6 +72,12 @@ async def populate(store: Store) -> None:
     await store.create_agent("agt_1", name="Anna Smith", email="anna@shop.test", teams=["support"], role="agent",
                              password_hash="$argon2id$v=19$m=65536,t=3,p=4$x$y", created_at=now)
     await store.set_agent_token("anna@shop.test", "ab" * 32)
+    await store.add_note(cid, author="Anna Smith", text="called the courier", at=now, handoff_id=ho.id, via="web")
+    await store.mark_read("Anna Smith", cid, at=now)
+    await store.add_compensation("C-1003", kind="refund", amount=12.5, currency="EUR", state="pending",
+                                 requested_by="Anna Smith", at=now)
+    await store.audit("agent:Anna Smith", "claim", at=now, customer_id=first.customer.id, target=ho.id,
+                      detail={"team": "support"})
     # ephemeral: never copied
     await store.register_instance("inst-1", host="h", pid=1, now=now.timestamp())  # type: ignore[attr-defined]
     await store.take_lease("telegram-poller", "inst-1", now=now.timestamp(), ttl=30)  # type: ignore[attr-defined]

@@ -34,10 +34,13 @@ def at(minutes: int) -> str:
 TABLE_SINCE = {"meta": 1, "customers": 1, "identities": 1, "conversations": 1, "messages": 1, "handoffs": 1,
                "desk_threads": 2, "seen_events": 2, "tickets": 5, "link_codes": 6, "effects": 8,
                "instances": 11, "leases": 11, "rate_limits": 11, "media": 11,
-               "agents": 12}
+               "agents": 12, "notes": 13, "desk_reads": 13, "compensations": 13, "audit": 13}
 COLUMN_SINCE = {("customers", "attributes"): 3, ("tickets", "sla_alerts"): 7, ("tickets", "origin"): 8,
                 ("desk_threads", "card_hash"): 10, ("desk_threads", "warned"): 10,
-                ("conversations", "owner"): 11}
+                ("conversations", "owner"): 11,
+                **{("tickets", c): 13 for c in ("review_state", "proposed_result", "proposed_by", "proposed_at",
+                                                 "reviewed_by", "reviewed_at", "review_note", "communicated_at")},
+                ("handoffs", "cause"): 13}
 
 # What an omnibot wrote: one customer on Telegram with a conversation in human handoff,
 # a processed inbound message, a sent and a pending reply, the Slack card of the handoff,
