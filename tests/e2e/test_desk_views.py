@@ -26,7 +26,7 @@ def unread_of(body: dict[str, Any]) -> dict[str, int]:
 
 
 async def test_views_counts_and_unread_follow_claims_and_reads(running: Running,
-                                                               sessions: dict[str, aiohttp.ClientSession]) -> None:
+                                                               sessions: dict[str, aiohttp.ClientSession]) -> None:  # noqa: F811
     r = running
     await accounts(r)
     h1 = await handoff(r, "support", "v1")
@@ -78,7 +78,7 @@ async def test_views_counts_and_unread_follow_claims_and_reads(running: Running,
 
 
 async def test_agents_edit_tier_and_tags_of_their_teams_customers(running: Running,
-                                                                  sessions: dict[str, aiohttp.ClientSession]) -> None:
+                                                                  sessions: dict[str, aiohttp.ClientSession]) -> None:  # noqa: F811
     r = running
     await accounts(r)
     hid = await handoff(r, "support", "v1")
