@@ -149,7 +149,8 @@ async def build_services(config: Config) -> Services:
         desk = None
         if config.agent_desk.enabled:
             desk = AgentDeskWeb(queue=queue, store=store, config=config, events=events, secret=app_secret,
-                                resolutions=resolutions, tickets=tickets, connectors=connectors, media=media)
+                                resolutions=resolutions, tickets=tickets, connectors=connectors, media=media,
+                                flows=flowset)
             await desk.check_accounts()     # warns while the shared token is how agents log in
         webchat = None
         if config.webchat.enabled:

@@ -49,6 +49,8 @@ class SayStep(_Step):
 class CollectStep(_Step):
     collect: str
     ask: str
+    label: str | None = Field(None, max_length=60, description="how the agent desk names this field "
+                              "(captured details); default: the slot name, e.g. order_number -> Order number")
     type: Literal["text", "choice", "number", "email", "phone", "regex", "attachment"] = "text"
     choices: list[Union[str, ChoiceSpec]] = Field(default_factory=list)
     pattern: str | None = None
@@ -64,6 +66,16 @@ class CollectStep(_Step):
     prefill: Literal["auto", "none", "email", "phone", "amount", "date", "order_number", "choice", "message"] = Field(
         "auto", description="take the value from what the customer already said and confirm it; auto: by type; "
         "choice: the one choice their words name; message: a message of theirs long enough to be the answer")
+
+
+def slot_label(step: CollectStep) -> str:
+    """What the agent desk calls the field ``step`` collects: its ``label:``, else its slot name
+    made readable (``order_number`` -> ``Order number``)."""
+    if step.label and step.label.strip():
+        return step.label.strip()
+    words = step.collect.replace("_", " ").replace("-", " ").split()
+    text = " ".join(words) or step.collect
+    return text[:1].upper() + text[1:]
 
 
 class BranchCase(_M):

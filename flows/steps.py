@@ -48,6 +48,8 @@ class StepRunner:
     def start(st: TurnState, pf: ParsedFlow) -> None:
         st.flow, st.step, st.awaiting, st.attempts, st.confirm = pf.name, 0, None, 0, None
         st.confirm_more = {}
+        if any(isinstance(s, CollectStep) for s in pf.steps):
+            st.asking_flow = pf.name
 
     @staticmethod
     def _prefill_ahead(pf: ParsedFlow, st: TurnState) -> dict[str, Any]:
@@ -138,6 +140,7 @@ class StepRunner:
         elif isinstance(step, ActionStep):
             if step.action == "reset":
                 st.slots = {}
+                st.asking_flow = None
             else:
                 fn = self.actions.get(step.action)
                 if fn is None:

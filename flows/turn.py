@@ -96,6 +96,9 @@ class TurnState:
     complaint_turn: int | None = None                        # the last turn that dealt with a complaint
     asked: bool = False                                      # the bot's last message asked something
     offered: str | None = None                               # the payload the bot's last message offered
+    # the last flow started that asks the customer something (has collect steps): whose fields the
+    # agent desk shows as "captured details" after a handoff (the flow itself has ended by then)
+    asking_flow: str | None = None
 
     @classmethod
     def load(cls, d: Mapping[str, Any] | None) -> "TurnState":
@@ -107,7 +110,8 @@ class TurnState:
                    confirm_more=dict(d.get("confirm_more") or {}),
                    recent=list(d.get("recent") or []), signals=dict(d.get("signals") or {}),
                    turns=int(d.get("turns", 0)), complaint_turn=d.get("complaint_turn"),
-                   asked=bool(d.get("asked", False)), offered=d.get("offered"))
+                   asked=bool(d.get("asked", False)), offered=d.get("offered"),
+                   asking_flow=d.get("asking_flow"))
 
     def dump(self) -> dict[str, Any]:
         d = {"v": STATE_VERSION, "flow": self.flow, "step": self.step, "awaiting": self.awaiting,
@@ -117,6 +121,8 @@ class TurnState:
              "offered": self.offered}
         if self.confirm_more:     # only while a confirmation of several answers is pending
             d["confirm_more"] = self.confirm_more
+        if self.asking_flow:      # only once a flow asked something
+            d["asking_flow"] = self.asking_flow
         return d
 
 

@@ -2,35 +2,162 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Iterable, Mapping
 
 from bot.config import Config
 from bot.public import origin_of
 from bot.storage import HandoffRecord, Store
 from bot.model import Conversation, Message, utcnow
+from flows.loader import FlowSet
+from flows.schema import ChoiceSpec, CollectStep, slot_label
+
+#: Slots kept on the hand-over card whatever the flow: the complaint's reference.
+ALWAYS_SHOWN = ("reference",)
+CHANNEL_PEOPLE = {"webchat": "Web visitor", "telegram": "Telegram user", "whatsapp": "WhatsApp contact",
+                  "email": "E-mail sender", "slack": "Slack user", "console": "Console user"}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[\d\s().-]{6,20}$")
+
+
+def readable_name(*, customer_id: str | None, display_name: str | None, channel: str | None,
+                  slots: Mapping[str, Any] | None = None, emails: Iterable[str] = ()) -> str:
+    """What the desks call a customer, never their internal ``cus_...`` id (README, "Agent desk").
+
+    The name the flow asked (slot ``name``), else the platform profile's (``display_name``), else
+    their e-mail address, else the kind of contact and the id's last four characters
+    ("Web visitor 3f2a"), which stays the same for the same customer.
+    """
+    asked = (slots or {}).get("name")
+    if isinstance(asked, str) and asked.strip():
+        return asked.strip()[:80]
+    if display_name and display_name.strip():
+        return display_name.strip()[:80]
+    for e in emails:
+        return e
+    tail = (customer_id or "").rsplit("_", 1)[-1][-4:] or "?"
+    return f"{CHANNEL_PEOPLE.get(channel or '', 'Customer')} {tail}"
+
+
+def asking_flow(h: HandoffRecord, flow_state: Mapping[str, Any]) -> str | None:
+    """The flow whose fields the hand-over card shows: the one the handoff recorded, else the one
+    running, else the last one that asked the customer something (flows/turn.py asking_flow)."""
+    return h.context.get("flow") or flow_state.get("flow") or flow_state.get("asking_flow")
+
+
+def flow_fields(flows: FlowSet | None, flow: str | None) -> list[CollectStep]:
+    """The collect steps of ``flow``, in order, each slot once."""
+    pf = flows.flows.get(flow) if flows is not None and flow else None
+    if pf is None:
+        return []
+    seen: dict[str, CollectStep] = {}
+    for step in pf.steps:
+        if isinstance(step, CollectStep) and step.collect not in seen:
+            seen[step.collect] = step
+    return list(seen.values())
+
+
+def _choice_title(step: CollectStep, value: Any) -> str | None:
+    for c in step.choices:
+        if isinstance(c, ChoiceSpec) and c.value == value and c.title:
+            return c.title
+    return None
+
+
+def captured(slots: Mapping[str, Any], steps: list[CollectStep], *,
+             restrict: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The captured details: the slots ``steps`` declare (and the reference), with their labels.
+
+    ``restrict`` False (no flow set known): every slot, labelled from its name.
+    """
+    filled = {k: v for k, v in slots.items() if v not in (None, "", [])}
+    fields: list[dict[str, Any]] = []
+    for step in steps:
+        if step.collect in filled:
+            value = filled[step.collect]
+            fields.append({"slot": step.collect, "label": slot_label(step), "value": value,
+                           "text": _choice_title(step, value)})
+    named = {f["slot"] for f in fields}
+    rest = [k for k in filled if k not in named and (not restrict or k in ALWAYS_SHOWN)]
+    for k in rest:
+        fields.append({"slot": k, "label": slot_label(CollectStep(collect=k, ask="-")), "value": filled[k],
+                       "text": None})
+    return {f["slot"]: f["value"] for f in fields}, fields
+
+
+def contacts(slots: Mapping[str, Any], attributes: Mapping[str, Any], identities: Iterable[tuple[str, str]],
+             email_slots: Iterable[str] = (), phone_slots: Iterable[str] = ()) -> dict[str, list[str]]:
+    """E-mail addresses and phone numbers known for a customer: what the flows asked (slots of type
+    email / phone, or named so), what a connector stored, and their e-mail / WhatsApp identities."""
+    emails: list[str] = []
+    phones: list[str] = []
+
+    def add(into: list[str], value: Any, pattern: re.Pattern[str]) -> None:
+        if isinstance(value, str) and pattern.match(value.strip()) and value.strip() not in into:
+            into.append(value.strip())
+
+    for k in (*email_slots, "email", "e_mail", "email_address"):
+        add(emails, slots.get(k), _EMAIL)
+    for k in (*phone_slots, "phone", "phone_number", "mobile"):
+        add(phones, slots.get(k), _PHONE)
+    add(emails, attributes.get("email"), _EMAIL)
+    add(phones, attributes.get("phone"), _PHONE)
+    for channel, ext in identities:
+        if channel == "email":
+            add(emails, ext, _EMAIL)
+        elif channel == "whatsapp":
+            add(phones, ext if ext.startswith("+") else f"+{ext}", _PHONE)
+    return {"emails": emails, "phones": phones}
+
+
+def _typed_slots(flows: FlowSet | None, kind: str) -> list[str]:
+    if flows is None:
+        return []
+    return [s.collect for pf in flows.flows.values() for s in pf.steps
+            if isinstance(s, CollectStep) and s.type == kind]
+
+
+def profile(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The tier and tags agents keep on a customer (``customers.attributes``)."""
+    tier = attributes.get("tier")
+    tags = attributes.get("tags")
+    return {"tier": tier if isinstance(tier, str) else None,
+            "tags": [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []}
 
 
 async def handoff_summary(store: Store, config: Config, h: HandoffRecord) -> dict[str, Any]:
-    """One queue row: who, where, why, how long."""
+    """One queue row: who, where, why, how long; the preview is the customer's own last message."""
     conv = await store.get_conversation(h.conversation_id)
     customer = await store.get_customer(conv.customer_id) if conv else None
-    last = await store.history(h.conversation_id, limit=1)
+    last = (await store.last_customer_messages([h.conversation_id])).get(h.conversation_id)
     end = h.claimed_at if h.state != "queued" and h.claimed_at else utcnow()
     return {
         "id": h.id, "conversation_id": h.conversation_id, "state": h.state, "team": h.team,
         "team_name": config.handoff.team_name(h.team), "reason": h.reason, "priority": h.priority,
+        # why the bot handed over, written for the agent (the reason is the customer-facing sentence)
+        "agent_reason": h.context.get("agent_reason") or None,
         "agent": h.agent, "created_at": h.created_at.isoformat(),
         "claimed_at": h.claimed_at.isoformat() if h.claimed_at else None,
         "waiting_seconds": max(0, int((end - h.created_at).total_seconds())),
         "position": await store.queue_position(h.id),
         "channel": conv.channel if conv else None,
-        "customer": {"id": customer.id if customer else None, "name": customer.display_name if customer else ""},
-        "last_message": last[-1].text[:200] if last else "",
+        "customer": {"id": customer.id if customer else None, "name": customer.display_name if customer else "",
+                     "display": readable_name(customer_id=customer.id if customer else None,
+                                              display_name=customer.display_name if customer else "",
+                                              channel=conv.channel if conv else None,
+                                              slots=h.context.get("slots") or {})},
+        "last_message": (last.text or ("(attachment)" if last.attachments else ""))[:200] if last else "",
+        "last_message_at": last.created_at.isoformat() if last else None,
     }
 
 
-async def handoff_context(store: Store, config: Config, h: HandoffRecord) -> dict[str, Any]:
-    """The whole context: transcript, captured fields, channel, customer and history, reason."""
+async def handoff_context(store: Store, config: Config, h: HandoffRecord, *,
+                          flows: FlowSet | None = None) -> dict[str, Any]:
+    """The whole context: transcript, captured fields, channel, customer and history, reason.
+
+    With ``flows`` (the loaded flow files), the captured details are only the fields the handoff's
+    flow declares (and the reference), labelled as the flow labels them; without, every slot.
+    """
     conv = await store.get_conversation(h.conversation_id)
     if conv is None:
         return {}
@@ -38,6 +165,8 @@ async def handoff_context(store: Store, config: Config, h: HandoffRecord) -> dic
     flow_state = await store.load_flow_state(conv.id) or {}
     slots = {k: v for k, v in (flow_state.get("slots") or {}).items() if v not in (None, "", [])}
     slots = {**{k: v for k, v in (h.context.get("slots") or {}).items()}, **slots}
+    flow = asking_flow(h, flow_state)
+    shown, fields = captured(slots, flow_fields(flows, flow), restrict=flows is not None)
     transcript = await store.history(conv.id, limit=1000)
     # what the customer wrote between asking for a person and an agent taking over
     waiting = [m.to_dict() for m in transcript
@@ -52,18 +181,33 @@ async def handoff_context(store: Store, config: Config, h: HandoffRecord) -> dic
         previous.append({"id": c.id, "channel": c.channel, "created_at": c.created_at.isoformat(),
                          "state": c.state.value, "summary": opening[:160]})
     identities = await store.identities(conv.customer_id)
+    attributes = dict(customer.attributes) if customer else {}
+    contact = contacts(slots, attributes, identities, _typed_slots(flows, "email"), _typed_slots(flows, "phone"))
+    tickets = [{"reference": t.reference, "conversation_id": t.conversation_id, "status": t.status,
+                "category": t.category, "created_at": t.created_at.isoformat(),
+                "resolved_at": t.resolved_at.isoformat() if t.resolved_at else None, "result": t.result,
+                "csat": t.csat, "csat_comment": t.csat_comment}
+               for t in await store.customer_tickets(conv.customer_id)]
     return {
         "conversation": {"id": conv.id, "channel": conv.channel, "external_id": conv.external_id,
                          "state": conv.state.value, "created_at": conv.created_at.isoformat()},
         "customer": {"id": conv.customer_id, "name": customer.display_name if customer else "",
-                     "attributes": dict(customer.attributes) if customer else {},
+                     "display": readable_name(customer_id=conv.customer_id,
+                                              display_name=customer.display_name if customer else "",
+                                              channel=conv.channel, slots=slots, emails=contact["emails"]),
+                     "attributes": attributes, **profile(attributes), "contacts": contact,
+                     "tickets": tickets,
                      "identities": [{"channel": ch, "external_id": ext} for ch, ext in identities],
                      "previous_conversations": previous},
         "reason": h.reason, "team": h.team, "team_name": config.handoff.team_name(h.team),
+        # why the bot handed over, written for the agent ("asked for a person after 2 misunderstood
+        # messages"); the reason above is the sentence the customer was told
+        "agent_reason": h.context.get("agent_reason") or None,
         # where the conversation came from when it did not start here, e.g. moved from a public group
         "origin": await origin_of(store, conv.id),
-        "slots": slots, "reference": slots.get("reference") or h.context.get("reference"),
-        "flow": flow_state.get("flow"),
+        # the captured details: the handoff's flow's fields (label, value), and the same as a mapping
+        "slots": shown, "fields": fields, "reference": slots.get("reference") or h.context.get("reference"),
+        "flow": flow,
         # the NLU's highest complaint score and urgency (level, cues) seen in this conversation
         "signals": flow_state.get("signals") or {},
         # the complaint ticket: reference, category, severity, department, priority and why

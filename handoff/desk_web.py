@@ -29,6 +29,7 @@ from bot.storage import Store
 from bot.storage.base import AgentAccount
 
 from .context import handoff_context, handoff_summary
+from .desk_customers import DeskCustomers, queue_views
 from .queue import DeskError, HandoffQueue
 from .roles import can, who_may
 
@@ -80,8 +81,10 @@ class AgentDeskWeb:
 
     def __init__(self, *, queue: HandoffQueue, store: Store, config: Config, events: EventBus,
                  secret: str, resolutions: Any = None, tickets: Any = None,
-                 connectors: Mapping[str, Any] | None = None, media: MediaStore | None = None) -> None:
+                 connectors: Mapping[str, Any] | None = None, media: MediaStore | None = None,
+                 flows: Any = None) -> None:
         self.queue = queue
+        self.flows = flows               # flows.FlowSet: the captured details' fields and labels
         self.media = media               # files agents attach to replies
         self.connectors = connectors if connectors is not None else {}   # for each channel's reply window
         self.resolutions = resolutions   # handoff.resolution.Resolutions: complaints from the ticket list
@@ -115,6 +118,7 @@ class AgentDeskWeb:
         if self.resolutions is not None and self.tickets is not None:
             r.add_get("/agent/api/tickets", self.list_tickets)
             r.add_post("/agent/api/tickets/{ref}/resolve", self.resolve_ticket)
+        DeskCustomers(self, _may_view).add_routes(app)   # read marks, customer tier and tags
 
     async def stop(self) -> None:
         for ws in list(self._sockets):
@@ -277,7 +281,7 @@ class AgentDeskWeb:
         account = await self._require(request)
         rows = [await handoff_summary(self.store, self.config, h) for h in await self.queue.list()
                 if can(account, "view", h)]     # an agent sees their teams' queues only
-        return web.json_response({"handoffs": rows})
+        return web.json_response(await queue_views(self.store, account, rows))   # unread, counts per view
 
     async def detail(self, request: web.Request) -> web.Response:
         account = await self._require(request)
@@ -286,7 +290,7 @@ class AgentDeskWeb:
         except DeskError as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
         self._forbid(account, "view", h)
-        context = await handoff_context(self.store, self.config, h)
+        context = await handoff_context(self.store, self.config, h, flows=self.flows)
         conv = context.get("conversation") or {}
         window = getattr(self.connectors.get(conv.get("channel", "")), "reply_window", None)
         if window is not None and conv.get("external_id"):

@@ -20,6 +20,7 @@ from . import ops_public as public
 from . import ops_search as search_ops
 from . import ops_agents as agents
 from . import ops_work as work
+from . import ops_customers as customers_ops
 from .health import StorageHealth
 from .sql import Op
 
@@ -37,7 +38,8 @@ WRITES = frozenset({
     "save_media", "whatsapp_saw_inbound", "whatsapp_note_sent", "whatsapp_apply_status",
     "hold_public_message", "redeem_public_token",
     "create_agent", "set_agent_disabled", "set_agent_password", "set_agent_token",
-    "add_note", "mark_read", "add_compensation", "decide_compensation", "audit"})
+    "add_note", "mark_read", "add_compensation", "decide_compensation", "audit",
+    "set_customer_profile"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -198,6 +200,10 @@ class Operations:
     decide_compensation = operation(work.decide_compensation)
     audit = operation(work.audit)
     audit_log = operation(work.audit_log)
+    # the desk's customer panel and queue previews: bot.storage.ops_customers
+    set_customer_profile = operation(customers_ops.set_customer_profile)
+    customer_teams = operation(customers_ops.customer_teams)
+    last_customer_messages = operation(customers_ops.last_customer_messages)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.

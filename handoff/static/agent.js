@@ -6,6 +6,7 @@
 (() => {
   const $ = (sel) => document.querySelector(sel);
   const POLL_MS = 10000;
+  const views = window.DeskViews || null;   // desk_views.js: Mine / Unassigned / All, unread, alerts, customer panel
   const TOAST_MS = 6000;
 
   const state = {
@@ -140,7 +141,9 @@
 
   const token = (s) => String(s || "unknown").toLowerCase().replace(/[^a-z0-9_-]/g, "-");
   const channelBadge = (ch) => el("span", { class: `badge ch-${token(ch)}`, text: ch || "unknown channel" });
-  const customerName = (c) => (c && (c.name || c.id)) || "Unknown customer";
+  // a readable name, never the internal cus_ id (handoff/context.py readable_name)
+  const customerName = (c, channel) => (c && (c.display || c.name)) ||
+    (views ? views.fallbackName(c, channel) : "Unknown customer");
   const mine = (h) => !!(h && state.me && h.state === "claimed" && h.agent === state.me.name);
   const humanize = (key) => {
     const s = String(key).replace(/[_-]+/g, " ").trim();
@@ -268,7 +271,7 @@
         type: "button", class: "search-item", data: { conversationId: r.conversation_id },
         "aria-current": r.conversation_id === state.historyId ? "true" : "false" },
       el("span", { class: "qi-row" },
-        el("span", { class: "qi-name", text: customerName(r.customer) }),
+        el("span", { class: "qi-name", text: customerName(r.customer, r.channel) }),
         el("span", { class: "qi-wait" }, timeEl(r.updated_at))),
       el("span", { class: "qi-row wrap" }, channelBadge(r.channel),
         el("span", { class: `badge st-${token(r.state)}`, text: STATE_NAMES[r.state] || r.state }),
@@ -347,7 +350,7 @@
     const last = (d.handoffs || [])[(d.handoffs || []).length - 1];
     const teamName = (t) => (d.team_names && d.team_names[t]) || t || "no team";
     $("#history-header").replaceChildren(
-      el("h2", { text: customerName(customer) }, customer.name && customer.id ? el("span", { class: "sub", text: customer.id }) : null),
+      el("h2", { text: customerName(customer, conv.channel) }),
       el("div", { class: "head-meta" }, channelBadge(conv.channel),
         el("span", { class: `badge st-${token(conv.state)}`, text: STATE_NAMES[conv.state] || conv.state || "" }),
         last ? el("span", { class: "badge team", text: teamName(last.team) }) : null,
@@ -413,6 +416,7 @@
   async function loadQueue() {
     const data = await api("GET", "/agent/api/queue");
     state.queue = Array.isArray(data.handoffs) ? data.handoffs : [];
+    if (views) views.onQueue(data);
     renderQueue();
     await loadTickets().catch(() => {});   // older servers have no ticket list
   }
@@ -421,7 +425,7 @@
     const list = $("#queue");
     const focusedId = document.activeElement && document.activeElement.dataset
       ? document.activeElement.dataset.handoffId : undefined;
-    const items = state.queue.map((h) => {
+    const items = (views ? views.visible(state.queue) : state.queue).map((h) => {
       const id = String(h.id);
       const btn = el("button", {
         type: "button", class: `queue-item${Number(h.priority) > 0 ? " prio-item" : ""}`,
@@ -429,19 +433,20 @@
         "aria-current": id === state.selectedId ? "true" : "false",
       },
       el("span", { class: "qi-row" },
-        el("span", { class: "qi-name", text: customerName(h.customer) }),
+        el("span", { class: "qi-name", text: customerName(h.customer, h.channel) }),
+        views ? views.unreadBadge(h) : null,
         prioMarker(h),
         el("span", { class: "qi-wait", title: h.state === "queued" ? "waiting" : "waited before claim" },
           liveOrStatic(h))),
       el("span", { class: "qi-row wrap" }, channelBadge(h.channel),
         el("span", { class: "badge team", text: h.team_name || h.team || "no team" }), stateBadge(h)),
-      el("span", { class: "qi-row" }, el("span", { class: "qi-reason", text: h.reason || "no reason given" })),
+      el("span", { class: "qi-row" }, el("span", { class: "qi-reason", text: h.agent_reason || h.reason || "no reason given" })),
       h.last_message ? el("span", { class: "qi-last", text: h.last_message }) : null);
       btn.addEventListener("click", () => select(id));
       return el("li", null, btn);
     });
     list.replaceChildren(...items);
-    if (!items.length) list.append(el("li", { class: "queue-empty", text: "Nobody is waiting." }));
+    if (!items.length) list.append(el("li", { class: "queue-empty", text: views ? views.emptyText() : "Nobody is waiting." }));
     if (focusedId) {
       const again = list.querySelector(`.queue-item[data-handoff-id="${CSS.escape(focusedId)}"]`);
       if (again) again.focus();
@@ -449,7 +454,7 @@
     const waiting = state.queue.filter((h) => h.state === "queued").length;
     const claimed = state.queue.length - waiting;
     $("#queue-count").textContent = `${waiting} waiting · ${claimed} claimed`;
-    document.title = waiting ? `(${waiting}) Agent desk · omnibot` : "Agent desk · omnibot";
+    document.title = views ? views.title() : waiting ? `(${waiting}) Agent desk · omnibot` : "Agent desk · omnibot";
   }
 
   function liveOrStatic(h) {
@@ -509,19 +514,20 @@
     }
     renderHeader(d.handoff, d.context);
     renderActions(d.handoff);
-    renderSlots(d.context.slots || {});
+    renderSlots(d.context.slots || {}, d.context.fields);
     renderTicketBox(d.context.ticket);
     renderCustomer(d.context.customer || {});
     renderUnreachable(d.context);
     renderTranscript(d.handoff, d.context, atBottom || state.scrollDown);
     state.scrollDown = false;
+    if (views) views.onDetail(d);
   }
 
   function renderHeader(h, ctx) {
     const customer = ctx.customer || h.customer || {};
     const conv = ctx.conversation || {};
-    const name = el("h2", { text: customerName(customer) },
-      customer.name && customer.id ? el("span", { class: "sub", text: customer.id }) : null);
+    const name = el("h2", { text: customerName(customer, conv.channel || h.channel) },
+      customer.tier ? el("span", { class: "sub tier", text: customer.tier }) : null);
     const meta = el("div", { class: "head-meta" },
       channelBadge(conv.channel || h.channel),
       el("span", { class: "badge team", text: ctx.team_name || h.team_name || h.team || "no team" }),
@@ -530,7 +536,8 @@
       ctx.flow ? el("span", { text: `Flow: ${ctx.flow}` }) : null,
       h.state === "queued" ? liveDuration(h.waiting_seconds, "waiting ") : null,
       h.state === "claimed" && h.claimed_at ? el("span", null, "claimed ", timeEl(h.claimed_at)) : null);
-    const reason = el("div", { class: "head-reason" }, el("strong", { text: "Reason: " }), ctx.reason || h.reason || "not given");
+    const reason = el("div", { class: "head-reason" }, el("strong", { text: "Reason: " }),
+      ctx.agent_reason || h.agent_reason || ctx.reason || h.reason || "not given");
     // moved from a public group: where, and what the customer wrote there (as text, never HTML)
     const origin = ctx.origin ? el("div", { class: "head-reason" }, el("strong", { text: "Origin: " }),
       `${ctx.origin.summary}: "${(ctx.origin.public_messages || []).join(" / ")}"`) : null;
@@ -556,15 +563,18 @@
     else note.textContent = "This conversation is back with the bot.";
   }
 
-  function renderSlots(slots) {
-    const rows = Object.entries(slots).map(([key, value]) => {
+  function renderSlots(slots, fields) {
+    // fields: [{slot, label, value, text}] in the flow's order, labelled as the flow file labels them
+    const entries = Array.isArray(fields) ? fields.map((f) => [f.slot, f.text || f.value, f.label])
+      : Object.entries(slots).map(([key, value]) => [key, value, humanize(key)]);
+    const rows = entries.map(([key, value, label]) => {
       let dd;
       if (isAttachmentList(value)) dd = el("dd", null, attachmentList(value));
       else if (value !== null && typeof value === "object") {
         dd = el("dd", null, Array.isArray(value) && value.every((v) => typeof v !== "object")
           ? value.join(", ") : el("pre", { text: JSON.stringify(value, null, 2) }));
       } else dd = el("dd", { text: String(value) });
-      return el("div", { class: "slot", data: { slot: key } }, el("dt", { title: key, text: humanize(key) }), dd);
+      return el("div", { class: "slot", data: { slot: key } }, el("dt", { title: key, text: label }), dd);
     });
     $("#slots").replaceChildren(...(rows.length ? rows : [el("p", { class: "none", text: "Nothing captured." })]));
   }
@@ -572,7 +582,6 @@
   function renderCustomer(c) {
     const ids = (c.identities || []).map((i) => el("li", { class: "ident" },
       el("span", { class: "line" }, channelBadge(i.channel), el("span", { text: i.external_id || "" }))));
-    if (c.id) ids.unshift(el("li", { class: "ident" }, el("span", { class: "line", text: `Customer id ${c.id}` })));
     $("#identities").replaceChildren(...(ids.length ? ids : [el("li", { class: "none", text: "No identities." })]));
     const prev = (c.previous_conversations || []).map((p) => el("li", null,
       el("span", { class: "line" }, channelBadge(p.channel), timeEl(p.created_at),
@@ -591,7 +600,7 @@
 
   function renderMessage(m, customer, waiting) {
     const role = token(m.role);
-    const who = { customer: customerName(customer), bot: "Bot", system: "System" }[m.role]
+    const who = { customer: customerName(customer, m.channel), bot: "Bot", system: "System" }[m.role]
       || (m.role === "agent" ? m.sender || "Agent" : m.role || "?");
     const isWaiting = waiting.has(String(m.id));
     const meta = el("div", { class: "meta" },
@@ -980,6 +989,8 @@
     const h = state.history && state.history.handoff;
     if (h && h.id) select(String(h.id));
   });
+
+  if (views) views.init({ state, el, api, toast, reportError, select, renderQueue, channelBadge, timeEl, token });
 
   (async () => {
     try {

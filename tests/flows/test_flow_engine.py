@@ -626,7 +626,7 @@ async def test_state_is_json_with_attachments_mid_flow(chat: Chat) -> None:
     assert chat.state == {"v": 1, "flow": "attachment_slot", "step": 0, "awaiting": "photo",
                           "attempts": 0, "misses": 0, "slots": {}, "confirm": None, "recent": [],
                           "signals": {"complaint": 0.0}, "turns": 1, "complaint_turn": None,
-                          "asked": False, "offered": None}
+                          "asked": False, "offered": None, "asking_flow": "attachment_slot"}
     await chat.send("", attachments=({"kind": "image", "url": "u", "size": 10},))
     assert chat.slots == {"photo": [{"kind": "image", "url": "u", "size": 10}]}
 
@@ -641,7 +641,7 @@ async def test_reset_after_handoff_keeps_slots_but_ends_the_flow(chat: Chat) -> 
     assert back == {"v": 1, "flow": None, "step": 0, "awaiting": None, "attempts": 0, "misses": 0,
                     "slots": {"colour": "green"}, "confirm": None, "recent": ["green", "??"],
                     "signals": chat.state["signals"], "turns": 4, "complaint_turn": None,
-                    "asked": False, "offered": None}
+                    "asked": False, "offered": None, "asking_flow": "regex_slot"}
     assert json.loads(json.dumps(back)) == back
     chat.state = back
     # the old question is no longer pending: the answer is not taken as an order number
@@ -766,3 +766,15 @@ async def test_what_one_long_message_says_is_confirmed_once_not_asked_again() ->
     e = Chat(make_engine(fs), customer={"id": "c3", "name": "Cy"})
     await e.send("I want to complain, my parcel arrived broken")
     assert (await e.start("complaint"))[-1] == "What is it about?"
+
+
+async def test_the_asking_flow_outlives_a_handoff_that_interrupts_it(chat: Chat) -> None:
+    """The desk shows the fields of the last flow that asked something (state["asking_flow"]): a
+    customer who asks for a person mid-form keeps that form's flow; starting over forgets it."""
+    await chat.start("regex_slot")
+    assert chat.state is not None and chat.state["asking_flow"] == "regex_slot"
+    await chat.start("human")                       # interrupts; asks nothing itself
+    assert chat.handoff is not None
+    assert chat.state["flow"] is None and chat.state["asking_flow"] == "regex_slot"
+    await chat.start("reset_flow")
+    assert "asking_flow" not in chat.state
