@@ -188,17 +188,21 @@ def _date(value: str | None, name: str) -> "datetime | None":
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
 @click.option("--since", metavar="DATE", help="from this date (UTC; 2026-11-01 or 2026-11-01T08:00)")
 @click.option("--until", metavar="DATE", help="up to (not including) this date")
-@click.option("--by", type=click.Choice(["category", "team", "channel"]),
-              help="also break the complaint figures down")
+@click.option("--by", type=click.Choice(["category", "team", "channel", "agent"]),
+              help="also break the complaint figures down by category, team or channel; "
+                   "or show each agent's figures (handled, first response, time to resolution, CSAT)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
 def report(config_path: str | None, since: str | None, until: str | None, by: str | None,
            as_json: bool) -> None:
     """Service figures from the database.
 
-    First response time, agent pickup time, bot containment, and for
-    complaints: time to resolution, first contact resolution, CSAT, SLA
-    breaches (complaints.sla.resolve, in complaints.business_hours when set)
-    and repeat complaints per category.
+    First response time, agent pickup time, bot containment (not handed
+    over, not back within report.containment_window_days, not abandoned),
+    handoffs by cause, and for complaints: time to resolution, first contact
+    resolution, CSAT, SLA breaches (complaints.sla.resolve, in
+    complaints.business_hours when set) and repeat complaints per category.
+    With --by agent: each agent's handled handoffs, first response (from
+    their claim), time to resolution and CSAT.
 
     Reads storage.url: a SQLite file read-only (safe beside a running
     omnibot), or PostgreSQL.
@@ -206,6 +210,7 @@ def report(config_path: str | None, since: str | None, until: str | None, by: st
     \b
     Example:
       omnibot report --since 2026-11-01 --until 2026-12-01 --by category
+      omnibot report --since 2026-11-01 --by agent
     """
     import json as _json
 
@@ -219,7 +224,8 @@ def report(config_path: str | None, since: str | None, until: str | None, by: st
     async def figures() -> dict[str, Any]:
         store = await rep.open_store_for_report(url)
         try:
-            return await rep.report(store, by=by, complaints=config.complaints, **period)
+            return await rep.report(store, by=by, complaints=config.complaints, containment=config.report,
+                                    **period)
         finally:
             await store.close()
 

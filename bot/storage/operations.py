@@ -20,6 +20,7 @@ from . import ops_public as public
 from . import ops_search as search_ops
 from . import ops_agents as agents
 from . import ops_work as work
+from . import ops_figures as figures
 from .health import StorageHealth
 from .sql import Op
 
@@ -37,7 +38,8 @@ WRITES = frozenset({
     "save_media", "whatsapp_saw_inbound", "whatsapp_note_sent", "whatsapp_apply_status",
     "hold_public_message", "redeem_public_token",
     "create_agent", "set_agent_disabled", "set_agent_password", "set_agent_token",
-    "add_note", "mark_read", "add_compensation", "decide_compensation", "audit"})
+    "add_note", "mark_read", "add_compensation", "decide_compensation", "audit",
+    "update_agent"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -198,6 +200,13 @@ class Operations:
     decide_compensation = operation(work.decide_compensation)
     audit = operation(work.audit)
     audit_log = operation(work.audit_log)
+    # per-agent figures, handoff causes, honest containment (bot.figures); account changes
+    report_handoff_rows = operation(figures.report_handoff_rows)
+    report_agent_replies = operation(figures.report_agent_replies)
+    report_resolved_tickets = operation(figures.report_resolved_tickets)
+    report_conversation_messages = operation(figures.report_conversation_messages)
+    report_customer_messages = operation(figures.report_customer_messages)
+    update_agent = operation(figures.update_agent)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.
