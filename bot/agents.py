@@ -107,6 +107,34 @@ async def add_agent(store: Store, *, name: str, email: str, teams: list[str], ro
     return account
 
 
+async def update_agent(store: Store, email: str, *, name: str | None = None, teams: list[str] | None = None,
+                       role: str | None = None) -> AgentAccount:
+    """Change an account's name, teams or role. Sessions go on: the desks read the account's
+    role and teams on every request, so a change applies at its next one.
+
+    Raises:
+        AccountError: a bad name, role, no team for a non-admin, or the name is another account's.
+        LookupError: no account with this e-mail.
+    """
+    account = await store.agent_by_email(email)
+    if account is None:
+        raise LookupError(email)
+    if name is not None:
+        name = name.strip()
+        if not 1 <= len(name) <= 60:
+            raise AccountError("the name must be 1-60 characters")
+        if any(a.name.casefold() == name.casefold() and a.id != account.id for a in await store.list_agents()):
+            raise AccountError(f"an account named {name!r} exists already; give a distinct name")
+    if role is not None and role not in ROLES:
+        raise AccountError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+    if not (teams if teams is not None else account.teams) and (role or account.role) != "admin":
+        raise AccountError("give at least one team (--teams support,complaints)")
+    await store.update_agent(email, name=name, teams=teams, role=role)
+    changed = await store.agent_by_email(email)
+    assert changed is not None
+    return changed
+
+
 class Sessions:
     """Signed, expiring session cookies for agent accounts.
 

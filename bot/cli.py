@@ -45,7 +45,7 @@ def main() -> None:
       omnibot db status           the database: schema version, rows per table
       omnibot db copy --from URL --to URL
                                   move to another database (SQLite -> PostgreSQL)
-      omnibot agent add ...       agent accounts for the desks (list, disable, token)
+      omnibot agent add ...       agent accounts for the desks (list, set, disable, enable, token)
     """
 
 
@@ -188,17 +188,21 @@ def _date(value: str | None, name: str) -> "datetime | None":
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
 @click.option("--since", metavar="DATE", help="from this date (UTC; 2026-11-01 or 2026-11-01T08:00)")
 @click.option("--until", metavar="DATE", help="up to (not including) this date")
-@click.option("--by", type=click.Choice(["category", "team", "channel"]),
-              help="also break the complaint figures down")
+@click.option("--by", type=click.Choice(["category", "team", "channel", "agent"]),
+              help="also break the complaint figures down by category, team or channel; "
+                   "or show each agent's figures (handled, first response, time to resolution, CSAT)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of text")
 def report(config_path: str | None, since: str | None, until: str | None, by: str | None,
            as_json: bool) -> None:
     """Service figures from the database.
 
-    First response time, agent pickup time, bot containment, and for
-    complaints: time to resolution, first contact resolution, CSAT, SLA
-    breaches (complaints.sla.resolve, in complaints.business_hours when set)
-    and repeat complaints per category.
+    First response time, agent pickup time, bot containment (not handed
+    over, not back within report.containment_window_days, not abandoned),
+    handoffs by cause, and for complaints: time to resolution, first contact
+    resolution, CSAT, SLA breaches (complaints.sla.resolve, in
+    complaints.business_hours when set) and repeat complaints per category.
+    With --by agent: each agent's handled handoffs, first response (from
+    their claim), time to resolution and CSAT.
 
     Reads storage.url: a SQLite file read-only (safe beside a running
     omnibot), or PostgreSQL.
@@ -206,6 +210,7 @@ def report(config_path: str | None, since: str | None, until: str | None, by: st
     \b
     Example:
       omnibot report --since 2026-11-01 --until 2026-12-01 --by category
+      omnibot report --since 2026-11-01 --by agent
     """
     import json as _json
 
@@ -219,7 +224,8 @@ def report(config_path: str | None, since: str | None, until: str | None, by: st
     async def figures() -> dict[str, Any]:
         store = await rep.open_store_for_report(url)
         try:
-            return await rep.report(store, by=by, complaints=config.complaints, **period)
+            return await rep.report(store, by=by, complaints=config.complaints, containment=config.report,
+                                    **period)
         finally:
             await store.close()
 
@@ -430,7 +436,9 @@ def agent() -> None:
       omnibot agent add --name "Anna Smith" --email anna@shop.test --teams support,complaints
       omnibot agent list
       omnibot agent token anna@shop.test
+      omnibot agent set anna@shop.test --teams support --role supervisor
       omnibot agent disable anna@shop.test
+      omnibot agent enable anna@shop.test
     """
 
 
@@ -516,6 +524,63 @@ def agent_disable(config_path: str | None, email: str) -> None:
         click.echo(f"error: no agent account with e-mail {email}", err=True)
         sys.exit(1)
     click.echo(f"disabled {email.strip().lower()}")
+
+
+@agent.command("enable", short_help="enable a disabled account (it logs in again)")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.argument("email")
+def agent_enable(config_path: str | None, email: str) -> None:
+    """Enable the account EMAIL again: it can log in with its password (sessions from before
+    it was disabled stay ended) and use its personal token."""
+    async def work(store: Any, config: Config) -> Any:
+        return await store.set_agent_disabled(email, False)
+
+    if not _with_store(config_path, work):
+        click.echo(f"error: no agent account with e-mail {email}", err=True)
+        sys.exit(1)
+    click.echo(f"enabled {email.strip().lower()}")
+
+
+@agent.command("set", short_help="change an account's name, teams or role")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--name", help="a new full name (shown to customers and colleagues; unique)")
+@click.option("--teams", help="the new comma-separated team ids from handoff.teams (replaces the old list)")
+@click.option("--role", type=click.Choice(["agent", "supervisor", "admin"]), help="the new role")
+@click.argument("email")
+def agent_set(config_path: str | None, email: str, name: str | None, teams: str | None, role: str | None) -> None:
+    """Change the account EMAIL: its name, teams and/or role (what is not given stays).
+
+    The change applies to the account's next request on every desk: its sessions go on (each
+    request reads the role and teams afresh), so nobody has to log in again. Handoffs claimed
+    under the old name keep it, and so do the figures of that name.
+
+    \b
+    Examples:
+      omnibot agent set anna@shop.test --teams support,complaints --role supervisor
+      omnibot agent set anna@shop.test --name "Anna Smith-Berg"
+    """
+    from bot.agents import ROLES, update_agent
+
+    if name is None and teams is None and role is None:
+        raise click.UsageError("give --name, --teams and/or --role")
+    config = _load(config_path)
+    team_list = None if teams is None else [t.strip() for t in teams.split(",") if t.strip()]
+    known = list(config.handoff.teams)
+    if team_list and (unknown := [t for t in team_list if t not in known]):
+        raise click.BadParameter(f"unknown team {unknown[0]!r} (teams: {', '.join(known)})", param_hint="--teams")
+    assert role is None or role in ROLES
+
+    async def work(store: Any, config: Config) -> Any:
+        try:
+            return await update_agent(store, email, name=name, teams=team_list, role=role)
+        except LookupError:
+            return None
+
+    account = _with_store(config_path, work)
+    if account is None:
+        click.echo(f"error: no agent account with e-mail {email}", err=True)
+        sys.exit(1)
+    click.echo(f"{account.email}: {account.role} {account.name} (teams: {', '.join(account.teams) or 'none'})")
 
 
 @agent.command("password", short_help="a new password for an account (ends its sessions)")

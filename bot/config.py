@@ -428,6 +428,14 @@ class ComplaintsConfig(_Model):
         return self
 
 
+class ReportConfig(_Model):
+    """How ``omnibot report`` and /admin/metrics count bot containment (README "Metrics")."""
+
+    containment_window_days: float = Field(3, gt=0, description="a customer who writes again within this many "
+                                           "days after a bot-only visit came back: not contained")
+    visit_gap_minutes: float = Field(30, gt=0, description="a silence this long ends a visit")
+
+
 class LoggingConfig(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -450,6 +458,7 @@ class Config(_Model):
     delivery: DeliveryConfig = DeliveryConfig()
     nlu: NluConfig = NluConfig()
     complaints: ComplaintsConfig = ComplaintsConfig()
+    report: ReportConfig = ReportConfig()
     logging: LoggingConfig = LoggingConfig()
     base_dir: str = Field(".", exclude=True)
 

@@ -114,7 +114,7 @@ class MetricsWeb:
         """The report over the window (``{}`` when there is no store to read)."""
         url = self.config.storage_url()
         args: dict[str, Any] = {"since": since or datetime.now(timezone.utc) - self.window, "by": by,
-                                "complaints": self.config.complaints}
+                                "complaints": self.config.complaints, "containment": self.config.report}
         if scheme_of(url) == "sqlite" and sqlite_path(url) != ":memory:":
             store = await rep.open_store_for_report(url)     # read-only: no lock, no migrations
             try:
@@ -152,15 +152,15 @@ class MetricsWeb:
     async def api(self, request: web.Request) -> web.Response:
         await self._require(request)
         by = request.query.get("by", "category")
-        if by not in rep.GROUPS:
-            return web.json_response({"error": f"by must be one of {', '.join(rep.GROUPS)}"}, status=400)
+        if by not in rep.BY:
+            return web.json_response({"error": f"by must be one of {', '.join(rep.BY)}"}, status=400)
         return web.json_response(await self.figures(by))
 
     async def page(self, request: web.Request) -> web.Response:
         if not await self._authorized(request):
             raise web.HTTPFound("/agent")        # log in there, then come back
         r = await self.figures(request.query.get("by", "category")
-                               if request.query.get("by") in rep.GROUPS else "category")
+                               if request.query.get("by") in rep.BY else "category")
         return web.Response(text=_page(r), content_type="text/html")
 
 
@@ -192,7 +192,7 @@ def _page(r: dict[str, Any]) -> str:
              max([g["resolution_s_median"] or 0 for g in groups.values()] or [1]))):
         charts.append(f"<h2>{title} by {html.escape(str(r.get('by')))}</h2><table>"
                       f"{_bar_rows(groups, key, fmt, scale)}</table>")
-    summary = json.dumps({k: v for k, v in r.items() if k not in ("groups", "period", "by")}, indent=1)
+    summary = json.dumps({k: v for k, v in r.items() if k not in ("groups", "period", "by", "agents")}, indent=1)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>omnibot metrics</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse}}
 th{{text-align:left;padding:.2em 1em .2em 0;font-weight:normal}}.bar{{display:inline-block;height:.9em;
@@ -202,6 +202,29 @@ background:#3b6fd4;vertical-align:middle}}pre{{background:#f4f4f4;padding:1em}}<
 {pct(r['bot_containment'])} &middot; agent pickup {dur(r['agent_pickup_s_median'])} &middot;
 {r['tickets']} complaints, CSAT {r['csat_mean'] if r['csat_mean'] is not None else '-'} / 5,
 {r['sla_breaches']} SLA breaches &middot; by <a href="?by=category">category</a>,
-<a href="?by=team">team</a>, <a href="?by=channel">channel</a></p>
+<a href="?by=team">team</a>, <a href="?by=channel">channel</a>, <a href="?by=agent">agent</a></p>
 {''.join(charts)}
+{_agents_section(r)}
 <h2>All figures</h2><pre>{html.escape(summary)}</pre></body></html>"""
+
+
+def _agents_section(r: dict[str, Any]) -> str:
+    """Per-agent figures, handoffs by cause and what bot containment left out (bot.figures)."""
+    dur = rep._dur
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{a['handled']}</td><td>{html.escape(dur(a['first_response_s_median']))}"
+        f"</td><td>{html.escape(dur(a['resolution_s_median']))}</td><td>"
+        f"{'-' if a['csat_mean'] is None else a['csat_mean']} ({a['csat_answers']})</td></tr>"
+        for name, a in (r.get("agents") or {}).items())
+    causes = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>"
+                     for k, v in (r.get("handoffs_by_cause") or {}).items())
+    c = r.get("containment") or {}
+    return (
+        '<h2>Agents</h2><table class="agents"><tr><th>agent</th><th>handled</th><th>first response (median, '
+        'from the claim)</th><th>time to resolution (median)</th><th>CSAT (answers)</th></tr>'
+        f"{rows or '<tr><td colspan=5>no agent claimed a handoff</td></tr>'}</table>"
+        f'<h2>Handoffs by cause</h2><table class="causes">{causes}</table>'
+        f"<p>Bot containment: {c.get('contained', 0)} contained of {c.get('conversations', 0)} conversations; "
+        f"{c.get('handed', 0)} handed to a person, {c.get('came_back', 0)} came back within "
+        f"{c.get('window_days', '-')} days, {c.get('abandoned', 0)} abandoned "
+        f"({c.get('pending', 0)} still in their window).</p>")

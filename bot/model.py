@@ -8,6 +8,7 @@ platform payload into an :class:`Inbound`; the runtime stores it as a
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -151,7 +152,34 @@ class Outbound:
     sender_name: str = ""
     buttons: tuple[Button, ...] = ()
     attachments: tuple[Attachment, ...] = ()
-    via: str = ""        # the desk a person wrote it on ("slack"), kept with the message (as payload "via:slack")
+    via: str = ""        # the desk a person wrote it on ("slack"), kept with the message's payload
+    agent: str = ""      # the account name of the person who wrote it (per-agent figures), kept likewise
+    outcome: str = ""    # a bot turn's last reply: "fallback" | "mid_flow" | "error" (containment figures)
+
+
+# Why a conversation was handed to a person (``handoffs.cause``; README "Metrics").
+HANDOFF_CAUSES = ("customer_asked", "misunderstood", "complaint", "rule", "reopened", "other")
+
+
+def outbound_payload(m: Outbound) -> str | None:
+    """What is stored as an outbound message's ``payload``: its desk, author account and turn
+    outcome as compact JSON (only the keys set), or None. Never shown to the customer."""
+    d = {k: v for k, v in (("via", m.via), ("agent", m.agent), ("outcome", m.outcome)) if v}
+    return json.dumps(d, separators=(",", ":"), ensure_ascii=False) if d else None
+
+
+def outbound_meta(payload: str | None) -> dict[str, str]:
+    """The fields of a stored outbound ``payload`` (see :func:`outbound_payload`); the older
+    form ``via:slack`` reads as ``{"via": "slack"}``."""
+    if not payload:
+        return {}
+    if payload.startswith("via:"):
+        return {"via": payload[4:]}
+    try:
+        d = json.loads(payload)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in d.items()} if isinstance(d, dict) else {}
 
 
 def sanitize_text(text: str, *, max_chars: int = 20_000) -> str:

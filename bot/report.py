@@ -7,7 +7,9 @@ Definitions (all over conversations or tickets *created* in [since, until)):
 * time to resolution: ticket opened -> resolved (resolved tickets).
 * first contact resolution (FCR): resolved tickets never reopened / resolved tickets.
 * CSAT: mean of 1-5 scores, and the share of 4s and 5s.
-* bot containment: conversations never handed to a person / conversations with a customer message.
+* bot containment: conversations the bot contained (never handed to a person, the customer not
+  back within ``report.containment_window_days``, not abandoned) / conversations with a customer
+  message; see :mod:`bot.figures`, which also gives handoffs by cause and the per-agent figures.
 * SLA breaches: tickets resolved after their resolve deadline, or still open past it at ``now``;
   the deadline is :func:`handoff.sla.deadline` (``complaints.sla.resolve``, counted in
   ``complaints.business_hours`` when set): the one the customer was told and the alerts use.
@@ -27,11 +29,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from bot.config import ComplaintsConfig
+from bot import figures as agent_figures
+from bot.config import ComplaintsConfig, ReportConfig
 from bot.storage import Store, open_store
 from handoff.sla import breached
 
 GROUPS = ("category", "team", "channel")
+BY = GROUPS + ("agent",)      # --by agent: the per-agent figures (bot.figures) instead of ticket groups
 
 
 def _dt(s: str | None) -> datetime | None:
@@ -89,7 +93,7 @@ async def open_store_for_report(url: str) -> Store:
 
 async def report(store: Store, *, since: datetime | None = None, until: datetime | None = None,
                  by: str | None = None, complaints: ComplaintsConfig | None = None,
-                 now: datetime | None = None) -> dict[str, Any]:
+                 now: datetime | None = None, containment: ReportConfig | None = None) -> dict[str, Any]:
     """All figures; with ``by``, the ticket figures also per category, team or channel.
 
     ``complaints`` (the config's ``complaints:``; default: its defaults) gives the SLA, the
@@ -97,8 +101,8 @@ async def report(store: Store, *, since: datetime | None = None, until: datetime
     """
     cfg = complaints or ComplaintsConfig()
     repeat_window = cfg.repeat_window
-    if by is not None and by not in GROUPS:
-        raise ValueError(f"--by must be one of {', '.join(GROUPS)}")
+    if by is not None and by not in BY:
+        raise ValueError(f"--by must be one of {', '.join(BY)}")
     now = now or datetime.now(timezone.utc)
     lo = since or datetime(1970, 1, 1, tzinfo=timezone.utc)
     hi = until or datetime(9999, 1, 1, tzinfo=timezone.utc)
@@ -132,11 +136,14 @@ async def report(store: Store, *, since: datetime | None = None, until: datetime
         "conversations": len(talked),
         "first_response_s_median": _median(frt),
         "agent_pickup_s_median": _median(pickup),
-        "bot_containment": _share(sum(c not in handed for c in talked), len(talked)),
         "handoffs": sum(1 for c in talked if c in handed),
     }
     out.update(_ticket_figures(tickets, all_tickets, cfg, now))
-    if by is not None:
+    # honest containment (replaces the plain share above), handoffs by cause, per-agent figures
+    out.update(await agent_figures.service_figures(store, *period, now=now, cfg=containment))
+    if by == "agent":
+        out["by"] = by
+    elif by is not None:
         groups: dict[str, list[_T]] = defaultdict(list)
         for t in tickets:
             groups[str(getattr(t, by) or "none")].append(t)
@@ -214,6 +221,7 @@ def render(r: dict[str, Any]) -> str:
                 f"{indent}SLA breaches            {t['sla_breaches']}",
                 f"{indent}repeat complaints       {t['repeat_complaints']} ({rep})"]
 
+    lines += agent_figures.render_lines(r, agents=r.get("by") == "agent") + [""]
     lines += tickets(r)
     for name, g in (r.get("groups") or {}).items():
         lines += ["", f"  {r['by']}: {name}"] + tickets(g, "    ")

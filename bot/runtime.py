@@ -56,6 +56,25 @@ async def start_flow_in(engine: FlowEngine, conv: Conversation, customer: Custom
     return [Outbound(r.text, buttons=r.buttons) for r in started.replies], started.state
 
 
+def turn_outcome(missed: bool, flow_state: dict[str, Any]) -> str:
+    """How a bot turn left the customer, kept with its last reply (README "Metrics"): the bot
+    did not understand (``fallback``), a flow waits for an answer (``mid_flow``), or answered."""
+    if missed:
+        return "fallback"
+    return "mid_flow" if flow_state.get("awaiting") or flow_state.get("confirm") is not None else ""
+
+
+def handoff_agent_reason(cause: str | None, text: str, ticket: Ticket | None) -> str:
+    """The reason written for the agent: the engine's words, with the complaint's reference,
+    category and severity when a ticket is what the handoff is about."""
+    if ticket is not None and cause in ("complaint", "reopened"):
+        about = f"complaint {ticket.reference} ({ticket.category or 'no category'}, {ticket.severity})"
+        rest = text.split("; ", 1)[1] if "; " in text else ""     # the urgency cues, if any
+        lead = about if cause == "complaint" else f"{about}: the customer says it is not solved"
+        return lead + (f"; {rest}" if rest else "")
+    return text or "handed over"
+
+
 class Runtime:
     """Routes customer messages.
 
@@ -250,7 +269,7 @@ class Runtime:
                         # The per-message boundary: apologise, never lose the message.
                         log.exception("turn for message %s of %s failed", msg.id, conversation_id)
                         await self.store.commit_turn(conversation_id, inbound_id=msg.id,
-                                                     replies=[Outbound(APOLOGY, role="system")],
+                                                     replies=[Outbound(APOLOGY, role="system", outcome="error")],
                                                      flow_state=None, keep_flow_state=True, owner=self.owner)
                     self.processed += 1
         except StorageUnavailable as exc:
@@ -283,7 +302,10 @@ class Runtime:
         if result.handoff is not None:
             ticket = await self.store.conversation_ticket(cid)
             spec = self._handoff_spec(result.handoff.team, result.handoff.reason, result.handoff.priority,
-                                      result.state, turn, ticket)
+                                      result.state, turn, ticket, cause=result.handoff.cause,
+                                      agent_reason=result.handoff.agent_reason)
+        elif replies:
+            replies[-1] = dataclasses.replace(replies[-1], outcome=turn_outcome(result.missed, result.state))
         await self.store.commit_turn(cid, inbound_id=msg.id, replies=replies, flow_state=result.state,
                                      handoff=spec, owner=self.owner)
         if spec is not None:
@@ -300,7 +322,8 @@ class Runtime:
                     "channel": conv.channel, "external_id": conv.external_id}))
 
     def _handoff_spec(self, team: str | None, reason: str, priority: int, flow_state: dict[str, Any],
-                      turn: TurnInput, ticket: Ticket | None = None) -> HandoffSpec:
+                      turn: TurnInput, ticket: Ticket | None = None, *, cause: str | None = None,
+                      agent_reason: str = "") -> HandoffSpec:
         hc = self.config.handoff
         if ticket is not None:
             # the complaint's routing decides: its department's team, and at least its priority
@@ -313,7 +336,8 @@ class Runtime:
         team_name = hc.team_name(team)
         slots = {k: v for k, v in (flow_state.get("slots") or {}).items() if v not in (None, "", [])}
         context = {"slots": slots, "reference": slots.get("reference"), "reason": reason,
-                   "ticket": ticket.summary() if ticket else {}}
+                   "ticket": ticket.summary() if ticket else {},
+                   "agent_reason": handoff_agent_reason(cause, agent_reason, ticket)}
         template = self.engine.settings.handoff_message
 
         def message(position: int) -> Outbound:
@@ -321,4 +345,5 @@ class Runtime:
                                                  "customer": dict(turn.customer), "slots": slots})
             return Outbound(text, role="bot")
 
-        return HandoffSpec(team=team, reason=reason, priority=priority, context=context, message=message)
+        return HandoffSpec(team=team, reason=reason, priority=priority, context=context, message=message,
+                           cause=cause or "other")

@@ -13,6 +13,7 @@ handles misses and :mod:`flows.offer` offers the complaint flow.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Mapping
 
@@ -81,6 +82,7 @@ class FlowEngine:
         st = TurnState.load(state)
         t = Turn(turn, st)
         st.turns += 1
+        missed_before = st.missed
         offered, st.offered = st.offered, None
         payload = turn.payload
         if offered and payload is None and self._is_yes(turn.text):
@@ -116,9 +118,10 @@ class FlowEngine:
         await self.steps.run(t)
         self.offer.maybe_offer(t, complaint, top_flow if sure else None)
         st.asked = _asks(t)
+        st.missed = missed_before + 1 if t.missed else 0
         if t.handoff is not None:
-            t.handoff = self._with_urgency(t.handoff, st)
-        return TurnResult(tuple(t.replies), st.dump(), t.handoff, top, score, complaint, urg)
+            t.handoff = self._with_urgency(self._with_cause(t.handoff, missed_before), st)
+        return TurnResult(tuple(t.replies), st.dump(), t.handoff, top, score, complaint, urg, t.missed)
 
     def _sure(self, score: float, in_scope: bool | None) -> bool:
         """Sure enough to act on the top intent? A configured threshold wins; otherwise the
@@ -149,7 +152,8 @@ class FlowEngine:
         await self.steps.run(t)
         self.offer.note(t)
         st.asked = _asks(t)
-        return TurnResult(tuple(t.replies), st.dump(), t.handoff, None, 0.0)
+        handoff = self._with_cause(t.handoff, 0) if t.handoff is not None else None
+        return TurnResult(tuple(t.replies), st.dump(), handoff, None, 0.0)
 
     def render(self, source: str, context: dict[str, Any]) -> str:
         return self.renderer.render(source, context)
@@ -171,9 +175,51 @@ class FlowEngine:
     @staticmethod
     def _with_urgency(h: HandoffRequest, st: TurnState) -> HandoffRequest:
         """Anger or urgency raises the handoff's priority (elevated +1, high +2). The reason stays
-        as the flow wrote it (the customer reads it); agents see the cues in the context's signals."""
-        bump = {"elevated": 1, "high": 2}.get(str(st.signals.get("urgency_level", "none")), 0)
-        return HandoffRequest(h.team, h.reason, h.priority + bump) if bump else h
+        as the flow wrote it (the customer reads it); the agent's reason names the cues."""
+        level = str(st.signals.get("urgency_level", "none"))
+        bump = {"elevated": 1, "high": 2}.get(level, 0)
+        if not bump:
+            return h
+        cues = ", ".join(str(c) for c in (st.signals.get("urgency_reasons") or [])[:3])
+        return dataclasses.replace(h, priority=h.priority + bump,
+                                   agent_reason=f"{h.agent_reason}; {level} urgency" + (f" ({cues})" if cues else ""))
+
+    def _with_cause(self, h: HandoffRequest, missed_before: int) -> HandoffRequest:
+        """Why the conversation is handed over, for the figures and in words for the agent.
+
+        A cause the flow's handoff step names wins. Otherwise: the flow of the ``human``
+        intent is the customer asking (``misunderstood`` when the bot had just misunderstood
+        them), the complaint flow (``settings.complaints.flow``) is ``complaint``, the
+        follow-up flow (the customer says it is not solved) ``reopened``, and any other flow's
+        handoff (a step, or a branch to ``handoff``) a ``rule`` of that flow.
+        """
+        if h.agent_reason:       # set where the handoff was decided (a question that failed)
+            return h
+        cs = self.settings.complaints
+        flow_of = self.flows.flow_for_intent
+        human = flow_of("human")
+        complaint = flow_of(cs.flow) if cs.flow else None
+        cause = h.cause
+        if cause is None:
+            if human is not None and h.flow == human.name:
+                cause = "misunderstood" if missed_before else "customer_asked"
+            elif complaint is not None and h.flow == complaint.name:
+                cause = "complaint"
+            elif cs.follow_up_flow and h.flow == cs.follow_up_flow:
+                cause = "reopened"
+            else:
+                cause = "rule"
+        if cause == "misunderstood" and missed_before:
+            text = f"asked for a person after {missed_before} misunderstood message{'s' * (missed_before != 1)}"
+        elif cause in ("customer_asked", "misunderstood"):
+            text = "asked for a person"
+        elif cause == "complaint":
+            text = "complaint flow: " + h.reason
+        elif cause == "reopened":
+            text = "says their complaint is not solved"
+        else:
+            text = f"rule: flow {h.flow or '?'} hands over ({h.reason})"
+        return dataclasses.replace(h, cause=cause, agent_reason=text)
 
     # -- an answer to the bot's question ----------------------------------------
 
@@ -229,7 +275,9 @@ class FlowEngine:
         st.attempts += 1
         if st.attempts >= step.max_attempts:
             st.awaiting, st.attempts = None, 0
-            steps.jump(t, step.on_fail, reason=f"I couldn't get your {step.collect.replace('_', ' ')}")
+            label = step.collect.replace('_', ' ')
+            steps.jump(t, step.on_fail, reason=f"I couldn't get your {label}", cause="misunderstood",
+                       agent_reason=f"the bot could not understand their {label} ({step.max_attempts} tries)")
             return
         if step.invalid:
             t.replies.append(Reply(steps.render(step.invalid, t)))

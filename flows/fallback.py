@@ -22,6 +22,7 @@ class Fallback:
         st = t.st
         fb = self.settings.fallback
         st.misses += 1
+        t.missed = True
         st.flow, st.awaiting = None, None
         human = self.flows.flow_for_intent("human")
         if st.misses >= fb.max_misses:

@@ -103,6 +103,8 @@ class HandoffSpec(_M):
     team: str | None = None
     reason: str = "you asked to talk to a person"
     priority: int = 0
+    cause: Literal["customer_asked", "misunderstood", "complaint", "rule", "reopened", "other"] | None = Field(
+        None, description="why it hands over, for the figures (README \"Metrics\"); empty: decided from the flow")
 
 
 class HandoffStep(_Step):

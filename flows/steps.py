@@ -70,13 +70,15 @@ class StepRunner:
     def finish(st: TurnState) -> None:
         st.flow, st.step, st.awaiting, st.attempts, st.confirm = None, 0, None, 0, None
 
-    def jump(self, t: Turn, target: str, *, reason: str = "you asked to talk to a person") -> None:
+    def jump(self, t: Turn, target: str, *, reason: str = "you asked to talk to a person",
+             cause: str | None = None, agent_reason: str = "") -> None:
         st = t.st
         if target == "end":
             self.finish(st)
         elif target == "handoff":
+            flow = st.flow
             self.finish(st)
-            t.handoff = HandoffRequest(None, reason)
+            t.handoff = HandoffRequest(None, reason, cause=cause, agent_reason=agent_reason, flow=flow)
         elif target.startswith("flow:"):
             self.start(st, self.flows.flows[target[5:]])
         else:
@@ -156,7 +158,7 @@ class StepRunner:
                     st.slots[step.save_as] = result
         elif isinstance(step, HandoffStep):
             h = step.handoff
-            t.handoff = HandoffRequest(h.team, self.render(h.reason, t), h.priority)
+            t.handoff = HandoffRequest(h.team, self.render(h.reason, t), h.priority, cause=h.cause, flow=pf.name)
             self.finish(st)
             return False
         elif isinstance(step, GotoStep):

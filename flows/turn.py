@@ -42,8 +42,11 @@ class Reply:
 @dataclass(frozen=True, slots=True)
 class HandoffRequest:
     team: str | None
-    reason: str
+    reason: str                 # what the customer is told ("because {{ reason }}")
     priority: int = 0
+    cause: str | None = None    # bot.model.HANDOFF_CAUSES; None: the engine decides (see FlowEngine)
+    agent_reason: str = ""      # why, written for the agent ("asked for a person after 2 misunderstood messages")
+    flow: str | None = None     # the flow that handed over
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class TurnResult:
     score: float = 0.0
     complaint: float = 0.0
     urgency: Urgency | None = None
+    missed: bool = False        # the bot did not understand this message (the fallback answered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,8 @@ class TurnState:
     # the last flow started that asks the customer something (has collect steps): whose fields the
     # agent desk shows as "captured details" after a handoff (the flow itself has ended by then)
     asking_flow: str | None = None
+    missed: int = 0                                          # misunderstood messages in a row (the offer of a
+    #                                                          person does not reset it, unlike ``misses``)
 
     @classmethod
     def load(cls, d: Mapping[str, Any] | None) -> "TurnState":
@@ -111,7 +117,7 @@ class TurnState:
                    recent=list(d.get("recent") or []), signals=dict(d.get("signals") or {}),
                    turns=int(d.get("turns", 0)), complaint_turn=d.get("complaint_turn"),
                    asked=bool(d.get("asked", False)), offered=d.get("offered"),
-                   asking_flow=d.get("asking_flow"))
+                   asking_flow=d.get("asking_flow"), missed=int(d.get("missed", 0)))
 
     def dump(self) -> dict[str, Any]:
         d = {"v": STATE_VERSION, "flow": self.flow, "step": self.step, "awaiting": self.awaiting,
@@ -123,6 +129,8 @@ class TurnState:
             d["confirm_more"] = self.confirm_more
         if self.asking_flow:      # only once a flow asked something
             d["asking_flow"] = self.asking_flow
+        if self.missed:           # only while the bot has misunderstood the latest messages
+            d["missed"] = self.missed
         return d
 
 
@@ -139,6 +147,7 @@ class Turn:
         self.asked_before = st.asked     # the bot's previous message asked something
         self.flows_run: set[str] = set()     # flows whose steps ran this turn
         self.actions_called: list[str] = []  # names of the actions that ran this turn
+        self.missed = False                  # the fallback answered: the bot did not understand
 
     def context(self) -> dict[str, Any]:
         return {"slots": Slots(self.st.slots), "customer": Slots(self.input.customer),

@@ -111,7 +111,7 @@ class HandoffQueue:
             msgs = await self.store.commit_turn(
                 h.conversation_id, inbound_id=None, flow_state=None, keep_flow_state=True,
                 replies=[Outbound(text, role="agent", sender_name=first_name(agent),
-                                  attachments=tuple(attachments), via=via)])
+                                  attachments=tuple(attachments), via=via, agent=agent)])
         self.wake_delivery()
         self.events.publish(Event("message", h.conversation_id, handoff_id, {"message_id": msgs[0].id}))
         return msgs[0]
@@ -213,13 +213,15 @@ class HandoffQueue:
             reopened = await self.store.get_ticket(ticket["reference"]) if ticket else None
             note = (note or "").strip()[:500] or None
             context = dict(last.context) if last else {}
-            context.update({"reopened_by": agent, "note": note, "reopened_from": last.id if last else None})
+            context.update({"reopened_by": agent, "note": note, "reopened_from": last.id if last else None,
+                            "agent_reason": f"reopened by {agent}" + (f": {note}" if note else "")})
             if reopened is not None:
                 context["ticket"] = reopened.summary()
                 context.setdefault("reference", reopened.reference)
             h = await self.store.create_handoff(
                 conversation_id, team=team, reason=f"reopened by {agent}" + (f": {note}" if note else ""),
-                priority=max(last.priority if last else 0, reopened.priority if reopened else 0), context=context)
+                priority=max(last.priority if last else 0, reopened.priority if reopened else 0), context=context,
+                cause="reopened")
         log.info("conversation %s reopened by %s as handoff %s", conversation_id, agent, h.id)
         self.events.publish(Event("queued", conversation_id, h.id))
         return h

@@ -82,8 +82,9 @@ class CardRenderer:
         if ctx.get("reference"):
             fields.append(f"*Reference*\n{escape(str(ctx['reference']))}")
         fields.append(f"*Priority*\n{'high' if h.priority > 0 else 'normal'}")
+        why = str(h.context.get("agent_reason") or h.reason)     # written for the agent, not the customer
         blocks: list[dict[str, Any]] = [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(h.reason[:1].upper() + h.reason[1:])}*"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{escape(why[:1].upper() + why[1:])}*"}},
             {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
         ]
         origin = ctx.get("origin")

@@ -35,7 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Config
 from bot.errors import StorageUnavailable
-from bot.model import utcnow
+from bot.model import outbound_meta, utcnow
 from bot.storage import HandoffRecord, Store
 
 from .context import handoff_context
@@ -276,7 +276,7 @@ class DeskSync:
             batch = await self.store.history(h.conversation_id, after_id=upto, limit=RELAY_BATCH)
             for m in batch:
                 # an agent's reply written in Slack is in the thread already (whichever instance took it)
-                line = "" if m.payload == "via:slack" else self._thread_line(m.to_dict())
+                line = "" if outbound_meta(m.payload).get("via") == "slack" else self._thread_line(m.to_dict())
                 if line:
                     await self.poster.post(link["channel"], line, thread_ts=link["ts"], priority=URGENT)
                 await self.store.update_desk_thread(DESK, handoff_id, relayed_upto=m.id)

@@ -38,6 +38,7 @@ class HandoffSpec:
     priority: int
     context: dict[str, Any]
     message: Callable[[int], Outbound]   # position in queue -> the reply telling the customer
+    cause: str | None = None             # why (bot.model.HANDOFF_CAUSES); context["agent_reason"] says it in words
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class HandoffRecord:
     claimed_at: datetime | None = None
     closed_at: datetime | None = None
     context: dict[str, Any] = field(default_factory=dict, compare=False)
+    cause: str | None = None       # bot.model.HANDOFF_CAUSES; None: handed over before schema 13
 
 
 @dataclass(frozen=True, slots=True)

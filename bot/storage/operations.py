@@ -21,6 +21,7 @@ from . import ops_search as search_ops
 from . import ops_agents as agents
 from . import ops_work as work
 from . import ops_customers as customers_ops
+from . import ops_figures as figures
 from .health import StorageHealth
 from .sql import Op
 
@@ -39,7 +40,7 @@ WRITES = frozenset({
     "hold_public_message", "redeem_public_token",
     "create_agent", "set_agent_disabled", "set_agent_password", "set_agent_token",
     "add_note", "mark_read", "add_compensation", "decide_compensation", "audit",
-    "set_customer_profile"})
+    "set_customer_profile", "update_agent"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -204,6 +205,13 @@ class Operations:
     set_customer_profile = operation(customers_ops.set_customer_profile)
     customer_teams = operation(customers_ops.customer_teams)
     last_customer_messages = operation(customers_ops.last_customer_messages)
+    # per-agent figures, handoff causes, honest containment (bot.figures); account changes
+    report_handoff_rows = operation(figures.report_handoff_rows)
+    report_agent_replies = operation(figures.report_agent_replies)
+    report_resolved_tickets = operation(figures.report_resolved_tickets)
+    report_conversation_messages = operation(figures.report_conversation_messages)
+    report_customer_messages = operation(figures.report_customer_messages)
+    update_agent = operation(figures.update_agent)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from bot.errors import AlreadyDone, ClaimLost, StoreError
-from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, utcnow
+from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, outbound_payload, utcnow
 
 from .base import HandoffSpec, InboundResult, OutboxItem, TicketChange, TicketFollowedUp, TicketResolved
 from .rows import conversation_of, customer_of, iso, message_of, new_id, parse_iso
@@ -272,9 +272,9 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
         raise ClaimLost(f"{conversation_id} is owned by {crow['owner']}, not {owner}")
     if handoff is not None and hid is not None:
         yield Run("INSERT INTO handoffs(id, conversation_id, state, team, reason, priority, context, "
-                  "created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+                  "created_at, cause) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
                   (hid, conversation_id, handoff.team, handoff.reason, handoff.priority,
-                   json.dumps(handoff.context), iso(now)))
+                   json.dumps(handoff.context), iso(now), handoff.cause))
         position = yield from queue_position_of(hid)
         replies.append(handoff.message(position))
     queued = yield from insert_outbound(conversation_id, crow["channel"], replies, now)
@@ -304,7 +304,7 @@ def insert_outbound(conversation_id: str, channel: str, replies: Sequence[Outbou
             (conversation_id, r.role, r.sender_name, r.text,
              json.dumps([a.to_dict() for a in r.attachments]),
              json.dumps([{"title": b.title, "payload": b.payload} for b in r.buttons]),
-             channel, f"via:{r.via}" if r.via else None, now.timestamp(), iso(now)))
+             channel, outbound_payload(r), now.timestamp(), iso(now)))
         queued.append(message_of(row))
     return queued
 

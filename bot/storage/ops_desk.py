@@ -70,7 +70,9 @@ def claim_desk_alert(desk: str, handoff_id: str, *, at: datetime, older_than: da
 
 @transaction
 def create_handoff(conversation_id: str, *, team: str, reason: str, priority: int = 0,
-                   context: dict[str, Any] | None = None) -> Op[HandoffRecord]:
+                   context: dict[str, Any] | None = None, cause: str | None = None) -> Op[HandoffRecord]:
+    """Queue the conversation for a person (the active handoff if it has one already);
+    ``cause``: why (bot.model.HANDOFF_CAUSES)."""
     hid = new_id("ho")
     now = iso(utcnow())
     yield Lock(f"conv:{conversation_id}")
@@ -78,9 +80,9 @@ def create_handoff(conversation_id: str, *, team: str, reason: str, priority: in
                          (conversation_id,))
     if existing is not None:
         return handoff_of(existing)
-    yield Run("INSERT INTO handoffs(id, conversation_id, state, team, reason, priority, context, created_at) "
-              "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
-              (hid, conversation_id, team, reason, priority, json.dumps(context or {}), now))
+    yield Run("INSERT INTO handoffs(id, conversation_id, state, team, reason, priority, context, created_at, cause) "
+              "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+              (hid, conversation_id, team, reason, priority, json.dumps(context or {}), now, cause))
     yield Run("UPDATE conversations SET state='waiting', updated_at=? WHERE id=?", (now, conversation_id))
     row = yield One("SELECT * FROM handoffs WHERE id=?", (hid,))
     return handoff_of(row)

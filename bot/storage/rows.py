@@ -52,7 +52,8 @@ def handoff_of(row: Row) -> HandoffRecord:
         id=row["id"], conversation_id=row["conversation_id"], state=row["state"], team=row["team"],
         reason=row["reason"], priority=row["priority"], agent=row["agent"],
         created_at=parse_iso(row["created_at"]), claimed_at=parse_iso(row["claimed_at"]),  # type: ignore[arg-type]
-        closed_at=parse_iso(row["closed_at"]), context=json.loads(row["context"] or "{}"))
+        closed_at=parse_iso(row["closed_at"]), context=json.loads(row["context"] or "{}"),
+        cause=row["cause"])
 
 
 def ticket_of(row: Row) -> Ticket:

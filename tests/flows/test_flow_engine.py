@@ -407,7 +407,9 @@ async def test_retry_limit_hands_off_by_default(chat: Chat) -> None:
     assert await chat.send("12") == ["Four digits.", "PIN?"]
     assert chat.handoff is None
     assert await chat.send("abcd") == []
-    assert chat.handoff == HandoffRequest(None, "I couldn't get your pin", 0)
+    assert chat.handoff == HandoffRequest(None, "I couldn't get your pin", 0, cause="misunderstood",
+                                          agent_reason="the bot could not understand their pin (2 tries)",
+                                          flow="retry_handoff")
     assert chat.state is not None
     assert (chat.state["flow"], chat.state["awaiting"], chat.state["attempts"]) == (None, None, 0)
 
@@ -459,7 +461,9 @@ async def test_end_step(chat: Chat) -> None:
 async def test_handoff_step(chat: Chat) -> None:
     await chat.start("handoff_step")
     assert await chat.send("It's XY123456") == []
-    assert chat.handoff == HandoffRequest("complaints", "order XY123456 needs a look", 2)
+    assert chat.handoff == HandoffRequest("complaints", "order XY123456 needs a look", 2, cause="rule",
+                                          agent_reason="rule: flow handoff_step hands over "
+                                                       "(order XY123456 needs a look)", flow="handoff_step")
     assert chat.state is not None and chat.state["flow"] is None
     assert chat.slots == {"order": "XY123456"}
 
@@ -500,7 +504,8 @@ async def test_goto_loop_is_stopped(chat: Chat) -> None:
 async def test_global_interrupt_during_a_question(chat: Chat) -> None:
     await chat.start("regex_slot")
     assert await chat.send("agent") == []
-    assert chat.handoff == HandoffRequest("support", "you asked to talk to a person", 0)
+    assert chat.handoff == HandoffRequest("support", "you asked to talk to a person", 0, cause="customer_asked",
+                                          agent_reason="asked for a person", flow="human")
     assert chat.last is not None and chat.last.intent == "human"
     assert chat.state is not None and chat.state["flow"] is None and chat.state["awaiting"] is None
 
@@ -554,9 +559,12 @@ async def test_fallback_clarifies_then_offers_a_human(chat: Chat) -> None:
     assert chat.state["misses"] == 0
     assert chat.handoff is None
 
-    # the button forces the human flow
+    # the button forces the human flow: the customer asked, after three misunderstood messages
     assert await chat.send("Talk to a person", payload="intent:human") == []
-    assert chat.handoff == HandoffRequest("support", "you asked to talk to a person", 0)
+    assert chat.handoff == HandoffRequest("support", "you asked to talk to a person", 0, cause="misunderstood",
+                                          agent_reason="asked for a person after 3 misunderstood messages",
+                                          flow="human")
+    assert "missed" not in chat.state
 
 
 async def test_a_matched_intent_resets_misses(chat: Chat) -> None:
@@ -682,7 +690,9 @@ async def test_demo_complaint_end_to_end() -> None:
     assert len(replies) == 3
     assert replies[-1] == "Would you like to talk to a member of our team now?"
     assert await c.send("yes please") == []
-    assert c.handoff == HandoffRequest("complaints", "of your complaint C-1 about shipping", 1)
+    assert c.handoff == HandoffRequest("complaints", "of your complaint C-1 about shipping", 1, cause="complaint",
+                                       agent_reason="complaint flow: of your complaint C-1 about shipping",
+                                       flow="complaint")
     assert c.slots == {"category": "shipping", "order_number": "AB123456",
                        "description": "The parcel never came", "photos": None, "want_human": "yes",
                        "reference": "C-1"}
