@@ -356,3 +356,13 @@ def desk_text(text: str, *, owner: bool) -> str:
     """A text as the web desk shows it: e-mail, phone and IBAN in clear to the agent who owns the
     conversation (``owner=True``), masked to others; cards and codes never."""
     return current().desk(text, owner=owner)
+
+
+def personal_slots(flows: Any) -> frozenset[str]:
+    """The slots marked ``personal: true`` on a collect step of any flow (a ``flows.FlowSet``)."""
+    out = set()
+    for pf in getattr(flows, "flows", {}).values():
+        for step in pf.steps:
+            if getattr(step, "personal", False) and getattr(step, "collect", None):
+                out.add(step.collect)
+    return frozenset(out)
