@@ -276,7 +276,7 @@ def test_every_detected_kind_is_masked_in_every_record_at_every_level() -> None:
 
     from bot.config import parse_config
 
-    cfg = parse_config("privacy: {patterns: [{name: national_id, pattern: '\\\\b\\\\d{3}-\\\\d{2}-\\\\d{4}\\\\b'}]}")
+    cfg = parse_config(r"privacy: {patterns: [{name: national_id, pattern: '\b\d{3}-\d{2}-\d{4}\b'}]}")
     buf = io.StringIO()
     setup_logging("DEBUG", customer_text=True, stream=buf, privacy=cfg.privacy)
     lg = logging.getLogger("privacy.test")
