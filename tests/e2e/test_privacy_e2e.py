@@ -80,3 +80,25 @@ async def test_card_data_is_never_stored_and_the_customer_is_told_once(app: tupl
     for line in lines:
         for s in SECRETS_SENT:
             assert s not in line, line
+
+
+async def test_delete_my_data_is_explained_and_becomes_a_ticket_for_a_person(
+        app: tuple[Running, io.StringIO]) -> None:
+    r, _ = app
+    c = ChatClient(r.http, r.ws_url)
+    await c.connect()
+    try:
+        got = await c.say("please delete my data", expect_text="reference")
+    finally:
+        await c.close()
+    said = got[-1]["text"]
+    assert "we don't delete or send anything on a chat message alone" in said
+    ref = said.split("reference ")[1].split(";")[0]
+    store = r.services.store
+    t = await store.get_ticket(ref)
+    assert t is not None and t.category == "privacy_request" and t.status == "received"
+    assert t.fields["request"] == "please delete my data"
+    # nothing was erased: the conversation and the customer are as they were
+    history = await store.history(t.conversation_id)
+    assert history[0].text == "please delete my data"
+    assert await store.find_customers(customer_id=t.customer_id) == [t.customer_id]
