@@ -26,6 +26,7 @@ from bot.logs import add_secrets
 from bot.linking import Linker, linking_actions
 from bot.media import MediaStore
 from bot.metrics import Live, MetricsWeb
+from bot import privacy
 from bot.public import ComplaintDetector
 from bot.runtime import Runtime
 from bot.storage import Store, open_store
@@ -196,6 +197,7 @@ async def _nobody(request: web.Request) -> bool:
 async def build_app(config: Config) -> web.Application:
     """The aiohttp application for ``omnibot run`` and the tests."""
     services = await build_services(config)
+    privacy.configure(config.privacy)    # what privacy.slack_text / desk_text mask (the desks' one-line calls)
     app = web.Application(client_max_size=config.webchat.max_upload_bytes + 64 * 1024,
                           middlewares=[_storage_unavailable])
     app[SERVICES] = services
@@ -248,11 +250,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     follow = asyncio.create_task(_every(s.config.complaints.check_every,
                                         *[f for f in (s.followups and s.followups.run_due,
                                                       s.sla and s.sla.check) if f]), name="complaint clocks")
+    from bot.retention import Retention    # privacy.retention: once per cluster (a lease)
+    retention = asyncio.create_task(Retention(s.store, s.config.privacy.retention, holder=s.cluster.id,
+                                              monotonic=s.cluster.clock).loop(), name="privacy retention")
     log.info("omnibot started: %d flows, %d intents, channels: %s", len(s.engine.flows.flows),
              len(s.engine.flows.intents), ", ".join(s.connectors) or "none")
     yield
     follow.cancel()
-    await asyncio.gather(follow, return_exceptions=True)
+    retention.cancel()
+    await asyncio.gather(follow, retention, return_exceptions=True)
     await s.runtime.stop()
     if s.slack:
         await s.slack.stop()

@@ -46,6 +46,8 @@ def main() -> None:
       omnibot db copy --from URL --to URL
                                   move to another database (SQLite -> PostgreSQL)
       omnibot agent add ...       agent accounts for the desks (list, set, disable, enable, token)
+      omnibot customer export ... a customer's data in one file; customer erase ... erases it
+      omnibot audit               who did what (exports, erasures, retention, desk actions)
     """
 
 
@@ -688,6 +690,8 @@ def nlu_complaint_eval(train: str, test: str, model: str, threads: int) -> None:
     except ValueError as exc:
         _nlu_fail(exc)
 
+
+from bot import cli_privacy as _cli_privacy  # noqa: E402,F401 - omnibot customer ..., omnibot audit
 
 if __name__ == "__main__":
     main()

@@ -442,6 +442,110 @@ class LoggingConfig(_Model):
     customer_text: bool = False      # let what customers write (text, names, e-mails, slots) into log lines
 
 
+_KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class PrivacyPattern(_Model):
+    """Personal data of a format an admin names (a national id), found like the built-in kinds."""
+
+    name: str = Field(description="the kind's name in privacy.policy and in masks (lower case, like national_id)")
+    pattern: str = Field(min_length=1, description="a Python regular expression for the whole value")
+    mask: str = Field("", description="what a masked value shows; empty: [name]")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _KIND_NAME.match(v):
+            raise ValueError(f"{v!r}: use lower-case letters, digits and _ (like national_id)")
+        if v in ("card", "cvc", "iban", "email", "phone"):
+            raise ValueError(f"{v!r} is a built-in kind; pick another name")
+        return v
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            rx = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if rx.match(""):
+            raise ValueError("the pattern matches empty text; it must match the value itself")
+        return v
+
+
+def _keep_for(v: Any) -> float | None:
+    if v is None or v == 0 or (isinstance(v, str) and v.strip().lower() in ("never", "forever", "")):
+        return None
+    return parse_duration(v)
+
+
+class RetentionConfig(_Model):
+    """How long personal data is kept (README "Privacy"); "never" (or 0) keeps it forever.
+    Ages count from a conversation's last activity (closed conversations only) and an audit entry's time."""
+
+    message_texts: float | None = Field(180 * 86400, description="what customers and agents wrote in closed "
+                                        "conversations is replaced by [removed]")
+    attachments: float | None = Field(90 * 86400, description="files of closed conversations are deleted")
+    closed_conversations: float | None = Field(2 * 365 * 86400, description="closed conversations are deleted "
+                                              "whole (messages, handoffs, notes); tickets stay, anonymous, "
+                                              "for the figures; a customer with nothing left is deleted")
+    audit: float | None = Field(3 * 365 * 86400, description="audit entries older than this are deleted")
+    check_every: float = Field(3600, gt=0, description="how often one instance of the cluster looks")
+
+    @field_validator("message_texts", "attachments", "closed_conversations", "audit", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float | None:
+        return _keep_for(v)
+
+    @field_validator("check_every", mode="before")
+    @classmethod
+    def _every(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+Place = Literal["stored", "logs", "slack", "desk"]
+
+
+class PrivacyConfig(_Model):
+    """Personal data in what customers write (README "Privacy"): detection, where it is masked, retention."""
+
+    phone_regions: list[str] = Field(default_factory=lambda: ["GB", "DE", "FR", "US"],
+                                     description="countries whose national phone formats are recognised "
+                                     "(international +NN numbers always are)")
+    patterns: list[PrivacyPattern] = Field(default_factory=list, description="more kinds (a national id ...)")
+    policy: dict[str, dict[Place, Literal["clear", "mask", "owner"]]] = Field(
+        default_factory=dict, description="per kind (card, cvc, iban, email, phone, or a pattern's name) and "
+        "place (stored, logs, slack, desk): clear, mask, or for the desk owner (clear to the agent who owns "
+        "the conversation); what is not named keeps its default")
+    notice: str = Field("For your safety we removed your card number; we never need it here.", min_length=1,
+                        description="told to a customer (once per conversation) whose message had card data")
+    retention: RetentionConfig = RetentionConfig()
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _regions(cls, v: list[str]) -> list[str]:
+        import phonenumbers
+
+        bad = [r for r in v if r.upper() not in phonenumbers.SUPPORTED_REGIONS]
+        if bad:
+            raise ValueError(f"unknown region {bad[0]!r} (two-letter country codes like DE, GB, US)")
+        return [r.upper() for r in v]
+
+    @model_validator(mode="after")
+    def _known_kinds(self) -> "PrivacyConfig":
+        known = ["card", "cvc", "iban", "email", "phone", *(p.name for p in self.patterns)]
+        for kind, places in self.policy.items():
+            if kind not in known:
+                raise ValueError(f"policy: unknown kind {kind!r} (one of {', '.join(known)})")
+            for place, rule in places.items():
+                if rule == "owner" and place != "desk":
+                    raise ValueError(f"policy.{kind}.{place}: owner is for the desk only (use clear or mask)")
+        names = [p.name for p in self.patterns]
+        if len(set(names)) != len(names):
+            raise ValueError("patterns: two patterns have the same name")
+        return self
+
+
 class Config(_Model):
     """The whole configuration. Paths are resolved against ``base_dir``."""
 
@@ -460,6 +564,7 @@ class Config(_Model):
     complaints: ComplaintsConfig = ComplaintsConfig()
     report: ReportConfig = ReportConfig()
     logging: LoggingConfig = LoggingConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     base_dir: str = Field(".", exclude=True)
 
     @model_validator(mode="after")

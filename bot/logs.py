@@ -12,7 +12,10 @@ What it removes:
   signatures, our own HMAC-signed tokens (web-chat sessions, agent cookies), ``Bearer ...``,
   and the values of secret-carrying headers and fields (``Authorization``, ``Cookie``,
   ``X-Telegram-Bot-Api-Secret-Token``, ``X-Slack-Signature``, ``token``, ``secret_token`` ...);
-- payment card numbers (13-19 digits, optional spaces or dashes, passing the Luhn check);
+- payment card numbers (13-19 digits, optional spaces or dashes, passing the Luhn check), and every
+  other kind of personal data :mod:`bot.privacy` finds (security codes, IBANs, e-mail addresses, phone
+  numbers, the admin's ``privacy.patterns``) that ``privacy.policy`` masks in ``logs`` (by default:
+  all), in the message, its arguments and tracebacks, at every level;
 - database call arguments (aiosqlite logs every call with its arguments at DEBUG): only the
   operation's name and how many arguments it had are kept;
 - unless ``logging.customer_text`` is on: what customers write. Our own log lines pass customer
@@ -154,9 +157,12 @@ class RedactingFilter(logging.Filter):
     customer text. Usable as a handler or logger filter; ``setup_logging`` also runs it on every
     record as it is created."""
 
-    def __init__(self, secrets: Iterable[str] = (), *, customer_text: bool = False) -> None:
+    def __init__(self, secrets: Iterable[str] = (), *, customer_text: bool = False, privacy: Any = None) -> None:
         super().__init__()
         self.customer_text = customer_text
+        from bot.privacy import Privacy
+        # what privacy.policy masks in logs (bot.config.PrivacyConfig; None: the defaults, every kind)
+        self.privacy = privacy if isinstance(privacy, Privacy) else Privacy(privacy)
         self.secrets: list[str] = []
         self.add(*secrets)
 
@@ -176,7 +182,7 @@ class RedactingFilter(logging.Filter):
             text = _SECRET_FIELDS.sub(lambda m: m.group("k") + _masked_like(m.group("v")), text)
             if not self.customer_text:
                 text = _CUSTOMER_FIELDS.sub(_hide_customer_field, text)
-        return mask_cards(text)
+        return self.privacy.logs(mask_cards(text))
 
     def clean(self, record: logging.LogRecord) -> None:
         if record.__dict__.get("_omnibot_clean") is self:    # made by the factory, now at our handler
@@ -255,7 +261,7 @@ _QUIET = ("httpx", "httpcore", "aiohttp.access")
 
 
 def setup_logging(level: str = "INFO", *, secrets: Iterable[str] = (), fmt: str = "text",
-                  customer_text: bool = False, stream: IO[str] | None = None) -> RedactingFilter:
+                  customer_text: bool = False, stream: IO[str] | None = None, privacy: Any = None) -> RedactingFilter:
     """Configure the root logger (again: the previous set-up is replaced, never stacked).
 
     Args:
@@ -264,6 +270,8 @@ def setup_logging(level: str = "INFO", *, secrets: Iterable[str] = (), fmt: str 
         fmt: ``text`` or ``json`` (one object per line).
         customer_text: let customer-written text into the log lines.
         stream: where to write (default: standard error).
+        privacy: the ``privacy`` config section (what is masked in logs, the admin's patterns);
+            None: the defaults.
 
     Returns:
         The filter, to register more secrets on.
@@ -276,7 +284,7 @@ def setup_logging(level: str = "INFO", *, secrets: Iterable[str] = (), fmt: str 
     handler._omnibot = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
-    flt = RedactingFilter(secrets, customer_text=customer_text)
+    flt = RedactingFilter(secrets, customer_text=customer_text, privacy=privacy)
     handler.addFilter(flt)
     root.addHandler(handler)
     root.setLevel(level)
@@ -292,7 +300,8 @@ def setup_logging(level: str = "INFO", *, secrets: Iterable[str] = (), fmt: str 
 def configure_logging(config: Any, *, level: str | None = None, stream: IO[str] | None = None) -> RedactingFilter:
     """``setup_logging`` from a ``bot.config.Config``'s ``logging`` section and secrets (``omnibot run``)."""
     return setup_logging(level or config.logging.level, secrets=config.secrets(), fmt=config.logging.format,
-                         customer_text=config.logging.customer_text, stream=stream)
+                         customer_text=config.logging.customer_text, stream=stream,
+                         privacy=getattr(config, "privacy", None))
 
 
 def active_filter() -> RedactingFilter | None:
@@ -310,8 +319,10 @@ def add_secrets(*values: str | None) -> None:
 
 
 def reset_logging() -> None:
-    """Undo ``setup_logging`` (for tests): remove its handler and record factory."""
+    """Undo ``setup_logging`` (for tests): remove its handler and record factory, and put the root
+    level back to Python's default."""
     root = logging.getLogger()
+    root.setLevel(logging.WARNING)
     for h in list(root.handlers):
         if getattr(h, "_omnibot", False):
             root.removeHandler(h)

@@ -23,7 +23,8 @@ from bot.errors import ClaimLost, StorageUnavailable
 from bot.events import Event, EventBus
 from bot.locks import KeyedLock
 from bot.logs import customer as _customer_text
-from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, sanitize_text
+from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, sanitize_text, utcnow
+from bot.privacy import Privacy
 from bot.storage import HandoffSpec, InboundResult, Store, Ticket
 from flows import FlowEngine, TurnInput
 
@@ -117,6 +118,7 @@ class Runtime:
         self._stranded = False      # a turn could not be stored: the sweep retries it
         self._backing_off = False
         self.processed = 0
+        self.privacy = Privacy(config.privacy)
         # Fault injection for the crash test: hold every turn this many seconds.
         self._fault_delay = float(os.environ.get("OMNIBOT_FAULT_TURN_DELAY", "0") or 0)
 
@@ -133,6 +135,11 @@ class Runtime:
             inbound, text=sanitize_text(inbound.text),
             sender_name=sanitize_text(inbound.sender_name, max_chars=200),
             payload=sanitize_text(inbound.payload, max_chars=500) if inbound.payload else None)
+        # at the edge, before anything is stored or logged: card data never kept (privacy.policy ... stored);
+        # the flow reads the stored text, so it never sees it either
+        text, removed = self.privacy.for_storage(inbound.text)
+        if removed:
+            inbound = dataclasses.replace(inbound, text=text)
         try:
             result = await self.store.record_inbound(inbound)
         except StorageUnavailable:
@@ -142,6 +149,8 @@ class Runtime:
             log.info("duplicate %s message %s ignored", inbound.channel, inbound.platform_message_id)
         elif self.metrics is not None:
             self.metrics.messages_in.labels(inbound.channel).inc()
+        if not result.duplicate and any(f.kind in ("card", "cvc") for f in removed):
+            await self._tell_card_removed(result.conversation.id)
         if result.message.status == "received":
             self.schedule(result.conversation.id)
         elif not inbound.answer and not result.duplicate:
@@ -156,6 +165,15 @@ class Runtime:
             self.events.publish(Event("message", cid, handoff.id if handoff else None,
                                       {"message_id": result.message.id}))
         return result
+
+    async def _tell_card_removed(self, conversation_id: str) -> None:
+        """Tell the customer, once per conversation, that the card data they sent was not kept."""
+        try:
+            if await self.store.privacy_notice(conversation_id, text=self.config.privacy.notice, at=utcnow()):
+                log.info("card data removed from a message in %s; the customer is told", conversation_id)
+                self.wake_delivery()
+        except StorageUnavailable:
+            pass    # the message is stored (masked) already; the notice is a courtesy
 
     def schedule(self, conversation_id: str) -> None:
         self._active[conversation_id] += 1

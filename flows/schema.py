@@ -62,6 +62,9 @@ class CollectStep(_Step):
     max_attempts: int = Field(3, ge=1, le=10)
     on_fail: str = "handoff"
     optional: bool = False
+    personal: bool = Field(False, description="the value is personal data (a phone number for a call-back): "
+                           "kept for the flow, masked in Slack copies and to agents who do not own the "
+                           "conversation, exported and erased with the customer (README \"Privacy\")")
     skip_if_filled: bool = True
     prefill: Literal["auto", "none", "email", "phone", "amount", "date", "order_number", "choice", "message"] = Field(
         "auto", description="take the value from what the customer already said and confirm it; auto: by type; "

@@ -22,6 +22,7 @@ from . import ops_agents as agents
 from . import ops_work as work
 from . import ops_customers as customers_ops
 from . import ops_figures as figures
+from . import ops_privacy as privacy
 from .health import StorageHealth
 from .sql import Op
 
@@ -40,7 +41,9 @@ WRITES = frozenset({
     "hold_public_message", "redeem_public_token",
     "create_agent", "set_agent_disabled", "set_agent_password", "set_agent_token",
     "add_note", "mark_read", "add_compensation", "decide_compensation", "audit",
-    "set_customer_profile", "update_agent"})
+    "set_customer_profile", "update_agent",
+    "privacy_notice", "erase_customer", "expire_message_texts", "expire_attachments", "expire_conversations",
+    "expire_audit"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -212,6 +215,16 @@ class Operations:
     report_conversation_messages = operation(figures.report_conversation_messages)
     report_customer_messages = operation(figures.report_customer_messages)
     update_agent = operation(figures.update_agent)
+    # privacy: the card notice, export, erasure and retention: bot.storage.ops_privacy
+    privacy_notice = operation(privacy.privacy_notice)
+    find_customers = operation(privacy.find_customers)
+    customer_data = operation(privacy.customer_data)
+    customer_desk_threads = operation(privacy.customer_desk_threads)
+    erase_customer = operation(privacy.erase_customer)
+    expire_message_texts = operation(privacy.expire_message_texts)
+    expire_attachments = operation(privacy.expire_attachments)
+    expire_conversations = operation(privacy.expire_conversations)
+    expire_audit = operation(privacy.expire_audit)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.

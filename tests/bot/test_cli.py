@@ -22,7 +22,7 @@ def test_help_lists_the_commands() -> None:
 def test_validate_demo_flows_ok() -> None:
     result = CliRunner().invoke(main, ["validate", str(DEMO_FLOWS)])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("OK: 17 flows")
+    assert result.output.startswith("OK: 18 flows")
 
 
 def test_validate_reports_every_error_with_file_and_line(tmp_path: Path) -> None:

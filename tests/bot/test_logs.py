@@ -267,3 +267,28 @@ def test_a_real_telegram_update_repr_keeps_its_shape_but_not_the_customer() -> N
         assert "Zed" not in out and "zedz" not in out and "4111" not in out, out
         assert "update_id" in out and ("'id': 5" in out or "id=5" in out)
     assert "Update(message=Message(" in RedactingFilter().redact(repr(upd))
+
+
+def test_every_detected_kind_is_masked_in_every_record_at_every_level(undo_logging_setup: None) -> None:
+    """bot.privacy's kinds (security codes, IBANs, e-mail, phone, admin patterns) in the message, its
+    arguments and tracebacks, even with customer text allowed into the logs; negative controls stay."""
+    import io
+
+    from bot.config import parse_config
+
+    cfg = parse_config(r"privacy: {patterns: [{name: national_id, pattern: '\b\d{3}-\d{2}-\d{4}\b'}]}")
+    buf = io.StringIO()
+    setup_logging("DEBUG", customer_text=True, stream=buf, privacy=cfg.privacy)
+    lg = logging.getLogger("privacy.test")
+    lg.debug("from %s: %s", "ann@shop.example", customer("call +44 20 7946 0958, iban GB82WEST12345698765432"))
+    lg.info("cvv 123 and id 123-45-6789")
+    lg.warning("order AB123456 on 2026-11-30 09:15:00 for €1,234.56, ticket C-1042")
+    try:
+        raise ValueError("bad address ann@shop.example")
+    except ValueError:
+        lg.error("failed", exc_info=True)
+    out = buf.getvalue()
+    for value in ("ann@shop.example", "7946 0958", "GB82WEST12345698765432", "cvv 123", "123-45-6789"):
+        assert value not in out
+    assert "a***@shop.example" in out and "[national_id]" in out and "cvv ***" in out
+    assert "order AB123456 on 2026-11-30 09:15:00 for €1,234.56, ticket C-1042" in out

@@ -104,6 +104,7 @@ async def test_reopen_runs_no_migration_and_keeps_data(tmp_path: Path, caplog: p
     await s.close()
 
     caplog.set_level("INFO", logger="bot.storage.sqlite")
+    caplog.clear()                  # only what the reopening logs
     s = await open_store(f"sqlite:///{db}")
     try:
         assert not [r for r in caplog.records if "migrating" in r.getMessage()]

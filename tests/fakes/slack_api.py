@@ -502,6 +502,15 @@ class FakeSlack(FakeServer):
         self.messages.pop((channel, ts), None)
         return {"ok": True, "channel": channel, "ts": ts}
 
+    def _m_conversations_replies(self, call: Call) -> dict:
+        a = call.args
+        channel, ts = a.get("channel"), a.get("ts")
+        found = sorted((m for (c, t), m in self.messages.items()
+                        if c == channel and (t == ts or m.get("thread_ts") == ts)), key=lambda m: m["ts"])
+        if not found:
+            return {"ok": False, "error": "thread_not_found"}
+        return {"ok": True, "messages": found, "has_more": False, "response_metadata": {"next_cursor": ""}}
+
     def _m_chat_postEphemeral(self, call: Call) -> dict:
         a = call.args
         if not a.get("channel"):
