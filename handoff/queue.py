@@ -254,9 +254,11 @@ class HandoffQueue:
         log.info("handoff %s taken over by %s from %s", handoff_id, agent, previous)
         return await self._announce("claimed", handoff_id)
 
-    async def add_note(self, conversation_id: str, agent: str, text: str, *, via: str = "") -> Note:
+    async def add_note(self, conversation_id: str, agent: str, text: str, *, via: str = "",
+                       announce: bool = True) -> Note:
         """An internal note on the conversation (with its handoff in the queue, if any): kept
-        with it, shown on both desks, never sent to the customer."""
+        with it, shown on both desks, never sent to the customer. ``announce`` False: the caller
+        publishes the ``note`` event itself (the Slack desk, once it recorded the note as in its thread)."""
         text = text.strip()
         if not text:
             raise DeskError("the note is empty")
@@ -268,7 +270,8 @@ class HandoffQueue:
         h = await self.store.active_handoff(conversation_id)
         note = await self.store.add_note(conversation_id, author=agent, text=text, at=utcnow(),
                                          handoff_id=h.id if h else None, via=via)
-        self.events.publish(Event("note", conversation_id, h.id if h else None, {"note_id": note.id, "via": via}))
+        if announce:
+            self.events.publish(Event("note", conversation_id, h.id if h else None, {"note_id": note.id, "via": via}))
         return note
 
     async def _note(self, h: HandoffRecord, agent: str, text: str, *, via: str) -> None:

@@ -20,6 +20,7 @@ from . import ops_public as public
 from . import ops_search as search_ops
 from . import ops_agents as agents
 from . import ops_work as work
+from . import ops_actions as actions
 from .health import StorageHealth
 from .sql import Op
 
@@ -198,6 +199,8 @@ class Operations:
     decide_compensation = operation(work.decide_compensation)
     audit = operation(work.audit)
     audit_log = operation(work.audit_log)
+    # the desks' actions between agents: bot.storage.ops_actions (reads only)
+    was_seen = operation(actions.was_seen)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.
