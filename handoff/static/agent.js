@@ -387,6 +387,7 @@
     box.replaceChildren(...msgs.map((m) => renderMessage(m, customer, none)));
     if (!msgs.length) box.append(el("p", { class: "none", text: "No messages." }));
     box.scrollTop = box.scrollHeight;
+    document.dispatchEvent(new CustomEvent("omnibot:rendered"));
   }
 
   async function reopen(button) {
@@ -515,6 +516,7 @@
     renderUnreachable(d.context);
     renderTranscript(d.handoff, d.context, atBottom || state.scrollDown);
     state.scrollDown = false;
+    document.dispatchEvent(new CustomEvent("omnibot:rendered"));   // desk_actions.js: notes, transfer
   }
 
   function renderHeader(h, ctx) {
@@ -946,6 +948,9 @@
   }
 
   // -- wiring ------------------------------------------------------------------------
+
+  // for the desk's other scripts (desk_actions.js)
+  window.omnibotDesk = { state, api, el, toast, reportError, refreshAll, loadDetail, mine, timeEl };
 
   $("#login-form").addEventListener("submit", login);
   $("#logout-btn").addEventListener("click", logout);
