@@ -7,12 +7,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-
-from bot.agents import add_agent, new_token, token_hash
-from bot.model import utcnow
 from conftest import FakeClock, Running
 from e2e.chat import ChatClient
 from e2e.test_agent_accounts import handoff
+
+from bot.agents import add_agent, new_token, token_hash
+from bot.model import utcnow
 
 PEOPLE = [("Anna Smith", "anna@shop.test", ["support"], "agent"),
           ("Bob Lee", "bob@shop.test", ["support"], "agent"),
