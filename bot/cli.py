@@ -128,7 +128,7 @@ async def _build(config: Config):  # type: ignore[no-untyped-def]
 @click.argument("flows_dir", required=False, type=click.Path())
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
 def validate(flows_dir: str | None, config_path: str | None) -> None:
-    """Check flow files and report every error as file:line: reason.
+    """Check flow files (and canned/ replies) and report every error as file:line: reason.
 
     FLOWS_DIR defaults to flows.path from the config. Exits 1 if anything is wrong.
     """
@@ -136,8 +136,20 @@ def validate(flows_dir: str | None, config_path: str | None) -> None:
 
     config = _load(config_path)
     path = Path(flows_dir) if flows_dir else config.resolve(config.flows.path)
+    from handoff.canned import load_canned
+
     try:
-        fs = load_flows(path, teams=config.handoff.teams.keys())
+        errors: list = []
+        try:
+            fs = load_flows(path, teams=config.handoff.teams.keys())
+        except FlowValidationError as exc:
+            errors += exc.errors
+        try:
+            canned = load_canned(path)      # the desk's canned replies in canned/
+        except FlowValidationError as exc:
+            errors += exc.errors
+        if errors:
+            raise FlowValidationError(errors)
     except FlowValidationError as exc:
         for e in exc.errors:
             click.echo(str(e), err=True)
@@ -146,7 +158,8 @@ def validate(flows_dir: str | None, config_path: str | None) -> None:
     steps = sum(len(f.steps) for f in fs.flows.values())
     examples = sum(len(i.examples) for i in fs.intents.values())
     click.echo(f"OK: {len(fs.flows)} flows ({steps} steps), {len(fs.intents)} intents "
-               f"({examples} examples) in {len(fs.files)} file(s) under {path}")
+               f"({examples} examples) in {len(fs.files)} file(s) under {path}"
+               + (f"; {len(canned)} canned replies" if len(canned) else ""))
 
 
 @main.command()

@@ -81,6 +81,9 @@ class AgentDeskConfig(_Model):
                              description="first run only: while no agent account exists, anyone with it "
                              "logs in to /agent under any name; set OMNIBOT_AGENT_TOKEN")
     session_hours: float = Field(12, gt=0, le=24 * 30, description="how long an agent's login lasts")
+    takeover_idle_minutes: float = Field(15, ge=0, le=24 * 60, description="an agent (not a supervisor) may "
+                                         "take over a conversation another agent holds once that agent has not "
+                                         "replied for this long")
 
 
 class PublicConfig(_Model):

@@ -127,7 +127,9 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
     root = Path(path)
     errs = _Collector()
     if root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        # canned/ holds the desk's canned replies (handoff/canned.py), not flows
+        files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+                       and p.relative_to(root).parts[0] != "canned")
         if not files:
             errs.add("no flow files (*.yaml) in this folder", str(root), None)
     elif root.is_file():

@@ -4,7 +4,8 @@ One message (the "card") per handoff goes to its team's channel, with the
 whole context and buttons (Claim, Resolve, Back to bot, Transfer). After a
 claim, what the claiming agent writes in the card's thread goes to the
 customer; what the customer writes appears in the thread. Thread messages
-starting with ``note_prefix`` are internal notes. Edits and deletions in
+starting with ``note:`` or ``note_prefix`` are internal notes, kept and shown on the web desk;
+notes, transfer, take-over and canned replies are :mod:`handoff.slack_commands`. Edits and deletions in
 Slack are not relayed: the agent is told so in the thread.
 
 Everything Slack shows is derived from storage and kept in step by
@@ -47,6 +48,7 @@ from connectors.base import RETRY_AFTER_UNAVAILABLE, read_body
 from .queue import DeskError, HandoffQueue
 from .roles import can
 from .slack_card import CardRenderer, escape, unescape
+from .slack_commands import SlackCommands
 from .slack_http import SlackRequestError, check_signature, parse_body
 from .slack_poster import URGENT, SlackPoster
 from .slack_sync import DESK, DeskSync
@@ -54,7 +56,7 @@ from .slack_sync import DESK, DeskSync
 log = logging.getLogger(__name__)
 
 SWEEP_LEASE = "slack-sync"
-SYNC_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "delivery_failed")
+SYNC_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "delivery_failed", "note")
 TEXT_COMMANDS = {"!claim": "claim", "!resolve": "resolve", "!back": "back", "!transfer": "transfer"}
 UNAVAILABLE_TEXT = ("Not sent: we could not save it just now (storage unavailable), so nothing reached "
                     "the customer. Please send it again in a minute.")
@@ -106,6 +108,7 @@ class SlackDesk:
         self._tasks: list[asyncio.Task[None]] = []
         self.state = "starting"     # /readyz: starting | ok | degraded: ... | failing: ...
         self._socket_handler: Any = None
+        self.commands = SlackCommands(self)   # notes, transfer, take-over, canned replies (loads canned/)
         self._register()
 
     # -- wiring ----------------------------------------------------------------
@@ -252,6 +255,8 @@ class SlackDesk:
         """``/omnibot claim|resolve|back|transfer TEAM <reference or handoff id>``."""
         await ack()
         user, channel = command.get("user_id", ""), command.get("channel_id", "")
+        if await self.commands.command(command.get("text") or "", user, channel):
+            return        # note, transfer, takeover, reply, canned: handoff.slack_commands
         words = (command.get("text") or "").split()
         usage = "Usage: /omnibot claim|resolve|back <C-1001 or handoff id>, or /omnibot transfer TEAM <ref>"
         if not words or words[0] not in ("claim", "resolve", "back", "transfer"):
@@ -282,8 +287,10 @@ class SlackDesk:
         if subtype not in (None, "file_share", "thread_broadcast"):
             return
         text = unescape(event.get("text") or "").strip()
-        if not text or text.startswith(self.cfg.note_prefix):
-            return   # an internal note
+        if text and await self.commands.thread(link, text, user, channel, thread_ts):
+            return   # an internal note, or !transfer, !takeover, !reply: handoff.slack_commands
+        if not text:
+            return
         first = text.split()[0].lower()
         if first in TEXT_COMMANDS:
             rest = text.split()[1:]

@@ -30,6 +30,7 @@ from bot.storage.base import AgentAccount
 
 from .context import handoff_context, handoff_summary
 from .desk_customers import DeskCustomers, queue_views
+from .desk_actions import DeskActions
 from .queue import DeskError, HandoffQueue
 from .roles import can, who_may
 
@@ -38,6 +39,7 @@ STATIC = Path(__file__).parent / "static"
 COOKIE = "omnibot_agent"
 DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "sla", "delivery_failed",
                "csat",     # a customer answered the survey of a resolved ticket
+               "note",     # an internal note (handoff.desk_actions); never reaches the customer
                "resync")   # resync: live events were lost (another instance's bus reconnected); reload
 
 
@@ -97,6 +99,7 @@ class AgentDeskWeb:
         self.sessions = Sessions(secret, hours=config.agent_desk.session_hours)   # accounts' cookies
         self._accounts = False       # whether an agent account exists (then the shared token is off)
         self._sockets: set[web.WebSocketResponse] = set()
+        self.actions = DeskActions(self)   # transfer, take-over, notes, canned replies (loads canned/)
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
@@ -108,6 +111,7 @@ class AgentDeskWeb:
         r.add_get("/agent/api/auth", self.auth_mode)
         r.add_get("/agent/api/queue", self.list_queue)
         r.add_get("/agent/api/handoffs/{id}", self.detail)
+        self.actions.add_routes(app)      # before the generic {action} route below
         r.add_post("/agent/api/handoffs/{id}/{action}", self.action)
         r.add_post("/agent/api/upload", self.upload)
         r.add_get("/agent/ws", self.ws)
@@ -291,6 +295,7 @@ class AgentDeskWeb:
             return web.json_response({"error": str(exc)}, status=exc.status)
         self._forbid(account, "view", h)
         context = await handoff_context(self.store, self.config, h, flows=self.flows)
+        context["notes"] = [n.to_dict() for n in await self.store.notes_of(h.conversation_id)]
         conv = context.get("conversation") or {}
         window = getattr(self.connectors.get(conv.get("channel", "")), "reply_window", None)
         if window is not None and conv.get("external_id"):
@@ -435,6 +440,7 @@ class AgentDeskWeb:
         h = await self.store.active_handoff(cid)
         record["handoff"] = await handoff_summary(self.store, self.config, h) if h else None
         record["team_names"] = {t: self.config.handoff.team_name(t) for t in self.config.handoff.teams}
+        record["notes"] = [n.to_dict() for n in await self.store.notes_of(cid)]
         return web.json_response(record)
 
     async def reopen(self, request: web.Request) -> web.Response:

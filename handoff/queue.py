@@ -9,7 +9,7 @@ is told.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable, Sequence
 
 from bot.config import Config
@@ -19,10 +19,14 @@ from bot.locks import KeyedLock
 from bot.model import Attachment, ConversationState, Message, Outbound, utcnow
 from bot.runtime import first_name
 from bot.storage import HandoffRecord, Store
+from bot.storage.base import AgentAccount
+from bot.storage.ops_work import Note
 
 from .states import CONVERSATION_STATE, HandoffState, next_state
 
 log = logging.getLogger(__name__)
+
+NOTE_MAX = 4000   # characters in an internal note
 
 # (handoff, agent, result) -> (replies, flow state to keep, conversation state) or None
 OnResolved = Callable[[HandoffRecord, str, "str | None"],
@@ -68,6 +72,7 @@ class HandoffQueue:
         self.wake_delivery = wake_delivery
         self.reset_flow = reset_flow
         self.on_resolved = on_resolved
+        self.clock: Callable[[], datetime] = utcnow    # take-over's idle time (tests set it)
 
     async def list(self, *, team: str | None = None) -> list[HandoffRecord]:
         """Queued and claimed handoffs, highest priority first, then oldest."""
@@ -155,26 +160,134 @@ class HandoffQueue:
         log.info("handoff %s %s by %s", handoff_id, new.value, agent)
         return await self._announce(new.value, handoff_id)
 
-    async def transfer(self, handoff_id: str, agent: str, team: str) -> HandoffRecord:
-        """Move the handoff to another team's queue; the customer is told to whom."""
-        if team not in self.config.handoff.teams:
-            raise DeskError(f"no team {team!r} (teams: {', '.join(self.config.handoff.teams)})")
+    async def transfer(self, handoff_id: str, agent: str, team: str | None = None, *,
+                       to: AgentAccount | None = None, note: str | None = None) -> HandoffRecord:
+        """Move the handoff to another team's queue, or straight to the agent ``to`` (then it is
+        theirs, claimed, in ``team``: by default the handoff's team if ``to`` works it, else
+        ``to``'s only team); the customer is told why and to whom. ``note`` (optional) is kept
+        as an internal note for the receiver, never sent to the customer.
+
+        Raises:
+            DeskError: no such team; ``to`` is disabled or not of the team (400).
+            Conflict: another agent holds it; it is already there (409).
+        """
+        teams = self.config.handoff.teams
+        if team is not None and team not in teams:
+            raise DeskError(f"no team {team!r} (teams: {', '.join(teams)})")
+        note = (note or "").strip()[:NOTE_MAX] or None
         h = await self.get(handoff_id)
+        if to is not None:
+            if to.disabled:
+                raise DeskError(f"{to.name}'s account is disabled")
+            if team is None:
+                mine = [t for t in to.teams if t in teams]
+                team = h.team if (h.team in to.teams or to.role == "admin") else (mine[0] if len(mine) == 1 else None)
+                if team is None:
+                    raise DeskError(f"{to.name} works {', '.join(to.teams) or 'no team'}: say which team")
+            if team not in to.teams and to.role != "admin":
+                raise DeskError(f"{to.name} is not in team {self.config.handoff.team_name(team)} "
+                                f"(their teams: {', '.join(to.teams) or 'none'})")
+            if to.name == agent:
+                raise DeskError("that is you: claim it instead")
+        elif team is None:
+            raise DeskError("say to which team or agent")
         async with self.locks(h.conversation_id):
             h = await self.get(handoff_id)
             if h.state == "claimed" and h.agent != agent:
                 raise Conflict(f"claimed by {h.agent}; only they can transfer it")
-            if h.team == team:
-                raise Conflict(f"it is already with {self.config.handoff.team_name(team)}")
-            new = self._next(h, "transfer")
-            told = Outbound(f"{first_name(agent)} is transferring you to our {self.config.handoff.team_name(team)} "
-                            "team, who can best help with this. They see everything so far.", role="system")
+            team_name = self.config.handoff.team_name(team)
+            if to is None:
+                if h.team == team:
+                    raise Conflict(f"it is already with {team_name}")
+                new = self._next(h, "transfer")
+                told = Outbound(f"{first_name(agent)} is transferring you to our {team_name} "
+                                "team, who can best help with this. They see everything so far.", role="system")
+            else:
+                new = self._next(h, "assign")
+                told = Outbound(f"{first_name(agent)} is transferring you to {first_name(to.name)} from {team_name}, "
+                                "who can best help with this. They see everything so far.", role="system")
             if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value, team=team,
+                                                       agent=to.name if to else None,
                                                        conversation_state=CONVERSATION_STATE[new],
                                                        replies=[told]):
                 raise Conflict("the handoff changed meanwhile; reload")
-        log.info("handoff %s transferred to %s by %s", handoff_id, team, agent)
+            if note:
+                await self._note(h, agent, f"Transfer note for {to.name if to else team_name}: {note}", via="")
+        log.info("handoff %s transferred to %s by %s", handoff_id, to.name if to else team, agent)
         return await self._announce("transferred", handoff_id)
+
+    async def take_over(self, handoff_id: str, agent: str, *, idle: timedelta | None = None) -> HandoffRecord:
+        """Take a conversation another agent holds. ``idle``: only if its holder has not replied
+        for that long (since they claimed it, or since their last message, whichever is later);
+        None: at any time (a supervisor). The customer is told who continues; the previous
+        holder finds an internal note (and their desk tells them).
+
+        Raises:
+            Conflict: nobody holds it (claim it), ``agent`` holds it already, or the holder
+                replied less than ``idle`` ago (409).
+        """
+        h = await self.get(handoff_id)
+        async with self.locks(h.conversation_id):
+            h = await self.get(handoff_id)
+            if h.state != "claimed":
+                raise Conflict(f"nobody holds it (it is {h.state}): claim it instead" if h.state == "queued"
+                               else f"it is {h.state}")
+            if h.agent == agent:
+                raise Conflict("you hold it already")
+            previous = h.agent or "someone"
+            quiet = self.clock() - await self._last_activity(h)
+            if idle is not None and quiet < idle:
+                wait = int((idle - quiet).total_seconds() // 60) + 1
+                raise Conflict(f"{previous} is still on it (last reply {int(quiet.total_seconds() // 60)} min "
+                               f"ago): an agent may take over after {int(idle.total_seconds() // 60)} min without "
+                               f"a reply, in {wait} min; a supervisor may at any time")
+            new = self._next(h, "take_over")
+            team = self.config.handoff.team_name(h.team)
+            told = Outbound(f"{first_name(agent)} from {team} is taking over from {first_name(previous)} "
+                            "and will continue with you.", role="system")
+            if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value, agent=agent,
+                                                       conversation_state=CONVERSATION_STATE[new],
+                                                       replies=[told]):
+                raise Conflict("the handoff changed meanwhile; reload")
+            await self._note(h, agent, f"{agent} took over this conversation from {previous} (no reply from "
+                             f"{first_name(previous)} for {int(quiet.total_seconds() // 60)} min).", via="")
+        log.info("handoff %s taken over by %s from %s", handoff_id, agent, previous)
+        return await self._announce("claimed", handoff_id)
+
+    async def add_note(self, conversation_id: str, agent: str, text: str, *, via: str = "",
+                       announce: bool = True) -> Note:
+        """An internal note on the conversation (with its handoff in the queue, if any): kept
+        with it, shown on both desks, never sent to the customer. ``announce`` False: the caller
+        publishes the ``note`` event itself (the Slack desk, once it recorded the note as in its thread)."""
+        text = text.strip()
+        if not text:
+            raise DeskError("the note is empty")
+        if len(text) > NOTE_MAX:
+            raise DeskError(f"a note is at most {NOTE_MAX} characters")
+        conv = await self.store.get_conversation(conversation_id)
+        if conv is None:
+            raise NotFound(f"no conversation {conversation_id}")
+        h = await self.store.active_handoff(conversation_id)
+        note = await self.store.add_note(conversation_id, author=agent, text=text, at=utcnow(),
+                                         handoff_id=h.id if h else None, via=via)
+        if announce:
+            self.events.publish(Event("note", conversation_id, h.id if h else None, {"note_id": note.id, "via": via}))
+        return note
+
+    async def _note(self, h: HandoffRecord, agent: str, text: str, *, via: str) -> None:
+        note = await self.store.add_note(h.conversation_id, author=agent, text=text, at=utcnow(),
+                                         handoff_id=h.id, via=via)
+        self.events.publish(Event("note", h.conversation_id, h.id, {"note_id": note.id, "via": via}))
+
+    async def _last_activity(self, h: HandoffRecord) -> datetime:
+        """When the holder of ``h`` last acted: their claim, or their last reply if later."""
+        since = h.claimed_at or h.created_at
+        for m in reversed(await self.store.history(h.conversation_id, limit=200)):
+            if m.created_at <= since:
+                break
+            if m.direction == "out" and m.role == "agent":   # only the holder can reply while it is held
+                return m.created_at
+        return since
 
     async def reopen(self, conversation_id: str, agent: str, *, note: str | None = None) -> HandoffRecord:
         """Put a past conversation back in the queue of the team that had it last.

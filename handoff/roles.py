@@ -4,7 +4,8 @@
   resolves, transfers and hands back those nobody else holds (a reply needs their claim: the
   queue's rule); resolves their teams' complaint tickets.
 * **supervisor** (department head) has all of their teams: besides an agent's rights there, may
-  take over a handoff another agent holds, reassign, review and approve, and resolve or hand
+  take over a handoff another agent holds at any time (an agent only once its holder has been idle
+  for ``agent_desk.takeover_idle_minutes``: :func:`take_over_rule`), reassign, review and approve, and resolve or hand
   back any of their teams' handoffs.
 * **admin** may do everything, in every team, including everyone's metrics and configuration.
 
@@ -63,6 +64,17 @@ def can(account: AgentAccount, action: str, target: Target | Any = None) -> bool
     # claim, reply, resolve, transfer, hand_back: never in a conversation another agent holds (the
     # queue then asks for a claim before a reply, and lets a queued one be resolved or handed back)
     return holder is None or mine
+
+
+def take_over_rule(account: AgentAccount, target: Target | Any) -> str | None:
+    """How ``account`` may take over ``target`` (a handoff another agent holds): ``"any time"`` (a
+    supervisor of its team, or an admin), ``"when idle"`` (an agent of its team: only after the
+    holder has not replied for ``agent_desk.takeover_idle_minutes``), or None (not at all)."""
+    if can(account, "take_over", target):
+        return "any time"
+    if not account.disabled and account.role == "agent" and getattr(target, "team", None) in account.teams:
+        return "when idle"
+    return None
 
 
 def who_may(action: str) -> str:

@@ -40,6 +40,7 @@ from bot.storage import HandoffRecord, Store
 
 from .context import handoff_context
 from .slack_card import ACTIVE, CardRenderer, card_hash, escape
+from .slack_commands import relay_notes
 from .slack_poster import CARD, REFRESH, URGENT, SlackPoster
 
 if TYPE_CHECKING:
@@ -283,6 +284,7 @@ class DeskSync:
                 upto = m.id
             if len(batch) < RELAY_BATCH:
                 break
+        await relay_notes(self.store, self.poster, h, link)     # web-desk notes, marked as notes
         await self._report_failures(h, link)
         await self._alert_if_waiting(h, link)
 

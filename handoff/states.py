@@ -30,6 +30,9 @@ TRANSITIONS: Final[dict[tuple[HandoffState, str], HandoffState]] = {
     (HandoffState.CLAIMED, "resolve"): HandoffState.RESOLVED,
     (HandoffState.QUEUED, "transfer"): HandoffState.QUEUED,    # to another team's queue
     (HandoffState.CLAIMED, "transfer"): HandoffState.QUEUED,
+    (HandoffState.QUEUED, "assign"): HandoffState.CLAIMED,     # transferred to a named agent: theirs at once
+    (HandoffState.CLAIMED, "assign"): HandoffState.CLAIMED,
+    (HandoffState.CLAIMED, "take_over"): HandoffState.CLAIMED,  # another agent takes it from its holder
 }
 
 # What the conversation becomes after each resulting handoff state.

@@ -23,6 +23,7 @@ from . import ops_work as work
 from . import ops_customers as customers_ops
 from . import ops_figures as figures
 from . import ops_privacy as privacy
+from . import ops_actions as actions
 from .health import StorageHealth
 from .sql import Op
 
@@ -225,6 +226,8 @@ class Operations:
     expire_attachments = operation(privacy.expire_attachments)
     expire_conversations = operation(privacy.expire_conversations)
     expire_audit = operation(privacy.expire_audit)
+    # the desks' actions between agents: bot.storage.ops_actions (reads only)
+    was_seen = operation(actions.was_seen)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.

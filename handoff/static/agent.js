@@ -390,6 +390,7 @@
     box.replaceChildren(...msgs.map((m) => renderMessage(m, customer, none)));
     if (!msgs.length) box.append(el("p", { class: "none", text: "No messages." }));
     box.scrollTop = box.scrollHeight;
+    document.dispatchEvent(new CustomEvent("omnibot:rendered"));
   }
 
   async function reopen(button) {
@@ -521,6 +522,7 @@
     renderTranscript(d.handoff, d.context, atBottom || state.scrollDown);
     state.scrollDown = false;
     if (views) views.onDetail(d);
+    document.dispatchEvent(new CustomEvent("omnibot:rendered"));   // desk_actions.js: notes, transfer
   }
 
   function renderHeader(h, ctx) {
@@ -955,6 +957,9 @@
   }
 
   // -- wiring ------------------------------------------------------------------------
+
+  // for the desk's other scripts (desk_actions.js)
+  window.omnibotDesk = { state, api, el, toast, reportError, refreshAll, loadDetail, mine, timeEl };
 
   $("#login-form").addEventListener("submit", login);
   $("#logout-btn").addEventListener("click", logout);

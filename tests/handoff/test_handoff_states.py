@@ -11,7 +11,7 @@ from bot.model import ConversationState
 from handoff.states import CONVERSATION_STATE, TRANSITIONS, HandoffState, next_state
 
 S = HandoffState
-EVENTS = ["claim", "cancel", "resolve", "release", "hand_back", "transfer"]
+EVENTS = ["claim", "cancel", "resolve", "release", "hand_back", "transfer", "assign", "take_over"]
 
 # The specification, written out independently of the implementation's table.
 ALLOWED = {
@@ -23,6 +23,9 @@ ALLOWED = {
     (S.CLAIMED, "resolve"): S.RESOLVED,
     (S.QUEUED, "transfer"): S.QUEUED,
     (S.CLAIMED, "transfer"): S.QUEUED,
+    (S.QUEUED, "assign"): S.CLAIMED,         # transferred to a named agent
+    (S.CLAIMED, "assign"): S.CLAIMED,
+    (S.CLAIMED, "take_over"): S.CLAIMED,     # another agent takes it from its holder
 }
 
 PAIRS = list(itertools.product(list(HandoffState), EVENTS + ["bogus", ""]))
