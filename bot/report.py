@@ -31,6 +31,8 @@ from bot.config import ComplaintsConfig
 from bot.storage import Store, open_store
 from handoff.sla import breached
 
+from .report_review import render_review, review_figures
+
 GROUPS = ("category", "team", "channel")
 
 
@@ -136,6 +138,7 @@ async def report(store: Store, *, since: datetime | None = None, until: datetime
         "handoffs": sum(1 for c in talked if c in handed),
     }
     out.update(_ticket_figures(tickets, all_tickets, cfg, now))
+    out.update(await review_figures(store, *period, cfg, now, inside))   # review, communicate, compensation
     if by is not None:
         groups: dict[str, list[_T]] = defaultdict(list)
         for t in tickets:
@@ -215,6 +218,7 @@ def render(r: dict[str, Any]) -> str:
                 f"{indent}repeat complaints       {t['repeat_complaints']} ({rep})"]
 
     lines += tickets(r)
+    lines += render_review(r)
     for name, g in (r.get("groups") or {}).items():
         lines += ["", f"  {r['by']}: {name}"] + tickets(g, "    ")
     return "\n".join(lines)

@@ -37,6 +37,7 @@ STATIC = Path(__file__).parent / "static"
 COOKIE = "omnibot_agent"
 DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "sla", "delivery_failed",
                "csat",     # a customer answered the survey of a resolved ticket
+               "review",   # a review or compensation step (handoff.review)
                "resync")   # resync: live events were lost (another instance's bus reconnected); reload
 
 
@@ -94,6 +95,7 @@ class AgentDeskWeb:
         self.sessions = Sessions(secret, hours=config.agent_desk.session_hours)   # accounts' cookies
         self._accounts = False       # whether an agent account exists (then the shared token is off)
         self._sockets: set[web.WebSocketResponse] = set()
+        self.reviews: Any = None         # handoff.review.Reviews (set by the app): outcome, review, authority
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
@@ -105,6 +107,9 @@ class AgentDeskWeb:
         r.add_get("/agent/api/auth", self.auth_mode)
         r.add_get("/agent/api/queue", self.list_queue)
         r.add_get("/agent/api/handoffs/{id}", self.detail)
+        if self.reviews is not None:     # before the generic {action} route: resolve goes through the review
+            from .desk_review import ReviewWeb
+            ReviewWeb(self, self.reviews).add_routes(app)
         r.add_post("/agent/api/handoffs/{id}/{action}", self.action)
         r.add_post("/agent/api/upload", self.upload)
         r.add_get("/agent/ws", self.ws)
@@ -470,6 +475,8 @@ class AgentDeskWeb:
                              "conversation_id": ev.conversation_id}
                     if ev.kind == "sla":      # an SLA warning or breach: show it to every agent
                         frame["alert"] = ev.data
+                    elif ev.kind == "review":  # {"what": "review_pending", "reference", ...}
+                        frame["review"] = ev.data
                     elif ev.kind == "csat":   # the survey's answer: {"reference", "score"}
                         frame.update({k: ev.data.get(k) for k in ("reference", "score")})
                     elif ev.kind == "delivery_failed":   # a message did not reach the customer

@@ -20,6 +20,7 @@ from . import ops_public as public
 from . import ops_search as search_ops
 from . import ops_agents as agents
 from . import ops_work as work
+from . import ops_review as review
 from .health import StorageHealth
 from .sql import Op
 
@@ -37,7 +38,8 @@ WRITES = frozenset({
     "save_media", "whatsapp_saw_inbound", "whatsapp_note_sent", "whatsapp_apply_status",
     "hold_public_message", "redeem_public_token",
     "create_agent", "set_agent_disabled", "set_agent_password", "set_agent_token",
-    "add_note", "mark_read", "add_compensation", "decide_compensation", "audit"})
+    "add_note", "mark_read", "add_compensation", "decide_compensation", "audit",
+    "propose_review", "decide_review", "undo_approval", "mark_communicated"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -198,6 +200,14 @@ class Operations:
     decide_compensation = operation(work.decide_compensation)
     audit = operation(work.audit)
     audit_log = operation(work.audit_log)
+    # the review of a complaint's resolution (handoff.review): bot.storage.ops_review
+    propose_review = operation(review.propose_review)
+    decide_review = operation(review.decide_review)
+    undo_approval = operation(review.undo_approval)
+    mark_communicated = operation(review.mark_communicated)
+    tickets_in_review = operation(review.tickets_in_review)
+    report_reviews = operation(review.report_reviews)
+    report_compensations = operation(review.report_compensations)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.
