@@ -39,7 +39,7 @@ WRITES = frozenset({
     "hold_public_message", "redeem_public_token",
     "create_agent", "set_agent_disabled", "set_agent_password", "set_agent_token",
     "add_note", "mark_read", "add_compensation", "decide_compensation", "audit",
-    "propose_review", "decide_review", "undo_approval", "mark_communicated"})
+    "propose_review", "decide_review", "mark_communicated"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -203,7 +203,6 @@ class Operations:
     # the review of a complaint's resolution (handoff.review): bot.storage.ops_review
     propose_review = operation(review.propose_review)
     decide_review = operation(review.decide_review)
-    undo_approval = operation(review.undo_approval)
     mark_communicated = operation(review.mark_communicated)
     tickets_in_review = operation(review.tickets_in_review)
     report_reviews = operation(review.report_reviews)

@@ -28,7 +28,7 @@ def propose_review(reference: str, *, result: str, by: str, at: datetime) -> Op[
     n = yield Run("UPDATE tickets SET review_state='pending', proposed_result=?, proposed_by=?, proposed_at=?, "
                   "reviewed_by=NULL, reviewed_at=NULL, communicated_at=NULL, updated_at=? "
                   "WHERE reference=? AND resolved_at IS NULL AND COALESCE(review_state, '') <> 'pending' "
-                  "AND NOT (review_state = 'approved' AND communicated_at IS NULL)",
+                  "AND NOT (COALESCE(review_state, '') = 'approved' AND communicated_at IS NULL)",
                   (result, by, iso(at), iso(at), reference))
     if n != 1:
         return None
@@ -48,18 +48,6 @@ def decide_review(reference: str, *, approve: bool, by: str, at: datetime,
     else:
         n = yield Run("UPDATE tickets SET review_state='returned', reviewed_by=?, reviewed_at=?, review_note=?, "
                       "updated_at=? " + where, (by, iso(at), note, iso(at), reference))
-    if n != 1:
-        return None
-    return (yield from get_ticket(reference))
-
-
-@transaction
-def undo_approval(reference: str, *, at: datetime) -> Op[Ticket | None]:
-    """Back to ``pending``: an approval whose result could not be stored with the customer's message
-    (nothing was told). None if it was not approved-and-untold."""
-    n = yield Run("UPDATE tickets SET review_state='pending', reviewed_by=NULL, reviewed_at=NULL, updated_at=? "
-                  "WHERE reference=? AND review_state='approved' AND communicated_at IS NULL",
-                  (iso(at), reference))
     if n != 1:
         return None
     return (yield from get_ticket(reference))

@@ -23,7 +23,7 @@ HERE = Path(__file__).parent
 # The files whose tests take the ``store`` fixture: together, the contract suite.
 CONTRACT_FILES = [HERE / "test_storage.py", HERE / "test_store_contract.py", HERE / "test_media_store.py",
                   HERE / "test_report.py", HERE / "test_store_whatsapp.py", HERE / "test_search.py", HERE / "test_agents.py",
-                  HERE / "test_store_work.py",
+                  HERE / "test_store_work.py", HERE / "test_store_review.py",
                   # the report's reads are called by report(store), which test_report runs on both backends
                   HERE.parent.parent / "bot" / "report.py"]
 
