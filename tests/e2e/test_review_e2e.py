@@ -62,14 +62,15 @@ async def complaint(r: Running, *, severity: str, ext: str = "ada", ref: str = "
     got = await store.record_inbound(Inbound(channel="webchat", external_id=ext, platform_message_id=f"{ext}:1",
                                              text="the lamp arrived broken"))
     cid = got.conversation.id
-    await store.create_ticket(Ticket(reference=ref, customer_id=got.customer.id, conversation_id=cid,
+    t = await store.create_ticket(Ticket(reference=ref, customer_id=got.customer.id, conversation_id=cid,
                                      status="received", category="product", severity=severity,
                                      department="customer_care", team="complaints", priority=2,
                                      created_at=datetime.now(timezone.utc)))
     if not handoff:
         return cid, None
     await store.commit_turn(cid, inbound_id=got.message.id, flow_state=None, replies=[Outbound("connecting you")],
-                            handoff=HandoffSpec(team="complaints", reason="complaint", priority=2, context={},
+                            handoff=HandoffSpec(team="complaints", reason="complaint", priority=2,
+                                                context={"ticket": t.summary(), "reference": ref},   # as the flow does
                                                 message=lambda position: Outbound(f"you are number {position}")))
     h = await store.active_handoff(cid)
     assert h is not None
