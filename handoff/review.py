@@ -176,7 +176,12 @@ class Reviews:
         if handoff is not None:
             h = await self.queue.resolve(handoff.id, account.name, result=result)
             return Outcome(False, handoff=h, ticket=await self.store.get_ticket(ticket.reference))
-        t = await self.resolutions.resolve_ticket(ticket.reference, account.name, result)
+        try:
+            t = await self.resolutions.resolve_ticket(ticket.reference, account.name, result)
+        except StorageUnavailable:
+            raise
+        except OmnibotError as exc:        # resolved meanwhile, in a conversation with the team, ...
+            raise WorkError(str(exc), getattr(exc, "status", 409)) from exc
         return Outcome(False, ticket=t)
 
     # -- review ----------------------------------------------------------------
