@@ -38,6 +38,7 @@ from handoff.tickets import Tickets, ticket_actions
 from handoff.desk_web import AgentDeskWeb
 from handoff.followups import FollowUps
 from handoff.resolution import Resolutions
+from handoff.review import Reviews
 from handoff.sla import SlaWatch
 from handoff.queue import HandoffQueue
 
@@ -65,6 +66,7 @@ class Services:
     tickets: Tickets | None = None   # its clock is the one tickets and follow-ups read
     live: Live | None = None         # in-process metrics (bot.metrics)
     sla: SlaWatch | None = None
+    reviews: Reviews | None = None   # handoff.review: outcome, review and authority
 
 
 SERVICES = web.AppKey("services", Services)
@@ -186,8 +188,15 @@ async def build_services(config: Config) -> Services:
                           wake_delivery=delivery.wake)
     sla = SlaWatch(store=store, events=events, cfg=config.complaints, clock=lambda: tickets.clock(),
                    notify=[slack.sla_alert] if slack else [])
+    # resolve with an outcome, review by a supervisor, compensation within authority (both desks)
+    reviews = Reviews(store=store, queue=queue, resolutions=resolutions, config=config, events=events,
+                      clock=lambda: tickets.clock())
+    if desk is not None:
+        desk.reviews = reviews
+    if slack is not None:
+        slack.attach_reviews(reviews)
     return Services(config, store, engine, events, locks, cluster, runtime, delivery, queue, connectors, desk, webchat,
-                    slack, followups, tickets, live, sla)
+                    slack, followups, tickets, live, sla, reviews)
 
 
 async def _nobody(request: web.Request) -> bool:

@@ -325,8 +325,12 @@ class SlaConfig(_Model):
     resolve: float = Field(24 * 3600, description="resolved (told to the customer as the deadline)")
     warn_at: float = Field(0.8, gt=0, lt=1, description="share of a time limit at which the team is warned")
     follow_up: float = Field(3 * 86400, description="after resolving, ask whether it stayed solved")
+    review: float = Field(4 * 3600, description="a supervisor approves or returns a proposed resolution "
+                          "(complaints.review), from the proposal")
+    communicate: float = Field(2 * 3600, description="the customer is told an approved resolution, from "
+                               "the approval")
 
-    @field_validator("acknowledge", "resolve", "follow_up", mode="before")
+    @field_validator("acknowledge", "resolve", "follow_up", "review", "communicate", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> float:
         return parse_duration(v)
@@ -399,6 +403,30 @@ class DepartmentConfig(_Model):
                              "tickets; empty: the team the flow's handoff step names")
 
 
+class ReviewConfig(_Model):
+    """Which complaints a supervisor reviews before the customer is told (handoff.review)."""
+
+    enabled: bool = Field(True, description="resolving a complaint at or above min_severity proposes the "
+                          "result to a supervisor of its team instead")
+    min_severity: Severity = Field("high", description="the lowest severity that needs review")
+
+
+class AuthorityConfig(_Model):
+    """Up to what amount each role grants a compensation at once (handoff.compensation); above it,
+    a supervisor of the ticket's team (or an admin) approves or rejects. Empty (null): no limit."""
+
+    currency: str = Field("EUR", min_length=1, max_length=8, description="the currency of the amounts")
+    agent: float | None = Field(50, ge=0)
+    supervisor: float | None = Field(500, ge=0)
+    admin: float | None = Field(None, ge=0)
+    kinds: list[str] = Field(default_factory=lambda: ["refund", "replacement", "discount"],
+                             description="what may be granted")
+
+    def limit(self, role: str) -> float | None:
+        """The role's limit (None: unlimited); an unknown role may grant nothing at once."""
+        return getattr(self, role) if role in ("agent", "supervisor", "admin") else 0.0
+
+
 class ComplaintsConfig(_Model):
     """Tickets: routing rules, severities, SLA targets."""
 
@@ -412,6 +440,8 @@ class ComplaintsConfig(_Model):
     business_hours: BusinessHours | None = Field(None, description="clocks run only in these hours; "
                                                  "empty: around the clock")
     check_every: float = Field(60, description="how often due follow-ups are looked for")
+    review: ReviewConfig = ReviewConfig()
+    authority: AuthorityConfig = AuthorityConfig()
 
     @field_validator("repeat_window", "check_every", mode="before")
     @classmethod

@@ -34,6 +34,8 @@ from bot.config import ComplaintsConfig, ReportConfig
 from bot.storage import Store, open_store
 from handoff.sla import breached
 
+from .report_review import render_review, review_figures
+
 GROUPS = ("category", "team", "channel")
 BY = GROUPS + ("agent",)      # --by agent: the per-agent figures (bot.figures) instead of ticket groups
 
@@ -141,6 +143,7 @@ async def report(store: Store, *, since: datetime | None = None, until: datetime
     out.update(_ticket_figures(tickets, all_tickets, cfg, now))
     # honest containment (replaces the plain share above), handoffs by cause, per-agent figures
     out.update(await agent_figures.service_figures(store, *period, now=now, cfg=containment))
+    out.update(await review_figures(store, *period, cfg, now, inside))   # review, communicate, compensation
     if by == "agent":
         out["by"] = by
     elif by is not None:
@@ -223,6 +226,7 @@ def render(r: dict[str, Any]) -> str:
 
     lines += agent_figures.render_lines(r, agents=r.get("by") == "agent") + [""]
     lines += tickets(r)
+    lines += render_review(r)
     for name, g in (r.get("groups") or {}).items():
         lines += ["", f"  {r['by']}: {name}"] + tickets(g, "    ")
     return "\n".join(lines)

@@ -109,7 +109,13 @@ class SlackDesk:
         self.state = "starting"     # /readyz: starting | ok | degraded: ... | failing: ...
         self._socket_handler: Any = None
         self.commands = SlackCommands(self)   # notes, transfer, take-over, canned replies (loads canned/)
+        self.reviews: Any = None      # handoff.slack_review.SlackReviews: outcome, review and approval buttons
         self._register()
+
+    def attach_reviews(self, reviews: Any) -> None:
+        """Review and authority on Slack (handoff.slack_review), over the app's handoff.review.Reviews."""
+        from .slack_review import SlackReviews
+        self.reviews = SlackReviews(self, reviews)
 
     # -- wiring ----------------------------------------------------------------
 
@@ -259,9 +265,11 @@ class SlackDesk:
             return        # note, transfer, takeover, reply, canned: handoff.slack_commands
         words = (command.get("text") or "").split()
         usage = "Usage: /omnibot claim|resolve|back <C-1001 or handoff id>, or /omnibot transfer TEAM <ref>"
-        if not words or words[0] not in ("claim", "resolve", "back", "transfer"):
+        if not words or words[0] not in ("claim", "resolve", "back", "transfer", "approve", "return"):
             await self._tell(channel, user, usage)
             return
+        if self.reviews is not None and await self.reviews.on_command(words, user, channel):
+            return                 # resolve with an outcome, approve, return (handoff.slack_review)
         kind, args = words[0], words[1:]
         team = args.pop(0) if kind == "transfer" and args else ""
         handoff_id = await self._find(args[0]) if args else None
@@ -292,6 +300,8 @@ class SlackDesk:
         if not text:
             return
         first = text.split()[0].lower()
+        if self.reviews is not None and await self.reviews.on_thread_command(text, link["handoff_id"], user, channel):
+            return                 # !resolve <outcome>, !approve, !return <note> (handoff.slack_review)
         if first in TEXT_COMMANDS:
             rest = text.split()[1:]
             await self._act(TEXT_COMMANDS[first], link["handoff_id"], user, channel,
@@ -324,6 +334,8 @@ class SlackDesk:
         try:
             if kind == "claim":
                 await self.queue.claim(handoff_id, agent)
+            elif kind == "resolve" and self.reviews is not None:
+                await self.reviews.resolve(handoff_id, user, channel, None)   # a complaint asks for the outcome
             elif kind == "resolve":
                 await self.queue.resolve(handoff_id, agent)
             elif kind == "back":

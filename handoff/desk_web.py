@@ -40,6 +40,7 @@ COOKIE = "omnibot_agent"
 DESK_EVENTS = ("queued", "claimed", "message", "resolved", "returned", "transferred", "sla", "delivery_failed",
                "csat",     # a customer answered the survey of a resolved ticket
                "note",     # an internal note (handoff.desk_actions); never reaches the customer
+               "review",   # a review or compensation step (handoff.review)
                "resync")   # resync: live events were lost (another instance's bus reconnected); reload
 
 
@@ -100,6 +101,7 @@ class AgentDeskWeb:
         self._accounts = False       # whether an agent account exists (then the shared token is off)
         self._sockets: set[web.WebSocketResponse] = set()
         self.actions = DeskActions(self)   # transfer, take-over, notes, canned replies (loads canned/)
+        self.reviews: Any = None         # handoff.review.Reviews (set by the app): outcome, review, authority
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
@@ -112,6 +114,9 @@ class AgentDeskWeb:
         r.add_get("/agent/api/queue", self.list_queue)
         r.add_get("/agent/api/handoffs/{id}", self.detail)
         self.actions.add_routes(app)      # before the generic {action} route below
+        if self.reviews is not None:     # before the generic {action} route: resolve goes through the review
+            from .desk_review import ReviewWeb
+            ReviewWeb(self, self.reviews).add_routes(app)
         r.add_post("/agent/api/handoffs/{id}/{action}", self.action)
         r.add_post("/agent/api/upload", self.upload)
         r.add_get("/agent/ws", self.ws)
@@ -480,6 +485,8 @@ class AgentDeskWeb:
                              "conversation_id": ev.conversation_id}
                     if ev.kind == "sla":      # an SLA warning or breach: show it to every agent
                         frame["alert"] = ev.data
+                    elif ev.kind == "review":  # {"what": "review_pending", "reference", ...}
+                        frame["review"] = ev.data
                     elif ev.kind == "csat":   # the survey's answer: {"reference", "score"}
                         frame.update({k: ev.data.get(k) for k in ("reference", "score")})
                     elif ev.kind == "delivery_failed":   # a message did not reach the customer

@@ -5,6 +5,14 @@ Two clocks run per open ticket:
 * acknowledge: the complaint's handoff, queued -> claimed by a person (``sla.acknowledge``);
 * resolve: ticket opened -> resolved (``sla.resolve``, the deadline the customer was told).
 
+And two more while a complaint is reviewed (:mod:`handoff.review`):
+
+* review: resolution proposed -> approved or sent back by a supervisor (``sla.review``);
+* communicate: approved -> the customer told (``sla.communicate``).
+
+Each alert is raised once per ticket and clock (a second proposal after a return does not
+warn again).
+
 :func:`deadline` and :func:`breached` are the only place that says when a clock is due and
 whether it was missed (counting only ``complaints.business_hours`` when set): the alerts
 below, the "resolve by" time told to the customer (:mod:`handoff.tickets`), the agent desk's
@@ -34,7 +42,7 @@ from bot.storage import Store, Ticket
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-Stage = Literal["acknowledge", "resolve"]
+Stage = Literal["acknowledge", "resolve", "review", "communicate"]
 
 
 class Timed(Protocol):
@@ -82,7 +90,8 @@ def deadline(ticket: Timed, stage: Stage, cfg: ComplaintsConfig, *, started: dat
         started: when the clock started, if not when the ticket was opened.
         share: a part of the limit (``sla.warn_at`` for the warning).
     """
-    limit = cfg.sla.resolve if stage == "resolve" else cfg.sla.acknowledge
+    limit = {"resolve": cfg.sla.resolve, "acknowledge": cfg.sla.acknowledge, "review": cfg.sla.review,
+             "communicate": cfg.sla.communicate}[stage]
     return run_clock(started or ticket.created_at, limit * share, cfg.business_hours)
 
 
@@ -91,9 +100,12 @@ def breached(ticket: Timed, stage: Stage, now: datetime, cfg: ComplaintsConfig, 
     """Whether ``stage`` missed its deadline: done after it, or not done and past it at ``now``.
 
     Done at the deadline itself is in time. The resolve stage is done when the ticket was
-    resolved; the acknowledge stage is only asked about while its handoff waits.
+    resolved; the acknowledge stage is only asked about while its handoff waits; review is done
+    when a supervisor decided (``reviewed_at``), communicate when the customer was told
+    (``communicated_at``); both start where ``started`` says.
     """
-    done = ticket.resolved_at if stage == "resolve" else None
+    done = {"resolve": ticket.resolved_at, "review": getattr(ticket, "reviewed_at", None),
+            "communicate": getattr(ticket, "communicated_at", None)}.get(stage)
     return (done or now) > deadline(ticket, stage, cfg, started=started)
 
 
@@ -109,7 +121,9 @@ class SlaAlert:
     severity: str
 
     def text(self, now: datetime) -> str:
-        what = {"acknowledge": "to be taken by a person", "resolve": "to be resolved"}[self.step]
+        what = {"acknowledge": "to be taken by a person", "resolve": "to be resolved",
+                "review": "to be reviewed by a supervisor",
+                "communicate": "to be told to the customer after its approval"}[self.step]
         late = now - self.due
         if self.level == "breached":
             return (f"SLA breached: complaint {self.reference} ({self.severity}) was due {what} "
@@ -170,4 +184,9 @@ class SlaWatch:
         out: list[tuple[Stage, datetime, str | None]] = [("resolve", t.created_at, queued.id if queued else None)]
         if queued is not None:   # waiting for a person: the acknowledge clock runs
             out.append(("acknowledge", queued.created_at, queued.id))
+        hid = h.id if h is not None else None
+        if t.review_state == "pending" and t.proposed_at is not None:        # a supervisor decides
+            out.append(("review", t.proposed_at, hid))
+        elif t.review_state == "approved" and t.reviewed_at is not None and t.communicated_at is None:
+            out.append(("communicate", t.reviewed_at, hid))                  # approved, customer not told
         return out

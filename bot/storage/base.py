@@ -107,12 +107,32 @@ class Ticket:
     reopened: int = 0
     sla_alerts: tuple[str, ...] = ()          # "acknowledge:near", "resolve:breached", ...
     origin: str | None = None                 # the turn step that opened it (ActionContext.key)
+    # review by a supervisor before the customer is told (handoff.review): None (not needed or
+    # not asked) | pending | returned | approved; who proposed what, who reviewed, and when the
+    # customer was told the approved result
+    review_state: str | None = None
+    proposed_result: str | None = None
+    proposed_by: str | None = None
+    proposed_at: datetime | None = None
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = None
+    review_note: str | None = None
+    communicated_at: datetime | None = None
 
     def summary(self) -> dict[str, Any]:
         """What the agent's hand-over card shows about the ticket."""
         return {"reference": self.reference, "category": self.category, "severity": self.severity,
                 "department": self.department, "priority": self.priority, "status": self.status,
                 "reasons": list(self.reasons), "created_at": self.created_at.isoformat()}
+
+    def review(self) -> dict[str, Any]:
+        """The ticket's review step, for the desks (``state`` None: never proposed)."""
+        def at(d: datetime | None) -> str | None:
+            return d.isoformat() if d else None
+        return {"state": self.review_state, "proposed_result": self.proposed_result,
+                "proposed_by": self.proposed_by, "proposed_at": at(self.proposed_at),
+                "reviewed_by": self.reviewed_by, "reviewed_at": at(self.reviewed_at), "note": self.review_note,
+                "communicated_at": at(self.communicated_at)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from . import ops_customers as customers_ops
 from . import ops_figures as figures
 from . import ops_privacy as privacy
 from . import ops_actions as actions
+from . import ops_review as review
 from .health import StorageHealth
 from .sql import Op
 
@@ -44,7 +45,8 @@ WRITES = frozenset({
     "add_note", "mark_read", "add_compensation", "decide_compensation", "audit",
     "set_customer_profile", "update_agent",
     "privacy_notice", "erase_customer", "expire_message_texts", "expire_attachments", "expire_conversations",
-    "expire_audit"})
+    "expire_audit",
+    "propose_review", "decide_review", "mark_communicated"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -228,6 +230,13 @@ class Operations:
     expire_audit = operation(privacy.expire_audit)
     # the desks' actions between agents: bot.storage.ops_actions (reads only)
     was_seen = operation(actions.was_seen)
+    # the review of a complaint's resolution (handoff.review): bot.storage.ops_review
+    propose_review = operation(review.propose_review)
+    decide_review = operation(review.decide_review)
+    mark_communicated = operation(review.mark_communicated)
+    tickets_in_review = operation(review.tickets_in_review)
+    report_reviews = operation(review.report_reviews)
+    report_compensations = operation(review.report_compensations)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.

@@ -66,4 +66,15 @@ def ticket_of(row: Row) -> Ticket:
         resolved_by=row["resolved_by"], result=row["result"], csat=row["csat"],
         csat_comment=row["csat_comment"], followup_due_at=parse_iso(row["followup_due_at"]),
         reopened=row["reopened"], sla_alerts=tuple(json.loads(row["sla_alerts"] or "[]")),
-        origin=row["origin"])
+        origin=row["origin"], **_review_of(row))
+
+
+def _review_of(row: Row) -> dict[str, Any]:
+    """The review columns (schema 13) of a tickets row."""
+    keys = row.keys() if hasattr(row, "keys") else row
+    if "review_state" not in keys:
+        return {}
+    return {"review_state": row["review_state"], "proposed_result": row["proposed_result"],
+            "proposed_by": row["proposed_by"], "proposed_at": parse_iso(row["proposed_at"]),
+            "reviewed_by": row["reviewed_by"], "reviewed_at": parse_iso(row["reviewed_at"]),
+            "review_note": row["review_note"], "communicated_at": parse_iso(row["communicated_at"])}

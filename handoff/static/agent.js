@@ -809,6 +809,7 @@
       let frame;
       try { frame = JSON.parse(ev.data); } catch (err) { return; }
       if (frame && frame.type === "changed") {
+        document.dispatchEvent(new CustomEvent("omnibot:changed", { detail: frame }));   // desk_review.js
         if (frame.event === "resync") { refreshAll(); return; }   // live updates may have been missed
         if (frame.event === "sla") showSlaAlert(frame.alert);
         if (frame.event === "delivery_failed" && String(frame.handoff_id) === state.selectedId) {
@@ -955,6 +956,10 @@
     history.replaceState(null, "", location.pathname);
     showLogin();
   }
+
+  // hooks for desk_review.js (resolve with an outcome, reviews, compensation)
+  window.omnibotDesk = { api, el, toast, reportError, refresh: () => refreshAll(),
+                         detail: () => state.detail, me: () => state.me };
 
   // -- wiring ------------------------------------------------------------------------
 

@@ -153,10 +153,12 @@ async def test_full_handoff_through_slack(slack_app: Running, fake: FakeSlack) -
         await fake.wait_for("chat.postMessage", predicate=lambda x: x.args.get("thread_ts") == ts
                             and "not relayed" in x.args.get("text", ""))
 
-        # resolve from the card
+        # resolve from the card: a complaint asks for the outcome, written in the thread
         assert await click(r, "omnibot_resolve", hid, "UANNA", ts) == 200
+        await fake.wait_for("chat.postEphemeral", predicate=lambda x: "!resolve <what was done>" in x.args["text"])
+        assert await thread_message(r, "!resolve a new lamp is on its way", "UANNA", ts, event_id="Ev4") == 200
         m = await c.reply()
-        assert "resolved" in m["text"]
+        assert m["text"] == "Anna resolved your complaint C-1001: a new lamp is on its way"
         await fake.wait_for("chat.update", predicate=lambda x: "resolved" in block_text(x.args.get("blocks", []))
                             and button(x.args["blocks"], "omnibot_resolve") is None)
     finally:

@@ -1,0 +1,169 @@
+"""The web desk's review and authority API (docs/protocols.md "Review and authority").
+
+Mounted by :meth:`handoff.desk_web.AgentDeskWeb.add_routes` *before* its generic
+``/agent/api/handoffs/{id}/{action}`` route, so resolving a handoff goes through
+:class:`handoff.review.Reviews` (outcome required for a complaint, proposed for review when
+the complaint needs it). Every handler acts as the logged-in account; errors are JSON with a
+4xx status.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .context import handoff_summary
+from .queue import DeskError
+from .review import Outcome, Reviews
+
+if TYPE_CHECKING:
+    from .desk_web import AgentDeskWeb
+
+
+async def _body(request: web.Request, usage: str) -> dict[str, Any]:
+    """The JSON object of the request (an empty body is ``{}``); 400 with ``usage`` otherwise."""
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": usage}), content_type="application/json")
+    return body
+
+
+def _error(exc: DeskError) -> web.Response:
+    return web.json_response({"error": str(exc)}, status=exc.status)
+
+
+class ReviewWeb:
+    """The routes; ``desk`` gives the logged-in account and the rules."""
+
+    def __init__(self, desk: "AgentDeskWeb", reviews: Reviews) -> None:
+        self.desk = desk
+        self.reviews = reviews
+
+    def add_routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_post("/agent/api/handoffs/{id}/resolve", self.resolve_handoff)
+        r.add_post("/agent/api/tickets/{ref}/resolve", self.resolve_ticket)
+        r.add_post("/agent/api/tickets/{ref}/propose", self.propose)
+        r.add_post("/agent/api/tickets/{ref}/approve", self.approve)
+        r.add_post("/agent/api/tickets/{ref}/return", self.send_back)
+        r.add_get("/agent/api/tickets/{ref}/compensations", self.compensations)
+        r.add_post("/agent/api/tickets/{ref}/compensations", self.request_compensation)
+        r.add_get("/agent/api/reviews", self.list_reviews)
+        r.add_get("/agent/api/compensations", self.pending)
+        r.add_post("/agent/api/compensations/{id}/{decision}", self.decide)
+        r.add_get("/agent/api/authority", self.authority)
+
+    async def _outcome(self, o: Outcome) -> web.Response:
+        out: dict[str, Any] = {"proposed": o.proposed}
+        if o.handoff is not None:
+            out["handoff"] = await handoff_summary(self.desk.store, self.desk.config, o.handoff)
+        if o.ticket is not None:
+            out["ticket"] = o.ticket.summary() | {"review": o.ticket.review()}
+        return web.json_response(out, status=202 if o.proposed else 200)
+
+    async def resolve_handoff(self, request: web.Request) -> web.Response:
+        """``{"result": "..."}``: resolve (the outcome is required for a complaint), or propose the
+        outcome for review (202, ``"proposed": true``) when the complaint needs review."""
+        account = await self.desk._require(request)
+        body = await _body(request, 'send JSON {"result": "what was done"}')
+        try:
+            result = Reviews.outcome_text(body.get("result"), required=False)
+            h = await self.desk.queue.get(request.match_info["id"])
+            self.desk._forbid(account, "resolve", h)
+            return await self._outcome(await self.reviews.resolve_handoff(account, h.id, result))
+        except DeskError as exc:
+            return _error(exc)
+
+    async def resolve_ticket(self, request: web.Request) -> web.Response:
+        """A complaint from the ticket list: ``{"result"}`` required; proposed when it needs review."""
+        account = await self.desk._require(request)
+        body = await _body(request, 'send JSON {"result": "what was done"}')
+        try:
+            result = Reviews.outcome_text(body.get("result"), required=False)
+            return await self._outcome(await self.reviews.resolve_ticket(account, request.match_info["ref"],
+                                                                         result))
+        except DeskError as exc:
+            return _error(exc)
+
+    async def propose(self, request: web.Request) -> web.Response:
+        account = await self.desk._require(request)
+        body = await _body(request, 'send JSON {"result": "what was done"}')
+        try:
+            t = await self.reviews.propose(account, request.match_info["ref"], body.get("result"))
+        except DeskError as exc:
+            return _error(exc)
+        return web.json_response({"ticket": t.summary() | {"review": t.review()}}, status=202)
+
+    async def approve(self, request: web.Request) -> web.Response:
+        """A supervisor approves: the customer is told (``told``: false and ``problem`` if not yet)."""
+        account = await self.desk._require(request)
+        try:
+            t, problem = await self.reviews.approve(account, request.match_info["ref"])
+        except DeskError as exc:
+            return _error(exc)
+        return web.json_response({"ticket": t.summary() | {"review": t.review()}, "told": problem is None,
+                                  "problem": problem})
+
+    async def send_back(self, request: web.Request) -> web.Response:
+        account = await self.desk._require(request)
+        body = await _body(request, 'send JSON {"note": "what to change"}')
+        try:
+            t = await self.reviews.send_back(account, request.match_info["ref"], body.get("note"))
+        except DeskError as exc:
+            return _error(exc)
+        return web.json_response({"ticket": t.summary() | {"review": t.review()}})
+
+    async def list_reviews(self, request: web.Request) -> web.Response:
+        account = await self.desk._require(request)
+        return web.json_response({"reviews": await self.reviews.reviews_for(account),
+                                  "compensations": await self.reviews.pending_compensations_for(account)})
+
+    async def compensations(self, request: web.Request) -> web.Response:
+        """Every compensation of a ticket, with who asked, who decided and when."""
+        account = await self.desk._require(request)
+        try:
+            t = await self.reviews._ticket(request.match_info["ref"])
+            self.reviews._forbid(account, "view", await self.reviews.team_of(t))
+        except DeskError as exc:
+            return _error(exc)
+        return web.json_response({"ticket": t.reference, "authority": self.reviews.authority(account),
+                                  "compensations": [c.to_dict() for c in
+                                                    await self.desk.store.compensations_of(t.reference)]})
+
+    async def request_compensation(self, request: web.Request) -> web.Response:
+        """``{"kind", "amount", "note"}``: granted at once within the account's authority (200),
+        else pending for a supervisor (202)."""
+        account = await self.desk._require(request)
+        body = await _body(request, 'send JSON {"kind": "refund", "amount": 20, "note": "..."}')
+        try:
+            c = await self.reviews.request_compensation(account, request.match_info["ref"], body.get("kind"),
+                                                        body.get("amount"), body.get("note"))
+        except DeskError as exc:
+            return _error(exc)
+        return web.json_response({"compensation": c.to_dict()}, status=200 if c.state == "granted" else 202)
+
+    async def pending(self, request: web.Request) -> web.Response:
+        account = await self.desk._require(request)
+        return web.json_response({"compensations": await self.reviews.pending_compensations_for(account)})
+
+    async def decide(self, request: web.Request) -> web.Response:
+        account = await self.desk._require(request)
+        decision = request.match_info["decision"]
+        if decision not in ("approve", "reject"):
+            return web.json_response({"error": f"unknown decision {decision!r}: approve or reject"}, status=404)
+        body = await _body(request, 'send JSON {"note": "..."} (optional)')
+        try:
+            c = await self.reviews.decide_compensation(account, request.match_info["id"],
+                                                       approve=decision == "approve", note=body.get("note"))
+        except DeskError as exc:
+            return _error(exc)
+        return web.json_response({"compensation": c.to_dict()})
+
+    async def authority(self, request: web.Request) -> web.Response:
+        """The account's compensation limit (``limit`` null: none), currency and kinds."""
+        return web.json_response(self.reviews.authority(await self.desk._require(request)))
