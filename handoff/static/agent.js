@@ -957,14 +957,12 @@
     showLogin();
   }
 
-  // hooks for desk_review.js (resolve with an outcome, reviews, compensation)
-  window.omnibotDesk = { api, el, toast, reportError, refresh: () => refreshAll(),
-                         detail: () => state.detail, me: () => state.me };
-
   // -- wiring ------------------------------------------------------------------------
 
-  // for the desk's other scripts (desk_actions.js)
-  window.omnibotDesk = { state, api, el, toast, reportError, refreshAll, loadDetail, mine, timeEl };
+  // for the desk's other scripts: desk_actions.js (notes, transfer, take-over, canned replies) and
+  // desk_review.js (resolve with an outcome, reviews, compensation)
+  window.omnibotDesk = { state, api, el, toast, reportError, refreshAll, loadDetail, mine, timeEl,
+                         refresh: () => refreshAll(), detail: () => state.detail, me: () => state.me };
 
   $("#login-form").addEventListener("submit", login);
   $("#logout-btn").addEventListener("click", logout);

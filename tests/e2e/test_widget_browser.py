@@ -133,8 +133,14 @@ async def test_agent_desk_page_claims_and_answers(running: Running, page) -> Non
     await root.locator("#omnibot-send").click()
     await expect(desk.locator("#transcript .msg.role-customer").last).to_contain_text("Great, thank you Bob",
                                                                                      timeout=10_000)
+    # a complaint: Resolve asks for the outcome, previews what the customer is told, and confirms
     await desk.locator("#resolve-btn").click()
-    await expect(root.locator(".omnibot-msg.omnibot-system .omnibot-text").last).to_contain_text("resolved")
+    await expect(desk.locator("#work-dialog")).to_be_visible()
+    await desk.locator("#work-outcome").fill("the second charge is refunded")
+    await expect(desk.locator("#work-preview")).to_contain_text("the second charge is refunded")
+    await desk.locator("#work-confirm").click()
+    await expect(root.locator(".omnibot-msg.omnibot-system .omnibot-text").filter(has_text="resolved")
+                 ).to_contain_text("the second charge is refunded", timeout=10_000)
     await expect(desk.locator(".queue-item")).to_have_count(0)
 
 
@@ -173,8 +179,10 @@ async def test_agent_desk_lists_complaints_resolves_one_and_shows_sla_alerts(run
                                                                        timeout=10_000)
     services.tickets.clock = real
 
-    desk.once("dialog", lambda d: d.accept("A replacement is on its way"))
     await ticket.locator("button.resolve-ticket").click()
+    await expect(desk.locator("#work-dialog")).to_be_visible()
+    await desk.locator("#work-outcome").fill("A replacement is on its way")
+    await desk.locator("#work-confirm").click()
     await expect(root.locator(".omnibot-msg .omnibot-text").filter(has_text="resolved your complaint C-1001")
                  ).to_contain_text("A replacement is on its way", timeout=10_000)
     await expect(root.locator(".omnibot-msg.omnibot-bot .omnibot-text").last).to_contain_text("How satisfied")
