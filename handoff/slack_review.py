@@ -156,16 +156,33 @@ class SlackReviews:
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
         value, kind = action.get("value", ""), action["action_id"]
         if kind == "omnibot_review_approve":
-            await self._decide("approve", value, user, channel, "")
+            done = await self._run(user, channel, self.reviews.approve, value)
+            if done is not None:
+                await self._settle(body, channel, f"Approved by {done[0].reviewed_by}.")
         elif kind == "omnibot_review_return":
             await self.desk._tell(channel, user, f"Say what to change: reply `!return <note>` in the handoff's "
                                                  f"thread, or `/omnibot return {value} <note>`.")
         else:
             approve = kind == "omnibot_comp_approve"
-            await self._run(user, channel, self._decide_compensation, value, approve)
+            c = await self._run(user, channel, self._decide_compensation, value, approve)
+            if c is not None:
+                await self._settle(body, channel, f"{c.state.capitalize()} by {c.decided_by}.")
 
-    async def _decide_compensation(self, account: AgentAccount, cid: str, approve: bool) -> None:
-        await self.reviews.decide_compensation(account, cid, approve=approve)
+    async def _decide_compensation(self, account: AgentAccount, cid: str, approve: bool) -> Any:
+        return await self.reviews.decide_compensation(account, cid, approve=approve)
+
+    async def _settle(self, body: dict[str, Any], channel: str, outcome: str) -> None:
+        """The decided card loses its buttons and says who decided (nobody clicks a settled card)."""
+        message = body.get("message") or {}
+        ts = message.get("ts") or (body.get("container") or {}).get("message_ts")
+        if not ts or not channel:
+            return
+        text = f"{message.get('text') or ''}\n*{outcome}*".strip()
+        try:
+            await self.desk.poster.update(channel, ts, text,
+                                          blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+        except Exception as exc:  # noqa: BLE001 - the decision stands; a stale card only gets refused clicks
+            log.warning("could not update the decided card in %s: %s", channel, exc)
 
     async def _decide(self, kind: str, ref: str, user: str, channel: str, note: str) -> None:
         if kind == "approve":

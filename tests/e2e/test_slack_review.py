@@ -80,23 +80,38 @@ async def test_review_and_approval_buttons_on_slack(review_app: Running, fake: F
         assert comp.state == "pending"
         [ccard] = await fake.wait_for("chat.postMessage", predicate=with_button("omnibot_comp_approve"))
         assert "80.00 EUR" in ccard.args["text"] and ccard.args["thread_ts"] == ts
-        assert await click(r, "omnibot_comp_approve", comp.id, "UANNA", ts) == 200
+        cts = card_ts(fake, ccard)                      # the buttons are on the card, in the thread
+        assert await click(r, "omnibot_comp_approve", comp.id, "UANNA", cts) == 200
         await fake.wait_for("chat.postEphemeral", predicate=ephemeral("UANNA", "may not approve"))
-        assert await click(r, "omnibot_comp_approve", comp.id, "USUE", ts) == 200
+        assert all(c.args.get("ts") != cts for c in fake.calls_to("chat.update"))    # refused: card unchanged
+        assert await click(r, "omnibot_comp_approve", comp.id, "USUE", cts) == 200
         await until(lambda: _state(store, ref), what="compensation approved")
-        assert await click(r, "omnibot_comp_reject", comp.id, "USUE", ts) == 200
+        # the decided card loses its buttons and says who decided
+        [settled] = await fake.wait_for("chat.update", predicate=lambda call: call.args.get("ts") == cts)
+        assert "Approved by Sue Park" in settled.args["text"]
+        assert not [b for b in settled.args["blocks"] if b["type"] == "actions"]
+        assert await click(r, "omnibot_comp_reject", comp.id, "USUE", cts) == 200
         await fake.wait_for("chat.postEphemeral", predicate=ephemeral("USUE", "decided already"))
 
         # proposed again, approved with the button: now the customer is told, then the survey
         assert await thread_message(r, "!resolve a refund and a new lamp", "UANNA", ts, event_id="Ev3") == 200
-        await fake.wait_for("chat.postMessage", count=2, predicate=with_button("omnibot_review_approve"))
-        assert await click(r, "omnibot_review_approve", ref, "USUE", ts) == 200
+        cards = await fake.wait_for("chat.postMessage", count=2, predicate=with_button("omnibot_review_approve"))
+        rts = card_ts(fake, cards[-1])
+        assert await click(r, "omnibot_review_approve", ref, "USUE", rts) == 200
+        [settled] = await fake.wait_for("chat.update", predicate=lambda call: call.args.get("ts") == rts)
+        assert "Approved by Sue Park" in settled.args["text"]
         m = await c.reply()
         assert m["text"] == f"Anna resolved your complaint {ref}: a refund and a new lamp"
         done = await store.get_ticket(ref)
         assert done is not None and done.reviewed_by == "Sue Park" and done.communicated_at is not None
     finally:
         await c.close()
+
+
+def card_ts(fake: Any, call: Any) -> str:
+    """The ts Slack gave the message that ``call`` posted."""
+    return next(ts for (_, ts), m in fake.messages.items()
+                if m.get("text") == call.args["text"] and m.get("blocks") == call.args.get("blocks"))
 
 
 async def _state(store: Any, ref: str) -> bool:
