@@ -200,3 +200,18 @@ def system_text(key: str, lang: str | None, langs: LanguageSettings | None,
         merged = {**built_in, **own}      # a language the flows do not give keeps the built-in text
         return pick(merged, lang, langs)
     return pick(SYSTEM_MESSAGES[key], lang, langs)
+
+
+def render_system(key: str, lang: str | None, langs: LanguageSettings | None = None,
+                  overrides: Mapping[str, Text] | None = None, **values: Any) -> str:
+    """System message ``key`` in ``lang``, rendered with ``values`` (data, never templates)."""
+    from .render import Renderer     # jinja2 sandbox; imported here, as flows.render needs nothing of this
+
+    global _renderer
+    if _renderer is None:
+        _renderer = Renderer()
+    src = system_text(key, lang, langs, overrides)
+    return _renderer.render(src, values) if "{" in src else src
+
+
+_renderer: Any = None
