@@ -145,7 +145,7 @@ async def build_services(config: Config) -> Services:
                                   wake_delivery=delivery.wake)
         queue = HandoffQueue(store=store, locks=locks, events=events, config=config,
                              wake_delivery=delivery.wake, reset_flow=engine.reset_after_handoff,
-                             on_resolved=resolutions.on_handoff_resolved)
+                             on_resolved=resolutions.on_handoff_resolved, texts=engine.system_text)
         media = MediaStore(store)
         # files kept in a folder by versions before schema 11: into the database, once
         await media.import_files(config.resolve(config.storage.media_dir))

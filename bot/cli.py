@@ -145,7 +145,7 @@ def validate(flows_dir: str | None, config_path: str | None) -> None:
         except FlowValidationError as exc:
             errors += exc.errors
         try:
-            canned = load_canned(path)      # the desk's canned replies in canned/
+            canned = load_canned(path, fs.settings.languages if errors == [] else None)   # canned/
         except FlowValidationError as exc:
             errors += exc.errors
         if errors:

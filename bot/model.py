@@ -88,6 +88,7 @@ class Conversation:
     state: ConversationState
     created_at: datetime
     updated_at: datetime
+    language: str | None = None   # the language the bot answers in (README "Languages"); None: not known yet
 
 
 @dataclass(frozen=True, slots=True)

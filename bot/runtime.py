@@ -39,11 +39,14 @@ def first_name(name: str | None) -> str:
 
 
 def turn_input(conv: Conversation, customer: Customer | None, *, text: str = "", payload: str | None = None,
-               attachments: tuple[dict[str, Any], ...] = (), key: str = "") -> TurnInput:
-    """What the flow engine is told about a turn in ``conv`` (``key``: see :attr:`TurnInput.key`)."""
+               attachments: tuple[dict[str, Any], ...] = (), key: str = "", language: str | None = None,
+               switched: bool = False) -> TurnInput:
+    """What the flow engine is told about a turn in ``conv`` (``key``: see :attr:`TurnInput.key`;
+    ``language``: the conversation's, by default the one it keeps)."""
     return TurnInput(text=text, payload=payload, attachments=attachments,
                      customer={"id": conv.customer_id, "name": first_name(customer.display_name if customer else "")},
-                     channel=conv.channel, conversation_id=conv.id, key=key)
+                     channel=conv.channel, conversation_id=conv.id, key=key,
+                     language=language or conv.language or "", switched=switched)
 
 
 async def start_flow_in(engine: FlowEngine, conv: Conversation, customer: Customer | None,
@@ -287,7 +290,8 @@ class Runtime:
                         # The per-message boundary: apologise, never lose the message.
                         log.exception("turn for message %s of %s failed", msg.id, conversation_id)
                         await self.store.commit_turn(conversation_id, inbound_id=msg.id,
-                                                     replies=[Outbound(APOLOGY, role="system", outcome="error")],
+                                                     replies=[Outbound(await self._apology(conversation_id),
+                                                                       role="system", outcome="error")],
                                                      flow_state=None, keep_flow_state=True, owner=self.owner)
                     self.processed += 1
         except StorageUnavailable as exc:
@@ -297,12 +301,29 @@ class Runtime:
             log.warning("conversation %s was taken over by another instance: %s", conversation_id, exc)
         self.wake_delivery()
 
+    async def _apology(self, conversation_id: str) -> str:
+        """The apology for a failed turn, in the conversation's language when it can be read."""
+        try:
+            conv = await self.store.get_conversation(conversation_id)
+            lang = conv.language if conv else None
+            return self.engine.system_text("apology", lang) if lang else APOLOGY
+        except Exception:  # noqa: BLE001 - the apology must go out whatever else fails
+            return APOLOGY
+
     async def _turn(self, msg: Message) -> None:
         cid = msg.conversation_id
         loaded = await self.store.load_turn(cid)
         if loaded is None:
             raise LookupError(cid)
         conv, customer, state = loaded
+        lang = self.engine.languages.decide(
+            conv.language, msg.text, chosen=bool((state or {}).get("language_chosen")),
+            hint=(customer.attributes.get("language_code") if customer else None), button=msg.payload is not None)
+        if lang.language != conv.language:
+            # kept on the conversation: what the bot answers in, and what agents see (README "Languages")
+            await self.store.set_conversation_language(cid, lang.language)
+            log.info("conversation %s is in %s (%s)", cid, lang.language, lang.why)
+            conv = dataclasses.replace(conv, language=lang.language)
         if conv.state in (ConversationState.WAITING, ConversationState.WITH_AGENT, ConversationState.CLOSED):
             # A human owns it (or will): the bot is silent; the message is kept for the agent.
             await self.store.commit_turn(cid, inbound_id=msg.id, replies=[], flow_state=None,
@@ -312,7 +333,8 @@ class Runtime:
                                       {"message_id": msg.id}))
             return
         turn = turn_input(conv, customer, text=msg.text, payload=msg.payload,
-                          attachments=tuple(a.to_dict() for a in msg.attachments), key=f"in:{msg.id}")
+                          attachments=tuple(a.to_dict() for a in msg.attachments), key=f"in:{msg.id}",
+                          switched=lang.switched)
         log.debug("message %s in %s: %s", msg.id, cid, _customer_text(msg.text))
         result = await self.engine.handle(state, turn)
         replies = [Outbound(r.text, buttons=r.buttons) for r in result.replies]
@@ -354,9 +376,10 @@ class Runtime:
         team_name = hc.team_name(team)
         slots = {k: v for k, v in (flow_state.get("slots") or {}).items() if v not in (None, "", [])}
         context = {"slots": slots, "reference": slots.get("reference"), "reason": reason,
+                   "language": turn.language or self.engine.settings.languages.default,
                    "ticket": ticket.summary() if ticket else {},
                    "agent_reason": handoff_agent_reason(cause, agent_reason, ticket)}
-        template = self.engine.settings.handoff_message
+        template = self.engine.pick(self.engine.settings.handoff_message, turn.language)
 
         def message(position: int) -> Outbound:
             text = self.engine.render(template, {"team": team_name, "reason": reason, "position": position,

@@ -562,6 +562,9 @@ class TelegramConnector:
             payload = self.config.start_payload or None
         elif text.startswith("/help"):
             payload = self.config.help_payload or None
+        if user is not None and isinstance(user.language_code, str) and user.language_code.strip():
+            # the app's language: the first messages' language until they show another (README "Languages")
+            attributes["language_code"] = user.language_code.strip()[:16]
         return Incoming(Inbound(
             channel=self.name, external_id=str(msg.chat.id), platform_message_id=f"{msg.chat.id}:{msg.message_id}",
             text=text, sender_name=user.full_name if user else "", payload=payload,

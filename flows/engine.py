@@ -20,6 +20,8 @@ from typing import Any, Mapping
 from bot.model import normalize_for_matching
 
 from .fallback import Fallback
+from .i18n import pick, system_text
+from .language import Languages
 from .loader import FlowSet, ParsedFlow
 from .matcher import IntentMatcher, LexicalMatcher
 from .nlu.urgency import Urgency, urgency as _urgency
@@ -67,6 +69,8 @@ class FlowEngine:
         self.steps = StepRunner(flowset, self.renderer, self.actions)
         self.fallback = Fallback(flowset, self.steps)
         self.offer = ComplaintOffer(flowset, self.steps)
+        self.languages = Languages(self.settings.languages)
+        self.languages.warm()
 
     @property
     def threshold(self) -> float:
@@ -81,6 +85,10 @@ class FlowEngine:
         """Answer one customer turn."""
         st = TurnState.load(state)
         t = Turn(turn, st)
+        if turn.switched:
+            st.language_chosen = True
+            if turn.payload is None:
+                return self._switched(t)
         st.turns += 1
         missed_before = st.missed
         offered, st.offered = st.offered, None
@@ -122,6 +130,27 @@ class FlowEngine:
         if t.handoff is not None:
             t.handoff = self._with_urgency(self._with_cause(t.handoff, missed_before), st)
         return TurnResult(tuple(t.replies), st.dump(), t.handoff, top, score, complaint, urg, t.missed)
+
+    def _switched(self, t: Turn) -> TurnResult:
+        """The message only asked for another language ("English please", "/lang es"): say so in
+        it, and ask the question the bot is waiting on again, now in that language."""
+        st = t.st
+        t.replies.append(Reply(self.steps.system("language_switched", t)))
+        step = self._current_collect(st)
+        if step is not None and st.confirm is None:
+            self.steps.ask(t, step, again=True)
+        st.asked = _asks(t)
+        return TurnResult(tuple(t.replies), st.dump())
+
+    def system_text(self, key: str, lang: str | None, **values: Any) -> str:
+        """One of omnibot's own messages (flows/i18n.py SYSTEM_MESSAGES, overridden by the flows'
+        ``settings.messages``) in ``lang``, rendered with ``values`` (data, never templates)."""
+        src = system_text(key, lang, self.settings.languages, self.settings.messages)
+        return self.renderer.render(src, values) if "{" in src else src
+
+    def pick(self, text: Any, lang: str | None) -> str:
+        """A flow text (a string or a mapping by language) in ``lang``."""
+        return pick(text, lang, self.settings.languages)
 
     def _sure(self, score: float, in_scope: bool | None) -> bool:
         """Sure enough to act on the top intent? A configured threshold wins; otherwise the
@@ -276,12 +305,18 @@ class FlowEngine:
         if st.attempts >= step.max_attempts:
             st.awaiting, st.attempts = None, 0
             label = step.collect.replace('_', ' ')
-            steps.jump(t, step.on_fail, reason=f"I couldn't get your {label}", cause="misunderstood",
+            steps.jump(t, step.on_fail, reason=_couldnt_get(label, t.lang), cause="misunderstood",
                        agent_reason=f"the bot could not understand their {label} ({step.max_attempts} tries)")
             return
         if step.invalid:
             t.replies.append(Reply(steps.render(step.invalid, t)))
         steps.ask(t, step, again=True)
+
+
+def _couldnt_get(label: str, lang: str | None) -> dict[str, str]:
+    # the slot's name is the flow author's word (English in the demo): said as it is
+    return {"en": f"I couldn't get your {label}", "es": f"no he podido entender tu dato «{label}»",
+            "id": f"saya tidak dapat memahami {label} Anda"}
 
 
 def _asks(t: Turn) -> bool:

@@ -27,7 +27,7 @@ class Fallback:
         human = self.flows.flow_for_intent("human")
         if st.misses >= fb.max_misses:
             st.misses = 0
-            buttons = (Button("Talk to a person", "intent:human"),) if human else ()
+            buttons = (Button(self.steps.system("button_human", t), "intent:human"),) if human else ()
             t.replies.append(Reply(self.steps.render(fb.offer_human, t), buttons))
             return
         buttons = []
@@ -39,14 +39,13 @@ class Fallback:
                 pf = self.flows.flow_for_intent(intent)
                 if pf is None or pf.flow.interrupts:
                     continue
-                title = self._intent_title(intent, pf)
+                title = self._intent_title(intent, pf, t)
                 buttons.append(Button(title, f"intent:{intent}"))
                 titles.append(title)
                 if len(buttons) >= min(2, fb.suggestions):
                     break
             if buttons:
-                ctx = t.context() | {"options": titles}
-                t.replies.append(Reply(self.steps.renderer.render(fb.clarify, ctx), tuple(buttons)))
+                t.replies.append(Reply(self.steps.render(fb.clarify, t, options=titles), tuple(buttons)))
                 return
         # Nothing came close: suggest the first topics the flows offer, so the customer has a way on.
         for intent in (fb.topics or self.flows.intents):
@@ -54,9 +53,10 @@ class Fallback:
                 break
             pf = self.flows.flow_for_intent(intent)
             if pf is not None and not pf.flow.interrupts:
-                buttons.append(Button(self._intent_title(intent, pf), f"intent:{intent}"))
+                buttons.append(Button(self._intent_title(intent, pf, t), f"intent:{intent}"))
         msg = fb.messages[(st.misses - 1) % len(fb.messages)]
         t.replies.append(Reply(self.steps.render(msg, t), tuple(buttons)))
 
-    def _intent_title(self, intent: str, pf: ParsedFlow) -> str:
-        return self.flows.intents[intent].description or pf.flow.description or intent.replace("_", " ")
+    def _intent_title(self, intent: str, pf: ParsedFlow, t: Turn) -> str:
+        return (self.steps.pick(self.flows.intents[intent].description, t) or self.steps.pick(pf.flow.description, t)
+                or intent.replace("_", " "))

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from bot.errors import FlowError, FlowValidationError
 from bot.yamlmarks import MarkedYamlError, Marks, describe_loc, load_marked
 
+from .i18n import SYSTEM_MESSAGES, SYSTEM_NAMES, LanguageSettings, Text, variants
 from .render import Renderer, TemplateError, TemplateNames
 from .schema import (RESERVED_TARGETS, STEP_KINDS, BranchCase, BranchStep, CollectStep, FlowFile,
                      GotoStep, HandoffStep, Intent, SayStep, Settings, SetStep, ActionStep, Flow, Step)
@@ -220,11 +221,18 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
         parsed[name] = ParsedFlow(name, flow, tuple(steps), file, marks.line_for(base) or 1, tuple(lines), ids)
 
     # A file that did not parse may fill any slot: then reads of slots are not checked.
-    templates = _Templates(renderer, None if unreadable else _filled_slots(raw_flows, st), errs)
+    templates = _Templates(renderer, None if unreadable else _filled_slots(raw_flows, st), errs, st.languages)
     for pf in parsed.values():
         marks = flows[pf.name][2]
         for step, line, loc in zip(pf.steps, pf.step_lines, step_locs.get(pf.name, [])):
             _check_step(step, pf, parsed, templates, team_set, errs, line, partial(_line_in, marks, loc, line))
+
+    for name, (intent, ifile, _) in intents.items():
+        if intent.description:       # shown on "did you mean" buttons
+            loc = ("intents", name, "description")
+            imarks = marks_by_file[ifile]
+            templates.text(intent.description, f"intents.{name}.description", ifile,
+                           partial(_line_in, imarks, loc, imarks.line_for(loc)), plain=True)
 
     triggered: dict[str, str] = {}
     for pf in parsed.values():
@@ -248,15 +256,25 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
         if cflow and cflow not in intents and "flow" in st.complaints.model_fields_set:
             errs.add(f"settings.complaints.flow: no intent named {cflow!r}", sfile,
                      smarks.line_for(("settings", "complaints", "flow")))
+        written = smarks.lines     # a setting not written in the file is a built-in default: not checked
         for key, names in SETTINGS_TEMPLATES.items():
             value = _setting(st, key)
             for i, src in enumerate(value) if isinstance(value, list) else [(None, value)]:
-                loc = key if i is None else key + (i,)
-                templates.template(src, describe_loc(("settings",) + loc), sfile,
-                                   smarks.line_for(("settings",) + loc), names=names)
+                loc = ("settings",) + (key if i is None else key + (i,))
+                templates.text(src, describe_loc(loc), sfile, partial(_line_in, smarks, loc, smarks.line_for(loc)),
+                               names=names, languages=loc in written)
         for key in SETTINGS_PLAIN:
-            templates.plain(_setting(st, key), describe_loc(("settings",) + key), sfile,
-                            smarks.line_for(("settings",) + key))
+            loc = ("settings",) + key
+            templates.text(_setting(st, key), describe_loc(loc), sfile,
+                           partial(_line_in, smarks, loc, smarks.line_for(loc)), plain=True, languages=loc in written)
+        for key, src in st.messages.items():
+            loc = ("settings", "messages", key)
+            if key not in SYSTEM_MESSAGES:
+                errs.add(f"settings.messages: no message {key!r} (messages: {', '.join(SYSTEM_MESSAGES)})",
+                         sfile, smarks.line_for(loc))
+                continue
+            templates.text(src, describe_loc(loc), sfile, partial(_line_in, smarks, loc, smarks.line_for(loc)),
+                           names=SYSTEM_NAMES[key])
     if not parsed and not errs.errors:
         errs.add("no flows defined (add a flows: section)", str(root), None)
     if errs.errors:
@@ -346,6 +364,15 @@ def _filled_slots(raw_flows: list[tuple[Any, Any]], st: Settings) -> frozenset[s
     return frozenset(out)
 
 
+_TEMPLATE_PART = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+
+
+def _has_words(text: str) -> bool:
+    """Words a reader would need translated, once the template's own parts are taken out
+    ("{{ slots.status_text }}" and "1" have none)."""
+    return bool(re.search(r"[^\W\d_]{2,}", _TEMPLATE_PART.sub(" ", text)))
+
+
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, sorted(candidates), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -354,10 +381,46 @@ def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
 class _Templates:
     """Checks templates and conditions: they compile, and read only names that will exist."""
 
-    def __init__(self, renderer: Renderer, slots: frozenset[str] | None, errs: _Collector) -> None:
+    def __init__(self, renderer: Renderer, slots: frozenset[str] | None, errs: _Collector,
+                 languages: LanguageSettings | None = None) -> None:
         self.renderer = renderer
         self.slots = slots
         self.errs = errs
+        self.langs = languages or LanguageSettings()
+
+    def text(self, src: Text | None, what: str, file: str, at: Callable[..., int | None], *,
+             names: tuple[str, ...] = STEP_NAMES, plain: bool = False, languages: bool = True) -> None:
+        """A text the customer reads, as a string or a mapping by language (README "Languages"):
+        each variant is a template (or, ``plain``, shown as written), at the line of its own key;
+        and, with ``languages``, it is given in every supported language."""
+        for lang, v in variants(src):
+            label = what if lang is None else f"{what}.{lang}"
+            line = at() if lang is None else at(lang)
+            if plain:
+                self.plain(v, label, file, line)
+            else:
+                self.template(v, label, file, line, names=names)
+        if languages and src is not None:
+            self.languages(src, what, file, at())
+
+    def languages(self, src: Text, what: str, file: str, line: int | None) -> None:
+        """A text missing in a supported language, or given in one that is not supported."""
+        langs = self.langs
+        supported = langs.languages
+        if isinstance(src, dict):
+            for code in src:
+                if code not in supported:
+                    self.errs.add(f"{what}: language {code!r} is not in settings.languages.supported "
+                                  f"({', '.join(supported)})", file, line)
+            missing = [c for c in supported if not (isinstance(src.get(c), str) and src[c].strip())]
+            if missing and langs.complete:
+                self.errs.add(f"{what}: no text in {', '.join(map(repr, missing))} (settings.languages.supported: "
+                              f"{', '.join(supported)})", file, line)
+        elif len(supported) > 1 and langs.complete and _has_words(src):
+            others = [c for c in supported if c != langs.default]
+            self.errs.add(f"{what}: a plain text is only in the default language ({langs.default}); give it by "
+                          f"language ({', '.join(supported)}), e.g. {{{langs.default}: ..., {others[0]}: ...}}",
+                          file, line)
 
     def template(self, src: Any, what: str, file: str, line: int | None, *,
                  names: tuple[str, ...] = STEP_NAMES) -> None:
@@ -405,20 +468,28 @@ class _Templates:
 def _check_step(step: Step, pf: ParsedFlow, flows: dict[str, ParsedFlow], templates: _Templates,
                 teams: set[str] | None, errs: _Collector, line: int, at: Callable[..., int]) -> None:
     """Check one step; ``at(*keys)`` is the line of a key inside it (templates are reported there)."""
-    def tpl(src: str | None, what: str, *key: Any) -> None:
-        templates.template(src, what, pf.file, at(*key))
+    def tpl(src: Text | None, what: str, *key: Any) -> None:
+        templates.text(src, what, pf.file, partial(at, *key))
+
+    def plain(src: Text | None, what: str, *key: Any) -> None:
+        templates.text(src, what, pf.file, partial(at, *key), plain=True)
 
     if isinstance(step, SayStep):
         tpl(step.say, "say", "say")
         for j, b in enumerate(step.buttons):
-            templates.plain(b if isinstance(b, str) else b.title, "say: button", pf.file, at("buttons", j))
+            if isinstance(b, str):
+                plain(b, "say: button", "buttons", j)
+            else:
+                plain(b.title, "say: button", "buttons", j, "title")
     elif isinstance(step, CollectStep):
         _check_slot_name(step.collect, pf, errs, line)
         tpl(step.ask, f"collect {step.collect!r}: ask", "ask")
         tpl(step.invalid, f"collect {step.collect!r}: invalid", "invalid")
         for j, c in enumerate(step.choices):
-            templates.plain(c if isinstance(c, str) else c.title, f"collect {step.collect!r}: choice",
-                            pf.file, at("choices", j))
+            if isinstance(c, str):
+                plain(c, f"collect {step.collect!r}: choice", "choices", j)
+            else:
+                plain(c.title, f"collect {step.collect!r}: choice", "choices", j, "title")
         if step.type == "choice" and not step.choices:
             errs.add(f"collect {step.collect!r}: type choice needs choices:", pf.file, line)
         if step.type == "regex":
@@ -450,13 +521,14 @@ def _check_step(step: Step, pf: ParsedFlow, flows: dict[str, ParsedFlow], templa
         for k in step.set:
             _check_slot_name(k, pf, errs, line)
         for k, v in step.set.items():
-            if isinstance(v, str):
-                tpl(v, f"set {k!r}", "set", k)
+            if isinstance(v, str):      # a value, not a text the customer reads: any language
+                templates.template(v, f"set {k!r}", pf.file, at("set", k))
     elif isinstance(step, ActionStep):
         if step.action not in KNOWN_ACTIONS:
             errs.add(f"action {step.action!r} is unknown (known: {', '.join(KNOWN_ACTIONS)})", pf.file, line)
     elif isinstance(step, HandoffStep):
-        tpl(step.handoff.reason, "handoff reason", "handoff", "reason")
+        templates.text(step.handoff.reason, "handoff reason", pf.file, partial(at, "handoff", "reason"),
+                       languages="reason" in step.handoff.model_fields_set)   # else the built-in one
         if teams is not None and step.handoff.team and step.handoff.team not in teams:
             errs.add(f"handoff: team {step.handoff.team!r} is not in config handoff.teams "
                      f"({', '.join(sorted(teams))})", pf.file, line)

@@ -89,7 +89,8 @@ class ComplaintOffer:
                 log.debug("complaint offer held back: %s", why_not)
             return
         cs = self.settings.complaints
-        t.replies.append(Reply(self.steps.render(cs.offer, t), (Button(cs.offer_button, f"intent:{cs.flow}"),)))
+        t.replies.append(Reply(self.steps.render(cs.offer, t), (Button(self.steps.pick(cs.offer_button, t),
+                                                                        f"intent:{cs.flow}"),)))
         t.st.offered = f"intent:{cs.flow}"
 
     def held_back(self, t: Turn, complaint: float, matched: ParsedFlow | None) -> str | None:

@@ -6,6 +6,8 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .i18n import LanguageSettings, Text, t3
+
 SLOT_TYPES = ("text", "choice", "number", "email", "phone", "regex", "attachment")
 RESERVED_TARGETS = ("handoff", "end")
 
@@ -16,7 +18,7 @@ class _M(BaseModel):
 
 class Intent(_M):
     examples: list[str] = Field(min_length=1)
-    description: str = ""
+    description: Text = ""
 
     @field_validator("examples")
     @classmethod
@@ -27,13 +29,13 @@ class Intent(_M):
 
 
 class ButtonSpec(_M):
-    title: str
+    title: Text
     payload: str
 
 
 class ChoiceSpec(_M):
     value: str
-    title: str | None = None
+    title: Text | None = None
     synonyms: list[str] = Field(default_factory=list)
 
 
@@ -42,13 +44,13 @@ class _Step(_M):
 
 
 class SayStep(_Step):
-    say: str
+    say: Text
     buttons: list[Union[str, ButtonSpec]] = Field(default_factory=list)
 
 
 class CollectStep(_Step):
     collect: str
-    ask: str
+    ask: Text
     label: str | None = Field(None, max_length=60, description="how the agent desk names this field "
                               "(captured details); default: the slot name, e.g. order_number -> Order number")
     type: Literal["text", "choice", "number", "email", "phone", "regex", "attachment"] = "text"
@@ -58,7 +60,7 @@ class CollectStep(_Step):
     min: float | None = None
     max: float | None = None
     min_length: int = 1
-    invalid: str | None = Field(None, description="said before re-asking after invalid input")
+    invalid: Text | None = Field(None, description="said before re-asking after invalid input")
     max_attempts: int = Field(3, ge=1, le=10)
     on_fail: str = "handoff"
     optional: bool = False
@@ -104,7 +106,8 @@ class ActionStep(_Step):
 
 class HandoffSpec(_M):
     team: str | None = None
-    reason: str = "you asked to talk to a person"
+    reason: Text = Field(default_factory=lambda: t3("you asked to talk to a person", "pediste hablar con una persona",
+                                                  "Anda meminta berbicara dengan petugas"))
     priority: int = 0
     cause: Literal["customer_asked", "misunderstood", "complaint", "rule", "reopened", "other"] | None = Field(
         None, description="why it hands over, for the figures (README \"Metrics\"); empty: decided from the flow")
@@ -130,7 +133,7 @@ Step = Union[SayStep, CollectStep, BranchStep, SetStep, ActionStep, HandoffStep,
 
 
 class Flow(_M):
-    description: str = ""
+    description: Text = ""
     trigger: Union[str, list[str], None] = None
     interrupts: bool = Field(False, description="may interrupt another flow's question (human, restart, help)")
     steps: list[Any] = Field(min_length=1, description="step mappings, or the shorthand `end`")
@@ -142,23 +145,32 @@ class Flow(_M):
 
 
 class FallbackSettings(_M):
-    messages: list[str] = Field(default_factory=lambda: [
-        "Sorry, I didn't quite get that. Could you put it another way?"])
+    messages: list[Text] = Field(default_factory=lambda: [t3(
+        "Sorry, I didn't quite get that. Could you put it another way?",
+        "Perdona, no te he entendido bien. ¿Puedes decirlo de otra manera?",
+        "Maaf, saya kurang paham. Bisakah Anda mengatakannya dengan cara lain?")])
     max_misses: int = Field(2, ge=1)
-    offer_human: str = ("I'm not sure I can help with that. Would you like to talk to a person?")
+    offer_human: Text = t3("I'm not sure I can help with that. Would you like to talk to a person?",
+                           "No estoy seguro de poder ayudarte con eso. ¿Quieres hablar con una persona?",
+                           "Saya tidak yakin bisa membantu soal itu. Apakah Anda ingin berbicara dengan petugas?")
     suggestions: int = Field(3, ge=0, le=6, description="top intents offered as buttons when clarifying")
     topics: list[str] = Field(default_factory=list,
                               description="intents offered when nothing came close (default: the first ones)")
-    clarify: str = Field("Did you mean {{ options | join(' or ') }}?",
+    clarify: Text = Field(t3("Did you mean {{ options | join(' or ') }}?", "¿Te refieres a {{ options | join(' o ') }}?",
+                             "Apakah maksud Anda {{ options | join(' atau ') }}?"),
                          description="below the confidence threshold: the top intents as buttons")
 
 
 class ComplaintSettings(_M):
     flow: str | None = Field("complaint", description="intent whose flow files a complaint; null: don't offer")
     threshold: float = Field(0.6, ge=0, le=1, description="complaint score from which the flow is offered")
-    offer: str = ("I'm sorry something went wrong. Would you like me to open a complaint? "
-                  "It only takes a minute, and you'll get a reference at once.")
-    offer_button: str = "Yes, file a complaint"
+    offer: Text = t3("I'm sorry something went wrong. Would you like me to open a complaint? "
+                     "It only takes a minute, and you'll get a reference at once.",
+                     "Siento que algo haya ido mal. ¿Quieres que abra una reclamación? "
+                     "Solo lleva un minuto y recibirás una referencia al momento.",
+                     "Maaf ada yang tidak beres. Apakah Anda ingin saya membuat keluhan? "
+                     "Hanya butuh semenit, dan Anda langsung mendapat nomor referensi.")
+    offer_button: Text = t3("Yes, file a complaint", "Sí, abrir una reclamación", "Ya, buat keluhan")
     survey_flow: str | None = Field("satisfaction", description="flow started when an agent resolves a "
                                     "complaint (asks for a 1-5 score); null: no survey")
     follow_up_flow: str | None = Field("follow_up", description="flow started complaints.sla.follow_up after "
@@ -174,19 +186,40 @@ class Settings(_M):
     complaints: ComplaintSettings = ComplaintSettings()
     out_of_scope: list[str] = Field(default_factory=list,
                                     description="messages you don't handle; they only tune the confidence threshold")
-    confirm_prefill: str = "You mentioned {{ value }}. Is that your {{ label }}?"
+    confirm_prefill: Text = t3("You mentioned {{ value }}. Is that your {{ label }}?",
+                               "Mencionaste {{ value }}. ¿Es tu {{ label }}?",
+                               "Anda menyebut {{ value }}. Apakah itu {{ label }} Anda?")
     # several answers found at once (the next questions too): confirmed with one question
-    confirm_prefills: str = ("Let me check I have this right:\n"
-                             "{% for label, value in items %}- {{ label }}: {{ value }}\n{% endfor %}Is that right?")
+    confirm_prefills: Text = t3(
+        "Let me check I have this right:\n{% for label, value in items %}- {{ label }}: {{ value }}\n{% endfor %}"
+        "Is that right?",
+        "Déjame comprobar que lo tengo bien:\n{% for label, value in items %}- {{ label }}: {{ value }}\n"
+        "{% endfor %}¿Es correcto?",
+        "Saya periksa dulu apakah sudah benar:\n{% for label, value in items %}- {{ label }}: {{ value }}\n"
+        "{% endfor %}Apakah sudah benar?")
     yes_words: list[str] = Field(default_factory=lambda: ["yes", "y", "yeah", "yep", "correct", "right", "sure",
-                                                         "that's right", "thats right", "ok", "okay"])
-    handoff_message: str = (
+                                                         "that's right", "thats right", "ok", "okay",
+                                                         # es, id (README "Languages")
+                                                         "sí", "si", "claro", "vale", "correcto", "ya", "iya",
+                                                         "betul", "benar", "boleh"])
+    handoff_message: Text = t3(
         "I'm passing you to our {{ team }} team because {{ reason }}. "
         "You are number {{ position }} in the queue. They will see everything you've told me, "
-        "so you won't have to repeat yourself.")
+        "so you won't have to repeat yourself.",
+        "Te paso con nuestro equipo de {{ team }} porque {{ reason }}. "
+        "Eres el número {{ position }} en la cola. Verán todo lo que me has contado, "
+        "así que no tendrás que repetirlo.",
+        "Saya teruskan Anda ke tim {{ team }} kami karena {{ reason }}. "
+        "Anda nomor {{ position }} dalam antrean. Mereka akan melihat semua yang sudah Anda ceritakan, "
+        "jadi Anda tidak perlu mengulanginya.")
     welcome_flow: str | None = None
+    languages: LanguageSettings = LanguageSettings()
+    messages: dict[str, Text] = Field(default_factory=dict, description="omnibot's own messages to customers "
+                                      "(agent_joined, resolved, ...; see flows/i18n.py SYSTEM_MESSAGES), per language")
     skip_words: list[str] = Field(default_factory=lambda: ["skip", "no", "none", "nothing", "no thanks",
-                                                          "no photo", "not now"])
+                                                          "no photo", "not now",
+                                                          "omitir", "saltar", "nada", "ahora no",
+                                                          "lewati", "tidak", "tidak ada", "nanti saja"])
 
 
 class FlowFile(_M):

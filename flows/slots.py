@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.model import normalize_for_matching
 
+from .i18n import LanguageSettings, all_texts, pick
 from .nlu import entities as _entities
 from .schema import ChoiceSpec, CollectStep, Settings
 from .turn import Turn, TurnState
@@ -105,10 +106,12 @@ def regex_value(step: CollectStep, text: str) -> str | None:
     return v.upper() if step.normalize == "upper" else v.lower() if step.normalize == "lower" else v
 
 
-def choice_title_value(c: str | ChoiceSpec) -> tuple[str, str]:
+def choice_title_value(c: str | ChoiceSpec, lang: str | None = None,
+                       langs: LanguageSettings | None = None) -> tuple[str, str]:
+    """A choice's title (in ``lang``, README "Languages") and value."""
     if isinstance(c, str):
         return c.replace("_", " ").capitalize(), c
-    return (c.title or c.value.replace("_", " ").capitalize()), c.value
+    return (pick(c.title, lang, langs) or c.value.replace("_", " ").capitalize()), c.value
 
 
 def match_choice(choices: list[str | ChoiceSpec], payload: str | None, norm: str) -> str | None:
@@ -121,7 +124,7 @@ def match_choice(choices: list[str | ChoiceSpec], payload: str | None, norm: str
         return specs[int(norm) - 1].value
     words = set(re.findall(r"\w+", norm))
     for c in specs:
-        names = [c.value, c.title or "", *c.synonyms]
+        names = [c.value, *all_texts(c.title), *c.synonyms]     # a title in any language
         for name in names:
             n = normalize_for_matching(name.replace("_", " "))
             if n and (n == norm or (" " not in n and n in words) or (" " in n and n in norm)):

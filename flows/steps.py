@@ -8,9 +8,10 @@ from typing import Any, Mapping
 
 from bot.model import Button
 
+from .i18n import Text, pick, system_text
 from .loader import FlowSet, ParsedFlow
 from .render import Renderer, TemplateError
-from .schema import (ActionStep, BranchCase, BranchStep, CollectStep, EndStep, GotoStep, HandoffStep,
+from .schema import (ActionStep, BranchCase, BranchStep, CollectStep, EndStep, GotoStep, HandoffSpec, HandoffStep,
                      SayStep, SetStep, Step)
 from .slots import choice_title_value, prefill
 from .turn import ActionContext, ActionFn, HandoffRequest, Reply, Turn, TurnState
@@ -70,9 +71,12 @@ class StepRunner:
     def finish(st: TurnState) -> None:
         st.flow, st.step, st.awaiting, st.attempts, st.confirm = None, 0, None, 0, None
 
-    def jump(self, t: Turn, target: str, *, reason: str = "you asked to talk to a person",
+    def jump(self, t: Turn, target: str, *, reason: Text | None = None,
              cause: str | None = None, agent_reason: str = "") -> None:
         st = t.st
+        if reason is None:
+            reason = HandoffSpec().reason       # "you asked to talk to a person", per language
+        reason = self.pick(reason, t)
         if target == "end":
             self.finish(st)
         elif target == "handoff":
@@ -120,12 +124,13 @@ class StepRunner:
                     found = {step.collect: (step, value)} | {
                         s.collect: (s, st.confirm_more[s.collect]) for s in pf.steps[st.step + 1:]
                         if isinstance(s, CollectStep) and s.collect in st.confirm_more}
-                    items = [(s.collect.replace("_", " "), _shown(s, v)) for s, v in found.values()]
-                    text = self.renderer.render(self.settings.confirm_prefills, t.context() | {"items": items})
+                    items = [(s.collect.replace("_", " "), _shown(s, v, t.lang, self)) for s, v in found.values()]
+                    text = self.render(self.settings.confirm_prefills, t, items=items)
                 else:
-                    ctx = t.context() | {"value": _shown(step, value), "label": step.collect.replace("_", " ")}
-                    text = self.renderer.render(self.settings.confirm_prefill, ctx)
-                t.replies.append(Reply(text, (Button("Yes", "prefill:yes"), Button("No", "prefill:no"))))
+                    text = self.render(self.settings.confirm_prefill, t, value=_shown(step, value, t.lang, self),
+                                       label=step.collect.replace("_", " "))
+                t.replies.append(Reply(text, (Button(self.system("button_yes", t), "prefill:yes"),
+                                              Button(self.system("button_no", t), "prefill:no"))))
                 return False
             self.ask(t, step)
             return False
@@ -178,28 +183,41 @@ class StepRunner:
 
     # -- what the customer reads --------------------------------------------------
 
-    def render(self, source: str, t: Turn) -> str:
-        return self.renderer.render(source, t.context())
+    def pick(self, source: Text | None, t: Turn) -> str:
+        """``source`` in the turn's language (README "Languages")."""
+        return pick(source, t.lang, self.settings.languages)
+
+    def render(self, source: Text, t: Turn, **extra: Any) -> str:
+        """``source`` in the turn's language, rendered with the step names (and ``extra``)."""
+        ctx = t.context()
+        if extra:
+            ctx |= extra
+        return self.renderer.render(self.pick(source, t), ctx)
+
+    def system(self, key: str, t: Turn, **values: Any) -> str:
+        """One of omnibot's own texts (flows/i18n.py SYSTEM_MESSAGES) in the turn's language."""
+        src = system_text(key, t.lang, self.settings.languages, self.settings.messages)
+        return self.renderer.render(src, values) if values or "{" in src else src
 
     def say(self, t: Turn, step: SayStep) -> None:
-        buttons = tuple(Button(b, b) if isinstance(b, str) else Button(b.title, b.payload)
+        buttons = tuple(Button(b, b) if isinstance(b, str) else Button(self.pick(b.title, t), b.payload)
                         for b in step.buttons)
         t.replies.append(Reply(self.render(step.say, t), buttons))
 
     def ask(self, t: Turn, step: CollectStep, *, again: bool = False) -> None:
         buttons: tuple[Button, ...] = ()
         if step.type == "choice":
-            buttons = tuple(Button(*choice_title_value(c)) for c in step.choices)
+            buttons = tuple(Button(*choice_title_value(c, t.lang, self.settings.languages)) for c in step.choices)
         if step.optional and step.type == "attachment":
-            buttons = buttons + (Button("Skip", "skip"),)
+            buttons = buttons + (Button(self.system("button_skip", t), "skip"),)
         t.replies.append(Reply(self.render(step.ask, t), buttons))
 
 
-def _shown(step: CollectStep, value: Any) -> str:
+def _shown(step: CollectStep, value: Any, lang: str | None = None, runner: StepRunner | None = None) -> str:
     """A pre-filled value as the customer reads it: a choice's title, a long message shortened."""
     if step.type == "choice":
         for c in step.choices:
-            title, v = choice_title_value(c)
+            title, v = choice_title_value(c, lang, runner.settings.languages if runner else None)
             if v == value:
                 return title
     text = str(value)

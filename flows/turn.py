@@ -31,6 +31,8 @@ class TurnInput:
     channel: str = ""
     conversation_id: str = ""
     key: str = ""       # what makes this turn unique ("in:123", the inbound message); "" for none
+    language: str = ""  # the conversation's language (README "Languages"); "": the flows' default
+    switched: bool = False   # the message only asked to switch language: confirm, ask the question again
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ class TurnState:
     asking_flow: str | None = None
     missed: int = 0                                          # misunderstood messages in a row (the offer of a
     #                                                          person does not reset it, unlike ``misses``)
+    language_chosen: bool = False                            # the customer asked for the conversation's language
 
     @classmethod
     def load(cls, d: Mapping[str, Any] | None) -> "TurnState":
@@ -117,7 +120,8 @@ class TurnState:
                    recent=list(d.get("recent") or []), signals=dict(d.get("signals") or {}),
                    turns=int(d.get("turns", 0)), complaint_turn=d.get("complaint_turn"),
                    asked=bool(d.get("asked", False)), offered=d.get("offered"),
-                   asking_flow=d.get("asking_flow"), missed=int(d.get("missed", 0)))
+                   asking_flow=d.get("asking_flow"), missed=int(d.get("missed", 0)),
+                   language_chosen=bool(d.get("language_chosen", False)))
 
     def dump(self) -> dict[str, Any]:
         d = {"v": STATE_VERSION, "flow": self.flow, "step": self.step, "awaiting": self.awaiting,
@@ -131,6 +135,8 @@ class TurnState:
             d["asking_flow"] = self.asking_flow
         if self.missed:           # only while the bot has misunderstood the latest messages
             d["missed"] = self.missed
+        if self.language_chosen:  # only once the customer asked for a language ("English please")
+            d["language_chosen"] = True
         return d
 
 
@@ -148,6 +154,7 @@ class Turn:
         self.flows_run: set[str] = set()     # flows whose steps ran this turn
         self.actions_called: list[str] = []  # names of the actions that ran this turn
         self.missed = False                  # the fallback answered: the bot did not understand
+        self.lang = turn.language or None    # what the replies are written in
 
     def context(self) -> dict[str, Any]:
         return {"slots": Slots(self.st.slots), "customer": Slots(self.input.customer),

@@ -9,7 +9,8 @@ flow loader skips that folder) holds a list under ``canned:``::
         text: |                       # a template, like a flow's say:
           Hi {{ customer.name }}, I've started the refund for {{ slots.order_number }}.
 
-``text`` is rendered in the same jinja2 sandbox as the flows (:mod:`flows.render`), with
+``text`` may be given by language like any flow text (``text: {en: ..., es: ..., id: ...}``, README
+"Languages"): the agent gets it in the conversation's language. It is rendered in the same jinja2 sandbox as the flows (:mod:`flows.render`), with
 :data:`CANNED_NAMES`: ``slots`` (what the conversation captured), ``customer`` (``id``, ``name``:
 the first name), ``channel``, ``team`` (the team's display name) and ``agent`` (the inserting
 agent's first name). What customers wrote only ever enters as a value: it is never rendered.
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bot.errors import FlowError, FlowValidationError
 from bot.runtime import first_name
 from bot.yamlmarks import MarkedYamlError, describe_loc, load_marked
+from flows.i18n import LanguageSettings, Text, pick, variants
 from flows.render import Renderer, TemplateError
 
 #: the folder of a flows folder that holds canned replies (never read as flows)
@@ -43,7 +45,7 @@ class _Reply(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     title: str = Field(min_length=1, max_length=120)
-    text: str = Field(min_length=1, max_length=4000)
+    text: Text = Field(min_length=1)
 
 
 class _File(BaseModel):
@@ -55,9 +57,10 @@ class _File(BaseModel):
 class Canned:
     name: str
     title: str
-    text: str            # template source
+    text: str            # template source, in the default language
     file: str
     line: int
+    texts: dict[str, str] | None = None     # by language, when the file gives it so
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "text": self.text}
@@ -66,9 +69,10 @@ class Canned:
 class CannedReplies:
     """The loaded canned replies: search and render."""
 
-    def __init__(self, replies: dict[str, Canned] | None = None) -> None:
+    def __init__(self, replies: dict[str, Canned] | None = None, languages: LanguageSettings | None = None) -> None:
         self.replies = dict(replies or {})
         self.renderer = Renderer()
+        self.languages = languages
 
     def __len__(self) -> int:
         return len(self.replies)
@@ -96,7 +100,8 @@ class CannedReplies:
         c = self.get(name)
         if c is None:
             raise KeyError(name)
-        return self.renderer.render(c.text, context)
+        source = pick(c.texts, context.get("language"), self.languages) if c.texts else c.text
+        return self.renderer.render(source, {k: v for k, v in context.items() if k != "language"})
 
 
 def canned_dir(flows_path: str | Path) -> Path:
@@ -105,8 +110,9 @@ def canned_dir(flows_path: str | Path) -> Path:
     return (p if p.is_dir() else p.parent) / CANNED_DIR
 
 
-def load_canned(flows_path: str | Path) -> CannedReplies:
+def load_canned(flows_path: str | Path, languages: LanguageSettings | None = None) -> CannedReplies:
     """Load and check every ``canned/*.yaml`` next to the flows (none: no canned replies).
+    ``languages``: the flows' ``settings.languages``; a text by language must give each of them.
 
     Raises:
         FlowValidationError: every problem, as ``file:line: reason``.
@@ -156,20 +162,47 @@ def load_canned(flows_path: str | Path) -> CannedReplies:
                                         f"{out[name].line}", path=file, line=line))
                 continue
             tline = marks.line_for(loc + ("text",)) or line
-            try:
-                found = renderer.template_names(reply.text)
-            except TemplateError as exc:
-                errors.append(FlowError(f"canned reply {name!r}: {exc}", path=file, line=tline))
+            bad = False
+            for lang, src in variants(reply.text):
+                what = f"canned reply {name!r}" + (f" ({lang})" if lang else "")
+                vline = marks.line_for(loc + ("text", lang)) if lang else tline
+                if len(src) > 4000:
+                    errors.append(FlowError(f"{what}: longer than 4000 characters", path=file, line=vline))
+                    bad = True
+                    continue
+                try:
+                    found = renderer.template_names(src)
+                except TemplateError as exc:
+                    errors.append(FlowError(f"{what}: {exc}", path=file, line=vline))
+                    bad = True
+                    continue
+                unknown = sorted(found.names - set(CANNED_NAMES))
+                if unknown:
+                    errors.append(FlowError(f"{what}: unknown name {unknown[0]!r} (known here: "
+                                            f"{', '.join(CANNED_NAMES)})", path=file, line=vline))
+                    bad = True
+            if isinstance(reply.text, dict) and languages is not None:
+                supported = languages.languages
+                missing = [c for c in supported if not str(reply.text.get(c) or "").strip()]
+                extra = [c for c in reply.text if c not in supported]
+                if extra:
+                    errors.append(FlowError(f"canned reply {name!r}: language {extra[0]!r} is not in "
+                                            f"settings.languages.supported ({', '.join(supported)})",
+                                            path=file, line=tline))
+                    bad = True
+                if missing and languages.complete:
+                    errors.append(FlowError(f"canned reply {name!r}: no text in {', '.join(map(repr, missing))} "
+                                            f"(settings.languages.supported: {', '.join(supported)})",
+                                            path=file, line=tline))
+                    bad = True
+            if bad:
                 continue
-            unknown = sorted(found.names - set(CANNED_NAMES))
-            if unknown:
-                errors.append(FlowError(f"canned reply {name!r}: unknown name {unknown[0]!r} (known here: "
-                                        f"{', '.join(CANNED_NAMES)})", path=file, line=tline))
-                continue
-            out[name] = Canned(name=name, title=reply.title.strip(), text=reply.text.strip(), file=file, line=line)
+            texts = {k: v.strip() for k, v in reply.text.items()} if isinstance(reply.text, dict) else None
+            default = pick(reply.text, None, languages).strip()
+            out[name] = Canned(name=name, title=reply.title.strip(), text=default, file=file, line=line, texts=texts)
     if errors:
         raise FlowValidationError(errors)
-    return CannedReplies(out)
+    return CannedReplies(out, languages)
 
 
 async def context_for(store: Any, config: Any, h: Any, agent: str) -> dict[str, Any]:
@@ -185,4 +218,5 @@ async def context_for(store: Any, config: Any, h: Any, agent: str) -> dict[str, 
             "customer": {"id": conv.customer_id if conv else None,
                          "name": first_name(customer.display_name if customer else "")},
             "channel": conv.channel if conv else "", "team": config.handoff.team_name(h.team),
-            "agent": first_name(agent)}
+            "agent": first_name(agent),
+            "language": conv.language if conv else None}      # which text (README "Languages"); not a name

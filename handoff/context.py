@@ -141,6 +141,7 @@ async def handoff_summary(store: Store, config: Config, h: HandoffRecord) -> dic
         "waiting_seconds": max(0, int((end - h.created_at).total_seconds())),
         "position": await store.queue_position(h.id),
         "channel": conv.channel if conv else None,
+        "language": conv.language if conv else None,      # the customer's (README "Languages")
         "customer": {"id": customer.id if customer else None, "name": customer.display_name if customer else "",
                      "display": readable_name(customer_id=customer.id if customer else None,
                                               display_name=customer.display_name if customer else "",
@@ -190,7 +191,8 @@ async def handoff_context(store: Store, config: Config, h: HandoffRecord, *,
                for t in await store.customer_tickets(conv.customer_id)]
     return {
         "conversation": {"id": conv.id, "channel": conv.channel, "external_id": conv.external_id,
-                         "state": conv.state.value, "created_at": conv.created_at.isoformat()},
+                         "state": conv.state.value, "created_at": conv.created_at.isoformat(),
+                         "language": conv.language},
         "customer": {"id": conv.customer_id, "name": customer.display_name if customer else "",
                      "display": readable_name(customer_id=conv.customer_id,
                                               display_name=customer.display_name if customer else "",

@@ -64,7 +64,8 @@ class DeskActions:
 
     def __init__(self, desk: AgentDeskWeb, canned: CannedReplies | None = None) -> None:
         self.desk = desk
-        self.canned = canned if canned is not None else load_canned(desk.config.resolve(desk.config.flows.path))
+        self.canned = canned if canned is not None else load_canned(
+            desk.config.resolve(desk.config.flows.path), desk.flows.settings.languages if desk.flows else None)
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router

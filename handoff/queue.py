@@ -21,6 +21,7 @@ from bot.runtime import first_name
 from bot.storage import HandoffRecord, Store
 from bot.storage.base import AgentAccount
 from bot.storage.ops_work import Note
+from flows.i18n import render_system
 
 from .states import CONVERSATION_STATE, HandoffState, next_state
 
@@ -64,8 +65,12 @@ class HandoffQueue:
 
     def __init__(self, *, store: Store, locks: KeyedLock, events: EventBus, config: Config,
                  wake_delivery: Callable[[], None], reset_flow: Callable[[Any], dict[str, Any]],
-                 on_resolved: OnResolved | None = None) -> None:
+                 on_resolved: OnResolved | None = None,
+                 texts: Callable[..., str] | None = None) -> None:
         self.store = store
+        # what the customer is told, in their conversation's language (README "Languages"):
+        # texts(key, language, **values); by default the built-in messages (flows/i18n.py)
+        self.texts = texts or render_system
         self.locks = locks
         self.events = events
         self.config = config
@@ -73,6 +78,11 @@ class HandoffQueue:
         self.reset_flow = reset_flow
         self.on_resolved = on_resolved
         self.clock: Callable[[], datetime] = utcnow    # take-over's idle time (tests set it)
+
+    async def _told(self, h: HandoffRecord, key: str, **values: Any) -> Outbound:
+        """A system message to the customer of ``h`` in their conversation's language."""
+        conv = await self.store.get_conversation(h.conversation_id)
+        return Outbound(self.texts(key, conv.language if conv else None, **values), role="system")
 
     async def list(self, *, team: str | None = None) -> list[HandoffRecord]:
         """Queued and claimed handoffs, highest priority first, then oldest."""
@@ -93,7 +103,7 @@ class HandoffQueue:
                 raise Conflict(f"already claimed by {h.agent}")
             new = self._next(h, "claim")
             team = self.config.handoff.team_name(h.team)
-            told = Outbound(f"{first_name(agent)} from {team} has joined the conversation.", role="system")
+            told = await self._told(h, "agent_joined", agent=first_name(agent), team=team)
             if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value, agent=agent,
                                                        conversation_state=CONVERSATION_STATE[new],
                                                        replies=[told]):
@@ -123,15 +133,12 @@ class HandoffQueue:
 
     async def resolve(self, handoff_id: str, agent: str, *, result: str | None = None) -> HandoffRecord:
         """Close the conversation and tell the customer (with ``result``, what was done)."""
-        told = Outbound(f"{first_name(agent)} marked your request as resolved"
-                        + (f": {result}" if result else ".") + " If there's anything else, just write here.",
-                        role="system")
+        told = await self._told(await self.get(handoff_id), "resolved", agent=first_name(agent), result=result)
         return await self._finish(handoff_id, agent, "resolve", told, verb="resolve it", result=result)
 
     async def hand_back(self, handoff_id: str, agent: str) -> HandoffRecord:
         """Return the conversation to the bot (slots are kept, the flow starts fresh)."""
-        told = Outbound("You're back with our assistant. Is there anything else I can help with?",
-                        role="system")
+        told = await self._told(await self.get(handoff_id), "handed_back")
         return await self._finish(handoff_id, agent, "hand_back", told, verb="hand it back")
 
     async def _finish(self, handoff_id: str, agent: str, event: str, told: Outbound, *,
@@ -200,12 +207,11 @@ class HandoffQueue:
                 if h.team == team:
                     raise Conflict(f"it is already with {team_name}")
                 new = self._next(h, "transfer")
-                told = Outbound(f"{first_name(agent)} is transferring you to our {team_name} "
-                                "team, who can best help with this. They see everything so far.", role="system")
+                told = await self._told(h, "transferred_team", agent=first_name(agent), team=team_name)
             else:
                 new = self._next(h, "assign")
-                told = Outbound(f"{first_name(agent)} is transferring you to {first_name(to.name)} from {team_name}, "
-                                "who can best help with this. They see everything so far.", role="system")
+                told = await self._told(h, "transferred_agent", agent=first_name(agent), to=first_name(to.name),
+                                        team=team_name)
             if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value, team=team,
                                                        agent=to.name if to else None,
                                                        conversation_state=CONVERSATION_STATE[new],
@@ -243,8 +249,8 @@ class HandoffQueue:
                                f"a reply, in {wait} min; a supervisor may at any time")
             new = self._next(h, "take_over")
             team = self.config.handoff.team_name(h.team)
-            told = Outbound(f"{first_name(agent)} from {team} is taking over from {first_name(previous)} "
-                            "and will continue with you.", role="system")
+            told = await self._told(h, "taken_over", agent=first_name(agent), team=team,
+                                    previous=first_name(previous))
             if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value, agent=agent,
                                                        conversation_state=CONVERSATION_STATE[new],
                                                        replies=[told]):

@@ -39,7 +39,9 @@ class Resolutions:
     async def _tell(self, ticket: Ticket, conversation_id: str, agent: str, result: str | None,
                     *, survey: bool) -> tuple[list[Outbound], dict[str, Any] | None]:
         """The result message, and the survey's first question with the flow state to keep."""
-        text = f"{first_name(agent)} resolved your complaint {ticket.reference}" + (f": {result}" if result else ".")
+        conv0 = await self.store.get_conversation(conversation_id)
+        text = self.engine.system_text("complaint_resolved", conv0.language if conv0 else None,
+                                       agent=first_name(agent), reference=ticket.reference, result=result)
         replies = [Outbound(text, role="system")]
         flow = self.engine.settings.complaints.survey_flow
         loaded = await self.store.load_turn(conversation_id)

@@ -81,6 +81,8 @@ class CardRenderer:
                   f"*State*\n{state}"]
         if ctx.get("reference"):
             fields.append(f"*Reference*\n{escape(str(ctx['reference']))}")
+        if conv.get("language"):      # the customer's language (README "Languages")
+            fields.append(f"*Language*\n{escape(str(conv['language']))}")
         fields.append(f"*Priority*\n{'high' if h.priority > 0 else 'normal'}")
         why = str(h.context.get("agent_reason") or h.reason)     # written for the agent, not the customer
         blocks: list[dict[str, Any]] = [

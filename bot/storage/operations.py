@@ -25,6 +25,7 @@ from . import ops_figures as figures
 from . import ops_privacy as privacy
 from . import ops_actions as actions
 from . import ops_review as review
+from . import ops_language as language
 from .health import StorageHealth
 from .sql import Op
 
@@ -46,7 +47,7 @@ WRITES = frozenset({
     "set_customer_profile", "update_agent",
     "privacy_notice", "erase_customer", "expire_message_texts", "expire_attachments", "expire_conversations",
     "expire_audit",
-    "propose_review", "decide_review", "mark_communicated"})
+    "propose_review", "decide_review", "mark_communicated", "set_conversation_language"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -237,6 +238,8 @@ class Operations:
     tickets_in_review = operation(review.tickets_in_review)
     report_reviews = operation(review.report_reviews)
     report_compensations = operation(review.report_compensations)
+    # the conversation's language (README "Languages"): bot.storage.ops_language
+    set_conversation_language = operation(language.set_conversation_language)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.

@@ -176,6 +176,7 @@ MIGRATIONS: dict[int, str] = {
     11: from_sqlite(SQLITE_MIGRATIONS[10]),   # instances, owners, leases, rate counters, media
     12: from_sqlite(SQLITE_MIGRATIONS[11]),   # agent accounts
     13: from_sqlite(SQLITE_MIGRATIONS[12]),   # notes, reads, compensations, reviews, handoff causes, audit
+    14: from_sqlite(SQLITE_MIGRATIONS[13]),   # conversations.language
 }
 
 assert BASELINE + len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL twin"

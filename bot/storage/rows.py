@@ -33,7 +33,8 @@ def customer_of(row: Row) -> Customer:
 def conversation_of(row: Row) -> Conversation:
     return Conversation(id=row["id"], customer_id=row["customer_id"], channel=row["channel"],
                         external_id=row["external_id"], state=ConversationState(row["state"]),
-                        created_at=parse_iso(row["created_at"]), updated_at=parse_iso(row["updated_at"]))  # type: ignore[arg-type]
+                        created_at=parse_iso(row["created_at"]), updated_at=parse_iso(row["updated_at"]),  # type: ignore[arg-type]
+                        language=row["language"])
 
 
 def message_of(row: Row) -> Message:

@@ -285,6 +285,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_at ON audit(at, id);
     CREATE INDEX audit_customer ON audit(customer_id, at) WHERE customer_id IS NOT NULL
     """,
+    # 14: the conversation's language (README "Languages"): an ISO 639-1 code the bot answers in,
+    # detected from the customer's messages or taken from the platform; NULL until known.
+    """
+    ALTER TABLE conversations ADD COLUMN language TEXT
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

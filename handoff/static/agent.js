@@ -532,6 +532,7 @@
       customer.tier ? el("span", { class: "sub tier", text: customer.tier }) : null);
     const meta = el("div", { class: "head-meta" },
       channelBadge(conv.channel || h.channel),
+      conv.language ? el("span", { class: "badge lang", title: "the customer's language", text: conv.language }) : null,
       el("span", { class: "badge team", text: ctx.team_name || h.team_name || h.team || "no team" }),
       stateBadge(h), prioMarker(h),
       ctx.reference ? el("span", { text: `Ref ${ctx.reference}` }) : null,

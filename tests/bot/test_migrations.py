@@ -40,7 +40,7 @@ COLUMN_SINCE = {("customers", "attributes"): 3, ("tickets", "sla_alerts"): 7, ("
                 ("conversations", "owner"): 11,
                 **{("tickets", c): 13 for c in ("review_state", "proposed_result", "proposed_by", "proposed_at",
                                                  "reviewed_by", "reviewed_at", "review_note", "communicated_at")},
-                ("handoffs", "cause"): 13}
+                ("handoffs", "cause"): 13, ("conversations", "language"): 14}
 
 # What an omnibot wrote: one customer on Telegram with a conversation in human handoff,
 # a processed inbound message, a sent and a pending reply, the Slack card of the handoff,

@@ -108,7 +108,7 @@ class Talk:
         """Did the bot's last turn offer to open a complaint?"""
         assert self.last is not None
         cs = self.engine.settings.complaints
-        return any(b.payload == f"intent:{cs.flow}" and b.title == cs.offer_button
+        return any(b.payload == f"intent:{cs.flow}" and b.title == self.engine.pick(cs.offer_button, None)
                    for r in self.last.replies for b in r.buttons)
 
     def texts(self) -> list[str]:

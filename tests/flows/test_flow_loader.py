@@ -827,6 +827,8 @@ def test_every_templated_setting_is_checked() -> None:
             if isinstance(value, BaseModel):
                 out |= templated(value, path + (name,))
             texts = value if isinstance(value, list) else [value]
+            # a text by language (README "Languages"): each of its variants
+            texts = [v for t in texts for v in (t.values() if isinstance(t, dict) else [t])]
             if any(isinstance(t, str) and ("{{" in t or "{%" in t) for t in texts):
                 out.add(path + (name,))
         return out

@@ -316,8 +316,9 @@ async def test_handoff_message_reading_a_slot_that_is_not_filled_still_hands_off
     shutil.copytree(DEMO_FLOWS, flows)
     settings = flows / "settings.yaml"
     text = settings.read_text(encoding="utf-8")
-    assert "  handoff_message: >-\n" in text
-    settings.write_text(text.replace("  handoff_message: >-\n", "  handoff_message: >-\n    {% if slots.reference %}"
+    head = "  handoff_message:\n    en: >-\n"       # given by language (README "Languages")
+    assert head in text
+    settings.write_text(text.replace(head, head + "      {% if slots.reference %}"
                                      "About {{ slots.reference }}: {% endif %}\n", 1), encoding="utf-8")
     store = await open_store("sqlite:///:memory:")
     config = Config(handoff=HandoffConfig(teams={"support": TeamConfig(name="Customer Care"),

@@ -1,0 +1,217 @@
+"""Texts in several languages (README "Languages").
+
+Any text a flow shows the customer (``say``, ``ask``, ``invalid``, button and choice titles, the
+handoff reason, the fallback and complaint-offer messages, canned replies) is either a plain string
+(the default language) or a mapping by ISO 639-1 code::
+
+    say:
+      en: "We're open Monday to Friday."
+      es: "Abrimos de lunes a viernes."
+      id: "Kami buka Senin sampai Jumat."
+
+:func:`pick` chooses the variant for a conversation's language: that language, else
+``languages.fallback``, else ``languages.default``, else the first one given.
+
+The messages omnibot's code writes itself (an agent joined, the request was resolved, ...) are in
+:data:`SYSTEM_MESSAGES`, in English, Spanish and Indonesian; ``settings.messages`` in the flows
+overrides or adds to them, in the same form.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: A text as flows write it: a string, or a mapping of language code to string.
+Text = Union[str, dict[str, str]]
+
+LANG_CODE = re.compile(r"^[a-z]{2}$")
+
+
+class LanguageSettings(BaseModel):
+    """``settings.languages``: which languages the flows are written in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default: str = Field("en", description="the language of plain-string texts, and of new conversations "
+                         "until the customer's language is known")
+    fallback: str | None = Field(None, description="used when a text lacks the conversation's language; "
+                                 "default: the default language")
+    supported: list[str] = Field(default_factory=list, description="languages the bot answers in "
+                                 "(ISO 639-1 codes); default: only the default language")
+    complete: bool = Field(True, description="omnibot validate reports a text missing in a supported "
+                           "language; false: missing texts fall back silently")
+    detect: bool = Field(True, description="detect the language of customer messages (lingua); false: "
+                         "only the platform's hint and an explicit switch change it")
+    min_letters: int = Field(10, ge=1, le=200, description="shorter messages (letters, not counting codes "
+                             "and numbers) never change the language: 'ok', 'AB123456', 'yes'")
+    min_confidence: float = Field(0.8, ge=0, le=1, description="the detector's confidence needed to "
+                                  "change the language")
+
+    @field_validator("default", "fallback")
+    @classmethod
+    def _code(cls, v: str | None) -> str | None:
+        if v is not None and not LANG_CODE.match(v):
+            raise ValueError(f"{v!r} is not a two-letter language code (en, es, id)")
+        return v
+
+    @field_validator("supported")
+    @classmethod
+    def _codes(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if not isinstance(c, str) or not LANG_CODE.match(c)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a two-letter language code (en, es, id)")
+        if len(set(v)) != len(v):
+            raise ValueError("a language is listed twice")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "LanguageSettings":
+        langs = self.languages
+        for what, code in (("default", self.default), ("fallback", self.fallback)):
+            if self.supported and code is not None and code not in langs:
+                raise ValueError(f"{what} {code!r} is not in supported ({', '.join(langs)})")
+        return self
+
+    @property
+    def languages(self) -> list[str]:
+        """The supported languages, the default first when none are listed."""
+        return list(self.supported) or [self.default]
+
+    @property
+    def fallback_language(self) -> str:
+        return self.fallback or self.default
+
+    def normalize(self, code: Any) -> str | None:
+        """A platform's language tag (``es-MX``, ``pt_BR``, ``in``) as a supported code, else None."""
+        if not isinstance(code, str) or not code.strip():
+            return None
+        base = re.split(r"[-_]", code.strip().lower(), maxsplit=1)[0]
+        base = {"in": "id", "iw": "he", "ji": "yi"}.get(base, base)    # Java's old codes
+        return base if base in self.languages else None
+
+
+def pick(text: Text | None, lang: str | None, langs: LanguageSettings | None = None) -> str:
+    """The variant of ``text`` for ``lang`` (see the module doc); a plain string as it is."""
+    if text is None:
+        return ""
+    if isinstance(text, str):
+        return text
+    langs = langs or _DEFAULT_LANGS
+    for code in (lang, langs.fallback_language, langs.default):
+        if code and text.get(code):
+            return text[code]
+    return next((v for v in text.values() if v), "")
+
+
+def variants(text: Text | None) -> list[tuple[str | None, str]]:
+    """Every variant of ``text`` as ``(language, source)``; ``None`` for a plain string."""
+    if text is None:
+        return []
+    if isinstance(text, str):
+        return [(None, text)]
+    return [(k, v) for k, v in text.items() if isinstance(v, str)]
+
+
+def all_texts(text: Text | None) -> list[str]:
+    """Every variant's string (to match a choice title written in any language)."""
+    return [v for _, v in variants(text)]
+
+
+_DEFAULT_LANGS = LanguageSettings()
+
+
+def t3(en: str, es: str, id_: str) -> dict[str, str]:
+    """A built-in text in English, Spanish and Indonesian."""
+    return {"en": en, "es": es, "id": id_}
+
+
+#: What omnibot's code writes to customers, by message id: jinja templates (the values they are
+#: given are data). ``settings.messages`` in the flows overrides them (README "Languages").
+SYSTEM_MESSAGES: dict[str, dict[str, str]] = {
+    "agent_joined": t3("{{ agent }} from {{ team }} has joined the conversation.",
+                       "{{ agent }}, del equipo de {{ team }}, se ha unido a la conversación.",
+                       "{{ agent }} dari tim {{ team }} telah bergabung dalam percakapan."),
+    "resolved": t3("{{ agent }} marked your request as resolved{% if result %}: {{ result }}{% else %}.{% endif %}"
+                   " If there's anything else, just write here.",
+                   "{{ agent }} ha marcado tu solicitud como resuelta{% if result %}: {{ result }}{% else %}.{% endif %}"
+                   " Si necesitas algo más, escríbenos aquí.",
+                   "{{ agent }} telah menandai permintaan Anda sebagai selesai{% if result %}: {{ result }}"
+                   "{% else %}.{% endif %} Jika ada hal lain, silakan tulis di sini."),
+    "handed_back": t3("You're back with our assistant. Is there anything else I can help with?",
+                      "Vuelves a hablar con nuestro asistente. ¿Puedo ayudarte en algo más?",
+                      "Anda kembali dengan asisten kami. Ada lagi yang bisa saya bantu?"),
+    "transferred_team": t3("{{ agent }} is transferring you to our {{ team }} team, who can best help with this. "
+                           "They see everything so far.",
+                           "{{ agent }} te está pasando a nuestro equipo de {{ team }}, que es quien mejor puede "
+                           "ayudarte con esto. Verán todo lo hablado hasta ahora.",
+                           "{{ agent }} sedang meneruskan Anda ke tim {{ team }} kami, yang paling tepat membantu "
+                           "hal ini. Mereka dapat melihat seluruh percakapan sejauh ini."),
+    "transferred_agent": t3("{{ agent }} is transferring you to {{ to }} from {{ team }}, who can best help with "
+                            "this. They see everything so far.",
+                            "{{ agent }} te está pasando con {{ to }}, del equipo de {{ team }}, que es quien mejor "
+                            "puede ayudarte con esto. Verá todo lo hablado hasta ahora.",
+                            "{{ agent }} sedang meneruskan Anda ke {{ to }} dari tim {{ team }}, yang paling tepat "
+                            "membantu hal ini. Dia dapat melihat seluruh percakapan sejauh ini."),
+    "taken_over": t3("{{ agent }} from {{ team }} is taking over from {{ previous }} and will continue with you.",
+                     "{{ agent }}, del equipo de {{ team }}, sustituye a {{ previous }} y seguirá contigo.",
+                     "{{ agent }} dari tim {{ team }} menggantikan {{ previous }} dan akan melanjutkan dengan Anda."),
+    "complaint_resolved": t3("{{ agent }} resolved your complaint {{ reference }}{% if result %}: {{ result }}"
+                             "{% else %}.{% endif %}",
+                             "{{ agent }} ha resuelto tu reclamación {{ reference }}{% if result %}: {{ result }}"
+                             "{% else %}.{% endif %}",
+                             "{{ agent }} telah menyelesaikan keluhan Anda {{ reference }}{% if result %}: "
+                             "{{ result }}{% else %}.{% endif %}"),
+    "language_switched": t3("Sure, let's continue in English.", "¡Claro! Seguimos en español.",
+                            "Baik, kita lanjutkan dalam bahasa Indonesia."),
+    "apology": t3("Sorry, something went wrong on our side while answering you. "
+                  "Your message is saved and a person from our team will follow up.",
+                  "Lo sentimos, algo ha fallado por nuestra parte al responderte. "
+                  "Tu mensaje está guardado y una persona de nuestro equipo te contestará.",
+                  "Maaf, terjadi kesalahan di pihak kami saat menjawab Anda. "
+                  "Pesan Anda tersimpan dan seseorang dari tim kami akan menindaklanjutinya."),
+    # buttons the engine adds itself
+    "button_yes": t3("Yes", "Sí", "Ya"),
+    "button_no": t3("No", "No", "Tidak"),
+    "button_skip": t3("Skip", "Omitir", "Lewati"),
+    "button_human": t3("Talk to a person", "Hablar con una persona", "Bicara dengan petugas"),
+}
+
+#: The names each system message may read.
+SYSTEM_NAMES: dict[str, tuple[str, ...]] = {
+    "agent_joined": ("agent", "team"), "resolved": ("agent", "result"), "handed_back": (),
+    "transferred_team": ("agent", "team"), "transferred_agent": ("agent", "to", "team"),
+    "taken_over": ("agent", "team", "previous"), "complaint_resolved": ("agent", "reference", "result"),
+    "language_switched": (), "apology": (), "button_yes": (), "button_no": (), "button_skip": (),
+    "button_human": (),
+}
+
+
+def system_text(key: str, lang: str | None, langs: LanguageSettings | None,
+                overrides: Mapping[str, Text] | None = None) -> str:
+    """The template of system message ``key`` in ``lang`` (the flows' override, else built in)."""
+    own = (overrides or {}).get(key)
+    if own is not None:
+        built_in = SYSTEM_MESSAGES.get(key, {})
+        if isinstance(own, str):
+            own = {(langs or _DEFAULT_LANGS).default: own}
+        merged = {**built_in, **own}      # a language the flows do not give keeps the built-in text
+        return pick(merged, lang, langs)
+    return pick(SYSTEM_MESSAGES[key], lang, langs)
+
+
+def render_system(key: str, lang: str | None, langs: LanguageSettings | None = None,
+                  overrides: Mapping[str, Text] | None = None, **values: Any) -> str:
+    """System message ``key`` in ``lang``, rendered with ``values`` (data, never templates)."""
+    from .render import Renderer     # jinja2 sandbox; imported here, as flows.render needs nothing of this
+
+    global _renderer
+    if _renderer is None:
+        _renderer = Renderer()
+    src = system_text(key, lang, langs, overrides)
+    return _renderer.render(src, values) if "{" in src else src
+
+
+_renderer: Any = None
