@@ -180,7 +180,8 @@ async def build_services(config: Config) -> Services:
         slack = None
         if config.slack.enabled:
             from handoff.desk_slack import SlackDesk   # slack-bolt is imported only when used
-            slack = SlackDesk(config=config, queue=queue, store=store, events=events, cluster=cluster)
+            slack = SlackDesk(config=config, queue=queue, store=store, events=events, cluster=cluster,
+                              flows=flowset)
     except BaseException:
         await store.close()
         raise

@@ -132,8 +132,9 @@ def audit_cmd(config_path: str | None, since: str | None, actor: str | None, cus
     """The audit log, oldest first: who did what, when, to which customer.
 
     \b
-    Recorded: exports, erasures, retention runs (and, from the desks, agent
-    logins, claims, reveals of masked data, approvals).
+    Recorded: exports, erasures, retention runs, and from the desks agent
+    logins (and failed ones), claims, transfers, take-overs, resolves, hand-backs,
+    reopens, reveals of masked data, review approvals and returns, compensations.
 
     \b
     Example:

@@ -159,7 +159,8 @@ class DeskActions:
         account = await self.desk._require(request)
         await self._conversation_team(request, account)
         notes = await self.desk.store.notes_of(request.match_info["id"])
-        return web.json_response({"notes": [n.to_dict() for n in notes]})
+        view = await self.desk.privacy.view_of(account.name, request.match_info["id"])   # the holder sees all
+        return web.json_response({"notes": [view.tree(n.to_dict()) for n in notes]})
 
     async def add_note(self, request: web.Request) -> web.Response:
         """``{"text": "..."}``: an internal note, never sent to the customer."""

@@ -74,10 +74,12 @@ class SlackDesk:
             on its own instance (every action is published once, where it happened), one instance
             at a time (the holder of the lease ``slack-sync``) runs the periodic sweep, and the
             card and thread jobs of a handoff run on one instance at a time.
+        flows: the loaded flows (a ``flows.FlowSet``): the card shows the handoff's flow's labelled
+            fields, and personal slots are not copied to Slack.
     """
 
     def __init__(self, *, config: Config, queue: HandoffQueue, store: Store, events: EventBus,
-                 cluster: Cluster | None = None) -> None:
+                 cluster: Cluster | None = None, flows: Any = None) -> None:
         self.config = config
         self.cluster = cluster if cluster is not None and cluster.enabled else None
         self.sweeper = False          # with clustering on: whether this instance holds "slack-sync"
@@ -99,7 +101,7 @@ class SlackDesk:
         self.poster = SlackPoster(writer, posts_per_second=self.cfg.posts_per_second,
                                   updates_per_second=self.cfg.updates_per_second)
         self.sync = DeskSync(config=config, store=store, poster=self.poster, client=self.client,
-                             renderer=CardRenderer(config), cluster=self.cluster)
+                             renderer=CardRenderer(config), cluster=self.cluster, flows=flows)
         self.app = AsyncApp(client=self.client, signing_secret=self.cfg.signing_secret.get_secret_value(),
                             process_before_response=False, raise_error_for_unhandled_request=False)
         self.verifier = SignatureVerifier(self.cfg.signing_secret.get_secret_value())

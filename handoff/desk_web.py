@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from aiohttp import WSMsgType, web
 
+from bot import audit
 from bot.agents import TOKEN_PREFIX, Sessions, check_password, token_hash
 from bot.auth import Signer
 from bot.config import Config
@@ -31,6 +32,7 @@ from bot.storage.base import AgentAccount
 from .context import handoff_context, handoff_summary
 from .desk_customers import DeskCustomers, queue_views
 from .desk_actions import DeskActions
+from .desk_privacy import DeskPrivacy
 from .queue import DeskError, HandoffQueue
 from .roles import can, who_may
 
@@ -101,6 +103,7 @@ class AgentDeskWeb:
         self._accounts = False       # whether an agent account exists (then the shared token is off)
         self._sockets: set[web.WebSocketResponse] = set()
         self.actions = DeskActions(self)   # transfer, take-over, notes, canned replies (loads canned/)
+        self.privacy = DeskPrivacy(self)   # personal data masked but to the holder; reveal (audited)
         self.reviews: Any = None         # handoff.review.Reviews (set by the app): outcome, review, authority
 
     def add_routes(self, app: web.Application) -> None:
@@ -128,6 +131,7 @@ class AgentDeskWeb:
             r.add_get("/agent/api/tickets", self.list_tickets)
             r.add_post("/agent/api/tickets/{ref}/resolve", self.resolve_ticket)
         DeskCustomers(self, _may_view).add_routes(app)   # read marks, customer tier and tags
+        self.privacy.add_routes(app)                      # POST conversations/{id}/reveal
 
     async def stop(self) -> None:
         for ws in list(self._sockets):
@@ -234,21 +238,34 @@ class AgentDeskWeb:
         if account is None or not ok:
             await asyncio.sleep(0.3)  # slow down guessing
             log.warning("failed agent login for %s from %s", email, request.remote)
+            await self._audit_login(account.name if account else None, "login_failed", email)
             return web.json_response({"error": "wrong e-mail or password"}, status=401)
         if account.disabled:
             log.warning("login refused: agent account %s is disabled", email)
+            await self._audit_login(account.name, "login_failed", email, {"why": "disabled"})
             return web.json_response({"error": "this account is disabled; ask an admin"}, status=403)
         resp = web.json_response(self._me(account))
         resp.set_cookie(COOKIE, self.sessions.issue(account), httponly=True, samesite="Strict", path="/",
                         secure=request.secure, max_age=int(self.sessions.hours * 3600))
         log.info("agent %s (%s) logged in", account.name, account.email)
+        await self._audit_login(account.name, "login", email)
         return resp
+
+    async def _audit_login(self, name: str | None, action: str, email: str,
+                           detail: dict[str, Any] | None = None) -> None:
+        """A login or failed login in the audit log (an unknown e-mail: actor ``unknown``)."""
+        try:
+            await audit.record(self.store, f"agent:{name}" if name else "unknown", action, target=email[:120] or None,
+                               detail=detail)
+        except Exception as exc:  # noqa: BLE001 - the login's answer stands; the missing entry is logged
+            log.error("audit entry %s for %s not written (%s)", action, name or email, exc)
 
     async def _shared_login(self, request: web.Request, body: dict[str, Any]) -> web.Response:
         token, name = str(body.get("token", "")), str(body.get("name", "")).strip()
         if not hmac.compare_digest(token.encode(), self._token.encode()):
             await asyncio.sleep(0.3)  # slow down guessing
             log.warning("failed agent login from %s", request.remote)
+            await self._audit_login(None, "login_failed", "", {"shared_token": True})
             return web.json_response({"error": "wrong agent token"}, status=401)
         if not 1 <= len(name) <= 60:
             return web.json_response({"error": "give your name (1-60 characters)"}, status=400)
@@ -256,6 +273,7 @@ class AgentDeskWeb:
         resp.set_cookie(COOKIE, self.signer.sign(name), httponly=True, samesite="Strict", path="/",
                         secure=request.secure, max_age=int(self.sessions.hours * 3600))
         log.warning("agent %s logged in with the shared token (no agent accounts exist yet)", name)
+        await self._audit_login(name, "login", "", {"shared_token": True})
         return resp
 
     async def auth_mode(self, request: web.Request) -> web.Response:
@@ -290,6 +308,7 @@ class AgentDeskWeb:
         account = await self._require(request)
         rows = [await handoff_summary(self.store, self.config, h) for h in await self.queue.list()
                 if can(account, "view", h)]     # an agent sees their teams' queues only
+        rows = [self.privacy.view(account.name, r).tree(r) for r in rows]   # personal data: the holder's
         return web.json_response(await queue_views(self.store, account, rows))   # unread, counts per view
 
     async def detail(self, request: web.Request) -> web.Response:
@@ -305,8 +324,9 @@ class AgentDeskWeb:
         window = getattr(self.connectors.get(conv.get("channel", "")), "reply_window", None)
         if window is not None and conv.get("external_id"):
             context["reply_window"] = await window(conv["external_id"])
-        return web.json_response({"handoff": await handoff_summary(self.store, self.config, h),
-                                  "context": context})
+        view = self.privacy.view(account.name, h)     # e-mail, phone: in clear to the holder only
+        return web.json_response({"handoff": view.tree(await handoff_summary(self.store, self.config, h)),
+                                  "context": view.tree(context)})
 
     async def action(self, request: web.Request) -> web.Response:
         account = await self._require(request)
@@ -393,11 +413,11 @@ class AgentDeskWeb:
             due = self.tickets.due(t)
             h = await self.store.active_handoff(t.conversation_id)
             customer = await self.store.get_customer(t.customer_id)
-            out.append(t.summary() | {
+            out.append(self.privacy.view(account.name, h).tree(t.summary() | {
                 "customer": customer.display_name if customer else "", "team": t.team,
                 "department_name": self.tickets.department_name(t), "due_at": due.isoformat(),
                 "overdue": self.tickets.overdue(t, now), "sla_alerts": list(t.sla_alerts),
-                "handoff": {"id": h.id, "state": h.state, "agent": h.agent} if h else None})
+                "handoff": {"id": h.id, "state": h.state, "agent": h.agent} if h else None}))
         out.sort(key=lambda x: (-x["priority"], x["due_at"]))
         return web.json_response({"tickets": out})
 
@@ -426,7 +446,8 @@ class AgentDeskWeb:
             limit = int(request.query.get("limit", "20"))
         except ValueError:
             return web.json_response({"error": "limit must be a number"}, status=400)
-        results = [r for r in await self.store.search(q, limit=limit)
+        results = [self.privacy.view(account.name, r.get("handoff")).tree(r)
+                   for r in await self.store.search(q, limit=limit)
                    if _may_view(account, (r.get("handoff") or {}).get("team"))]
         return web.json_response({"query": q, "results": results})
 
@@ -446,7 +467,7 @@ class AgentDeskWeb:
         record["handoff"] = await handoff_summary(self.store, self.config, h) if h else None
         record["team_names"] = {t: self.config.handoff.team_name(t) for t in self.config.handoff.teams}
         record["notes"] = [n.to_dict() for n in await self.store.notes_of(cid)]
-        return web.json_response(record)
+        return web.json_response(self.privacy.view(account.name, h).tree(record))
 
     async def reopen(self, request: web.Request) -> web.Response:
         """Back into its last team's queue, with ``{"note": "..."}`` (optional) and who did it."""

@@ -12,6 +12,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable, Sequence
 
+from bot import audit, privacy
 from bot.config import Config
 from bot.errors import InvalidTransition, OmnibotError
 from bot.events import Event, EventBus
@@ -110,14 +111,15 @@ class HandoffQueue:
                 now = await self.get(handoff_id)
                 raise Conflict(f"already claimed by {now.agent}" if now.agent else f"handoff is {now.state}")
         log.info("handoff %s claimed by %s", handoff_id, agent)
-        return await self._announce("claimed", handoff_id)
+        return await self._announce("claimed", handoff_id, audit=(agent, "claim", None))
 
     async def reply(self, handoff_id: str, agent: str, text: str,
                     attachments: Sequence[Attachment] = (), *, via: str = "") -> Message:
         """Send the agent's message (and the files they attached) to the customer's channel;
         ``via``: the desk it was written on (kept with the message: the Slack desk does not copy
         its own agents' replies back into the thread)."""
-        text = text.strip()
+        # stored (and sent) as privacy.policy's `stored` place allows: a pasted card number is masked
+        text = privacy.current().for_storage(text.strip())[0]
         if not text and not attachments:
             raise DeskError("the reply is empty")
         h = await self.get(handoff_id)
@@ -165,7 +167,8 @@ class HandoffQueue:
                                                        replies=replies, flow_state=flow_state):
                 raise Conflict("the handoff changed meanwhile; reload")
         log.info("handoff %s %s by %s", handoff_id, new.value, agent)
-        return await self._announce(new.value, handoff_id)
+        action = {"resolved": "resolve", "returned": "hand_back"}.get(new.value, new.value)
+        return await self._announce(new.value, handoff_id, audit=(agent, action, None))
 
     async def transfer(self, handoff_id: str, agent: str, team: str | None = None, *,
                        to: AgentAccount | None = None, note: str | None = None) -> HandoffRecord:
@@ -220,7 +223,8 @@ class HandoffQueue:
             if note:
                 await self._note(h, agent, f"Transfer note for {to.name if to else team_name}: {note}", via="")
         log.info("handoff %s transferred to %s by %s", handoff_id, to.name if to else team, agent)
-        return await self._announce("transferred", handoff_id)
+        return await self._announce("transferred", handoff_id, audit=(agent, "transfer", {
+            "from_team": h.team, "team": team, **({"to": to.name} if to else {})}))
 
     async def take_over(self, handoff_id: str, agent: str, *, idle: timedelta | None = None) -> HandoffRecord:
         """Take a conversation another agent holds. ``idle``: only if its holder has not replied
@@ -258,14 +262,14 @@ class HandoffQueue:
             await self._note(h, agent, f"{agent} took over this conversation from {previous} (no reply from "
                              f"{first_name(previous)} for {int(quiet.total_seconds() // 60)} min).", via="")
         log.info("handoff %s taken over by %s from %s", handoff_id, agent, previous)
-        return await self._announce("claimed", handoff_id)
+        return await self._announce("claimed", handoff_id, audit=(agent, "take_over", {"from": previous}))
 
     async def add_note(self, conversation_id: str, agent: str, text: str, *, via: str = "",
                        announce: bool = True) -> Note:
         """An internal note on the conversation (with its handoff in the queue, if any): kept
         with it, shown on both desks, never sent to the customer. ``announce`` False: the caller
         publishes the ``note`` event itself (the Slack desk, once it recorded the note as in its thread)."""
-        text = text.strip()
+        text = privacy.current().for_storage(text.strip())[0]     # as stored messages: no card in clear
         if not text:
             raise DeskError("the note is empty")
         if len(text) > NOTE_MAX:
@@ -281,6 +285,7 @@ class HandoffQueue:
         return note
 
     async def _note(self, h: HandoffRecord, agent: str, text: str, *, via: str) -> None:
+        text = privacy.current().for_storage(text)[0]
         note = await self.store.add_note(h.conversation_id, author=agent, text=text, at=utcnow(),
                                          handoff_id=h.id, via=via)
         self.events.publish(Event("note", h.conversation_id, h.id, {"note_id": note.id, "via": via}))
@@ -342,6 +347,7 @@ class HandoffQueue:
                 priority=max(last.priority if last else 0, reopened.priority if reopened else 0), context=context,
                 cause="reopened")
         log.info("conversation %s reopened by %s as handoff %s", conversation_id, agent, h.id)
+        await self._audit(agent, "reopen", h, conv.customer_id)
         self.events.publish(Event("queued", conversation_id, h.id))
         return h
 
@@ -361,10 +367,24 @@ class HandoffQueue:
             raise Conflict(f"claimed by {h.agent}")
         return h
 
-    async def _announce(self, kind: str, handoff_id: str) -> HandoffRecord:
-        self.wake_delivery()
+    async def _audit(self, agent: str, action: str, h: HandoffRecord, customer_id: str | None,
+                     detail: dict[str, Any] | None = None) -> None:
+        """One entry in the audit log (bot.audit): who did what to which handoff. The action is
+        done already: an audit log that cannot be written is logged, and the agent is not told
+        it failed."""
+        try:
+            await audit.record(self.store, f"agent:{agent}", action, customer_id=customer_id, target=h.id,
+                               detail=detail)
+        except Exception as exc:  # noqa: BLE001 - the action stands; the missing entry is in the log
+            log.error("audit entry %s of handoff %s by %s not written (%s)", action, h.id, agent, exc)
+
+    async def _announce(self, kind: str, handoff_id: str, *,
+                        audit: tuple[str, str, dict[str, Any] | None] | None = None) -> HandoffRecord:
         h = await self.get(handoff_id)
         conv = await self.store.get_conversation(h.conversation_id)
+        if audit is not None:      # before the customer is told: what follows a told customer stays quick
+            await self._audit(audit[0], audit[1], h, conv.customer_id if conv else None, audit[2])
+        self.wake_delivery()
         self.events.publish(Event(kind, h.conversation_id, handoff_id))
         if conv is not None:
             self.events.publish(Event("state", h.conversation_id, handoff_id, {

@@ -36,6 +36,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from bot import privacy
 from bot.config import SEVERITIES, Config
 from bot.errors import OmnibotError, StorageUnavailable
 from bot.events import Event, EventBus
@@ -361,6 +362,8 @@ class Reviews:
     # -- helpers -------------------------------------------------------------------
 
     async def _audit(self, account: AgentAccount, action: str, ticket: Ticket, detail: dict[str, Any]) -> None:
+        # the log outlives the ticket: free text in it (the outcome, a note) as the logs see it
+        detail = {k: privacy.current().logs(v) if isinstance(v, str) else v for k, v in detail.items()}
         await self.store.audit(f"agent:{account.name}", action, at=self.clock(), customer_id=ticket.customer_id,
                                target=ticket.reference, detail=detail)
 

@@ -5,8 +5,8 @@
   queue's rule); resolves their teams' complaint tickets.
 * **supervisor** (department head) has all of their teams: besides an agent's rights there, may
   take over a handoff another agent holds at any time (an agent only once its holder has been idle
-  for ``agent_desk.takeover_idle_minutes``: :func:`take_over_rule`), reassign, review and approve, and resolve or hand
-  back any of their teams' handoffs.
+  for ``agent_desk.takeover_idle_minutes``: :func:`take_over_rule`), reassign, review and approve,
+  reveal masked personal data (README "Privacy"), and resolve or hand back any of their teams' handoffs.
 * **admin** may do everything, in every team, including everyone's metrics and configuration.
 
 A disabled account may do nothing. Nobody acts as another: the acting name is the account's.
@@ -20,12 +20,12 @@ from bot.storage.base import AgentAccount
 
 #: Actions on one handoff (or ticket): anything with a ``team`` and an ``agent`` (its holder).
 HANDOFF_ACTIONS = frozenset({"view", "claim", "reply", "resolve", "hand_back", "take_over", "reassign",
-                             "approve", "review", "resolve_ticket", "transfer"})
+                             "approve", "review", "resolve_ticket", "transfer", "reveal"})
 #: Actions that concern no one handoff.
 GLOBAL_ACTIONS = frozenset({"metrics_all", "configure"})
 ACTIONS = HANDOFF_ACTIONS | GLOBAL_ACTIONS
 
-_SUPERVISOR_ONLY = frozenset({"take_over", "reassign", "approve", "review"})
+_SUPERVISOR_ONLY = frozenset({"take_over", "reassign", "approve", "review", "reveal"})
 
 
 class Target(Protocol):

@@ -95,15 +95,19 @@ class CardRenderer:
             blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
                            f":loudspeaker: {escape(origin.get('summary') or '')[:200]}"
                            + (f": \u201c{escape(said)[:600]}\u201d" if said else "")}]})
-        slots = ctx.get("slots") or {}
-        if slots:
+        # the captured details as the flow labels them (context "fields"), else every slot by its name
+        shown = [(f.get("label") or f["slot"], f.get("text") or f.get("value")) for f in ctx.get("fields") or []
+                 if isinstance(f, dict) and f.get("slot")]
+        if not shown:
+            shown = [(k.replace("_", " ").capitalize(), v) for k, v in (ctx.get("slots") or {}).items()]
+        if shown:
             lines = []
-            for k, v in slots.items():
+            for k, v in shown:
                 if isinstance(v, list) and v and isinstance(v[0], dict):
                     v = ", ".join(f"<{self.absolute(a.get('url', ''))}|{escape(a.get('name') or 'file')}>" for a in v)
                 else:
                     v = escape(str(v))
-                lines.append(f"*{escape(k.replace('_', ' ').capitalize())}:* {v}")
+                lines.append(f"*{escape(str(k))}:* {v}")
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}})
         previous = (cust.get("previous_conversations") or [])
         if previous:

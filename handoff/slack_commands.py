@@ -28,6 +28,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import StorageUnavailable
+from bot.privacy import slack_text
 from bot.events import Event
 from bot.storage import HandoffRecord
 from bot.storage.base import AgentAccount
@@ -53,7 +54,8 @@ USAGE = ("Usage: /omnibot note REF text · /omnibot transfer TEAM|@agent REF [no
 
 def note_line(author: str, text: str, via: str) -> str:
     where = {"web": " (web desk)", "slack": " (Slack)"}.get(via, "")
-    return f":memo: *Internal note from {escape(author)}{where}* (not sent to the customer):\n{escape(text)}"
+    return (f":memo: *Internal note from {escape(author)}{where}* (not sent to the customer):\n"
+            f"{escape(slack_text(text))}")
 
 
 async def relay_notes(store: Any, poster: Any, h: HandoffRecord, link: dict[str, Any]) -> None:
@@ -228,7 +230,8 @@ class SlackCommands:
             return
         link = await self.desk.store.desk_thread("slack", handoff_id)
         if link is not None:     # sent as a Slack reply (not copied back): show what went
-            await self.desk._post(link["channel"], f"*{escape(agent)}* (canned reply `{c.name}`): {escape(text)}",
+            await self.desk._post(link["channel"], f"*{escape(agent)}* (canned reply `{c.name}`): "
+                                  f"{escape(slack_text(text))}",
                                   thread_ts=link["ts"])
 
     async def _list_canned(self, q: str, user: str, channel: str) -> None:

@@ -2,7 +2,8 @@
 
 For each desk thread of the customer's handoffs (``desk_threads``: the card's channel and ts), the
 thread's replies are listed (``conversations.replies``, scope ``channels:history`` or
-``groups:history``) and the bot's own are deleted (``chat.delete``), then the card. Replies agents
+``groups:history``) and the bot's own are deleted (``chat.delete``), with the files shared in the
+thread (the full transcript: ``files.delete``, scope ``files:write``), then the card. Replies agents
 wrote themselves cannot be deleted with the bot's token (Slack allows that only to their author or
 a workspace admin's user token): they are counted as ``left`` for an admin to remove.
 """
@@ -20,12 +21,26 @@ async def delete_slack_copies(client: Any, threads: Iterable[dict[str, Any]]) ->
     desk ``slack``) through ``client`` (a ``slack_sdk.web.async_client.AsyncWebClient``).
 
     Returns:
-        ``deleted`` messages, ``left`` (written by people, not deletable with the bot token) and
+        ``deleted`` messages, ``files`` deleted, ``left`` (written by people, not deletable with the bot token) and
         ``failed`` (the API refused or could not be reached; the message may still be there).
     """
     from slack_sdk.errors import SlackApiError
 
-    counts = {"deleted": 0, "left": 0, "failed": 0}
+    counts = {"deleted": 0, "files": 0, "left": 0, "failed": 0}
+
+    async def delete_file(file_id: str) -> None:
+        try:
+            await client.files_delete(file=file_id)
+            counts["files"] += 1
+        except SlackApiError as exc:
+            error = exc.response.get("error") if exc.response is not None else "error"
+            if error in ("file_not_found", "file_deleted"):
+                return
+            counts["left" if error in ("cant_delete_file", "not_authorized") else "failed"] += 1
+            log.warning("Slack files.delete of a file in a thread failed: %s", error)
+        except OSError as exc:
+            counts["failed"] += 1
+            log.warning("Slack files.delete of a file in a thread failed: %s", exc)
 
     async def delete(channel: str, ts: str) -> None:
         try:
@@ -66,6 +81,9 @@ async def delete_slack_copies(client: Any, threads: Iterable[dict[str, Any]]) ->
             counts["failed"] += 1
             log.warning("Slack conversations.replies of a thread in %s failed: %s", channel, exc)
         for m in replies:
+            for f in m.get("files") or []:       # the transcript file the desk shared in the thread
+                if f.get("id"):
+                    await delete_file(f["id"])
             if m.get("bot_id"):
                 await delete(channel, m["ts"])
             else:

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import StorageUnavailable
+from bot.privacy import slack_text
 from bot.storage.base import AgentAccount
 
 from .queue import DeskError
@@ -211,7 +212,7 @@ class SlackReviews:
         review = ticket.review()
         if kind == "review_pending":
             text = (f"Review needed: {data['by']} proposes to resolve complaint {ref} ({ticket.severity}) with: "
-                    f"{escape(review['proposed_result'] or '')}")
+                    f"{escape(slack_text(review['proposed_result'] or ''))}")
             blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}},
                       {"type": "actions", "elements": [
                           _button("Approve", "omnibot_review_approve", ref, "primary"),
@@ -219,7 +220,7 @@ class SlackReviews:
             await self.desk._post(channel, text, blocks=blocks, **where)
         elif kind == "review_returned":
             await self.desk._post(channel, f"{data['by']} sent the proposed resolution of {ref} back: "
-                                           f"{escape(review['note'] or '')}. Propose again with "
+                                           f"{escape(slack_text(review['note'] or ''))}. Propose again with "
                                            "`!resolve <outcome>`.", **where)
         elif kind == "review_approved":
             told = ("the customer was told." if data.get("problem") is None else
@@ -228,7 +229,7 @@ class SlackReviews:
         elif kind == "compensation_pending":
             c = data["compensation"]
             text = (f"Approval needed: {c['requested_by']} asks for a {c['kind']} of {c['amount']:.2f} "
-                    f"{c['currency']} on {ref}" + (f": {escape(c['note'])}" if c.get("note") else "."))
+                    f"{c['currency']} on {ref}" + (f": {escape(slack_text(c['note']))}" if c.get("note") else "."))
             blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": text}},
                       {"type": "actions", "elements": [
                           _button("Approve", "omnibot_comp_approve", c["id"], "primary"),

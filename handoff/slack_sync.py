@@ -33,12 +33,14 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import privacy
 from bot.config import Config
 from bot.errors import StorageUnavailable
 from bot.model import outbound_meta, utcnow
 from bot.storage import HandoffRecord, Store
 
 from .context import handoff_context
+from .privacy_view import slack_view
 from .slack_card import ACTIVE, CardRenderer, card_hash, escape
 from .slack_commands import relay_notes
 from .slack_poster import CARD, REFRESH, URGENT, SlackPoster
@@ -96,6 +98,8 @@ class DeskSync:
         poster: paced chat.postMessage / chat.update.
         client: the Web API client for what is not paced (file uploads).
         renderer: the card.
+        flows: the loaded flows: the card shows the fields of the handoff's flow (as the web desk
+            does), and slots marked ``personal: true`` are not copied to Slack.
         cluster: with several instances on one database, a handoff's card job (and its thread
             job) runs on one instance at a time: each holds a lease while it runs, and another
             instance's job for the same handoff waits for it, then finds nothing left to do.
@@ -107,8 +111,10 @@ class DeskSync:
     job_lease_wait = 60.0
 
     def __init__(self, *, config: Config, store: Store, poster: SlackPoster, client: AsyncWebClient,
-                 renderer: CardRenderer, cluster: Cluster | None = None) -> None:
+                 renderer: CardRenderer, cluster: Cluster | None = None, flows: Any = None) -> None:
         self.config = config
+        self.flows = flows            # flows.FlowSet: the card shows the handoff's flow's labelled fields
+        self.personal = privacy.personal_slots(flows) if flows is not None else frozenset()
         self.cluster = cluster
         self.cfg = config.slack
         self.store = store
@@ -219,7 +225,7 @@ class DeskSync:
             return
         if link["team"] != h.team and h.state in ACTIVE and channel:
             # transferred: the old card says where it went; a new card goes to the new team
-            ctx = await handoff_context(self.store, self.config, h)
+            ctx = await self._context(h)
             await self.poster.update(link["channel"], link["ts"], self.render.summary(h),
                                      blocks=self.render.card(h, ctx, moved_to=channel))
             await self._post_card(h, channel, ctx)
@@ -229,7 +235,7 @@ class DeskSync:
         shown = (h.state, h.agent, h.team, h.priority, newer[-1].id if newer else link["relayed_upto"])
         if self._shown.get(h.id) == shown:
             return
-        ctx = await handoff_context(self.store, self.config, h)
+        ctx = await self._context(h)
         text, blocks = self.render.summary(h), self.render.card(h, ctx)
         digest = card_hash(text, blocks)
         if digest != link.get("card_hash"):
@@ -239,8 +245,14 @@ class DeskSync:
         if h.state not in ACTIVE:
             self._shown.pop(h.id, None)
 
+    async def _context(self, h: HandoffRecord) -> dict[str, Any]:
+        """The handoff's context as Slack may show it: the flow's fields, personal data masked
+        (``privacy.policy`` place ``slack``; personal slots as ``[personal data]``)."""
+        ctx = await handoff_context(self.store, self.config, h, flows=self.flows)
+        return slack_view(self.personal).tree(ctx)
+
     async def _post_card(self, h: HandoffRecord, channel: str, ctx: dict[str, Any] | None = None) -> None:
-        ctx = ctx if ctx is not None else await handoff_context(self.store, self.config, h)
+        ctx = ctx if ctx is not None else await self._context(h)
         last_id = max((m["id"] for m in ctx.get("transcript", [])), default=0)
         text, blocks = self.render.summary(h), self.render.card(h, ctx)
         posted = await self.poster.post(channel, text, blocks=blocks, priority=CARD)
@@ -289,6 +301,7 @@ class DeskSync:
         await self._alert_if_waiting(h, link)
 
     def _thread_line(self, m: dict[str, Any]) -> str:
+        m = slack_view(self.personal).tree(m)       # e-mail, phone, ... masked (privacy.policy: slack)
         if m["direction"] == "in":
             return self.render.customer_line(m)
         if m["role"] == "agent":

@@ -29,6 +29,9 @@ async def _seed(url: str, fake: FakeSlack) -> tuple[str, str]:
             h = await store.create_handoff(r.conversation.id, team="support", reason="asked", priority=0, context={})
             card = await client.chat_postMessage(channel="CSUP", text=f"{who.title()} needs help")
             await client.chat_postMessage(channel="CSUP", thread_ts=card["ts"], text=f"{who}: mail {who}@shop.example")
+            # the full transcript the desk shares in the thread (a file: files.delete on erase)
+            await client.files_upload_v2(channel="CSUP", thread_ts=card["ts"], content=f"{who}: mail {who}@shop.example",
+                                         filename="transcript.txt", title="Full transcript")
             await store.save_desk_thread("slack", h.id, channel="CSUP", ts=card["ts"], team="support", relayed_upto=0)
             ids.append(r.customer.id)
         return ids[0], ids[1]
@@ -76,7 +79,11 @@ slack:
             assert res.exit_code == 1 and "Aborted" in res.output
             assert len([m for m in fake.messages.values() if "ann" in m["text"].lower()]) == 2
             out = await asyncio.to_thread(run, "customer", "erase", "--id", ann, input="y\n")
-            assert f"erased {ann}" in out and "slack deleted: 2" in out and "slack left: 1" in out
+            # the card, the bot's reply and the file's share message; the file itself; the agent's reply left
+            assert f"erased {ann}" in out and "slack deleted: 3" in out and "slack left: 1" in out
+            assert "slack files: 1" in out
+            files = [data.decode() for data in fake.files.values()]
+            assert not [f for f in files if "ann" in f] and [f for f in files if "bob@shop.example" in f]
             assert "messages: 1" in out and "identities: 1" in out
             deletes = [c.args for c in fake.calls if c.method == "chat.delete"]
             assert {d["ts"] for d in deletes} >= {ann_card["ts"]}

@@ -577,7 +577,25 @@ class FakeSlack(FakeServer):
             }
             self.file_info[file_id] = info
             out.append({"id": file_id, "title": info["title"], "name": info["name"], "size": info["size"]})
+        channel = a.get("channel_id")
+        if channel and out:
+            # Slack shares the files as one message of the bot (in the thread, with thread_ts)
+            ts = self.next_ts()
+            msg = self._message({"text": a.get("initial_comment") or "", "thread_ts": a.get("thread_ts")}, ts)
+            msg["files"] = [{"id": f["id"], "name": f["name"], "user": BOT_USER_ID} for f in out]
+            self.messages[(channel, ts)] = msg
         return {"ok": True, "files": out}
+
+    def _m_files_delete(self, call: Call) -> dict:
+        file_id = call.args.get("file", "")
+        if file_id not in self.file_info:
+            return {"ok": False, "error": "file_not_found"}
+        self.file_info.pop(file_id)
+        self.files.pop(file_id, None)
+        for key, msg in list(self.messages.items()):      # the share message shows the file as deleted
+            if any(f.get("id") == file_id for f in msg.get("files") or []):
+                msg["files"] = [f for f in msg["files"] if f.get("id") != file_id]
+        return {"ok": True}
 
     def _m_apps_connections_open(self, call: Call) -> dict:
         return {"ok": True, "url": self.socket_url}
