@@ -10,6 +10,7 @@ from bot.public import origin_of
 from bot.storage import HandoffRecord, Store
 from bot.model import Conversation, Message, utcnow
 from flows.loader import FlowSet
+from flows.i18n import pick
 from flows.schema import ChoiceSpec, CollectStep, slot_label
 
 #: Slots kept on the hand-over card whatever the flow: the complaint's reference.
@@ -58,9 +59,11 @@ def flow_fields(flows: FlowSet | None, flow: str | None) -> list[CollectStep]:
 
 
 def _choice_title(step: CollectStep, value: Any) -> str | None:
+    """The chosen option's title as the desk shows it: in the flows' default language (choice
+    titles may be given per language)."""
     for c in step.choices:
         if isinstance(c, ChoiceSpec) and c.value == value and c.title:
-            return c.title
+            return pick(c.title, None) or None
     return None
 
 

@@ -70,7 +70,7 @@ class CardRenderer:
         """
         cust = ctx.get("customer", {})
         conv = ctx.get("conversation", {})
-        who = escape(cust.get("name") or cust.get("id") or "customer")
+        who = escape(cust.get("display") or cust.get("name") or "customer")    # never a bare cus_ id
         team = self.config.handoff.team_name(h.team)
         since = int(h.created_at.timestamp())
         fallback = h.created_at.strftime("%H:%M UTC")

@@ -69,6 +69,7 @@ async def test_slack_copies_mask_email_and_phone_but_not_the_negative_controls(s
         ts = fake_ts(fake, card)
         blocks = json.dumps(card.args["blocks"], ensure_ascii=False)
         # the flow's labelled fields (flows= passed to the context), the description masked in it
+        assert "cus_" not in blocks                       # a readable customer name, never the bare id
         assert "*Problem area:* Product" in blocks and "*Order number:* AB123456" in blocks
         assert "What happened:" in blocks and "a***@shop.example" in blocks
         assert "Ticket due" not in blocks and "Ticket department" not in blocks     # slots no flow step asks
