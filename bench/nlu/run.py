@@ -14,6 +14,8 @@ are read, never copied. Protocol (the data's README):
 * latency: one message alone through the model and both classifiers (demo flows).
 * throughput: 64 concurrent conversations through ``LearnedNLU.analyze`` (micro-
   batched) against the same messages one at a time, in the same process.
+* multilingual probe: ``bench/nlu/probe.py`` (both recipes side by side);
+  ``--english-only`` runs everything here with the recipe before issue 18.
 * memory: peak RSS of a fresh process that loads the model and trains the demo flows.
 
     python bench/nlu/run.py [--data ../shared/data] [--quick] [--json out.json]
@@ -255,6 +257,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput run")
     ap.add_argument("--model", choices=["dynamic", "shipped"], default="dynamic")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--english-only", action="store_true",
+                    help="the recipe before issue 18 (no multilingual view), to compare in the same run")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -268,7 +272,7 @@ def main() -> None:
     encoder = shared_encoder(args.threads, args.model)
 
     def factory() -> LearnedNLU:
-        return LearnedNLU(encoder=encoder, progress=lambda m: None)
+        return LearnedNLU(encoder=encoder, progress=lambda m: None, multilingual=not args.english_only)
 
     results: dict = {"model": encoder.model_id, "threads": args.threads, "cpus": os.cpu_count()}
     say("memory: a fresh process loads the model and trains the demo flows")

