@@ -45,10 +45,14 @@ def _version(row: Any, *, files: bool = True) -> FlowVersion:
 @transaction
 def add_flow_version(hash: str, files: dict[str, str], *, loaded_by: str, at: datetime,
                      note: str = "") -> Op[FlowVersion]:
-    """Keep a new version (the next number): it becomes the current one."""
+    """Keep a new version (the next number): it becomes the current one. When the current one has
+    the same hash already (the files did not change; two instances starting with the same files),
+    that one is returned and nothing is written."""
     yield Lock("flow_versions")
-    row = yield One("SELECT COALESCE(MAX(number), 0) + 1 AS n FROM flow_versions")
-    number = int(row["n"])
+    last = yield One(f"SELECT {_COLS}, files FROM flow_versions ORDER BY number DESC LIMIT 1")
+    if last is not None and last["hash"] == hash:
+        return _version(last)
+    number = int(last["number"]) + 1 if last is not None else 1
     yield One(f"INSERT INTO flow_versions({_COLS}, files) VALUES (?, ?, ?, ?, ?, ?) RETURNING number",
               (number, hash, iso(at), loaded_by, note, json.dumps(files, sort_keys=True)))
     return FlowVersion(number, hash, at, loaded_by, note, dict(files))

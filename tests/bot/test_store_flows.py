@@ -28,6 +28,11 @@ async def test_versions_are_numbered_and_keep_their_texts(store: Store) -> None:
     listed = await store.flow_versions()
     assert [v.number for v in listed] == [2, 1] and all(v.files == {} for v in listed)
     assert [v.number for v in await store.flow_versions(limit=1)] == [2]
+    # the same hash as the current one: that one (same files, e.g. a second instance starting)
+    same = await store.add_flow_version("h2", {"main.yaml": "flows: {a: 1}\n"}, loaded_by="other", at=AT)
+    assert same.number == 2 and same.loaded_by == "Ann Admin"
+    # a hash seen before but not the current one (a rollback): a new number
+    assert (await store.add_flow_version("h1", {"main.yaml": "flows: {}\n"}, loaded_by="x", at=AT)).number == 3
     assert listed[0].to_dict()["loaded_at"] == AT.isoformat()
 
 
