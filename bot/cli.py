@@ -724,4 +724,6 @@ from bot import cli_privacy as _cli_privacy  # noqa: E402,F401 - omnibot custome
 from bot import cli_flows as _cli_flows  # noqa: E402,F401 - omnibot reload, omnibot flows ...
 
 if __name__ == "__main__":
-    main()
+    # `python -m bot.cli`: run the bot.cli module's group, which the other command modules extend
+    from bot.cli import main as _main
+    _main()
