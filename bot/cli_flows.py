@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from bot.cli import CONFIG_HELP, _load, _with_store, main
+from bot.cli import CONFIG_HELP, _load, main
 from bot.config import Config
 
 
@@ -32,6 +32,32 @@ def _http_options(f: Any) -> Any:
     ]):
         f = opt(f)
     return f
+
+
+def _read_store(config_path: str | None, work: Any) -> Any:
+    """Run ``work(store)`` on the configured database, read-only (a SQLite file beside a running
+    omnibot); errors exit 1 with the reason."""
+    import asyncio
+    import sqlite3
+
+    from bot.errors import OmnibotError
+    from bot.report import open_store_for_report
+    from bot.storage.admin import redact
+
+    url = _load(config_path).storage_url()
+
+    async def go() -> Any:
+        store = await open_store_for_report(url)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(go())
+    except (FileNotFoundError, OmnibotError, sqlite3.Error, OSError) as exc:
+        click.echo(f"error: {redact(str(exc), url)}", err=True)
+        sys.exit(1)
 
 
 def _base_url(config: Config, url: str | None) -> str:
@@ -128,10 +154,10 @@ def flows() -> None:
 def flows_history(config_path: str | None, limit: int, as_json: bool) -> None:
     """Versions newest first: number, hash, when (UTC), by whom, note. The first line is
     the version the bot serves."""
-    async def work(store: Any, config: Config) -> Any:
+    async def work(store: Any) -> Any:
         return await store.flow_versions(limit)
 
-    versions = _with_store(config_path, work)
+    versions = _read_store(config_path, work)
     if as_json:
         click.echo(json.dumps([v.to_dict() for v in versions], indent=2))
         return
@@ -169,10 +195,10 @@ def flows_rollback(config_path: str | None, url: str | None, token: str | None, 
 def flows_export(config_path: str | None, number: int, folder: str) -> None:
     """Write version NUMBER's flow files, exactly as kept, into FOLDER (created if needed;
     files of the same name are replaced)."""
-    async def work(store: Any, config: Config) -> Any:
+    async def work(store: Any) -> Any:
         return await store.flow_version(number)
 
-    v = _with_store(config_path, work)
+    v = _read_store(config_path, work)
     if v is None:
         click.echo(f"error: there is no version {number} (omnibot flows history lists them)", err=True)
         sys.exit(1)
