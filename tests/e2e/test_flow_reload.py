@@ -195,3 +195,26 @@ async def test_the_admin_page_reload_button(app: Running, page: Any) -> None:  #
     await page.click("button.rollback[data-version='1']")
     await expect(page.locator("#version")).to_have_text("3")
     await expect(page.locator("td", has_text="rollback to 1")).to_have_count(1)
+
+
+async def test_a_reload_of_unchanged_intents_reuses_the_trained_model(tmp_path: Path) -> None:
+    """The learned matcher: a reload that changes only texts does not retrain (flows/nlu cache)."""
+    import shutil
+
+    from conftest import DEMO_FLOWS, make_config
+
+    shutil.copytree(DEMO_FLOWS, tmp_path / "flows")
+    config = make_config(tmp_path, f'nlu: {{cache_dir: "{tmp_path / "nlu-cache"}"}}')
+    config = config.model_copy(update={"flows": config.flows.model_copy(update={"path": str(tmp_path / "flows")})})
+    r = await start_app(config)
+    try:
+        faq = tmp_path / "flows" / "faq.yaml"
+        faq.write_text(faq.read_text().replace("Monday to Friday", "Mondays to Fridays"))
+        status, body = await _post(r, "/admin/api/reload")
+        assert status == 200 and body["version"] == 2 and body["seconds"] < 2.0
+        assert r.services.flows.current.engine.matcher.trained_now == 0      # both models from the cache
+        c = await _customer(r)
+        await c.say("when are you open?", expect_text="Mondays to Fridays")
+        await c.close()
+    finally:
+        await stop_app(r)
