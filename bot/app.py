@@ -21,6 +21,7 @@ from bot.delivery import Delivery
 from bot.errors import StorageUnavailable, StoreConflict
 from bot.cluster import Cluster, ClusterLocks
 from bot.events import EventBus
+from bot.flow_versions import FlowVersions, read_flows
 from bot.locks import KeyedLock
 from bot.logs import add_secrets
 from bot.linking import Linker, linking_actions
@@ -32,7 +33,7 @@ from bot.runtime import Runtime
 from bot.storage import Store, open_store
 from connectors.base import Connector
 from connectors.webchat import WebchatConnector
-from flows import FlowEngine, IntentMatcher, LexicalMatcher, load_flows
+from flows import FlowEngine, IntentMatcher, LexicalMatcher
 from flows.turn import ActionContext
 from handoff.tickets import Tickets, ticket_actions
 from handoff.desk_web import AgentDeskWeb
@@ -67,6 +68,7 @@ class Services:
     live: Live | None = None         # in-process metrics (bot.metrics)
     sla: SlaWatch | None = None
     reviews: Reviews | None = None   # handoff.review: outcome, review and authority
+    flows: FlowVersions | None = None  # the flow versions: reload, rollback (bot.flow_versions)
 
 
 SERVICES = web.AppKey("services", Services)
@@ -119,7 +121,8 @@ def make_matcher(config: Config) -> IntentMatcher:
 
 async def build_services(config: Config) -> Services:
     """Open storage, load flows and wire the pieces (no network listeners yet)."""
-    flowset = load_flows(config.resolve(config.flows.path), teams=config.handoff.teams.keys())
+    flows_path = config.resolve(config.flows.path)
+    flowset, flow_texts = read_flows(flows_path, teams=config.handoff.teams.keys())
     store = await open_store(config.storage_url(), synchronous=config.storage.synchronous)
     try:
         fresh = secrets.token_urlsafe(32)
@@ -134,8 +137,15 @@ async def build_services(config: Config) -> Services:
         else:
             events, locks = EventBus(), KeyedLock()
         tickets = Tickets(store, config.complaints, events=events)
-        engine = await asyncio.to_thread(
-            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(tickets, Linker(store), store))
+        actions = make_actions(tickets, Linker(store), store)
+
+        def build(fs: Any) -> FlowEngine:      # in a worker thread: trains the intent model
+            return FlowEngine(fs, matcher=make_matcher(config), actions=actions)
+
+        versions = FlowVersions(store=store, path=flows_path, build=build, teams=config.handoff.teams.keys(),
+                                events=events, shared=cluster.enabled)
+        await versions.start(flowset, flow_texts, await asyncio.to_thread(build, flowset))
+        engine: Any = versions.engine      # the current version's engine, swapped on reload
         connectors: dict[str, Connector] = {}
         delivery = Delivery(store, connectors, config.delivery, events=events, cluster=cluster)
         live = Live()
@@ -154,6 +164,7 @@ async def build_services(config: Config) -> Services:
             desk = AgentDeskWeb(queue=queue, store=store, config=config, events=events, secret=app_secret,
                                 resolutions=resolutions, tickets=tickets, connectors=connectors, media=media,
                                 flows=flowset)
+            versions.on_swap.append(lambda e, d=desk: setattr(d, "flows", e.flows))
             await desk.check_accounts()     # warns while the shared token is how agents log in
         webchat = None
         if config.webchat.enabled:
@@ -197,7 +208,7 @@ async def build_services(config: Config) -> Services:
     if slack is not None:
         slack.attach_reviews(reviews)
     return Services(config, store, engine, events, locks, cluster, runtime, delivery, queue, connectors, desk, webchat,
-                    slack, followups, tickets, live, sla, reviews)
+                    slack, followups, tickets, live, sla, reviews, versions)
 
 
 async def _nobody(request: web.Request) -> bool:
@@ -223,6 +234,9 @@ async def build_app(config: Config) -> web.Application:
     if services.live is not None:
         MetricsWeb(config=config, live=services.live, store=services.store,
                    is_agent=services.desk.may_see_metrics if services.desk else None).add_routes(app)
+    if services.flows is not None:
+        from bot.flows_web import FlowsWeb     # /admin/flows: reload, history, rollback
+        FlowsWeb(services.flows, desk=services.desk, config=config).add_routes(app)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/readyz", _ready)
     app.cleanup_ctx.append(_lifecycle)
@@ -263,12 +277,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     from bot.retention import Retention    # privacy.retention: once per cluster (a lease)
     retention = asyncio.create_task(Retention(s.store, s.config.privacy.retention, holder=s.cluster.id,
                                               monotonic=s.cluster.clock).loop(), name="privacy retention")
+    following = asyncio.create_task(s.flows.run(), name="flow versions") if s.flows else None
     log.info("omnibot started: %d flows, %d intents, channels: %s", len(s.engine.flows.flows),
              len(s.engine.flows.intents), ", ".join(s.connectors) or "none")
     yield
     follow.cancel()
     retention.cancel()
-    await asyncio.gather(follow, retention, return_exceptions=True)
+    if following is not None:
+        following.cancel()
+    await asyncio.gather(follow, retention, *([following] if following else []), return_exceptions=True)
     await s.runtime.stop()
     if s.slack:
         await s.slack.stop()

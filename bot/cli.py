@@ -39,6 +39,8 @@ def main() -> None:
       omnibot run                 start the bot (web chat at http://127.0.0.1:8080/,
                                   agent desk at /agent)
       omnibot validate            check the flows before you deploy them
+      omnibot reload              load changed flows into the running bot (no restart)
+      omnibot flows history       the flow versions served; flows rollback N
       omnibot shell               chat with the flows in this terminal
       omnibot nlu eval ...        measure intent matching on your own data
       omnibot report              service figures: response times, CSAT, SLA breaches...
@@ -56,7 +58,10 @@ def main() -> None:
 @click.option("--host", help="listen address (overrides server.host)")
 @click.option("--port", type=int, help="listen port (overrides server.port; 0 = any free port)")
 def run(config_path: str | None, host: str | None, port: int | None) -> None:
-    """Start the bot: web chat, agent desk and every channel enabled in config."""
+    """Start the bot: web chat, agent desk and every channel enabled in config.
+
+    SIGHUP reloads the flow files without a restart (as `omnibot reload` does).
+    """
     config = _load(config_path)
     configure_logging(config)
     server = config.server.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
@@ -113,6 +118,17 @@ async def _serve(app, config: Config, host: str, port: int) -> None:  # type: ig
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        reloads: set[asyncio.Task[Any]] = set()
+
+        def hangup() -> None:     # SIGHUP: reload the flows (as `omnibot reload` does)
+            from bot.app import SERVICES
+            versions = app[SERVICES].flows
+            if versions is not None:
+                task = asyncio.create_task(versions.reload(by="SIGHUP"), name="flows reload (SIGHUP)")
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, hangup)
         await stop.wait()
         click.echo("stopping...", err=True)
     finally:
@@ -705,6 +721,9 @@ def nlu_complaint_eval(train: str, test: str, model: str, threads: int) -> None:
 
 
 from bot import cli_privacy as _cli_privacy  # noqa: E402,F401 - omnibot customer ..., omnibot audit
+from bot import cli_flows as _cli_flows  # noqa: E402,F401 - omnibot reload, omnibot flows ...
 
 if __name__ == "__main__":
-    main()
+    # `python -m bot.cli`: run the bot.cli module's group, which the other command modules extend
+    from bot.cli import main as _main
+    _main()

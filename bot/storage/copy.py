@@ -38,7 +38,7 @@ from .filelock import SingleInstanceLock
 #: Tables copied, parents before children.
 TABLES: tuple[str, ...] = ("meta", "customers", "identities", "conversations", "messages", "handoffs",
                            "desk_threads", "seen_events", "tickets", "link_codes", "effects", "media",
-                           "agents", "notes", "desk_reads", "compensations", "audit")
+                           "agents", "notes", "desk_reads", "compensations", "audit", "flow_versions")
 #: Tables that only mean something to running instances: never copied.
 SKIPPED: tuple[str, ...] = ("instances", "leases", "rate_limits")
 #: Bookkeeping of the databases themselves.
@@ -48,7 +48,8 @@ _ORDER = {"meta": "key", "customers": "id", "identities": "channel, external_id"
           "messages": "id", "handoffs": "rowid", "desk_threads": "desk, handoff_id",
           "seen_events": "source, event_id", "tickets": "reference", "link_codes": "code", "effects": "key",
           "media": "id", "agents": "id", "notes": "id",
-          "desk_reads": "agent, conversation_id", "compensations": "id", "audit": "id"}
+          "desk_reads": "agent, conversation_id", "compensations": "id", "audit": "id",
+          "flow_versions": "number"}
 #: Rows per batch.
 BATCH = 1000
 

@@ -26,6 +26,7 @@ from . import ops_privacy as privacy
 from . import ops_actions as actions
 from . import ops_review as review
 from . import ops_language as language
+from . import ops_flows as flows_ops
 from .health import StorageHealth
 from .sql import Op
 
@@ -47,7 +48,8 @@ WRITES = frozenset({
     "set_customer_profile", "update_agent",
     "privacy_notice", "erase_customer", "expire_message_texts", "expire_attachments", "expire_conversations",
     "expire_audit",
-    "propose_review", "decide_review", "mark_communicated", "set_conversation_language"})
+    "propose_review", "decide_review", "mark_communicated", "set_conversation_language",
+    "add_flow_version"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -240,6 +242,11 @@ class Operations:
     report_compensations = operation(review.report_compensations)
     # the conversation's language (README "Languages"): bot.storage.ops_language
     set_conversation_language = operation(language.set_conversation_language)
+    # the flow versions served (README "Changing flows on a running bot"): bot.storage.ops_flows
+    add_flow_version = operation(flows_ops.add_flow_version)
+    flow_version = operation(flows_ops.flow_version)
+    latest_flow_version = operation(flows_ops.latest_flow_version)
+    flow_versions = operation(flows_ops.flow_versions)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.

@@ -177,6 +177,7 @@ MIGRATIONS: dict[int, str] = {
     12: from_sqlite(SQLITE_MIGRATIONS[11]),   # agent accounts
     13: from_sqlite(SQLITE_MIGRATIONS[12]),   # notes, reads, compensations, reviews, handoff causes, audit
     14: from_sqlite(SQLITE_MIGRATIONS[13]),   # conversations.language
+    15: from_sqlite(SQLITE_MIGRATIONS[14]),   # flow_versions
 }
 
 assert BASELINE + len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL twin"

@@ -290,6 +290,19 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE conversations ADD COLUMN language TEXT
     """,
+    # 15: the flow versions the bot served (README "Changing flows on a running bot"): each with its
+    # number, its files' hash, when and by whom it was loaded, and the texts of its files (JSON
+    # {relative path: text}), so a conversation mid-flow and a rollback use exactly those texts.
+    """
+    CREATE TABLE flow_versions (
+        number INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL,
+        loaded_at TEXT NOT NULL,
+        loaded_by TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        files TEXT NOT NULL
+    )
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -78,6 +78,7 @@ async def populate(store: Store) -> None:
                                  requested_by="Anna Smith", at=now)
     await store.audit("agent:Anna Smith", "claim", at=now, customer_id=first.customer.id, target=ho.id,
                       detail={"team": "support"})
+    await store.add_flow_version("abc", {"main.yaml": "flows: {}\n"}, loaded_by="startup", at=now)
     # ephemeral: never copied
     await store.register_instance("inst-1", host="h", pid=1, now=now.timestamp())  # type: ignore[attr-defined]
     await store.take_lease("telegram-poller", "inst-1", now=now.timestamp(), ttl=30)  # type: ignore[attr-defined]

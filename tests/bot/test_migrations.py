@@ -34,7 +34,8 @@ def at(minutes: int) -> str:
 TABLE_SINCE = {"meta": 1, "customers": 1, "identities": 1, "conversations": 1, "messages": 1, "handoffs": 1,
                "desk_threads": 2, "seen_events": 2, "tickets": 5, "link_codes": 6, "effects": 8,
                "instances": 11, "leases": 11, "rate_limits": 11, "media": 11,
-               "agents": 12, "notes": 13, "desk_reads": 13, "compensations": 13, "audit": 13}
+               "agents": 12, "notes": 13, "desk_reads": 13, "compensations": 13, "audit": 13,
+               "flow_versions": 15}
 COLUMN_SINCE = {("customers", "attributes"): 3, ("tickets", "sla_alerts"): 7, ("tickets", "origin"): 8,
                 ("desk_threads", "card_hash"): 10, ("desk_threads", "warned"): 10,
                 ("conversations", "owner"): 11,
