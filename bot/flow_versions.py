@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from bot.audit import record
 from bot.errors import FlowError, FlowValidationError, StorageUnavailable
 from bot.events import Event, EventBus
 from bot.model import utcnow
@@ -232,6 +233,12 @@ class FlowVersions:
         self._swap(Loaded(v.number, v.hash, engine))
         self.files_differ = note != "reload" and h != self._disk_hash()
         self.events.publish(Event("flows", "", None, {"version": v.number, "hash": v.hash}))
+        try:      # the audit log: who changed the configuration (README "Privacy", audit)
+            await record(self.store, f"system:{by}" if by in ("SIGHUP", "startup") else f"agent:{by}",
+                         "flows_rollback" if note.startswith("rollback") else "flows_reload",
+                         target=f"flows v{v.number}", detail={"from": prev, "hash": v.hash[:12]})
+        except Exception:  # noqa: BLE001 - the new version serves; a lost audit line is logged, not fatal
+            log.exception("flows: version %d could not be recorded in the audit log", v.number)
         res = ReloadResult(True, v.number, prev, v.number != prev, [], time.perf_counter() - t0, by)
         return self._done(res, note)
 

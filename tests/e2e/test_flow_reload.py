@@ -138,6 +138,11 @@ async def test_unchanged_files_keep_the_version_and_rollback_serves_the_stored_t
     assert [(v["number"], v["note"], v["loaded_by"]) for v in state["history"]] == [
         (3, "rollback to 1", "shared token"), (2, "reload", "shared token"), (1, "", "startup")]
     assert state["history"][0]["hash"] == state["history"][2]["hash"] and state["files_differ"] is True
+    # configuration changes are in the audit log, with who made them
+    audit = [(e.actor, e.action, e.target) for e in await r.services.store.audit_log()
+             if e.action.startswith("flows_")]
+    assert audit == [("agent:shared token", "flows_reload", "flows v2"),
+                     ("agent:shared token", "flows_rollback", "flows v3")]
 
     # bad requests get a clear 4xx, and the version stays
     assert (await _post(r, "/admin/api/flows/rollback", {"version": 9}))[0] == 404
