@@ -282,6 +282,9 @@ class FlowEngine:
             if ok and step.type != "text":      # they typed the right value instead
                 steps.accept(st, step, value)
                 return
+            if interrupting:                   # neither yes nor no: "agent", "cancel" ...
+                steps.start(st, top_flow)  # type: ignore[arg-type]
+                return
             steps.ask(t, step)                 # "no": ask as if nothing was pre-filled
             return
         ok, value, _ = validate(step, t, self.settings)

@@ -741,6 +741,15 @@ async def test_a_pre_filled_value_can_be_corrected_or_refused(chat: Chat) -> Non
     assert await chat.send("CD654321") == ["order=CD654321"]
 
 
+async def test_a_request_for_a_person_while_a_pre_filled_value_waits_for_yes_or_no(chat: Chat) -> None:
+    """Neither yes nor no but "agent": the customer gets a person, not the question again."""
+    await chat.send("my order is AB123456")
+    assert await chat.start("regex_slot") == ["You mentioned AB123456. Is that your order?"]
+    assert await chat.send("agent") == []
+    assert chat.handoff is not None and chat.handoff.flow == "human"
+    assert chat.state is not None and chat.state["awaiting"] is None
+
+
 async def test_prefill_none_always_asks(tmp_path: Path) -> None:
     assert "        type: email\n" in FLOWS
     (tmp_path / "flows.yaml").write_text(
