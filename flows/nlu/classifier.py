@@ -215,6 +215,8 @@ class TextClassifier:
         """(top probability, nearest cosine, correct?) of every row, scored by a model that never saw it."""
         from sklearn.model_selection import StratifiedKFold
 
+        if not rows.texts:
+            return None
         y = np.array(rows.labels, dtype=object)
         _, counts = np.unique(y, return_counts=True)
         folds = int(min(self.recipe.folds, counts.min()))
