@@ -51,6 +51,10 @@ class Recipe:
     reject_quantile: float = 0.05
     folds: int = 5
     max_iter: int = 3000
+    # The same convex problem as lbfgs (same optimum to the tolerance), without lbfgs's history
+    # of ~20 gradient-sized vectors (classes x features each): measured on CLINC150 150 x 10, one
+    # fit 10.8 s / 993 MB peak with lbfgs, 4.9 s / 327 MB with newton-cg (bench/nlu).
+    solver: str = "newton-cg"
     workers: int = 2   # folds trained at once (not part of the model)
 
     def key(self) -> dict:
@@ -157,7 +161,7 @@ class TextClassifier:
         X = self._features(rows.texts, rows.emb)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning on tiny sets is harmless here
-            lr = LogisticRegression(C=self.recipe.C, max_iter=self.recipe.max_iter).fit(
+            lr = LogisticRegression(C=self.recipe.C, max_iter=self.recipe.max_iter, solver=self.recipe.solver).fit(
                 X, np.array(rows.labels, dtype=object))
         self.classes_ = [str(c) for c in lr.classes_]
         self._lr = lr
@@ -215,6 +219,8 @@ class TextClassifier:
         """(top probability, nearest cosine, correct?) of every row, scored by a model that never saw it."""
         from sklearn.model_selection import StratifiedKFold
 
+        if not rows.texts:
+            return None
         y = np.array(rows.labels, dtype=object)
         _, counts = np.unique(y, return_counts=True)
         folds = int(min(self.recipe.folds, counts.min()))
