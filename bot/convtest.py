@@ -43,6 +43,7 @@ ALERT_FIELDS = ("step", "level", "text")
 AGENT_COMMANDS = ("claim", "reply", "resolve", "back")
 NONE_WORDS = (None, False, "none", [])
 AGENT_NAME = "Test Agent"
+VALUE = re.compile(r"\{\{\s*(slots|ticket)\.(\w+)\s*\}\}")
 
 
 # -- the format -------------------------------------------------------------------------------------
@@ -56,6 +57,19 @@ class Match:
     value: str
     line: int
     buttons: tuple[str, ...] | None = None    # the reply's button titles, in order
+
+    def with_values(self, values: Mapping[str, Any]) -> "Match":
+        """This expectation with ``{{ slots.NAME }}`` and ``{{ ticket.FIELD }}`` filled in from the
+        conversation now (a reference is only known once the ticket exists)."""
+        if "{{" not in self.value:
+            return self
+
+        def fill(m: re.Match[str]) -> str:
+            v = values.get(m.group(1), {}).get(m.group(2))
+            v = "" if v is None else str(v)
+            return re.escape(v) if self.kind == "regex" else v
+
+        return Match(self.kind, VALUE.sub(fill, self.value), self.line, self.buttons)
 
     def text_ok(self, text: str) -> bool:
         if self.kind == "contains":
@@ -580,6 +594,17 @@ class Conversation:
         await self.s.runtime.drain()
         return [a for a in alerts if a.conversation_id == self.conv_id] if self.conv_id else alerts
 
+    async def ticket(self) -> Any:
+        """The conversation's open ticket, else the customer's latest one (resolved ones too)."""
+        if not self.conv_id:
+            return None
+        t = await self.s.store.conversation_ticket(self.conv_id)
+        if t is None:
+            conv = await self.s.store.get_conversation(self.conv_id)
+            mine = await self.s.store.customer_tickets(conv.customer_id) if conv else []
+            t = mine[0] if mine else None
+        return t
+
     async def _new_messages(self) -> list[Any]:
         if not self.conv_id:
             return []
@@ -710,9 +735,15 @@ async def _check_step(result: CaseResult, step: Step, label: str, c: Conversatio
                       alerts: list[Any]) -> None:
     s = c.s
     flow_state = (await s.store.load_flow_state(c.conv_id) or {}) if c.conv_id else {}
+    t = await c.ticket()
+    ticket = None if t is None else {
+        "reference": t.reference, "category": t.category, "severity": t.severity,
+        "department": t.department, "team": t.team, "status": t.status, "priority": t.priority,
+        "result": t.result}
+    values = {"slots": flow_state.get("slots") or {}, "ticket": ticket or {}}
     for key, (want, line) in step.expect.items():
         if key == "bot":
-            _check_replies(result, want, got, line, label)
+            _check_replies(result, [m.with_values(values) for m in want], got, line, label)
         elif key == "slots":
             slots = flow_state.get("slots") or {}
             for name, (kind, v, sline) in want.items():
@@ -742,12 +773,7 @@ async def _check_step(result: CaseResult, step: Step, label: str, c: Conversatio
                 "agent_reason": h.context.get("agent_reason") or "", "agent": h.agent}
             _check_record(result, "handoff", want, record, line, label)
         elif key == "ticket":
-            t = await s.store.conversation_ticket(c.conv_id) if c.conv_id else None
-            record = None if t is None else {
-                "reference": t.reference, "category": t.category, "severity": t.severity,
-                "department": t.department, "team": t.team, "status": t.status, "priority": t.priority,
-                "result": t.result}
-            _check_record(result, "ticket", want, record, line, label)
+            _check_record(result, "ticket", want, ticket, line, label)
         elif key == "alerts":
             rows = [{"step": a.step, "level": a.level, "text": a.text(c.clock())} for a in alerts]
             if not want and rows:
