@@ -43,6 +43,7 @@ ALERT_FIELDS = ("step", "level", "text")
 AGENT_COMMANDS = ("claim", "reply", "resolve", "back")
 NONE_WORDS = (None, False, "none", [])
 AGENT_NAME = "Test Agent"
+BOOL_HINT = "{key}: YAML reads an unquoted yes/no/on/off as true/false; quote it: {key}: \"no\""
 VALUE = re.compile(r"\{\{\s*(slots|ticket)\.(\w+)\s*\}\}")
 
 
@@ -269,7 +270,9 @@ def _step(raw: Any, at: tuple[Any, ...], marks: Marks, errs: _Errors, index: int
 
     if "say" in raw:
         step.action = "say"
-        if not isinstance(raw["say"], (str, int, float)) or isinstance(raw["say"], bool):
+        if isinstance(raw["say"], bool):
+            errs.add(where("say"), BOOL_HINT.format(key="say"))
+        elif not isinstance(raw["say"], (str, int, float)):
             errs.add(where("say"), "say: the customer's message, a text")
         step.text = str(raw["say"])
     if "attach" in raw:
@@ -284,7 +287,9 @@ def _step(raw: Any, at: tuple[Any, ...], marks: Marks, errs: _Errors, index: int
         step.attachments = tuple(atts)
     if "press" in raw:
         step.action = "press"
-        if not isinstance(raw["press"], (str, int)) or isinstance(raw["press"], bool):
+        if isinstance(raw["press"], bool):
+            errs.add(where("press"), BOOL_HINT.format(key="press"))
+        elif not isinstance(raw["press"], (str, int)):
             errs.add(where("press"), "press: a button's title or payload")
         step.press = str(raw["press"])
     if "wait" in raw:
