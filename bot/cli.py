@@ -166,15 +166,25 @@ def validate(flows_dir: str | None, config_path: str | None) -> None:
 @main.command()
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
 @click.option("--flows", "flows_dir", type=click.Path(), help="flows folder (overrides flows.path)")
-def shell(config_path: str | None, flows_dir: str | None) -> None:
+@click.option("--log", "log_level", type=click.Choice(["WARNING", "INFO", "DEBUG"]), default=None,
+              help="show omnibot's log with tracebacks at this level (default: warnings, one line each)")
+def shell(config_path: str | None, flows_dir: str | None, log_level: str | None) -> None:
     """Chat with the flows in this terminal (in-memory storage; nothing is kept).
 
-    Type /quit to leave. A handoff is shown as it would reach an agent.
+    \b
+    A number picks one of the bot's buttons. A handoff shows the card an
+    agent would see (reason, captured fields, ticket); the shell then plays
+    the agent, so the conversation goes on:
+      /agent claim, /agent reply TEXT, /agent resolve OUTCOME, /agent back
+    Also: /state (flow, step, slots, language), /reset (a new customer),
+    /card, /help, /quit.
     """
-    from bot.console import run_shell
+    from bot.console import quiet_logging, run_shell
 
     config = _load(config_path)
-    configure_logging(config, level="WARNING")
+    configure_logging(config, level=log_level or "WARNING")
+    if not log_level:
+        quiet_logging()
     if flows_dir:
         config = config.model_copy(update={"flows": config.flows.model_copy(update={"path": str(Path(flows_dir).resolve())})})
     try:
