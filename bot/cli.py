@@ -42,6 +42,7 @@ def main() -> None:
       omnibot reload              load changed flows into the running bot (no restart)
       omnibot flows history       the flow versions served; flows rollback N
       omnibot shell               chat with the flows in this terminal
+      omnibot test                run the conversation tests next to the flows (CI)
       omnibot nlu eval ...        measure intent matching on your own data
       omnibot report              service figures: response times, CSAT, SLA breaches...
       omnibot db status           the database: schema version, rows per table
@@ -181,15 +182,25 @@ def validate(flows_dir: str | None, config_path: str | None) -> None:
 @main.command()
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
 @click.option("--flows", "flows_dir", type=click.Path(), help="flows folder (overrides flows.path)")
-def shell(config_path: str | None, flows_dir: str | None) -> None:
+@click.option("--log", "log_level", type=click.Choice(["WARNING", "INFO", "DEBUG"]), default=None,
+              help="show omnibot's log with tracebacks at this level (default: warnings, one line each)")
+def shell(config_path: str | None, flows_dir: str | None, log_level: str | None) -> None:
     """Chat with the flows in this terminal (in-memory storage; nothing is kept).
 
-    Type /quit to leave. A handoff is shown as it would reach an agent.
+    \b
+    A number picks one of the bot's buttons. A handoff shows the card an
+    agent would see (reason, captured fields, ticket); the shell then plays
+    the agent, so the conversation goes on:
+      /agent claim, /agent reply TEXT, /agent resolve OUTCOME, /agent back
+    Also: /state (flow, step, slots, language), /reset (a new customer),
+    /card, /help, /quit.
     """
-    from bot.console import run_shell
+    from bot.console import quiet_logging, run_shell
 
     config = _load(config_path)
-    configure_logging(config, level="WARNING")
+    configure_logging(config, level=log_level or "WARNING")
+    if not log_level:
+        quiet_logging()
     if flows_dir:
         config = config.model_copy(update={"flows": config.flows.model_copy(update={"path": str(Path(flows_dir).resolve())})})
     try:
@@ -200,6 +211,107 @@ def shell(config_path: str | None, flows_dir: str | None) -> None:
         sys.exit(1)
     except (KeyboardInterrupt, EOFError):
         click.echo("")
+
+
+@main.command("test")
+@click.argument("path", required=False, type=click.Path(exists=True))
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help=CONFIG_HELP)
+@click.option("--flows", "flows_dir", type=click.Path(file_okay=False),
+              help="the flows the tests run against (default: the folder holding PATH's tests/ folder, "
+                   "else flows.path)")
+@click.option("--matcher", type=click.Choice(["learned", "lexical"]),
+              help="intent matcher (overrides nlu.matcher; lexical needs no model and starts at once)")
+@click.option("-k", "keyword", metavar="TEXT", help="only the tests whose name contains TEXT")
+@click.option("-v", "--verbose", is_flag=True, help="one line per test instead of dots")
+@click.option("-x", "--exitfirst", is_flag=True, help="stop at the first failing test")
+@click.option("--junit", "junit", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="also write the results as JUnit XML to FILE (for CI systems)")
+@click.option("--log", "log_level", type=click.Choice(["WARNING", "INFO", "DEBUG"]), default=None,
+              help="show omnibot's log at this level (default: errors only)")
+def test_cmd(path: str | None, config_path: str | None, flows_dir: str | None, matcher: str | None,
+             keyword: str | None, verbose: bool, exitfirst: bool, junit: str | None, log_level: str | None) -> None:
+    """Run the conversation tests in PATH (default: the tests/ folder of flows.path).
+
+    \b
+    A test is a conversation written in YAML next to the flows
+    (flows/<yours>/tests/*.yaml): what the customer says or presses, and what
+    must follow (the replies, slots, handoff, ticket, SLA alerts); `wait: 25h`
+    moves a fake clock. Each test runs on the real engine and runtime, in this
+    process, on an empty in-memory database; nothing is sent anywhere. See
+    README "Testing your flows".
+
+    \b
+    Prints a dot per passing test, F per failing one, then each difference as
+    file:line of the test step, expected and got. Exit status: 0 all passed,
+    1 a test failed, 2 a test file or the flows are invalid, or no tests.
+
+    \b
+    Examples:
+      omnibot test                              the tests of flows.path
+      omnibot test myflows/tests/complaint.yaml -k refund
+      omnibot test --matcher lexical --junit results.xml
+    """
+    from bot import convtest as ct
+    from flows import load_flows
+
+    config = _load(config_path)
+    configure_logging(config, level=log_level or "CRITICAL")
+    target = Path(path) if path else config.resolve(config.flows.path) / "tests"
+    if not target.exists():
+        click.echo(f"error: no tests: {target} does not exist (write tests in <flows>/tests/*.yaml; "
+                   "README \"Testing your flows\")", err=True)
+        sys.exit(2)
+    flows_path = (Path(flows_dir) if flows_dir else ct.flows_folder_of(target) if path else None) \
+        or config.resolve(config.flows.path)
+    config = config.model_copy(update={"flows": config.flows.model_copy(update={"path": str(flows_path.resolve())})})
+    files = ct.find_test_files(target)
+    cases: list = []
+    errors: list = []
+    for f in files:
+        got, errs = ct.load_test_file(f)
+        cases += got
+        errors += errs
+    try:
+        flowset = load_flows(flows_path, teams=config.handoff.teams.keys())
+    except FlowValidationError as exc:
+        click.echo(f"error: the flows in {flows_path} have {len(exc.errors)} problem(s):", err=True)
+        for e in exc.errors:
+            click.echo(f"  {e}", err=True)
+        sys.exit(2)
+    errors += ct.check_against_flows(cases, flowset)
+    if errors:
+        for e in errors:
+            click.echo(str(e), err=True)
+        click.echo(f"{len(errors)} error(s) in the test files; nothing was run", err=True)
+        sys.exit(2)
+    if keyword:
+        cases = [c for c in cases if keyword.lower() in c.name.lower()]
+    if not cases:
+        click.echo(f"error: no tests found in {target}" + (f" matching -k {keyword!r}" if keyword else ""), err=True)
+        sys.exit(2)
+    click.echo(f"omnibot test: {len(cases)} test(s) in {len(files)} file(s), flows {flows_path} "
+               f"({(matcher or config.nlu.matcher)} matcher)")
+    run_config = ct.test_config(config, matcher=matcher)
+    try:
+        report = asyncio.run(ct.run_files(files, cases, run_config, verbose=verbose, exitfirst=exitfirst,
+                                          echo=lambda text, nl: click.echo(text, nl=nl)))
+    except OmnibotError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if report.failed:
+        click.echo("")
+        click.echo("=" * 20 + " FAILURES " + "=" * 20)
+        for r in report.failed:
+            for line in ct.format_failure(r):
+                click.echo(line)
+            click.echo("")
+    for r in report.failed:
+        first = r.failures[0]
+        click.echo(f"FAILED {r.case.file}:{first.line} {r.case.name} - {first.what}")
+    click.echo(("=" * 10) + f" {ct.summary_line(report)} " + ("=" * 10))
+    if junit:
+        Path(junit).write_bytes(ct.junit_xml(report))
+    sys.exit(1 if report.failed else 0)
 
 
 def _date(value: str | None, name: str) -> "datetime | None":

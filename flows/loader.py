@@ -115,6 +115,11 @@ class _Collector:
             self.add(f"{describe_loc(loc)}: {reason}", file, marks.line_for(loc))
 
 
+#: folders of a flows folder whose YAML files are no flows: the desk's canned replies and the
+#: conversation tests (``omnibot test``)
+NOT_FLOWS = ("canned", "tests")
+
+
 def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowSet:
     """Load and validate every ``*.yaml``/``*.yml`` file under ``path`` (a folder or one file).
 
@@ -128,9 +133,10 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
     root = Path(path)
     errs = _Collector()
     if root.is_dir():
-        # canned/ holds the desk's canned replies (handoff/canned.py), not flows
+        # canned/ holds the desk's canned replies (handoff/canned.py), tests/ the conversation
+        # tests (bot/convtest.py), not flows
         files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
-                       and p.relative_to(root).parts[0] != "canned")
+                       and p.relative_to(root).parts[0] not in NOT_FLOWS)
         if not files:
             errs.add("no flow files (*.yaml) in this folder", str(root), None)
     elif root.is_file():

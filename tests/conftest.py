@@ -18,6 +18,9 @@ from bot.storage import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_FLOWS = ROOT / "flows" / "demo"
+# A frozen copy of the demo flows (tests/fixtures/README.md): for tests that count flows, quote exact
+# lines or texts, or measure the matcher, so adding a flow to flows/demo breaks none of them.
+SHOP_FLOWS = ROOT / "tests" / "fixtures" / "flows" / "shop"
 AGENT_TOKEN = "test-agent-token"
 
 _real_connect = socket.socket.connect

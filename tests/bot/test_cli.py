@@ -9,7 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from bot.cli import main
-from conftest import DEMO_FLOWS
+from conftest import DEMO_FLOWS, SHOP_FLOWS
 
 
 def test_help_lists_the_commands() -> None:
@@ -19,10 +19,17 @@ def test_help_lists_the_commands() -> None:
         assert cmd in result.output
 
 
-def test_validate_demo_flows_ok() -> None:
-    result = CliRunner().invoke(main, ["validate", str(DEMO_FLOWS)])
+def test_validate_counts_flows_and_intents() -> None:
+    result = CliRunner().invoke(main, ["validate", str(SHOP_FLOWS)])     # the frozen copy: known counts
     assert result.exit_code == 0, result.output
     assert result.output.startswith("OK: 18 flows")
+
+
+def test_validate_demo_flows_ok() -> None:
+    # the demo is the admins' starting point and grows: it validates, whatever it holds
+    result = CliRunner().invoke(main, ["validate", str(DEMO_FLOWS)])
+    assert result.exit_code == 0, result.output
+    assert re.match(r"OK: \d+ flows \(\d+ steps\), \d+ intents", result.output)
 
 
 def test_validate_reports_every_error_with_file_and_line(tmp_path: Path) -> None:
@@ -128,3 +135,44 @@ def test_validate_reports_names_that_do_not_exist_and_exits_1(tmp_path: Path) ->
         "did you mean 'slots'?",
         f"2 error(s) in {tmp_path}",
     ]
+
+
+def test_shell_plays_the_agent_after_a_handoff_and_shows_state() -> None:
+    script = "\n".join([
+        "/state", "i want to make a complaint", "2", "AB123456", "The parcel never arrived at all", "skip",
+        "/state", "1", "hello?", "/agent reply Hi, on it", "/agent resolve a new parcel is on its way",
+        "5", "skip", "/agent back", "/agent dance", "/nonsense", "/reset", "/state", "/help", "/quit"]) + "\n"
+    result = CliRunner().invoke(main, ["shell", "--flows", str(DEMO_FLOWS)], input=script)
+    out = result.output
+    assert result.exit_code == 0, out
+    assert "Traceback" not in out
+    assert "--  no conversation yet: say something" in out
+    assert "--  flow: complaint, step" in out and "(asking want_human)" in out
+    assert '"order_number": "AB123456"' in out and "language en" in out
+    # the handoff card, as the agent sees it: team, reason for the agent, captured fields, ticket
+    assert "HANDOFF to Complaints (priority" in out
+    assert re.search(r"why \(for the agent\): complaint C-\d+ \(shipping, normal\)", out)
+    assert "Problem area: Shipping" in out and "Order number: AB123456" in out
+    assert re.search(r"ticket: C-\d+ shipping severity normal", out)
+    assert "kept for the agent" in out                        # hello? while waiting
+    assert "Sam> Hi, on it" in out                            # the agent's reply reaches the customer
+    assert "resolved your complaint" in out and "How satisfied are you" in out
+    assert "Thanks for your feedback" in out                  # the bot answers again: never stuck
+    assert "no handoff is open in this conversation" in out   # /agent back with nothing open
+    assert "/agent claim | /agent reply TEXT" in out and "unknown command /nonsense" in out
+    assert "a new conversation, as a new customer" in out
+    assert "/agent resolve [OUTCOME]" in out                  # /help
+
+
+def test_shell_errors_are_one_line_not_tracebacks(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from flows import FlowEngine
+
+    async def broken(self, state, turn):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the engine broke")
+
+    monkeypatch.setattr(FlowEngine, "handle", broken)
+    result = CliRunner().invoke(main, ["shell", "--flows", str(DEMO_FLOWS)], input="hello\n/quit\n")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert "--  error: turn for message" in result.output and "RuntimeError: the engine broke" in result.output
+    assert "Sorry, something went wrong on our side" in result.output      # the customer's apology

@@ -66,7 +66,7 @@ def test_detector_recall_on_complaints_did_not_drop(detector: LearnedNLU) -> Non
 
 # -- the offer decision: the engine with the learned matcher and the demo flows ---------------------
 
-DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "flows" / "shop"  # conftest.SHOP_FLOWS
 OFFER = "open a complaint"
 
 

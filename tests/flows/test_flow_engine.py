@@ -13,7 +13,7 @@ from bot.model import Button
 from flows import FlowEngine, FlowSet, HandoffRequest, LexicalMatcher, TurnInput, TurnResult, load_flows
 from flows.engine import ActionContext
 
-DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "flows" / "shop"  # conftest.SHOP_FLOWS
 
 FLOWS = """\
 settings:
@@ -706,7 +706,7 @@ async def test_demo_greeting_without_customer_name() -> None:
 
 
 async def test_fallback_with_nothing_close_offers_the_configured_topics(tmp_path: Path) -> None:
-    from conftest import DEMO_FLOWS
+    from conftest import SHOP_FLOWS as DEMO_FLOWS
 
     eng = FlowEngine(load_flows(DEMO_FLOWS), actions={"create_reference": _ref_c1})
     res = await eng.handle(None, TurnInput("xyzzy"))

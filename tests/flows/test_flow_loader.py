@@ -12,7 +12,7 @@ from bot.errors import FlowError, FlowValidationError
 from flows import FlowSet, load_flows
 from flows.schema import CollectStep, EndStep, HandoffStep, SayStep
 
-DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "flows" / "shop"  # conftest.SHOP_FLOWS
 
 
 def write(folder: Path, name: str, text: str) -> Path:

@@ -10,7 +10,7 @@ import pytest
 from flows import IntentMatcher, LexicalMatcher, load_flows
 from flows.matcher import features
 
-DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "flows" / "shop"  # conftest.SHOP_FLOWS
 
 
 @pytest.fixture(scope="module")
@@ -140,5 +140,5 @@ def test_unseen_words_dilute_the_score() -> None:
 
 def matcher_examples() -> list[list[str]]:
     from flows import load_flows
-    from conftest import DEMO_FLOWS
+    from conftest import SHOP_FLOWS as DEMO_FLOWS
     return list(load_flows(DEMO_FLOWS).examples().values())

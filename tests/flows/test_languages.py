@@ -13,7 +13,7 @@ from flows import FlowEngine, TurnInput, load_flows
 from flows.i18n import LanguageSettings, pick, render_system
 from flows.language import Languages, letters, switch_request
 
-from conftest import DEMO_FLOWS
+from conftest import SHOP_FLOWS as DEMO_FLOWS
 
 THREE = LanguageSettings(default="en", supported=["en", "es", "id"])
 

@@ -25,7 +25,7 @@ from flows.nlu.encoder import Encoder, shared_encoder
 from flows.nlu.service import LearnedNLU, read_labelled_csv
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "nlu"
-DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "flows" / "shop"  # conftest.SHOP_FLOWS
 
 
 def _split(path: Path) -> tuple[dict[str, list[str]], list[str]]:

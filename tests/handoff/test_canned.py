@@ -15,7 +15,7 @@ from flows import load_flows
 from handoff.canned import load_canned
 from handoff.roles import take_over_rule
 
-DEMO = Path(__file__).resolve().parents[2] / "flows" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "flows" / "shop"  # conftest.SHOP_FLOWS
 
 
 def test_the_demo_canned_replies_load_and_the_flows_skip_them() -> None:

@@ -20,7 +20,7 @@ from flows import FlowEngine, load_flows
 from flows.engine import ActionContext
 from handoff.queue import Conflict, DeskError, HandoffQueue, NotFound
 
-DEMO_FLOWS = Path(__file__).resolve().parents[2] / "flows" / "demo"
+DEMO_FLOWS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "flows" / "shop"  # conftest.SHOP_FLOWS
 
 JOINED = "Anna from Customer Care has joined the conversation."
 
