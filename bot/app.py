@@ -21,6 +21,7 @@ from bot.delivery import Delivery
 from bot.errors import StorageUnavailable, StoreConflict
 from bot.cluster import Cluster, ClusterLocks
 from bot.events import EventBus
+from bot.integrations import Integrations
 from bot.locks import KeyedLock
 from bot.logs import add_secrets
 from bot.linking import Linker, linking_actions
@@ -67,6 +68,7 @@ class Services:
     live: Live | None = None         # in-process metrics (bot.metrics)
     sla: SlaWatch | None = None
     reviews: Reviews | None = None   # handoff.review: outcome, review and authority
+    integrations: Integrations | None = None   # call: steps (README "Calling your systems")
 
 
 SERVICES = web.AppKey("services", Services)
@@ -119,8 +121,11 @@ def make_matcher(config: Config) -> IntentMatcher:
 
 async def build_services(config: Config) -> Services:
     """Open storage, load flows and wire the pieces (no network listeners yet)."""
-    flowset = load_flows(config.resolve(config.flows.path), teams=config.handoff.teams.keys())
+    flowset = load_flows(config.resolve(config.flows.path), teams=config.handoff.teams.keys(),
+                         endpoints=config.integrations.endpoints.keys())
     store = await open_store(config.storage_url(), synchronous=config.storage.synchronous)
+    integrations = Integrations(config.integrations, effects=store,
+                                self_url=f"http://127.0.0.1:{config.server.port}" if config.server.port else None)
     try:
         fresh = secrets.token_urlsafe(32)
         add_secrets(fresh)        # never logged, from the moment it exists
@@ -135,7 +140,8 @@ async def build_services(config: Config) -> Services:
             events, locks = EventBus(), KeyedLock()
         tickets = Tickets(store, config.complaints, events=events)
         engine = await asyncio.to_thread(
-            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(tickets, Linker(store), store))
+            FlowEngine, flowset, matcher=make_matcher(config), actions=make_actions(tickets, Linker(store), store),
+            calls=integrations)
         connectors: dict[str, Connector] = {}
         delivery = Delivery(store, connectors, config.delivery, events=events, cluster=cluster)
         live = Live()
@@ -196,7 +202,7 @@ async def build_services(config: Config) -> Services:
     if slack is not None:
         slack.attach_reviews(reviews)
     return Services(config, store, engine, events, locks, cluster, runtime, delivery, queue, connectors, desk, webchat,
-                    slack, followups, tickets, live, sla, reviews)
+                    slack, followups, tickets, live, sla, reviews, integrations)
 
 
 async def _nobody(request: web.Request) -> bool:
@@ -208,7 +214,7 @@ async def build_app(config: Config) -> web.Application:
     services = await build_services(config)
     privacy.configure(config.privacy)    # what privacy.slack_text / desk_text mask (the desks' one-line calls)
     app = web.Application(client_max_size=config.webchat.max_upload_bytes + 64 * 1024,
-                          middlewares=[_storage_unavailable])
+                          middlewares=[_storage_unavailable, _own_address])
     app[SERVICES] = services
     if services.webchat:
         services.webchat.add_routes(app)
@@ -222,11 +228,33 @@ async def build_app(config: Config) -> web.Application:
     if services.live is not None:
         MetricsWeb(config=config, live=services.live, store=services.store,
                    is_agent=services.desk.may_see_metrics if services.desk else None).add_routes(app)
+    if config.integrations.demo_api.enabled:
+        from bot.demo_shop import DemoShop
+        DemoShop(config.integrations.demo_api).add_routes(app)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/readyz", _ready)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+def listening(app: web.Application, url: str) -> None:
+    """The server is bound at ``url``: endpoints whose base_url is a path (the demo API) call it."""
+    integrations = app[SERVICES].integrations
+    if integrations is not None:
+        integrations.listening(url)
+
+
+@web.middleware
+async def _own_address(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Learn this server's own address from the first request (a server on port 0, as in tests)."""
+    integrations = request.app[SERVICES].integrations
+    if integrations is not None and not integrations.self_url:
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        if isinstance(sock, tuple) and len(sock) >= 2:
+            host = f"[{sock[0]}]" if ":" in str(sock[0]) else str(sock[0])
+            integrations.listening(f"http://{host}:{sock[1]}")
+    return await handler(request)
 
 
 @web.middleware
@@ -274,6 +302,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await s.delivery.stop()
     for c in s.connectors.values():
         await c.stop()
+    if s.integrations is not None:
+        await s.integrations.close()
     if s.cluster.enabled:
         await s.cluster.drain()
         await s.cluster.stop()

@@ -100,6 +100,8 @@ async def _serve(app, config: Config, host: str, port: int) -> None:  # type: ig
         await site.start()
         bound = runner.addresses[0][1] if runner.addresses else port
         base = f"http://{host}:{bound}"
+        from bot.app import listening
+        listening(app, f"http://{'127.0.0.1' if host in ('0.0.0.0', '', '::') else host}:{bound}")
         token = config.agent_desk.token.get_secret_value()
         lines = [f"omnibot {__version__} is running",
                  f"  web chat:    {base}/",
@@ -141,7 +143,7 @@ def validate(flows_dir: str | None, config_path: str | None) -> None:
     try:
         errors: list = []
         try:
-            fs = load_flows(path, teams=config.handoff.teams.keys())
+            fs = load_flows(path, teams=config.handoff.teams.keys(), endpoints=config.integrations.endpoints.keys())
         except FlowValidationError as exc:
             errors += exc.errors
         try:

@@ -49,10 +49,11 @@ class FlowEngine:
         flowset: validated flows.
         matcher: intent matcher; fitted here on the flows' examples.
         actions: named async callables for ``action:`` steps.
+        calls: runs ``call:`` steps (bot.integrations.Integrations); None: calls fail (on_failure).
     """
 
     def __init__(self, flowset: FlowSet, *, matcher: IntentMatcher | None = None,
-                 actions: Mapping[str, ActionFn] | None = None) -> None:
+                 actions: Mapping[str, ActionFn] | None = None, calls: Any = None) -> None:
         self.flows = flowset
         self.settings = flowset.settings
         self.matcher = matcher or LexicalMatcher()
@@ -66,7 +67,8 @@ class FlowEngine:
             self.matcher.fit(flowset.examples())
         self.actions = dict(actions or {})
         self.renderer = Renderer()
-        self.steps = StepRunner(flowset, self.renderer, self.actions)
+        self.calls = calls
+        self.steps = StepRunner(flowset, self.renderer, self.actions, calls)
         self.fallback = Fallback(flowset, self.steps)
         self.offer = ComplaintOffer(flowset, self.steps)
         self.languages = Languages(self.settings.languages)
