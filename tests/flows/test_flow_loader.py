@@ -925,5 +925,5 @@ flows:
     assert [(Path(e.path).name, e.line, e.reason) for e in errs] == [
         ("f.yaml", 10, "flows.f.steps[0].regx: unknown key 'regx'"),
         ("g.yaml", 5, "flows.g.steps[1]: no step kind; a step has exactly one of say, collect, branch, set, "
-                      "action, handoff, goto, end"),
+                      "action, call, handoff, goto, end"),
     ]
