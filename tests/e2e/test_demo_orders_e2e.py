@@ -54,7 +54,7 @@ async def test_changing_the_delivery_address_works_only_before_shipping(running:
         [m] = await c.say("AB123456")
         assert m["text"].startswith("Order AB123456 has already left our warehouse")
 
-        await c.say("i gave the wrong address")
+        await c.say("i would like to use a new address for my order")
         [m] = await c.say("CD234567")
         assert m["text"].startswith("What's the new delivery address?")
         [m] = await c.say("7 New Road, Leeds LS2 9XY")
