@@ -22,6 +22,7 @@ from bot.errors import StorageUnavailable, StoreConflict
 from bot.cluster import Cluster, ClusterLocks
 from bot.events import EventBus
 from bot.flow_versions import FlowVersions, read_flows
+from bot.integrations import Integrations
 from bot.locks import KeyedLock
 from bot.logs import add_secrets
 from bot.linking import Linker, linking_actions
@@ -69,6 +70,7 @@ class Services:
     sla: SlaWatch | None = None
     reviews: Reviews | None = None   # handoff.review: outcome, review and authority
     flows: FlowVersions | None = None  # the flow versions: reload, rollback (bot.flow_versions)
+    integrations: Integrations | None = None   # call: steps (README "Calling your systems")
 
 
 SERVICES = web.AppKey("services", Services)
@@ -122,8 +124,11 @@ def make_matcher(config: Config) -> IntentMatcher:
 async def build_services(config: Config) -> Services:
     """Open storage, load flows and wire the pieces (no network listeners yet)."""
     flows_path = config.resolve(config.flows.path)
-    flowset, flow_texts = read_flows(flows_path, teams=config.handoff.teams.keys())
+    endpoints = list(config.integrations.endpoints.keys())
+    flowset, flow_texts = read_flows(flows_path, teams=config.handoff.teams.keys(), endpoints=endpoints)
     store = await open_store(config.storage_url(), synchronous=config.storage.synchronous)
+    integrations = Integrations(config.integrations, effects=store,
+                                self_url=f"http://127.0.0.1:{config.server.port}" if config.server.port else None)
     try:
         fresh = secrets.token_urlsafe(32)
         add_secrets(fresh)        # never logged, from the moment it exists
@@ -140,10 +145,10 @@ async def build_services(config: Config) -> Services:
         actions = make_actions(tickets, Linker(store), store)
 
         def build(fs: Any) -> FlowEngine:      # in a worker thread: trains the intent model
-            return FlowEngine(fs, matcher=make_matcher(config), actions=actions)
+            return FlowEngine(fs, matcher=make_matcher(config), actions=actions, calls=integrations)
 
         versions = FlowVersions(store=store, path=flows_path, build=build, teams=config.handoff.teams.keys(),
-                                events=events, shared=cluster.enabled)
+                                endpoints=endpoints, events=events, shared=cluster.enabled)
         await versions.start(flowset, flow_texts, await asyncio.to_thread(build, flowset))
         engine: Any = versions.engine      # the current version's engine, swapped on reload
         connectors: dict[str, Connector] = {}
@@ -208,7 +213,7 @@ async def build_services(config: Config) -> Services:
     if slack is not None:
         slack.attach_reviews(reviews)
     return Services(config, store, engine, events, locks, cluster, runtime, delivery, queue, connectors, desk, webchat,
-                    slack, followups, tickets, live, sla, reviews, versions)
+                    slack, followups, tickets, live, sla, reviews, versions, integrations)
 
 
 async def _nobody(request: web.Request) -> bool:
@@ -220,7 +225,7 @@ async def build_app(config: Config) -> web.Application:
     services = await build_services(config)
     privacy.configure(config.privacy)    # what privacy.slack_text / desk_text mask (the desks' one-line calls)
     app = web.Application(client_max_size=config.webchat.max_upload_bytes + 64 * 1024,
-                          middlewares=[_storage_unavailable])
+                          middlewares=[_storage_unavailable, _own_address])
     app[SERVICES] = services
     if services.webchat:
         services.webchat.add_routes(app)
@@ -237,11 +242,33 @@ async def build_app(config: Config) -> web.Application:
     if services.flows is not None:
         from bot.flows_web import FlowsWeb     # /admin/flows: reload, history, rollback
         FlowsWeb(services.flows, desk=services.desk, config=config).add_routes(app)
+    if config.integrations.demo_api.enabled:
+        from bot.demo_shop import DemoShop
+        DemoShop(config.integrations.demo_api).add_routes(app)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/readyz", _ready)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+def listening(app: web.Application, url: str) -> None:
+    """The server is bound at ``url``: endpoints whose base_url is a path (the demo API) call it."""
+    integrations = app[SERVICES].integrations
+    if integrations is not None:
+        integrations.listening(url)
+
+
+@web.middleware
+async def _own_address(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Learn this server's own address from the first request (a server on port 0, as in tests)."""
+    integrations = request.app[SERVICES].integrations
+    if integrations is not None and not integrations.self_url:
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        if isinstance(sock, tuple) and len(sock) >= 2:
+            host = f"[{sock[0]}]" if ":" in str(sock[0]) else str(sock[0])
+            integrations.listening(f"http://{host}:{sock[1]}")
+    return await handler(request)
 
 
 @web.middleware
@@ -292,6 +319,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await s.delivery.stop()
     for c in s.connectors.values():
         await c.stop()
+    if s.integrations is not None:
+        await s.integrations.close()
     if s.cluster.enabled:
         await s.cluster.drain()
         await s.cluster.stop()

@@ -41,6 +41,7 @@ def main() -> None:
       omnibot validate            check the flows before you deploy them
       omnibot reload              load changed flows into the running bot (no restart)
       omnibot flows history       the flow versions served; flows rollback N
+      omnibot graph FLOW          a flow as a Mermaid diagram; omnibot schema: the flow JSON Schema
       omnibot shell               chat with the flows in this terminal
       omnibot test                run the conversation tests next to the flows (CI)
       omnibot nlu eval ...        measure intent matching on your own data
@@ -106,6 +107,8 @@ async def _serve(app, config: Config, host: str, port: int) -> None:  # type: ig
         await site.start()
         bound = runner.addresses[0][1] if runner.addresses else port
         base = f"http://{host}:{bound}"
+        from bot.app import listening
+        listening(app, f"http://{'127.0.0.1' if host in ('0.0.0.0', '', '::') else host}:{bound}")
         token = config.agent_desk.token.get_secret_value()
         lines = [f"omnibot {__version__} is running",
                  f"  web chat:    {base}/",
@@ -148,6 +151,8 @@ def validate(flows_dir: str | None, config_path: str | None) -> None:
     """Check flow files (and canned/ replies) and report every error as file:line: reason.
 
     FLOWS_DIR defaults to flows.path from the config. Exits 1 if anything is wrong.
+    Warnings (exit 0): slots only ever cleared, steps nothing reaches, intents with
+    fewer than 5 examples, and pairs of intents whose examples the matcher confuses.
     """
     from flows import load_flows
 
@@ -158,7 +163,7 @@ def validate(flows_dir: str | None, config_path: str | None) -> None:
     try:
         errors: list = []
         try:
-            fs = load_flows(path, teams=config.handoff.teams.keys())
+            fs = load_flows(path, teams=config.handoff.teams.keys(), endpoints=config.integrations.endpoints.keys())
         except FlowValidationError as exc:
             errors += exc.errors
         try:
@@ -172,11 +177,17 @@ def validate(flows_dir: str | None, config_path: str | None) -> None:
             click.echo(str(e), err=True)
         click.echo(f"{len(exc.errors)} error(s) in {path}", err=True)
         sys.exit(1)
+    from flows.lint import intent_lines, lint
+
+    warnings = lint(fs, intent_files=intent_lines(fs.files))
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
     steps = sum(len(f.steps) for f in fs.flows.values())
     examples = sum(len(i.examples) for i in fs.intents.values())
     click.echo(f"OK: {len(fs.flows)} flows ({steps} steps), {len(fs.intents)} intents "
                f"({examples} examples) in {len(fs.files)} file(s) under {path}"
-               + (f"; {len(canned)} canned replies" if len(canned) else ""))
+               + (f"; {len(canned)} canned replies" if len(canned) else "")
+               + (f"; {len(warnings)} warning(s)" if warnings else ""))
 
 
 @main.command()
@@ -834,6 +845,7 @@ def nlu_complaint_eval(train: str, test: str, model: str, threads: int) -> None:
 
 from bot import cli_privacy as _cli_privacy  # noqa: E402,F401 - omnibot customer ..., omnibot audit
 from bot import cli_flows as _cli_flows  # noqa: E402,F401 - omnibot reload, omnibot flows ...
+from bot import cli_flows as _cli_flows  # noqa: E402,F401 - omnibot graph, omnibot schema
 
 if __name__ == "__main__":
     # `python -m bot.cli`: run the bot.cli module's group, which the other command modules extend

@@ -300,6 +300,52 @@ class NluConfig(_Model):
     max_batch: int = Field(32, ge=1, le=512, description="most messages one model call takes under load")
 
 
+class EndpointConfig(_Model):
+    """One of the business's HTTP APIs that flows call by name (``call: NAME``; README "Calling your systems")."""
+
+    base_url: str = Field(min_length=1, description="http(s)://host/prefix the step's path is appended to; a "
+                          "path alone (/demo/api) means this omnibot itself")
+    auth_header: SecretStr = Field(SecretStr(""), description="Authorization header value, e.g. "
+                                   "\"Bearer ${SHOP_API_TOKEN}\" (never logged); empty: none")
+    headers: dict[str, str] = Field(default_factory=dict, description="more headers sent on every call")
+    timeout: float = Field(5.0, gt=0, le=120, description="seconds per attempt")
+    retries: int = Field(1, ge=0, le=5, description="attempts after the first, on timeouts, connection "
+                         "errors and 5xx answers")
+    retry_delay: float = Field(0.3, ge=0, le=30, description="seconds before a retry (doubled each time)")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^(https?://[^/\s]+|/)", v):
+            raise ValueError("base_url is http(s)://host[/prefix], or a path (/demo/api) on this omnibot")
+        return v.rstrip("/")
+
+
+class DemoApiConfig(_Model):
+    enabled: bool = Field(True, description="serve the demo shop's orders API at /demo/api (loopback callers only)")
+    token: SecretStr = Field(SecretStr("demo-shop-token"), description="the bearer token it expects")
+
+
+def _demo_endpoints() -> dict[str, EndpointConfig]:
+    return {"shop": EndpointConfig(base_url="/demo/api", auth_header=SecretStr("Bearer demo-shop-token"))}
+
+
+class IntegrationsConfig(_Model):
+    """The business's systems flows call (``call:`` steps; README "Calling your systems")."""
+
+    endpoints: dict[str, EndpointConfig] = Field(default_factory=_demo_endpoints,
+                                                 description="by the name flows call them; default: the demo shop")
+    demo_api: DemoApiConfig = Field(default_factory=DemoApiConfig)
+
+    @field_validator("endpoints")
+    @classmethod
+    def _names(cls, v: dict[str, EndpointConfig]) -> dict[str, EndpointConfig]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", name):
+                raise ValueError(f"endpoint name {name!r}: use letters, digits, _ and -")
+        return v
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)\s*$", re.I)
 _UNIT = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
@@ -598,6 +644,7 @@ class Config(_Model):
     report: ReportConfig = ReportConfig()
     logging: LoggingConfig = LoggingConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    integrations: IntegrationsConfig = IntegrationsConfig()
     base_dir: str = Field(".", exclude=True)
 
     @model_validator(mode="after")
@@ -631,7 +678,12 @@ class Config(_Model):
                self.email.imap.password.get_secret_value(), self.email.smtp.password.get_secret_value()]
         if self.webchat.secret:
             out.append(self.webchat.secret.get_secret_value())
-        return [s for s in out if s]
+        if self.integrations.demo_api.enabled:
+            out.append(self.integrations.demo_api.token.get_secret_value())
+        for ep in self.integrations.endpoints.values():
+            header = ep.auth_header.get_secret_value()
+            out += [header, header.split(" ", 1)[-1]]      # "Bearer TOKEN" and TOKEN alone
+        return list(dict.fromkeys(s for s in out if s))
 
 
 def _expand_env(data: Any, path: tuple[Any, ...], marks: Marks, file: str,

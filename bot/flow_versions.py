@@ -37,7 +37,7 @@ from bot.events import Event, EventBus
 from bot.model import utcnow
 from bot.storage import Store
 from flows import FlowEngine, load_flows
-from flows.loader import FlowSet
+from flows.loader import NOT_FLOWS, FlowSet
 from flows.turn import TurnInput, TurnResult
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def flow_files(path: str | Path) -> dict[str, str]:
     if not root.is_dir():
         return {}
     files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
-                   and p.relative_to(root).parts[0] != "canned")
+                   and p.relative_to(root).parts[0] not in NOT_FLOWS)
     return {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8") for p in files}
 
 
@@ -70,7 +70,8 @@ def files_hash(files: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
-def load_texts(files: Mapping[str, str], *, teams: Iterable[str] | None) -> FlowSet:
+def load_texts(files: Mapping[str, str], *, teams: Iterable[str] | None,
+               endpoints: Iterable[str] | None = None) -> FlowSet:
     """Validate flow files given as texts (a stored version) as :func:`flows.load_flows` does."""
     with tempfile.TemporaryDirectory(prefix="omnibot-flows-") as tmp:
         for name, text in files.items():
@@ -80,19 +81,20 @@ def load_texts(files: Mapping[str, str], *, teams: Iterable[str] | None) -> Flow
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text, encoding="utf-8")
         try:
-            return load_flows(tmp, teams=teams)
+            return load_flows(tmp, teams=teams, endpoints=endpoints)
         except FlowValidationError as exc:   # name the stored file, not the temporary copy
             for e in exc.errors:
                 e.path = e.path.replace(tmp + "/", "").replace(tmp, "(stored version)")
             raise FlowValidationError(exc.errors) from None
 
 
-def read_flows(path: str | Path, *, teams: Iterable[str] | None) -> tuple[FlowSet, dict[str, str]]:
+def read_flows(path: str | Path, *, teams: Iterable[str] | None,
+               endpoints: Iterable[str] | None = None) -> tuple[FlowSet, dict[str, str]]:
     """Validate the files on disk (FlowValidationError) and return them with their texts; the
     texts are read before and after, so an editor saving meanwhile does not slip through."""
     for _ in range(3):
         before = flow_files(path)
-        flowset = load_flows(path, teams=teams)
+        flowset = load_flows(path, teams=teams, endpoints=endpoints)
         after = flow_files(path)
         if before == after:
             return flowset, after
@@ -152,11 +154,12 @@ class FlowVersions:
     """
 
     def __init__(self, *, store: Store, path: str | Path, build: Build, teams: Iterable[str] | None,
-                 events: EventBus, shared: bool = False) -> None:
+                 events: EventBus, shared: bool = False, endpoints: Iterable[str] | None = None) -> None:
         self.store = store
         self.path = Path(path)
         self.build = build
         self.teams = list(teams) if teams is not None else None
+        self.endpoints = list(endpoints) if endpoints is not None else None    # config integrations.endpoints
         self.events = events
         self.shared = shared
         self.current: Loaded | None = None
@@ -171,7 +174,7 @@ class FlowVersions:
     # -- start-up --------------------------------------------------------------------
 
     def read(self) -> tuple[FlowSet, dict[str, str]]:
-        return read_flows(self.path, teams=self.teams)
+        return read_flows(self.path, teams=self.teams, endpoints=self.endpoints)
 
     async def start(self, flowset: FlowSet, files: dict[str, str], engine: FlowEngine) -> Loaded:
         """The version the bot starts with: the files on disk (a new version when they differ from
@@ -213,7 +216,7 @@ class FlowVersions:
                 return self._refused(prev, [f"there is no version {number} (omnibot flows history lists them)"],
                                      by, t0)
             try:
-                flowset = await asyncio.to_thread(load_texts, v.files, teams=self.teams)
+                flowset = await asyncio.to_thread(load_texts, v.files, teams=self.teams, endpoints=self.endpoints)
             except FlowValidationError as exc:
                 return self._refused(prev, [str(e) for e in exc.errors], by, t0)
             return await self._adopt(flowset, v.files, v.hash, by=by, note=f"rollback to {number}", prev=prev, t0=t0)
@@ -250,7 +253,7 @@ class FlowVersions:
                 return False
             t0 = time.perf_counter()
             try:
-                flowset = await asyncio.to_thread(load_texts, v.files, teams=self.teams)
+                flowset = await asyncio.to_thread(load_texts, v.files, teams=self.teams, endpoints=self.endpoints)
                 engine = await asyncio.to_thread(self.build, flowset)
             except FlowValidationError as exc:
                 log.error("flows: version %d (from another instance) does not validate here; still serving %d:\n  %s",
@@ -320,7 +323,7 @@ class FlowVersions:
         if v is None:
             return None
         try:
-            flowset = await asyncio.to_thread(load_texts, v.files, teams=self.teams)
+            flowset = await asyncio.to_thread(load_texts, v.files, teams=self.teams, endpoints=self.endpoints)
             engine = await asyncio.to_thread(self.build, flowset)
         except FlowValidationError as exc:
             log.warning("flows: version %d cannot be loaded again (%s); its conversations go on with the current one",

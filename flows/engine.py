@@ -36,6 +36,8 @@ from .turn import (RECENT_CHARS, RECENT_TEXTS, STATE_VERSION, ActionContext, Act
 log = logging.getLogger(__name__)
 
 LEXICAL_THRESHOLD = 0.3   # default for matchers without a calibrated threshold
+CLEAR_COMPLAINT = 0.9     # a complaint score this high ...
+LUKEWARM = 0.6            # ... beats a top intent below this when complaint ranks close behind
 
 __all__ = ["ActionContext", "ActionFn", "FlowEngine", "HandoffRequest", "LEXICAL_THRESHOLD",
            "MAX_STEPS_PER_TURN", "RECENT_CHARS", "RECENT_TEXTS", "Reply", "STATE_VERSION", "TurnInput",
@@ -49,10 +51,11 @@ class FlowEngine:
         flowset: validated flows.
         matcher: intent matcher; fitted here on the flows' examples.
         actions: named async callables for ``action:`` steps.
+        calls: runs ``call:`` steps (bot.integrations.Integrations); None: calls fail (on_failure).
     """
 
     def __init__(self, flowset: FlowSet, *, matcher: IntentMatcher | None = None,
-                 actions: Mapping[str, ActionFn] | None = None) -> None:
+                 actions: Mapping[str, ActionFn] | None = None, calls: Any = None) -> None:
         self.flows = flowset
         self.settings = flowset.settings
         self.matcher = matcher or LexicalMatcher()
@@ -66,7 +69,8 @@ class FlowEngine:
             self.matcher.fit(flowset.examples())
         self.actions = dict(actions or {})
         self.renderer = Renderer()
-        self.steps = StepRunner(flowset, self.renderer, self.actions)
+        self.calls = calls
+        self.steps = StepRunner(flowset, self.renderer, self.actions, calls)
         self.fallback = Fallback(flowset, self.steps)
         self.offer = ComplaintOffer(flowset, self.steps)
         self.languages = Languages(self.settings.languages)
@@ -109,6 +113,7 @@ class FlowEngine:
             st.recent = (st.recent + [turn.text[:RECENT_CHARS]])[-RECENT_TEXTS:]
         if urg is None:   # the learned matcher scores urgency with the rest; others don't
             urg = _urgency(turn.text)
+        ranked = self._complaint_first(ranked, complaint)
         self._note_signals(st, complaint, urg)
         top, score = (forced, 1.0) if forced else (ranked[0] if ranked else (None, 0.0))
         top_flow = self.flows.flow_for_intent(top) if top else None
@@ -130,6 +135,24 @@ class FlowEngine:
         if t.handoff is not None:
             t.handoff = self._with_urgency(self._with_cause(t.handoff, missed_before), st)
         return TurnResult(tuple(t.replies), st.dump(), t.handoff, top, score, complaint, urg, t.missed)
+
+    def _complaint_first(self, ranked: list[tuple[str, float]], complaint: float) -> list[tuple[str, float]]:
+        """A message the complaint detector is sure about ("the parcel was delivered to the wrong
+        address") goes to the complaint flow when the intent ranked above it is only lukewarm and
+        complaint is among the top three, and it would start a flow that asks questions: an order
+        question (change_address, order_status) must not swallow a complaint about the order, and
+        while a flow asks, the complaint offer is held back (flows.offer)."""
+        cflow = self.settings.complaints.flow
+        if not cflow or complaint < CLEAR_COMPLAINT or len(ranked) < 2 or ranked[0][0] == cflow:
+            return ranked
+        top = ranked[0][1]
+        asks = self.flows.flow_for_intent(ranked[0][0])
+        if asks is None or not any(isinstance(s, CollectStep) for s in asks.steps):
+            return ranked     # an answer only (a FAQ): the complaint offer follows it if need be
+        for name, score in ranked[1:3]:
+            if name == cflow and top < LUKEWARM:
+                return [(name, top)] + [r for r in ranked if r[0] != name]
+        return ranked
 
     def _switched(self, t: Turn) -> TurnResult:
         """The message only asked for another language ("English please", "/lang es"): say so in

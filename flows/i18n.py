@@ -172,6 +172,11 @@ SYSTEM_MESSAGES: dict[str, dict[str, str]] = {
                   "Tu mensaje está guardado y una persona de nuestro equipo te contestará.",
                   "Maaf, terjadi kesalahan di pihak kami saat menjawab Anda. "
                   "Pesan Anda tersimpan dan seseorang dari tim kami akan menindaklanjutinya."),
+    # a call: step could not reach the business's system (README "Calling your systems")
+    "call_failed": t3("Sorry, I can't look that up right now.", "Lo siento, ahora mismo no puedo consultarlo.",
+                      "Maaf, saya tidak bisa memeriksanya sekarang."),
+    "call_failed_reason": t3("I couldn't check it automatically", "no he podido comprobarlo automáticamente",
+                             "saya tidak dapat memeriksanya secara otomatis"),
     # buttons the engine adds itself
     "button_yes": t3("Yes", "Sí", "Ya"),
     "button_no": t3("No", "No", "Tidak"),
@@ -184,7 +189,7 @@ SYSTEM_NAMES: dict[str, tuple[str, ...]] = {
     "agent_joined": ("agent", "team"), "resolved": ("agent", "result"), "handed_back": (),
     "transferred_team": ("agent", "team"), "transferred_agent": ("agent", "to", "team"),
     "taken_over": ("agent", "team", "previous"), "complaint_resolved": ("agent", "reference", "result"),
-    "language_switched": (), "apology": (), "button_yes": (), "button_no": (), "button_skip": (),
+    "language_switched": (), "apology": (), "call_failed": (), "call_failed_reason": (), "button_yes": (), "button_no": (), "button_skip": (),
     "button_human": (),
 }
 

@@ -26,7 +26,7 @@ from bot.yamlmarks import MarkedYamlError, Marks, describe_loc, load_marked
 
 from .i18n import SYSTEM_MESSAGES, SYSTEM_NAMES, LanguageSettings, Text, variants
 from .render import Renderer, TemplateError, TemplateNames
-from .schema import (RESERVED_TARGETS, STEP_KINDS, BranchCase, BranchStep, CollectStep, FlowFile,
+from .schema import (RESERVED_TARGETS, STEP_KINDS, BranchCase, BranchStep, CallStep, CollectStep, FlowFile,
                      GotoStep, HandoffStep, Intent, SayStep, Settings, SetStep, ActionStep, Flow, Step)
 
 KNOWN_ACTIONS = ("create_reference", "ticket_status", "record_csat", "reopen_ticket", "link_code",
@@ -120,12 +120,14 @@ class _Collector:
 NOT_FLOWS = ("canned", "tests")
 
 
-def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowSet:
+def load_flows(path: str | Path, *, teams: Iterable[str] | None = None,
+               endpoints: Iterable[str] | None = None) -> FlowSet:
     """Load and validate every ``*.yaml``/``*.yml`` file under ``path`` (a folder or one file).
 
     Args:
         path: folder of flow files, or a single file.
         teams: team names known to the config; handoff steps naming others are errors.
+        endpoints: endpoint names in config integrations.endpoints; call steps naming others are errors.
 
     Raises:
         FlowValidationError: with every error found.
@@ -200,6 +202,7 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
     renderer = Renderer()
     st = settings[0] if settings else Settings()
     team_set = set(teams) if teams is not None else None
+    endpoint_set = set(endpoints) if endpoints is not None else None
     parsed: dict[str, ParsedFlow] = {}
     step_locs: dict[str, list[tuple[Any, ...]]] = {}    # each parsed step's path in its file
     for name, (flow, file, marks) in flows.items():
@@ -231,7 +234,8 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None) -> FlowS
     for pf in parsed.values():
         marks = flows[pf.name][2]
         for step, line, loc in zip(pf.steps, pf.step_lines, step_locs.get(pf.name, [])):
-            _check_step(step, pf, parsed, templates, team_set, errs, line, partial(_line_in, marks, loc, line))
+            _check_step(step, pf, parsed, templates, team_set, errs, line, partial(_line_in, marks, loc, line),
+                        endpoint_set)
 
     for name, (intent, ifile, _) in intents.items():
         if intent.description:       # shown on "did you mean" buttons
@@ -362,6 +366,8 @@ def _filled_slots(raw_flows: list[tuple[Any, Any]], st: Settings) -> frozenset[s
                 out.update(str(k) for k in raw["set"])
             if isinstance(raw.get("save_as"), str):
                 out.add(raw["save_as"])
+            if isinstance(raw.get("call"), str) and isinstance(raw.get("save"), dict):
+                out.update(str(k) for k in raw["save"])
             if isinstance(raw.get("action"), str):
                 out.update(ACTION_SLOTS.get(raw["action"], ()))
     names = {name for name, _ in raw_flows}
@@ -472,7 +478,8 @@ class _Templates:
 
 
 def _check_step(step: Step, pf: ParsedFlow, flows: dict[str, ParsedFlow], templates: _Templates,
-                teams: set[str] | None, errs: _Collector, line: int, at: Callable[..., int]) -> None:
+                teams: set[str] | None, errs: _Collector, line: int, at: Callable[..., int],
+                endpoints: set[str] | None = None) -> None:
     """Check one step; ``at(*keys)`` is the line of a key inside it (templates are reported there)."""
     def tpl(src: Text | None, what: str, *key: Any) -> None:
         templates.text(src, what, pf.file, partial(at, *key))
@@ -540,3 +547,41 @@ def _check_step(step: Step, pf: ParsedFlow, flows: dict[str, ParsedFlow], templa
                      f"({', '.join(sorted(teams))})", pf.file, line)
     elif isinstance(step, GotoStep):
         _check_target(step.goto, pf, flows, "goto", errs, line)
+    elif isinstance(step, CallStep):
+        what = f"call {step.call!r}"
+        if endpoints is not None and step.call not in endpoints:
+            errs.add(f"{what}: no endpoint named {step.call!r} in config integrations.endpoints "
+                     f"({', '.join(sorted(endpoints)) or 'none'}){_did_you_mean(step.call, endpoints)}", pf.file, line)
+        if step.path and not step.path.startswith("/"):
+            errs.add(f"{what}: path starts with / (it is appended to the endpoint's base_url)", pf.file, at("path"))
+        templates.template(step.path, f"{what}: path", pf.file, at("path"))
+        for k, v in step.query.items():
+            templates.template(v, f"{what}: query {k!r}", pf.file, at("query", k))
+        if step.body is not None and step.method == "GET":
+            errs.add(f"{what}: a GET has no body (use query:, or method: POST)", pf.file, at("body"))
+        for keys, v in _strings(step.body, ()):
+            templates.template(v, f"{what}: body {'.'.join(map(str, keys))}", pf.file, at("body", *keys))
+        for slot in step.save:
+            _check_slot_name(slot, pf, errs, at("save", slot))
+        for code in step.on_status:
+            if not 100 <= code <= 599 or code == 404 or 200 <= code < 300:
+                errs.add(f"{what}: on_status {code}: give statuses 300-599 other than 404 (2xx is on_success, "
+                         "404 on_not_found)", pf.file, at("on_status", code))
+        for key, target in (("on_success", step.on_success), ("on_not_found", step.on_not_found),
+                            ("on_failure", step.on_failure),
+                            *((f"on_status {c}", t) for c, t in step.on_status.items())):
+            if target is not None:
+                _check_target(target, pf, flows, f"{what}: {key}", errs, line)
+        tpl(step.failure_message, f"{what}: failure_message", "failure_message")
+
+
+def _strings(value: Any, keys: tuple[Any, ...]) -> Iterable[tuple[tuple[Any, ...], str]]:
+    """Every string inside a JSON-like value, with its keys."""
+    if isinstance(value, str):
+        yield keys, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, keys + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, keys + (i,))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
+from urllib.parse import quote
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.parser import Parser
@@ -66,6 +67,15 @@ def make_env() -> ImmutableSandboxedEnvironment:
     return env
 
 
+def url_value(v: Any) -> str:
+    """A value put into a URL path: every reserved character encoded ("/" too), and "." or ".."
+    encoded as well, so a value is always one path segment of its own."""
+    if v is None:
+        return ""
+    text = quote(str(v), safe="")
+    return text.replace(".", "%2E") if text in (".", "..") else text
+
+
 class Renderer:
     """Compiles flow templates once and renders them with a context."""
 
@@ -73,6 +83,19 @@ class Renderer:
         self.env = make_env()
         self._templates: dict[str, Any] = {}
         self._exprs: dict[str, Callable[..., Any]] = {}
+        # call: paths: each {{ value }} URL-encoded as it is written out (the template's own text is not)
+        self.url_env = _Env(undefined=StrictUndefined, autoescape=False, finalize=url_value)
+        self._url_templates: dict[str, Any] = {}
+
+    def render_url(self, source: str, context: dict[str, Any]) -> str:
+        """Render a URL path template: values are URL-encoded, so customer text stays data."""
+        try:
+            t = self._url_templates.get(source)
+            if t is None:
+                t = self._url_templates[source] = self.url_env.from_string(source)
+            return t.render(context).strip()
+        except Exception as exc:  # jinja raises many types; all mean "this template failed"
+            raise TemplateError(f"cannot render {source[:60]!r}: {exc}") from exc
 
     def check_template(self, source: str) -> None:
         """Raise TemplateError if ``source`` does not compile."""

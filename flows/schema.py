@@ -125,11 +125,38 @@ class EndStep(_Step):
     end: Literal[True]
 
 
+CALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+class CallStep(_Step):
+    """Calls one of the business's systems over HTTP (README "Calling your systems")."""
+
+    call: str = Field(description="the endpoint's name in config integrations.endpoints")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    path: str = Field("", description="appended to the endpoint's base_url; a template whose values are "
+                      "URL-encoded: /orders/{{ slots.order_number }}")
+    query: dict[str, str] = Field(default_factory=dict, description="query parameters; values are templates")
+    body: dict[str, Any] | None = Field(None, description="JSON body (POST, PUT, PATCH); string values are "
+                                        "templates, rendered as text")
+    save: dict[str, str] = Field(default_factory=dict, description="slot: field of the JSON answer, dotted "
+                                 "for nested fields and list items (delivery.eta, items.0.name); '.' is the "
+                                 "whole answer")
+    on_success: str | None = Field(None, description="where to go on a 2xx answer; default: the next step")
+    on_not_found: str | None = Field(None, description="where to go on a 404; default: on_failure")
+    on_status: dict[int, str] = Field(default_factory=dict, description="where to go on other HTTP statuses "
+                                      "(409: already_shipped); the answer's fields are saved too")
+    on_failure: str = Field("end", description="where to go when the call fails (timeout, connection error, "
+                            "5xx after the retries, any other status, an answer that is not JSON): a step id, "
+                            "flow:NAME, handoff or end")
+    failure_message: Text | None = Field(None, description="said when the call fails, before on_failure; "
+                                         "default: settings.messages.call_failed (built in)")
+
+
 STEP_KINDS: dict[str, type[_Step]] = {
     "say": SayStep, "collect": CollectStep, "branch": BranchStep, "set": SetStep,
-    "action": ActionStep, "handoff": HandoffStep, "goto": GotoStep, "end": EndStep,
+    "action": ActionStep, "call": CallStep, "handoff": HandoffStep, "goto": GotoStep, "end": EndStep,
 }
-Step = Union[SayStep, CollectStep, BranchStep, SetStep, ActionStep, HandoffStep, GotoStep, EndStep]
+Step = Union[SayStep, CollectStep, BranchStep, SetStep, ActionStep, CallStep, HandoffStep, GotoStep, EndStep]
 
 
 class Flow(_M):

@@ -1,4 +1,4 @@
-"""Executes a flow's steps (say, collect, branch, set, action, handoff, goto, end) until the flow
+"""Executes a flow's steps (say, collect, branch, set, action, call, handoff, goto, end) until the flow
 asks the customer something, hands off or ends."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from bot.model import Button
 from .i18n import Text, pick, system_text
 from .loader import FlowSet, ParsedFlow
 from .render import Renderer, TemplateError
-from .schema import (ActionStep, BranchCase, BranchStep, CollectStep, EndStep, GotoStep, HandoffSpec, HandoffStep,
-                     SayStep, SetStep, Step)
+from .schema import (ActionStep, BranchCase, BranchStep, CallStep, CollectStep, EndStep, GotoStep, HandoffSpec,
+                     HandoffStep, SayStep, SetStep, Step)
 from .slots import choice_title_value, prefill
 from .turn import ActionContext, ActionFn, HandoffRequest, Reply, Turn, TurnState
 
@@ -28,13 +28,16 @@ class StepRunner:
         flowset: validated flows.
         renderer: the template sandbox.
         actions: named async callables for ``action:`` steps.
+        calls: runs ``call:`` steps (bot.integrations.Integrations); None: every call fails.
     """
 
-    def __init__(self, flowset: FlowSet, renderer: Renderer, actions: Mapping[str, ActionFn]) -> None:
+    def __init__(self, flowset: FlowSet, renderer: Renderer, actions: Mapping[str, ActionFn],
+                 calls: Any = None) -> None:
         self.flows = flowset
         self.settings = flowset.settings
         self.renderer = renderer
         self.actions = actions
+        self.calls = calls
 
     # -- the pointer ------------------------------------------------------------
 
@@ -161,6 +164,8 @@ class StepRunner:
                 st.slots.update(ctx.updates)
                 if step.save_as:
                     st.slots[step.save_as] = result
+        elif isinstance(step, CallStep):
+            return await self._call(t, pf, step)
         elif isinstance(step, HandoffStep):
             h = step.handoff
             t.handoff = HandoffRequest(h.team, self.render(h.reason, t), h.priority, cause=h.cause, flow=pf.name)
@@ -173,6 +178,50 @@ class StepRunner:
             self.finish(st)
             return False
         return True
+
+    async def _call(self, t: Turn, pf: ParsedFlow, step: CallStep) -> bool:
+        """A ``call:`` step: call, save the answer's fields, go where the outcome says."""
+        from bot.integrations import CallOutcome, CallRequest, dig   # aiohttp only where flows call out
+
+        st = t.st
+        t.actions_run += 1
+        key = f"{t.input.key}/{t.actions_run}/{pf.name}/{st.step}" if t.input.key else ""
+        ctx = t.context()
+        try:
+            req = CallRequest(step.call, step.method, self.renderer.render_url(step.path, ctx),
+                              {k: self.renderer.render(v, ctx) for k, v in step.query.items()},
+                              _render_body(self.renderer, step.body, ctx), key=key, label=step.path)
+        except TemplateError as exc:
+            log.error("call %s in flow %s: %s", step.call, pf.name, exc)
+            outcome = CallOutcome("failure", reason="the step's path, query or body did not render")
+        else:
+            if self.calls is None:
+                outcome = CallOutcome("failure", reason="no integrations configured")
+            else:
+                outcome = await self.calls.call(req)
+        t.actions_called.append("call:" + step.call)
+        target: str | None
+        if outcome.kind == "success":
+            target = step.on_success
+        elif outcome.kind == "not_found" and step.on_not_found:
+            target = step.on_not_found
+        elif outcome.kind == "status" and outcome.status in step.on_status:
+            target = step.on_status[outcome.status]   # type: ignore[index]
+        else:
+            log.warning("call %s in flow %s failed: %s; going to %s", step.call, pf.name,
+                        outcome.reason or outcome.kind, step.on_failure)
+            t.replies.append(Reply(self.render(step.failure_message, t) if step.failure_message
+                                   else self.system("call_failed", t)))
+            self.jump(t, step.on_failure, reason=self.system("call_failed_reason", t), cause="other",
+                      agent_reason=f"the bot could not reach {step.call} ({outcome.reason or outcome.kind})")
+            return False
+        if isinstance(outcome.data, (dict, list)) or outcome.data is None:
+            for slot, path in step.save.items():
+                st.slots[slot] = dig(outcome.data, path)
+        if target is None:
+            return True
+        self.jump(t, target)
+        return False
 
     def _truthy(self, expr: str | None, ctx: dict[str, Any]) -> bool:
         try:
@@ -211,6 +260,17 @@ class StepRunner:
         if step.optional and step.type == "attachment":
             buttons = buttons + (Button(self.system("button_skip", t), "skip"),)
         t.replies.append(Reply(self.render(step.ask, t), buttons))
+
+
+def _render_body(renderer: Renderer, body: Any, ctx: dict[str, Any]) -> Any:
+    """A call's JSON body with each string rendered as a template (JSON encoding escapes the values)."""
+    if isinstance(body, str):
+        return renderer.render(body, ctx)
+    if isinstance(body, dict):
+        return {k: _render_body(renderer, v, ctx) for k, v in body.items()}
+    if isinstance(body, list):
+        return [_render_body(renderer, v, ctx) for v in body]
+    return body
 
 
 def _shown(step: CollectStep, value: Any, lang: str | None = None, runner: StepRunner | None = None) -> str:

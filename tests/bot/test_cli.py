@@ -15,14 +15,14 @@ from conftest import DEMO_FLOWS, SHOP_FLOWS
 def test_help_lists_the_commands() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for cmd in ("run", "validate", "shell"):
+    for cmd in ("run", "validate", "shell", "graph", "schema"):
         assert cmd in result.output
 
 
 def test_validate_counts_flows_and_intents() -> None:
     result = CliRunner().invoke(main, ["validate", str(SHOP_FLOWS)])     # the frozen copy: known counts
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("OK: 18 flows")
+    assert result.output.startswith("OK: 20 flows")   # no warnings either
 
 
 def test_validate_demo_flows_ok() -> None:

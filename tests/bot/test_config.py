@@ -188,7 +188,8 @@ def test_secrets_are_hidden_in_repr_and_str() -> None:
         assert "web-zyxw-987" not in text
     assert "**********" in repr(cfg.agent_desk)
     assert cfg.agent_desk.token.get_secret_value() == "tok-abcdef-123"
-    assert cfg.secrets() == ["tok-abcdef-123", "web-zyxw-987"]
+    assert cfg.secrets()[:2] == ["tok-abcdef-123", "web-zyxw-987"]
+    assert "demo-shop-token" in cfg.secrets()     # integrations: the demo shop API's token (the default)
 
 
 def test_config_is_frozen() -> None:

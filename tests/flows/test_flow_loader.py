@@ -50,14 +50,14 @@ def test_demo_flows_load_with_expected_flows_and_intents() -> None:
     fs = load_flows(DEMO, teams=["support", "complaints"])
     assert isinstance(fs, FlowSet)
     expected = {"acknowledge", "complaint", "complaint_status", "link_accounts", "link_enter", "goodbye", "greet", "help", "human", "opening_hours", "payment_methods", "privacy_request",
-                "restart", "returns", "shipping_times", "thanks"}
+                "restart", "returns", "shipping_times", "thanks", "order_status", "change_address"}
     assert set(fs.flows) == expected | {"satisfaction", "follow_up"}   # started by omnibot, no trigger
     assert set(fs.intents) == expected
     for name in expected:  # every demo flow is triggered by the intent of the same name
         assert fs.flow_for_intent(name) is fs.flows[name]
     assert {n for n, f in fs.flows.items() if f.flow.interrupts} == {"human", "restart", "help", "privacy_request"}
     assert sorted(Path(f).name for f in fs.files) == [
-        "complaint.yaml", "control.yaml", "faq.yaml", "intents.yaml", "settings.yaml"]
+        "complaint.yaml", "control.yaml", "faq.yaml", "intents.yaml", "orders.yaml", "settings.yaml"]
     assert fs.settings.fallback.max_misses == 3
     assert all(len(ex) >= 5 for ex in fs.examples().values())
 
@@ -925,5 +925,5 @@ flows:
     assert [(Path(e.path).name, e.line, e.reason) for e in errs] == [
         ("f.yaml", 10, "flows.f.steps[0].regx: unknown key 'regx'"),
         ("g.yaml", 5, "flows.g.steps[1]: no step kind; a step has exactly one of say, collect, branch, set, "
-                      "action, handoff, goto, end"),
+                      "action, call, handoff, goto, end"),
     ]
