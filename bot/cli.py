@@ -845,7 +845,7 @@ def nlu_complaint_eval(train: str, test: str, model: str, threads: int) -> None:
 
 from bot import cli_privacy as _cli_privacy  # noqa: E402,F401 - omnibot customer ..., omnibot audit
 from bot import cli_flows as _cli_flows  # noqa: E402,F401 - omnibot reload, omnibot flows ...
-from bot import cli_flows as _cli_flows  # noqa: E402,F401 - omnibot graph, omnibot schema
+from bot import cli_tools as _cli_tools  # noqa: E402,F401 - omnibot graph, omnibot schema
 
 if __name__ == "__main__":
     # `python -m bot.cli`: run the bot.cli module's group, which the other command modules extend

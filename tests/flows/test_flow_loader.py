@@ -50,14 +50,14 @@ def test_demo_flows_load_with_expected_flows_and_intents() -> None:
     fs = load_flows(DEMO, teams=["support", "complaints"])
     assert isinstance(fs, FlowSet)
     expected = {"acknowledge", "complaint", "complaint_status", "link_accounts", "link_enter", "goodbye", "greet", "help", "human", "opening_hours", "payment_methods", "privacy_request",
-                "restart", "returns", "shipping_times", "thanks", "order_status", "change_address"}
+                "restart", "returns", "shipping_times", "thanks"}
     assert set(fs.flows) == expected | {"satisfaction", "follow_up"}   # started by omnibot, no trigger
     assert set(fs.intents) == expected
     for name in expected:  # every demo flow is triggered by the intent of the same name
         assert fs.flow_for_intent(name) is fs.flows[name]
     assert {n for n, f in fs.flows.items() if f.flow.interrupts} == {"human", "restart", "help", "privacy_request"}
     assert sorted(Path(f).name for f in fs.files) == [
-        "complaint.yaml", "control.yaml", "faq.yaml", "intents.yaml", "orders.yaml", "settings.yaml"]
+        "complaint.yaml", "control.yaml", "faq.yaml", "intents.yaml", "settings.yaml"]
     assert fs.settings.fallback.max_misses == 3
     assert all(len(ex) >= 5 for ex in fs.examples().values())
 
