@@ -248,8 +248,10 @@ def test_cmd(path: str | None, config_path: str | None, flows_dir: str | None, m
     (flows/<yours>/tests/*.yaml): what the customer says or presses, and what
     must follow (the replies, slots, handoff, ticket, SLA alerts); `wait: 25h`
     moves a fake clock. Each test runs on the real engine and runtime, in this
-    process, on an empty in-memory database; nothing is sent anywhere. See
-    README "Testing your flows".
+    process, on an empty in-memory database; nothing is sent anywhere. The
+    systems that call: steps ask are answered by the test's `endpoints:`
+    (a small server on 127.0.0.1, or `shop: demo`). See README "Testing
+    your flows".
 
     \b
     Prints a dot per passing test, F per failing one, then each difference as
@@ -289,7 +291,7 @@ def test_cmd(path: str | None, config_path: str | None, flows_dir: str | None, m
         for e in exc.errors:
             click.echo(f"  {e}", err=True)
         sys.exit(2)
-    errors += ct.check_against_flows(cases, flowset)
+    errors += ct.check_against_flows(cases, flowset, endpoints=config.integrations.endpoints.keys())
     if errors:
         for e in errors:
             click.echo(str(e), err=True)

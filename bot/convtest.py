@@ -5,7 +5,8 @@ by step (types, presses a button, sends a file; an agent claims, replies, resolv
 on), and what must be true after each step (the replies, the slots, the handoff, the ticket,
 the SLA alerts). Each test runs on the real runtime, flow engine, handoff queue, tickets, SLA
 watch and follow-ups, in this process, on a fresh in-memory database, with a fake clock that
-only ``wait:`` moves. Nothing listens on the network and nothing is sent anywhere.
+only ``wait:`` moves. Nothing is sent anywhere; the only listener is the test's own stand-in for
+the business's systems (``endpoints:``, :mod:`bot.fake_endpoints`), on 127.0.0.1.
 
 The file format is checked before anything runs; every problem is reported as
 ``file:line: reason`` (:mod:`bot.yamlmarks`). :func:`run_tests` runs the files and prints a
@@ -27,6 +28,7 @@ from xml.etree import ElementTree as ET
 
 from bot.config import Config, parse_duration
 from bot.errors import FlowError
+from bot.fake_endpoints import ANSWER_KEYS, FAILS, METHODS, TEST_TIMEOUT, FakeAnswer, FakeEndpoint, FakeServer
 from bot.model import Attachment, Inbound, Outbound, utcnow
 from bot.yamlmarks import Marks, MarkedYamlError, load_marked
 
@@ -35,7 +37,8 @@ log = logging.getLogger(__name__)
 ACTIONS = ("say", "press", "attach", "wait", "agent")
 EXPECTATIONS = ("bot", "slots", "flow", "language", "handoff", "ticket", "alerts")
 STEP_KEYS = set(ACTIONS) | set(EXPECTATIONS) | {"name"}
-CASE_KEYS = {"name", "steps", "start", "language", "customer", "channel", "skip"}
+CASE_KEYS = {"name", "steps", "start", "language", "customer", "channel", "skip", "endpoints"}
+DEFAULT_KEYS = ("language", "customer", "channel", "endpoints")
 START_KEYS = {"flow", "at", "slots", "language", "bot"}
 HANDOFF_FIELDS = ("team", "reason", "priority", "cause", "agent_reason", "state", "agent")
 TICKET_FIELDS = ("reference", "category", "severity", "department", "team", "status", "priority", "result")
@@ -135,6 +138,7 @@ class Case:
     customer: str = "Alex Doe"
     channel: str = "webchat"
     skip: str | None = None
+    endpoints: dict[str, "FakeEndpoint"] = field(default_factory=dict)   # call: steps answered by the test
 
     @property
     def id(self) -> str:
@@ -173,8 +177,10 @@ def load_test_file(path: Path) -> tuple[list[Case], list[FlowError]]:
         errs.add(marks.line_for(("defaults",)), "defaults: must be a mapping (language, customer, channel)")
         defaults = {}
     for k in defaults:
-        if k not in ("language", "customer", "channel"):
-            errs.add(marks.line_for(("defaults", k)), f"defaults: unknown key {k!r} (language, customer, channel)")
+        if k not in DEFAULT_KEYS:
+            errs.add(marks.line_for(("defaults", k)), f"defaults: unknown key {k!r} ({', '.join(DEFAULT_KEYS)})")
+    default_endpoints = _endpoints(defaults["endpoints"], ("defaults", "endpoints"), marks, errs) \
+        if "endpoints" in defaults else {}
     tests = data["tests"]
     if not isinstance(tests, list) or not tests:
         errs.add(marks.line_for(("tests",)), "tests: must be a non-empty list of tests")
@@ -182,7 +188,7 @@ def load_test_file(path: Path) -> tuple[list[Case], list[FlowError]]:
     cases: list[Case] = []
     names: set[str] = set()
     for i, raw in enumerate(tests):
-        case = _case(raw, ("tests", i), marks, errs, defaults, file)
+        case = _case(raw, ("tests", i), marks, errs, defaults, file, default_endpoints)
         if case is None:
             continue
         if case.name in names:
@@ -193,7 +199,7 @@ def load_test_file(path: Path) -> tuple[list[Case], list[FlowError]]:
 
 
 def _case(raw: Any, at: tuple[Any, ...], marks: Marks, errs: _Errors, defaults: Mapping[str, Any],
-          file: str) -> Case | None:
+          file: str, default_endpoints: Mapping[str, "FakeEndpoint"]) -> Case | None:
     line = marks.line_for(at) or 1
     if not isinstance(raw, dict):
         errs.add(line, "a test is a mapping with name: and steps:")
@@ -221,9 +227,13 @@ def _case(raw: Any, at: tuple[Any, ...], marks: Marks, errs: _Errors, defaults: 
             errs.add(marks.line_for(at + (k,)) or marks.line_for(("defaults", k)), f"{k}: must be a text")
             opts.pop(k)
     skip = raw.get("skip")
+    endpoints = dict(default_endpoints)
+    if "endpoints" in raw:
+        for ep_name, ep in _endpoints(raw["endpoints"], at + ("endpoints",), marks, errs).items():
+            endpoints[ep_name] = endpoints[ep_name].merged(ep) if ep_name in endpoints else ep
     return Case(name=name.strip(), file=file, line=line, steps=steps, start=start, language=opts.get("language"),
                 customer=str(opts.get("customer", "Alex Doe")), channel=str(opts.get("channel", "webchat")),
-                skip=(str(skip) if skip not in (None, False) else None))
+                skip=(str(skip) if skip not in (None, False) else None), endpoints=endpoints)
 
 
 def _start(raw: Any, at: tuple[Any, ...], marks: Marks, errs: _Errors) -> Start | None:
@@ -418,6 +428,64 @@ def _fields(v: Any, at: tuple[Any, ...], marks: Marks, errs: _Errors, known: Seq
             errs.add(line, f"{what}: unknown field {k!r} (expected {', '.join(known)})")
             continue
         out[k] = _matcher(x, line, errs, f"{what}.{k}") if isinstance(x, dict) else ("value", x, line)
+    return out
+
+
+ENDPOINTS_HINT = ('endpoints: a mapping of endpoint name: demo, or of "METHOD /path": {status: 200, json: {...}} '
+                  '(or {fail: timeout})')
+
+
+def _endpoints(v: Any, at: tuple[Any, ...], marks: Marks, errs: _Errors) -> dict[str, FakeEndpoint]:
+    """``endpoints:`` — what the business's systems answer in the test (README "Testing your flows")."""
+    line = marks.line_for(at) or 1
+    if not isinstance(v, dict) or not v:
+        errs.add(line, ENDPOINTS_HINT)
+        return {}
+    out: dict[str, FakeEndpoint] = {}
+    for name, spec in v.items():
+        here = at + (name,)
+        eline = marks.line_for(here) or line
+        if not isinstance(name, str):
+            errs.add(eline, f"endpoints: {name!r} is not an endpoint name")
+            continue
+        if spec == "demo":
+            out[name] = FakeEndpoint(eline, demo=True)
+            continue
+        if not isinstance(spec, dict) or not spec:
+            errs.add(eline, f"endpoints.{name}: demo (the demo shop), or a mapping of "
+                            f'"METHOD /path": {{status: 200, json: {{...}}}}')
+            continue
+        answers: dict[tuple[str, str], FakeAnswer] = {}
+        for key, ans in spec.items():
+            aline = marks.line_for(here + (key,)) or eline
+            method, _, path = str(key).strip().partition(" ")
+            method, path = method.upper(), path.strip()
+            if method not in METHODS or not path.startswith("/"):
+                errs.add(aline, f"endpoints.{name}: {key!r}: a request is \"METHOD /path\" "
+                                f"({', '.join(METHODS)}; the path as the call: step makes it, e.g. \"GET /orders/AB123456\")")
+                continue
+            if not isinstance(ans, dict):
+                errs.add(aline, f"endpoints.{name}.{key}: the answer is a mapping: {{status: 200, json: {{...}}}} "
+                                f"or {{fail: timeout}}")
+                continue
+            bad = [k for k in ans if k not in ANSWER_KEYS]
+            for k in bad:
+                errs.add(marks.line_for(here + (key, k)) or aline,
+                         f"endpoints.{name}.{key}: unknown key {k!r} (expected {', '.join(ANSWER_KEYS)})")
+            status = ans.get("status", 200)
+            if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+                errs.add(marks.line_for(here + (key, "status")) or aline,
+                         f"endpoints.{name}.{key}: status: an HTTP status, 100 to 599")
+                status = 200
+            fail = ans.get("fail")
+            if fail is not None and fail not in FAILS:
+                errs.add(marks.line_for(here + (key, "fail")) or aline,
+                         f"endpoints.{name}.{key}: fail: {', '.join(FAILS)} (no answer within the timeout)")
+                fail = None
+            if fail is not None and ("status" in ans or "json" in ans):
+                errs.add(aline, f"endpoints.{name}.{key}: fail: gives no answer; drop status: and json:")
+            answers[(method, path)] = FakeAnswer(status, ans.get("json"), "json" in ans, fail)
+        out[name] = FakeEndpoint(eline, answers=answers)
     return out
 
 
@@ -680,19 +748,29 @@ async def run_case(case: Case, config: Config, *, services_factory: Callable[...
             lg.setLevel(logging.ERROR)
             lg.propagate = False
     c = Conversation(s, case, clock)
+    servers: list[FakeServer] = []
     try:
+        for name, spec in case.endpoints.items():
+            fake = FakeServer(name, spec, config.integrations.demo_api)
+            servers.append(fake)
+            await fake.start()
+            _point_at(s.integrations, name, fake, config)
         if case.start is not None:
+            before = len(result.failures)
             try:
                 got = await c.start_at(case.start)
             except _Stop as exc:
                 result.failures.append(Failure(case.start.line, "start", "start", [str(exc)]))
+                _note_unmatched(result.failures[before:], servers)
                 return result
             if case.start.bot is not None:
                 _check_replies(result, case.start.bot[0], got, case.start.bot[1], "start")
+            _note_unmatched(result.failures[before:], servers)
         for step in case.steps:
             label = f"step {step.index} ({step.title()})"
             alerts: list[Any] = []
             errors.records.clear()
+            before = len(result.failures)
             try:
                 if step.action == "say":
                     await c.send(step.text, attachments=step.attachments)
@@ -706,6 +784,7 @@ async def run_case(case: Case, config: Config, *, services_factory: Callable[...
                     alerts = await c.wait(step.wait)
             except _Stop as exc:
                 result.failures.append(Failure(step.line, label, step.action or "step", [str(exc)]))
+                _note_unmatched(result.failures[before:], servers)
                 break
             got = await c._new_messages()
             if errors.records:
@@ -714,20 +793,50 @@ async def run_case(case: Case, config: Config, *, services_factory: Callable[...
                 result.failures.append(Failure(step.line, label, "the bot failed on this turn",
                                                [f"error: {why}", "(the customer got the apology; run with "
                                                                  "--log to see the traceback)"]))
+                _note_unmatched(result.failures[before:], servers)
                 break
-            before = len(result.failures)
             await _check_step(result, step, label, c, got, alerts)
+            _note_unmatched(result.failures[before:], servers)
             if len(result.failures) > before and step.action is not None and _derails(result.failures[before:]):
                 break
     finally:
+        for fake in servers:
+            await fake.stop()
         for lg, (level, propagate) in zip(watched, saved):
             lg.removeHandler(errors)
             lg.setLevel(level)
             lg.propagate = propagate
         await s.runtime.stop()
+        if s.integrations is not None:
+            await s.integrations.close()     # the calls' HTTP client
         await s.store.close()
         result.seconds = time.perf_counter() - started
     return result
+
+
+def _point_at(integrations: Any, name: str, fake: FakeServer, config: Config) -> None:
+    """Send the endpoint ``name``'s calls to the test's server; it waits at most TEST_TIMEOUT
+    for an answer and retries at once, so a timeout costs no real time."""
+    from pydantic import SecretStr
+
+    from bot.config import EndpointConfig
+
+    ep = integrations.endpoints.get(name) or EndpointConfig(base_url="http://127.0.0.1")
+    update: dict[str, Any] = {"base_url": fake.base_url, "timeout": min(ep.timeout, TEST_TIMEOUT), "retry_delay": 0.0}
+    if fake.spec.demo:
+        update["auth_header"] = SecretStr("Bearer " + config.integrations.demo_api.token.get_secret_value())
+    integrations.endpoints[name] = ep.model_copy(update=update)
+
+
+def _note_unmatched(new: list[Failure], servers: list[FakeServer]) -> None:
+    """Name the requests no ``endpoints:`` entry answered (they got a 404) under the step's first
+    failure: the likely cause."""
+    calls = [(f.name, m, p) for f in servers for m, p in f.unmatched]
+    for f in servers:
+        f.unmatched.clear()
+    if new and calls:
+        new[0].lines += [f"note: the test's endpoints: gave no answer to {name} {m} {p} (it got a 404; "
+                         f"add \"{m} {p}\" under endpoints.{name})" for name, m, p in calls]
 
 
 def _derails(failures: list[Failure]) -> bool:
@@ -995,10 +1104,17 @@ async def run_files(files: Sequence[Path], cases: Sequence[Case], config: Config
     return Report(results, time.perf_counter() - started)
 
 
-def check_against_flows(cases: Iterable[Case], flowset: Any) -> list[FlowError]:
-    """What the flows must have for the tests: the flows and steps ``start:`` names."""
+def check_against_flows(cases: Iterable[Case], flowset: Any,
+                        endpoints: Iterable[str] | None = None) -> list[FlowError]:
+    """What the flows and config must have for the tests: the flows and steps ``start:`` names,
+    the endpoints ``endpoints:`` names (config ``integrations.endpoints``)."""
     errors = []
+    known = sorted(endpoints) if endpoints is not None else None
     for c in cases:
+        for name, spec in c.endpoints.items():
+            if known is not None and name not in known:
+                errors.append(FlowError(f"endpoints: no endpoint {name!r} in config integrations.endpoints "
+                                        f"(endpoints: {', '.join(known) or 'none'})", path=c.file, line=spec.line))
         if c.start is None:
             continue
         pf = flowset.flows.get(c.start.flow)

@@ -39,10 +39,13 @@ def test_the_demo_flows_pass_their_own_conversation_tests(tmp_path: Path) -> Non
     assert code == 0, out
     assert "failed" not in out and " passed in " in out
     suites = ET.parse(junit).getroot()
-    assert int(suites.get("tests", "0")) >= 15 and suites.get("failures") == "0"
+    assert int(suites.get("tests", "0")) >= 28 and suites.get("failures") == "0"
     # every flow of the demo is started by some test (named in a test or as a start:)
     texts = "".join(p.read_text(encoding="utf-8") for p in (DEMO_FLOWS / "tests").glob("*.yaml"))
     assert "flow: follow_up" in texts and "agent: {resolve:" in texts and "wait:" in texts
+    # the order flows' calls are answered by the tests (endpoints:), the shop down included
+    assert "flow: order_status" in texts and "flow: change_address" in texts
+    assert "{fail: timeout}" in texts and "endpoints: {shop: demo}" in texts
 
 
 PASSING = """
@@ -218,3 +221,73 @@ def test_the_flow_loader_skips_the_tests_folder(tmp_path: Path) -> None:
 
     fs = load_flows(DEMO_FLOWS)
     assert not any("/tests/" in f for f in fs.files)
+
+
+ENDPOINTS = """
+defaults:
+  endpoints:
+    shop:
+      "GET /orders/AB123456": {json: {number: AB123456, status: shipped, eta: "2030-05-02", carrier: DHL}}
+tests:
+  - name: the shop answers
+    steps:
+      - say: where is my order
+      - say: AB123456
+        bot: "Your order AB123456 is on its way with DHL. Expected delivery: 2030-05-02."
+  - name: the shop is down
+    endpoints:
+      shop:
+        "GET /orders/AB123456": {fail: timeout}
+    steps:
+      - say: where is my order
+      - say: AB123456
+        bot: "I'm sorry, I can't reach our order system right now."
+        handoff: {state: queued}
+"""
+
+
+def test_endpoints_answer_the_flows_calls_over_http(tmp_path: Path) -> None:
+    # the order flows of the demo, the shop's answers from the test file (a fake on 127.0.0.1)
+    code, out = _run(str(_write(tmp_path, ENDPOINTS)), "--flows", str(DEMO_FLOWS), "--matcher", "lexical")
+    assert code == 0, out
+    assert "2 passed in" in out
+
+
+def test_a_request_the_test_does_not_answer_is_named_in_the_failure(tmp_path: Path) -> None:
+    f = _write(tmp_path, ENDPOINTS.replace("      - say: AB123456\n        bot: \"Your order",
+                                           "      - say: CD234567\n        bot: \"Your order"))
+    code, out = _run(str(f), "--flows", str(DEMO_FLOWS), "--matcher", "lexical")
+    assert code == 1, out
+    # an unanswered request is a 404: the flow says it does not know the order, and the failure names the request
+    assert f"{f}:11: step 2 (say 'CD234567'): bot reply" in out
+    assert "I can't find an order CD234567" in out
+    assert "note: the test's endpoints: gave no answer to shop GET /orders/CD234567 (it got a 404; " \
+           "add \"GET /orders/CD234567\" under endpoints.shop)" in out
+    assert "1 failed, 1 passed" in out
+
+
+def test_bad_endpoints_are_refused_with_file_and_line(tmp_path: Path) -> None:
+    f = _write(tmp_path, """
+defaults:
+  endpoints: [shop]
+tests:
+  - name: one
+    endpoints:
+      shop:
+        "FETCH /orders/1": {status: 200}
+        "GET orders/1": {status: 200}
+        "GET /orders/2": {status: 2000, fail: slow, jsn: {}}
+      crm: demo
+    steps:
+      - say: hi
+""")
+    code, out = _run(str(f), "--flows", str(DEMO_FLOWS), "--matcher", "lexical")
+    assert code == 2, out
+    assert f"{f}:3: endpoints: a mapping of endpoint name: demo" in out
+    assert f"{f}:8: endpoints.shop: 'FETCH /orders/1': a request is \"METHOD /path\"" in out
+    assert f"{f}:9: endpoints.shop: 'GET orders/1': a request is" in out
+    assert f"{f}:10: endpoints.shop.GET /orders/2: unknown key 'jsn'" in out
+    assert f"{f}:10: endpoints.shop.GET /orders/2: status: an HTTP status, 100 to 599" in out
+    assert f"{f}:10: endpoints.shop.GET /orders/2: fail: timeout" in out
+    assert f"{f}:11: endpoints: no endpoint 'crm' in config integrations.endpoints (endpoints: shop)" in out
+    assert "nothing was run" in out
