@@ -15,7 +15,6 @@ report like pytest's; :func:`junit_xml` writes the results for CI systems.
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import logging
 import re

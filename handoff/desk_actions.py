@@ -33,7 +33,7 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-async def _body(request: web.Request, usage: str) -> dict[str, Any]:
+async def json_object(request: web.Request, usage: str) -> dict[str, Any]:
     """The request's JSON object (an empty body is ``{}``); a 400 with ``usage`` otherwise."""
     try:
         body = await request.json() if request.can_read_body else {}
@@ -92,7 +92,7 @@ class DeskActions:
         team's queue, or claimed by that agent at once (an enabled account of the team)."""
         account = await self.desk._require(request)
         usage = 'send JSON {"team": "...", "agent": "name or e-mail", "note": "..."} (team and/or agent)'
-        body = await _body(request, usage)
+        body = await json_object(request, usage)
         team, who, note = body.get("team"), body.get("agent"), body.get("note")
         if any(v is not None and not isinstance(v, str) for v in (team, who, note)) or not (team or who):
             return _error(400, usage)
@@ -166,7 +166,7 @@ class DeskActions:
         """``{"text": "..."}``: an internal note, never sent to the customer."""
         account = await self.desk._require(request)
         usage = 'send JSON {"text": "..."}'
-        body = await _body(request, usage)
+        body = await json_object(request, usage)
         text = body.get("text")
         if not isinstance(text, str):
             return _error(400, usage)

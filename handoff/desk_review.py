@@ -9,7 +9,6 @@ the complaint needs it). Every handler acts as the logged-in account; errors are
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -18,19 +17,10 @@ from .context import handoff_summary
 from .queue import DeskError
 from .review import Outcome, Reviews
 
+from .desk_actions import json_object
+
 if TYPE_CHECKING:
     from .desk_web import AgentDeskWeb
-
-
-async def _body(request: web.Request, usage: str) -> dict[str, Any]:
-    """The JSON object of the request (an empty body is ``{}``); 400 with ``usage`` otherwise."""
-    try:
-        body = await request.json() if request.can_read_body else {}
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": usage}), content_type="application/json")
-    return body
 
 
 def _error(exc: DeskError) -> web.Response:
@@ -70,7 +60,7 @@ class ReviewWeb:
         """``{"result": "..."}``: resolve (the outcome is required for a complaint), or propose the
         outcome for review (202, ``"proposed": true``) when the complaint needs review."""
         account = await self.desk._require(request)
-        body = await _body(request, 'send JSON {"result": "what was done"}')
+        body = await json_object(request, 'send JSON {"result": "what was done"}')
         try:
             result = Reviews.outcome_text(body.get("result"), required=False)
             h = await self.desk.queue.get(request.match_info["id"])
@@ -82,7 +72,7 @@ class ReviewWeb:
     async def resolve_ticket(self, request: web.Request) -> web.Response:
         """A complaint from the ticket list: ``{"result"}`` required; proposed when it needs review."""
         account = await self.desk._require(request)
-        body = await _body(request, 'send JSON {"result": "what was done"}')
+        body = await json_object(request, 'send JSON {"result": "what was done"}')
         try:
             result = Reviews.outcome_text(body.get("result"), required=False)
             return await self._outcome(await self.reviews.resolve_ticket(account, request.match_info["ref"],
@@ -92,7 +82,7 @@ class ReviewWeb:
 
     async def propose(self, request: web.Request) -> web.Response:
         account = await self.desk._require(request)
-        body = await _body(request, 'send JSON {"result": "what was done"}')
+        body = await json_object(request, 'send JSON {"result": "what was done"}')
         try:
             t = await self.reviews.propose(account, request.match_info["ref"], body.get("result"))
         except DeskError as exc:
@@ -111,7 +101,7 @@ class ReviewWeb:
 
     async def send_back(self, request: web.Request) -> web.Response:
         account = await self.desk._require(request)
-        body = await _body(request, 'send JSON {"note": "what to change"}')
+        body = await json_object(request, 'send JSON {"note": "what to change"}')
         try:
             t = await self.reviews.send_back(account, request.match_info["ref"], body.get("note"))
         except DeskError as exc:
@@ -139,7 +129,7 @@ class ReviewWeb:
         """``{"kind", "amount", "note"}``: granted at once within the account's authority (200),
         else pending for a supervisor (202)."""
         account = await self.desk._require(request)
-        body = await _body(request, 'send JSON {"kind": "refund", "amount": 20, "note": "..."}')
+        body = await json_object(request, 'send JSON {"kind": "refund", "amount": 20, "note": "..."}')
         try:
             c = await self.reviews.request_compensation(account, request.match_info["ref"], body.get("kind"),
                                                         body.get("amount"), body.get("note"))
@@ -156,7 +146,7 @@ class ReviewWeb:
         decision = request.match_info["decision"]
         if decision not in ("approve", "reject"):
             return web.json_response({"error": f"unknown decision {decision!r}: approve or reject"}, status=404)
-        body = await _body(request, 'send JSON {"note": "..."} (optional)')
+        body = await json_object(request, 'send JSON {"note": "..."} (optional)')
         try:
             c = await self.reviews.decide_compensation(account, request.match_info["id"],
                                                        approve=decision == "approve", note=body.get("note"))
