@@ -41,6 +41,7 @@ class FlowsWeb:
         r.add_get("/admin/api/flows", self.api)
         r.add_post("/admin/api/reload", self.reload)
         r.add_post("/admin/api/flows/rollback", self.rollback)
+        r.add_get("/admin/api/flows/graph", self.graph)
 
     # -- auth ---------------------------------------------------------------------------------------
 
@@ -97,10 +98,32 @@ class FlowsWeb:
             return web.json_response({"error": '"version" must be a version number (1, 2, ...)'}, status=400)
         return _result(await self.versions.rollback(number, by=who), missing_is_404=True)
 
+    async def graph(self, request: web.Request) -> web.Response:
+        """``?flow=NAME``: the serving version's flow drawn as SVG (``&format=mermaid``: its Mermaid
+        source, as ``omnibot graph`` prints it). 400 without a flow, 404 for an unknown one."""
+        await self._require(request)
+        from flows.graph import mermaid, svg
+        loaded = self.versions.current
+        name = request.query.get("flow", "")
+        if loaded is None:
+            return web.json_response({"error": "no flow version serves yet"}, status=503)
+        fs = loaded.engine.flows
+        if not name:
+            return web.json_response({"error": "say which flow: ?flow=NAME", "flows": sorted(fs.flows)}, status=400)
+        if name not in fs.flows:
+            return web.json_response({"error": f"no flow {name!r} in version {loaded.number}",
+                                      "flows": sorted(fs.flows)}, status=404)
+        if request.query.get("format") == "mermaid":
+            return web.Response(text=mermaid(fs, name), content_type="text/plain")
+        return web.Response(text=svg(fs, name), content_type="image/svg+xml",
+                            headers={"Cache-Control": "no-cache"})
+
     async def page(self, request: web.Request) -> web.Response:
         if await self.who(request) is None:
             raise web.HTTPFound("/agent")        # log in there, then come back
-        return web.Response(text=_page(await self._state()), content_type="text/html")
+        loaded = self.versions.current
+        names = sorted(loaded.engine.flows.flows) if loaded is not None else []
+        return web.Response(text=_page(await self._state(), names), content_type="text/html")
 
 
 def _result(res: ReloadResult, *, missing_is_404: bool = False) -> web.Response:
@@ -119,7 +142,7 @@ def _result(res: ReloadResult, *, missing_is_404: bool = False) -> web.Response:
                                               f"version {res.version} keeps serving"}, status=422)
 
 
-def _page(s: dict[str, Any]) -> str:
+def _page(s: dict[str, Any], flows: list[str] | None = None) -> str:
     e = html.escape
     last = s.get("last")
     if last is None:
@@ -149,6 +172,10 @@ pre{{background:#f8eeee;padding:1em;white-space:pre-wrap}}</style></head><body>
 {differ}
 <p><button id=reload>Reload the flow files</button> <span id=status></span></p>
 {outcome}
+<h2>Flow diagrams</h2>
+<p><select id=flow>{"".join(f"<option>{e(n)}</option>" for n in (flows or []))}</select>
+<a id=mermaid href="#">Mermaid source</a></p>
+<p><img id=graph alt="the flow's steps and where each can go" style="max-width:100%"></p>
 <h2>History</h2>
 <table><tr><th>Version</th><th>Hash</th><th>Loaded (UTC)</th><th>By</th><th>Note</th><th></th></tr>{rows}</table>
 <script>
@@ -162,6 +189,14 @@ async function post(url, body) {{
   location.reload();
 }}
 document.getElementById("reload").onclick = () => post("/admin/api/reload");
+const pick = document.getElementById("flow");
+function draw() {{
+  if (!pick.value) return;
+  const q = "/admin/api/flows/graph?flow=" + encodeURIComponent(pick.value);
+  document.getElementById("graph").src = q;
+  document.getElementById("mermaid").href = q + "&format=mermaid";
+}}
+pick.onchange = draw; draw();
 for (const b of document.querySelectorAll("button.rollback"))
   b.onclick = () => post("/admin/api/flows/rollback", {{version: Number(b.dataset.version)}});
 </script></body></html>"""

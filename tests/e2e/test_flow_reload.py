@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import asyncio
 import threading
 import time
@@ -182,6 +184,7 @@ async def test_the_admin_page_reload_button(app: Running, page: Any) -> None:  #
                                                                 "password": "correct horse battery"})
     assert resp.ok
     assert (await page.request.post(r.url + "/admin/api/reload")).status == 401     # an agent may not
+    assert (await page.request.get(r.url + "/admin/api/flows/graph?flow=main")).status == 401
     await page.goto(r.url + "/admin/flows")
     assert page.url.endswith("/agent")                                              # ...nor see the page
     resp = await page.request.post(r.url + "/agent/login", data={"email": "ada@shop.test",
@@ -200,6 +203,12 @@ async def test_the_admin_page_reload_button(app: Running, page: Any) -> None:  #
     await page.click("button.rollback[data-version='1']")
     await expect(page.locator("#version")).to_have_text("3")
     await expect(page.locator("td", has_text="rollback to 1")).to_have_count(1)
+    # the page draws the serving version's flows (SVG made by the server)
+    await expect(page.locator("#graph")).to_have_attribute("src", re.compile(r"graph\?flow="))
+    assert await page.locator("#graph").evaluate("img => img.complete && img.naturalWidth > 0")
+    resp = await page.request.get(r.url + "/admin/api/flows/graph?flow=nope")
+    assert resp.status == 404 and "no flow 'nope'" in (await resp.json())["error"]
+    assert (await page.request.get(r.url + "/admin/api/flows/graph")).status == 400
 
 
 async def test_a_reload_of_unchanged_intents_reuses_the_trained_model(tmp_path: Path) -> None:

@@ -88,6 +88,32 @@ def test_validate_prints_warnings_and_exits_0(tmp_path: Path) -> None:
     assert "; 6 warning(s)" in res.output
 
 
+def test_the_flow_drawn_as_svg() -> None:
+    """The admin page's drawing: valid SVG, one box per step in order, a labelled arrow for every
+    way out that is not simply the next step, and the places outside the flow."""
+    import xml.etree.ElementTree as ET
+
+    from flows.graph import svg
+    from flows.lint import successors
+
+    fs = load_flows(DEMO)
+    pf = fs.flows["order_status"]
+    root = ET.fromstring(svg(fs, "order_status"))
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    steps = root.findall("s:g[@class='step']", ns)
+    assert [g.get("data-step") for g in steps] == [str(i) for i in range(len(pf.steps))]
+    assert steps[2].find("s:text", ns).text == "call shop: GET /orders/‹order_number›"   # type: ignore[union-attr]
+    from flows.schema import EndStep, HandoffStep
+    jumps = [(i, t, lab) for i in range(len(pf.steps)) for t, lab in successors(pf, i)
+             if not (t == str(i + 1) and not lab)
+             and not (isinstance(pf.steps[i], (EndStep, HandoffStep)) and t in ("end", "handoff"))]
+    assert jumps and len(root.findall("s:path[@class='edge']", ns)) == len(jumps)
+    texts = {t.text for t in root.iter("{http://www.w3.org/2000/svg}text")}
+    assert {"404", "failure", "3 tries", "handoff to a person"} <= texts
+    # customer-facing text in a label is escaped, never markup
+    assert "<script" not in svg(fs, "faq" if "faq" in fs.flows else next(iter(fs.flows)))
+
+
 def test_graph_of_a_demo_flow() -> None:
     res = CliRunner().invoke(main, ["graph", "order_status", "--flows", str(DEMO)])
     assert res.exit_code == 0, res.output
