@@ -673,13 +673,7 @@ def agent_list(config_path: str | None) -> None:
 @click.argument("email")
 def agent_disable(config_path: str | None, email: str) -> None:
     """Disable the account EMAIL: its sessions end and its token stops working at once."""
-    async def work(store: Any, config: Config) -> Any:
-        return await store.set_agent_disabled(email, True)
-
-    if not _with_store(config_path, work):
-        click.echo(f"error: no agent account with e-mail {email}", err=True)
-        sys.exit(1)
-    click.echo(f"disabled {email.strip().lower()}")
+    _set_disabled(config_path, email, True)
 
 
 @agent.command("enable", short_help="enable a disabled account (it logs in again)")
@@ -688,13 +682,17 @@ def agent_disable(config_path: str | None, email: str) -> None:
 def agent_enable(config_path: str | None, email: str) -> None:
     """Enable the account EMAIL again: it can log in with its password (sessions from before
     it was disabled stay ended) and use its personal token."""
+    _set_disabled(config_path, email, False)
+
+
+def _set_disabled(config_path: str | None, email: str, disabled: bool) -> None:
     async def work(store: Any, config: Config) -> Any:
-        return await store.set_agent_disabled(email, False)
+        return await store.set_agent_disabled(email, disabled)
 
     if not _with_store(config_path, work):
         click.echo(f"error: no agent account with e-mail {email}", err=True)
         sys.exit(1)
-    click.echo(f"enabled {email.strip().lower()}")
+    click.echo(f"{'disabled' if disabled else 'enabled'} {email.strip().lower()}")
 
 
 @agent.command("set", short_help="change an account's name, teams or role")
