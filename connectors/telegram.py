@@ -31,7 +31,6 @@ from telegram import (Bot, CallbackQuery, Chat, Document, InlineKeyboardButton, 
                       Message as TgMessage, MessageEntity, PhotoSize, ReplyParameters, Update, User)
 from telegram.error import (BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter,
                             TelegramError, TimedOut)
-from telegram.request import HTTPXRequest
 
 from bot.cluster import Cluster
 from bot.config import TelegramConfig
@@ -42,6 +41,7 @@ from bot.model import Attachment, Inbound
 from bot.public import EXPIRED, STORY_PAYLOAD, TOKEN_PREFIX, PublicPlaces, public_reply
 from bot.storage import OutboxItem, Store
 from connectors.base import RETRY_AFTER_UNAVAILABLE, read_body
+from connectors.telegram_http import AiohttpRequest
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 MAX_TEXT = 4096
-_TOKEN_LOGGERS = ("httpx", "httpcore", "telegram", "telegram.Bot", "telegram.ext", "telegram.request")
+_TOKEN_LOGGERS = ("httpx", "httpcore", "aiohttp.client", "connectors.telegram_http", "telegram", "telegram.Bot",
+                  "telegram.ext", "telegram.request")
 OFFSET_KEY = "telegram:offset"
 POLLER_LEASE = "telegram-poller"
 ALLOWED_UPDATES = ["message", "callback_query"]
@@ -229,16 +230,17 @@ class TelegramConnector:
         self.store = store
         self.media = media
         token = config.token.get_secret_value()
-        # httpx logs every request URL at INFO, and Bot API URLs carry the token (PTB's Bot also logs
-        # its base URL at DEBUG when built): whoever configures logging, these records are redacted
-        # at the source. Logger filters don't reach child loggers, so each logger is named.
+        # Bot API URLs carry the token: PTB's Bot logs its base URL at DEBUG when built, and a
+        # library's error text may quote a URL (httpx, if used, logs every URL at INFO). Whoever
+        # configures logging, these records are redacted at the source. Logger filters don't reach
+        # child loggers, so each logger is named. Requests go through aiohttp (connectors/
+        # telegram_http.py): httpx's per-request CPU cost was most of a reply's (issue 20).
         self._redact = RedactingFilter([token])
         for name in _TOKEN_LOGGERS:
             logging.getLogger(name).addFilter(self._redact)
         self.bot = _Bot(token, base_url=config.api_url, base_file_url=config.file_url,
-                       request=HTTPXRequest(connection_pool_size=32, read_timeout=15, write_timeout=15),
-                       get_updates_request=HTTPXRequest(connection_pool_size=2,
-                                                        read_timeout=config.poll_timeout + 10))
+                       request=AiohttpRequest(32, read_timeout=15, write_timeout=15),
+                       get_updates_request=AiohttpRequest(2, read_timeout=config.poll_timeout + 10))
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
         self.state = "starting"     # /readyz: starting | ok | degraded: ... | failing: ...

@@ -199,7 +199,8 @@ async def test_full_conversation_at_debug_logs_no_secret_and_no_customer_text(
     out = capsys.readouterr().err
     lines = out.splitlines()
     # the net was really cast: our loggers and the libraries' DEBUG lines were captured
-    for name in (" bot.", " aiosqlite:", " telegram.", " slack_", " handoff.", " httpx:", " httpcore."):
+    for name in (" bot.", " aiosqlite:", " telegram.", " slack_", " handoff.",
+                 " connectors.telegram_http:"):
         assert any(name in line for line in lines), f"no log line from {name.strip()}"
     assert any(" DEBUG " in line for line in lines)
 
