@@ -103,11 +103,12 @@ def cpu_delta_s(before: dict[int, int], after: dict[int, int]) -> float:
 class Instance:
     """An `omnibot run` process; its stderr is read on a thread (a full pipe would stall it)."""
 
-    def __init__(self, cfg: Path, port: int, profile: Path | None = None) -> None:
+    def __init__(self, cfg: Path, port: int, profile: Path | None = None,
+                 entry: tuple[str, ...] = ("-m", "bot.cli")) -> None:
         cmd = [sys.executable]
         if profile is not None:
             cmd += ["-m", "cProfile", "-o", str(profile)]
-        cmd += ["-m", "bot.cli", "run", "-c", str(cfg), "--port", str(port)]
+        cmd += [*entry, "run", "-c", str(cfg), "--port", str(port)]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                      stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.port = port
@@ -141,7 +142,8 @@ class Instance:
                 self.proc.wait()
 
 
-def write_config(path: Path, storage_url: str, matcher: str) -> Path:
+def write_config(path: Path, storage_url: str, matcher: str, extra: str = "") -> Path:
+    """An `omnibot run` config: demo flows, no rate limit, WARNING logs; ``extra`` YAML appended."""
     path.write_text(f"""
 server: {{host: 127.0.0.1, port: 0}}
 storage: {{url: "{storage_url}"}}
@@ -150,7 +152,7 @@ nlu: {{matcher: {matcher}}}
 webchat: {{messages_per_minute: 1000000}}
 handoff: {{teams: {{support: {{name: Customer Care}}, complaints: {{name: Complaints}}}}}}
 logging: {{level: WARNING}}
-""")
+""" + extra)
     return path
 
 
@@ -163,6 +165,13 @@ class Load:
     answered_in_window: int = 0
     asked: int = 0
     problems: list[str] = field(default_factory=list)
+
+    def answered(self, t0: float) -> None:
+        """The question sent at ``time.perf_counter()`` ``t0`` is answered now: counted if now is
+        in the measured window."""
+        if self.window[0] <= time.monotonic() <= self.window[1]:
+            self.latencies.append(time.perf_counter() - t0)
+            self.answered_in_window += 1
 
 
 async def customer(n: int, url: str, stop_at: float, load: Load) -> None:
@@ -207,10 +216,7 @@ async def customer(n: int, url: str, stop_at: float, load: Load) -> None:
                 except asyncio.TimeoutError:
                     load.problems.append(f"customer {n}: no {'answer' if got_ack else 'ack'} in 30 s to {q!r}")
                     break
-                t1 = time.monotonic()
-                if load.window[0] <= t1 <= load.window[1]:
-                    load.latencies.append(time.perf_counter() - t0)
-                    load.answered_in_window += 1
+                load.answered(t0)
             # grace period: late or duplicate answers show up here
             try:
                 while True:
@@ -257,12 +263,15 @@ def statements_delta(a: dict[int, Any], b: dict[int, Any]) -> list[tuple[str, in
 # -- one scenario -----------------------------------------------------------------------------
 
 async def drive(urls: list[str], args: argparse.Namespace, server_pids: list[int],
-                postmaster: int | None, pg: tuple[str, str] | None, statements: bool) -> dict[str, Any]:
+                postmaster: int | None, pg: tuple[str, str] | None, statements: bool,
+                customer_fn: Any = customer) -> dict[str, Any]:
+    """Run ``args.clients`` customers (``customer_fn(n, url, stop_at, load)``, web chat by default)
+    for ``args.warmup`` + ``args.seconds``; the figures of the measured window."""
     start = time.monotonic()
     w0 = start + args.warmup
     w1 = w0 + args.seconds
     load = Load(window=(w0, w1))
-    tasks = [asyncio.create_task(customer(n, urls[n % len(urls)], w1, load)) for n in range(args.clients)]
+    tasks = [asyncio.create_task(customer_fn(n, urls[n % len(urls)], w1, load)) for n in range(args.clients)]
 
     async def sample() -> tuple[dict[int, int], dict[int, int], float, dict[str, Any] | None]:
         omni = cpu_ticks(server_pids)
@@ -281,7 +290,8 @@ async def drive(urls: list[str], args: argparse.Namespace, server_pids: list[int
     pg_s = cpu_delta_s(s0[1], s1[1])
     r: dict[str, Any] = {
         "instances": len(urls), "answered": n, "asked_total": load.asked, "window_s": elapsed,
-        "msg_per_s": n / elapsed, "p50_ms": pct(load.latencies, 50), "p99_ms": pct(load.latencies, 99),
+        "msg_per_s": n / elapsed, "p50_ms": pct(load.latencies, 50), "p95_ms": pct(load.latencies, 95),
+        "p99_ms": pct(load.latencies, 99),
         "omnibot_cpu_s": omni_s, "pg_cpu_s": pg_s,
         "cpu_ms_per_msg_omnibot": omni_s * 1000 / n if n else float("nan"),
         "cpu_ms_per_msg_total": (omni_s + pg_s) * 1000 / n if n else float("nan"),
