@@ -31,8 +31,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-CARD_NOTICE = "For your safety we removed your card number; we never need it here."
-
 BUILTIN_KINDS = ("card", "cvc", "iban", "email", "phone")
 PLACES = ("stored", "logs", "slack", "desk")
 
