@@ -29,7 +29,7 @@ from bot.linking import Linker, linking_actions
 from bot.media import MediaStore
 from bot.metrics import Live, MetricsWeb
 from bot import privacy
-from bot.public import ComplaintDetector
+from bot.public import ComplaintDetector, PublicTexts
 from bot.runtime import Runtime
 from bot.storage import Store, open_store
 from connectors.base import Connector
@@ -182,16 +182,18 @@ async def build_services(config: Config) -> Services:
         if config.telegram.enabled:
             from connectors.telegram import TelegramConnector   # imported only when used
             telegram = TelegramConnector(config=config.telegram, accept=runtime.accept, store=store,
-                                         media=media, cluster=cluster, is_complaint=ComplaintDetector(engine))
+                                         media=media, cluster=cluster, is_complaint=ComplaintDetector(engine),
+                                         texts=PublicTexts(engine, config.telegram.public.message))
             connectors[telegram.name] = telegram
         if config.whatsapp.enabled:
             from connectors.whatsapp import WhatsAppConnector
             whatsapp = WhatsAppConnector(config=config.whatsapp, accept=runtime.accept, store=store, media=media,
-                                         on_failed=delivery.announce_failure)
+                                         on_failed=delivery.announce_failure, texts=engine.system_text)
             connectors[whatsapp.name] = whatsapp
         if config.email.enabled:
             from connectors.email import EmailConnector   # imported only when used
-            mail = EmailConnector(config=config.email, accept=runtime.accept, store=store, media=media)
+            mail = EmailConnector(config=config.email, accept=runtime.accept, store=store, media=media,
+                                  texts=engine.system_text)
             connectors[mail.name] = mail
         slack = None
         if config.slack.enabled:

@@ -93,10 +93,11 @@ class PublicConfig(_Model):
         "private_link", description="private_link: a complaint (or a message to the bot) gets a short public "
         "apology with a one-time link to a private chat that carries it; ignore: say nothing in groups; "
         "answer: answer in the group like in a private chat (personal data is then written in public)")
-    message: str = Field("Sorry to hear that. So we can help without sharing your details here, please "
-                         "continue with us in private: {link}", min_length=1,
-                         description="the public reply, from config only (never the customer's words); "
-                         "{link} is replaced by the one-time link, which is appended when missing")
+    message: str | None = Field(None, min_length=1,
+                                description="the public reply (never the customer's words); default: the flows' "
+                                "message public_reply in the customer's language (README \"Languages\"); a "
+                                "text here is used in every language: {link} is replaced by the one-time link, "
+                                "which is appended when missing")
     link_minutes: int = Field(30, ge=1, le=7 * 24 * 60, description="how long the one-time link works")
 
 
@@ -596,8 +597,10 @@ class PrivacyConfig(_Model):
         default_factory=dict, description="per kind (card, cvc, iban, email, phone, or a pattern's name) and "
         "place (stored, logs, slack, desk): clear, mask, or for the desk owner (clear to the agent who owns "
         "the conversation); what is not named keeps its default")
-    notice: str = Field("For your safety we removed your card number; we never need it here.", min_length=1,
-                        description="told to a customer (once per conversation) whose message had card data")
+    notice: str | dict[str, str] | None = Field(
+        None, description="told to a customer (once per conversation) whose message had card data; default: the "
+        "flows' message card_removed in the conversation's language (built in for en, es, id; "
+        "settings.messages.card_removed overrides it); a string here is used in every language")
     retention: RetentionConfig = RetentionConfig()
 
     @field_validator("phone_regions")
@@ -609,6 +612,17 @@ class PrivacyConfig(_Model):
         if bad:
             raise ValueError(f"unknown region {bad[0]!r} (two-letter country codes like DE, GB, US)")
         return [r.upper() for r in v]
+
+    @field_validator("notice")
+    @classmethod
+    def _notice(cls, v: Any) -> Any:
+        texts = v.items() if isinstance(v, dict) else [] if v is None else [(None, v)]
+        for code, text in texts:
+            if code is not None and not re.fullmatch(r"[a-z]{2}", code):
+                raise ValueError(f"{code!r} is not a two-letter language code (en, es, id)")
+            if not text.strip():
+                raise ValueError("the notice is empty" + (f" in {code!r}" if code else ""))
+        return v
 
     @model_validator(mode="after")
     def _known_kinds(self) -> "PrivacyConfig":

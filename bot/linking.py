@@ -6,7 +6,8 @@ proves the same person holds both: the second customer record is merged into the
 (identities, conversations, tickets), so history and open complaints follow them to every
 channel and agents see all of it. Nothing is ever linked on a claim alone (an e-mail address
 or a name typed in a chat): only a code delivered through one connector and returned through
-another. Wrong codes are limited per account (``MAX_FAILURES`` per ``CODE_TTL``).
+another. Wrong codes are limited per account (``MAX_FAILURES`` per ``CODE_TTL``). What the
+customer is told is in their conversation's language (flows/i18n.py ``link_*``).
 """
 
 from __future__ import annotations
@@ -50,20 +51,19 @@ class Linker:
         customer = await self._customer(ctx)
         m = CODE.search(ctx.text or "")
         if customer is None or m is None:
-            return "Please send the 6-digit code exactly as you got it, like: link 123456."
+            return ctx.say("link_bad_format")
         key = f"linkfail:{customer}"
         now = self.clock()
         failures = [datetime.fromisoformat(t) for t in (await self.store.get_meta(key) or "").split() if t]
         failures = [t for t in failures if now - t < CODE_TTL]
         if len(failures) >= MAX_FAILURES:
-            return "Too many wrong codes. Please wait a few minutes, then ask for a new one."
+            return ctx.say("link_too_many")
         kept = await self.store.redeem_link_code(m.group(1) + m.group(2), customer, at=now)
         if kept is None:
             await self.store.set_meta(key, " ".join(t.isoformat() for t in failures + [now]))
-            return ("That code isn't valid: codes work once, for 10 minutes. Ask for a new one with "
-                    "\"link my accounts\" on your other channel.")
+            return ctx.say("link_invalid")
         log.info("customer %s linked into %s (%s)", customer, kept, ctx.channel)
-        return "Done: your accounts are linked. Your history and complaints are available here too."
+        return ctx.say("link_done")
 
 
 def linking_actions(linker: Linker) -> dict[str, Callable[[ActionContext], Any]]:

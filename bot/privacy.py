@@ -27,11 +27,10 @@ agent who owns the conversation, masked to everyone else). The one-line calls fo
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
-
-CARD_NOTICE = "For your safety we removed your card number; we never need it here."
 
 BUILTIN_KINDS = ("card", "cvc", "iban", "email", "phone")
 PLACES = ("stored", "logs", "slack", "desk")
@@ -145,19 +144,92 @@ _PHONE_CANDIDATE = re.compile(r"(?:\+|\(|\b)\d(?:[\s().-]{0,3}\d){6,}")
 
 
 def _phones(text: str, regions: Sequence[str]) -> list[Finding]:
+    """Phone numbers in ``text``: what libphonenumber's matcher finds in the whole text, found by
+    running it only on the stretches that could hold a number (see :func:`_phone_windows`)."""
     if not _PHONE_CANDIDATE.search(text):
         return []
+    regions = tuple(regions) or ("ZZ",)
+    need = _min_phone_digits(regions)
+    out: list[Finding] = []
+    for start, window in _phone_windows(text):
+        if sum(ch.isdigit() for ch in window) < need:
+            continue
+        out += [Finding("phone", start + a, start + b, raw) for a, b, raw in _phones_in(window, regions)]
+    return out
+
+
+def _phones_full(text: str, regions: Sequence[str]) -> list[Finding]:
+    """The matcher over the whole text (what :func:`_phones` equals; the benchmark's baseline)."""
+    if not _PHONE_CANDIDATE.search(text):
+        return []
+    return [Finding("phone", a, b, raw) for a, b, raw in _match_phones(text, tuple(regions) or ("ZZ",))]
+
+
+# A stretch of characters a phone number candidate of libphonenumber's matcher is made of (digits,
+# its punctuation, + and opening brackets, white space) and ':' (its time-stamp check reads it).
+# Every candidate the matcher tries lies inside one such stretch, so running it on each stretch
+# with one character of context either side (which its check of the characters around a number
+# reads) finds the same numbers as running it on the whole text; only an extension written with
+# words ("ext. 12") is left off the number's end.
+_WINDOW = re.compile(r"[\d\s:+＋(\[（［\-x‐-―−ー－-／\xa0\xad\u200b\u2060\u3000()（）［］.\]/~⁓∼～]+")
+
+
+def _phone_windows(text: str) -> list[tuple[int, str]]:
+    """(offset, stretch with one character of context either side) for each stretch holding a digit."""
+    out = []
+    for m in _WINDOW.finditer(text):
+        a, b = m.span()
+        if any(ch.isdigit() for ch in m.group(0)):
+            a, b = max(a - 1, 0), min(b + 1, len(text))
+            out.append((a, text[a:b]))
+    return out
+
+
+@functools.lru_cache(maxsize=8192)
+def _phones_in(window: str, regions: tuple[str, ...]) -> tuple[tuple[int, int, str], ...]:
+    """The matcher's numbers in one stretch; remembered (log lines repeat their ids, years, ports)."""
+    return tuple(_match_phones(window, regions))
+
+
+def _match_phones(text: str, regions: tuple[str, ...]) -> list[tuple[int, int, str]]:
     import phonenumbers
     from phonenumbers import Leniency, PhoneNumberMatcher
 
-    out: list[Finding] = []
-    for region in regions or ("ZZ",):
+    out = []
+    for region in regions:
         try:
             for m in PhoneNumberMatcher(text, region, leniency=Leniency.VALID):
-                out.append(Finding("phone", m.start, m.end, m.raw_string))
+                out.append((m.start, m.end, m.raw_string))
         except phonenumbers.NumberParseException:   # pragma: no cover - the matcher catches its own
             continue
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _min_phone_digits(regions: tuple[str, ...]) -> int:
+    """The fewest digits a valid number can have, from libphonenumber's own metadata: the shortest
+    national number of ``regions``, and of any country with its country code (written +CC ...). A
+    stretch with fewer digits cannot hold one (and is not given to the matcher)."""
+    import phonenumbers
+    from phonenumbers import PhoneMetadata
+
+    def shortest(md: Any) -> int | None:
+        lengths = [n for n in (md.general_desc.possible_length or ()) if n > 0] if md and md.general_desc else []
+        return min(lengths) if lengths else None
+
+    best = 99
+    for r in phonenumbers.SUPPORTED_REGIONS:
+        md = PhoneMetadata.metadata_for_region(r)
+        n = shortest(md)
+        if n is not None:
+            best = min(best, len(str(md.country_code)) + n)
+            if r in regions:
+                best = min(best, n)
+    for cc in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS:
+        n = shortest(PhoneMetadata.metadata_for_nongeo_region(cc))
+        if n is not None:
+            best = min(best, len(str(cc)) + n)
+    return max(1, min(best, 99))
 
 
 def normalize_phone(value: str, regions: Sequence[str] = ("GB", "DE", "FR", "US")) -> str | None:

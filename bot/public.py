@@ -29,6 +29,10 @@ ORIGIN_KEY = "origin:{}"   # meta key: where a conversation came from (JSON)
 # flows see it as ``payload``: the demo complaint flow takes the text as the description).
 STORY_PAYLOAD = "story"
 
+#: The public reply in English, without the flows (their ``public_reply`` gives it per language).
+PUBLIC_REPLY = ("Sorry to hear that. So we can help without sharing your details here, please continue with us "
+                "in private: {link}")
+#: The word for a spent link, in English (the flows' ``public_link_expired`` gives it per language).
 EXPIRED = ("Sorry, this link doesn't work any more: links from our public replies work once, for a "
            "limited time, and only for the person they were made for. Tell me here what happened and "
            "I'll help.")
@@ -60,6 +64,34 @@ class Moved:
         return {"kind": "public", "channel": channel, "place": self.title,
                 "summary": f"moved from the public group {self.title}".strip(),
                 "public_messages": list(self.texts), "at": self.created_at}
+
+
+class PublicTexts:
+    """What the bot writes in a public place and about a spent link, in the customer's language:
+    the language the message makes clear (the flows' ``settings.languages`` rules), else the
+    platform's hint (Telegram's ``language_code``), else the default; the text is the flows'
+    ``public_reply`` / ``public_link_expired`` message (flows/i18n.py, ``settings.messages``
+    overrides), or the configured public message when config gives one (every language)."""
+
+    def __init__(self, engine: Any, message: str | None = None) -> None:
+        self.engine = engine
+        self.message = message
+
+    def language(self, text: str, hint: Any) -> str | None:
+        try:
+            return self.engine.languages.decide(None, text or "", hint=hint).language
+        except Exception:  # noqa: BLE001 - the reply goes out, in the default language at worst
+            log.exception("no language for a public reply")
+            return None
+
+    def reply(self, link: str, *, text: str = "", hint: Any = None) -> str:
+        """The public reply carrying ``link`` (``text``: what the customer wrote, only to tell its language)."""
+        if self.message:
+            return public_reply(self.message, link)
+        return self.engine.system_text("public_reply", self.language(text, hint), link=link)
+
+    def expired(self, *, hint: Any = None) -> str:
+        return self.engine.system_text("public_link_expired", self.language("", hint))
 
 
 class ComplaintDetector:

@@ -153,7 +153,7 @@ class Runtime:
         elif self.metrics is not None:
             self.metrics.messages_in.labels(inbound.channel).inc()
         if not result.duplicate and any(f.kind in ("card", "cvc") for f in removed):
-            await self._tell_card_removed(result.conversation.id)
+            await self._tell_card_removed(result, text)
         if result.message.status == "received":
             self.schedule(result.conversation.id)
         elif not inbound.answer and not result.duplicate:
@@ -169,10 +169,31 @@ class Runtime:
                                       {"message_id": result.message.id}))
         return result
 
-    async def _tell_card_removed(self, conversation_id: str) -> None:
-        """Tell the customer, once per conversation, that the card data they sent was not kept."""
+    def card_notice(self, lang: str | None) -> str:
+        """The card-data notice in ``lang``: ``privacy.notice`` when config gives it (a string: every
+        language; by language: that language, else the flows' message), else the flows'
+        ``card_removed`` message (flows/i18n.py, ``settings.messages.card_removed`` overrides it)."""
+        own = self.config.privacy.notice
+        if isinstance(own, str):
+            return own
+        if isinstance(own, dict) and lang in own:
+            return own[lang]
+        return self.engine.system_text("card_removed", lang)
+
+    async def _tell_card_removed(self, result: Any, text: str) -> None:
+        """Tell the customer, once per conversation, that the card data they sent was not kept, in
+        the conversation's language (for its first message: the language that message decides)."""
+        conversation_id = result.conversation.id
+        lang = result.conversation.language
+        if lang is None:
+            try:
+                hint = result.customer.attributes.get("language_code") if result.customer else None
+                lang = self.engine.languages.decide(None, text, hint=hint).language
+            except Exception:  # noqa: BLE001 - the notice goes out, in the default language at worst
+                log.exception("no language for the card notice in %s", conversation_id)
         try:
-            if await self.store.privacy_notice(conversation_id, text=self.config.privacy.notice, at=utcnow()):
+            notice = self.card_notice(lang)
+            if await self.store.privacy_notice(conversation_id, text=notice, at=utcnow()):
                 log.info("card data removed from a message in %s; the customer is told", conversation_id)
                 self.wake_delivery()
         except StorageUnavailable:

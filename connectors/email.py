@@ -57,6 +57,7 @@ from bot.errors import PermanentSendError, StorageUnavailable, TransientSendErro
 from bot.media import MediaStore, sniff_mime
 from bot.model import Attachment, Button, Inbound, utcnow
 from bot.storage import OutboxItem, Store
+from flows.i18n import render_system
 
 log = logging.getLogger(__name__)
 
@@ -466,12 +467,15 @@ class EmailConnector:
         accept: the runtime's ``accept`` (persist, then schedule the answer).
         store: for the threading data of each mail, the last choices asked and ticket references.
         media: where attachments go (the store's ``media`` table).
+        texts: omnibot's own words (the note under choices) as ``texts(key, language)``, in the
+            conversation's language; default: the built-in ones (flows/i18n.py).
     """
 
     name = "email"
 
     def __init__(self, *, config: EmailConfig, accept: Callable[[Inbound], Any], store: Store,
-                 media: MediaStore) -> None:
+                 media: MediaStore, texts: Callable[..., str] | None = None) -> None:
+        self.texts = texts or render_system
         self.config = config
         self.accept = accept
         self.store = store
@@ -722,7 +726,8 @@ class EmailConnector:
             plain.append(p)
             rich.append(h)
         if any(i.message.buttons for i in items):
-            note = "Reply with the number or the words of your choice."
+            conv = await self.store.get_conversation(cid)
+            note = self.texts("email_choices", conv.language if conv else None)
             plain.append(note)
             rich.append(f"<p><small>{note}</small></p>")
         msg.set_content("\n\n".join(plain) + "\n")

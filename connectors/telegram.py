@@ -38,7 +38,7 @@ from bot.errors import PermanentSendError, StorageUnavailable, TransientSendErro
 from bot.logs import RedactingFilter
 from bot.media import MediaStore, sniff_mime
 from bot.model import Attachment, Inbound
-from bot.public import EXPIRED, STORY_PAYLOAD, TOKEN_PREFIX, PublicPlaces, public_reply
+from bot.public import EXPIRED, PUBLIC_REPLY, STORY_PAYLOAD, TOKEN_PREFIX, PublicPlaces, PublicTexts, public_reply
 from bot.storage import OutboxItem, Store
 from connectors.base import RETRY_AFTER_UNAVAILABLE, read_body
 from connectors.telegram_http import AiohttpRequest
@@ -129,6 +129,7 @@ class GroupMessage:
     user_id: int
     text: str                 # without the bot's @username
     to_bot: bool              # mentions the bot, replies to it, or is a /command@bot
+    language_code: str | None = None   # the sender's app language (the public reply's language hint)
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -211,6 +212,8 @@ class TelegramConnector:
         lease_interval: seconds between attempts to take the lease, and between renewals.
         is_complaint: the flows' complaint detector, for group messages (public.mode private_link);
             without it only messages to the bot get the private link.
+        texts: the public reply and the spent-link word in the customer's language
+            (:class:`bot.public.PublicTexts`); without it, English (or ``public.message``).
     """
 
     name = "telegram"
@@ -218,9 +221,11 @@ class TelegramConnector:
     def __init__(self, *, config: TelegramConfig, accept: Callable[[Inbound], Any], store: Store,
                  media: MediaStore, cluster: Cluster | None = None, lease_ttl: float = 10.0,
                  lease_interval: float = 2.0,
-                 is_complaint: Callable[[str], Awaitable[bool]] | None = None) -> None:
+                 is_complaint: Callable[[str], Awaitable[bool]] | None = None,
+                 texts: PublicTexts | None = None) -> None:
         self.config = config
         self.is_complaint = is_complaint
+        self.texts = texts
         self.public = PublicPlaces(store, link_minutes=config.public.link_minutes)
         self.cluster = cluster if cluster is not None and cluster.enabled else None
         self.lease_ttl = lease_ttl
@@ -628,8 +633,9 @@ class TelegramConnector:
             text = " ".join(w for w in text.split(" ") if w.lower().rstrip(",.:!?") != f"@{me}").strip()
         if text.startswith("/"):
             text = ""         # a command to the bot (/help@bot) carries no story
+        lc = user.language_code if isinstance(user.language_code, str) else None
         return GroupMessage(chat_id=msg.chat.id, message_id=msg.message_id, title=msg.chat.title or "",
-                            user_id=user.id, text=text, to_bot=to_bot)
+                            user_id=user.id, text=text, to_bot=to_bot, language_code=lc)
 
     async def _group_message(self, g: GroupMessage) -> None:
         """Answer a complaint or a message to the bot with the public text and a one-time link.
@@ -655,7 +661,10 @@ class TelegramConnector:
             log.info("telegram group chat %s: message %s added to an open private link", g.chat_id, g.message_id)
             return
         link = f"https://t.me/{self.bot.username}?start={token}"
-        text = public_reply(self.config.public.message, link)
+        if self.texts is not None:
+            text = self.texts.reply(link, text=g.text, hint=g.language_code)
+        else:
+            text = public_reply(self.config.public.message or PUBLIC_REPLY, link)
         log.info("telegram group chat %s: message %s answered with a private link (%s)", g.chat_id,
                  g.message_id, "complaint" if complaint else "to the bot")
         try:
@@ -679,7 +688,9 @@ class TelegramConnector:
         if moved is None:
             log.info("telegram chat %s: a used, expired or someone else's private link", inbound.external_id)
             try:
-                await self.bot.send_message(chat_id=int(inbound.external_id), text=html.escape(EXPIRED, quote=False),
+                expired = (self.texts.expired(hint=inbound.customer_attributes.get("language_code"))
+                           if self.texts is not None else EXPIRED)
+                await self.bot.send_message(chat_id=int(inbound.external_id), text=html.escape(expired, quote=False),
                                             parse_mode="HTML")
             except TelegramError as exc:
                 log.warning("telegram chat %s: the expired-link note was not sent (%s)", inbound.external_id,

@@ -38,6 +38,7 @@ from bot.media import MediaStore, sniff_mime
 from bot.model import Attachment, Inbound
 from bot.storage import OutboxItem, Store
 from connectors.base import RETRY_AFTER_UNAVAILABLE, read_body
+from flows.i18n import render_system
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,9 @@ class WhatsAppConnector:
 
     def __init__(self, *, config: WhatsAppConfig, accept: Callable[[Inbound], Any], store: Store,
                  media: MediaStore, on_failed: Callable[..., Any] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, texts: Callable[..., str] | None = None) -> None:
+        # omnibot's own words (a list's button and section titles) as texts(key, language)
+        self.texts = texts or render_system
         self.config = config
         self.accept = accept
         self.store = store
@@ -567,8 +570,11 @@ class WhatsAppConnector:
                 if len(b.title) > MAX_ROW_TITLE:
                     row["description"] = _fit(b.title, MAX_ROW_DESCRIPTION)
                 rows.append(row)
+            conv = await self.store.get_conversation(m.conversation_id)
+            lang = conv.language if conv else None
             out.append({"type": "interactive", "interactive": {"type": "list", "body": body, "action": {
-                "button": "Choose", "sections": [{"title": "Options", "rows": rows}]}}})
+                "button": _fit(self.texts("list_button", lang), 20),
+                "sections": [{"title": _fit(self.texts("list_section", lang), 24), "rows": rows}]}}})
         else:       # more than WhatsApp takes: numbered, the customer answers with a number or the words
             lines = "\n".join(f"{i}. {b.title}" for i, b in enumerate(buttons, 1))
             out += [{"type": "text", "text": {"body": c, "preview_url": False}}

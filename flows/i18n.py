@@ -177,6 +177,81 @@ SYSTEM_MESSAGES: dict[str, dict[str, str]] = {
                       "Maaf, saya tidak bisa memeriksanya sekarang."),
     "call_failed_reason": t3("I couldn't check it automatically", "no he podido comprobarlo automáticamente",
                              "saya tidak dapat memeriksanya secara otomatis"),
+    # card data removed from a customer's message (README "Privacy"; once per conversation)
+    "card_removed": t3("For your safety we removed your card number; we never need it here.",
+                       "Por tu seguridad hemos borrado el número de tu tarjeta; aquí nunca lo necesitamos.",
+                       "Demi keamanan Anda, nomor kartu Anda kami hapus; kami tidak pernah memerlukannya di sini."),
+    # a public place (a Telegram group): the short public reply with the one-time link, and the word
+    # for a link that no longer works (bot/public.py)
+    "public_reply": t3("Sorry to hear that. So we can help without sharing your details here, please continue "
+                       "with us in private: {{ link }}",
+                       "Lamentamos lo ocurrido. Para ayudarte sin compartir tus datos aquí, sigue con nosotros "
+                       "en privado: {{ link }}",
+                       "Mohon maaf atas kejadian ini. Agar kami bisa membantu tanpa membagikan data Anda di sini, "
+                       "silakan lanjutkan secara pribadi: {{ link }}"),
+    "public_link_expired": t3("Sorry, this link doesn't work any more: links from our public replies work once, "
+                              "for a limited time, and only for the person they were made for. Tell me here what "
+                              "happened and I'll help.",
+                              "Lo sentimos, este enlace ya no funciona: los enlaces de nuestras respuestas públicas "
+                              "sirven una sola vez, durante un tiempo limitado y solo para la persona a la que iban "
+                              "dirigidos. Cuéntame aquí qué ha pasado y te ayudo.",
+                              "Maaf, tautan ini sudah tidak berlaku: tautan dari balasan publik kami hanya bisa "
+                              "dipakai sekali, dalam waktu terbatas, dan hanya oleh orang yang dituju. Ceritakan di "
+                              "sini apa yang terjadi dan saya akan membantu."),
+    # the ticket_status action: "where is my complaint?" (handoff/tickets.py)
+    "status_none": t3("I couldn't find any complaint for you.", "No he encontrado ninguna reclamación tuya.",
+                      "Saya tidak menemukan keluhan atas nama Anda."),
+    "status_not_found": t3("I couldn't find a complaint {{ reference }} under your name. Please check the number "
+                           "in our messages, or ask \"my complaints\" to see yours.",
+                           "No he encontrado ninguna reclamación {{ reference }} a tu nombre. Revisa el número en "
+                           "nuestros mensajes, o pregunta «mis reclamaciones» para ver las tuyas.",
+                           "Saya tidak menemukan keluhan {{ reference }} atas nama Anda. Periksa nomornya di pesan "
+                           "kami, atau tanyakan \"keluhan saya\" untuk melihat keluhan Anda."),
+    "status_no_open": t3("You have no open complaints with us.", "No tienes ninguna reclamación abierta con nosotros.",
+                         "Anda tidak memiliki keluhan yang masih terbuka pada kami."),
+    "status_last_resolved": t3("Your complaint {{ reference }} has been resolved. Anything else I can do?",
+                               "Tu reclamación {{ reference }} ya está resuelta. ¿Puedo ayudarte en algo más?",
+                               "Keluhan Anda {{ reference }} sudah diselesaikan. Ada lagi yang bisa saya bantu?"),
+    "status_resolved": t3("Your complaint {{ reference }}{% if category %} about {{ category | lower }}{% endif %} was "
+                          "resolved on {{ when }}.",
+                          "Tu reclamación {{ reference }}{% if category %} sobre {{ category | lower }}{% endif %} se "
+                          "resolvió el {{ when }}.",
+                          "Keluhan Anda {{ reference }}{% if category %} tentang {{ category | lower }}{% endif %} telah "
+                          "diselesaikan pada {{ when }}."),
+    "status_open": t3("Your complaint {{ reference }}{% if category %} about {{ category | lower }}{% endif %}: "
+                      "{% if owner %}{{ owner }} from our {{ team }} team is working on it{% else %}it is waiting "
+                      "for our {{ team }} team{% endif %}. We aim to resolve it by {{ due }}.",
+                      "Tu reclamación {{ reference }}{% if category %} sobre {{ category | lower }}{% endif %}: "
+                      "{% if owner %}{{ owner }}, de nuestro equipo de {{ team }}, se está ocupando de ella"
+                      "{% else %}está a la espera de nuestro equipo de {{ team }}{% endif %}. Queremos resolverla "
+                      "antes del {{ due }}.",
+                      "Keluhan Anda {{ reference }}{% if category %} tentang {{ category | lower }}{% endif %}: "
+                      "{% if owner %}{{ owner }} dari tim {{ team }} kami sedang menanganinya{% else %}sedang "
+                      "menunggu tim {{ team }} kami{% endif %}. Kami menargetkan selesai paling lambat {{ due }}."),
+    "status_more": t3("(and {{ count }} more)", "(y {{ count }} más)", "(dan {{ count }} lainnya)"),
+    # the link_with_code action: one customer across channels (bot/linking.py)
+    "link_bad_format": t3("Please send the 6-digit code exactly as you got it, like: link 123456.",
+                          "Envía el código de 6 cifras tal como lo recibiste, por ejemplo: link 123456.",
+                          "Kirim kode 6 angka persis seperti yang Anda terima, contohnya: link 123456."),
+    "link_too_many": t3("Too many wrong codes. Please wait a few minutes, then ask for a new one.",
+                        "Demasiados códigos incorrectos. Espera unos minutos y pide uno nuevo.",
+                        "Terlalu banyak kode yang salah. Tunggu beberapa menit, lalu minta kode baru."),
+    "link_invalid": t3("That code isn't valid: codes work once, for 10 minutes. Ask for a new one with "
+                       "\"link my accounts\" on your other channel.",
+                       "Ese código no es válido: los códigos sirven una sola vez, durante 10 minutos. Pide uno "
+                       "nuevo con «vincular mis cuentas» en tu otro canal.",
+                       "Kode itu tidak berlaku: kode hanya bisa dipakai sekali, selama 10 menit. Minta kode baru "
+                       "dengan \"tautkan akun saya\" di saluran Anda yang lain."),
+    "link_done": t3("Done: your accounts are linked. Your history and complaints are available here too.",
+                    "Listo: tus cuentas están vinculadas. Tu historial y tus reclamaciones también están "
+                    "disponibles aquí.",
+                    "Selesai: akun Anda sudah tertaut. Riwayat dan keluhan Anda juga tersedia di sini."),
+    # channel chrome: an e-mail with choices, a WhatsApp list of choices
+    "email_choices": t3("Reply with the number or the words of your choice.",
+                        "Responde con el número o las palabras de tu elección.",
+                        "Balas dengan nomor atau kata-kata pilihan Anda."),
+    "list_button": t3("Choose", "Elegir", "Pilih"),
+    "list_section": t3("Options", "Opciones", "Pilihan"),
     # buttons the engine adds itself
     "button_yes": t3("Yes", "Sí", "Ya"),
     "button_no": t3("No", "No", "Tidak"),
@@ -189,9 +264,35 @@ SYSTEM_NAMES: dict[str, tuple[str, ...]] = {
     "agent_joined": ("agent", "team"), "resolved": ("agent", "result"), "handed_back": (),
     "transferred_team": ("agent", "team"), "transferred_agent": ("agent", "to", "team"),
     "taken_over": ("agent", "team", "previous"), "complaint_resolved": ("agent", "reference", "result"),
-    "language_switched": (), "apology": (), "call_failed": (), "call_failed_reason": (), "button_yes": (), "button_no": (), "button_skip": (),
-    "button_human": (),
+    "language_switched": (), "apology": (), "call_failed": (), "call_failed_reason": (), "button_yes": (),
+    "button_no": (), "button_skip": (), "button_human": (), "card_removed": (), "public_reply": ("link",),
+    "public_link_expired": (), "status_none": (), "status_not_found": ("reference",), "status_no_open": (),
+    "status_last_resolved": ("reference",), "status_resolved": ("reference", "category", "when"),
+    "status_open": ("reference", "category", "owner", "team", "due"), "status_more": ("count",),
+    "link_bad_format": (), "link_too_many": (), "link_invalid": (), "link_done": (), "email_choices": (),
+    "list_button": (), "list_section": (),
 }
+assert SYSTEM_NAMES.keys() == SYSTEM_MESSAGES.keys()
+
+#: Day and month abbreviations for dates customers read (:func:`when`); other languages get ISO dates.
+_DATE_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "en": (("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
+           ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")),
+    "es": (("lun", "mar", "mié", "jue", "vie", "sáb", "dom"),
+           ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic")),
+    "id": (("Sen", "Sel", "Rab", "Kam", "Jum", "Sab", "Min"),
+           ("Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des")),
+}
+
+
+def when(dt: Any, lang: str | None) -> str:
+    """A date and time as a customer in ``lang`` reads it ("Fri 03 May, 14:00 UTC", "vie 03 may,
+    14:00 UTC"); ``2024-05-03 14:00 UTC`` in a language without names here."""
+    names = _DATE_NAMES.get(lang or "en")
+    if names is None:
+        return dt.strftime("%Y-%m-%d %H:%M UTC")
+    days, months = names
+    return f"{days[dt.weekday()]} {dt.day:02d} {months[dt.month - 1]}, {dt.strftime('%H:%M')} UTC"
 
 
 def system_text(key: str, lang: str | None, langs: LanguageSettings | None,

@@ -283,8 +283,23 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None,
                 errs.add(f"settings.messages: no message {key!r} (messages: {', '.join(SYSTEM_MESSAGES)})",
                          sfile, smarks.line_for(loc))
                 continue
-            templates.text(src, describe_loc(loc), sfile, partial(_line_in, smarks, loc, smarks.line_for(loc)),
-                           names=SYSTEM_NAMES[key])
+            at = partial(_line_in, smarks, loc, smarks.line_for(loc))
+            templates.text(src, describe_loc(loc), sfile, at, names=SYSTEM_NAMES[key], languages=False)
+            # a language the override leaves out keeps the built-in text: only one neither gives is missing
+            given = {st.languages.default: src} if isinstance(src, str) else src
+            built_in = {c: v for c, v in SYSTEM_MESSAGES[key].items() if c in st.languages.languages}
+            templates.languages({**built_in, **given}, describe_loc(loc), sfile, at())
+        # omnibot's own messages (the card notice, the agent joined, a complaint's status ...) are built
+        # in for en, es and id: another supported language needs them under settings.messages
+        if st.languages.complete:
+            for code in st.languages.languages:
+                missing = [k for k, v in SYSTEM_MESSAGES.items()
+                           if code not in v and not _message_given(st.messages.get(k), code, st.languages.default)]
+                if missing:
+                    errs.add(f"settings.languages.supported: {code!r} has no built-in text for omnibot's own "
+                             f"messages; give settings.messages.<name>.{code} for: {', '.join(missing)}", sfile,
+                             smarks.line_for(("settings", "languages", "supported"))
+                             or smarks.line_for(("settings", "languages")))
     if not parsed and not errs.errors:
         errs.add("no flows defined (add a flows: section)", str(root), None)
     if errs.errors:
@@ -388,6 +403,13 @@ def _has_words(text: str) -> bool:
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, sorted(candidates), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _message_given(src: Text | None, code: str, default: str) -> bool:
+    """``settings.messages.<name>`` gives a text in ``code`` (a plain string is the default language's)."""
+    if isinstance(src, str):
+        return code == default and bool(src.strip())
+    return isinstance(src, dict) and isinstance(src.get(code), str) and bool(src[code].strip())
 
 
 class _Templates:

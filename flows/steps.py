@@ -4,6 +4,7 @@ asks the customer something, hands off or ends."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any, Mapping
 
 from bot.model import Button
@@ -158,7 +159,9 @@ class StepRunner:
                 t.actions_run += 1
                 key = f"{t.input.key}/{t.actions_run}/{pf.name}/{st.step}" if t.input.key else ""
                 ctx = ActionContext(t.input.conversation_id, t.input.channel, dict(t.input.customer),
-                                    dict(st.slots), t.input.text, key=key)
+                                    dict(st.slots), t.input.text, key=key, language=t.lang,
+                                    texts=partial(self.system_in, t.lang),
+                                    titles=partial(self.choice_title, t.lang))
                 result = await fn(ctx)
                 t.actions_called.append(step.action)
                 st.slots.update(ctx.updates)
@@ -247,6 +250,22 @@ class StepRunner:
         """One of omnibot's own texts (flows/i18n.py SYSTEM_MESSAGES) in the turn's language."""
         src = system_text(key, t.lang, self.settings.languages, self.settings.messages)
         return self.renderer.render(src, values) if values or "{" in src else src
+
+    def system_in(self, lang: str | None, key: str, **values: Any) -> str:
+        """One of omnibot's own texts in ``lang`` (an action's answer, README "Languages")."""
+        src = system_text(key, lang, self.settings.languages, self.settings.messages)
+        return self.renderer.render(src, values) if values or "{" in src else src
+
+    def choice_title(self, lang: str | None, slot: str, value: Any) -> str:
+        """The title, in ``lang``, of the choice ``value`` of a collect step for ``slot`` (any flow)."""
+        for pf in self.flows.flows.values():
+            for step in pf.steps:
+                if isinstance(step, CollectStep) and step.collect == slot and step.type == "choice":
+                    for c in step.choices:
+                        title, v = choice_title_value(c, lang, self.settings.languages)
+                        if v == value:
+                            return title
+        return str(value)
 
     def say(self, t: Turn, step: SayStep) -> None:
         buttons = tuple(Button(b, b) if isinstance(b, str) else Button(self.pick(b.title, t), b.payload)

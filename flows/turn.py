@@ -75,6 +75,26 @@ class ActionContext:
     # different for any other: an action that writes keys its write to it, so a replay never
     # writes twice. "" when the turn has no key (the terminal shell).
     key: str = ""
+    # the conversation's language (README "Languages"), and omnibot's own texts in it: what an action
+    # tells the customer comes from flows/i18n.py SYSTEM_MESSAGES (the flows' settings.messages first)
+    language: str | None = field(default=None, compare=False)
+    texts: Callable[..., str] | None = field(default=None, compare=False, repr=False)
+    titles: Callable[[str, Any], str] | None = field(default=None, compare=False, repr=False)
+
+    def say(self, key: str, **values: Any) -> str:
+        """System message ``key`` in the conversation's language, rendered with ``values`` (data)."""
+        if self.texts is not None:
+            return self.texts(key, **values)
+        from .i18n import render_system
+
+        return render_system(key, self.language, **values)
+
+    def title(self, slot: str, value: Any) -> str:
+        """How the customer reads ``value`` of choice slot ``slot`` (its choice title in the
+        conversation's language), else the value as it is."""
+        if self.titles is not None and value not in (None, ""):
+            return self.titles(slot, value)
+        return "" if value is None else str(value)
 
 
 class Slots(dict):  # type: ignore[type-arg]

@@ -195,6 +195,14 @@ def load_canned(flows_path: str | Path, languages: LanguageSettings | None = Non
                                             f"(settings.languages.supported: {', '.join(supported)})",
                                             path=file, line=tline))
                     bad = True
+            elif isinstance(reply.text, str) and languages is not None and languages.complete \
+                    and len(languages.languages) > 1:
+                others = [c for c in languages.languages if c != languages.default]
+                errors.append(FlowError(f"canned reply {name!r}: a plain text is only in the default language "
+                                        f"({languages.default}); give it by language "
+                                        f"({', '.join(languages.languages)}), e.g. {{{languages.default}: ..., "
+                                        f"{others[0]}: ...}}", path=file, line=tline))
+                bad = True
             if bad:
                 continue
             texts = {k: v.strip() for k, v in reply.text.items()} if isinstance(reply.text, dict) else None

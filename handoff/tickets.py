@@ -26,6 +26,7 @@ from bot.events import Event, EventBus
 from bot.model import utcnow
 from bot.storage import Store, Ticket
 from flows.engine import ActionContext
+from flows.i18n import when
 from flows.nlu.urgency import urgency
 
 from .sla import Clock, breached, deadline
@@ -189,36 +190,34 @@ class Tickets:
     # -- status on request --------------------------------------------------------------------
 
     async def status(self, ctx: ActionContext) -> str:
-        """The answer to "where is my complaint": a quoted reference, else the open ones."""
+        """The answer to "where is my complaint": a quoted reference, else the open ones; in the
+        conversation's language (flows/i18n.py ``status_*``)."""
         conv = await self.store.get_conversation(ctx.conversation_id)
         if conv is None:
-            return "I couldn't find any complaint for you."
+            return ctx.say("status_none")
         mine = await self.store.customer_tickets(conv.customer_id)
         m = REFERENCE.search(ctx.text or "")
         if m:
             ref = f"C-{m.group(1)}"
             ticket = next((t for t in mine if t.reference == ref), None)
             if ticket is None:   # someone else's or none at all: the same answer, nothing leaks
-                return (f"I couldn't find a complaint {ref} under your name. Please check the number "
-                        "in our messages, or ask \"my complaints\" to see yours.")
-            return await self._describe(ticket)
+                return ctx.say("status_not_found", reference=ref)
+            return await self._describe(ticket, ctx)
         open_ = [t for t in mine if t.resolved_at is None]
         if not open_:
-            return ("You have no open complaints with us." if not mine else
-                    f"Your complaint {mine[0].reference} has been resolved. Anything else I can do?")
-        lines = [await self._describe(t) for t in open_[:3]]
-        more = f" (and {len(open_) - 3} more)" if len(open_) > 3 else ""
+            return ctx.say("status_no_open") if not mine else ctx.say("status_last_resolved",
+                                                                        reference=mine[0].reference)
+        lines = [await self._describe(t, ctx) for t in open_[:3]]
+        more = " " + ctx.say("status_more", count=len(open_) - 3) if len(open_) > 3 else ""
         return "\n".join(lines) + more
 
-    async def _describe(self, t: Ticket) -> str:
-        about = f" about {t.category}" if t.category else ""
+    async def _describe(self, t: Ticket, ctx: ActionContext) -> str:
+        category = ctx.title("category", t.category) if t.category else ""
         if t.resolved_at is not None:
-            return f"Your complaint {t.reference}{about} was resolved on {_when(t.resolved_at)}."
-        owner = await self._owner(t)
-        step = (f"{owner} from our {self.department_name(t)} team is working on it"
-                if owner else f"it is waiting for our {self.department_name(t)} team")
-        return (f"Your complaint {t.reference}{about}: {step}. We aim to resolve it by "
-                f"{_when(self.due(t))}.")
+            return ctx.say("status_resolved", reference=t.reference, category=category,
+                           when=when(t.resolved_at, ctx.language))
+        return ctx.say("status_open", reference=t.reference, category=category, owner=await self._owner(t),
+                       team=self.department_name(t), due=when(self.due(t), ctx.language))
 
     async def _owner(self, t: Ticket) -> str | None:
         h = await self.store.active_handoff(t.conversation_id)
@@ -227,17 +226,13 @@ class Tickets:
         return None
 
 
-def _when(dt: datetime) -> str:
-    return dt.strftime("%a %d %b, %H:%M UTC")
-
-
 def ticket_actions(tickets: Tickets) -> dict[str, Callable[[ActionContext], Any]]:
     """The flow actions: ``create_reference`` (opens the ticket) and ``ticket_status``."""
 
     async def create_reference(ctx: ActionContext) -> str:
         t = await tickets.open(ctx)
         ctx.updates.update({"ticket_department": tickets.department_name(t), "ticket_severity": t.severity,
-                            "ticket_due": _when(tickets.due(t))})
+                            "ticket_due": when(tickets.due(t), ctx.language)})
         return t.reference
 
     async def ticket_status(ctx: ActionContext) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import pytest
 
 from bot.config import parse_config
@@ -131,3 +134,66 @@ def test_bad_privacy_config_names_the_key(yaml: str, key: str) -> None:
 def test_retention_durations() -> None:
     r = parse_config("privacy: {retention: {message_texts: 30d, attachments: never, audit: 0}}").privacy.retention
     assert (r.message_texts, r.attachments, r.audit) == (30 * 86400, None, None)
+
+
+# -- the phone check runs the matcher only where a number can be (issue 20) ----------------
+
+PHONE_TEXTS = [
+    "mail john.doe+x@example.co.uk or call +44 20 7946 0958, 030 12345678 or (415) 555-2671",
+    "order AB123456 (#100234) of 2026-11-30 09:15:00 cost €1,234.56, see C-1042",
+    "A+44 20 7946 0958 and x+4915112345678 and tel:+33 1 42 68 53 00; id=123456789, date 1764500000",
+    "Update(chat=Chat(id=123456789), date=datetime.datetime(2026, 11, 30, 19, 4, 5), message_id=4242, "
+    "update_id=987654321, text='ring me on 07700 900123 or +1 (415) 555-2671/2')",
+    "(0)30 1234 5678 — ０３０ １２３４５６７８ — 030/12345678 at 12:30, 1234567 or +49 30 1234567:12",
+]
+
+
+@pytest.mark.parametrize("text", PHONE_TEXTS)
+def test_the_phone_check_per_stretch_finds_what_the_matcher_finds_in_the_whole_text(text: str) -> None:
+    from bot.privacy import _phones, _phones_full
+
+    regions = ("GB", "DE", "FR", "US")
+    assert sorted(set(_phones(text, regions)), key=lambda f: (f.start, f.end)) == \
+        sorted(set(_phones_full(text, regions)), key=lambda f: (f.start, f.end))
+
+
+def test_stretches_too_short_for_a_number_never_reach_the_matcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot import privacy
+
+    seen: list[str] = []
+    real = privacy._phones_in
+
+    def spy(window: str, regions: tuple[str, ...]) -> Any:
+        seen.append(window)
+        return real(window, regions)
+    monkeypatch.setattr(privacy, "_phones_in", spy)
+    need = privacy._min_phone_digits(("GB", "DE", "FR", "US"))
+    assert 3 <= need <= 7      # from libphonenumber's metadata (+CC and the shortest national numbers)
+    text = "datetime(2026, 1, 2, 3, 4, 5), at 0x7f1e, ids 12, 345 and a phone: +44 20 7946 0958"
+    found = privacy._phones(text, ("GB", "DE", "FR", "US"))
+    assert [f.value for f in found] == ["+44 20 7946 0958"] * len(found) and found
+    assert any("7946 0958" in w for w in seen)                             # the number's stretch is checked
+    assert all(sum(c.isdigit() for c in w) >= need for w in seen)          # "12", "345", "0x7": never
+    assert not [w for w in seen if "12," in w or "345" in w or "0x7" in w]
+
+
+def test_a_stretch_seen_before_is_not_parsed_again() -> None:
+    from bot import privacy
+
+    privacy._phones_in.cache_clear()
+    for i in range(3):
+        privacy._phones(f"chat 123456789: message {i} stored", ("GB", "DE", "FR", "US"))
+    info = privacy._phones_in.cache_info()
+    assert info.misses == 1 and info.hits == 2
+
+
+def test_the_log_filter_still_masks_phones_in_every_shape() -> None:
+    from bot.logs import RedactingFilter
+
+    flt = RedactingFilter(customer_text=True)
+    rec = logging.LogRecord("telegram.Bot", logging.DEBUG, __file__, 1, "Call `%s` returned `%s`",
+                            ("getUpdates", "[Message(text='call +44 20 7946 0958 or (415) 555-2671', "
+                                           "date=datetime.datetime(2026, 11, 30, 9, 15, 0))]"), None)
+    flt.clean(rec)
+    assert "7946 0958" not in rec.msg and "555-2671" not in rec.msg
+    assert "+*** *** 58" in rec.msg and "*** *** 71" in rec.msg and "datetime(2026, 11, 30, 9, 15, 0)" in rec.msg

@@ -249,3 +249,65 @@ async def test_a_switch_confirms_and_asks_the_question_again_in_the_new_language
     assert [r.text for r in res.replies] == ["¡Claro! Seguimos en español.", "¿De qué se trata?"]
     assert [b.title for b in res.replies[-1].buttons][:2] == ["Producto", "Envío"]
     assert res.state["language_chosen"] is True and res.state["awaiting"] == "category"
+
+
+def test_system_messages_the_flows_override_only_need_what_is_not_built_in(tmp_path: Path) -> None:
+    """settings.messages may give a system message in one language (the others keep the built-in
+    text); a language neither gives, or one not supported, is reported at the message's line."""
+    (tmp_path / "f.yaml").write_text(HEAD.replace("intents:", """\
+  messages:
+    card_removed: {es: "Hemos borrado tu tarjeta."}
+    status_none: {en: "Nothing found.", fr: "Rien."}
+intents:""") + "flows:\n  hi: {trigger: hi, steps: [{say: {en: Hi, es: Hola, id: Halo}}]}\n", encoding="utf-8")
+    with pytest.raises(FlowValidationError) as ei:
+        load_flows(tmp_path)
+    assert [(e.line, e.reason) for e in ei.value.errors] == [
+        (5, "settings.messages.status_none: language 'fr' is not in settings.languages.supported (en, es, id)")]
+
+
+def test_a_language_without_built_in_system_messages_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "f.yaml").write_text("""\
+settings:
+  languages:
+    default: en
+    supported: [en, de]
+  messages:
+    card_removed: {de: "Wir haben Ihre Kartennummer entfernt."}
+intents:
+  hi: {examples: [hi], description: {en: Hello, de: Hallo}}
+flows:
+  hi: {trigger: hi, steps: [{say: {en: Hi, de: Hallo}}]}
+""", encoding="utf-8")
+    with pytest.raises(FlowValidationError) as ei:
+        load_flows(tmp_path)
+    [e] = [e for e in ei.value.errors if "built-in" in e.reason]
+    assert e.line == 4 and e.path.endswith("f.yaml")
+    assert e.reason.startswith("settings.languages.supported: 'de' has no built-in text for omnibot's own "
+                               "messages; give settings.messages.<name>.de for: agent_joined, resolved")
+    assert "card_removed" not in e.reason and "status_open" in e.reason and "public_reply" in e.reason
+
+
+def test_validate_reports_a_canned_reply_missing_a_language(tmp_path: Path) -> None:
+    (tmp_path / "f.yaml").write_text(HEAD + "flows:\n  hi: {trigger: hi, steps: [{say: {en: Hi, es: Hola, id: Halo}}]}\n",
+                                     encoding="utf-8")
+    (tmp_path / "canned").mkdir()
+    (tmp_path / "canned" / "r.yaml").write_text("""\
+canned:
+  - name: hello
+    title: Hello
+    text: Hello there
+  - name: bye
+    title: Bye
+    text: {en: Bye, es: Adiós}
+""", encoding="utf-8")
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    result = CliRunner().invoke(main, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    canned = str(tmp_path / "canned" / "r.yaml")
+    assert (f"{canned}:4: canned reply 'hello': a plain text is only in the default language (en); give it by "
+            "language (en, es, id), e.g. {en: ..., es: ...}") in result.stderr
+    assert f"{canned}:7: canned reply 'bye': no text in 'id' (settings.languages.supported: en, es, id)" \
+        in result.stderr
