@@ -570,7 +570,7 @@ class WhatsAppConnector:
                 if len(b.title) > MAX_ROW_TITLE:
                     row["description"] = _fit(b.title, MAX_ROW_DESCRIPTION)
                 rows.append(row)
-            conv = await self.store.get_conversation(m.conversation_id)
+            conv = await self.store.get_conversation(m.conversation_id) if self.store is not None else None
             lang = conv.language if conv else None
             out.append({"type": "interactive", "interactive": {"type": "list", "body": body, "action": {
                 "button": _fit(self.texts("list_button", lang), 20),
