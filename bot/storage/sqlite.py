@@ -4,9 +4,10 @@ One connection; each operation (see :mod:`bot.storage.sql`) runs whole on
 aiosqlite's connection thread, which runs one call at a time, so operations
 never interleave. Operations asked for while the thread is busy (or in the same
 event-loop iteration) go over together, in order, as ONE call: one hand-off and
-one wake-up of the loop for all of them instead of one each (measured in
-bench/cluster.py, see the commit "SQLite operations asked for together cross to
-the database thread together"). Each still runs alone, as its own transaction.
+one wake-up of the loop for all of them instead of one each. When several of
+them write, they also share one transaction (a group commit, see :func:`_run_each`):
+each inside its own savepoint, still all or nothing on its own, and answered only
+after the COMMIT.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from . import ops_chat
 from .filelock import SingleInstanceLock
 from .health import StorageHealth
 from .operations import WRITES, Operations
-from .sql import Op, run_sync
+from .sql import Op, _drive_sync, is_transactional, run_sync
 from .sqlite_schema import MIGRATIONS, SCHEMA_VERSION, split_sql
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,25 @@ _UNAVAILABLE_CODES = {5, 6, 7, 8, 10, 13, 14, 15}
 Call = tuple[Callable[..., Op[Any]], tuple[Any, ...], dict[str, Any]]
 
 
+class _GroupFailed(Exception):
+    """The shared transaction could not be had or kept; it is rolled back, nothing was written."""
+
+
 def _run_each(con: sqlite3.Connection, calls: list[Call]) -> list[tuple[bool, Any]]:
     """Run operations one after another on the connection thread: (True, result) or
-    (False, exception) for each; one failing does not stop the others."""
+    (False, exception) for each; one failing does not stop the others.
+
+    Several that write share one transaction (a group commit): each runs inside a savepoint, so
+    it is still all or nothing on its own, and its result is handed back only after the COMMIT,
+    so what a caller is told is stored is stored. If the shared transaction cannot be had
+    (the write lock is held elsewhere) or storage fails inside it, it is rolled back and the
+    operations run again one by one, each in its own transaction, exactly as without grouping.
+    """
+    if len(calls) > 1 and sum(1 for op, _, _ in calls if op.__name__ in WRITES) > 1:
+        try:
+            return _run_grouped(con, calls)
+        except _GroupFailed:
+            pass
     out: list[tuple[bool, Any]] = []
     for op, args, kwargs in calls:
         try:
@@ -52,6 +69,50 @@ def _run_each(con: sqlite3.Connection, calls: list[Call]) -> list[tuple[bool, An
         except Exception as exc:  # noqa: BLE001 - handed to that operation's caller
             out.append((False, exc))
     return out
+
+
+def _run_grouped(con: sqlite3.Connection, calls: list[Call]) -> list[tuple[bool, Any]]:
+    try:
+        con.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise _GroupFailed from exc
+    out: list[tuple[bool, Any]] = []
+    try:
+        for op, args, kwargs in calls:
+            con.execute("SAVEPOINT op")
+            try:
+                result = _drive_sync(con, op(*args, **kwargs))
+            except sqlite3.Error as exc:
+                if _unavailable(exc):
+                    raise _GroupFailed from exc
+                _undo(con, op)
+                out.append((False, exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - handed to that operation's caller
+                _undo(con, op)
+                out.append((False, exc))
+                continue
+            con.execute("RELEASE op")
+            out.append((True, result))
+        con.execute("COMMIT")
+    except BaseException as exc:
+        try:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        if isinstance(exc, Exception):
+            raise _GroupFailed from exc
+        raise
+    return out
+
+
+def _undo(con: sqlite3.Connection, op: Callable[..., Any]) -> None:
+    """A failed operation: a transactional one leaves nothing; another keeps what it did before
+    failing (as in autocommit)."""
+    if is_transactional(op):
+        con.execute("ROLLBACK TO op")
+    con.execute("RELEASE op")
 
 
 def _unavailable(exc: sqlite3.Error) -> bool:

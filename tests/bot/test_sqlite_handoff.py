@@ -1,7 +1,8 @@
 """SQLite: operations asked for together cross to the connection thread together (issue 20).
 
-Each operation still runs alone and in order, with its own result or its own error; only the
-hand-off to aiosqlite's thread is shared.
+Each operation still runs alone and in order, with its own result or its own error; the
+hand-off to aiosqlite's thread is shared, and so is the COMMIT of those that write (each in
+its own savepoint, all or nothing on its own).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import StoreConflict
+import sqlite3
+
+from bot.errors import StorageUnavailable, StoreConflict
 from bot.model import Inbound
 from bot.storage import SqliteStore
+from bot.storage.sql import Run, transaction
 
 
 @pytest.fixture
@@ -80,3 +84,52 @@ async def test_operations_asked_for_before_close_still_run(tmp_path: Path) -> No
         assert await again.get_meta("late") == "yes"
     finally:
         await again.close()
+
+
+async def _statements(s: SqliteStore) -> list[str]:
+    seen: list[str] = []
+    await s.db._execute(s._con.set_trace_callback, seen.append)
+    return seen
+
+
+async def test_concurrent_writes_share_one_commit(sqlite: SqliteStore) -> None:
+    seen = await _statements(sqlite)
+    await asyncio.gather(*(sqlite.set_meta(f"k{n}", str(n)) for n in range(20)))
+    await sqlite.db._execute(sqlite._con.set_trace_callback, None)
+    assert 1 <= seen.count("COMMIT") < 5
+    assert [await sqlite.get_meta(f"k{n}") for n in range(20)] == [str(n) for n in range(20)]
+
+
+@transaction
+def _half_then_fail():
+    yield Run("INSERT INTO meta(key, value) VALUES ('half', 'written')")
+    raise ValueError("changed its mind")
+
+
+async def test_a_failing_operation_in_a_shared_commit_leaves_nothing_and_the_others_commit(
+        sqlite: SqliteStore) -> None:
+    seen = await _statements(sqlite)
+    outcome = await asyncio.gather(sqlite.set_meta("a", "1"), sqlite._call(_half_then_fail, (), {}),
+                                   sqlite.set_meta("b", "2"), return_exceptions=True)
+    await sqlite.db._execute(sqlite._con.set_trace_callback, None)
+    assert seen.count("COMMIT") == 1                      # they did share it
+    assert isinstance(outcome[1], ValueError) and outcome[0] is None and outcome[2] is None
+    assert await sqlite.get_meta("half") is None
+    assert await sqlite.get_meta("a") == "1" and await sqlite.get_meta("b") == "2"
+
+
+async def test_without_the_write_lock_reads_still_work_and_writes_fail_alone(sqlite: SqliteStore,
+                                                                            tmp_path: Path) -> None:
+    await sqlite.set_meta("k", "v")
+    await sqlite.db.execute("PRAGMA busy_timeout=30")
+    other = sqlite3.connect(tmp_path / "x.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")                      # another process holds the write lock
+    try:
+        outcome = await asyncio.gather(sqlite.get_meta("k"), sqlite.set_meta("a", "1"),
+                                       sqlite.set_meta("b", "2"), sqlite.get_meta("k"), return_exceptions=True)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert outcome[0] == "v" and outcome[3] == "v"
+    assert all(isinstance(o, StorageUnavailable) for o in outcome[1:3])
+    assert await sqlite.get_meta("a") is None
