@@ -186,8 +186,10 @@ class BenchWhatsApp(wa.FakeWhatsApp):
 _chats = itertools.count(1)
 
 
-def webhook_customer(channel: str, replies: Replies) -> Callable[..., Any]:
-    """A customer for ``drive``: posts each question as the platform's webhook, waits for the answer."""
+def webhook_customer(channel: str, replies: Replies, unique: bool = True) -> Callable[..., Any]:
+    """A customer for ``drive``: posts each question as the platform's webhook, waits for the answer.
+
+    ``unique``: every question a text never asked before (as ``bench/cluster.py --unique``)."""
 
     async def run(n: int, url: str, stop_at: float, load: Load) -> None:
         chat_no = 700000000 + next(_chats)
@@ -197,6 +199,8 @@ def webhook_customer(channel: str, replies: Replies) -> Callable[..., Any]:
             i = n
             while time.monotonic() < stop_at:
                 q = QUESTIONS[i % len(QUESTIONS)]
+                if unique:
+                    q = f"{q} order {n * 100000 + i}"
                 i += 1
                 answered = replies.expect(chat)
                 t0 = time.perf_counter()
@@ -287,7 +291,7 @@ async def run_row(sc: Scenario, args: argparse.Namespace, tmp: Path, pg: Any, fa
             await asyncio.to_thread(i.wait_started)
         started_s = time.monotonic() - t0
         await asyncio.sleep(0.5)           # the connectors' first calls to the fake platform
-        fn = customer if sc.channel == "webchat" else webhook_customer(sc.channel, replies)
+        fn = customer if sc.channel == "webchat" else webhook_customer(sc.channel, replies, args.unique)
         r = await drive([i.url for i in insts], args, [i.proc.pid for i in insts],
                         pg.pid if dbname else None, (url, dbname) if dbname else None, False, fn)
         r["start_s"] = started_s
@@ -321,7 +325,8 @@ def markdown(machine_info: dict[str, Any], rows: list[dict[str, Any]], settings:
     ceiling = next((r for r in rows if r["scenario"]["channel"] == "ceiling" and "skipped" not in r), None)
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']:g} GB RAM; Python {m['python']}; {m['os']}; "
              f"load average at start {m['loadavg_at_start'][0]:.2f}",
-             f"Load: {settings['clients']} concurrent customers asking FAQ questions, {settings['warmup']:g} s "
+             f"Load: {settings['clients']} concurrent customers asking FAQ questions"
+             f"{' (every text new)' if settings.get('unique', True) else ' (the same few texts repeated)'}, {settings['warmup']:g} s "
              f"warm-up + {settings['seconds']:g} s measured per row (`{settings['command']}`)",
              "",
              "| channel | matcher | storage | msg/s | p50 ms | p95 ms | p99 ms | server CPU ms/msg | x ceiling "
@@ -418,6 +423,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--telegram-before", action="store_true",
                     help="A/B: also a Telegram row per matcher and storage with python-telegram-bot's own httpx "
                          "client, as before issue 20 (bench/omnibot_httpx.py)")
+    ap.add_argument("--repeated-texts", action="store_true",
+                    help="customers repeat the same few questions word for word (the NLU's memory of recent "
+                         "texts then answers most of them); default: every question is a new text (an order "
+                         "number appended), what a capacity plan should assume")
     ap.add_argument("--json", help="also write the machine, the settings and every figure to this file")
     args = ap.parse_args(argv)
     for name, allowed in (("channels", CHANNELS), ("matchers", MATCHERS), ("storage", STORAGES)):
@@ -429,6 +438,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.extra_instances = [int(x) for x in args.extra_instances.split(",") if x.strip()]
     except ValueError:
         ap.error("--extra-instances: comma-separated numbers, e.g. 2,3")
+    args.unique = not args.repeated_texts
     args.seconds = args.seconds if args.seconds is not None else (4 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
     args.budget = args.budget if args.budget is not None else (150 if args.quick else 600)
@@ -443,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = plan(args)
     t0 = time.monotonic()
     rows = asyncio.run(run_all(args, scenarios))
-    settings = {"clients": args.clients, "warmup": args.warmup, "seconds": args.seconds,
+    settings = {"clients": args.clients, "warmup": args.warmup, "seconds": args.seconds, "unique": args.unique,
                 "command": " ".join(["python bench/capacity.py", *(sys.argv[1:] if argv is None else argv)]),
                 "total_s": round(time.monotonic() - t0, 1)}
     print()

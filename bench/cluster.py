@@ -31,7 +31,11 @@ Note: all instances, PostgreSQL and the load generator share this machine's core
 instances on 2 cores, more instances add coordination cost without adding CPU.
 
     python bench/cluster.py [--clients 64] [--seconds 10] [--warmup 3] [--matcher lexical]
-                            [--scenarios sqlite,pg1,pg2,pg3] [--json out.json] [--top 12]
+                            [--scenarios sqlite,pg1,pg2,pg3] [--json out.json] [--top 12] [--unique]
+
+``--unique`` appends an order number to every question, so that every message is a text never
+seen before: the NLU, language and urgency caches then never help (a worst case; by default the
+customers repeat 4 FAQ questions, so after the warm-up every text is a repeat).
 
 ``OMNIBOT_BENCH_PROFILE=DIR`` runs the first instance of every scenario under cProfile and
 writes DIR/<scenario>.prof (load it with ``python -m pstats``); this slows that instance down.
@@ -174,8 +178,11 @@ class Load:
             self.answered_in_window += 1
 
 
-async def customer(n: int, url: str, stop_at: float, load: Load) -> None:
-    """Ask questions one after another until ``stop_at``: each must get one ack and one answer."""
+async def customer(n: int, url: str, stop_at: float, load: Load, unique: bool = False) -> None:
+    """Ask questions one after another until ``stop_at``: each must get one ack and one answer.
+
+    ``unique``: every question is a text never asked before (an order number appended), so no
+    cache of earlier answers can help."""
     acked: set[int] = set()
     answers: dict[int, int] = {}                    # outbound message id -> frames seen
     asked = 0
@@ -202,6 +209,8 @@ async def customer(n: int, url: str, stop_at: float, load: Load) -> None:
             i = n
             while time.monotonic() < stop_at:
                 q = QUESTIONS[i % len(QUESTIONS)]
+                if unique:
+                    q = f"{q} order {n * 100000 + i}"
                 i += 1
                 cid = str(uuid.uuid4())
                 t0 = time.perf_counter()
@@ -271,7 +280,11 @@ async def drive(urls: list[str], args: argparse.Namespace, server_pids: list[int
     w0 = start + args.warmup
     w1 = w0 + args.seconds
     load = Load(window=(w0, w1))
-    tasks = [asyncio.create_task(customer_fn(n, urls[n % len(urls)], w1, load)) for n in range(args.clients)]
+    fn = customer_fn
+    if customer_fn is customer and getattr(args, "unique", False):
+        async def fn(n: int, url: str, stop_at: float, load: Load) -> None:
+            await customer(n, url, stop_at, load, True)
+    tasks = [asyncio.create_task(fn(n, urls[n % len(urls)], w1, load)) for n in range(args.clients)]
 
     async def sample() -> tuple[dict[int, int], dict[int, int], float, dict[str, Any] | None]:
         omni = cpu_ticks(server_pids)
@@ -398,7 +411,8 @@ def ratio(a: float, b: float) -> float:
 def table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     base = results.get("sqlite")
     lines = [f"web chat, {args.clients} concurrent customers, {args.warmup:g} s warm-up + {args.seconds:g} s "
-             f"measured per scenario, matcher {args.matcher}, {os.cpu_count()} CPUs",
+             f"measured per scenario, matcher {args.matcher}{', every text new' if args.unique else ''}, "
+             f"{os.cpu_count()} CPUs",
              "", f"{'scenario':<9} {'inst':>4} {'msg/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
              f"{'cpu ms/msg':>10} {'cpu ms/msg':>10} {'x sqlite':>8} {'x sqlite':>8} {'xact/':>6} {'stmt/':>6}",
              f"{'':<9} {'':>4} {'':>7} {'':>7} {'':>7} {'(a) bot':>10} {'(b) bot+pg':>10} "
@@ -437,6 +451,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3, help="warm-up seconds before measuring (default 3)")
     ap.add_argument("--matcher", choices=("lexical", "learned"), default="lexical",
                     help="intent matcher (default lexical: measures storage, not the model)")
+    ap.add_argument("--unique", action="store_true",
+                    help="make every question a new text (an order number appended): measures what a "
+                         "message costs when no remembered answer fits")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS),
                     help=f"comma-separated subset of {','.join(SCENARIOS)} (default all)")
     ap.add_argument("--no-statements", action="store_true",

@@ -52,6 +52,9 @@ class Delivery:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # whether each connector sends a turn as one message: a runtime_checkable Protocol's
+        # isinstance walks its members every time (~90 us; was 4 % of a web-chat message's CPU)
+        self._batching: dict[int, tuple[Connector, bool]] = {}
         self._sem = asyncio.Semaphore(config.concurrency)
         self._stopping = False
         # Fault injection for the crash test: hold every send this many seconds.
@@ -192,10 +195,14 @@ class Delivery:
         # A batch connector sends the turn's replies as one platform message; the outcome is
         # recorded for each of them. A retry is recorded on the head only (the rest wait behind it).
         batch = [item]
-        if isinstance(connector, BatchConnector):
+        known = self._batching.get(id(connector))
+        if known is None or known[0] is not connector:
+            known = self._batching[id(connector)] = (connector, isinstance(connector, BatchConnector))
+        batching = known[1]
+        if batching:
             batch = await self.store.outbox_turn(msg.id) or [item]
         try:
-            if isinstance(connector, BatchConnector):
+            if batching:
                 platform_id = await connector.send_batch(batch)
             else:
                 platform_id = await connector.send(item)

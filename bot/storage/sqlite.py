@@ -2,11 +2,17 @@
 
 One connection; each operation (see :mod:`bot.storage.sql`) runs whole on
 aiosqlite's connection thread, which runs one call at a time, so operations
-never interleave and cost one thread hop each.
+never interleave. Operations asked for while the thread is busy (or in the same
+event-loop iteration) go over together, in order, as ONE call: one hand-off and
+one wake-up of the loop for all of them instead of one each. When several of
+them write, they also share one transaction (a group commit, see :func:`_run_each`):
+each inside its own savepoint, still all or nothing on its own, and answered only
+after the COMMIT.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -22,7 +28,7 @@ from . import ops_chat
 from .filelock import SingleInstanceLock
 from .health import StorageHealth
 from .operations import WRITES, Operations
-from .sql import Op, run_sync
+from .sql import Op, _drive_sync, is_transactional, run_sync
 from .sqlite_schema import MIGRATIONS, SCHEMA_VERSION, split_sql
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,81 @@ log = logging.getLogger(__name__)
 # the primary result codes SQLITE_BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
 _UNAVAILABLE_CODES = {5, 6, 7, 8, 10, 13, 14, 15}
 
+
+
+Call = tuple[Callable[..., Op[Any]], tuple[Any, ...], dict[str, Any]]
+
+
+class _GroupFailed(Exception):
+    """The shared transaction could not be had or kept; it is rolled back, nothing was written."""
+
+
+def _run_each(con: sqlite3.Connection, calls: list[Call]) -> list[tuple[bool, Any]]:
+    """Run operations one after another on the connection thread: (True, result) or
+    (False, exception) for each; one failing does not stop the others.
+
+    Several that write share one transaction (a group commit): each runs inside a savepoint, so
+    it is still all or nothing on its own, and its result is handed back only after the COMMIT,
+    so what a caller is told is stored is stored. If the shared transaction cannot be had
+    (the write lock is held elsewhere) or storage fails inside it, it is rolled back and the
+    operations run again one by one, each in its own transaction, exactly as without grouping.
+    """
+    if len(calls) > 1 and sum(1 for op, _, _ in calls if op.__name__ in WRITES) > 1:
+        try:
+            return _run_grouped(con, calls)
+        except _GroupFailed:
+            pass
+    out: list[tuple[bool, Any]] = []
+    for op, args, kwargs in calls:
+        try:
+            out.append((True, run_sync(con, op, args, kwargs)))
+        except Exception as exc:  # noqa: BLE001 - handed to that operation's caller
+            out.append((False, exc))
+    return out
+
+
+def _run_grouped(con: sqlite3.Connection, calls: list[Call]) -> list[tuple[bool, Any]]:
+    try:
+        con.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise _GroupFailed from exc
+    out: list[tuple[bool, Any]] = []
+    try:
+        for op, args, kwargs in calls:
+            con.execute("SAVEPOINT op")
+            try:
+                result = _drive_sync(con, op(*args, **kwargs))
+            except sqlite3.Error as exc:
+                if _unavailable(exc):
+                    raise _GroupFailed from exc
+                _undo(con, op)
+                out.append((False, exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - handed to that operation's caller
+                _undo(con, op)
+                out.append((False, exc))
+                continue
+            con.execute("RELEASE op")
+            out.append((True, result))
+        con.execute("COMMIT")
+    except BaseException as exc:
+        try:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        if isinstance(exc, Exception):
+            raise _GroupFailed from exc
+        raise
+    return out
+
+
+def _undo(con: sqlite3.Connection, op: Callable[..., Any]) -> None:
+    """A failed operation: a transactional one leaves nothing; another keeps what it did before
+    failing (as in autocommit)."""
+    if is_transactional(op):
+        con.execute("ROLLBACK TO op")
+    con.execute("RELEASE op")
 
 
 def _unavailable(exc: sqlite3.Error) -> bool:
@@ -67,6 +148,8 @@ class SqliteStore(Operations):
         self._db: aiosqlite.Connection | None = None
         self.health = StorageHealth()
         self._lock = SingleInstanceLock(self.path)
+        self._waiting: list[tuple[Callable[..., Op[Any]], tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None   # hands the waiting operations over
 
     # -- life cycle ---------------------------------------------------------
 
@@ -123,6 +206,9 @@ class SqliteStore(Operations):
 
     async def close(self) -> None:
         if self._db is not None:
+            sender = self._sender
+            if sender is not None and not sender.done() and sender.get_loop() is asyncio.get_running_loop():
+                await asyncio.wait([sender])   # what was asked for before the close still runs
             db, self._db = self._db, None
             await db.close()
             if not self.readonly:
@@ -163,11 +249,16 @@ class SqliteStore(Operations):
         db = self.db   # raises StoreError when closed
         if self.readonly and op.__name__ in WRITES:
             raise StoreError(f"{op.__name__}: the store is open read-only")
-        # aiosqlite's own way to run a callable on its connection thread. It is not
-        # public API (hence the version pin in pyproject.toml); the storage tests
-        # exercise every operation through it.
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        if self._sender is not None and self._sender.get_loop() is not loop:
+            # a new event loop (another test, a restarted app): what the old one left is void
+            self._waiting, self._sender = [w for w in self._waiting if w[3].get_loop() is loop], None
+        self._waiting.append((op, args, kwargs, fut))
+        if self._sender is None or self._sender.done():
+            self._sender = loop.create_task(self._send_waiting(db))
         try:
-            result = await db._execute(run_sync, self._con, op, args, kwargs)
+            result = await fut
         except sqlite3.IntegrityError as exc:
             raise StoreConflict(f"{op.__name__}: {exc}") from exc
         except sqlite3.Error as exc:
@@ -178,6 +269,33 @@ class SqliteStore(Operations):
         if self.health.failing and op.__name__ in WRITES:
             self.health.succeeded()
         return result
+
+    async def _send_waiting(self, db: aiosqlite.Connection) -> None:
+        """Hand the waiting operations to the connection thread, all together, until none wait."""
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                # aiosqlite's own way to run a callable on its connection thread. It is not
+                # public API (hence the version pin in pyproject.toml); the storage tests
+                # exercise every operation through it.
+                outcomes = await db._execute(_run_each, self._con, [(op, a, kw) for op, a, kw, _ in batch])
+            except asyncio.CancelledError:   # the loop is ending
+                for *_, fut in batch + self._waiting:
+                    fut.cancel()
+                self._waiting = []
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. the connection closed under them
+                for *_, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (*_, fut), (ok, value) in zip(batch, outcomes):
+                if fut.done():
+                    continue      # its caller gave up; the operation ran all the same, as before
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
 
     async def probe(self) -> bool:
         """Try one small write that needs free space and the write lock; True if it went through.

@@ -46,6 +46,9 @@ MULTILINGUAL_MARGIN = 1.25
 # intent. Measured on the probe with Spanish/Indonesian examples in 4 intents (issue 18):
 # weight 1.5 -> German 16 -> 15 of 17 answered right; 3.0 -> no language loses, all gain.
 MULTILINGUAL_EMB_WEIGHT = 3.0
+# Results remembered by exact text (flows/nlu/batcher.py): customers repeat themselves ("hi",
+# "yes", "where is my order"), and a repeat then costs no model call. ~1 KB each.
+ANALYSIS_CACHE = 4096
 COMPLAINT_DECISION = 0.5   # a message is a complaint from this probability on (flows may ask for more)
 Progress = Callable[[str], None]
 
@@ -134,7 +137,8 @@ class LearnedNLU:
         self._only: str | None = None   # the one intent, when the flows have only one
         # one batch per model thread at a time; each runs its messages one by one (see encoder)
         self.batcher: MicroBatcher[str, Scored] = MicroBatcher(
-            self._classify_one_thread, max_batch=max_batch, workers=getattr(self.encoder, "threads", 1))
+            self._classify_one_thread, max_batch=max_batch, workers=getattr(self.encoder, "threads", 1),
+            cache=ANALYSIS_CACHE)
         self.trained_now = 0    # how many models this instance trained (not loaded from a cache)
 
     # -- IntentMatcher ----------------------------------------------------------
@@ -154,6 +158,7 @@ class LearnedNLU:
 
     def fit(self, examples: Mapping[str, Sequence[str]], *, out_of_scope: Sequence[str] = ()) -> None:
         """Train on the intents' examples; ``out_of_scope`` examples only place the threshold."""
+        self.batcher.clear()     # remembered answers were the old model's
         texts = [t for _, ts in sorted(examples.items()) for t in ts]
         labels = [lab for lab, ts in sorted(examples.items()) for _ in ts]
         if len(set(labels)) < 2:
@@ -187,6 +192,7 @@ class LearnedNLU:
 
     def fit_complaints(self, complaint: Sequence[str] = (), not_complaint: Sequence[str] = (), *,
                        use_default: bool = True) -> None:
+        self.batcher.clear()
         texts, labels = (default_complaint_examples() if use_default else ([], []))
         texts = list(texts) + list(complaint) + list(not_complaint)
         labels = list(labels) + [COMPLAINT] * len(complaint) + [NOT_COMPLAINT] * len(not_complaint)
@@ -208,7 +214,15 @@ class LearnedNLU:
         return self._classify_batch(texts)
 
     def _classify_one_thread(self, texts: Sequence[str]) -> list[Scored]:
-        return self._classify_batch(texts, parallel=False)
+        # each row its own read-only array: the batcher keeps results, and must not keep the
+        # whole batch's matrix alive for one row (nor let a caller change a remembered one)
+        out = []
+        for probs, sure, comp in self._classify_batch(texts, parallel=False):
+            if probs is not None:
+                probs = probs.copy()
+                probs.setflags(write=False)
+            out.append((probs, sure, comp))
+        return out
 
     def _classify_batch(self, texts: Sequence[str], *, parallel: bool = True) -> list[Scored]:
         emb = self.encoder.encode(texts, parallel=parallel)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["ELEVATED", "HIGH", "Urgency", "urgency"]
 
@@ -117,6 +118,13 @@ def urgency(text: str) -> Urgency:
     """Score one message; never raises."""
     if not isinstance(text, str) or not text.strip():
         return Urgency(0.0, "none", ())
+    return _score(text)
+
+
+@lru_cache(maxsize=4096)
+def _score(text: str) -> Urgency:
+    """:func:`urgency` of a non-empty text (~0.15 ms of regular expressions; a pure function of
+    the text, so a repeated message is remembered; the result is immutable)."""
     text = text.replace("\u2019", "'")
     score, reasons = 0.0, []
 
