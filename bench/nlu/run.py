@@ -17,6 +17,8 @@ are read, never copied. Protocol (the data's README):
 * multilingual probe: ``bench/nlu/probe.py`` (both recipes side by side);
   ``--english-only`` runs everything here with the recipe before issue 18.
 * memory: peak RSS of a fresh process that loads the model and trains the demo flows.
+* training: wall and CPU time and peak RSS of a fresh process that trains CLINC150 150 x 10
+  and 150 x 66 (~10,000 rows) as flows do (``--train-sizes``).
 
     python bench/nlu/run.py [--data ../shared/data] [--quick] [--json out.json]
 """
@@ -247,6 +249,47 @@ def rss_probe() -> None:
                       "python_baseline_rss_mb": round(base / 1024, 1)}))
 
 
+TRAIN_SIZES = {"150x10": 10, "10k": 66}   # CLINC150 rows per intent: 1,500 and 9,900 (+ 10 oos)
+
+
+def train_probe(size: str, data: Path) -> None:
+    """(child process) load both sentence models, train intents (both views) and complaints on
+    CLINC150 (``TRAIN_SIZES``; 10 ``oos`` rows place the threshold) as flows do; print wall and
+    CPU seconds of the training and the peak RSS of the process."""
+    from flows.nlu.encoder import shared_encoder
+    from flows.nlu.service import LearnedNLU
+
+    nlu = LearnedNLU(encoder=shared_encoder(2), progress=lambda m: None)
+    examples: dict[str, list[str]] = {}
+    oos: list[str] = []
+    for lab, xs in _shuffled_by_label(read(data / DATASETS["clinc150"]), 0):
+        if lab == "oos":
+            oos = xs[:10]
+        else:
+            examples[lab] = xs[:TRAIN_SIZES[size]]
+    base = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    nlu.fit(examples, out_of_scope=oos)
+    wall = time.perf_counter() - t0
+    end = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"size": size, "rows": sum(map(len, examples.values())), "intents": len(examples),
+                      "train_s": round(wall, 1), "train_cpu_s": round(end.ru_utime + end.ru_stime
+                                                                     - base.ru_utime - base.ru_stime, 1),
+                      "peak_rss_mb": round(end.ru_maxrss / 1024), "models_rss_mb": round(base.ru_maxrss / 1024)}))
+
+
+def training_section(data: Path, sizes: list[str]) -> dict:
+    """Training time and peak memory, each size in a fresh process (what a restart costs)."""
+    out = {}
+    for size in sizes:
+        say(f"training: a fresh process trains CLINC150 {size}")
+        probe = subprocess.run([sys.executable, __file__, "--train-probe", size, "--data", str(data)],
+                               capture_output=True, text=True, check=True)
+        out[size] = json.loads(probe.stdout.strip().splitlines()[-1])
+        say(f"  -> {out[size]}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
@@ -261,9 +304,16 @@ def main() -> None:
                     help="the recipe before issue 18 (no multilingual view), to compare in the same run")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--train-sizes", default=",".join(TRAIN_SIZES),
+                    help=f"training time / peak memory runs, comma-separated subset of {','.join(TRAIN_SIZES)} "
+                         "(empty: none)")
+    ap.add_argument("--train-probe", choices=list(TRAIN_SIZES), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_probe:
         rss_probe()
+        return
+    if args.train_probe:
+        train_probe(args.train_probe, args.data)
         return
 
     from flows.nlu.encoder import shared_encoder
@@ -279,6 +329,7 @@ def main() -> None:
     probe = subprocess.run([sys.executable, __file__, "--rss-probe"], capture_output=True, text=True, check=True)
     results["memory"] = json.loads(probe.stdout.strip().splitlines()[-1])
     say(f"  -> {results['memory']}")
+    results["training"] = training_section(args.data, [x for x in args.train_sizes.split(",") if x])
     say("latency and throughput (demo flows)")
     results["load"] = load_section(factory, args.seconds, concurrency=64)
     say(f"  -> {results['load']}")
@@ -297,6 +348,9 @@ def summary(r: dict) -> str:
     lines = [f"model {r['model']} ({r['threads']} threads, {r['cpus']} CPUs)"]
     m, ld, c = r["memory"], r["load"], r["complaints"]
     lines.append(f"memory    peak RSS {m['peak_rss_mb']} MB with the model loaded and the demo flows trained")
+    for t in r.get("training", {}).values():
+        lines.append(f"training  {t['size']} ({t['rows']} rows, {t['intents']} intents): {t['train_s']} s "
+                     f"({t['train_cpu_s']} s CPU), peak RSS {t['peak_rss_mb']} MB ({t['models_rss_mb']} MB before training)")
     lines.append(f"latency   one message p50 {ld['p50_ms']} ms, p99 {ld['p99_ms']} ms")
     lines.append(f"load      {ld['concurrent_msgs_per_s']} msg/s with {ld['concurrency']} concurrent conversations "
                  f"(x{ld['ratio_concurrent_vs_one_at_a_time']} of one at a time: "

@@ -114,12 +114,37 @@ def test_fast_predict_matches_scikit_learn(encoder: Encoder, train) -> None:
         warnings.simplefilter("ignore")
         lr = LogisticRegression(C=10, max_iter=3000).fit(X, labels)
     clf.classes_ = [str(c) for c in lr.classes_]
-    clf._compile(lr)
+    clf._compile(lr.coef_, lr.intercept_)
     clf._memory = rows.emb
     queries = ["how many calories are in a banana", "zzz qqq", "cancel my reservation at 8"]
     emb = encoder.encode(queries)
     ours, _ = clf.predict(queries, emb)
     assert np.abs(ours - lr.predict_proba(clf._features(queries, emb))).max() < 1e-4
+
+
+def test_own_multinomial_solver_finds_scikit_learns_model(encoder: Encoder, train) -> None:
+    """_multinomial_newton_cg solves sklearn's problem: same predictions, probabilities close."""
+    from sklearn.linear_model import LogisticRegression
+
+    by, _ = train
+    texts = [t for lab in sorted(by) for t in by[lab]]
+    labels = [lab for lab in sorted(by) for _ in by[lab]]
+    assert len(set(labels)) > 2
+    rows = Rows(texts, labels, encoder.encode(texts))
+    ours = TextClassifier(Recipe())
+    ours._fit_plain(rows)
+    X = ours._features(rows.texts, rows.emb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lr = LogisticRegression(C=10, max_iter=3000, solver="newton-cg").fit(X, labels)
+    assert ours.classes_ == [str(c) for c in lr.classes_]
+    queries = ["how many calories are in a banana", "zzz qqq", "cancel my reservation at 8",
+               "i want to book a table", "what is the weather like"] + texts[::7]
+    emb = encoder.encode(queries)
+    p, _ = ours.predict(queries, emb)
+    ref = lr.predict_proba(ours._features(queries, emb))
+    assert (p.argmax(axis=1) == ref.argmax(axis=1)).all()
+    assert np.abs(p - ref).max() < 0.05
 
 
 def test_fit_needs_two_labels_and_matching_lengths(encoder: Encoder) -> None:
