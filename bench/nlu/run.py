@@ -16,6 +16,11 @@ are read, never copied. Protocol (the data's README):
   batched) against the same messages one at a time, in the same process.
 * multilingual probe: ``bench/nlu/probe.py`` (both recipes side by side);
   ``--english-only`` runs everything here with the recipe before issue 18.
+* issue 18, side by side in the same run (``--skip-issue18`` to leave out): today's recipe and
+  the one before on the multilingual probe per language, out of scope with no out-of-scope
+  examples (``bench/nlu/oos.py``: CLINC150 dev 10-shot, seeds 3-5, never tuned on), complaint
+  macro-F1 on the held-out sets (tests/fixtures/complaints_heldout_*.csv) and by 5-fold CV on
+  each recipe's own training rows, and English 10-shot accuracy for the recipe before.
 * memory: peak RSS of a fresh process that loads the model and trains the demo flows.
 * training: wall and CPU time and peak RSS of a fresh process that trains CLINC150 150 x 10
   and 150 x 66 (~10,000 rows) as flows do (``--train-sizes``).
@@ -119,7 +124,7 @@ def run_eval(train, test, tmp: Path, nlu_factory) -> dict:
 
     a, b = write(tmp / "train.csv", train), write(tmp / "test.csv", test)
     buf = io.StringIO()
-    res = evaluate_intents(str(a), str(b), nlu=nlu_factory(), out=buf, err=io.StringIO())
+    evaluate_intents(str(a), str(b), nlu=nlu_factory(), out=buf, err=io.StringIO())
     return json.loads(buf.getvalue().strip().splitlines()[-1])
 
 
@@ -154,14 +159,14 @@ def _brief(r: dict) -> str:
     return s + f", train {r['train_s']:.1f} s, p50 {r['p50_ms']:.2f} ms"
 
 
-def complaint_section(nlu_factory, folds: int = 5) -> dict:
+def complaint_section(nlu_factory, folds: int = 5, rows: tuple[list[str], list[str]] | None = None) -> dict:
     import numpy as np
     from sklearn.model_selection import StratifiedKFold
 
     from flows.nlu.evaluate import macro_f1
     from flows.nlu.service import COMPLAINT, NOT_COMPLAINT, default_complaint_examples
 
-    texts, labels = default_complaint_examples()
+    texts, labels = rows or default_complaint_examples()
     f1s, accs = [], []
     for i, (tr, te) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=0).split(texts, labels)):
         nlu = nlu_factory()
@@ -290,6 +295,100 @@ def training_section(data: Path, sizes: list[str]) -> dict:
     return out
 
 
+# -- issue 18: today's recipe next to the one before, in the same run -------------------------------
+
+COMPLAINT_ROWS_BEFORE = 508   # complaints_default.csv before issue 18's additions (appended after these)
+HELDOUT = {"heldout_b": "complaints_heldout_b.csv", "heldout_a_dev": "complaints_heldout_a.csv",
+           "neutral": "neutral_messages.csv"}
+
+
+def issue18_recipes(encoder) -> dict:
+    """name -> (NLU factory, complaint training rows) for today's recipe and the one before."""
+    from flows.nlu.classifier import BEFORE_ISSUE_18
+    from flows.nlu.service import LearnedNLU, default_complaint_examples
+
+    texts, labels = default_complaint_examples()
+    return {"now": (lambda: LearnedNLU(encoder=encoder, progress=lambda m: None), (texts, labels)),
+            "before": (lambda: LearnedNLU(encoder=encoder, progress=lambda m: None, multilingual=False,
+                                          recipe=BEFORE_ISSUE_18),
+                       (texts[:COMPLAINT_ROWS_BEFORE], labels[:COMPLAINT_ROWS_BEFORE]))}
+
+
+def complaint_heldout(factory, rows) -> dict:
+    """Macro-F1 on the held-out brand-directed sets (tests/fixtures), share of neutral chat flagged."""
+    from flows.nlu.evaluate import macro_f1
+    from flows.nlu.service import COMPLAINT, NOT_COMPLAINT, read_labelled_csv
+
+    nlu = factory()
+    texts, labels = rows
+    nlu.fit_complaints([t for t, lab in zip(texts, labels) if lab == COMPLAINT],
+                       [t for t, lab in zip(texts, labels) if lab == NOT_COMPLAINT], use_default=False)
+    out = {"train_rows": len(texts)}
+    for name, file in HELDOUT.items():
+        t, gold = read_labelled_csv(ROOT / "tests" / "fixtures" / file)
+        pred = [COMPLAINT if c >= nlu.complaint_threshold else NOT_COMPLAINT for _, _, c in nlu.classify(t)]
+        out[name] = (round(sum(p == COMPLAINT for p in pred) / len(pred), 4) if name == "neutral"
+                     else round(macro_f1(gold, pred), 4))
+    return out
+
+
+def issue18_section(args, encoder) -> dict:
+    """Probe per language, out of scope (CLINC150, no oos examples), complaints held out and by CV,
+    English 10-shot: each for today's recipe and the one before (bench/nlu/oos.py, probe.py)."""
+    import bench.nlu.oos as oos
+    import bench.nlu.probe as probe
+
+    recipes = issue18_recipes(encoder)
+    out: dict = {name: {} for name in recipes}
+    questions = probe.load_probe()
+    from flows.loader import load_flows
+    demo = load_flows(ROOT / "flows" / "demo").examples()
+    for name, (factory, rows) in recipes.items():
+        say(f"issue 18 [{name}]: multilingual probe, complaints held out and 5-fold")
+        nlu = factory()
+        nlu.fit(demo)
+        out[name]["probe"] = probe.score(nlu, questions)
+        out[name]["complaints_heldout"] = complaint_heldout(factory, rows)
+        out[name]["complaints_cv"] = complaint_section(factory, rows=rows)
+    seeds = [oos.REPORT_SEEDS[0]] if args.quick else list(oos.REPORT_SEEDS)
+    res = oos.oos_section(args.data, seeds, {n: f for n, (f, _) in recipes.items()}, args.oos_rows, say=say)
+    for name in recipes:
+        out[name]["oos"] = res[name]
+    if not args.skip_accuracy and args.english_only is False:
+        with tempfile.TemporaryDirectory() as tmp:
+            english = [d for d in args.datasets.split(",") if d and d != "clinc150"]
+            out["before"]["intents"] = accuracy_section(args.data, [0] if args.quick else [0, 1, 2], english,
+                                                        Path(tmp), recipes["before"][0])
+    return out
+
+
+def summary_issue18(r: dict) -> str:
+    import bench.nlu.oos as oos
+
+    lines = ["issue 18, today's recipe | the one before (same run):"]
+    now, before = r["now"], r["before"]
+    langs = list(now["probe"])
+    lines.append("  probe answered right  " + "  ".join(
+        f"{lang} {now['probe'][lang]['answered_right'] * 100:.0f}|{before['probe'][lang]['answered_right'] * 100:.0f}"
+        for lang in langs))
+    lines.append("  probe confident-wrong " + "  ".join(
+        f"{lang} {now['probe'][lang]['confident_wrong'] * 100:.0f}|{before['probe'][lang]['confident_wrong'] * 100:.0f}"
+        for lang in langs))
+    for name in ("now", "before"):
+        lines.append(f"  out of scope [{name}] {oos.brief(r[name]['oos'])} (CLINC150 dev 10-shot, no oos examples, "
+                     f"seeds {','.join(str(x['seed']) for x in r[name]['oos']['seeds'])})")
+    for name in ("now", "before"):
+        h, c = r[name]["complaints_heldout"], r[name]["complaints_cv"]
+        lines.append(f"  complaints [{name}] held-out B macro-F1 {h['heldout_b'] * 100:.1f} (A, dev: "
+                     f"{h['heldout_a_dev'] * 100:.1f}), neutral flagged {h['neutral'] * 100:.1f} %, "
+                     f"5-fold CV {c['macro_f1'] * 100:.1f} on {c['rows']} rows")
+    for ds, v in before.get("intents", {}).items():
+        shots = v.get("10shot", [])
+        if shots:
+            lines.append(f"  {ds} 10-shot [before] acc {statistics.mean(x['accuracy'] for x in shots) * 100:.2f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
@@ -302,6 +401,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--english-only", action="store_true",
                     help="the recipe before issue 18 (no multilingual view), to compare in the same run")
+    ap.add_argument("--oos-rows", type=int, default=3000, help="in-scope CLINC150 rows tested per out-of-scope seed")
+    ap.add_argument("--skip-issue18", action="store_true",
+                    help="skip the side-by-side of today's recipe and the one before (probe, out of scope, complaints)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--train-sizes", default=",".join(TRAIN_SIZES),
@@ -316,13 +418,15 @@ def main() -> None:
         train_probe(args.train_probe, args.data)
         return
 
+    from flows.nlu.classifier import BEFORE_ISSUE_18, DEFAULT_RECIPE
     from flows.nlu.encoder import shared_encoder
     from flows.nlu.service import LearnedNLU
 
     encoder = shared_encoder(args.threads, args.model)
 
     def factory() -> LearnedNLU:
-        return LearnedNLU(encoder=encoder, progress=lambda m: None, multilingual=not args.english_only)
+        return LearnedNLU(encoder=encoder, progress=lambda m: None, multilingual=not args.english_only,
+                          recipe=BEFORE_ISSUE_18 if args.english_only else DEFAULT_RECIPE)
 
     results: dict = {"model": encoder.model_id, "threads": args.threads, "cpus": os.cpu_count()}
     say("memory: a fresh process loads the model and trains the demo flows")
@@ -339,7 +443,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             results["intents"] = accuracy_section(args.data, [0] if args.quick else [0, 1, 2],
                                                   [d for d in args.datasets.split(",") if d], Path(tmp), factory)
-    print(summary(results))
+    if not args.skip_issue18:
+        results["issue18"] = issue18_section(args, encoder)
+    print(summary(results) + ("\n" + summary_issue18(results["issue18"]) if "issue18" in results else ""))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, sort_keys=True))
 

@@ -20,7 +20,7 @@ import pytest
 from flows.loader import load_flows
 from flows.nlu import service as service_mod
 from flows.nlu.batcher import MicroBatcher
-from flows.nlu.classifier import QUANTILE_GRID, Recipe, Rows, TextClassifier, label_text
+from flows.nlu.classifier import BEFORE_ISSUE_18, QUANTILE_GRID, Recipe, Rows, TextClassifier, label_text
 from flows.nlu.encoder import Encoder, shared_encoder
 from flows.nlu.service import LearnedNLU, read_labelled_csv
 
@@ -181,13 +181,47 @@ def test_threshold_is_calibrated_and_rejects_out_of_scope(trained: LearnedNLU, t
     assert rejected / len(oos) >= 0.6
 
 
+def test_out_of_scope_is_declined_without_out_of_scope_examples(trained: LearnedNLU, test_rows) -> None:
+    """Issue 18: confidence and closeness to the intent's centre, calibrated on the examples alone.
+    On this sample the rule before (confidence, nearest example) declined 16 of 20 out-of-scope
+    messages; bench/nlu/oos.py measures it on CLINC150 dev."""
+    by, oos = test_rows
+    declined = sum(not sure for _, sure, _ in trained.classify(oos))
+    texts = [t for lab in by for t in by[lab]]
+    labels = [lab for lab in by for _ in by[lab]]
+    classes = trained.intents.classes_  # type: ignore[union-attr]
+    right = sum(bool(sure) and classes[int(np.argmax(p))] == lab
+                for (p, sure, _), lab in zip(trained.classify(texts), labels))
+    assert declined >= 17 and right / len(labels) >= 0.9
+
+
+def test_similarity_is_to_the_class_centres(encoder: Encoder, train) -> None:
+    by = train[0]
+    texts = [t for lab in sorted(by) for t in by[lab]]
+    labels = [lab for lab in sorted(by) for _ in by[lab]]
+    emb = encoder.encode(texts)
+    clf = TextClassifier().fit(Rows(texts, labels, emb))
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    centres = np.stack([unit[[i for i, lab in enumerate(labels) if lab == c]].mean(axis=0) for c in clf.classes_])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    q = encoder.encode(["what is on my agenda for friday", "sing me a song about boats"])
+    _, sim = clf.predict(["what is on my agenda for friday", "sing me a song about boats"], q)
+    want = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ centres.T
+    assert np.allclose(sim, want.max(axis=1), atol=1e-5)
+    assert clf.threshold_score > -np.inf and clf.in_scope(*clf.predict(texts[:3], emb[:3])).dtype == bool
+    # the rule before issue 18 stays available (bench/nlu compares the two): nearest example
+    old = TextClassifier(BEFORE_ISSUE_18).fit(Rows(texts, labels, emb))
+    _, sim_old = old.predict(["what is on my agenda for friday", "sing me a song about boats"], q)
+    assert np.allclose(sim_old, ((q / np.linalg.norm(q, axis=1, keepdims=True)) @ unit.T).max(axis=1), atol=1e-5)
+
+
 def test_out_of_scope_examples_choose_the_rejection_rate(encoder: Encoder, train, test_rows) -> None:
     lines: list[str] = []
     service_mod._memory.clear()      # trained for real here, not taken from another test
     nlu = LearnedNLU(encoder=encoder, progress=lines.append)
     nlu.fit(train[0], out_of_scope=train[1])
     q = nlu.intents.quantile  # type: ignore[union-attr]
-    assert q in QUANTILE_GRID
+    assert q in (Recipe().reject_quantile, *QUANTILE_GRID)   # the default first, then more careful ones
     assert any("out-of-scope examples: rejection quantile" in line for line in lines)
     rejected = sum(not sure for _, sure, _ in nlu.classify(test_rows[1]))
     assert rejected / len(test_rows[1]) >= 0.6
