@@ -56,8 +56,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from cluster import Instance, Load, customer, drive, write_config  # noqa: E402
-from webchat_load import QUESTIONS, free_port, peak_rss_mb, start_echo  # noqa: E402
+from cluster import Instance, Load, customer, drive, question, write_config  # noqa: E402
+from webchat_load import free_port, peak_rss_mb, start_echo  # noqa: E402
 
 from fakes import telegram_api as tg  # noqa: E402
 from fakes import whatsapp_api as wa  # noqa: E402
@@ -197,9 +197,7 @@ def webhook_customer(channel: str, replies: Replies, unique: bool = True) -> Cal
         async with aiohttp.ClientSession() as http:
             i = n
             while time.monotonic() < stop_at:
-                q = QUESTIONS[i % len(QUESTIONS)]
-                if unique:
-                    q = f"{q} order {n * 100000 + i}"
+                q = question(n, i, unique)
                 i += 1
                 answered = replies.expect(chat)
                 t0 = time.perf_counter()

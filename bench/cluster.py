@@ -178,6 +178,12 @@ class Load:
             self.answered_in_window += 1
 
 
+def question(n: int, i: int, unique: bool) -> str:
+    """Customer ``n``'s ``i``-th question: an FAQ text, made new with an order number if ``unique``."""
+    q = QUESTIONS[i % len(QUESTIONS)]
+    return f"{q} order {n * 100000 + i}" if unique else q
+
+
 async def customer(n: int, url: str, stop_at: float, load: Load, unique: bool = False) -> None:
     """Ask questions one after another until ``stop_at``: each must get one ack and one answer.
 
@@ -208,9 +214,7 @@ async def customer(n: int, url: str, stop_at: float, load: Load, unique: bool = 
 
             i = n
             while time.monotonic() < stop_at:
-                q = QUESTIONS[i % len(QUESTIONS)]
-                if unique:
-                    q = f"{q} order {n * 100000 + i}"
+                q = question(n, i, unique)
                 i += 1
                 cid = str(uuid.uuid4())
                 t0 = time.perf_counter()
