@@ -8,9 +8,11 @@ matcher can replace it without touching the engine.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import Counter
+from functools import lru_cache
 from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 from bot.model import normalize_for_matching
@@ -38,21 +40,38 @@ def _stem(word: str) -> str:
     return word
 
 
-def features(text: str) -> Counter[str]:
-    """Sparse features of a text: stems (weight 1), bigrams, char trigrams (lighter)."""
+@lru_cache(maxsize=8192)
+def _word(word: str) -> tuple[str, str, tuple[str, ...]]:
+    """A word's stem, its stem feature and its character-trigram features (repeats kept, in order).
+
+    Words recur from message to message even when messages don't, so each is taken apart once."""
+    s = _stem(word)
+    padded = f"<{s}>"
+    return s, "w:" + s, tuple("c:" + padded[i:i + 3] for i in range(len(padded) - 2))
+
+
+def _features(text: str) -> dict[str, float]:
+    """:func:`features` as a plain dict, built from the per-word memo: the same keys, the same
+    order and the same sums (the weights are added one by one in the same order)."""
     words = _WORD.findall(normalize_for_matching(text))
     content = [w for w in words if w not in STOPWORDS] or words
-    stems = [_stem(w) for w in content]
-    feats: Counter[str] = Counter()
-    for s in stems:
-        feats["w:" + s] += 1.0
-    for a, b in zip(stems, stems[1:]):
-        feats["b:" + a + "_" + b] += 1.0
-    for s in stems:
-        padded = f"<{s}>"
-        for i in range(len(padded) - 2):
-            feats["c:" + padded[i:i + 3]] += 0.15
+    parts = [_word(w) for w in content]
+    feats: dict[str, float] = {}
+    get = feats.get
+    for _, k, _ in parts:
+        feats[k] = get(k, 0.0) + 1.0
+    for a, b in zip(parts, parts[1:]):
+        k = "b:" + a[0] + "_" + b[0]
+        feats[k] = get(k, 0.0) + 1.0
+    for _, _, grams in parts:
+        for k in grams:
+            feats[k] = get(k, 0.0) + 0.15
     return feats
+
+
+def features(text: str) -> Counter[str]:
+    """Sparse features of a text: stems (weight 1), bigrams, char trigrams (lighter)."""
+    return Counter(_features(text))
 
 
 class LexicalMatcher:
@@ -63,9 +82,10 @@ class LexicalMatcher:
         self._unseen_idf = 1.0
         self._intents: list[str] = []
         self._index: dict[str, list[tuple[int, float]]] = {}
+        self._spans: list[tuple[str, int, int]] = []     # intent, its examples [start, end)
 
     def fit(self, examples: Mapping[str, Sequence[str]]) -> None:
-        docs = [(intent, features(t)) for intent, texts in examples.items() for t in texts]
+        docs = [(intent, _features(t)) for intent, texts in examples.items() for t in texts]
         df: Counter[str] = Counter()
         for _, f in docs:
             df.update(f.keys())
@@ -75,10 +95,17 @@ class LexicalMatcher:
         self._intents = [intent for intent, _ in docs]
         # An inverted index (feature -> examples using it) makes ranking cost what the
         # message's own features cost, not what all the examples cost.
-        self._index: dict[str, list[tuple[int, float]]] = {}
+        self._index = {}
         for i, (_, f) in enumerate(docs):
             for k, w in self._vector(f).items():
                 self._index.setdefault(k, []).append((i, w))
+        # an intent's examples are consecutive in ``docs``: its score is the best of one slice
+        self._spans = []
+        for i, intent in enumerate(self._intents):
+            if self._spans and self._spans[-1][0] == intent:
+                self._spans[-1] = (intent, self._spans[-1][1], i + 1)
+            else:
+                self._spans.append((intent, i, i + 1))
 
     def _vector(self, feats: Mapping[str, float]) -> dict[str, float]:
         # Words no example uses still count (as the rarest kind): "the human at your
@@ -91,17 +118,22 @@ class LexicalMatcher:
         return self.rank_sync(text, top=top)
 
     def rank_sync(self, text: str, *, top: int = 3) -> list[tuple[str, float]]:
-        q = self._vector(features(text))
-        if not q:
+        feats = _features(text)
+        if not feats:
             return []
-        scores: dict[int, float] = {}
-        for k, w in q.items():
-            for i, v in self._index.get(k, ()):
-                scores[i] = scores.get(i, 0.0) + w * v
-        best: dict[str, float] = {}
-        for i, score in scores.items():
-            intent = self._intents[i]
-            if score > best.get(intent, 0.0):
-                best[intent] = score
-        ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [(i, round(min(s, 1.0), 4)) for i, s in ranked[:top]]
+        idf, unseen, index = self._idf, self._unseen_idf, self._index
+        vec = [(k, v * idf.get(k, unseen)) for k, v in feats.items()]
+        norm = math.sqrt(sum(x * x for _, x in vec)) or 1.0
+        # the same sums in the same order as a dict of scores per example (an example no
+        # feature reaches stays at 0.0, and only a score above 0 counts)
+        scores = [0.0] * len(self._intents)
+        for k, x in vec:
+            postings = index.get(k)
+            if postings is not None:
+                w = x / norm
+                for i, v in postings:
+                    scores[i] += w * v
+        best = [(intent, s) for intent, a, b in self._spans if (s := max(scores[a:b])) > 0.0]
+        ranked = heapq.nsmallest(top, best, key=lambda kv: (-kv[1], kv[0])) if top < len(best) \
+            else sorted(best, key=lambda kv: (-kv[1], kv[0]))
+        return [(i, round(min(s, 1.0), 4)) for i, s in ranked]
