@@ -58,6 +58,10 @@ FILLER = frozenset("""
 _LANG_CMD = re.compile(r"^/(?:lang|language|idioma|bahasa)(?:@\w+)?\s+([A-Za-z]{2})(?:[-_][A-Za-z]{2})?\s*$")
 _NOT_WORDS = re.compile(r"\S*\d\S*|\S+@\S+|https?://\S+|www\.\S+", re.I)
 MAX_REQUEST_WORDS = 7
+_LETTER_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+#: LANGUAGE_NAMES as switch_request looks for them: " name " (whole words), longest first
+_NAMES_LONGEST_FIRST = tuple((code, tuple(f" {n} " for n in sorted(names, key=len, reverse=True)))
+                             for code, names in LANGUAGE_NAMES.items())
 
 
 def switch_request(text: str, supported: list[str]) -> str | None:
@@ -67,19 +71,19 @@ def switch_request(text: str, supported: list[str]) -> str | None:
     if m:
         code = m.group(1).lower()
         return {"in": "id"}.get(code, code) if {"in": "id"}.get(code, code) in supported else None
-    norm = " " + " ".join(re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)?", raw.lower())) + " "
+    norm = " " + " ".join(_LETTER_WORD.findall(raw.lower())) + " "
     words = norm.split()
     if not words or len(words) > MAX_REQUEST_WORDS:
         return None
     found: str | None = None
     rest = norm
-    for code, names in LANGUAGE_NAMES.items():
-        for name in sorted(names, key=len, reverse=True):
-            if f" {name} " in rest:
+    for code, names in _NAMES_LONGEST_FIRST:
+        for name in names:
+            if name in rest:
                 if found is not None and found != code:
                     return None       # "english or spanish?": no request
                 found = code
-                rest = rest.replace(f" {name} ", " ")
+                rest = rest.replace(name, " ")
     if found is None or found not in supported:
         return None
     if all(w in FILLER for w in rest.split()):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -78,10 +78,16 @@ class FlowSet:
     files: tuple[str, ...] = ()
 
     def flow_for_intent(self, intent: str) -> ParsedFlow | None:
+        return self._by_trigger.get(intent)
+
+    @cached_property
+    def _by_trigger(self) -> dict[str, ParsedFlow]:
+        """Intent -> the first flow it triggers (looked up twice a message: not a scan of every flow)."""
+        out: dict[str, ParsedFlow] = {}
         for f in self.flows.values():
-            if intent in f.flow.triggers():
-                return f
-        return None
+            for t in f.flow.triggers():
+                out.setdefault(t, f)
+        return out
 
     def examples(self) -> dict[str, list[str]]:
         return {name: list(i.examples) for name, i in self.intents.items()}
