@@ -134,15 +134,13 @@ class Runtime:
             StorageUnavailable: storage cannot write now; nothing was stored, so the caller
                 must not acknowledge (webhooks answer 503, the web chat an error frame).
         """
-        inbound = dataclasses.replace(
-            inbound, text=sanitize_text(inbound.text),
-            sender_name=sanitize_text(inbound.sender_name, max_chars=200),
-            payload=sanitize_text(inbound.payload, max_chars=500) if inbound.payload else None)
         # at the edge, before anything is stored or logged: card data never kept (privacy.policy ... stored);
         # the flow reads the stored text, so it never sees it either
-        text, removed = self.privacy.for_storage(inbound.text)
-        if removed:
-            inbound = dataclasses.replace(inbound, text=text)
+        text, removed = self.privacy.for_storage(sanitize_text(inbound.text))
+        sender_name = sanitize_text(inbound.sender_name, max_chars=200)
+        payload = sanitize_text(inbound.payload, max_chars=500) if inbound.payload else None
+        if (text, sender_name, payload) != (inbound.text, inbound.sender_name, inbound.payload):
+            inbound = dataclasses.replace(inbound, text=text, sender_name=sender_name, payload=payload)
         try:
             result = await self.store.record_inbound(inbound)
         except StorageUnavailable:

@@ -94,7 +94,7 @@ def switch_request(text: str, supported: list[str]) -> str | None:
 def letters(text: str) -> int:
     """The letters of ``text`` that say something about its language: not those of numbers, order
     ids, references, e-mail addresses and links."""
-    return sum(ch.isalpha() for ch in _NOT_WORDS.sub(" ", text or ""))
+    return sum(map(str.isalpha, _NOT_WORDS.sub(" ", text or "")))
 
 
 @lru_cache(maxsize=8)
