@@ -109,6 +109,8 @@ async def _serve(app, config: Config, host: str, port: int) -> None:  # type: ig
         base = f"http://{host}:{bound}"
         from bot.app import listening
         listening(app, f"http://{'127.0.0.1' if host in ('0.0.0.0', '', '::') else host}:{bound}")
+        from bot.heap import settle
+        settle()   # start-up objects leave the collector's work (bot/heap.py)
         token = config.agent_desk.token.get_secret_value()
         lines = [f"omnibot {__version__} is running",
                  f"  web chat:    {base}/",

@@ -20,14 +20,14 @@ from typing import Any, Mapping
 from bot.model import normalize_for_matching
 
 from .fallback import Fallback
-from .i18n import pick, system_text
+from .i18n import all_texts, pick, system_text
 from .language import Languages
 from .loader import FlowSet, ParsedFlow
 from .matcher import IntentMatcher, LexicalMatcher
 from .nlu.urgency import Urgency, urgency as _urgency
-from .offer import ComplaintOffer
+from .offer import ComplaintOffer, neutral_kind
 from .render import Renderer
-from .schema import CollectStep, SayStep
+from .schema import ChoiceSpec, CollectStep, SayStep
 from .slots import validate
 from .steps import MAX_STEPS_PER_TURN, StepRunner
 from .turn import (RECENT_CHARS, RECENT_TEXTS, STATE_VERSION, ActionContext, ActionFn, HandoffRequest, Reply,
@@ -103,13 +103,14 @@ class FlowEngine:
         ranked: list[tuple[str, float]] = []
         complaint, urg, in_scope = 0.0, None, None
         if forced is None and turn.text.strip():
-            top_n = max(8, self.settings.fallback.suggestions)
-            analyze = getattr(self.matcher, "analyze", None)
-            if analyze is not None:
-                a = await analyze(turn.text, top=top_n)
-                ranked, complaint, urg, in_scope = a.ranked, a.complaint, a.urgency, a.in_scope
-            else:
-                ranked = await self.matcher.rank(turn.text, top=top_n)
+            if not self._answer_decides(t):
+                top_n = max(8, self.settings.fallback.suggestions)
+                analyze = getattr(self.matcher, "analyze", None)
+                if analyze is not None:
+                    a = await analyze(turn.text, top=top_n)
+                    ranked, complaint, urg, in_scope = a.ranked, a.complaint, a.urgency, a.in_scope
+                else:
+                    ranked = await self.matcher.rank(turn.text, top=top_n)
             st.recent = (st.recent + [turn.text[:RECENT_CHARS]])[-RECENT_TEXTS:]
         if urg is None:   # the learned matcher scores urgency with the rest; others don't
             urg = _urgency(turn.text)
@@ -275,6 +276,41 @@ class FlowEngine:
 
     # -- an answer to the bot's question ----------------------------------------
 
+    def _answer_decides(self, t: Turn) -> bool:
+        """The message is only the answer the bot waits for, and that answer decides the turn
+        whatever the intent model would say: the model (and its complaint score) is not run.
+
+        That is a button press or a confirmation (the text is a button's title or "yes", not the
+        customer's words), or an answer that the waiting ``collect`` step accepts and that
+        carries nothing else: a choice typed as its title, synonym or number; a number, e-mail
+        address, phone number or order number with at most filler words around it (what
+        :func:`flows.offer.neutral_kind` calls neutral); "skip" to an optional question. The
+        complaint offer is held back for answers anyway (flows/offer.py), and such a message
+        scores as no complaint (tests/flows/test_answer_without_model.py). Free text (a
+        ``text`` step, whose answer the model may take as a new request) and an accepted value
+        inside other words ("AB123456, it arrived smashed") still go through the model.
+        """
+        st = t.st
+        step = self._current_collect(st)
+        if step is None:
+            return False
+        inp = t.input
+        if st.confirm is not None and (inp.payload == "prefill:yes" or normalize_for_matching(
+                inp.payload or inp.text).strip(" .!") in self.settings.yes_words):
+            return True
+        ok, value, _ = validate(step, t, self.settings)
+        if not ok or (st.confirm is not None and step.type == "text"):
+            return False       # (to a pre-filled text, only "yes" decides: see _answer_collect)
+        if step.optional and value is None:
+            return True        # a skip word: no command, no complaint
+        if step.type == "text":
+            return False
+        if inp.payload is not None:
+            return True
+        if step.type == "choice":
+            return _names_a_choice(step, inp.text)
+        return neutral_kind(inp.text) is not None
+
     def _current_collect(self, st: TurnState) -> CollectStep | None:
         if not st.flow or not st.awaiting or st.flow not in self.flows.flows:
             return None
@@ -337,6 +373,19 @@ class FlowEngine:
         if step.invalid:
             t.replies.append(Reply(steps.render(step.invalid, t)))
         steps.ask(t, step, again=True)
+
+
+def _names_a_choice(step: CollectStep, text: str) -> bool:
+    """The whole message is one choice's number, value, title (any language) or synonym."""
+    norm = normalize_for_matching(text).strip(" .!")
+    if norm.isdigit():
+        return 1 <= int(norm) <= len(step.choices)
+    for c in step.choices:
+        spec = ChoiceSpec(value=c) if isinstance(c, str) else c
+        for name in (spec.value, *all_texts(spec.title), *spec.synonyms):
+            if normalize_for_matching(name.replace("_", " ")).strip(" .!") == norm:
+                return True
+    return False
 
 
 def _couldnt_get(label: str, lang: str | None) -> dict[str, str]:

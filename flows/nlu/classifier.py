@@ -262,21 +262,38 @@ class TextClassifier:
         self._idf = np.concatenate([self._word.idf_, self._char.idf_]).astype(np.float32)  # type: ignore[union-attr]
         self._analyzers = None
 
-    def _text_matrix(self, texts: Sequence[str]):
-        """The TF-IDF blocks of ``texts`` (CSR), exactly as the vectorizers compute them."""
-        import scipy.sparse as sp
+    def analysis_key(self) -> tuple:
+        """Classifiers with the same key split a text into the same n-grams (see :meth:`grams`)."""
+        r = self.recipe
+        return (tuple(r.word_ngrams), tuple(r.char_ngrams))
 
+    def grams(self, texts: Sequence[str]) -> list[tuple[list[str], ...]]:
+        """Each text's word and character n-grams, as the vectorizers split it: computed once, they
+        serve every classifier with the same :meth:`analysis_key` (intents and complaints)."""
+        analyzers = self._text_analyzers()
+        return [tuple(analyze(t) for analyze, _, _ in analyzers) for t in texts]
+
+    def _text_analyzers(self):
         if self._analyzers is None:
             self._analyzers = [(self._word.build_analyzer(), self._word.vocabulary_, 0),  # type: ignore[union-attr]
                                (self._char.build_analyzer(), self._char.vocabulary_,  # type: ignore[union-attr]
                                 len(self._word.vocabulary_))]  # type: ignore[union-attr]
+        return self._analyzers
+
+    def _text_rows(self, texts: Sequence[str], grams: Sequence[tuple[list[str], ...]] | None = None
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per text, (column indices, values) of its TF-IDF blocks, exactly as the vectorizers
+        compute them: sublinear tf x idf, each block unit length, x 1/sqrt(2)."""
+        analyzers = self._text_analyzers()
+        if grams is None:
+            grams = self.grams(texts)
         s = np.float32(1 / np.sqrt(2))
-        indptr, indices, data = [0], [], []
-        for text in texts:
-            row = 0
-            for analyze, vocab, offset in self._analyzers:
+        out = []
+        for text_grams in grams:
+            idx_parts, val_parts = [], []
+            for (_, vocab, offset), block in zip(analyzers, text_grams):
                 counts: dict[int, int] = {}
-                for gram in analyze(text):
+                for gram in block:
                     j = vocab.get(gram)
                     if j is not None:
                         counts[j + offset] = counts.get(j + offset, 0) + 1
@@ -284,13 +301,26 @@ class TextClassifier:
                     continue
                 idx = np.fromiter(counts, np.int64, len(counts))
                 val = (1 + np.log(np.fromiter(counts.values(), np.float32, len(counts)))) * self._idf[idx]
-                val *= s / np.float32(np.sqrt(val @ val))   # sublinear tf x idf, unit length, x 1/sqrt(2)
-                indices.append(idx)
-                data.append(val)
-                row += len(idx)
-            indptr.append(indptr[-1] + row)
-        return sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.float32),
-                              np.concatenate(indices) if indices else np.zeros(0, np.int64), indptr),
+                val *= s / np.float32(np.sqrt(val @ val))
+                idx_parts.append(idx)
+                val_parts.append(val)
+            if len(idx_parts) == 1:
+                out.append((idx_parts[0], val_parts[0]))
+            elif idx_parts:
+                out.append((np.concatenate(idx_parts), np.concatenate(val_parts)))
+            else:
+                out.append((np.zeros(0, np.int64), np.zeros(0, np.float32)))
+        return out
+
+    def _text_matrix(self, texts: Sequence[str]):
+        """The TF-IDF blocks of ``texts`` (CSR), exactly as the vectorizers compute them."""
+        import scipy.sparse as sp
+
+        rows = self._text_rows(texts)
+        indptr = np.zeros(len(rows) + 1, np.int64)
+        indptr[1:] = np.cumsum([len(i) for i, _ in rows])
+        return sp.csr_matrix((np.concatenate([v for _, v in rows]) if rows else np.zeros(0, np.float32),
+                              np.concatenate([i for i, _ in rows]) if rows else np.zeros(0, np.int64), indptr),
                              shape=(len(texts), len(self._idf)))
 
     def __getstate__(self) -> dict:
@@ -392,12 +422,28 @@ class TextClassifier:
 
     # -- prediction -----------------------------------------------------------
 
-    def predict(self, texts: Sequence[str], emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, texts: Sequence[str], emb: np.ndarray, *,
+                grams: Sequence[tuple[list[str], ...]] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(class probabilities (n, classes), cosine to the nearest class centre (n,); to the nearest
-        training example with the "nearest" rule)."""
+        training example with the "nearest" rule). ``grams``: :meth:`grams` of ``texts`` if already
+        split (by a classifier with the same :meth:`analysis_key`).
+
+        Each text's TF-IDF row is multiplied on its own (its few non-zero weights' rows of the
+        weight matrix), without building a sparse matrix (scipy's set-up cost more than the
+        product), so its scores never depend on the other texts either."""
+        probs = self.predict_proba(texts, emb, grams=grams)
+        return probs, (_unit(emb) @ self._memory.T).max(axis=1)   # type: ignore[union-attr]
+
+    def predict_proba(self, texts: Sequence[str], emb: np.ndarray, *,
+                      grams: Sequence[tuple[list[str], ...]] | None = None) -> np.ndarray:
+        """Class probabilities only (see :meth:`predict`)."""
         if self._memory is None:
             raise RuntimeError("classifier is not trained")
-        z = emb.astype(np.float32) @ self._w_emb + np.asarray(self._text_matrix(texts) @ self._w_text) + self._bias
+        z = emb.astype(np.float32) @ self._w_emb
+        z += self._bias
+        for r, (idx, val) in enumerate(self._text_rows(texts, grams)):
+            if len(idx):
+                z[r] += val @ self._w_text[idx]
         if z.shape[1] == 1:   # two classes: sklearn's binary model scores the second one
             p1 = 1 / (1 + np.exp(-z[:, 0]))
             probs = np.stack([1 - p1, p1], axis=1)
@@ -405,10 +451,7 @@ class TextClassifier:
             z -= z.max(axis=1, keepdims=True)
             probs = np.exp(z)
             probs /= probs.sum(axis=1, keepdims=True)
-        return probs.astype(np.float32), (_unit(emb) @ self._memory.T).max(axis=1)
-
-    def predict_proba(self, texts: Sequence[str], emb: np.ndarray) -> np.ndarray:
-        return self.predict(texts, emb)[0]
+        return probs.astype(np.float32, copy=False)
 
     def in_scope(self, probs: np.ndarray, cos: np.ndarray) -> np.ndarray:
         if self.recipe.reject_rule == "nearest":

@@ -259,9 +259,11 @@ class LearnedNLU:
 
     def _classify_batch(self, texts: Sequence[str], *, parallel: bool = True) -> list[Scored]:
         emb = self.encoder.encode(texts, parallel=parallel)
-        probs, sure = None, None
+        probs, sure, grams, key = None, None, None, None
         if self.intents is not None:
-            probs, cos = self.intents.predict(texts, emb)
+            # split into n-grams once for every classifier that splits texts the same way
+            grams, key = self.intents.grams(texts), self.intents.analysis_key()
+            probs, cos = self.intents.predict(texts, emb, grams=grams)
             sure = self.intents.in_scope(probs, cos)
             # A foreign view can only win where the English one is below 1 / margin: only those
             # messages pay for one (English ones the model knows well never do).
@@ -269,9 +271,10 @@ class LearnedNLU:
             ask = np.flatnonzero(top * MULTILINGUAL_MARGIN < 1.0)
             if len(ask) and self.intents_ml is not None and self.ml_encoder is not None:
                 probs, sure = probs.copy(), sure.copy()
-                self._foreign_views(texts, ask, top, probs, sure)
+                self._foreign_views(texts, ask, top, probs, sure, grams=grams, key=key)
         if self.complaints is not None:
-            c = self.complaints.predict_proba(texts, emb)
+            c = self.complaints.predict_proba(
+                texts, emb, grams=grams if key == self.complaints.analysis_key() else None)
             comp = c[:, self.complaints.classes_.index(COMPLAINT)]
         else:
             comp = np.zeros(len(texts), np.float32)
@@ -279,7 +282,8 @@ class LearnedNLU:
                  float(comp[i])) for i in range(len(texts))]
 
     def _foreign_views(self, texts: Sequence[str], ask: np.ndarray, top: np.ndarray,
-                       probs: np.ndarray, sure: np.ndarray) -> None:
+                       probs: np.ndarray, sure: np.ndarray, *, grams: list | None = None,
+                       key: tuple | None = None) -> None:
         """Let the multilingual views answer the messages ``ask`` (in place).
 
         Each message's language is detected (lingua, ~0.1 ms): clearly English ones stay with the
@@ -301,7 +305,8 @@ class LearnedNLU:
                 continue
             sub = [texts[i] for i in rows]
             emb = enc.encode(sub)
-            p2, c2 = clf.predict(sub, emb)
+            p2, c2 = clf.predict(sub, emb, grams=[grams[i] for i in rows]
+                                 if grams is not None and key == clf.analysis_key() else None)
             best = p2.max(axis=1)
             s2 = best >= clf.threshold
             if kind == "use":
