@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
-from telegram import (Bot, CallbackQuery, Chat, Document, InlineKeyboardButton, InlineKeyboardMarkup,
+from telegram import (Bot, CallbackQuery, Chat, Document, InlineKeyboardMarkup,
                       Message as TgMessage, MessageEntity, PhotoSize, ReplyParameters, Update, User)
 from telegram.error import (BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter,
                             TelegramError, TimedOut)
@@ -55,6 +55,7 @@ _TOKEN_LOGGERS = ("httpx", "httpcore", "aiohttp.client", "connectors.telegram_ht
 OFFSET_KEY = "telegram:offset"
 POLLER_LEASE = "telegram-poller"
 ALLOWED_UPDATES = ["message", "callback_query"]
+_NO_PREVIEW = {"is_disabled": True}      # what PTB sends for disable_web_page_preview=True
 # What a wrongly shaped update makes PTB's de_json or our normalisation raise.
 _SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
 
@@ -158,12 +159,31 @@ def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
 
 
 class _Bot(Bot):
-    """PTB's Bot, plus getUpdates without parsing.
+    """PTB's Bot, plus getUpdates and sendMessage without parsing the answer.
 
     ``Bot.get_updates`` parses the whole batch at once: one malformed update raises for all of
     them (and PTB logs the raw batch, customer text included, at CRITICAL). We parse each
     update on its own instead, so a bad one is skipped and the rest are stored.
+
+    ``Bot.send_message`` builds a whole ``Message`` (chat, sender, entities ...) from Telegram's
+    answer, of which a reply needs the message id only: that parse, with PTB's argument
+    handling around it, cost about as much CPU as the rest of sending (issue 20). Both go
+    through PTB's own request path (``Bot._post``, as every Bot method does), so errors are
+    PTB's (``BadRequest``, ``RetryAfter`` ...) exactly as before.
     """
+
+    async def send_text(self, *, chat_id: int, text: str, parse_mode: str | None = None,
+                        reply_markup: dict[str, Any] | None = None) -> str:
+        """``sendMessage`` without link previews; the sent message's id ("" if Telegram's
+        answer lacks one: the message was accepted, so it is not sent again)."""
+        data: dict[str, Any] = {"chat_id": chat_id, "text": text, "link_preview_options": _NO_PREVIEW}
+        if parse_mode is not None:
+            data["parse_mode"] = parse_mode
+        if reply_markup is not None:
+            data["reply_markup"] = reply_markup
+        result = await self._post("sendMessage", data)
+        mid = result.get("message_id") if isinstance(result, dict) else None
+        return str(mid) if _is_int(mid) else ""
 
     async def get_raw_updates(self, *, offset: int | None, timeout: int,
                               allowed_updates: list[str]) -> Any:
@@ -423,7 +443,7 @@ class TelegramConnector:
                 log.warning("telegram update without an integer update_id skipped")
                 continue
             try:
-                incoming = self.normalize(parse_update(item, self.bot))
+                incoming = self.normalize(parse_update(item, self.bot), item)
             except MalformedUpdate as exc:
                 log.warning("telegram update %s skipped: %s", uid, exc)
             else:
@@ -474,7 +494,7 @@ class TelegramConnector:
             except (ValueError, RecursionError):       # incl. UnicodeDecodeError
                 raise MalformedUpdate("the body is not JSON") from None
             update = parse_update(data, self.bot)
-            incoming = self.normalize(update)
+            incoming = self.normalize(update, data)
         except MalformedUpdate as exc:
             # 400, not 500: Telegram would redeliver a 5xx again and again.
             log.warning("telegram webhook request refused (400): %s", exc)
@@ -520,24 +540,29 @@ class TelegramConnector:
             except TelegramError as exc:
                 log.info("answerCallbackQuery failed: %s", exc)
 
-    def normalize(self, update: Update) -> Incoming | GroupMessage | None:
+    def normalize(self, update: Update, raw: dict[str, Any] | None = None) -> Incoming | GroupMessage | None:
         """The customer message in ``update``, a :class:`GroupMessage` (``telegram.public.mode``
         private_link), or None for updates we ignore (edits, channel posts, group chats in mode
         ignore). Pure: no I/O, so a shape error here is the update's fault, never storage's.
+
+        Args:
+            update: the parsed update.
+            raw: the JSON it was parsed from, kept as the message's ``raw``; without it,
+                ``update.to_dict()`` (which costs more than parsing did).
 
         Raises:
             MalformedUpdate: a field this uses is missing or of the wrong type.
         """
         try:
             if update.callback_query is not None:
-                return self._normalize_callback(update)
-            return self._normalize_message(update)
+                return self._normalize_callback(update, raw)
+            return self._normalize_message(update, raw)
         except MalformedUpdate:
             raise
         except _SHAPE_ERRORS as exc:
             raise MalformedUpdate(f"unexpected shape ({type(exc).__name__})") from None
 
-    def _normalize_message(self, update: Update) -> Incoming | GroupMessage | None:
+    def _normalize_message(self, update: Update, raw: dict[str, Any] | None) -> Incoming | GroupMessage | None:
         msg = update.message
         if msg is None:
             kind = ("channel post" if update.channel_post or update.edited_channel_post else
@@ -575,10 +600,11 @@ class TelegramConnector:
         return Incoming(Inbound(
             channel=self.name, external_id=str(msg.chat.id), platform_message_id=f"{msg.chat.id}:{msg.message_id}",
             text=text, sender_name=user.full_name if user else "", payload=payload,
-            customer_attributes=attributes, sent_at=msg.date, raw=update.to_dict()), files=files,
+            customer_attributes=attributes, sent_at=msg.date, raw=raw if raw is not None else update.to_dict()),
+            files=files,
             start_token=token)
 
-    def _normalize_callback(self, update: Update) -> Incoming | None:
+    def _normalize_callback(self, update: Update, raw: dict[str, Any] | None) -> Incoming | None:
         cq = update.callback_query
         _need(isinstance(cq, CallbackQuery) and isinstance(cq.id, str), "callback_query has no id")
         _check_user(cq.from_user, "callback_query.from")
@@ -597,7 +623,8 @@ class TelegramConnector:
                     title = b.text
         return Incoming(Inbound(
             channel=self.name, external_id=str(chat_id), platform_message_id=f"cb:{cq.id}", text=title,
-            sender_name=cq.from_user.full_name, payload=cq.data, raw=update.to_dict()), callback=cq)
+            sender_name=cq.from_user.full_name, payload=cq.data,
+            raw=raw if raw is not None else update.to_dict()), callback=cq)
 
     def _chat_allowed(self, msg: TgMessage) -> bool:
         if msg.chat.type == "private" or self.config.public.mode == "answer":
@@ -751,18 +778,16 @@ class TelegramConnector:
         files = [a for a in m.attachments if a.url.startswith("/media/")]   # ours (an agent attached them)
         chunks = split_text(m.text or " ", MAX_TEXT - len(prefix)) if m.text or not files else []
         markup = None
-        if m.buttons:
-            markup = InlineKeyboardMarkup([[InlineKeyboardButton(b.title[:64], callback_data=b.payload[:64])]
-                                           for b in m.buttons])
+        if m.buttons:     # InlineKeyboardMarkup.to_dict(), built directly
+            markup = {"inline_keyboard": [[{"text": b.title[:64], "callback_data": b.payload[:64]}]
+                                          for b in m.buttons]}
         sent_id = ""
         try:
             for i, chunk in enumerate(chunks):
                 last = i == len(chunks) - 1
-                sent = await self.bot.send_message(
+                sent_id = await self.bot.send_text(
                     chat_id=int(item.external_id), text=(prefix if i == 0 else "") + html.escape(chunk, quote=False),
-                    parse_mode="HTML", reply_markup=markup if last else None,
-                    disable_web_page_preview=True)
-                sent_id = str(sent.message_id)
+                    parse_mode="HTML", reply_markup=markup if last else None)
             for a in files:
                 data = await self.media.read(a.url.rsplit("/", 1)[1])
                 if data is None:
