@@ -16,8 +16,11 @@ Slack client here, and its client costs a fraction of that per request.
   aiohttp's ``trust_env=True`` looks up the proxy and reads ``~/.netrc`` in a worker thread for
   each request, two thread hops that cost about as much CPU as the request itself (issue 20).
   Bot API requests carry no HTTP auth, so ``.netrc`` is not read;
-- the same parameters are sent the same way (form fields with JSON-encoded values,
-  ``multipart/form-data`` when uploading files) with PTB's User-Agent;
+- the same parameters are sent, with PTB's User-Agent: as a JSON body
+  (``application/json``, which the Bot API accepts for every method except uploads) or, when
+  uploading files, as ``multipart/form-data`` with JSON-encoded values as httpx sends them.
+  httpx's ``application/x-www-form-urlencoded`` body costs more to build (each value
+  JSON-encoded, then percent-encoded, then aiohttp's form machinery) than the JSON one;
 - timeouts: ``connect_timeout`` bounds establishing a connection, ``read_timeout`` each
   wait for response bytes, ``pool_timeout`` the wait for a free connection when
   ``connection_pool_size`` requests are already in flight (a separate "Pool timeout"
@@ -37,6 +40,7 @@ and the DEBUG log line per request names the Bot API method only.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -51,6 +55,9 @@ log = logging.getLogger(__name__)
 
 _POOL_TIMEOUT = ("Pool timeout: All connections in the connection pool are occupied. Request was *not* sent "
                  "to Telegram. Consider adjusting the connection pool size or the pool timeout.")
+
+
+_JSON = {"Content-Type": "application/json"}
 
 
 def _scrub(text: str, url: str) -> str:
@@ -94,6 +101,7 @@ class AiohttpRequest(BaseRequest):
         self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str], tuple[Any, Any]] = {}    # (scheme, host) -> (proxy, auth)
+        self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
         self._slots: asyncio.Semaphore | None = None
         self._shut = False
 
@@ -166,18 +174,24 @@ class AiohttpRequest(BaseRequest):
         if isinstance(write_timeout, DefaultValue):
             write_timeout = self._media_write_timeout if files else self._write_timeout
         data: Any = None
+        headers = None
         if request_data is not None:
-            fields = request_data.json_parameters
             if files:
-                form = aiohttp.FormData(fields)
+                form = aiohttp.FormData(request_data.json_parameters)
                 for name, (filename, content, mime) in files.items():
                     form.add_field(name, content, filename=filename, content_type=mime)
                 data = form
-            elif fields:
-                data = fields          # application/x-www-form-urlencoded, as httpx sends it
-        timeout = aiohttp.ClientTimeout(total=_sum(pool_timeout, connect_timeout, write_timeout, read_timeout),
-                                        connect=_sum(pool_timeout, connect_timeout),
-                                        sock_connect=connect_timeout, sock_read=read_timeout)
+            else:
+                params = request_data.parameters
+                if params:
+                    data = json.dumps(params, separators=(",", ":")).encode()
+                    headers = _JSON
+        key = (pool_timeout, connect_timeout, write_timeout, read_timeout)
+        timeout = self._timeouts.get(key)
+        if timeout is None:     # a handful of combinations in all: built once each
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=_sum(pool_timeout, connect_timeout, write_timeout, read_timeout),
+                connect=_sum(pool_timeout, connect_timeout), sock_connect=connect_timeout, sock_read=read_timeout)
         slots = self._slots
         assert slots is not None
         if slots.locked():
@@ -191,7 +205,7 @@ class AiohttpRequest(BaseRequest):
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s", method, url.rsplit("/", 1)[-1])      # the method: the token sits before it
             proxy, proxy_auth = self._proxy(url)
-            async with session.request(method, url, data=data, timeout=timeout, proxy=proxy,
+            async with session.request(method, url, data=data, headers=headers, timeout=timeout, proxy=proxy,
                                        proxy_auth=proxy_auth) as resp:
                 return resp.status, await resp.read()
         except asyncio.TimeoutError as exc:          # aiohttp's ServerTimeoutError is one too
