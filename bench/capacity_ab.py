@@ -49,8 +49,11 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="runs per side (default 3)")
     ap.add_argument("--channels", default="webchat,telegram", help="capacity.py --channels (default webchat,telegram)")
     ap.add_argument("--matchers", default="lexical", help="capacity.py --matchers (default lexical)")
-    ap.add_argument("capacity", nargs="*", default=["--quick"], help="after --: more capacity.py arguments")
-    args = ap.parse_args()
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else ["--quick"]
+    ap.epilog = "after --: arguments for capacity.py (default --quick)"
+    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    args.capacity = extra
     per: dict[str, dict[str, list[float]]] = {"A": {}, "B": {}}
     with tempfile.TemporaryDirectory(prefix="omnibot-ab-") as tmp:
         trees = {"A": export(args.a, Path(tmp) / "A"), "B": export(args.b, Path(tmp) / "B")}
