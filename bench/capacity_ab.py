@@ -35,7 +35,7 @@ def export(rev: str, where: Path) -> Path:
 def one_run(tree: Path, args: argparse.Namespace, out: Path) -> dict[tuple[str, str], dict]:
     cmd = [sys.executable, "bench/capacity.py", *args.capacity, "--channels", args.channels,
            "--matchers", args.matchers, "--storage", "sqlite", "--json", str(out)]
-    proc = subprocess.run(cmd, check=False, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
     rows = json.loads(out.read_text())["rows"]

@@ -48,7 +48,6 @@ MAX_BODY = 1024             # an interactive message's body, a template paramete
 MAX_BUTTONS, MAX_BUTTON_TITLE = 3, 20
 MAX_ROWS, MAX_ROW_TITLE, MAX_ROW_DESCRIPTION = 10, 24, 72
 MAX_MEDIA_BYTES = 25 * 1024 * 1024
-LAST_IN_CACHE = 100_000     # customers whose last-message time a connector keeps in memory
 STATUS_WAIT = 3.0           # seconds a failed status waits for its send to be recorded before 503
 
 # Graph error codes: retry later (throughput, pair rate, WABA/app rate limits, temporary errors)
@@ -277,7 +276,6 @@ class WhatsAppConnector:
         self._token = config.access_token.get_secret_value()
         self._redact = RedactingFilter([self._token, config.app_secret.get_secret_value()])
         self._http: aiohttp.ClientSession | None = None
-        self._last_in: dict[str, int] = {}    # wa_id -> when they last wrote, as far as known here
         self._task: asyncio.Task[None] | None = None
         self.state = "starting"     # /readyz: starting | ok | degraded: ... | failing: ...
 
@@ -421,9 +419,7 @@ class WhatsAppConnector:
     async def _store_incoming(self, item: Incoming) -> None:
         inbound = item.inbound
         # the window opens (or stays open) whether or not this delivery is a repeat
-        at = min(item.at, int(self.clock()) + 60)
-        await self.store.whatsapp_saw_inbound(inbound.external_id, at)
-        self._saw(inbound.external_id, at)
+        await self.store.whatsapp_saw_inbound(inbound.external_id, min(item.at, int(self.clock()) + 60))
         if item.media:
             if await self.store.whatsapp_inbound_seen(inbound.platform_message_id):
                 await self.accept(inbound)     # a redelivery: no second download
@@ -471,27 +467,9 @@ class WhatsAppConnector:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def _saw(self, wa_id: str, at: int | None) -> None:
-        """Remember the latest time ``wa_id`` is known to have written (stored or read back)."""
-        if at is None or at <= self._last_in.get(wa_id, -1):
-            return
-        if len(self._last_in) >= LAST_IN_CACHE:
-            self._last_in.clear()       # bounded; the next send of each reads storage once more
-        self._last_in[wa_id] = at
-
     async def window_open(self, wa_id: str) -> bool:
-        """Whether free-form messages may go to ``wa_id`` now: the customer wrote in the last 24 h.
-
-        The stored time only moves forward, so one this instance stored or read is a lower bound
-        of it: while that one is less than 24 h old the window is open without asking storage
-        (a read per reply otherwise, issue 20). Only when it is not (or unknown: another
-        instance took the message) is storage asked.
-        """
-        known = self._last_in.get(wa_id)
-        if known is not None and self.clock() - known < WINDOW:
-            return True
+        """Whether free-form messages may go to ``wa_id`` now: the customer wrote in the last 24 h."""
         last = await self.store.whatsapp_last_inbound(wa_id)
-        self._saw(wa_id, last)
         return last is not None and self.clock() - last < WINDOW
 
     async def reply_window(self, external_id: str) -> dict[str, Any]:
