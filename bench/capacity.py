@@ -28,6 +28,10 @@ inside omnibot, so this is the fair comparison); peak RSS (VmHWM) of the omnibot
 "x ceiling" divides CPU/msg by the ceiling's; "x web chat" divides a webhook channel's by
 web chat's with the same matcher and storage (issue 20's target: at most 1.3).
 
+``OMNIBOT_BENCH_PROFILE=DIR`` runs the first instance of every row under cProfile and writes
+DIR/<row>.prof (as bench/cluster.py; it slows that instance down, so its figures are not the
+table's).
+
 Every question must be answered exactly once, else the row is marked and the exit status is 1.
 The load generator and the fake platforms run in this process and share the machine's cores
 with the server: on 2 cores, absolute msg/s is lower than on a dedicated server; CPU per
@@ -281,7 +285,11 @@ async def run_row(sc: Scenario, args: argparse.Namespace, tmp: Path, pg: Any, fa
     try:
         t0 = time.monotonic()
         entry = (str(ROOT / "bench" / "omnibot_httpx.py"),) if sc.variant == "httpx" else ("-m", "bot.cli")
-        insts.append(Instance(cfg, free_port(), entry=entry))
+        prof_dir = os.environ.get("OMNIBOT_BENCH_PROFILE")
+        prof = Path(prof_dir) / f"{sc.name.replace('/', '-')}.prof" if prof_dir else None
+        if prof:
+            prof.parent.mkdir(parents=True, exist_ok=True)
+        insts.append(Instance(cfg, free_port(), prof, entry=entry))
         await asyncio.to_thread(insts[0].wait_started)        # it creates the schema; then the rest
         insts += [Instance(cfg, free_port(), entry=entry) for _ in range(sc.instances - 1)]
         for i in insts[1:]:

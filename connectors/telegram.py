@@ -23,11 +23,11 @@ import json
 import logging
 import os
 import warnings
-from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
-from telegram import (Bot, CallbackQuery, Chat, Document, InlineKeyboardButton, InlineKeyboardMarkup,
+from telegram import (Bot, CallbackQuery, Chat, Document, InlineKeyboardMarkup,
                       Message as TgMessage, MessageEntity, PhotoSize, ReplyParameters, Update, User)
 from telegram.error import (BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter,
                             TelegramError, TimedOut)
@@ -55,6 +55,9 @@ _TOKEN_LOGGERS = ("httpx", "httpcore", "aiohttp.client", "connectors.telegram_ht
 OFFSET_KEY = "telegram:offset"
 POLLER_LEASE = "telegram-poller"
 ALLOWED_UPDATES = ["message", "callback_query"]
+_NO_PREVIEW = {"is_disabled": True}
+_OK = b'{"ok": true}'      # the webhook's answer once an update is stored
+_FAST_KEYS = frozenset({"message_id", "from", "chat", "date", "text"})   # TelegramConnector.fast_text      # what PTB sends for disable_web_page_preview=True
 # What a wrongly shaped update makes PTB's de_json or our normalisation raise.
 _SHAPE_ERRORS = (AttributeError, TypeError, ValueError, KeyError, IndexError)
 
@@ -158,12 +161,31 @@ def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
 
 
 class _Bot(Bot):
-    """PTB's Bot, plus getUpdates without parsing.
+    """PTB's Bot, plus getUpdates and sendMessage without parsing the answer.
 
     ``Bot.get_updates`` parses the whole batch at once: one malformed update raises for all of
     them (and PTB logs the raw batch, customer text included, at CRITICAL). We parse each
     update on its own instead, so a bad one is skipped and the rest are stored.
+
+    ``Bot.send_message`` builds a whole ``Message`` (chat, sender, entities ...) from Telegram's
+    answer, of which a reply needs the message id only: that parse, with PTB's argument
+    handling around it, cost about as much CPU as the rest of sending (issue 20). Both go
+    through PTB's own request path (``Bot._post``, as every Bot method does), so errors are
+    PTB's (``BadRequest``, ``RetryAfter`` ...) exactly as before.
     """
+
+    async def send_text(self, *, chat_id: int, text: str, parse_mode: str | None = None,
+                        reply_markup: dict[str, Any] | None = None) -> str:
+        """``sendMessage`` without link previews; the sent message's id ("" if Telegram's
+        answer lacks one: the message was accepted, so it is not sent again)."""
+        data: dict[str, Any] = {"chat_id": chat_id, "text": text, "link_preview_options": _NO_PREVIEW}
+        if parse_mode is not None:
+            data["parse_mode"] = parse_mode
+        if reply_markup is not None:
+            data["reply_markup"] = reply_markup
+        result = await self._post("sendMessage", data)
+        mid = result.get("message_id") if isinstance(result, dict) else None
+        return str(mid) if _is_int(mid) else ""
 
     async def get_raw_updates(self, *, offset: int | None, timeout: int,
                               allowed_updates: list[str]) -> Any:
@@ -423,7 +445,7 @@ class TelegramConnector:
                 log.warning("telegram update without an integer update_id skipped")
                 continue
             try:
-                incoming = self.normalize(parse_update(item, self.bot))
+                incoming = self.fast_text(item) or self.normalize(parse_update(item, self.bot), item)
             except MalformedUpdate as exc:
                 log.warning("telegram update %s skipped: %s", uid, exc)
             else:
@@ -473,8 +495,9 @@ class TelegramConnector:
                 data = json.loads(body)
             except (ValueError, RecursionError):       # incl. UnicodeDecodeError
                 raise MalformedUpdate("the body is not JSON") from None
-            update = parse_update(data, self.bot)
-            incoming = self.normalize(update)
+            incoming = self.fast_text(data)
+            if incoming is None:
+                incoming = self.normalize(parse_update(data, self.bot), data)
         except MalformedUpdate as exc:
             # 400, not 500: Telegram would redeliver a 5xx again and again.
             log.warning("telegram webhook request refused (400): %s", exc)
@@ -483,13 +506,13 @@ class TelegramConnector:
             await self._store_incoming(incoming)
         except StorageUnavailable as exc:
             log.warning("telegram update %s not stored (%s); answered 503, Telegram delivers it again",
-                        update.update_id, exc)
+                        data["update_id"], exc)
             return web.json_response({"error": "storage unavailable; try again later"}, status=503,
                                      headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
         except Exception:
-            log.exception("telegram update %s could not be stored", update.update_id)
+            log.exception("telegram update %s could not be stored", data["update_id"])
             return web.json_response({"error": "try again"}, status=500)   # Telegram retries
-        return web.json_response({"ok": True})
+        return web.Response(body=_OK, content_type="application/json")
 
     async def handle_update(self, update: Update) -> None:
         """Store one update as a customer message (or ignore it, with a reason in the log).
@@ -520,24 +543,29 @@ class TelegramConnector:
             except TelegramError as exc:
                 log.info("answerCallbackQuery failed: %s", exc)
 
-    def normalize(self, update: Update) -> Incoming | GroupMessage | None:
+    def normalize(self, update: Update, raw: dict[str, Any] | None = None) -> Incoming | GroupMessage | None:
         """The customer message in ``update``, a :class:`GroupMessage` (``telegram.public.mode``
         private_link), or None for updates we ignore (edits, channel posts, group chats in mode
         ignore). Pure: no I/O, so a shape error here is the update's fault, never storage's.
+
+        Args:
+            update: the parsed update.
+            raw: the JSON it was parsed from, kept as the message's ``raw``; without it,
+                ``update.to_dict()`` (which costs more than parsing did).
 
         Raises:
             MalformedUpdate: a field this uses is missing or of the wrong type.
         """
         try:
             if update.callback_query is not None:
-                return self._normalize_callback(update)
-            return self._normalize_message(update)
+                return self._normalize_callback(update, raw)
+            return self._normalize_message(update, raw)
         except MalformedUpdate:
             raise
         except _SHAPE_ERRORS as exc:
             raise MalformedUpdate(f"unexpected shape ({type(exc).__name__})") from None
 
-    def _normalize_message(self, update: Update) -> Incoming | GroupMessage | None:
+    def _normalize_message(self, update: Update, raw: dict[str, Any] | None) -> Incoming | GroupMessage | None:
         msg = update.message
         if msg is None:
             kind = ("channel post" if update.channel_post or update.edited_channel_post else
@@ -558,27 +586,74 @@ class TelegramConnector:
             return self._group(msg)
         if not self._chat_allowed(msg):
             return None
-        text = msg.text or msg.caption or ""
+        return self._incoming(chat_id=msg.chat.id, chat_type=msg.chat.type, message_id=msg.message_id,
+                              date=msg.date, text=msg.text or msg.caption or "",
+                              sender_name=user.full_name if user else "",
+                              language_code=user.language_code if user else None, files=files,
+                              raw=raw if raw is not None else update.to_dict())
+
+    def _incoming(self, *, chat_id: int, chat_type: str, message_id: int, date: datetime, text: str,
+                  sender_name: str, language_code: Any, files: tuple[tuple[str, str, str], ...],
+                  raw: Mapping[str, Any]) -> Incoming:
+        """A checked customer message (both paths, :meth:`normalize` and :func:`fast_text`) as Incoming."""
         payload, attributes, token = None, {}, None
         if text.startswith("/start"):
             arg = text[len("/start"):].strip()
-            if arg.startswith(TOKEN_PREFIX) and msg.chat.type == "private":
+            if arg.startswith(TOKEN_PREFIX) and chat_type == "private":
                 token = arg[:64]        # a one-time secret: not kept on the customer record
             elif arg:
                 attributes["telegram_start"] = arg[:64]
             payload = self.config.start_payload or None
         elif text.startswith("/help"):
             payload = self.config.help_payload or None
-        if user is not None and isinstance(user.language_code, str) and user.language_code.strip():
+        if isinstance(language_code, str) and language_code.strip():
             # the app's language: the first messages' language until they show another (README "Languages")
-            attributes["language_code"] = user.language_code.strip()[:16]
+            attributes["language_code"] = language_code.strip()[:16]
         return Incoming(Inbound(
-            channel=self.name, external_id=str(msg.chat.id), platform_message_id=f"{msg.chat.id}:{msg.message_id}",
-            text=text, sender_name=user.full_name if user else "", payload=payload,
-            customer_attributes=attributes, sent_at=msg.date, raw=update.to_dict()), files=files,
-            start_token=token)
+            channel=self.name, external_id=str(chat_id), platform_message_id=f"{chat_id}:{message_id}",
+            text=text, sender_name=sender_name, payload=payload,
+            customer_attributes=attributes, sent_at=date, raw=raw), files=files, start_token=token)
 
-    def _normalize_callback(self, update: Update) -> Incoming | None:
+    def fast_text(self, data: Any) -> Incoming | None:
+        """A private chat's plain text message read straight from the decoded JSON, or None: then
+        the update takes the full path (:func:`parse_update`, :meth:`normalize`).
+
+        Most updates are this one shape, ``{"update_id", "message": {"message_id", "from", "chat",
+        "date", "text"}}``, and PTB's ``Update.de_json`` builds five objects for it (~130 us, more
+        than the rest of receiving it; issue 20). Only that shape is read here, every field this
+        uses is checked as the full path checks it, and anything else (another key, a wrong
+        type, a group, a caption, entities, a photo, a button press) returns None, so errors and
+        every other kind of update are handled exactly as before. Same result as the full path
+        (tests/connectors/test_telegram_fast.py).
+        """
+        if type(data) is not dict or len(data) != 2 or type(data.get("update_id")) is not int:
+            return None
+        msg = data.get("message")
+        if type(msg) is not dict or not msg.keys() <= _FAST_KEYS:
+            return None
+        chat, mid, date, text = msg.get("chat"), msg.get("message_id"), msg.get("date"), msg.get("text")
+        # type() is int: not a bool, as _is_int
+        if not (type(chat) is dict and chat.get("type") == "private" and type(chat.get("id")) is int
+                and type(mid) is int and type(date) is int and type(text) is str):
+            return None
+        user = msg.get("from")
+        name, lang = "", None
+        if user is not None:
+            if not (type(user) is dict and type(user.get("id")) is int and type(user.get("is_bot")) is bool):
+                return None
+            first, last = user.get("first_name"), user.get("last_name")
+            if type(first) is not str or not (last is None or type(last) is str):
+                return None
+            name = f"{first} {last}" if last else first          # PTB's User.full_name
+            lang = user.get("language_code")
+        try:
+            sent_at = datetime.fromtimestamp(date, timezone.utc)   # PTB's from_timestamp
+        except (OverflowError, OSError, ValueError):
+            return None
+        return self._incoming(chat_id=chat["id"], chat_type="private", message_id=mid, date=sent_at, text=text,
+                              sender_name=name, language_code=lang, files=(), raw=data)
+
+    def _normalize_callback(self, update: Update, raw: dict[str, Any] | None) -> Incoming | None:
         cq = update.callback_query
         _need(isinstance(cq, CallbackQuery) and isinstance(cq.id, str), "callback_query has no id")
         _check_user(cq.from_user, "callback_query.from")
@@ -597,7 +672,8 @@ class TelegramConnector:
                     title = b.text
         return Incoming(Inbound(
             channel=self.name, external_id=str(chat_id), platform_message_id=f"cb:{cq.id}", text=title,
-            sender_name=cq.from_user.full_name, payload=cq.data, raw=update.to_dict()), callback=cq)
+            sender_name=cq.from_user.full_name, payload=cq.data,
+            raw=raw if raw is not None else update.to_dict()), callback=cq)
 
     def _chat_allowed(self, msg: TgMessage) -> bool:
         if msg.chat.type == "private" or self.config.public.mode == "answer":
@@ -751,18 +827,16 @@ class TelegramConnector:
         files = [a for a in m.attachments if a.url.startswith("/media/")]   # ours (an agent attached them)
         chunks = split_text(m.text or " ", MAX_TEXT - len(prefix)) if m.text or not files else []
         markup = None
-        if m.buttons:
-            markup = InlineKeyboardMarkup([[InlineKeyboardButton(b.title[:64], callback_data=b.payload[:64])]
-                                           for b in m.buttons])
+        if m.buttons:     # InlineKeyboardMarkup.to_dict(), built directly
+            markup = {"inline_keyboard": [[{"text": b.title[:64], "callback_data": b.payload[:64]}]
+                                          for b in m.buttons]}
         sent_id = ""
         try:
             for i, chunk in enumerate(chunks):
                 last = i == len(chunks) - 1
-                sent = await self.bot.send_message(
+                sent_id = await self.bot.send_text(
                     chat_id=int(item.external_id), text=(prefix if i == 0 else "") + html.escape(chunk, quote=False),
-                    parse_mode="HTML", reply_markup=markup if last else None,
-                    disable_web_page_preview=True)
-                sent_id = str(sent.message_id)
+                    parse_mode="HTML", reply_markup=markup if last else None)
             for a in files:
                 data = await self.media.read(a.url.rsplit("/", 1)[1])
                 if data is None:

@@ -11,8 +11,16 @@ Slack client here, and its client costs a fraction of that per request.
 - one ``aiohttp.ClientSession`` per request object (PTB's ``Bot`` holds two: one for
   ``getUpdates``, one for everything else), created by ``initialize()`` (or by the first
   request), closed by ``shutdown()``; keep-alive connections are reused;
-- the same parameters are sent the same way (form fields with JSON-encoded values,
-  ``multipart/form-data`` when uploading files) with PTB's User-Agent;
+- proxies from the environment (``HTTPS_PROXY``, ``NO_PROXY`` ...), as httpx honours them,
+  looked up once per scheme and host while the session is open rather than on every request:
+  aiohttp's ``trust_env=True`` looks up the proxy and reads ``~/.netrc`` in a worker thread for
+  each request, two thread hops that cost about as much CPU as the request itself (issue 20).
+  Bot API requests carry no HTTP auth, so ``.netrc`` is not read;
+- the same parameters are sent, with PTB's User-Agent: as a JSON body
+  (``application/json``, which the Bot API accepts for every method except uploads) or, when
+  uploading files, as ``multipart/form-data`` with JSON-encoded values as httpx sends them.
+  httpx's ``application/x-www-form-urlencoded`` body costs more to build (each value
+  JSON-encoded, then percent-encoded, then aiohttp's form machinery) than the JSON one;
 - timeouts: ``connect_timeout`` bounds establishing a connection, ``read_timeout`` each
   wait for response bytes, ``pool_timeout`` the wait for a free connection when
   ``connection_pool_size`` requests are already in flight (a separate "Pool timeout"
@@ -32,18 +40,24 @@ and the DEBUG log line per request names the Bot API method only.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from telegram._utils.defaultvalue import DefaultValue
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+from yarl import URL
 
 log = logging.getLogger(__name__)
 
 _POOL_TIMEOUT = ("Pool timeout: All connections in the connection pool are occupied. Request was *not* sent "
                  "to Telegram. Consider adjusting the connection pool size or the pool timeout.")
+
+
+_JSON = {"Content-Type": "application/json"}
 
 
 def _scrub(text: str, url: str) -> str:
@@ -86,6 +100,8 @@ class AiohttpRequest(BaseRequest):
         self._pool_timeout = pool_timeout
         self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], tuple[Any, Any]] = {}    # (scheme, host) -> (proxy, auth)
+        self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
         self._slots: asyncio.Semaphore | None = None
         self._shut = False
 
@@ -95,14 +111,30 @@ class AiohttpRequest(BaseRequest):
         return self._read_timeout
 
     def _open(self) -> aiohttp.ClientSession:
-        # Built inside the running loop (aiohttp binds a session to it). trust_env: proxies from
-        # HTTPS_PROXY/NO_PROXY as httpx honours them.
+        # Built inside the running loop (aiohttp binds a session to it). No trust_env: see _proxy.
         connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=self._pool_size)
-        self._session = aiohttp.ClientSession(connector=connector, trust_env=True,
-                                              headers={"User-Agent": self.USER_AGENT})
+        self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.USER_AGENT})
+        self._proxies = {}       # the environment is read again for a new session
         self._slots = asyncio.Semaphore(self._pool_size)
         self._shut = False
         return self._session
+
+    def _proxy(self, url: str) -> tuple[Any, Any]:
+        """(proxy URL or None, its auth) for ``url`` from the environment, cached per scheme and host.
+
+        The same answer as aiohttp's ``trust_env=True`` (``get_env_proxy_for_url``: ``*_PROXY``,
+        ``NO_PROXY``), without its worker thread per request.
+        """
+        scheme, _, rest = url.partition("://")
+        key = (scheme, rest.partition("/")[0])       # host[:port]: no URL parsing on a hit
+        found = self._proxies.get(key)
+        if found is None:
+            try:
+                found = get_env_proxy_for_url(URL(url))
+            except LookupError:
+                found = (None, None)
+            self._proxies[key] = found
+        return found
 
     async def initialize(self) -> None:
         """Open the session (again, after a shutdown)."""
@@ -142,18 +174,24 @@ class AiohttpRequest(BaseRequest):
         if isinstance(write_timeout, DefaultValue):
             write_timeout = self._media_write_timeout if files else self._write_timeout
         data: Any = None
+        headers = None
         if request_data is not None:
-            fields = request_data.json_parameters
             if files:
-                form = aiohttp.FormData(fields)
+                form = aiohttp.FormData(request_data.json_parameters)
                 for name, (filename, content, mime) in files.items():
                     form.add_field(name, content, filename=filename, content_type=mime)
                 data = form
-            elif fields:
-                data = fields          # application/x-www-form-urlencoded, as httpx sends it
-        timeout = aiohttp.ClientTimeout(total=_sum(pool_timeout, connect_timeout, write_timeout, read_timeout),
-                                        connect=_sum(pool_timeout, connect_timeout),
-                                        sock_connect=connect_timeout, sock_read=read_timeout)
+            else:
+                params = request_data.parameters
+                if params:
+                    data = json.dumps(params, separators=(",", ":")).encode()
+                    headers = _JSON
+        key = (pool_timeout, connect_timeout, write_timeout, read_timeout)
+        timeout = self._timeouts.get(key)
+        if timeout is None:     # a handful of combinations in all: built once each
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=_sum(pool_timeout, connect_timeout, write_timeout, read_timeout),
+                connect=_sum(pool_timeout, connect_timeout), sock_connect=connect_timeout, sock_read=read_timeout)
         slots = self._slots
         assert slots is not None
         if slots.locked():
@@ -166,7 +204,9 @@ class AiohttpRequest(BaseRequest):
         try:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s", method, url.rsplit("/", 1)[-1])      # the method: the token sits before it
-            async with session.request(method, url, data=data, timeout=timeout) as resp:
+            proxy, proxy_auth = self._proxy(url)
+            async with session.request(method, url, data=data, headers=headers, timeout=timeout, proxy=proxy,
+                                       proxy_auth=proxy_auth) as resp:
                 return resp.status, await resp.read()
         except asyncio.TimeoutError as exc:          # aiohttp's ServerTimeoutError is one too
             raise TimedOut(_scrub(f"Timed out ({type(exc).__name__})", url)) from exc

@@ -47,7 +47,7 @@ async def test_round_trip_form_fields_uploads_and_downloads(fake: FakeTelegram) 
         data = bytes(await (await bot.get_file("DOC1")).download_as_bytearray())
     msg = fake.calls_to("sendMessage")[0]
     assert msg.args["chat_id"] == 42 and msg.args["parse_mode"] == "HTML"
-    assert msg.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert msg.headers["content-type"] == "application/json"        # the Bot API takes JSON but for uploads
     assert msg.headers["user-agent"].startswith("python-telegram-bot")
     up = fake.calls_to("sendPhoto")[0]
     assert up.headers["content-type"].startswith("multipart/form-data")
@@ -157,3 +157,48 @@ async def test_session_is_shared_and_reopened_after_shutdown(fake: FakeTelegram)
     async with bot:                                               # initialize() opens a new one
         assert (await bot.send_message(chat_id=1, text="again")).text == "again"
     assert req.read_timeout == 3         # PTB sizes getUpdates' read timeout from it
+
+
+async def test_proxy_from_the_environment_is_used_and_no_proxy_honoured(fake: FakeTelegram, monkeypatch) -> None:
+    """HTTP(S)_PROXY is honoured as PTB's httpx client honours it, and NO_PROXY bypasses it.
+
+    The environment is read once per host while the session is open (not in a thread per
+    request, as aiohttp's trust_env does): a new session reads it again."""
+    import aiohttp
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def forward(request: web.Request) -> web.Response:      # a forward proxy, absolute-form targets
+        seen.append(request.method + " " + request.path)
+        async with aiohttp.ClientSession() as http, http.request(
+                request.method, f"{fake.base_url.rsplit('/bot', 1)[0]}{request.path_qs}",
+                data=await request.read(), headers={"Content-Type": request.content_type}) as resp:
+            return web.Response(body=await resp.read(), status=resp.status, content_type=resp.content_type)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{port}")
+    try:
+        req = AiohttpRequest(read_timeout=3)
+        bot = Bot(fake.token, base_url=fake.base_url, request=req)
+        async with bot:
+            assert (await bot.send_message(chat_id=1, text="via proxy")).text == "via proxy"
+            assert (await bot.send_message(chat_id=1, text="again")).text == "again"
+        assert [s.rsplit("/", 1)[-1] for s in seen] == ["getMe", "sendMessage", "sendMessage"]
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        async with bot:                                  # a new session reads the environment again
+            assert (await bot.send_message(chat_id=1, text="direct")).text == "direct"
+        assert len(seen) == 3
+        assert [c.args["text"] for c in fake.calls_to("sendMessage")] == ["via proxy", "again", "direct"]
+    finally:
+        await runner.cleanup()

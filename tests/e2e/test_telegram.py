@@ -78,6 +78,15 @@ async def test_polling_text_round_trip_and_offset(polling: Running, fake: FakeTe
     conv = await polling.services.store.open_conversation("telegram", "1001")
     customer = await polling.services.store.get_customer(conv.customer_id)
     assert customer.attributes["telegram_start"] == "campaign42" and customer.display_name.startswith("Olga")
+    # sent as PTB's send_message(disable_web_page_preview=True) sends it; the stored id is Telegram's
+    assert greet[0].args["link_preview_options"] == {"is_disabled": True}
+    sent = {c.response["message_id"] for c in fake.calls_to("sendMessage") if to_chat(1001)(c) and not c.failed}
+    for _ in range(50):       # marked sent just after Telegram answered
+        out = [m for m in await polling.services.store.history(conv.id) if m.direction == "out"]
+        if out and all(m.platform_message_id for m in out):
+            break
+        await asyncio.sleep(0.05)
+    assert out and {m.platform_message_id for m in out} <= {str(i) for i in sent}
     # updates were confirmed (offset advanced) only after being stored
     deadline = time.monotonic() + 5
     while fake.confirmed_offset < 3 and time.monotonic() < deadline:
