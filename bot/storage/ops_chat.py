@@ -75,16 +75,19 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
     """
     now = iso(utcnow())
     yield Lock(f"addr:{inbound.channel}:{inbound.external_id}")
-    row = yield One("SELECT * FROM messages WHERE channel=? AND platform_message_id=? AND direction='in'",
-                    (inbound.channel, inbound.platform_message_id))
-    if row is not None:
+    # the repeat check and the customer at this address in one statement (one round trip, not
+    # two, on PostgreSQL): always one row; its customer columns are NULL when there is none
+    cust_row = yield One(
+        "SELECT (SELECT id FROM messages WHERE channel=? AND platform_message_id=? AND direction='in') AS dup_id, "
+        "c.* FROM (SELECT 1 AS one) AS x LEFT JOIN identities i ON i.channel=? AND i.external_id=? "
+        "LEFT JOIN customers c ON c.id = i.customer_id",
+        (inbound.channel, inbound.platform_message_id, inbound.channel, inbound.external_id))
+    if cust_row["dup_id"] is not None:
+        row = yield One("SELECT * FROM messages WHERE id=?", (cust_row["dup_id"],))
         conv = yield from _conversation(row["conversation_id"])
         cust = yield from _customer(conv.customer_id)  # type: ignore[union-attr]
         return InboundResult(message_of(row), conv, cust, True)  # type: ignore[arg-type]
-
-    cust_row = yield One("SELECT c.* FROM identities i JOIN customers c ON c.id = i.customer_id "
-                         "WHERE i.channel=? AND i.external_id=?", (inbound.channel, inbound.external_id))
-    if cust_row is None:
+    if cust_row["id"] is None:
         customer_id = new_id("cus")
         yield Run("INSERT INTO customers(id, display_name, created_at) VALUES (?, ?, ?)",
                   (customer_id, inbound.sender_name, now))

@@ -5,6 +5,14 @@ pool, inside a transaction when it is marked so. Writers of one conversation
 queue on a transaction-scoped advisory lock (``Lock`` requests), so order holds
 across instances; nothing here depends on a session outliving one operation,
 which also keeps the store usable behind PgBouncer in transaction mode.
+
+Operations asked for together (in one event-loop iteration, or while every pooled
+connection is busy) go to one connection together, one after another: one pool
+acquire for all of them. When two or more of them write, they share one transaction
+(a group commit, as on SQLite: one COMMIT instead of one each) and each caller is
+answered only after that COMMIT. If any of them fails inside the shared transaction,
+it is rolled back and they run again one by one, each as it would alone, so a
+failing operation fails alone.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from .admin import mask_url
 from .health import StorageHealth
 from .operations import WRITES, Operations
 from .postgres_schema import BASELINE, BASELINE_SQL, FUNCTIONS_SQL, MIGRATIONS, byte_order
-from .sql import Op, run_async
+from .sql import Lock, Op, _drive_async, lock_key, run_async
 from .sqlite_schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -37,6 +45,19 @@ _MIGRATION_LOCK = 0x6F6D6E69626F74
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
 # Conflicts that a new attempt resolves: serialization failure, deadlock.
 _RETRY_STATES = ("40001", "40P01")
+
+
+Call = tuple[Callable[..., Op[Any]], tuple[Any, ...], dict[str, Any]]
+Waiting = tuple[Callable[..., Op[Any]], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
+#: At most this many operations share one transaction (their advisory locks are held until its COMMIT).
+GROUP_MAX = 32
+#: How long a statement of a shared transaction waits for a lock before the group gives up.
+GROUP_LOCK_WAIT_MS = 100
+_GROUP_BEGIN = f"BEGIN; SET LOCAL lock_timeout = {GROUP_LOCK_WAIT_MS}"
+
+
+class _GroupFailed(Exception):
+    """The shared transaction was rolled back before its COMMIT: nothing of it was written."""
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -77,6 +98,10 @@ class PostgresStore(Operations):
         self.timeout = timeout
         self._pool: asyncpg.Pool | None = None
         self.health = StorageHealth()
+        self._waiting: list[Waiting] = []
+        self._runners = 0          # tasks running waiting operations, one pooled connection each
+        self._pickup = False       # a runner is about to take the waiting operations
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"PostgresStore({mask_url(self.url)!r})"
@@ -99,6 +124,10 @@ class PostgresStore(Operations):
 
     async def close(self) -> None:
         if self._pool is not None:
+            loop = asyncio.get_running_loop()
+            running = [t for t in self._tasks if not t.done() and t.get_loop() is loop]
+            if running:
+                await asyncio.wait(running)   # what was asked for before the close still runs
             pool, self._pool = self._pool, None
             await pool.close()
 
@@ -157,26 +186,97 @@ class PostgresStore(Operations):
     # -- running operations ---------------------------------------------------
 
     async def _call(self, op: Callable[..., Op[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        pool = self.pool
+        if self._pool is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._waiting.append((op, args, kwargs, fut))
+        if not self._pickup and self._runners < self.pool_size:
+            # nobody is about to take the waiting operations: a runner (and connection) more
+            self._runners += 1
+            self._pickup = True
+            task = loop.create_task(self._run_waiting())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        try:
+            result = await fut
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise StoreConflict(f"{op.__name__}: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            if _unavailable(exc):
+                self._failed(op, exc)
+            raise
+        except (OSError, asyncio.TimeoutError, asyncpg.InterfaceError) as exc:
+            self._failed(op, exc)
+        if self.health.failing and op.__name__ in WRITES:
+            self.health.succeeded()
+        return result
+
+    async def _run_waiting(self) -> None:
+        """Take what waits, run it on one pooled connection, and again until nothing waits."""
+        try:
+            async with self.pool.acquire() as con:
+                while self._waiting:
+                    self._pickup = False
+                    batch, self._waiting = self._waiting[:GROUP_MAX], self._waiting[GROUP_MAX:]
+                    outcomes = await self._run_batch(con, [(op, a, kw) for op, a, kw, _ in batch])
+                    for (*_, fut), (ok, value) in zip(batch, outcomes):
+                        if fut.done():
+                            continue     # its caller gave up; the operation ran all the same
+                        if ok:
+                            fut.set_result(value)
+                        else:
+                            fut.set_exception(value)
+        except BaseException as exc:
+            # no connection (or the loop is ending): what waits fails with it, or is cancelled
+            batch, self._waiting = self._waiting, []
+            for *_, fut in batch:
+                if not fut.done():
+                    if isinstance(exc, Exception):
+                        fut.set_exception(exc)
+                    else:
+                        fut.cancel()
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._runners -= 1
+            self._pickup = False
+            if self._waiting and self._runners < self.pool_size and self._pool is not None:
+                # asked for while this runner was leaving: take it now
+                self._runners += 1
+                self._pickup = True
+                task = asyncio.get_running_loop().create_task(self._run_waiting())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _run_batch(self, con: asyncpg.Connection, calls: list[Call]) -> list[tuple[bool, Any]]:
+        """(True, result) or (False, exception) for each operation, in order."""
+        if len(calls) > 1 and sum(1 for op, _, _ in calls if op.__name__ in WRITES) > 1:
+            try:
+                return await _run_grouped(con, calls)
+            except _GroupFailed:
+                pass
+        out: list[tuple[bool, Any]] = []
+        for op, args, kwargs in calls:
+            try:
+                out.append((True, await self._run_one(con, op, args, kwargs)))
+            except Exception as exc:  # noqa: BLE001 - handed to that operation's caller
+                out.append((False, exc))
+        return out
+
+    @staticmethod
+    async def _run_one(con: asyncpg.Connection, op: Callable[..., Op[Any]], args: tuple[Any, ...],
+                       kwargs: dict[str, Any]) -> Any:
+        """One operation alone, again after a serialization failure or a deadlock."""
         for attempt in range(4):
             try:
-                async with pool.acquire() as con:
-                    result = await run_async(con, op, args, kwargs)
-                break
-            except asyncpg.IntegrityConstraintViolationError as exc:
-                raise StoreConflict(f"{op.__name__}: {exc}") from exc
+                return await run_async(con, op, args, kwargs)
             except asyncpg.PostgresError as exc:
                 if getattr(exc, "sqlstate", "") in _RETRY_STATES and attempt < 3:
                     await asyncio.sleep(0.01 * (attempt + 1))
                     continue
-                if _unavailable(exc):
-                    self._failed(op, exc)
                 raise
-            except (OSError, asyncio.TimeoutError, asyncpg.InterfaceError) as exc:
-                self._failed(op, exc)
-        if self.health.failing and op.__name__ in WRITES:
-            self.health.succeeded()
-        return result
+        raise AssertionError("unreachable")
 
     def _failed(self, op: Callable[..., Any], exc: BaseException) -> None:
         self.health.failed(op.__name__, exc)  # type: ignore[arg-type]
@@ -189,3 +289,49 @@ class PostgresStore(Operations):
         except StorageUnavailable:
             return False
         return True
+
+
+async def _run_grouped(con: asyncpg.Connection, calls: list[Call]) -> list[tuple[bool, Any]]:
+    """Run operations in one transaction; their results once it has committed.
+
+    Raises:
+        _GroupFailed: one of them failed (or a deadlock, or the server refused): the
+            transaction is rolled back, nothing was written; run them again one by one.
+    """
+    out: list[tuple[bool, Any]] = []
+    begun = False
+    try:
+        for op, args, kwargs in calls:
+            gen = op(*args, **kwargs)
+            try:
+                first = next(gen)
+            except StopIteration as stop:
+                out.append((True, stop.value))
+                continue
+            if not begun:
+                begun = True
+                # BEGIN travels with the first lock, as in run_async. A lock wait longer than
+                # GROUP_LOCK_WAIT gives up (and the operations run one by one): locks are held
+                # until the shared COMMIT, so two groups could otherwise wait on each other
+                # until the server's deadlock check (1 s)
+                if isinstance(first, Lock):
+                    await con.execute(f"{_GROUP_BEGIN}; SELECT pg_advisory_xact_lock({lock_key(first.key)})")
+                    out.append((True, await _drive_async(con, gen)))
+                    continue
+                await con.execute(_GROUP_BEGIN)
+            out.append((True, await _drive_async(con, gen, first)))
+    except Exception as exc:
+        if begun and con.is_in_transaction() and not con.is_closed():
+            try:
+                await con.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - the pool drops a broken connection
+                pass
+        raise _GroupFailed from exc
+    if begun:
+        try:
+            await con.execute("COMMIT")
+        except asyncpg.PostgresError as exc:
+            if not con.is_closed() and not con.is_in_transaction():
+                raise _GroupFailed from exc    # refused and rolled back: nothing written
+            raise
+    return out
