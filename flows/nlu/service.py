@@ -29,7 +29,8 @@ from .batcher import MicroBatcher
 from .classifier import DEFAULT_RECIPE, Recipe, Rows, TextClassifier, label_text
 from .encoder import Encoder, shared_encoder
 from .multilingual import (BACKGROUND, BACKGROUND_USE, E5_LANGUAGES, E5Encoder, MultilingualEncoder, looks_english,
-                           message_languages, shared_e5, shared_multilingual, social_examples)
+                           message_languages, restore_vietnamese, shared_e5, shared_multilingual,
+                           social_examples, vietnamese_plain)
 from .urgency import Urgency, urgency
 
 log = logging.getLogger(__name__)
@@ -304,6 +305,8 @@ class LearnedNLU:
             if not rows or clf is None or enc is None:
                 continue
             sub = [texts[i] for i in rows]
+            if kind == "e5":   # "cam on nhieu" -> "cảm ơn nhiều": e5 reads Vietnamese with its letters
+                sub = [restore_vietnamese(t) if vietnamese_plain(t) else t for t in sub]
             emb = enc.encode(sub)
             p2, c2 = clf.predict(sub, emb)
             best = p2.max(axis=1)
