@@ -153,10 +153,15 @@ class Languages:
     def several(self) -> bool:
         return len(self.codes) > 1
 
-    def warm(self) -> None:
-        """Load the detector now (at start, not on the first customer's message)."""
+    def warm(self, *, background: bool = False) -> None:
+        """Load the detector now (at start, not on the first customer's message); ``background``:
+        in a thread, so that the bot is ready to answer before its models (~30 MB and 0.2-0.5 s a
+        language) are loaded (issue 20); a message that needs them meanwhile waits for them."""
         if self.several and self.settings.detect:
-            detect("hello, this warms the detector up", self.codes)
+            if background:
+                threading.Thread(target=self.warm, name="language detector", daemon=True).start()
+            else:
+                detect("hello, this warms the detector up", self.codes)
 
     def decide(self, current: str | None, text: str, *, chosen: bool = False, hint: Any = None,
                button: bool = False) -> Decision:

@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -36,7 +37,12 @@ def available() -> bool:
 
 
 class MultilingualEncoder:
-    """Texts -> 512-dimensional unit float32 vectors (USE multilingual v3)."""
+    """Texts -> 512-dimensional unit float32 vectors (USE multilingual v3).
+
+    The model (~115 MB of RSS, 2-3 s to load) is loaded by the first ``encode``, not here: a
+    restart whose trained models come from the cache needs only ``model_id``, and English
+    messages the English view is sure of never reach this view (issue 20: idle RSS, time to ready).
+    """
 
     dim = 512
 
@@ -46,6 +52,7 @@ class MultilingualEncoder:
         # threads: BLAS threads for one call; the service runs calls side by side instead.
         self._use = USE(threads=1)
         self._lock = threading.Lock()   # the numpy backend loads lazily; load it once
+        self._loaded = False
         spec = importlib.util.find_spec(PACKAGE)
         weights = Path(spec.origin).parent / "resources" / "weights.npz"  # type: ignore[union-attr, arg-type]
         h = hashlib.sha256()
@@ -53,12 +60,26 @@ class MultilingualEncoder:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         self.model_id = f"use-multilingual-v3:{h.hexdigest()[:16]}"
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def load(self) -> None:
+        """Load the model now (once; later calls return at once)."""
+        if self._loaded:
+            return
         with self._lock:
-            self._use.encode(["warm up"])
+            if not self._loaded:
+                t0 = time.perf_counter()
+                self._use.encode(["warm up"])
+                self._loaded = True
+                log.info("multilingual sentence model loaded in %.1f s", time.perf_counter() - t0)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        self.load()
         out = self._use.encode([t if t.strip() else "." for t in texts])
         return np.asarray(out, np.float32).reshape(len(texts), self.dim)
 
