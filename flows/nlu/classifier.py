@@ -245,7 +245,6 @@ class TextClassifier:
             coef, intercept = lr.coef_, lr.intercept_
         self.classes_ = classes
         self._compile(coef, intercept)
-        self._word, self._char = Ngrams.of(self._word), Ngrams.of(self._char)
         self._memory = _centres(rows, self.classes_) if self.recipe.reject_rule == "centre" else _unit(rows.emb)
 
     def _text_block(self, texts: Sequence[str]):
@@ -458,9 +457,9 @@ def _char_wb_ngrams(text: str, ngram_range: tuple[int, int]) -> list[str]:
 class Ngrams:
     """What prediction needs of a fitted TfidfVectorizer: its vocabulary and its analyzer.
 
-    A trained model keeps these instead of the vectorizers (issue 20): loading one from the cache
-    then imports neither scikit-learn (~60 MB of RSS and 1-2 s at start) nor the n-grams the
-    vectorizer dropped (``stop_words_``, most of the character n-grams of a large set). The
+    A trained model is pickled with these instead of the vectorizers (issue 20): loading one from
+    the cache then imports neither scikit-learn (~60 MB of RSS and 1-2 s at start) nor the n-grams
+    the vectorizer dropped (``stop_words_``, most of the character n-grams of a large set). The
     analyzers are scikit-learn's (BSD-3-Clause) for the only parameters ``_fit_text`` uses;
     tests/flows/test_nlu_load.py checks they give the same n-grams.
     """

@@ -29,7 +29,7 @@ import numpy as np
 from .batcher import MicroBatcher
 from .classifier import DEFAULT_RECIPE, Recipe, Rows, TextClassifier, label_text
 from .encoder import Encoder, shared_encoder
-from .multilingual import (BACKGROUND, E5_LANGUAGES, E5Encoder, MultilingualEncoder, looks_english,
+from .multilingual import (BACKGROUND, E5_LANGUAGES, E5Encoder, MultilingualEncoder, looks_english, release_memory,
                            message_languages, shared_e5, shared_multilingual)
 from .urgency import Urgency, urgency
 
@@ -357,6 +357,8 @@ class LearnedNLU:
             if not rows or clf is None or enc is None:
                 continue
             sub = [texts[i] for i in rows]
+            if isinstance(enc, MultilingualEncoder):
+                enc.used = True     # messages need it: it stays loaded
             emb = enc.encode(sub)
             p2, c2 = clf.predict(sub, emb)
             best = p2.max(axis=1)
@@ -452,6 +454,8 @@ class LearnedNLU:
                 labels = [lab for i, lab in enumerate(labels) if i not in lone]
             self.progress(f"{kind}: encoding {len(texts) + len(extra) + len(out_of_scope)} texts")
             emb = enc.encode(list(texts) + extra + list(out_of_scope))
+            if isinstance(enc, MultilingualEncoder):
+                enc.release()   # unless messages use it: out of the fit's peak (issue 18)
             n, m = len(texts), len(texts) + len(extra)
             clf = TextClassifier(recipe).fit(
                 Rows(list(texts), list(labels), emb[:n]),
@@ -463,6 +467,8 @@ class LearnedNLU:
                           + (f" (confidence threshold {clf.threshold:.2f}, similarity threshold "
                              f"{clf.cos_threshold:.2f})" if calibrate else ""))
             self._save(kind, key, clf)
+            del emb
+            release_memory()   # the fit's intermediates, before the next model is trained
         with _memory_lock:
             _memory[key] = clf
         return clf
