@@ -74,7 +74,7 @@ class FlowEngine:
         self.fallback = Fallback(flowset, self.steps)
         self.offer = ComplaintOffer(flowset, self.steps)
         self.languages = Languages(self.settings.languages)
-        self.languages.warm()
+        self.languages.warm(background=True)
 
     @property
     def threshold(self) -> float:

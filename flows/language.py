@@ -114,6 +114,30 @@ def _detector(codes: tuple[str, ...]) -> Any:
 
 
 _lock = threading.Lock()
+# Set by the first detection for a message: from then on the detector's models stay loaded.
+_serving = False
+
+
+def release_models(det: Any) -> None:
+    """Free the detector's models (lingua's high-accuracy n-grams, ~25 MB a language) unless a
+    message has used them: training at start loads them to sort examples only, and freeing them
+    before the classifiers are fitted keeps them out of the training's peak (issue 18: 150 intents
+    x 10 examples, 9 languages: ~215 MB); the first message that needs them loads them again."""
+    if _serving or det is None:
+        return
+    det.unload_language_models()
+    try:   # lingua frees with malloc; ask glibc to give the pages back to the system now
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def serving() -> None:
+    """A message is being detected: keep the models loaded from now on."""
+    global _serving
+    _serving = True
 
 
 def detect(text: str, codes: tuple[str, ...]) -> tuple[str, float] | None:
@@ -132,6 +156,7 @@ def _detect(text: str, codes: tuple[str, ...]) -> tuple[str, float] | None:
         det = _detector(codes)
     if det is None:
         return None
+    serving()
     values = det.compute_language_confidence_values(text)
     if not values:
         return None
@@ -157,10 +182,15 @@ class Languages:
     def several(self) -> bool:
         return len(self.codes) > 1
 
-    def warm(self) -> None:
-        """Load the detector now (at start, not on the first customer's message)."""
+    def warm(self, *, background: bool = False) -> None:
+        """Load the detector now (at start, not on the first customer's message); ``background``:
+        in a thread, so that the bot is ready to answer before its models (~30 MB and 0.2-0.5 s a
+        language) are loaded (issue 20); a message that needs them meanwhile waits for them."""
         if self.several and self.settings.detect:
-            detect("hello, this warms the detector up", self.codes)
+            if background:
+                threading.Thread(target=self.warm, name="language detector", daemon=True).start()
+            else:
+                detect("hello, this warms the detector up", self.codes)
 
     def decide(self, current: str | None, text: str, *, chosen: bool = False, hint: Any = None,
                button: bool = False) -> Decision:

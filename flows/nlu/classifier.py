@@ -28,11 +28,13 @@ out-of-scope recall on them).
 from __future__ import annotations
 
 import logging
+import re
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from functools import partial
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -326,6 +328,7 @@ class TextClassifier:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_analyzers"] = None   # closures; rebuilt on first use
+        state["_word"], state["_char"] = Ngrams.of(self._word), Ngrams.of(self._char)
         return state
 
     def _out_of_fold(self, rows: Rows, anchors: Rows, say: Progress, also: Callable[[], None] | None = None):
@@ -457,6 +460,73 @@ class TextClassifier:
         if self.recipe.reject_rule == "nearest":
             return (probs.max(axis=1) >= self.threshold) & (cos >= self.cos_threshold)
         return self.score(probs.max(axis=1), cos) >= self.threshold_score
+
+
+_TOKEN = re.compile(r"(?u)\b\w+\b")
+_SPACES = re.compile(r"\s\s+")
+
+
+def _word_ngrams(text: str, ngram_range: tuple[int, int]) -> list[str]:
+    """scikit-learn's word analyzer for TfidfVectorizer(lowercase=True, token_pattern=_TOKEN)."""
+    tokens = _TOKEN.findall(text.lower())
+    min_n, max_n = ngram_range
+    if max_n == 1:
+        return tokens
+    out = list(tokens) if min_n == 1 else []
+    for n in range(max(min_n, 2), min(max_n + 1, len(tokens) + 1)):
+        for i in range(len(tokens) - n + 1):
+            out.append(" ".join(tokens[i:i + n]))
+    return out
+
+
+def _char_wb_ngrams(text: str, ngram_range: tuple[int, int]) -> list[str]:
+    """scikit-learn's char_wb analyzer for TfidfVectorizer(analyzer="char_wb", lowercase=True)."""
+    min_n, max_n = ngram_range
+    out: list[str] = []
+    for w in _SPACES.sub(" ", text.lower()).split():
+        w = " " + w + " "
+        w_len = len(w)
+        for n in range(min_n, max_n + 1):
+            offset = 0
+            out.append(w[offset:offset + n])
+            while offset + n < w_len:
+                offset += 1
+                out.append(w[offset:offset + n])
+            if offset == 0:   # a short word (shorter than n) counts once
+                break
+    return out
+
+
+class Ngrams:
+    """What prediction needs of a fitted TfidfVectorizer: its vocabulary and its analyzer.
+
+    A trained model is pickled with these instead of the vectorizers (issue 20): loading one from
+    the cache then imports neither scikit-learn (~60 MB of RSS and 1-2 s at start) nor the n-grams
+    the vectorizer dropped (``stop_words_``, most of the character n-grams of a large set). The
+    analyzers are scikit-learn's (BSD-3-Clause) for the only parameters ``_fit_text`` uses;
+    tests/flows/test_nlu_load.py checks they give the same n-grams.
+    """
+
+    def __init__(self, analyzer: str, ngram_range: tuple[int, int], vocabulary: dict[str, int]) -> None:
+        self.analyzer = analyzer
+        self.ngram_range = ngram_range
+        self.vocabulary_ = vocabulary
+
+    @classmethod
+    def of(cls, vec: Any) -> "Ngrams | None":
+        """The vocabulary and analyzer of a fitted vectorizer (made by ``_fit_text``)."""
+        if vec is None or isinstance(vec, Ngrams):
+            return vec
+        expected = {"lowercase": True, "strip_accents": None, "stop_words": None, "preprocessor": None,
+                    "tokenizer": None, "input": "content"}
+        params = vec.get_params()
+        if any(params[k] != v for k, v in expected.items()) or params["analyzer"] not in ("word", "char_wb") \
+                or (params["analyzer"] == "word" and params["token_pattern"] != _TOKEN.pattern):
+            raise ValueError(f"unexpected vectorizer parameters: {params}")
+        return cls(params["analyzer"], tuple(params["ngram_range"]), {k: int(v) for k, v in vec.vocabulary_.items()})
+
+    def build_analyzer(self) -> Callable[[str], list[str]]:
+        return partial(_word_ngrams if self.analyzer == "word" else _char_wb_ngrams, ngram_range=self.ngram_range)
 
 
 def _multinomial_newton_cg(emb: np.ndarray, text, y: np.ndarray, k: int, C: float, *, tol: float = 1e-4,

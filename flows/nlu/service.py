@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -29,7 +30,7 @@ from .batcher import MicroBatcher
 from .classifier import DEFAULT_RECIPE, Recipe, Rows, TextClassifier, label_text
 from .encoder import Encoder, shared_encoder
 from .multilingual import (BACKGROUND, BACKGROUND_USE, E5_LANGUAGES, E5Encoder, MultilingualEncoder, looks_english,
-                           message_languages, restore_vietnamese, shared_e5, shared_multilingual,
+                           message_languages, release_memory, restore_vietnamese, shared_e5, shared_multilingual,
                            social_examples, vietnamese_plain)
 from .urgency import Urgency, urgency
 
@@ -111,6 +112,27 @@ def read_labelled_csv(path: str | Path, *, what: str = "file") -> tuple[list[str
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+
+
+@lru_cache(maxsize=8)
+def _version(distribution: str) -> str:
+    """A package's version without importing it (a model loaded from the cache needs no sklearn)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "-"
+
+
+def _source_digest(fn: Callable) -> str:
+    """A digest of a function's source: what it decides is remembered only while it is unchanged."""
+    import inspect
+
+    try:
+        return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
+    except (OSError, TypeError):
+        return "-"
 
 
 def default_complaint_examples() -> tuple[list[str], list[str]]:
@@ -210,7 +232,7 @@ class LearnedNLU:
             # The English model learns only from examples that look English: it maps all foreign
             # text to one region, so a few Spanish examples would make it sure that any Spanish
             # message belongs to their intents (issue 18). The multilingual view learns from all.
-            english = looks_english(texts)
+            english = self._looks_english(texts)
             en_texts = [t for t, ok in zip(texts, english) if ok]
             en_labels = [lab for lab, ok in zip(labels, english) if ok]
             self.intents = self._train("intents", en_texts, en_labels, anchors=True, out_of_scope=out_of_scope,
@@ -222,6 +244,41 @@ class LearnedNLU:
                                                              reject_rule=FOREIGN_REJECT_RULE))
         if self.complaints is None:
             self.fit_complaints()
+
+    def _looks_english(self, texts: list[str]) -> list[bool]:
+        """``multilingual.looks_english``, remembered in ``cache_dir``: a restart whose models come
+        from the cache then does not load the language detector's models (~215 MB, 2-5 s) before it
+        can answer; they load with the first message that needs them (issue 20)."""
+        from . import multilingual
+
+        path = None
+        if self.cache_dir is not None:
+            h = hashlib.sha256(json.dumps({
+                "lingua": _version("lingua-language-detector"), "languages": multilingual.EXAMPLE_LANGUAGES,
+                "rule": [multilingual.MIN_LETTERS, multilingual.ENGLISH_UNLIKELY, multilingual.OTHER_SURE,
+                         multilingual.ENGLISH_DOUBT],
+                "code": _source_digest(looks_english)},
+                sort_keys=True).encode())
+            for t in texts:
+                h.update(b"\x00" + t.encode())
+            path = self.cache_dir / f"english-{h.hexdigest()[:32]}.json"
+            try:
+                got = json.loads(path.read_text())
+                if isinstance(got, list) and len(got) == len(texts) and all(isinstance(x, bool) for x in got):
+                    return got
+            except (OSError, ValueError):
+                pass
+        english = looks_english(texts)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+                with os.fdopen(fd, "w") as f:
+                    json.dump(english, f)
+                os.replace(tmp, path)
+            except OSError as e:
+                log.warning("could not write the nlu cache %s: %s", path, e)
+        return english
 
     async def rank(self, text: str, *, top: int = 3) -> list[tuple[str, float]]:
         return (await self.analyze(text, top=top)).ranked
@@ -311,6 +368,8 @@ class LearnedNLU:
             sub = [texts[i] for i in rows]
             if kind == "e5":   # "cam on nhieu" -> "cảm ơn nhiều": e5 reads Vietnamese with its letters
                 sub = [restore_vietnamese(t) if vietnamese_plain(t) else t for t in sub]
+            if isinstance(enc, MultilingualEncoder):
+                enc.used = True     # messages need it: it stays loaded
             emb = enc.encode(sub)
             p2, c2 = clf.predict(sub, emb, grams=[grams[i] for i in rows]
                                  if grams is not None and key == clf.analysis_key() else None)
@@ -366,12 +425,10 @@ class LearnedNLU:
 
     def cache_key(self, kind: str, texts: Sequence[str], labels: Sequence[str], *,
                   out_of_scope: Sequence[str] = (), encoder: object = None, **options: object) -> str:
-        import sklearn
-
         h = hashlib.sha256()
         model_id = (encoder or self.encoder).model_id  # type: ignore[attr-defined]
         h.update(json.dumps({"kind": kind, "recipe": self.recipe.key(), "model": model_id,
-                             "sklearn": sklearn.__version__, "numpy": np.__version__, "options": options},
+                             "sklearn": _version("scikit-learn"), "numpy": np.__version__, "options": options},
                             sort_keys=True).encode())
         for t, lab in sorted(zip(texts, labels)):
             h.update(b"\x00" + lab.encode() + b"\x01" + t.encode())
@@ -423,6 +480,8 @@ class LearnedNLU:
                 labels = [lab for i, lab in enumerate(labels) if i not in lone]
             self.progress(f"{kind}: encoding {len(texts) + len(extra) + len(out_of_scope)} texts")
             emb = enc.encode(list(texts) + extra + list(out_of_scope))
+            if isinstance(enc, MultilingualEncoder):
+                enc.release()   # unless messages use it: out of the fit's peak (issue 18)
             n, m = len(texts), len(texts) + len(extra)
             clf = TextClassifier(recipe).fit(
                 Rows(list(texts), list(labels), emb[:n]),
@@ -434,6 +493,8 @@ class LearnedNLU:
                           + (f" (confidence threshold {clf.threshold:.2f}, similarity threshold "
                              f"{clf.cos_threshold:.2f})" if calibrate else ""))
             self._save(kind, key, clf)
+            del emb
+            release_memory()   # the fit's intermediates, before the next model is trained
         with _memory_lock:
             _memory[key] = clf
         return clf
