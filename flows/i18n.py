@@ -252,6 +252,14 @@ SYSTEM_MESSAGES: dict[str, dict[str, str]] = {
                         "Balas dengan nomor atau kata-kata pilihan Anda."),
     "list_button": t3("Choose", "Elegir", "Pilih"),
     "list_section": t3("Options", "Opciones", "Pilihan"),
+    # a WhatsApp list or reply buttons need a text above them: this one when the choice has none
+    "choose_prompt": t3("Please choose:", "Elige una opción:", "Silakan pilih:"),
+    # an e-mail reply when the customer's mail had no subject to answer ("Re: <this>")
+    "email_subject": t3("Your message", "Tu mensaje", "Pesan Anda"),
+    # for the agents, not the customer: where a conversation came from (a Telegram group it was moved
+    # from). Agents have no language of their own: shown in settings.languages.default.
+    "origin_public": t3("moved from the public group {{ place }}", "trasladada desde el grupo público {{ place }}",
+                        "dipindahkan dari grup publik {{ place }}"),
     # buttons the engine adds itself
     "button_yes": t3("Yes", "Sí", "Ya"),
     "button_no": t3("No", "No", "Tidak"),
@@ -270,7 +278,7 @@ SYSTEM_NAMES: dict[str, tuple[str, ...]] = {
     "status_last_resolved": ("reference",), "status_resolved": ("reference", "category", "when"),
     "status_open": ("reference", "category", "owner", "team", "due"), "status_more": ("count",),
     "link_bad_format": (), "link_too_many": (), "link_invalid": (), "link_done": (), "email_choices": (),
-    "list_button": (), "list_section": (),
+    "list_button": (), "list_section": (), "choose_prompt": (), "email_subject": (), "origin_public": ("place",),
 }
 assert SYSTEM_NAMES.keys() == SYSTEM_MESSAGES.keys()
 
