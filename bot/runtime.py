@@ -379,7 +379,8 @@ class Runtime:
                     self.metrics.handoffs.labels(handoff.team).inc()
                 self.events.publish(Event("queued", cid, handoff.id))
                 self.events.publish(Event("state", cid, handoff.id, {
-                    "state": "waiting", "position": position, "team": self.config.handoff.team_name(handoff.team),
+                    "state": "waiting", "position": position, "team": self.config.handoff.team_name(
+                        handoff.team, conv.language, self.engine.settings.languages),
                     "channel": conv.channel, "external_id": conv.external_id}))
 
     def _handoff_spec(self, team: str | None, reason: str, priority: int, flow_state: dict[str, Any],
@@ -394,7 +395,7 @@ class Runtime:
             if team:
                 log.warning("handoff to unknown team %r; using %r", team, hc.default_team)
             team = hc.default_team
-        team_name = hc.team_name(team)
+        team_name = hc.team_name(team, turn.language, self.engine.settings.languages)   # the customer reads it
         slots = {k: v for k, v in (flow_state.get("slots") or {}).items() if v not in (None, "", [])}
         context = {"slots": slots, "reference": slots.get("reference"), "reason": reason,
                    "language": turn.language or self.engine.settings.languages.default,
