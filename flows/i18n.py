@@ -24,6 +24,8 @@ from typing import Any, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .i18n_widget import WIDGET_MESSAGES, WIDGET_NAMES
+
 #: A text as flows write it: a string, or a mapping of language code to string.
 Text = Union[str, dict[str, str]]
 
@@ -280,6 +282,9 @@ SYSTEM_NAMES: dict[str, tuple[str, ...]] = {
     "link_bad_format": (), "link_too_many": (), "link_invalid": (), "link_done": (), "email_choices": (),
     "list_button": (), "list_section": (), "choose_prompt": (), "email_subject": (), "origin_public": ("place",),
 }
+# the web chat widget's words (its buttons, status line, notices): flows/i18n_widget.py
+SYSTEM_MESSAGES.update(WIDGET_MESSAGES)
+SYSTEM_NAMES.update(WIDGET_NAMES)
 assert SYSTEM_NAMES.keys() == SYSTEM_MESSAGES.keys()
 
 #: Day and month abbreviations for dates customers read (:func:`when`); other languages get ISO dates.
