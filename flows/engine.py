@@ -331,18 +331,13 @@ class FlowEngine:
         if st.attempts >= step.max_attempts:
             st.awaiting, st.attempts = None, 0
             label = step.collect.replace('_', ' ')
-            steps.jump(t, step.on_fail, reason=_couldnt_get(label, t.lang), cause="misunderstood",
+            # the slot's name is the flow author's word (English in the demo): said as it is
+            steps.jump(t, step.on_fail, reason=steps.system("couldnt_get", t, label=label), cause="misunderstood",
                        agent_reason=f"the bot could not understand their {label} ({step.max_attempts} tries)")
             return
         if step.invalid:
             t.replies.append(Reply(steps.render(step.invalid, t)))
         steps.ask(t, step, again=True)
-
-
-def _couldnt_get(label: str, lang: str | None) -> dict[str, str]:
-    # the slot's name is the flow author's word (English in the demo): said as it is
-    return {"en": f"I couldn't get your {label}", "es": f"no he podido entender tu dato «{label}»",
-            "id": f"saya tidak dapat memahami {label} Anda"}
 
 
 def _asks(t: Turn) -> bool:

@@ -177,6 +177,9 @@ SYSTEM_MESSAGES: dict[str, dict[str, str]] = {
     # a call: step could not reach the business's system (README "Calling your systems")
     "call_failed": t3("Sorry, I can't look that up right now.", "Lo siento, ahora mismo no puedo consultarlo.",
                       "Maaf, saya tidak bisa memeriksanya sekarang."),
+    # the handoff reason when a question was not answered in max_attempts tries ("... because <this>")
+    "couldnt_get": t3("I couldn't get your {{ label }}", "no he podido entender tu dato «{{ label }}»",
+                      "saya tidak dapat memahami {{ label }} Anda"),
     "call_failed_reason": t3("I couldn't check it automatically", "no he podido comprobarlo automáticamente",
                              "saya tidak dapat memeriksanya secara otomatis"),
     # card data removed from a customer's message (README "Privacy"; once per conversation)
@@ -275,6 +278,7 @@ SYSTEM_NAMES: dict[str, tuple[str, ...]] = {
     "transferred_team": ("agent", "team"), "transferred_agent": ("agent", "to", "team"),
     "taken_over": ("agent", "team", "previous"), "complaint_resolved": ("agent", "reference", "result"),
     "language_switched": (), "apology": (), "call_failed": (), "call_failed_reason": (), "button_yes": (),
+    "couldnt_get": ("label",),
     "button_no": (), "button_skip": (), "button_human": (), "card_removed": (), "public_reply": ("link",),
     "public_link_expired": (), "status_none": (), "status_not_found": ("reference",), "status_no_open": (),
     "status_last_resolved": ("reference",), "status_resolved": ("reference", "category", "when"),
