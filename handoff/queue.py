@@ -340,7 +340,8 @@ class HandoffQueue:
             note = (note or "").strip()[:500] or None
             context = dict(last.context) if last else {}
             context.update({"reopened_by": agent, "note": note, "reopened_from": last.id if last else None,
-                            "agent_reason": f"reopened by {agent}" + (f": {note}" if note else "")})
+                            # for agents: in the flows' default language (None: no conversation's)
+                            "agent_reason": self.texts("why_reopened_by", None, agent=agent, note=note or "")})
             if reopened is not None:
                 context["ticket"] = reopened.summary()
                 context.setdefault("reference", reopened.reference)

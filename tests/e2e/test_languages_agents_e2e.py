@@ -79,3 +79,42 @@ async def test_origin_summary_overridden_under_settings_messages(tmp_path: Path,
     flows = flows_with(tmp_path, "id", {"origin_public": {"id": "Pelanggan datang dari grup Telegram {{ place }}"}})
     origin = await _origin_seen_by_agents(tmp_path, fake, flows, nlu_cache)
     assert origin["summary"] == "Pelanggan datang dari grup Telegram Acme fans"
+
+
+@pytest.mark.parametrize(("default", "asked", "complaint", "urgency"), [
+    ("es", "pidió hablar con una persona", "reclamación {} (shipping, ", "; urgencia "),
+    ("id", "meminta berbicara dengan petugas", "keluhan {} (shipping, ", "; urgensi "),
+])
+async def test_why_it_was_handed_over_in_the_desks_default_language(
+        tmp_path: Path, nlu_cache: Path, default: str, asked: str, complaint: str, urgency: str) -> None:
+    """The reason written for agents (context agent_reason) is in the flows' default language,
+    whatever the customer's: the customer asking, and an urgent complaint written in English."""
+    from e2e.chat import ChatClient
+    from e2e.test_tickets_e2e import _file_complaint
+
+    base = make_config(tmp_path, f"nlu: {{cache_dir: '{nlu_cache}'}}")
+    r = await start_app(base.model_copy(update={
+        "flows": base.flows.model_copy(update={"path": str(flows_with(tmp_path, default))})}))
+    asks, complains = ChatClient(r.http, r.ws_url), ChatClient(r.http, r.ws_url)
+    try:
+        await asks.connect()
+        await complains.connect()
+        await asks.say("I want to talk to a person", expect_text="Customer Care")
+        ref = await _file_complaint(complains, "shipping", "AB123456",
+                                    "This is the third time the parcel never came!! I will call my lawyer.")
+        await complains.say("Yes, talk to a person", payload="yes", expect_text="queue")
+        queue = await agent_queue(r)
+        reasons = {h["conversation_id"]: h["agent_reason"] for h in queue}
+        conv_a = await r.services.store.latest_conversation("webchat", await _visitor(r, asks))
+        conv_c = await r.services.store.latest_conversation("webchat", await _visitor(r, complains))
+        assert reasons[conv_a.id] == asked
+        assert reasons[conv_c.id].startswith(complaint.format(ref)), reasons[conv_c.id]
+        assert urgency in reasons[conv_c.id], reasons[conv_c.id]
+    finally:
+        await asks.close()
+        await complains.close()
+        await stop_app(r)
+
+
+async def _visitor(r: Running, c: Any) -> str:
+    return r.services.connectors["webchat"].signer.verify(c.token)  # type: ignore[attr-defined]
