@@ -39,3 +39,19 @@ async def test_the_reason_after_failed_tries_is_a_system_text_the_flows_override
     res = await engine.handle(res.state, TurnInput("12", language=lang))
     res = await engine.handle(res.state, TurnInput("abcd", language=lang))
     assert res.handoff is not None and res.handoff.reason == reason
+
+
+def test_validate_reports_a_widget_text_the_browser_cannot_fill_in(tmp_path: Path) -> None:
+    """The web chat widget's words (widget_*) are filled in by the browser: plain {{ name }} only."""
+    from bot.errors import FlowValidationError
+
+    (tmp_path / "f.yaml").write_text(FLOWS.replace('''  messages:
+''', '''  messages:
+    widget_position: {es: "eres el {{ position }}º", id: "nomor {{ position | string }}"}
+    widget_waiting: {es: "{% if true %}Esperando{% endif %}"}
+'''), encoding="utf-8")
+    with pytest.raises(FlowValidationError) as ei:
+        load_flows(tmp_path)
+    assert [(e.line, e.reason.split(":")[0]) for e in ei.value.errors] == [
+        (4, "settings.messages.widget_position.id"), (5, "settings.messages.widget_waiting.es")]
+    assert "plain {{ name }} placeholders only" in ei.value.errors[0].reason
