@@ -34,6 +34,7 @@ from bot.runtime import Runtime
 from bot.storage import Store, open_store
 from connectors.base import Connector
 from connectors.webchat import WebchatConnector
+from connectors.widget_texts import WidgetTexts
 from flows import FlowEngine, IntentMatcher, LexicalMatcher
 from flows.turn import ActionContext
 from handoff.tickets import Tickets, ticket_actions
@@ -177,7 +178,8 @@ async def build_services(config: Config) -> Services:
             webchat = WebchatConnector(config=config.webchat, secret=secret, accept=runtime.accept, store=store,
                                        events=events, media=media,
                                        is_agent=desk.is_agent if desk else _nobody,
-                                       team_name=config.handoff.team_name, cluster=cluster)
+                                       team_name=config.handoff.team_name, cluster=cluster,
+                                       widget_texts=WidgetTexts(engine))
             connectors[webchat.name] = webchat
         if config.telegram.enabled:
             from connectors.telegram import TelegramConnector   # imported only when used

@@ -152,6 +152,8 @@ async def _build(config: Config):  # type: ignore[no-untyped-def]
 def validate(flows_dir: str | None, config_path: str | None) -> None:
     """Check flow files (and canned/ replies) and report every error as file:line: reason.
 
+    Also reports a team or department name in the config given by language that
+    leaves out one of the flows' settings.languages.supported.
     FLOWS_DIR defaults to flows.path from the config. Exits 1 if anything is wrong.
     Warnings (exit 0): slots only ever cleared, steps nothing reaches, intents with
     fewer than 5 examples, and pairs of intents whose examples the matcher confuses.
@@ -168,10 +170,15 @@ def validate(flows_dir: str | None, config_path: str | None) -> None:
             fs = load_flows(path, teams=config.handoff.teams.keys(), endpoints=config.integrations.endpoints.keys())
         except FlowValidationError as exc:
             errors += exc.errors
+        flows_ok = errors == []
         try:
             canned = load_canned(path, fs.settings.languages if errors == [] else None)   # canned/
         except FlowValidationError as exc:
             errors += exc.errors
+        if flows_ok:      # team and department names given by language, in config (bot/names.py)
+            from bot.names import name_errors
+
+            errors += name_errors(config, config_path, fs.settings.languages)
         if errors:
             raise FlowValidationError(errors)
     except FlowValidationError as exc:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from bot.errors import ConfigError
+from bot.names import LocalName, localized
 from bot.yamlmarks import MarkedYamlError, Marks, describe_loc, load_marked
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -54,7 +55,8 @@ class WebchatConfig(_Model):
 
 
 class TeamConfig(_Model):
-    name: str
+    name: LocalName = Field(description="what customers are told ('passing you to <name>'): a string, or "
+                            "by language code {en: ..., es: ...} (bot/names.py)")
     description: str = ""
 
 
@@ -70,9 +72,10 @@ class HandoffConfig(_Model):
             raise ValueError("at least one team is needed")
         return v
 
-    def team_name(self, team: str) -> str:
+    def team_name(self, team: str, lang: str | None = None, langs: Any = None) -> str:
+        """The team's name in ``lang`` (bot/names.py); the key itself for an unknown team."""
         t = self.teams.get(team)
-        return t.name if t else team
+        return localized(t.name, lang, langs) if t else team
 
 
 class AgentDeskConfig(_Model):
@@ -445,7 +448,7 @@ class RouteRule(_Model):
 
 
 class DepartmentConfig(_Model):
-    name: str
+    name: LocalName = Field(description="a string, or by language code {en: ..., es: ...} (bot/names.py)")
     team: str | None = Field(None, description="the handoff team (handoff.teams) that works this department's "
                              "tickets; empty: the team the flow's handoff step names")
 

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from bot.cluster import Cluster
 from bot.config import Config
@@ -27,6 +27,7 @@ from bot.model import Conversation, ConversationState, Customer, Inbound, Messag
 from bot.privacy import Privacy
 from bot.storage import HandoffSpec, InboundResult, Store, Ticket
 from flows import FlowEngine, TurnInput
+from flows.i18n import render_system
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,18 @@ def turn_outcome(missed: bool, flow_state: dict[str, Any]) -> str:
     return "mid_flow" if flow_state.get("awaiting") or flow_state.get("confirm") is not None else ""
 
 
-def handoff_agent_reason(cause: str | None, text: str, ticket: Ticket | None) -> str:
+def handoff_agent_reason(cause: str | None, text: str, ticket: Ticket | None,
+                         say: Callable[..., str] | None = None) -> str:
     """The reason written for the agent: the engine's words, with the complaint's reference,
-    category and severity when a ticket is what the handoff is about."""
+    category and severity when a ticket is what the handoff is about. ``say(key, **values)``: the
+    flows' text for agents (``why_*``, the default language); built-in English without it."""
+    say = say or (lambda key, **values: render_system(key, "en", **values))
     if ticket is not None and cause in ("complaint", "reopened"):
-        about = f"complaint {ticket.reference} ({ticket.category or 'no category'}, {ticket.severity})"
+        lead = say("why_ticket", reference=ticket.reference, category=ticket.category or "",
+                   severity=ticket.severity, reopened=cause == "reopened")
         rest = text.split("; ", 1)[1] if "; " in text else ""     # the urgency cues, if any
-        lead = about if cause == "complaint" else f"{about}: the customer says it is not solved"
         return lead + (f"; {rest}" if rest else "")
-    return text or "handed over"
+    return text or say("why_default")
 
 
 class Runtime:
@@ -377,7 +381,8 @@ class Runtime:
                     self.metrics.handoffs.labels(handoff.team).inc()
                 self.events.publish(Event("queued", cid, handoff.id))
                 self.events.publish(Event("state", cid, handoff.id, {
-                    "state": "waiting", "position": position, "team": self.config.handoff.team_name(handoff.team),
+                    "state": "waiting", "position": position, "team": self.config.handoff.team_name(
+                        handoff.team, conv.language, self.engine.settings.languages),
                     "channel": conv.channel, "external_id": conv.external_id}))
 
     def _handoff_spec(self, team: str | None, reason: str, priority: int, flow_state: dict[str, Any],
@@ -392,12 +397,12 @@ class Runtime:
             if team:
                 log.warning("handoff to unknown team %r; using %r", team, hc.default_team)
             team = hc.default_team
-        team_name = hc.team_name(team)
+        team_name = hc.team_name(team, turn.language, self.engine.settings.languages)   # the customer reads it
         slots = {k: v for k, v in (flow_state.get("slots") or {}).items() if v not in (None, "", [])}
         context = {"slots": slots, "reference": slots.get("reference"), "reason": reason,
                    "language": turn.language or self.engine.settings.languages.default,
                    "ticket": ticket.summary() if ticket else {},
-                   "agent_reason": handoff_agent_reason(cause, agent_reason, ticket)}
+                   "agent_reason": handoff_agent_reason(cause, agent_reason, ticket, self.engine.for_agents)}
         template = self.engine.pick(self.engine.settings.handoff_message, turn.language)
 
         def message(position: int) -> Outbound:

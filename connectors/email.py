@@ -257,9 +257,10 @@ def is_reply_subject(subject: str) -> bool:
     return bool(_REPLY_PREFIX.match(subject))
 
 
-def reply_subject(subject: str, reference: str | None) -> str:
-    """``Re: <their subject>`` (one Re:), plus ``[reference]`` unless it is in there already."""
-    base = _REPLY_PREFIX.sub("", subject).strip() or "Your message"
+def reply_subject(subject: str, reference: str | None, fallback: str = "Your message") -> str:
+    """``Re: <their subject>`` (one Re:), plus ``[reference]`` unless it is in there already;
+    ``Re: <fallback>`` when their mail had no subject (the ``email_subject`` text, in their language)."""
+    base = _REPLY_PREFIX.sub("", subject).strip() or fallback.strip() or "Your message"
     if reference and f"[{reference}]" not in base:
         base = f"{base} [{reference}]"
     return f"Re: {base}"
@@ -467,7 +468,8 @@ class EmailConnector:
         accept: the runtime's ``accept`` (persist, then schedule the answer).
         store: for the threading data of each mail, the last choices asked and ticket references.
         media: where attachments go (the store's ``media`` table).
-        texts: omnibot's own words (the note under choices) as ``texts(key, language)``, in the
+        texts: omnibot's own words (the note under choices, the subject of a reply to a mail
+            without one) as ``texts(key, language)``, in the
             conversation's language; default: the built-in ones (flows/i18n.py).
     """
 
@@ -703,7 +705,10 @@ class EmailConnector:
         msg = EmailMessage(policy=email.policy.SMTP)
         msg["From"] = formataddr((self.config.smtp.from_name, self.from_address))
         msg["To"] = head.external_id
-        msg["Subject"] = reply_subject(subject, ticket.reference if ticket else None)
+        conv = await self.store.get_conversation(cid)
+        lang = conv.language if conv else None
+        fallback = "" if _REPLY_PREFIX.sub("", subject).strip() else self.texts("email_subject", lang)
+        msg["Subject"] = reply_subject(subject, ticket.reference if ticket else None, fallback)
         msg["Date"] = format_datetime(utcnow())
         # the same turn always has the same id: a resend after a crash is recognisably the same mail
         msg["Message-ID"] = f"<omnibot.{cid}.{head.message.id}@{self.domain}>"
@@ -726,8 +731,7 @@ class EmailConnector:
             plain.append(p)
             rich.append(h)
         if any(i.message.buttons for i in items):
-            conv = await self.store.get_conversation(cid)
-            note = self.texts("email_choices", conv.language if conv else None)
+            note = self.texts("email_choices", lang)
             plain.append(note)
             rich.append(f"<p><small>{note}</small></p>")
         msg.set_content("\n\n".join(plain) + "\n")

@@ -69,10 +69,13 @@ class WebchatConnector:
     def __init__(self, *, config: WebchatConfig, secret: str, accept: Callable[[Inbound], Any],
                  store: Store, events: EventBus, media: MediaStore,
                  is_agent: Callable[[web.Request], Awaitable[bool]],
-                 team_name: Callable[[str], str] = str, cluster: Cluster | None = None) -> None:
+                 team_name: Callable[..., str] | None = None, cluster: Cluster | None = None,
+                 widget_texts: Callable[[str | None, Any], dict[str, Any]] | None = None) -> None:
         self.config = config
+        # the widget's own words in the visitor's language (connectors/widget_texts.py)
+        self.widget_texts = widget_texts
         self.cluster = cluster if cluster is not None and cluster.enabled else None
-        self.team_name = team_name
+        self.team_name = team_name or (lambda team, lang=None: team)    # team_name(key, language)
         self.signer = Signer(secret, "webchat-session")
         self.accept = accept
         self.store = store
@@ -323,7 +326,9 @@ class WebchatConnector:
             h = await self.store.active_handoff(conv.id)
             if h is not None:
                 welcome["position"] = await self.store.queue_position(h.id)
-                welcome["team"] = self.team_name(h.team)
+                welcome["team"] = self.team_name(h.team, conv.language)
+        if self.widget_texts is not None:
+            welcome.update(self.widget_texts(conv.language if conv else None, frame.get("lang")))
         await ws.send_json(welcome)
         return visitor
 

@@ -264,7 +264,8 @@ class WhatsAppConnector:
     def __init__(self, *, config: WhatsAppConfig, accept: Callable[[Inbound], Any], store: Store,
                  media: MediaStore, on_failed: Callable[..., Any] | None = None,
                  clock: Callable[[], float] = time.time, texts: Callable[..., str] | None = None) -> None:
-        # omnibot's own words (a list's button and section titles) as texts(key, language)
+        # omnibot's own words (a list's button and section titles, the text above a choice that has
+        # none) as texts(key, language)
         self.texts = texts or render_system
         self.config = config
         self.accept = accept
@@ -557,7 +558,9 @@ class WhatsAppConnector:
             parts = split_text(text, MAX_BODY)
             out += [{"type": "text", "text": {"body": c, "preview_url": False}} for c in parts[:-1]]
             text = parts[-1]
-        body = {"text": text.strip() or "Please choose:"}
+        conv = await self.store.get_conversation(m.conversation_id) if self.store is not None else None
+        lang = conv.language if conv else None
+        body = {"text": text.strip() or self.texts("choose_prompt", lang)}     # WhatsApp needs a body
         ids = [b.payload[:200] for b in buttons]
         if len(buttons) <= MAX_BUTTONS and all(len(b.title) <= MAX_BUTTON_TITLE for b in buttons) \
                 and len(set(ids)) == len(ids) and len({b.title for b in buttons}) == len(buttons):
@@ -570,8 +573,6 @@ class WhatsAppConnector:
                 if len(b.title) > MAX_ROW_TITLE:
                     row["description"] = _fit(b.title, MAX_ROW_DESCRIPTION)
                 rows.append(row)
-            conv = await self.store.get_conversation(m.conversation_id) if self.store is not None else None
-            lang = conv.language if conv else None
             out.append({"type": "interactive", "interactive": {"type": "list", "body": body, "action": {
                 "button": _fit(self.texts("list_button", lang), 20),
                 "sections": [{"title": _fit(self.texts("list_section", lang), 24), "rows": rows}]}}})

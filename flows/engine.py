@@ -172,6 +172,11 @@ class FlowEngine:
         src = system_text(key, lang, self.settings.languages, self.settings.messages)
         return self.renderer.render(src, values) if "{" in src else src
 
+    def for_agents(self, key: str, **values: Any) -> str:
+        """One of omnibot's texts for agents (``why_*``, ``origin_public``): in the default language,
+        as agents have no language setting (README "Languages")."""
+        return self.system_text(key, self.settings.languages.default, **values)
+
     def pick(self, text: Any, lang: str | None) -> str:
         """A flow text (a string or a mapping by language) in ``lang``."""
         return pick(text, lang, self.settings.languages)
@@ -225,8 +230,7 @@ class FlowEngine:
             sig["urgency_level"] = urg.level
             sig["urgency_reasons"] = list(urg.reasons)
 
-    @staticmethod
-    def _with_urgency(h: HandoffRequest, st: TurnState) -> HandoffRequest:
+    def _with_urgency(self, h: HandoffRequest, st: TurnState) -> HandoffRequest:
         """Anger or urgency raises the handoff's priority (elevated +1, high +2). The reason stays
         as the flow wrote it (the customer reads it); the agent's reason names the cues."""
         level = str(st.signals.get("urgency_level", "none"))
@@ -234,8 +238,8 @@ class FlowEngine:
         if not bump:
             return h
         cues = ", ".join(str(c) for c in (st.signals.get("urgency_reasons") or [])[:3])
-        return dataclasses.replace(h, priority=h.priority + bump,
-                                   agent_reason=f"{h.agent_reason}; {level} urgency" + (f" ({cues})" if cues else ""))
+        urgency = self.for_agents("why_urgency", level=level, cues=cues)
+        return dataclasses.replace(h, priority=h.priority + bump, agent_reason=f"{h.agent_reason}; {urgency}")
 
     def _with_cause(self, h: HandoffRequest, missed_before: int) -> HandoffRequest:
         """Why the conversation is handed over, for the figures and in words for the agent.
@@ -263,15 +267,15 @@ class FlowEngine:
             else:
                 cause = "rule"
         if cause == "misunderstood" and missed_before:
-            text = f"asked for a person after {missed_before} misunderstood message{'s' * (missed_before != 1)}"
+            text = self.for_agents("why_misunderstood", count=missed_before)
         elif cause in ("customer_asked", "misunderstood"):
-            text = "asked for a person"
+            text = self.for_agents("why_asked")
         elif cause == "complaint":
-            text = "complaint flow: " + h.reason
+            text = self.for_agents("why_complaint", reason=h.reason)
         elif cause == "reopened":
-            text = "says their complaint is not solved"
+            text = self.for_agents("why_reopened")
         else:
-            text = f"rule: flow {h.flow or '?'} hands over ({h.reason})"
+            text = self.for_agents("why_rule", flow=h.flow or "?", reason=h.reason)
         return dataclasses.replace(h, cause=cause, agent_reason=text)
 
     # -- an answer to the bot's question ----------------------------------------
@@ -367,8 +371,9 @@ class FlowEngine:
         if st.attempts >= step.max_attempts:
             st.awaiting, st.attempts = None, 0
             label = step.collect.replace('_', ' ')
-            steps.jump(t, step.on_fail, reason=_couldnt_get(label, t.lang), cause="misunderstood",
-                       agent_reason=f"the bot could not understand their {label} ({step.max_attempts} tries)")
+            # the slot's name is the flow author's word (English in the demo): said as it is
+            steps.jump(t, step.on_fail, reason=steps.system("couldnt_get", t, label=label), cause="misunderstood",
+                       agent_reason=self.for_agents("why_not_understood", label=label, tries=step.max_attempts))
             return
         if step.invalid:
             t.replies.append(Reply(steps.render(step.invalid, t)))
@@ -386,12 +391,6 @@ def _names_a_choice(step: CollectStep, text: str) -> bool:
             if normalize_for_matching(name.replace("_", " ")).strip(" .!") == norm:
                 return True
     return False
-
-
-def _couldnt_get(label: str, lang: str | None) -> dict[str, str]:
-    # the slot's name is the flow author's word (English in the demo): said as it is
-    return {"en": f"I couldn't get your {label}", "es": f"no he podido entender tu dato «{label}»",
-            "id": f"saya tidak dapat memahami {label} Anda"}
 
 
 def _asks(t: Turn) -> bool:

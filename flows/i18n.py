@@ -24,6 +24,8 @@ from typing import Any, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .i18n_widget import WIDGET_MESSAGES, WIDGET_NAMES
+
 #: A text as flows write it: a string, or a mapping of language code to string.
 Text = Union[str, dict[str, str]]
 
@@ -175,6 +177,9 @@ SYSTEM_MESSAGES: dict[str, dict[str, str]] = {
     # a call: step could not reach the business's system (README "Calling your systems")
     "call_failed": t3("Sorry, I can't look that up right now.", "Lo siento, ahora mismo no puedo consultarlo.",
                       "Maaf, saya tidak bisa memeriksanya sekarang."),
+    # the handoff reason when a question was not answered in max_attempts tries ("... because <this>")
+    "couldnt_get": t3("I couldn't get your {{ label }}", "no he podido entender tu dato «{{ label }}»",
+                      "saya tidak dapat memahami {{ label }} Anda"),
     "call_failed_reason": t3("I couldn't check it automatically", "no he podido comprobarlo automáticamente",
                              "saya tidak dapat memeriksanya secara otomatis"),
     # card data removed from a customer's message (README "Privacy"; once per conversation)
@@ -252,6 +257,49 @@ SYSTEM_MESSAGES: dict[str, dict[str, str]] = {
                         "Balas dengan nomor atau kata-kata pilihan Anda."),
     "list_button": t3("Choose", "Elegir", "Pilih"),
     "list_section": t3("Options", "Opciones", "Pilihan"),
+    # a WhatsApp list or reply buttons need a text above them: this one when the choice has none
+    "choose_prompt": t3("Please choose:", "Elige una opción:", "Silakan pilih:"),
+    # an e-mail reply when the customer's mail had no subject to answer ("Re: <this>")
+    "email_subject": t3("Your message", "Tu mensaje", "Pesan Anda"),
+    # for the agents, not the customer: why the bot handed over (context agent_reason). Agents have
+    # no language of their own: in settings.languages.default. Values are the flows' and the NLU's words.
+    "why_asked": t3("asked for a person", "pidió hablar con una persona", "meminta berbicara dengan petugas"),
+    "why_misunderstood": t3("asked for a person after {{ count }} misunderstood message{% if count != 1 %}s{% endif %}",
+                            "pidió hablar con una persona tras {{ count }} mensaje{% if count != 1 %}s{% endif %} "
+                            "no entendido{% if count != 1 %}s{% endif %}",
+                            "meminta berbicara dengan petugas setelah {{ count }} pesan yang tidak dipahami"),
+    "why_complaint": t3("complaint flow: {{ reason }}", "flujo de reclamación: {{ reason }}",
+                        "alur keluhan: {{ reason }}"),
+    "why_reopened": t3("says their complaint is not solved", "dice que su reclamación no está resuelta",
+                       "mengatakan keluhannya belum selesai"),
+    "why_rule": t3("rule: flow {{ flow }} hands over ({{ reason }})",
+                   "regla: el flujo {{ flow }} pasa la conversación ({{ reason }})",
+                   "aturan: alur {{ flow }} meneruskan percakapan ({{ reason }})"),
+    "why_not_understood": t3("the bot could not understand their {{ label }} ({{ tries }} tries)",
+                             "el bot no pudo entender su dato «{{ label }}» ({{ tries }} intentos)",
+                             "bot tidak dapat memahami {{ label }} mereka ({{ tries }} percobaan)"),
+    "why_call_failed": t3("the bot could not reach {{ call }} ({{ why }})",
+                          "el bot no pudo consultar {{ call }} ({{ why }})",
+                          "bot tidak dapat menghubungi {{ call }} ({{ why }})"),
+    "why_urgency": t3("{{ level }} urgency{% if cues %} ({{ cues }}){% endif %}",
+                      "urgencia {% if level == 'high' %}alta{% else %}elevada{% endif %}"
+                      "{% if cues %} ({{ cues }}){% endif %}",
+                      "urgensi {% if level == 'high' %}tinggi{% else %}meningkat{% endif %}"
+                      "{% if cues %} ({{ cues }}){% endif %}"),
+    "why_ticket": t3("complaint {{ reference }} ({{ category or 'no category' }}, {{ severity }})"
+                     "{% if reopened %}: the customer says it is not solved{% endif %}",
+                     "reclamación {{ reference }} ({{ category or 'sin categoría' }}, {{ severity }})"
+                     "{% if reopened %}: el cliente dice que no está resuelta{% endif %}",
+                     "keluhan {{ reference }} ({{ category or 'tanpa kategori' }}, {{ severity }})"
+                     "{% if reopened %}: pelanggan mengatakan belum selesai{% endif %}"),
+    "why_default": t3("handed over", "pasada a una persona", "diteruskan ke petugas"),
+    "why_reopened_by": t3("reopened by {{ agent }}{% if note %}: {{ note }}{% endif %}",
+                          "reabierta por {{ agent }}{% if note %}: {{ note }}{% endif %}",
+                          "dibuka kembali oleh {{ agent }}{% if note %}: {{ note }}{% endif %}"),
+    # for the agents, not the customer: where a conversation came from (a Telegram group it was moved
+    # from). Agents have no language of their own: shown in settings.languages.default.
+    "origin_public": t3("moved from the public group {{ place }}", "trasladada desde el grupo público {{ place }}",
+                        "dipindahkan dari grup publik {{ place }}"),
     # buttons the engine adds itself
     "button_yes": t3("Yes", "Sí", "Ya"),
     "button_no": t3("No", "No", "Tidak"),
@@ -265,13 +313,21 @@ SYSTEM_NAMES: dict[str, tuple[str, ...]] = {
     "transferred_team": ("agent", "team"), "transferred_agent": ("agent", "to", "team"),
     "taken_over": ("agent", "team", "previous"), "complaint_resolved": ("agent", "reference", "result"),
     "language_switched": (), "apology": (), "call_failed": (), "call_failed_reason": (), "button_yes": (),
+    "couldnt_get": ("label",), "why_asked": (), "why_misunderstood": ("count",), "why_complaint": ("reason",),
+    "why_reopened": (), "why_rule": ("flow", "reason"), "why_not_understood": ("label", "tries"),
+    "why_call_failed": ("call", "why"), "why_urgency": ("level", "cues"),
+    "why_ticket": ("reference", "category", "severity", "reopened"), "why_default": (),
+    "why_reopened_by": ("agent", "note"),
     "button_no": (), "button_skip": (), "button_human": (), "card_removed": (), "public_reply": ("link",),
     "public_link_expired": (), "status_none": (), "status_not_found": ("reference",), "status_no_open": (),
     "status_last_resolved": ("reference",), "status_resolved": ("reference", "category", "when"),
     "status_open": ("reference", "category", "owner", "team", "due"), "status_more": ("count",),
     "link_bad_format": (), "link_too_many": (), "link_invalid": (), "link_done": (), "email_choices": (),
-    "list_button": (), "list_section": (),
+    "list_button": (), "list_section": (), "choose_prompt": (), "email_subject": (), "origin_public": ("place",),
 }
+# the web chat widget's words (its buttons, status line, notices): flows/i18n_widget.py
+SYSTEM_MESSAGES.update(WIDGET_MESSAGES)
+SYSTEM_NAMES.update(WIDGET_NAMES)
 assert SYSTEM_NAMES.keys() == SYSTEM_MESSAGES.keys()
 
 #: Day and month abbreviations for dates customers read (:func:`when`); other languages get ISO dates.

@@ -291,6 +291,12 @@ def load_flows(path: str | Path, *, teams: Iterable[str] | None = None,
                 continue
             at = partial(_line_in, smarks, loc, smarks.line_for(loc))
             templates.text(src, describe_loc(loc), sfile, at, names=SYSTEM_NAMES[key], languages=False)
+            if key.startswith("widget_"):       # filled in by the browser: {{ name }} and nothing else
+                for code, text in variants(src):
+                    if re.search(r"\{%|\{#|\{\{(?!\s*\w+\s*\}\})", text):
+                        errs.add(f"{describe_loc(loc + ((code,) if code else ()))}: the web chat widget fills in "
+                                 "plain {{ name }} placeholders only (no filters, conditions or comments)",
+                                 sfile, at(*((code,) if code else ())))
             # a language the override leaves out keeps the built-in text: only one neither gives is missing
             given = {st.languages.default: src} if isinstance(src, str) else src
             built_in = {c: v for c, v in SYSTEM_MESSAGES[key].items() if c in st.languages.languages}

@@ -216,7 +216,8 @@ class StepRunner:
             t.replies.append(Reply(self.render(step.failure_message, t) if step.failure_message
                                    else self.system("call_failed", t)))
             self.jump(t, step.on_failure, reason=self.system("call_failed_reason", t), cause="other",
-                      agent_reason=f"the bot could not reach {step.call} ({outcome.reason or outcome.kind})")
+                      agent_reason=self.system_in(self.settings.languages.default, "why_call_failed", call=step.call,
+                                                  why=outcome.reason or outcome.kind))
             return False
         if isinstance(outcome.data, (dict, list)) or outcome.data is None:
             for slot, path in step.save.items():

@@ -10,7 +10,7 @@ from bot.public import origin_of
 from bot.storage import HandoffRecord, Store
 from bot.model import Conversation, Message, utcnow
 from flows.loader import FlowSet
-from flows.i18n import pick
+from flows.i18n import pick, render_system
 from flows.schema import ChoiceSpec, CollectStep, slot_label
 
 #: Slots kept on the hand-over card whatever the flow: the complaint's reference.
@@ -209,7 +209,7 @@ async def handoff_context(store: Store, config: Config, h: HandoffRecord, *,
         # messages"); the reason above is the sentence the customer was told
         "agent_reason": h.context.get("agent_reason") or None,
         # where the conversation came from when it did not start here, e.g. moved from a public group
-        "origin": await origin_of(store, conv.id),
+        "origin": origin_for_agents(await origin_of(store, conv.id), flows),
         # the captured details: the handoff's flow's fields (label, value), and the same as a mapping
         "slots": shown, "fields": fields, "reference": slots.get("reference") or h.context.get("reference"),
         "flow": flow,
@@ -223,6 +223,19 @@ async def handoff_context(store: Store, config: Config, h: HandoffRecord, *,
         "unreachable": unreachable(conv, transcript),
         "other_channels": await other_channels(store, conv, identities),
     }
+
+
+def origin_for_agents(origin: dict[str, Any] | None, flows: FlowSet | None) -> dict[str, Any] | None:
+    """Where the conversation came from, its summary in the words of the flows' ``origin_public``
+    message (flows/i18n.py; ``settings.messages.origin_public`` overrides it). Agents have no
+    language of their own (accounts and desks carry none): it is in ``settings.languages.default``,
+    whatever the customer's language. Without flows, the summary kept when it was recorded."""
+    if not origin or origin.get("kind") != "public" or flows is None:
+        return origin
+    st = flows.settings
+    summary = render_system("origin_public", st.languages.default, st.languages, st.messages,
+                            place=str(origin.get("place") or ""))
+    return {**origin, "summary": summary.strip()}
 
 
 def unreachable(conv: Conversation, transcript: list[Message]) -> dict[str, Any] | None:

@@ -80,10 +80,14 @@ class HandoffQueue:
         self.on_resolved = on_resolved
         self.clock: Callable[[], datetime] = utcnow    # take-over's idle time (tests set it)
 
-    async def _told(self, h: HandoffRecord, key: str, **values: Any) -> Outbound:
-        """A system message to the customer of ``h`` in their conversation's language."""
+    async def _told(self, h: HandoffRecord, key: str, *, team: str | None = None, **values: Any) -> Outbound:
+        """A system message to the customer of ``h`` in their conversation's language (``team``: the
+        team's key; its name in that language, bot/names.py)."""
         conv = await self.store.get_conversation(h.conversation_id)
-        return Outbound(self.texts(key, conv.language if conv else None, **values), role="system")
+        lang = conv.language if conv else None
+        if team is not None:
+            values["team"] = self.config.handoff.team_name(team, lang)
+        return Outbound(self.texts(key, lang, **values), role="system")
 
     async def list(self, *, team: str | None = None) -> list[HandoffRecord]:
         """Queued and claimed handoffs, highest priority first, then oldest."""
@@ -103,8 +107,7 @@ class HandoffQueue:
             if h.state == "claimed":
                 raise Conflict(f"already claimed by {h.agent}")
             new = self._next(h, "claim")
-            team = self.config.handoff.team_name(h.team)
-            told = await self._told(h, "agent_joined", agent=first_name(agent), team=team)
+            told = await self._told(h, "agent_joined", agent=first_name(agent), team=h.team)
             if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value, agent=agent,
                                                        conversation_state=CONVERSATION_STATE[new],
                                                        replies=[told]):
@@ -210,11 +213,11 @@ class HandoffQueue:
                 if h.team == team:
                     raise Conflict(f"it is already with {team_name}")
                 new = self._next(h, "transfer")
-                told = await self._told(h, "transferred_team", agent=first_name(agent), team=team_name)
+                told = await self._told(h, "transferred_team", agent=first_name(agent), team=team)
             else:
                 new = self._next(h, "assign")
                 told = await self._told(h, "transferred_agent", agent=first_name(agent), to=first_name(to.name),
-                                        team=team_name)
+                                        team=team)
             if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value, team=team,
                                                        agent=to.name if to else None,
                                                        conversation_state=CONVERSATION_STATE[new],
@@ -252,8 +255,7 @@ class HandoffQueue:
                                f"ago): an agent may take over after {int(idle.total_seconds() // 60)} min without "
                                f"a reply, in {wait} min; a supervisor may at any time")
             new = self._next(h, "take_over")
-            team = self.config.handoff.team_name(h.team)
-            told = await self._told(h, "taken_over", agent=first_name(agent), team=team,
+            told = await self._told(h, "taken_over", agent=first_name(agent), team=h.team,
                                     previous=first_name(previous))
             if not await self.store.transition_handoff(handoff_id, expected=h.state, new=new.value, agent=agent,
                                                        conversation_state=CONVERSATION_STATE[new],
@@ -338,7 +340,8 @@ class HandoffQueue:
             note = (note or "").strip()[:500] or None
             context = dict(last.context) if last else {}
             context.update({"reopened_by": agent, "note": note, "reopened_from": last.id if last else None,
-                            "agent_reason": f"reopened by {agent}" + (f": {note}" if note else "")})
+                            # for agents: in the flows' default language (None: no conversation's)
+                            "agent_reason": self.texts("why_reopened_by", None, agent=agent, note=note or "")})
             if reopened is not None:
                 context["ticket"] = reopened.summary()
                 context.setdefault("reference", reopened.reference)
@@ -388,7 +391,8 @@ class HandoffQueue:
         self.events.publish(Event(kind, h.conversation_id, handoff_id))
         if conv is not None:
             self.events.publish(Event("state", h.conversation_id, handoff_id, {
-                "state": conv.state.value, "position": 0, "team": self.config.handoff.team_name(h.team),
+                "state": conv.state.value, "position": 0,
+                "team": self.config.handoff.team_name(h.team, conv.language),
                 "agent": first_name(h.agent), "channel": conv.channel, "external_id": conv.external_id}))
         return h
 

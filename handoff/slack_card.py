@@ -146,7 +146,7 @@ class CardRenderer:
             {"type": "button", "action_id": "omnibot_back", "text": {"type": "plain_text", "text": "Back to bot"},
              "value": h.id},
         ]
-        others = [(k, t.name) for k, t in self.config.handoff.teams.items() if k != h.team]
+        others = [(k, self.config.handoff.team_name(k)) for k in self.config.handoff.teams if k != h.team]
         if others:
             elements.append({"type": "static_select", "action_id": "omnibot_transfer",
                              "placeholder": {"type": "plain_text", "text": "Transfer to…"},

@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 from bot.config import SEVERITIES, ComplaintsConfig, RouteMatch
 from bot.events import Event, EventBus
 from bot.model import utcnow
+from bot.names import localized
 from bot.storage import Store, Ticket
 from flows.engine import ActionContext
 from flows.i18n import when
@@ -183,9 +184,10 @@ class Tickets:
         """Past the resolve deadline (the same rule as the alerts and the report)."""
         return breached(ticket, "resolve", now, self.cfg)
 
-    def department_name(self, ticket: Ticket) -> str:
+    def department_name(self, ticket: Ticket, lang: str | None = None) -> str:
+        """The department's name in ``lang`` (bot/names.py); agents: no language."""
         dep = self.cfg.departments.get(ticket.department)
-        return dep.name if dep else ticket.department
+        return localized(dep.name, lang) if dep else ticket.department
 
     # -- status on request --------------------------------------------------------------------
 
@@ -217,7 +219,7 @@ class Tickets:
             return ctx.say("status_resolved", reference=t.reference, category=category,
                            when=when(t.resolved_at, ctx.language))
         return ctx.say("status_open", reference=t.reference, category=category, owner=await self._owner(t),
-                       team=self.department_name(t), due=when(self.due(t), ctx.language))
+                       team=self.department_name(t, ctx.language), due=when(self.due(t), ctx.language))
 
     async def _owner(self, t: Ticket) -> str | None:
         h = await self.store.active_handoff(t.conversation_id)
@@ -231,8 +233,8 @@ def ticket_actions(tickets: Tickets) -> dict[str, Callable[[ActionContext], Any]
 
     async def create_reference(ctx: ActionContext) -> str:
         t = await tickets.open(ctx)
-        ctx.updates.update({"ticket_department": tickets.department_name(t), "ticket_severity": t.severity,
-                            "ticket_due": when(tickets.due(t), ctx.language)})
+        ctx.updates.update({"ticket_department": tickets.department_name(t, ctx.language),
+                            "ticket_severity": t.severity, "ticket_due": when(tickets.due(t), ctx.language)})
         return t.reference
 
     async def ticket_status(ctx: ActionContext) -> str:

@@ -25,6 +25,27 @@
   const MAX_BACKOFF = 10000;
   const MAX_TEXT_CHARS = 4000; // characters of a message; the server answers longer ones with too_large
 
+  // The widget's own words: English until the welcome frame brings them in the visitor's language
+  // (its `texts`; settings.messages.widget_* overrides them, README "Languages").
+  const T = {
+    greeting: 'Hi there! Ask us anything - we usually answer right away.', placeholder: 'Write a message…',
+    message: 'Message', conversation: 'Conversation', send: 'Send message', attach: 'Attach an image or PDF',
+    open: 'Open chat', open_new: 'Open chat ({{ count }} new)', close: 'Close chat', minimise: 'Minimise chat',
+    online: 'online', offline: 'offline', connecting: 'connecting', suggested: 'Suggested replies',
+    sending: 'Sending…', not_delivered: 'Not delivered', retry: 'Retry', retry_label: 'Retry sending this message',
+    waiting: 'Waiting for an agent', position: 'you are number {{ position }} in the queue',
+    with_agent: "You're chatting with a person", too_long: 'That message is too long to send.',
+    too_long_max: 'That message is too long to send (at most {{ max }} characters).',
+    rate_limited: 'You are sending messages too quickly. Please wait a moment.',
+    error: 'Something went wrong on our side. Please try again.',
+    still_connecting: 'Still connecting - please try again in a moment.', uploading: 'Uploading {{ name }}…',
+    file_too_large: 'That file is too large.', upload_failed: 'Upload failed - please check your connection.',
+  };
+  /** T[key] with its {{ name }} placeholders filled in (values as plain text). */
+  function t(key, vals) {
+    return String(T[key] || '').replace(/\{\{\s*(\w+)\s*\}\}/g, (m, n) => (vals && vals[n] != null ? String(vals[n]) : ''));
+  }
+
   // localStorage keys; suffixed with the bot's origin only when it differs from the page's.
   const sfx = ORIGIN === location.origin ? '' : '@' + ORIGIN;
   const K = { token: 'omnibot.token' + sfx, last: 'omnibot.last_id' + sfx, pending: 'omnibot.pending' + sfx };
@@ -139,21 +160,21 @@ button { font: inherit; }
         <div class="omnibot-title" id="omnibot-title"></div>
         <div class="omnibot-status-line"><span class="omnibot-dot" aria-hidden="true"></span><span id="omnibot-status">offline</span></div>
       </div>
-      <button type="button" class="omnibot-icon-btn" id="omnibot-close" aria-label="Minimise chat">${I_DOWN}</button>
+      <button type="button" class="omnibot-icon-btn" id="omnibot-close" aria-label="">${I_DOWN}</button>
     </div>
     <div class="omnibot-banner" id="omnibot-banner" role="status" hidden></div>
     <div class="omnibot-body">
-      <div class="omnibot-messages" id="omnibot-messages" role="log" aria-live="polite" aria-relevant="additions" aria-label="Conversation"></div>
-      <div class="omnibot-empty">Hi there! Ask us anything - we usually answer right away.</div>
+      <div class="omnibot-messages" id="omnibot-messages" role="log" aria-live="polite" aria-relevant="additions" aria-label=""></div>
+      <div class="omnibot-empty"></div>
     </div>
     <div class="omnibot-composer">
       <input type="file" id="omnibot-file" accept="image/*,application/pdf" hidden>
-      <button type="button" class="omnibot-icon-btn" id="omnibot-attach" aria-label="Attach an image or PDF">${I_CLIP}</button>
-      <textarea id="omnibot-input" class="omnibot-input" rows="1" placeholder="Write a message…" aria-label="Message"></textarea>
-      <button type="button" class="omnibot-icon-btn omnibot-send" id="omnibot-send" aria-label="Send message">${I_SEND}</button>
+      <button type="button" class="omnibot-icon-btn" id="omnibot-attach" aria-label="">${I_CLIP}</button>
+      <textarea id="omnibot-input" class="omnibot-input" rows="1" placeholder="" aria-label=""></textarea>
+      <button type="button" class="omnibot-icon-btn omnibot-send" id="omnibot-send" aria-label="">${I_SEND}</button>
     </div>
   </div>
-  <button type="button" class="omnibot-launcher" id="omnibot-launcher" aria-label="Open chat" aria-controls="omnibot-panel"
+  <button type="button" class="omnibot-launcher" id="omnibot-launcher" aria-label="" aria-controls="omnibot-panel"
     aria-expanded="false"><span class="omnibot-launcher-icon">${I_CHAT}</span><span class="omnibot-badge" hidden></span></button>
 </div>`;
 
@@ -174,6 +195,17 @@ button { font: inherit; }
   const statusEl = $('#omnibot-status'), banner = $('#omnibot-banner'), launcher = $('#omnibot-launcher'), badge = $('.omnibot-badge');
   $('#omnibot-title').textContent = TITLE;
   $('.omnibot-avatar').textContent = TITLE.trim().charAt(0).toUpperCase() || '?';
+  /** Put the words into the fixed parts (on start, and when the welcome frame brings others). */
+  function applyTexts() {
+    $('#omnibot-close').setAttribute('aria-label', T.minimise);
+    list.setAttribute('aria-label', T.conversation);
+    $('.omnibot-empty').textContent = T.greeting;
+    attachBtn.setAttribute('aria-label', T.attach);
+    input.placeholder = T.placeholder;
+    input.setAttribute('aria-label', T.message);
+    sendBtn.setAttribute('aria-label', T.send);
+  }
+  applyTexts();
   if (data.color && window.CSS && window.CSS.supports && window.CSS.supports('color', data.color)) wrap.style.setProperty('--ob-accent', data.color);
 
   /** Create an element; text is always assigned with textContent. */
@@ -268,7 +300,7 @@ button { font: inherit; }
     el.dataset.status = status;
     const tick = el.querySelector('.omnibot-tick');
     if (!tick) return;
-    tick.textContent = status === 'sent' ? '✓' : status === 'failed' ? 'Not delivered' : 'Sending…';
+    tick.textContent = status === 'sent' ? '✓' : status === 'failed' ? t('not_delivered') : t('sending');
     tick.title = status;
   }
 
@@ -300,7 +332,7 @@ button { font: inherit; }
   function quickRow(buttons) {
     const row = h('div', 'omnibot-quick-row');
     row.setAttribute('role', 'group');
-    row.setAttribute('aria-label', 'Suggested replies');
+    row.setAttribute('aria-label', t('suggested'));
     buttons.forEach((b) => {
       const btn = h('button', 'omnibot-quick', b.title);
       btn.type = 'button';
@@ -324,17 +356,17 @@ button { font: inherit; }
   }
 
   function setStatus(s) {
-    statusEl.textContent = s;
+    statusEl.textContent = t(s) || s;
     panel.dataset.conn = s;
   }
 
   function setState(f) {
     let text = '';
     if (f.state === 'waiting') {
-      text = 'Waiting for an agent' + (f.position ? ' — you are number ' + f.position + ' in the queue' : '') +
+      text = t('waiting') + (f.position ? ' — ' + t('position', { position: f.position }) : '') +
         (f.team ? ' (' + f.team + ')' : '');
     } else if (f.state === 'with_agent') {
-      text = "You're chatting with a person" + (f.agent ? ' (' + f.agent + ')' : '');
+      text = t('with_agent') + (f.agent ? ' (' + f.agent + ')' : '');
     }
     banner.textContent = text;
     banner.dataset.state = f.state || '';
@@ -345,7 +377,7 @@ button { font: inherit; }
     unread = n;
     badge.textContent = String(n);
     badge.hidden = n === 0;
-    launcher.setAttribute('aria-label', n ? 'Open chat (' + n + ' new)' : isOpen ? 'Close chat' : 'Open chat');
+    launcher.setAttribute('aria-label', n ? t('open_new', { count: n }) : isOpen ? t('close') : t('open'));
   }
 
   // ---- connection ----------------------------------------------------------------------
@@ -359,7 +391,7 @@ button { font: inherit; }
     try { sock = new WebSocket(WS_URL); } catch (e) { setStatus('offline'); scheduleReconnect(); return; }
     ws = sock;
     // On page load lastId is 0, so the server sends the whole history; on reconnects only what we missed.
-    sock.onopen = () => send({ type: 'hello', token: token || null, last_id: lastId });
+    sock.onopen = () => send({ type: 'hello', token: token || null, last_id: lastId, lang: navigator.language || null });
     sock.onmessage = (ev) => {
       lastFrameAt = Date.now();
       let f;
@@ -423,6 +455,11 @@ button { font: inherit; }
       lastId = 0;
     }
     if (f.token) { token = sessionToken = f.token; store.set(K.token, token); }
+    if (f.texts && typeof f.texts === 'object') {
+      Object.keys(T).forEach((k) => { if (typeof f.texts[k] === 'string' && f.texts[k]) T[k] = f.texts[k]; });
+      applyTexts();
+      setUnread(unread);
+    }
     ready = true;
     attempt = 0;
     setStatus('online');
@@ -446,11 +483,7 @@ button { font: inherit; }
     noteId(id);
   }
 
-  const ERRORS = {
-    too_large: 'That message is too long to send.',
-    rate_limited: 'You are sending messages too quickly. Please wait a moment.',
-    internal: 'Something went wrong on our side. Please try again.',
-  };
+  const ERRORS = { too_large: 'too_long', rate_limited: 'rate_limited', internal: 'error' };   // keys of T
 
   function onError(f) {
     if (f.code === 'invalid_token') { // the server starts a new session and sends a new welcome
@@ -474,7 +507,8 @@ button { font: inherit; }
       p = largestPending();
     }
     if (p) failMessage(p);
-    notice(f.message || ERRORS[f.code] || 'Something went wrong (' + (f.code || 'error') + ').');
+    // the server's own words are for developers (English): the customer reads ours, in their language
+    notice(ERRORS[f.code] ? t(ERRORS[f.code]) : t('error') + ' (' + (f.code || 'error') + ')');
   }
 
   function largestPending() {
@@ -486,9 +520,9 @@ button { font: inherit; }
     const el = byClient.get(p.client_id);
     if (!el) return;
     setMsgStatus(el, 'failed');
-    const retry = h('button', 'omnibot-retry', 'Retry');
+    const retry = h('button', 'omnibot-retry', t('retry'));
     retry.type = 'button';
-    retry.setAttribute('aria-label', 'Retry sending this message');
+    retry.setAttribute('aria-label', t('retry_label'));
     retry.addEventListener('click', () => {
       retry.remove();
       pending.push(p);
@@ -525,7 +559,7 @@ button { font: inherit; }
     const text = input.value.trim();
     if (!text) return;
     if (Array.from(text).length > MAX_TEXT_CHARS) { // the server's limit, in characters (code points)
-      notice('That message is too long to send (at most ' + MAX_TEXT_CHARS + ' characters).');
+      notice(t('too_long_max', { max: MAX_TEXT_CHARS }));
       return;
     }
     sendMessage(text);
@@ -535,9 +569,9 @@ button { font: inherit; }
   }
 
   async function upload(file) {
-    if (!token) { notice('Still connecting - please try again in a moment.'); return; }
+    if (!token) { notice(t('still_connecting')); return; }
     attachBtn.disabled = true;
-    const note = notice('Uploading ' + file.name + '…', 'info');
+    const note = notice(t('uploading', { name: file.name }), 'info');
     try {
       const form = new FormData();
       form.append('file', file, file.name);
@@ -545,8 +579,7 @@ button { font: inherit; }
       let res = null;
       try { res = await r.json(); } catch (e) { /* not JSON */ }
       if (!r.ok || !res || !res.id) {
-        const why = res && (res.message || res.error);
-        throw new Error(typeof why === 'string' ? why : r.status === 413 ? 'That file is too large.' : 'Upload failed (' + r.status + ').');
+        throw new Error(r.status === 413 ? t('file_too_large') : t('upload_failed') + ' (' + r.status + ')');
       }
       note.remove();
       sendMessage(input.value.trim(), null, [res]); // text may be empty: the attachment is the message
@@ -555,7 +588,7 @@ button { font: inherit; }
     } catch (e) {
       note.className = 'omnibot-notice';
       note.setAttribute('role', 'alert');
-      note.textContent = e && e.message && !/fetch/i.test(e.message) ? e.message : 'Upload failed - please check your connection.';
+      note.textContent = e && e.message && !/fetch/i.test(e.message) ? e.message : t('upload_failed');
     } finally {
       attachBtn.disabled = false;
       fileInput.value = '';

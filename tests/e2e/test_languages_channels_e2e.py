@@ -1,0 +1,117 @@
+"""Channel chrome in the customer's language (README "Languages"): the text WhatsApp needs above
+a choice that has none of its own, and the subject of an e-mail reply to a mail without one.
+
+WhatsApp: signed webhook POSTs into the real app, the connector against the fake Graph API
+(tests/fakes/whatsapp_api.py). E-mail: a real dovecot mailbox and a real SMTP server on
+127.0.0.1 (tests/mailserver.py), as tests/e2e/test_email.py. The customer writes in Spanish or
+Indonesian; the conversation's language is detected from what they write.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+
+from bot.model import Button, Outbound
+from conftest import Running, make_config, start_app, stop_app, until
+from e2e.test_email import mail, mails
+from e2e.test_whatsapp import APP_SECRET, T0, VERIFY, Clock, hook
+from fakes.whatsapp_api import FakeWhatsApp, deliver_webhook, text_message
+from mailserver import MailServer, SmtpSink
+
+SPANISH = "Hola, ¿a qué hora abren la tienda los sábados por la mañana?"
+INDONESIAN = "Halo, jam berapa toko kalian buka pada hari Sabtu pagi?"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeWhatsApp]:
+    f = FakeWhatsApp()
+    await f.start()
+    try:
+        yield f
+    finally:
+        await f.stop()
+
+
+@pytest.fixture
+async def wa_app(tmp_path: Path, fake: FakeWhatsApp) -> AsyncIterator[Running]:
+    r = await start_app(make_config(tmp_path, f"""
+nlu: {{matcher: lexical}}
+whatsapp:
+  enabled: true
+  access_token: "{fake.token}"
+  phone_number_id: "{fake.phone_number_id}"
+  app_secret: "{APP_SECRET}"
+  verify_token: "{VERIFY}"
+  api_url: "{fake.url}"
+  api_version: {fake.version}
+"""))
+    r.services.connectors["whatsapp"].clock = Clock(T0)       # type: ignore[attr-defined]
+    try:
+        yield r
+    finally:
+        await stop_app(r)
+
+
+async def _conversation_in(r: Running, channel: str, external_id: str, lang: str) -> Any:
+    store = r.services.store
+
+    async def known() -> bool:
+        conv = await store.latest_conversation(channel, external_id)
+        return conv is not None and conv.language == lang
+    await until(known, timeout=15, what=f"the {channel} conversation held in {lang!r}")
+    return await store.latest_conversation(channel, external_id)
+
+
+@pytest.mark.parametrize(("wa", "said", "lang", "prompt"), [
+    ("4915100000101", SPANISH, "es", "Elige una opción:"),
+    ("6281200000102", INDONESIAN, "id", "Silakan pilih:"),
+])
+async def test_whatsapp_choice_without_text_is_introduced_in_the_customers_language(
+        wa_app: Running, fake: FakeWhatsApp, wa: str, said: str, lang: str, prompt: str) -> None:
+    r = wa_app
+    assert await deliver_webhook(r.http, hook(r), text_message(wa, said, ts=T0), APP_SECRET) == 200
+    conv = await _conversation_in(r, "whatsapp", wa, lang)
+    await fake.wait_for("messages", predicate=lambda c: c.args.get("to") == wa)
+    # a choice with no text of its own: three short ones (reply buttons) and five (a list)
+    three = tuple(Button(t, t.lower()) for t in ("A", "B", "C"))
+    five = tuple(Button(f"Option {i}", f"o{i}") for i in range(5))
+    await r.services.store.commit_turn(conv.id, inbound_id=None, flow_state=None, keep_flow_state=True,
+                                       replies=[Outbound("", buttons=three), Outbound("  ", buttons=five)])
+    r.services.delivery.wake()
+    sent = await fake.wait_for("messages", predicate=lambda c: c.args.get("to") == wa
+                               and c.args.get("type") == "interactive", count=2)
+    kinds = {c.args["interactive"]["type"]: c.args["interactive"]["body"]["text"] for c in sent}
+    assert kinds == {"button": prompt, "list": prompt}
+
+
+@pytest.fixture
+async def mail_app(tmp_path: Path, mailbox: MailServer, smtp_sink: SmtpSink) -> AsyncIterator[Running]:
+    r = await start_app(make_config(tmp_path, f"""
+nlu: {{matcher: lexical}}
+email:
+  enabled: true
+  imap: {{host: 127.0.0.1, port: {mailbox.port}, tls: none, user: "{mailbox.user}", password: "{mailbox.password}",
+          poll_interval: 60}}
+  smtp: {{host: 127.0.0.1, port: {smtp_sink.port}, security: none, from_address: support@shop.test,
+          from_name: Shop Support}}
+"""))
+    try:
+        yield r
+    finally:
+        await stop_app(r)
+
+
+@pytest.mark.parametrize(("said", "lang", "subject"), [
+    (SPANISH, "es", "Re: Tu mensaje"),
+    (INDONESIAN, "id", "Re: Pesan Anda"),
+])
+async def test_email_reply_to_a_mail_without_subject_in_the_customers_language(
+        mail_app: Running, mailbox: MailServer, smtp_sink: SmtpSink, said: str, lang: str, subject: str) -> None:
+    mailbox.append(mail("", f"{said}\n\nGracias / Terima kasih,\nBob"))
+    [ours] = await mails(smtp_sink, 1)
+    conv = await _conversation_in(mail_app, "email", "bob.baker@example.test", lang)
+    assert conv.language == lang
+    assert ours["Subject"] == subject
