@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import aiohttp
 import pytest
-from aiohttp import web
 
-from bot.app import SERVICES, Services, build_app
 from bot.config import Config, parse_config
 from bot.logs import reset_logging
 from bot.storage import Store, open_store
+from serving import Running, serving, start_app, stop_app  # noqa: F401 - tests import them from here
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_FLOWS = ROOT / "flows" / "demo"
@@ -74,41 +71,6 @@ logging: {{level: DEBUG}}
     return parse_config(text, path=str(tmp_path / "config.yaml"))
 
 
-@dataclass
-class Running:
-    """An app served on 127.0.0.1 with a client session."""
-
-    app: web.Application
-    runner: web.AppRunner
-    url: str
-    http: aiohttp.ClientSession
-
-    @property
-    def services(self) -> Services:
-        return self.app[SERVICES]
-
-    @property
-    def ws_url(self) -> str:
-        return self.url + "/webchat/ws"
-
-
-async def start_app(config: Config) -> Running:
-    app = await build_app(config)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    # unsafe=True: keep cookies set by an IP-address host (the agent login cookie).
-    http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    return Running(app, runner, f"http://127.0.0.1:{port}", http)
-
-
-async def stop_app(r: Running) -> None:
-    await r.http.close()
-    await r.runner.cleanup()
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     return make_config(tmp_path)
@@ -116,11 +78,8 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def running(config: Config) -> AsyncIterator[Running]:
-    r = await start_app(config)
-    try:
+    async with serving(config) as r:
         yield r
-    finally:
-        await stop_app(r)
 
 
 def agent_headers(name: str = "Anna Smith") -> dict[str, str]:

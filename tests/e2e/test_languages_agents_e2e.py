@@ -8,29 +8,24 @@ API, the agent desk's HTTP API, a copy of the demo flows with another default la
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from conftest import DEMO_FLOWS, Running, agent_headers, agent_queue, make_config, start_app, stop_app, until
+from conftest import Running, agent_headers, agent_queue, make_config, serving, start_app, stop_app, until
+from e2e.apps import demo_copy, fake_server, on_flows, tg_config
 from fakes.telegram_api import FakeTelegram
-from test_telegram import fake, say, tg_config  # noqa: F401 - fake: the fake Telegram fixture
+from test_telegram import say
 from test_telegram_public import COMPLAINT, in_group, open_link, public_link
 
 
-def flows_with(tmp_path: Path, default: str, messages: dict[str, Any] | None = None) -> Path:
-    flows = tmp_path / "flows"
-    shutil.copytree(DEMO_FLOWS, flows)
-    path = flows / "settings.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    data["settings"]["languages"]["default"] = default
-    if messages:
-        data["settings"].setdefault("messages", {}).update(messages)
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return flows
+fake = fake_server(FakeTelegram)
+
+
+def learned(nlu_cache: Path) -> str:
+    """The config section for the learned matcher, its model kept in ``nlu_cache``."""
+    return f"nlu: {{cache_dir: '{nlu_cache}'}}"
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +34,9 @@ def nlu_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("nlu-cache")
 
 
-async def _origin_seen_by_agents(tmp_path: Path, fake: FakeTelegram, flows: Path,  # noqa: F811
+async def _origin_seen_by_agents(tmp_path: Path, fake: FakeTelegram, flows: Path,
                                  nlu_cache: Path) -> dict[str, Any]:
-    config = tg_config(tmp_path, fake)
-    config = config.model_copy(update={"nlu": make_config(tmp_path, f"nlu: {{cache_dir: '{nlu_cache}'}}").nlu,
-                                       "flows": config.flows.model_copy(update={"path": str(flows)})})
-    r: Running = await start_app(config)
-    try:
+    async with serving(on_flows(tg_config(tmp_path, fake, sections=learned(nlu_cache)), flows)) as r:
         fake.push_update(in_group(611, COMPLAINT))
         _, token = await public_link(fake)
         await open_link(fake, 611, token, "Let me check I have this right")     # the customer writes English
@@ -59,24 +50,23 @@ async def _origin_seen_by_agents(tmp_path: Path, fake: FakeTelegram, flows: Path
             ctx = (await resp.json())["context"]
         assert ctx["conversation"]["language"] == "en"
         return ctx["origin"]
-    finally:
-        await stop_app(r)
 
 
 @pytest.mark.parametrize(("default", "summary"), [
     ("es", "trasladada desde el grupo público Acme fans"),
     ("id", "dipindahkan dari grup publik Acme fans"),
 ])
-async def test_origin_summary_in_the_desks_default_language(tmp_path: Path, fake: FakeTelegram,  # noqa: F811
+async def test_origin_summary_in_the_desks_default_language(tmp_path: Path, fake: FakeTelegram,
                                                             default: str, summary: str, nlu_cache: Path) -> None:
-    origin = await _origin_seen_by_agents(tmp_path, fake, flows_with(tmp_path, default), nlu_cache)
+    origin = await _origin_seen_by_agents(tmp_path, fake, demo_copy(tmp_path, default_language=default), nlu_cache)
     assert origin["summary"] == summary
     assert origin["public_messages"] == [COMPLAINT] and origin["place"] == "Acme fans"
 
 
-async def test_origin_summary_overridden_under_settings_messages(tmp_path: Path, fake: FakeTelegram,  # noqa: F811
+async def test_origin_summary_overridden_under_settings_messages(tmp_path: Path, fake: FakeTelegram,
                                                                  nlu_cache: Path) -> None:
-    flows = flows_with(tmp_path, "id", {"origin_public": {"id": "Pelanggan datang dari grup Telegram {{ place }}"}})
+    flows = demo_copy(tmp_path, default_language="id",
+                      messages={"origin_public": {"id": "Pelanggan datang dari grup Telegram {{ place }}"}})
     origin = await _origin_seen_by_agents(tmp_path, fake, flows, nlu_cache)
     assert origin["summary"] == "Pelanggan datang dari grup Telegram Acme fans"
 
@@ -92,9 +82,8 @@ async def test_why_it_was_handed_over_in_the_desks_default_language(
     from e2e.chat import ChatClient
     from e2e.test_tickets_e2e import _file_complaint
 
-    base = make_config(tmp_path, f"nlu: {{cache_dir: '{nlu_cache}'}}")
-    r = await start_app(base.model_copy(update={
-        "flows": base.flows.model_copy(update={"path": str(flows_with(tmp_path, default))})}))
+    r = await start_app(on_flows(make_config(tmp_path, learned(nlu_cache)),
+                                 demo_copy(tmp_path, default_language=default)))
     asks, complains = ChatClient(r.http, r.ws_url), ChatClient(r.http, r.ws_url)
     try:
         await asks.connect()

@@ -15,9 +15,9 @@ from typing import Any, AsyncIterator
 import pytest
 
 from bot.model import Button, Outbound
-from conftest import Running, make_config, start_app, stop_app, until
+from conftest import Running, make_config, serving, until
+from e2e.apps import APP_SECRET, LEXICAL, T0, fake_server, frozen_clock, hook, wa_config
 from e2e.test_email import mail, mails
-from e2e.test_whatsapp import APP_SECRET, T0, VERIFY, Clock, hook
 from fakes.whatsapp_api import FakeWhatsApp, deliver_webhook, text_message
 from mailserver import MailServer, SmtpSink
 
@@ -25,34 +25,14 @@ SPANISH = "Hola, ¿a qué hora abren la tienda los sábados por la mañana?"
 INDONESIAN = "Halo, jam berapa toko kalian buka pada hari Sabtu pagi?"
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeWhatsApp]:
-    f = FakeWhatsApp()
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.stop()
+fake = fake_server(FakeWhatsApp)
 
 
 @pytest.fixture
 async def wa_app(tmp_path: Path, fake: FakeWhatsApp) -> AsyncIterator[Running]:
-    r = await start_app(make_config(tmp_path, f"""
-nlu: {{matcher: lexical}}
-whatsapp:
-  enabled: true
-  access_token: "{fake.token}"
-  phone_number_id: "{fake.phone_number_id}"
-  app_secret: "{APP_SECRET}"
-  verify_token: "{VERIFY}"
-  api_url: "{fake.url}"
-  api_version: {fake.version}
-"""))
-    r.services.connectors["whatsapp"].clock = Clock(T0)       # type: ignore[attr-defined]
-    try:
+    async with serving(wa_config(tmp_path, fake, sections=LEXICAL)) as r:
+        frozen_clock(r)
         yield r
-    finally:
-        await stop_app(r)
 
 
 async def _conversation_in(r: Running, channel: str, external_id: str, lang: str) -> Any:
@@ -89,19 +69,15 @@ async def test_whatsapp_choice_without_text_is_introduced_in_the_customers_langu
 
 @pytest.fixture
 async def mail_app(tmp_path: Path, mailbox: MailServer, smtp_sink: SmtpSink) -> AsyncIterator[Running]:
-    r = await start_app(make_config(tmp_path, f"""
-nlu: {{matcher: lexical}}
+    async with serving(make_config(tmp_path, f"""{LEXICAL}
 email:
   enabled: true
   imap: {{host: 127.0.0.1, port: {mailbox.port}, tls: none, user: "{mailbox.user}", password: "{mailbox.password}",
           poll_interval: 60}}
   smtp: {{host: 127.0.0.1, port: {smtp_sink.port}, security: none, from_address: support@shop.test,
           from_name: Shop Support}}
-"""))
-    try:
+""")) as r:
         yield r
-    finally:
-        await stop_app(r)
 
 
 @pytest.mark.parametrize(("said", "lang", "subject"), [

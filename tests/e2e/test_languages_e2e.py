@@ -8,14 +8,13 @@ with a few Indonesian and Spanish examples added to its intents."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import AsyncIterator
 
 import pytest
-import yaml
 
-from conftest import DEMO_FLOWS, Running, agent_headers, agent_queue, make_config, start_app, stop_app
+from conftest import Running, agent_headers, agent_queue, make_config, serving
+from e2e.apps import LEXICAL, demo_copy, on_flows
 from e2e.chat import ChatClient
 
 EXTRA = {
@@ -28,20 +27,8 @@ EXTRA = {
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    flows = tmp_path / "flows"
-    shutil.copytree(DEMO_FLOWS, flows)
-    intents = flows / "intents.yaml"
-    data = yaml.safe_load(intents.read_text(encoding="utf-8"))
-    for name, more in EXTRA.items():
-        data["intents"][name]["examples"] += more
-    intents.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    config = make_config(tmp_path, "nlu: {matcher: lexical}").model_copy(
-        update={"flows": make_config(tmp_path).flows.model_copy(update={"path": str(flows)})})
-    r = await start_app(config)
-    try:
+    async with serving(on_flows(make_config(tmp_path, LEXICAL), demo_copy(tmp_path, examples=EXTRA))) as r:
         yield r
-    finally:
-        await stop_app(r)
 
 
 async def test_replies_follow_the_customer_and_a_switch_sticks(running: Running) -> None:

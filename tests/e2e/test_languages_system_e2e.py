@@ -7,17 +7,16 @@ matcher with a few examples in those languages (as tests/e2e/test_languages_e2e.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import pytest
-import yaml
 
-from conftest import DEMO_FLOWS, Running, make_config, start_app, stop_app
+from conftest import Running, make_config, serving
+from e2e.apps import LEXICAL, demo_copy, fake_server, on_flows, tg_config
 from e2e.chat import ChatClient
 from fakes.telegram_api import BOT_USERNAME, FakeTelegram, command_update
-from test_telegram import fake, tg_config, to_chat  # noqa: F401 - fake: the fake Telegram fixture
+from test_telegram import to_chat
 from test_telegram_public import GROUP, LINK, in_group
 
 EXTRA = {
@@ -27,34 +26,14 @@ EXTRA = {
                          "estado de mi reclamación"],
     "opening_hours": ["jam berapa kalian buka", "a qué hora abren", "cuál es el horario"],
 }
+fake = fake_server(FakeTelegram)
 ID_DATE = r"(Sen|Sel|Rab|Kam|Jum|Sab|Min) \d\d (Jan|Feb|Mar|Apr|Mei|Jun|Jul|Agu|Sep|Okt|Nov|Des), \d\d:\d\d UTC"
-
-
-def demo_copy(tmp_path: Path) -> Path:
-    flows = tmp_path / "flows"
-    shutil.copytree(DEMO_FLOWS, flows)
-    intents = flows / "intents.yaml"
-    data = yaml.safe_load(intents.read_text(encoding="utf-8"))
-    for name, more in EXTRA.items():
-        data["intents"][name]["examples"] += more
-    intents.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return flows
-
-
-def with_flows(config: Any, tmp_path: Path) -> Any:
-    flows = demo_copy(tmp_path)
-    nlu = make_config(tmp_path, "nlu: {matcher: lexical}").nlu
-    return config.model_copy(update={"nlu": nlu,
-                                     "flows": config.flows.model_copy(update={"path": str(flows)})})
 
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    r = await start_app(with_flows(make_config(tmp_path), tmp_path))
-    try:
+    async with serving(on_flows(make_config(tmp_path, LEXICAL), demo_copy(tmp_path, examples=EXTRA))) as r:
         yield r
-    finally:
-        await stop_app(r)
 
 
 async def test_spanish_card_notice_status_and_link_answers(running: Running) -> None:
@@ -109,12 +88,10 @@ async def test_indonesian_card_notice_first_message_and_open_complaint_status(ru
 
 
 @pytest.fixture
-async def telegram(tmp_path: Path, fake: FakeTelegram) -> AsyncIterator[Running]:  # noqa: F811
-    r = await start_app(with_flows(tg_config(tmp_path, fake), tmp_path))
-    try:
+async def telegram(tmp_path: Path, fake: FakeTelegram) -> AsyncIterator[Running]:
+    config = tg_config(tmp_path, fake, sections=LEXICAL)
+    async with serving(on_flows(config, demo_copy(tmp_path, examples=EXTRA))) as r:
         yield r
-    finally:
-        await stop_app(r)
 
 
 def speaking(update: dict, code: str) -> dict:
@@ -122,7 +99,7 @@ def speaking(update: dict, code: str) -> dict:
     return update
 
 
-async def test_telegram_public_reply_and_spent_link_in_spanish(telegram: Running, fake: FakeTelegram) -> None:  # noqa: F811
+async def test_telegram_public_reply_and_spent_link_in_spanish(telegram: Running, fake: FakeTelegram) -> None:
     said = f"@{BOT_USERNAME} hola, mi pedido llegó roto y nadie me contesta los correos"
     fake.push_update(speaking(in_group(801, said, entities=[{"offset": 0, "length": len(BOT_USERNAME) + 1,
                                                              "type": "mention"}]), "es"))

@@ -7,17 +7,16 @@ examples in Spanish and Indonesian (as tests/e2e/test_languages_system_e2e.py).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from bot.cli import main
 from bot.config import parse_config
-from conftest import DEMO_FLOWS, Running, agent_headers, agent_queue, make_config, start_app, stop_app, until
+from conftest import DEMO_FLOWS, Running, agent_headers, agent_queue, make_config, serving, until
+from e2e.apps import LEXICAL, demo_copy, on_flows
 from e2e.chat import ChatClient
 
 NAMES = """
@@ -39,29 +38,13 @@ EXTRA = {
 }
 
 
-def flows_copy(tmp_path: Path) -> Path:
-    flows = tmp_path / "flows"
-    shutil.copytree(DEMO_FLOWS, flows)
-    intents = flows / "intents.yaml"
-    data = yaml.safe_load(intents.read_text(encoding="utf-8"))
-    for name, more in EXTRA.items():
-        data["intents"][name]["examples"] += more
-    intents.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return flows
-
-
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    base = make_config(tmp_path, "nlu: {matcher: lexical}")
     names = parse_config(NAMES)
-    config = base.model_copy(update={
-        "handoff": names.handoff, "complaints": names.complaints,
-        "flows": base.flows.model_copy(update={"path": str(flows_copy(tmp_path))})})
-    r = await start_app(config)
-    try:
+    config = on_flows(make_config(tmp_path, LEXICAL), demo_copy(tmp_path, examples=EXTRA),
+                      handoff=names.handoff, complaints=names.complaints)
+    async with serving(config) as r:
         yield r
-    finally:
-        await stop_app(r)
 
 
 async def _claim(r: Running) -> dict[str, Any]:

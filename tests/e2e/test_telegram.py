@@ -10,48 +10,24 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from conftest import Running, agent_headers, make_config, start_app, stop_app
+from conftest import Running, agent_headers, serving, start_app, stop_app
+from e2e.apps import SECRET, fake_server, tg_config
 from fakes.telegram_api import (FakeTelegram, callback_update, command_update, deliver_webhook, photo_update,
                                 text_update)
 
-SECRET = "s3cret_token-1"
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4"
        b"\x89\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7V\xbd\xfa\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
-def tg_config(tmp_path: Path, fake: FakeTelegram, mode: str = "polling", **extra: Any) -> Any:
-    more = "".join(f"\n  {k}: {v}" for k, v in extra.items())
-    return make_config(tmp_path, f"""
-telegram:
-  enabled: true
-  token: "{fake.token}"
-  mode: {mode}
-  secret_token: {SECRET}
-  api_url: "{fake.base_url}"
-  file_url: "{fake.base_file_url}"
-  poll_timeout: 1{more}
-""")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    f = FakeTelegram()
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.stop()
+fake = fake_server(FakeTelegram)
 
 
 @pytest.fixture
 async def polling(tmp_path: Path, fake: FakeTelegram, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Running]:
     caplog.set_level(logging.DEBUG)          # from the start: the Bot logs its URL when built
     caplog.set_level(logging.DEBUG, logger="httpx")   # (the CLI's logging set-up quiets httpx)
-    r = await start_app(tg_config(tmp_path, fake))
-    try:
+    async with serving(tg_config(tmp_path, fake)) as r:
         yield r
-    finally:
-        await stop_app(r)
 
 
 def to_chat(chat_id: int, *, text: str | None = None) -> Any:

@@ -11,70 +11,29 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from conftest import Running, agent_headers, make_config, start_app, stop_app, until
+from conftest import Running, agent_headers, serving, start_app, stop_app, until
+from e2e.apps import APP_SECRET, T0, VERIFY, Clock, fake_server, frozen_clock, hook, wa_config
 from e2e.chat import ChatClient
 from e2e.test_agent_attachments import agent_upload
 from e2e.test_tickets_e2e import _file_complaint
 from fakes.whatsapp_api import (FakeWhatsApp, button_reply, contacts_message, deliver_webhook, image_message,
                                 list_reply, location_message, sign, status_update, text_message)
 
-APP_SECRET = "app-secret-4f7b1e"
-VERIFY = "verify-me-123"
-T0 = 1_790_000_000          # a fixed "now" for the 24-hour window
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4"
        b"\x89\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7V\xbd\xfa\x00\x00\x00\x00IEND\xaeB`\x82")
 
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def wa_config(tmp_path: Path, fake: FakeWhatsApp, templates: str = "") -> Any:
-    return make_config(tmp_path, f"""
-whatsapp:
-  enabled: true
-  access_token: "{fake.token}"
-  phone_number_id: "{fake.phone_number_id}"
-  app_secret: "{APP_SECRET}"
-  verify_token: "{VERIFY}"
-  api_url: "{fake.url}"
-  api_version: {fake.version}
-  {templates}
-""")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeWhatsApp]:
-    f = FakeWhatsApp()
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.stop()
+fake = fake_server(FakeWhatsApp)
 
 
 async def _start(tmp_path: Path, fake: FakeWhatsApp, templates: str = "") -> tuple[Running, Clock]:
     r = await start_app(wa_config(tmp_path, fake, templates))
-    clock = Clock(T0)
-    r.services.connectors["whatsapp"].clock = clock       # type: ignore[attr-defined]
-    return r, clock
+    return r, frozen_clock(r)
 
 
 @pytest.fixture
 async def app(tmp_path: Path, fake: FakeWhatsApp) -> AsyncIterator[tuple[Running, Clock]]:
-    r, clock = await _start(tmp_path, fake)
-    try:
-        yield r, clock
-    finally:
-        await stop_app(r)
-
-
-def hook(r: Running) -> str:
-    return r.url + "/whatsapp/webhook"
+    async with serving(wa_config(tmp_path, fake)) as r:
+        yield r, frozen_clock(r)
 
 
 def body_text(call: Any) -> str:
