@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))          # serving.py: the app on 127.0.0.1, as the tests start it
 
 TEXTS = ["when are you open?", "how long does shipping take to Germany?", "order AB123456 of 2026-11-30",
          "call me on +44 20 7946 0958 please", "my number is (415) 555-2671", "it cost €1,234.56",
@@ -45,11 +46,8 @@ class Capture(logging.Handler):
 
 
 async def record_conversation(n: int) -> list[tuple[str, int, object, object]]:
-    import aiohttp
-
-    from bot.app import build_app
     from bot.config import parse_config
-    from aiohttp import web
+    from serving import serving
 
     tmp = Path(tempfile.mkdtemp(prefix="omnibot-bench-"))
     config = parse_config(f"""
@@ -60,19 +58,13 @@ nlu: {{matcher: lexical}}
 handoff: {{default_team: support, teams: {{support: {{name: Care}}, complaints: {{name: Complaints}}}}}}
 logging: {{level: DEBUG, customer_text: true}}
 """, path=str(tmp / "config.yaml"))
-    app = await build_app(config)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     cap = Capture()
     root = logging.getLogger()
-    root.addHandler(cap)
-    root.setLevel(logging.DEBUG)
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.ws_connect(f"http://127.0.0.1:{port}/webchat/ws") as ws:
+    async with serving(config) as r:
+        root.addHandler(cap)
+        root.setLevel(logging.DEBUG)
+        try:
+            async with r.http.ws_connect(r.ws_url) as ws:
                 await ws.send_json({"type": "hello", "token": None, "last_id": 0})
                 while (await ws.receive_json(timeout=10))["type"] != "welcome":
                     pass
@@ -86,9 +78,8 @@ logging: {{level: DEBUG, customer_text: true}}
                             break
                         if f.get("type") == "message" and f["message"].get("direction") == "out":
                             break
-    finally:
-        root.removeHandler(cap)
-        await runner.cleanup()
+        finally:
+            root.removeHandler(cap)
     return cap.records
 
 
