@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -336,8 +337,7 @@ def test_cmd(path: str | None, config_path: str | None, flows_dir: str | None, m
     sys.exit(1 if report.failed else 0)
 
 
-def _date(value: str | None, name: str) -> "datetime | None":
-    from datetime import datetime, timezone
+def _date(value: str | None, name: str) -> datetime | None:
 
     if value is None:
         return None

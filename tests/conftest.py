@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -89,10 +90,10 @@ def agent_headers(name: str = "Anna Smith") -> dict[str, str]:
 class FakeClock:
     """A clock the test moves by hand (``clock.now = ...``); nothing ever sleeps."""
 
-    def __init__(self, now: "datetime") -> None:
+    def __init__(self, now: datetime) -> None:
         self.now = now
 
-    def __call__(self) -> "datetime":
+    def __call__(self) -> datetime:
         return self.now
 
 

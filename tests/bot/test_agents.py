@@ -185,7 +185,7 @@ def test_cli_errors_exit_1_with_the_reason(tmp_path: Path) -> None:
                           (["token", "nobody@shop.test"], "no agent account with e-mail nobody@shop.test"),
                           (["password", "nobody@shop.test"], "no agent account with e-mail nobody@shop.test")]:
         r = agent(c, *args)
-        assert r.exit_code == 1 and f"error: " in r.output and message in r.output, (args, r.output)
+        assert r.exit_code == 1 and "error: " in r.output and message in r.output, (args, r.output)
     r = agent(c, "add", "--name", "Cy", "--email", "cy@shop.test", "--teams", "support", "--password-stdin",
               stdin="short\n")
     assert r.exit_code == 1 and "at least 8 characters" in r.output

@@ -8,7 +8,6 @@ import json
 import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 from bot import dsr
 from bot.model import Attachment, ConversationState, Inbound, Outbound

@@ -30,10 +30,11 @@ from e2e.chat import ChatClient
 from e2e.test_restart_crash import _kill
 from e2e.test_slack_desk import card_posts
 from e2e.test_tickets_e2e import _file_complaint
-from e2e.test_telegram import fake  # noqa: F401 - the fake Telegram server fixture
+from e2e.apps import fake_server
 from fakes.slack_api import FakeSlack
 from fakes.telegram_api import FakeTelegram, deliver_webhook, text_update
 
+fake = fake_server(FakeTelegram)
 SECRET = "cluster-secret_1"
 SLACK_SECRET = "cluster-slack-secret"
 FAQ = {"when are you open?": "Monday to Friday", "what payment methods do you accept": "PayPal",

@@ -29,7 +29,7 @@ async def pair(tmp_path: Path, fake: FakeSlack, pg_url: str) -> AsyncIterator[tu
         await stop_app(b)
 
 
-def thread_posts(fake: FakeSlack, ts: str, text: str) -> list:
+def thread_posts(fake: FakeSlack, ts: str, text: str) -> list:  # noqa: F811
     return [c for c in fake.calls_to("chat.postMessage")
             if c.args.get("thread_ts") == ts and text in (c.args.get("text") or "")]
 

@@ -12,8 +12,11 @@ import pytest
 from bot.errors import StorageUnavailable
 from cluster import on_pg
 from conftest import Running, start_app, stop_app, until
+from e2e.apps import fake_server, tg_config
 from fakes.telegram_api import FakeTelegram, text_update
-from test_telegram import fake, tg_config, to_chat  # noqa: F401 - fake: the fake Telegram server fixture
+from test_telegram import to_chat
+
+fake = fake_server(FakeTelegram)
 
 
 def tg(r: Running):

@@ -7,7 +7,7 @@ from typing import Any
 
 from conftest import Running
 from e2e.chat import ChatClient
-from e2e.test_widget_browser import page
+from e2e.test_widget_browser import page  # noqa: F401 (pytest fixture)
 from playwright.async_api import expect
 
 from bot.agents import add_agent
@@ -15,7 +15,7 @@ from bot.agents import add_agent
 PASSWORD = "correct horse battery"
 
 
-async def desk_of(page: Any, r: Running, email: str, errors: list[str]) -> Any:
+async def desk_of(page: Any, r: Running, email: str, errors: list[str]) -> Any:  # noqa: F811
     """A logged-in /agent tab with its own cookies."""
     ctx = await page.context.browser.new_context(viewport={"width": 1400, "height": 900})
     tab = await ctx.new_page()
@@ -28,7 +28,7 @@ async def desk_of(page: Any, r: Running, email: str, errors: list[str]) -> Any:
     return tab
 
 
-async def test_two_agents_claim_note_canned_reply_and_transfer(running: Running, page) -> None:
+async def test_two_agents_claim_note_canned_reply_and_transfer(running: Running, page) -> None:  # noqa: F811
     r = running
     for name, email in [("Anna Smith", "anna@shop.test"), ("Bob Lee", "bob@shop.test")]:
         await add_agent(r.services.store, name=name, email=email, teams=["support"], role="agent", password=PASSWORD)

@@ -15,7 +15,7 @@ import random
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 

@@ -31,7 +31,7 @@ async def app(tmp_path: Path) -> AsyncIterator[Running]:
         await stop_app(r)
 
 
-async def log_in(page: Any, r: Running, email: str) -> Any:
+async def log_in(page: Any, r: Running, email: str) -> Any:  # noqa: F811
     """A new browser context (its own cookies) logged in as ``email``; its tab."""
     ctx = await page.context.browser.new_context(viewport={"width": 1280, "height": 900})
     tab = await ctx.new_page()

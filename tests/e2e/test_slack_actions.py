@@ -11,7 +11,7 @@ from typing import AsyncIterator
 import pytest
 from conftest import FakeClock, Running, start_app, stop_app
 from e2e.slack_config import slack_config
-from e2e.test_slack_desk import click, complaint_to_slack, fake, post, thread_message
+from e2e.test_slack_desk import click, complaint_to_slack, fake, post, thread_message  # noqa: F401 (pytest fixture)
 from fakes.slack_api import FakeSlack, command_body
 
 from bot.agents import add_agent, new_token, token_hash
@@ -19,7 +19,7 @@ from bot.model import utcnow
 
 
 @pytest.fixture
-async def app(tmp_path: Path, fake: FakeSlack) -> AsyncIterator[Running]:
+async def app(tmp_path: Path, fake: FakeSlack) -> AsyncIterator[Running]:  # noqa: F811
     r = await start_app(slack_config(tmp_path, fake, agents=[],
                                      members={"UANNA": "anna@shop.test", "UBOB": "bob@shop.test",
                                               "UEVE": "eve@shop.test", "USUE": "sue@shop.test"}))
@@ -42,7 +42,7 @@ async def command(r: Running, text: str, user: str) -> int:
     return (await post(r, command_body("/omnibot", text, user_id=user, channel_id="CCOMP")))[0]
 
 
-async def test_notes_both_ways_and_never_to_the_customer(app: Running, fake: FakeSlack) -> None:
+async def test_notes_both_ways_and_never_to_the_customer(app: Running, fake: FakeSlack) -> None:  # noqa: F811
     r = app
     c, hid, ts = await complaint_to_slack(r, fake)
     try:
@@ -80,7 +80,7 @@ async def test_notes_both_ways_and_never_to_the_customer(app: Running, fake: Fak
         await c.close()
 
 
-async def test_transfer_to_a_member_with_a_note_and_take_over(app: Running, fake: FakeSlack) -> None:
+async def test_transfer_to_a_member_with_a_note_and_take_over(app: Running, fake: FakeSlack) -> None:  # noqa: F811
     r = app
     c, hid, ts = await complaint_to_slack(r, fake)
     try:
@@ -119,7 +119,7 @@ async def test_transfer_to_a_member_with_a_note_and_take_over(app: Running, fake
         await c.close()
 
 
-async def test_canned_reply_from_slack(app: Running, fake: FakeSlack) -> None:
+async def test_canned_reply_from_slack(app: Running, fake: FakeSlack) -> None:  # noqa: F811
     r = app
     c, hid, ts = await complaint_to_slack(r, fake)
     try:

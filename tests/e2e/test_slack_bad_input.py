@@ -100,7 +100,7 @@ MALFORMED: list[tuple[str, bytes, str]] = [
 ]
 
 
-async def test_signed_but_malformed_requests_get_400(slack_app: Running, fake: FakeSlack,
+async def test_signed_but_malformed_requests_get_400(slack_app: Running, fake: FakeSlack,  # noqa: F811
                                                      caplog: pytest.LogCaptureFixture) -> None:
     r = slack_app
     caplog.set_level(logging.INFO)
@@ -124,7 +124,7 @@ async def test_signed_but_malformed_requests_get_400(slack_app: Running, fake: F
     await fake.wait_for("chat.postEphemeral", predicate=lambda c: "Usage" in c.args.get("text", ""))
 
 
-async def test_request_cut_off_mid_body(slack_app: Running, caplog: pytest.LogCaptureFixture) -> None:
+async def test_request_cut_off_mid_body(slack_app: Running, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     caplog.set_level(logging.INFO)
     body = json.dumps(GOOD_EVENT).encode()
     answer = await post_cut_off(slack_app, "/slack/events", signed_headers(SECRET, body), body)
@@ -133,7 +133,7 @@ async def test_request_cut_off_mid_body(slack_app: Running, caplog: pytest.LogCa
     assert errors(caplog) == []
 
 
-async def test_event_that_cannot_be_recorded_is_503_then_processed_once(slack_app: Running, fake: FakeSlack,
+async def test_event_that_cannot_be_recorded_is_503_then_processed_once(slack_app: Running, fake: FakeSlack,  # noqa: F811
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     r = slack_app
     c, hid, ts = await complaint_to_slack(r, fake)
@@ -171,7 +171,7 @@ async def test_event_that_cannot_be_recorded_is_503_then_processed_once(slack_ap
         await c.close()
 
 
-async def test_agent_reply_that_cannot_be_stored_is_reported_to_the_agent(slack_app: Running, fake: FakeSlack,
+async def test_agent_reply_that_cannot_be_stored_is_reported_to_the_agent(slack_app: Running, fake: FakeSlack,  # noqa: F811
                                                                           caplog: pytest.LogCaptureFixture,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     r = slack_app

@@ -108,7 +108,7 @@ async def test_review_and_approval_buttons_on_slack(review_app: Running, fake: F
         await c.close()
 
 
-def card_ts(fake: Any, call: Any) -> str:
+def card_ts(fake: Any, call: Any) -> str:  # noqa: F811
     """The ts Slack gave the message that ``call`` posted."""
     return next(ts for (_, ts), m in fake.messages.items()
                 if m.get("text") == call.args["text"] and m.get("blocks") == call.args.get("blocks"))

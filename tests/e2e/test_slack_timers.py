@@ -25,7 +25,7 @@ from fakes.slack_api import FakeSlack
 PING = "nobody has claimed"
 
 
-def card_ts(fake: FakeSlack) -> dict[str, str]:
+def card_ts(fake: FakeSlack) -> dict[str, str]:  # noqa: F811
     """handoff id -> ts of its card, from what Slack accepted."""
     out = {}
     for c in fake.calls_to("chat.postMessage"):
@@ -38,12 +38,12 @@ def card_ts(fake: FakeSlack) -> dict[str, str]:
     return out
 
 
-def pings(fake: FakeSlack, ts: str) -> list[Any]:
+def pings(fake: FakeSlack, ts: str) -> list[Any]:  # noqa: F811
     return [c for c in fake.calls_to("chat.postMessage") if c.args.get("thread_ts") == ts
             and PING in c.args.get("text", "")]
 
 
-async def test_claim_racing_the_unclaimed_ping(tmp_path: Path, fake: FakeSlack) -> None:
+async def test_claim_racing_the_unclaimed_ping(tmp_path: Path, fake: FakeSlack) -> None:  # noqa: F811
     fake.latency = 0.1
     alert_after = 2.0
     config = slack_config(tmp_path, fake, unclaimed_alert_after=alert_after, sync_interval=0.05,
@@ -95,7 +95,7 @@ async def test_claim_racing_the_unclaimed_ping(tmp_path: Path, fake: FakeSlack) 
         await stop_app(r)
 
 
-async def test_failed_delivery_is_told_in_the_thread_once(slack_app: Running, fake: FakeSlack) -> None:
+async def test_failed_delivery_is_told_in_the_thread_once(slack_app: Running, fake: FakeSlack) -> None:  # noqa: F811
     r = slack_app
     c, hid, ts = await complaint_to_slack(r, fake)
     try:

@@ -18,9 +18,11 @@ import pytest
 
 from conftest import Running, start_app, stop_app
 from e2e.bad_input import StoreOutage, errors, post_cut_off, stored_messages, warnings
-from e2e.test_telegram import SECRET, fake, tg_config, to_chat  # noqa: F401 (fake: the fixture)
+from e2e.apps import SECRET, fake_server, tg_config
+from e2e.test_telegram import to_chat
 from fakes.telegram_api import FakeTelegram, callback_update, deliver_webhook, photo_update, text_update
 
+fake = fake_server(FakeTelegram)
 LOGGER = "connectors.telegram"
 HOOK_HEADERS = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
 

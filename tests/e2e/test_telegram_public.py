@@ -17,8 +17,10 @@ from bot.model import utcnow
 from bot.public import EXPIRED
 from conftest import Running, agent_headers, start_app, stop_app, until
 from fakes.telegram_api import BOT_USERNAME, FakeTelegram, command_update, text_update
-from test_telegram import fake, say, tg_config, to_chat  # noqa: F401 - fake: the fake Telegram fixture
+from e2e.apps import fake_server, tg_config
+from test_telegram import say, to_chat
 
+fake = fake_server(FakeTelegram)
 GROUP = -100555
 COMPLAINT = "My order AB123456 arrived completely smashed, this is unacceptable! I want my money back"
 LINK = re.compile(r"https://t\.me/" + BOT_USERNAME + r"\?start=(pub_[A-Za-z0-9_-]+)")

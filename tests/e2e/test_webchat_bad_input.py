@@ -12,7 +12,6 @@ import json
 import logging
 import sqlite3
 import uuid
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -232,7 +231,7 @@ async def test_message_not_stored_is_not_acknowledged(running: Running, caplog: 
     assert len(warnings(caplog, "connectors.webchat")) == 2
 
 
-async def test_widget_resends_what_the_server_could_not_store(running: Running, page: Any,
+async def test_widget_resends_what_the_server_could_not_store(running: Running, page: Any,  # noqa: F811
                                                              caplog: pytest.LogCaptureFixture) -> None:
     """The real widget in Chromium: an ``unavailable`` message stays pending and is sent again
     (same client_id) until it is stored; a text over the limit is refused before sending."""

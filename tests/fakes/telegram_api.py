@@ -53,7 +53,6 @@ both sequences, so each test sees update ids 1, 2, ...
 from __future__ import annotations
 
 import asyncio
-import html
 import inspect
 import itertools
 import json

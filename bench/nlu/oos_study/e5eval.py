@@ -4,7 +4,9 @@ import os
 DIR = os.environ.get("OOS_STUDY_DIR", "/tmp/nlu-oos")
 import csv, random, numpy as np
 from collections import defaultdict
-exec(open(__import__("os").path.join(__import__("os").path.dirname(__file__), "analyze.py")).read().split("res = {}")[0])  # load, curve, z, ecdf
+_analyze: dict = {}                 # analyze.py's helpers, without its study (all before "res = {}")
+exec(open(os.path.join(os.path.dirname(__file__), "analyze.py")).read().split("res = {}")[0], _analyze)
+load, curve = _analyze["load"], _analyze["curve"]
 rows = list(csv.DictReader(open("" + os.environ.get("CLINC150_DEV", "/work/shared/data/clinc150_dev.csv") + "", encoding="utf-8")))
 labels = np.array([r["label"] for r in rows], dtype=object)
 E5 = np.load(DIR + "/clinc_e5.npy"); EN = np.load(DIR + "/clinc_en.npy")

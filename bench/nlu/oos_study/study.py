@@ -115,7 +115,6 @@ def run(seed):
     # OOF
     oof = {}
     y = labels[tr]
-    oof_idx = np.zeros(len(tr), int)
     parts = []
     for f, (a, b) in enumerate(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(tr)), y)):
         bd = Bundle(tr[a]); s = bd.scores(tr[b]); print('fold', f, time.time() - t0, flush=True); parts.append((b, s, bd.cls))
