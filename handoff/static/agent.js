@@ -649,7 +649,9 @@
     const msgs = Array.isArray(ctx.transcript) ? ctx.transcript : [];
     const waiting = waitingIds(h, ctx);
     const shown = [...box.querySelectorAll(".msg")].map((n) => n.dataset.id);
-    const sameStart = box.dataset.handoff === String(h.id) && shown.length <= msgs.length &&
+    // whether I hold it changes what is masked (personal data in clear to the holder only): all anew
+    const key = `${h.id} ${mine(h) ? "held" : "masked"}`;
+    const sameStart = box.dataset.handoff === key && shown.length <= msgs.length &&
       shown.every((id, i) => id === String(msgs[i].id));
     const fresh = sameStart ? msgs.slice(shown.length) : msgs;
     if (!sameStart) box.replaceChildren();
@@ -663,7 +665,7 @@
       });
     }
     for (const n of box.querySelectorAll(":scope > .none")) n.remove();
-    box.dataset.handoff = String(h.id);
+    box.dataset.handoff = key;
     let dividerShown = !!box.querySelector(".divider");
     for (const m of fresh) {
       if (!dividerShown && waiting.has(String(m.id))) {
