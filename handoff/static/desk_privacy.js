@@ -105,6 +105,7 @@
     }
   }
 
+  dialog.addEventListener("close", () => { body.replaceChildren(); heading.textContent = ""; });  // not left in the page
   convBtn.addEventListener("click", (e) => reveal(e.currentTarget));
   historyBtn.addEventListener("click", (e) => reveal(e.currentTarget));
   document.addEventListener("omnibot:rendered", update);
