@@ -430,6 +430,12 @@ def desk_text(text: str, *, owner: bool) -> str:
     return current().desk(text, owner=owner)
 
 
+def stored_text(text: str | None) -> str | None:
+    """Free text an agent writes (a reply, a note, an outcome the customer is told) as the ``stored``
+    place keeps it (default: a pasted card number or security code masked, the rest in clear)."""
+    return current().for_storage(text)[0] if text else text
+
+
 def personal_slots(flows: Any) -> frozenset[str]:
     """The slots marked ``personal: true`` on a collect step of any flow (a ``flows.FlowSet``)."""
     out = set()

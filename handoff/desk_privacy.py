@@ -5,6 +5,8 @@
   everyone else; card numbers and codes never in clear (they are not even stored so). Personal slots
   (``personal: true`` on their collect step) are ``[personal data]`` to everyone but the holder.
   :meth:`DeskPrivacy.view` gives the :class:`handoff.privacy_view.View` for an agent and a handoff.
+  The desk websocket's frames (:meth:`DeskPrivacy.frame`) and the review's answers
+  (handoff/desk_review.py: proposed outcomes, review notes, compensation notes) are masked so too.
 * ``POST /agent/api/conversations/{id}/reveal`` (``{"reason": "..."}``, optional): a supervisor of
   the conversation's team, or an admin, gets the texts in clear (what is stored: a card number was
   never stored, so it cannot be revealed); each reveal is written to the audit log (``reveal``).
@@ -63,6 +65,16 @@ class DeskPrivacy:
     async def view_of(self, agent: str, conversation_id: str) -> View:
         """The view of ``agent`` on a conversation (one query: its handoff in the queue)."""
         return self.view(agent, await self.desk.store.active_handoff(conversation_id))
+
+    async def masked(self, agent: str, conversation_id: str | None, obj: Any) -> Any:
+        """``obj`` (JSON-like, about one conversation) as ``agent`` may see it."""
+        view = await self.view_of(agent, conversation_id) if conversation_id else self.view(agent, None)
+        return view.tree(obj)
+
+    def frame(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """A desk websocket frame (an SLA alert, a review step, a compensation, an undelivered
+        message): it goes to every agent at once, so masked as for one who holds nothing."""
+        return self.view("", None).tree(frame)
 
     async def reveal(self, request: web.Request) -> web.Response:
         """The conversation's texts in clear, for a supervisor of its team or an admin; audited."""

@@ -4,7 +4,8 @@ Mounted by :meth:`handoff.desk_web.AgentDeskWeb.add_routes` *before* its generic
 ``/agent/api/handoffs/{id}/{action}`` route, so resolving a handoff goes through
 :class:`handoff.review.Reviews` (outcome required for a complaint, proposed for review when
 the complaint needs it). Every handler acts as the logged-in account; errors are JSON with a
-4xx status.
+4xx status. What they answer is masked as the desk's other views are (handoff/desk_privacy.py):
+e-mail, phone and IBAN in an outcome or a note in clear to the agent who holds the conversation.
 """
 
 from __future__ import annotations
@@ -48,13 +49,25 @@ class ReviewWeb:
         r.add_post("/agent/api/compensations/{id}/{decision}", self.decide)
         r.add_get("/agent/api/authority", self.authority)
 
-    async def _outcome(self, o: Outcome) -> web.Response:
+    async def _json(self, account: Any, conversation_id: str | None, obj: Any, status: int = 200) -> web.Response:
+        """``obj`` about one conversation, masked for ``account`` (docs/protocols.md "Personal data")."""
+        return web.json_response(await self.desk.privacy.masked(account.name, conversation_id, obj), status=status)
+
+    async def _ticket_json(self, account: Any, t: Any, status: int = 200) -> web.Response:
+        return await self._json(account, t.conversation_id, {"ticket": t.summary() | {"review": t.review()}}, status)
+
+    async def _compensation_json(self, account: Any, c: Any, status: int = 200) -> web.Response:
+        t = await self.desk.store.get_ticket(c.ticket_reference)
+        return await self._json(account, t.conversation_id if t else None, {"compensation": c.to_dict()}, status)
+
+    async def _outcome(self, account: Any, o: Outcome) -> web.Response:
         out: dict[str, Any] = {"proposed": o.proposed}
         if o.handoff is not None:
             out["handoff"] = await handoff_summary(self.desk.store, self.desk.config, o.handoff)
         if o.ticket is not None:
             out["ticket"] = o.ticket.summary() | {"review": o.ticket.review()}
-        return web.json_response(out, status=202 if o.proposed else 200)
+        cid = o.ticket.conversation_id if o.ticket is not None else o.handoff.conversation_id if o.handoff else None
+        return await self._json(account, cid, out, status=202 if o.proposed else 200)
 
     async def resolve_handoff(self, request: web.Request) -> web.Response:
         """``{"result": "..."}``: resolve (the outcome is required for a complaint), or propose the
@@ -65,7 +78,7 @@ class ReviewWeb:
             result = Reviews.outcome_text(body.get("result"), required=False)
             h = await self.desk.queue.get(request.match_info["id"])
             self.desk._forbid(account, "resolve", h)
-            return await self._outcome(await self.reviews.resolve_handoff(account, h.id, result))
+            return await self._outcome(account, await self.reviews.resolve_handoff(account, h.id, result))
         except DeskError as exc:
             return _error(exc)
 
@@ -75,8 +88,8 @@ class ReviewWeb:
         body = await json_object(request, 'send JSON {"result": "what was done"}')
         try:
             result = Reviews.outcome_text(body.get("result"), required=False)
-            return await self._outcome(await self.reviews.resolve_ticket(account, request.match_info["ref"],
-                                                                         result))
+            return await self._outcome(account, await self.reviews.resolve_ticket(account, request.match_info["ref"],
+                                                                                  result))
         except DeskError as exc:
             return _error(exc)
 
@@ -87,7 +100,7 @@ class ReviewWeb:
             t = await self.reviews.propose(account, request.match_info["ref"], body.get("result"))
         except DeskError as exc:
             return _error(exc)
-        return web.json_response({"ticket": t.summary() | {"review": t.review()}}, status=202)
+        return await self._ticket_json(account, t, status=202)
 
     async def approve(self, request: web.Request) -> web.Response:
         """A supervisor approves: the customer is told (``told``: false and ``problem`` if not yet)."""
@@ -96,8 +109,8 @@ class ReviewWeb:
             t, problem = await self.reviews.approve(account, request.match_info["ref"])
         except DeskError as exc:
             return _error(exc)
-        return web.json_response({"ticket": t.summary() | {"review": t.review()}, "told": problem is None,
-                                  "problem": problem})
+        return await self._json(account, t.conversation_id, {"ticket": t.summary() | {"review": t.review()},
+                                                              "told": problem is None, "problem": problem})
 
     async def send_back(self, request: web.Request) -> web.Response:
         account = await self.desk._require(request)
@@ -106,12 +119,17 @@ class ReviewWeb:
             t = await self.reviews.send_back(account, request.match_info["ref"], body.get("note"))
         except DeskError as exc:
             return _error(exc)
-        return web.json_response({"ticket": t.summary() | {"review": t.review()}})
+        return await self._ticket_json(account, t)
 
     async def list_reviews(self, request: web.Request) -> web.Response:
         account = await self.desk._require(request)
-        return web.json_response({"reviews": await self.reviews.reviews_for(account),
-                                  "compensations": await self.reviews.pending_compensations_for(account)})
+        privacy = self.desk.privacy
+        reviews = [privacy.view(account.name, r["handoff"]).tree(r) for r in await self.reviews.reviews_for(account)]
+        return web.json_response({"reviews": reviews, "compensations": await self._pending_of(account)})
+
+    async def _pending_of(self, account: Any) -> list[Any]:
+        return [await self.desk.privacy.masked(account.name, c["conversation_id"], c)
+                for c in await self.reviews.pending_compensations_for(account)]
 
     async def compensations(self, request: web.Request) -> web.Response:
         """Every compensation of a ticket, with who asked, who decided and when."""
@@ -121,9 +139,9 @@ class ReviewWeb:
             self.reviews._forbid(account, "view", await self.reviews.team_of(t))
         except DeskError as exc:
             return _error(exc)
-        return web.json_response({"ticket": t.reference, "authority": self.reviews.authority(account),
-                                  "compensations": [c.to_dict() for c in
-                                                    await self.desk.store.compensations_of(t.reference)]})
+        return await self._json(account, t.conversation_id, {
+            "ticket": t.reference, "authority": self.reviews.authority(account),
+            "compensations": [c.to_dict() for c in await self.desk.store.compensations_of(t.reference)]})
 
     async def request_compensation(self, request: web.Request) -> web.Response:
         """``{"kind", "amount", "note"}``: granted at once within the account's authority (200),
@@ -135,11 +153,11 @@ class ReviewWeb:
                                                         body.get("amount"), body.get("note"))
         except DeskError as exc:
             return _error(exc)
-        return web.json_response({"compensation": c.to_dict()}, status=200 if c.state == "granted" else 202)
+        return await self._compensation_json(account, c, status=200 if c.state == "granted" else 202)
 
     async def pending(self, request: web.Request) -> web.Response:
         account = await self.desk._require(request)
-        return web.json_response({"compensations": await self.reviews.pending_compensations_for(account)})
+        return web.json_response({"compensations": await self._pending_of(account)})
 
     async def decide(self, request: web.Request) -> web.Response:
         account = await self.desk._require(request)
@@ -152,7 +170,7 @@ class ReviewWeb:
                                                        approve=decision == "approve", note=body.get("note"))
         except DeskError as exc:
             return _error(exc)
-        return web.json_response({"compensation": c.to_dict()})
+        return await self._compensation_json(account, c)
 
     async def authority(self, request: web.Request) -> web.Response:
         """The account's compensation limit (``limit`` null: none), currency and kinds."""

@@ -512,7 +512,7 @@ class AgentDeskWeb:
                         frame.update({k: ev.data.get(k) for k in ("reference", "score")})
                     elif ev.kind == "delivery_failed":   # a message did not reach the customer
                         frame.update({k: ev.data.get(k) for k in ("message_id", "reason", "channel", "sender")})
-                    await ws.send_json(frame)
+                    await ws.send_json(self.privacy.frame(frame))     # masked as for one who holds nothing
 
         task = asyncio.create_task(pump())
         try:

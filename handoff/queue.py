@@ -138,6 +138,7 @@ class HandoffQueue:
 
     async def resolve(self, handoff_id: str, agent: str, *, result: str | None = None) -> HandoffRecord:
         """Close the conversation and tell the customer (with ``result``, what was done)."""
+        result = privacy.stored_text(result)      # told and kept as replies are: no card in clear
         told = await self._told(await self.get(handoff_id), "resolved", agent=first_name(agent), result=result)
         return await self._finish(handoff_id, agent, "resolve", told, verb="resolve it", result=result)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from bot import privacy
 from bot.errors import OmnibotError, StorageUnavailable, StoreError
 from bot.locks import KeyedLock
 from bot.model import ConversationState, Outbound
@@ -64,6 +65,7 @@ class Resolutions:
 
     async def resolve_ticket(self, reference: str, agent: str, result: str | None) -> Ticket:
         """Resolve a complaint from the ticket list and tell the customer where they wrote last."""
+        result = privacy.stored_text(result)      # told and kept as replies are: no card in clear
         ticket = await self.store.get_ticket(reference)
         if ticket is None:
             raise ResolutionError(f"no complaint {reference}")

@@ -189,7 +189,7 @@ class Reviews:
 
     async def propose(self, account: AgentAccount, reference: str, result: Any) -> Ticket:
         """Propose the outcome of a complaint for review; the customer is told nothing yet."""
-        text = self.outcome_text(result, required=True)
+        text = privacy.stored_text(self.outcome_text(result, required=True))   # kept as replies are
         assert text is not None
         ticket = await self._ticket(reference)
         team = await self.team_of(ticket)
@@ -241,7 +241,7 @@ class Reviews:
         team = await self.team_of(ticket)
         self._forbid(account, "review", team)
         done = await self.store.decide_review(ticket.reference, approve=False, by=account.name, at=self.clock(),
-                                              note=note.strip()[:1000])
+                                              note=privacy.stored_text(note.strip()[:1000]))
         if done is None:
             raise WorkError(f"{ticket.reference} has no proposal waiting for review"
                             + (f" (it is {ticket.review_state})" if ticket.review_state else ""), 409)
@@ -313,7 +313,8 @@ class Reviews:
         state = "granted" if limit is None or amount <= limit else "pending"
         c = await self.store.add_compensation(ticket.reference, kind=kind, amount=round(float(amount), 2),
                                               currency=a.currency, state=state, requested_by=account.name,
-                                              at=self.clock(), note=(note or "").strip()[:500] or None)
+                                              at=self.clock(),
+                                              note=privacy.stored_text((note or "").strip()[:500]) or None)
         await self._audit(account, f"compensation_{state}", ticket, c.to_dict())
         log.info("complaint %s: %s %s %.2f %s by %s", ticket.reference, kind, state, c.amount, c.currency,
                  account.name)
@@ -337,7 +338,7 @@ class Reviews:
             raise WorkError(f"{c.amount:.2f} {c.currency} is above your authority ({limit:.2f} {c.currency} as "
                             f"{account.role}): an admin decides", 403)
         done = await self.store.decide_compensation(c.id, approve=approve, by=account.name, at=self.clock(),
-                                                    note=(note or "").strip()[:500] or None)
+                                                    note=privacy.stored_text((note or "").strip()[:500]) or None)
         if done is None:
             raise WorkError(f"compensation {compensation_id} was decided meanwhile", 409)
         await self._audit(account, f"compensation_{done.state}", ticket, done.to_dict())
