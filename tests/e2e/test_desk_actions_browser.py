@@ -7,6 +7,7 @@ from typing import Any
 
 from conftest import Running
 from e2e.chat import ChatClient
+from e2e.desk_browser import desk_tab
 from e2e.test_widget_browser import page  # noqa: F401 (pytest fixture)
 from playwright.async_api import expect
 
@@ -17,15 +18,7 @@ PASSWORD = "correct horse battery"
 
 async def desk_of(page: Any, r: Running, email: str, errors: list[str]) -> Any:  # noqa: F811
     """A logged-in /agent tab with its own cookies."""
-    ctx = await page.context.browser.new_context(viewport={"width": 1400, "height": 900})
-    tab = await ctx.new_page()
-    tab.on("pageerror", lambda e: errors.append(str(e)))
-    await tab.goto(r.url + "/agent")
-    await tab.locator("#login-email").fill(email)
-    await tab.locator("#login-password").fill(PASSWORD)
-    await tab.locator("#login-btn").click()
-    await expect(tab.locator("#me-name")).to_contain_text("Signed in as")
-    return tab
+    return await desk_tab(page, r, email, PASSWORD, errors=errors)
 
 
 async def test_two_agents_claim_note_canned_reply_and_transfer(running: Running, page) -> None:  # noqa: F811

@@ -11,22 +11,13 @@ from typing import Any
 from playwright.async_api import expect
 
 from conftest import Running
+from e2e.desk_browser import desk_tab
 from e2e.test_privacy_desk import EMAIL, PASSWORD, PHONE, people, waiting_customer
 from e2e.test_widget_browser import page  # noqa: F401 (the Chromium page fixture)
 
 
 async def log_in(page: Any, r: Running, email: str) -> Any:  # noqa: F811
-    """A new browser context (its own cookies) logged in as ``email``; its tab, errors in ``tab.errors``."""
-    ctx = await page.context.browser.new_context(viewport={"width": 1400, "height": 900})
-    tab = await ctx.new_page()
-    tab.errors = []
-    tab.on("pageerror", lambda e: tab.errors.append(str(e)))
-    await tab.goto(r.url + "/agent")
-    await tab.locator("#login-email").fill(email)
-    await tab.locator("#login-password").fill(PASSWORD)
-    await tab.locator("#login-btn").click()
-    await expect(tab.locator("#me-name")).to_contain_text("Signed in as")
-    return tab
+    return await desk_tab(page, r, email, PASSWORD)
 
 
 async def test_a_supervisor_reveals_masked_data_from_the_desk(running: Running, page: Any) -> None:  # noqa: F811

@@ -13,6 +13,7 @@ from playwright.async_api import expect
 
 from bot.agents import add_agent
 from conftest import Running, make_config, start_app, stop_app, until
+from e2e.desk_browser import desk_tab
 from e2e.test_review_e2e import REVIEW, complaint, told
 from e2e.test_widget_browser import page  # noqa: F401 (fixture)
 
@@ -33,17 +34,7 @@ async def app(tmp_path: Path) -> AsyncIterator[Running]:
 
 async def log_in(page: Any, r: Running, email: str) -> Any:  # noqa: F811
     """A new browser context (its own cookies) logged in as ``email``; its tab."""
-    ctx = await page.context.browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = await ctx.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda e: errors.append(str(e)))
-    tab.errors = errors
-    await tab.goto(r.url + "/agent")
-    await tab.locator("#login-email").fill(email)
-    await tab.locator("#login-password").fill(PASSWORD)
-    await tab.locator("#login-btn").click()
-    await expect(tab.locator("#me-name")).to_contain_text("Signed in as")
-    return tab
+    return await desk_tab(page, r, email, PASSWORD, viewport=(1280, 900))
 
 
 async def claim_first(tab: Any) -> None:
