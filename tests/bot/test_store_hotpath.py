@@ -62,3 +62,25 @@ async def test_mark_sent_next_is_mark_sent_then_the_next_due(store: Store) -> No
     assert await store.mark_sent_next(m3.id, "pm-3", conversation_id=cid, now=now) is None
     # another conversation's outbox is left alone
     assert [i.message.id for i in await store.due_outbox(now)] == [o1[0].id]
+
+
+async def test_record_inbound_keeps_when_the_customer_wrote(store: Store) -> None:
+    """``Inbound.heard_at`` is written with the message (WhatsApp's window, one operation instead of
+    ``whatsapp_saw_inbound`` + ``record_inbound``): never moved back, also by a repeat delivery."""
+    def wa(pid: str, at: int | None) -> Inbound:
+        return Inbound(channel="whatsapp", external_id="491510", platform_message_id=pid, text="hi", heard_at=at)
+
+    assert await store.whatsapp_last_inbound("491510") is None
+    await store.record_inbound(wa("w1", 1_790_000_000))
+    assert await store.whatsapp_last_inbound("491510") == 1_790_000_000
+    await store.record_inbound(wa("w0", 1_789_000_000))               # a late, older message
+    assert await store.whatsapp_last_inbound("491510") == 1_790_000_000
+    dup = await store.record_inbound(wa("w1", 1_790_000_500))          # a repeat still opens it
+    assert dup.duplicate and await store.whatsapp_last_inbound("491510") == 1_790_000_500
+    await store.record_inbound(wa("w2", None))                         # none given: left alone
+    assert await store.whatsapp_last_inbound("491510") == 1_790_000_500
+    await store.whatsapp_saw_inbound("491510", 1_790_000_900)          # the same row as before
+    assert await store.whatsapp_last_inbound("491510") == 1_790_000_900
+    # another channel's messages touch no WhatsApp window
+    await store.record_inbound(inbound("x1", ext="491510"))
+    assert await store.whatsapp_last_inbound("491510") == 1_790_000_900
