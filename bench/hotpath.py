@@ -68,6 +68,7 @@ class MemoryChannel:
 
 async def run_once(args: argparse.Namespace) -> dict[str, float]:
     sys.path.insert(0, os.getcwd())
+    sys.setswitchinterval(0.0005)     # as `omnibot run` sets it (bot/cli.py)
     from bot.app import build_services
     from bot.config import load_config
     from bot.model import Inbound
