@@ -3,8 +3,9 @@
 Each commit is exported (``git archive``) to a temporary directory and its own
 ``bench/capacity.py`` runs there, so the server, the fakes and the load are that commit's.
 Runs alternate ABBA so drift in the machine's load hits both sides alike; per run it prints
-each webhook channel's server CPU per answered message and its ratio to web chat in the same
-run (issue 20's "x web chat"), then the medians and the B/A ratio of the medians.
+each row's server CPU per answered message (web chat too) and a webhook channel's ratio to web
+chat in the same run (issue 20's "x web chat"), then the medians and the B/A ratio of the medians.
+``--storage sqlite,pg1`` compares PostgreSQL (one instance) rows too.
 
     python bench/capacity_ab.py 3465471 HEAD --rounds 3 --channels webchat,telegram --matchers lexical
 
@@ -34,12 +35,13 @@ def export(rev: str, where: Path) -> Path:
 
 def one_run(tree: Path, args: argparse.Namespace, out: Path) -> dict[tuple[str, str], dict]:
     cmd = [sys.executable, "bench/capacity.py", *args.capacity, "--channels", args.channels,
-           "--matchers", args.matchers, "--storage", "sqlite", "--json", str(out)]
+           "--matchers", args.matchers, "--storage", args.storage, "--json", str(out)]
     proc = subprocess.run(cmd, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
     rows = json.loads(out.read_text())["rows"]
-    return {(r["scenario"]["channel"], r["scenario"]["matcher"]): r for r in rows if "skipped" not in r}
+    return {(r["scenario"]["channel"], r["scenario"]["matcher"], r["scenario"]["storage"]): r
+            for r in rows if "skipped" not in r and r["scenario"]["channel"] != "ceiling"}
 
 
 def main() -> int:
@@ -49,6 +51,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="runs per side (default 3)")
     ap.add_argument("--channels", default="webchat,telegram", help="capacity.py --channels (default webchat,telegram)")
     ap.add_argument("--matchers", default="lexical", help="capacity.py --matchers (default lexical)")
+    ap.add_argument("--storage", default="sqlite", help="capacity.py --storage (default sqlite; sqlite,pg1: both)")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else ["--quick"]
     ap.epilog = "after --: arguments for capacity.py (default --quick)"
@@ -61,16 +64,15 @@ def main() -> int:
             side = "AB"[(i + i // 2) % 2]          # A B B A A B ...
             rows = one_run(trees[side], args, Path(tmp) / "run.json")
             shown = []
-            for (chan, matcher), r in rows.items():
-                if chan not in ("telegram", "whatsapp"):
-                    continue
+            for (chan, matcher, storage), r in rows.items():
                 cpu = r["cpu_ms_per_msg_total"]
-                per[side].setdefault(f"{chan}/{matcher} cpu", []).append(cpu)
-                item = f"{chan}/{matcher} {cpu:.2f} ms/msg"
-                web = rows.get(("webchat", matcher))
+                name = f"{chan}/{matcher}/{storage}"
+                per[side].setdefault(f"{name} cpu", []).append(cpu)
+                item = f"{name} {cpu:.2f} ms/msg"
+                web = rows.get(("webchat", matcher, storage)) if chan != "webchat" else None
                 if web:
                     x = cpu / web["cpu_ms_per_msg_total"]
-                    per[side].setdefault(f"{chan}/{matcher} x web chat", []).append(x)
+                    per[side].setdefault(f"{name} x web chat", []).append(x)
                     item += f" (web chat {web['cpu_ms_per_msg_total']:.2f}, x {x:.2f})"
                 shown.append(item)
             print(f"{side}: " + "; ".join(shown), flush=True)

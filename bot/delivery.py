@@ -52,6 +52,8 @@ class Delivery:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # per conversation in flight: its next due reply, read with the record of the last send
+        self._following: dict[str, OutboxItem | None] = {}
         # whether each connector sends a turn as one message: a runtime_checkable Protocol's
         # isinstance walks its members every time (~90 us; was 4 % of a web-chat message's CPU)
         self._batching: dict[int, tuple[Connector, bool]] = {}
@@ -151,8 +153,11 @@ class Delivery:
                 while next_item is not None and not self._stopping:
                     if not await self._attempt(next_item):
                         break
-                    due = await self.store.due_outbox(self.clock(), limit=1, conversation_id=cid)
-                    next_item = due[0] if due else None
+                    if cid in self._following:     # a send's record looked it up already
+                        next_item = self._following.pop(cid)
+                    else:
+                        due = await self.store.due_outbox(self.clock(), limit=1, conversation_id=cid)
+                        next_item = due[0] if due else None
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -162,6 +167,7 @@ class Delivery:
             await asyncio.sleep(self.backoff(item.attempts + 1))
         finally:
             self._inflight.pop(cid, None)
+            self._following.pop(cid, None)
             self.wake()
 
     async def _record(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
@@ -220,10 +226,18 @@ class Delivery:
             return await self._retry_or_fail(item, str(exc), exc.retry_after, batch)
         except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
             return await self._retry_or_fail(item, f"{type(exc).__name__}: {exc}", None, batch)
-        for one in batch:
+        for one in batch[:-1]:
             self.sent += 1
             await self._record(f"message {one.message.id} sent",
                                lambda m=one.message.id: self.store.mark_sent(m, platform_id))
+        # the last one's record also reads what comes next (one operation, not two)
+        last, cid = batch[-1].message.id, msg.conversation_id
+        self.sent += 1
+
+        async def mark_last() -> None:
+            self._following[cid] = await self.store.mark_sent_next(last, platform_id, conversation_id=cid,
+                                                                   now=self.clock())
+        await self._record(f"message {last} sent", mark_last)
         return True
 
     async def _retry_or_fail(self, item: OutboxItem, error: str, retry_after: float | None,

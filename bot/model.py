@@ -113,6 +113,10 @@ class Inbound:
     # False: store it (the agent sees it) but never answer it: it was written by a machine
     # (an auto-reply, a bounce, bulk mail), and answering could start a loop between robots.
     answer: bool = True
+    # when the customer wrote, by the platform's clock (epoch seconds), for a channel that keeps
+    # it (WhatsApp's 24-hour window): stored with the message as meta "<channel>:in:<external_id>",
+    # never moved back, also for a repeat delivery (see bot.storage.ops_whatsapp)
+    heard_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -301,10 +301,12 @@ class Runtime:
             async with self.locks(conversation_id):
                 if self._fault_delay:
                     await asyncio.sleep(self._fault_delay)
-                for msg in await self.store.unprocessed_inbound(conversation_id):
+                # the messages to answer and what the first turn needs, in one read
+                messages, loaded = await self.store.turn_start(conversation_id)
+                for msg in messages:
                     try:
                         started = time.perf_counter()
-                        await self._turn(msg)
+                        await self._turn(msg, loaded)
                         if self.metrics is not None:
                             self.metrics.turn_seconds.observe(time.perf_counter() - started)
                     except (asyncio.CancelledError, StorageUnavailable, ClaimLost):
@@ -316,6 +318,7 @@ class Runtime:
                                                      replies=[Outbound(await self._apology(conversation_id),
                                                                        role="system", outcome="error")],
                                                      flow_state=None, keep_flow_state=True, owner=self.owner)
+                    loaded = None     # a turn changed it: the next one reads it again
                     self.processed += 1
         except StorageUnavailable as exc:
             self._strand(conversation_id, exc)
@@ -333,9 +336,13 @@ class Runtime:
         except Exception:  # noqa: BLE001 - the apology must go out whatever else fails
             return APOLOGY
 
-    async def _turn(self, msg: Message) -> None:
+    async def _turn(self, msg: Message, loaded: tuple[Conversation, Customer | None, dict[str, Any] | None]
+                    | None = None) -> None:
+        """Answer ``msg``; ``loaded``: the conversation, customer and flow state as read just now
+        under the conversation's lock (else they are read here)."""
         cid = msg.conversation_id
-        loaded = await self.store.load_turn(cid)
+        if loaded is None:
+            loaded = await self.store.load_turn(cid)
         if loaded is None:
             raise LookupError(cid)
         conv, customer, state = loaded

@@ -418,9 +418,9 @@ class WhatsAppConnector:
                                  headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
 
     async def _store_incoming(self, item: Incoming) -> None:
-        inbound = item.inbound
-        # the window opens (or stays open) whether or not this delivery is a repeat
-        await self.store.whatsapp_saw_inbound(inbound.external_id, min(item.at, int(self.clock()) + 60))
+        # the window opens (or stays open) whether or not this delivery is a repeat: stored
+        # with the message, in the same transaction (Inbound.heard_at)
+        inbound = dataclasses.replace(item.inbound, heard_at=min(item.at, int(self.clock()) + 60))
         if item.media:
             if await self.store.whatsapp_inbound_seen(inbound.platform_message_id):
                 await self.accept(inbound)     # a redelivery: no second download

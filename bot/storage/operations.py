@@ -27,6 +27,7 @@ from . import ops_actions as actions
 from . import ops_review as review
 from . import ops_language as language
 from . import ops_flows as flows_ops
+from . import ops_hotpath as hotpath
 from .health import StorageHealth
 from .sql import Op
 
@@ -49,7 +50,7 @@ WRITES = frozenset({
     "privacy_notice", "erase_customer", "expire_message_texts", "expire_attachments", "expire_conversations",
     "expire_audit",
     "propose_review", "decide_review", "mark_communicated", "set_conversation_language",
-    "add_flow_version"})
+    "add_flow_version", "mark_sent_next"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -247,6 +248,9 @@ class Operations:
     flow_version = operation(flows_ops.flow_version)
     latest_flow_version = operation(flows_ops.latest_flow_version)
     flow_versions = operation(flows_ops.flow_versions)
+    # the path every message takes, two operations in one: bot.storage.ops_hotpath
+    turn_start = operation(hotpath.turn_start)
+    mark_sent_next = operation(hotpath.mark_sent_next)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.

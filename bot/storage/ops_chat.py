@@ -15,6 +15,7 @@ from bot.errors import AlreadyDone, ClaimLost, StoreError
 from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, outbound_payload, utcnow
 
 from .base import HandoffSpec, InboundResult, OutboxItem, TicketChange, TicketFollowedUp, TicketResolved
+from .ops_whatsapp import saw_inbound
 from .rows import conversation_of, customer_of, iso, message_of, new_id, parse_iso
 from .sql import All, Lock, One, Op, Run, transaction
 
@@ -75,6 +76,8 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
     """
     now = iso(utcnow())
     yield Lock(f"addr:{inbound.channel}:{inbound.external_id}")
+    if inbound.heard_at is not None:      # in the same transaction: one operation, not two
+        yield from saw_inbound(inbound.channel, inbound.external_id, inbound.heard_at)
     # the repeat check and the customer at this address in one statement (one round trip, not
     # two, on PostgreSQL): always one row; its customer columns are NULL when there is none
     cust_row = yield One(

@@ -28,9 +28,15 @@ def _pad(at: int) -> str:
 
 def whatsapp_saw_inbound(wa_id: str, at: int) -> Op[None]:
     """Remember that the customer ``wa_id`` wrote at ``at`` (epoch seconds); an earlier time
-    (a late redelivery) never moves it back."""
+    (a late redelivery) never moves it back. (The connector has ``record_inbound`` do it, with
+    the message: ``Inbound.heard_at``.)"""
+    yield from saw_inbound("whatsapp", wa_id, at)
+
+
+def saw_inbound(channel: str, external_id: str, at: int) -> Op[None]:
+    """``whatsapp_saw_inbound`` for any channel (meta ``<channel>:in:<external_id>``)."""
     yield Run("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value "
-              "WHERE excluded.value > meta.value", (f"whatsapp:in:{wa_id}", _pad(at)))
+              "WHERE excluded.value > meta.value", (f"{channel}:in:{external_id}", _pad(at)))
 
 
 def whatsapp_last_inbound(wa_id: str) -> Op[int | None]:

@@ -75,7 +75,9 @@ async def _per_message_operations(store: SqliteStore) -> None:
     r = await store.record_inbound(Inbound("webchat", "v_ada", "v_ada:1", "when are you open?"))
     assert (await store.record_inbound(Inbound("webchat", "v_ada", "v_ada:1", "again"))).duplicate
     cid = r.conversation.id
-    for msg in await store.unprocessed_inbound(cid):
+    messages, loaded = await store.turn_start(cid)       # what the runtime reads (bot/runtime.py)
+    assert loaded is not None and [m.id for m in messages] == [m.id for m in await store.unprocessed_inbound(cid)]
+    for msg in messages:
         assert await store.load_turn(cid) is not None
         out = await store.commit_turn(cid, inbound_id=msg.id, replies=[Outbound("9 to 5")],
                                       flow_state={"flow": "faq"})
@@ -86,6 +88,7 @@ async def _per_message_operations(store: SqliteStore) -> None:
     assert await store.next_outbox_due() is not None
     await store.mark_retry(out[0].id, next_attempt_at=0.0, error="timeout")
     await store.mark_sent(out[0].id, "webchat-1")
+    assert await store.mark_sent_next(out[0].id, "webchat-1", conversation_id=cid, now=1e12) is None
     # a complaint: ticket, handoff in the same turn as the reply, the queue position
     r2 = await store.record_inbound(Inbound("webchat", "v_ada", "v_ada:2", "I want to complain"))
     ref = f"C-{await store.next_sequence('reference', start=1001)}"

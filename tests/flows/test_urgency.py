@@ -308,3 +308,62 @@ def test_odd_input_never_raises(message: str) -> None:
 
 def test_long_repeated_punctuation_reason_is_truncated() -> None:
     assert urgency("!" * 10_000) == Urgency(0.15, "none", ("!!!!!",))
+
+
+# --- the screen that skips the scoring of a message with no cue ----------------------------------
+
+def _texts() -> list[str]:
+    """Every string of this file (the test tables above) and every text of the message fixtures,
+    each also in capitals, in title case, with a calming preamble and with a trailing "again!!"."""
+    import ast
+    import csv
+    from pathlib import Path
+
+    here = Path(__file__)
+    base = [n.value for n in ast.walk(ast.parse(here.read_text())) if isinstance(n, ast.Constant)
+            and isinstance(n.value, str) and n.value.strip()]
+    for name in ("complaint_messages.csv", "neutral_messages.csv", "complaints_heldout_a.csv",
+                 "complaints_heldout_b.csv"):
+        with open(here.parent.parent / "fixtures" / name, newline="") as f:
+            base += [row["text"] for row in csv.DictReader(f)]
+    base += ["I’m switching to Acme", "switching to acme", "SWITCHING TO ACME", "Ich bin wütend!!",
+             "Ça suffit, c'est inacceptable", "ſue you", "I will ſue you", "KEEPS HAPPENING",
+             "my parcel is late again", "nobody was hurt", "it caught fire", "no rush, whenever you can"]
+    out = []
+    for t in base:
+        out += [t, t.upper(), t.title(), f"Not urgent, but {t}", f"{t} again!!"]
+    return out
+
+
+def _differences() -> list[tuple[str, Urgency, Urgency]]:
+    from flows.nlu import urgency as u
+
+    diffs = []
+    for t in _texts():
+        fast, full = u._score.__wrapped__(t), u._full_score(t.replace("\u2019", "'"))
+        if fast != full:
+            diffs.append((t, fast, full))
+    return diffs
+
+
+def test_the_screen_gives_what_the_full_scoring_gives() -> None:
+    """The screen (flows/nlu/urgency.py _screen) changes no result: on thousands of texts, with
+    cues of every group and without any, the same score, level and reasons as scoring every rule."""
+    assert len(_texts()) > 3000
+    assert _differences() == []
+
+
+def test_a_screen_that_misses_a_cue_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparison above can fail: a screen without the legal rules changes results."""
+    import re
+
+    from flows.nlu import urgency as u
+
+    legal = [p.pattern for p, _, _ in dict(u._GROUPS)["legal"]]
+    kept = [p for p in u._SCREEN.pattern.split("|(?:") if not any(x in p for x in legal)]
+    monkeypatch.setattr(u, "_SCREEN", re.compile("|(?:".join(kept)))
+    u._score.cache_clear()
+    try:
+        assert any("lawyer" in t.lower() for t, _, _ in _differences())
+    finally:
+        u._score.cache_clear()

@@ -1,0 +1,184 @@
+"""CPU per message of the path every message takes, in one process, without sockets: an A/B tool.
+
+bench/capacity.py measures the whole server under load, which on a shared, loaded machine
+varies by +-20 % from run to run (how much the server batches depends on how busy the
+machine is). This measures less but steadier: the real services (``bot.app.build_services``:
+storage, runtime, flow engine with the demo flows, delivery) with the web-chat connector
+replaced by one that answers in memory; ``--clients`` customers each hand a message to
+``runtime.accept`` as the web chat does and wait for its reply to be "sent", until
+``--messages`` are answered. The figure is process CPU (every thread: SQLite's too) per
+answered message over the measured part, after a warm-up.
+
+    python bench/hotpath.py                       # this tree, once
+    python bench/hotpath.py --ab dd05039 HEAD     # two commits, interleaved A B B A ..., medians
+
+With ``--ab`` each commit is exported (``git archive``) and this script runs inside it, so the
+code measured is that commit's; the harness is this file. Every text is new (an order number
+appended), as ``bench/capacity.py`` does. ``--channel whatsapp`` adds the WhatsApp connector's
+store operations (the 24-hour window kept per message, read per reply, the send recorded), as
+the tree's connector does them; no HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parent.parent
+QUESTIONS = ["when are you open?", "how long does shipping take", "what is your return policy",
+             "what payment methods do you accept"]
+
+
+class MemoryChannel:
+    """Stands in for the web chat's ``send``: the reply reaches the waiting customer at once."""
+
+    name = "webchat"
+
+    def __init__(self, store: Any = None) -> None:
+        self.waiting: dict[str, asyncio.Future[None]] = {}
+        self.sent = 0
+        self.store = store          # WhatsApp-like: the window read and the send recorded (store ops)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, item: Any) -> str:
+        self.sent += 1
+        if self.store is not None:
+            await self.store.whatsapp_last_inbound(item.external_id)
+            await self.store.whatsapp_note_sent([f"wamid.{item.message.id}"], item.message.id)
+        fut = self.waiting.pop(item.external_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+        return f"mem-{item.message.id}"
+
+
+async def run_once(args: argparse.Namespace) -> dict[str, float]:
+    sys.path.insert(0, os.getcwd())
+    sys.setswitchinterval(0.0005)     # as `omnibot run` sets it (bot/cli.py)
+    from bot.app import build_services
+    from bot.config import load_config
+    from bot.model import Inbound
+
+    with tempfile.TemporaryDirectory(prefix="omnibot-hotpath-") as tmp:
+        cfg_path = Path(tmp) / "config.yaml"
+        cfg_path.write_text(f"""
+server: {{host: 127.0.0.1, port: 0}}
+storage: {{url: "sqlite:///{Path(tmp) / 'o.sqlite3'}"}}
+flows: {{path: "{Path(os.getcwd()) / 'flows' / 'demo'}"}}
+nlu: {{matcher: lexical}}
+handoff: {{teams: {{support: {{name: Customer Care}}, complaints: {{name: Complaints}}}}}}
+logging: {{level: WARNING}}
+""")
+        config = load_config(str(cfg_path))
+        services = await build_services(config)
+        channel = MemoryChannel(services.store if args.channel == "whatsapp" else None)
+        new_window = "heard_at" in getattr(Inbound, "__dataclass_fields__", {})
+        services.connectors.clear()
+        services.connectors["webchat"] = channel
+        await services.runtime.start()
+        await services.delivery.start()
+        answered = 0
+        counting = False
+        done = asyncio.Event()
+
+        async def customer(n: int) -> None:
+            nonlocal answered
+            i = 0
+            while not done.is_set():
+                ext = f"v{n}"
+                fut = asyncio.get_running_loop().create_future()
+                channel.waiting[ext] = fut
+                extra: dict[str, Any] = {}
+                if args.channel == "whatsapp":
+                    if new_window:
+                        extra["heard_at"] = int(time.time())
+                    else:                   # as the WhatsApp connector did before Inbound.heard_at
+                        await services.store.whatsapp_saw_inbound(ext, int(time.time()))
+                await services.runtime.accept(Inbound(
+                    channel="webchat", external_id=ext, platform_message_id=f"{ext}:{i}",
+                    text=f"{QUESTIONS[(n + i) % len(QUESTIONS)]} order {n * 100000 + i}", **extra))
+                i += 1
+                await asyncio.wait_for(fut, 30)
+                if counting:
+                    answered += 1
+                    if answered >= args.messages:
+                        done.set()
+
+        tasks = [asyncio.create_task(customer(n)) for n in range(args.clients)]
+        await asyncio.sleep(args.warmup)
+        counting = True
+        c0, t0 = time.process_time(), time.perf_counter()
+        await done.wait()
+        c1, t1 = time.process_time(), time.perf_counter()
+        n = answered
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await services.delivery.stop()
+        await services.runtime.stop()
+        await services.store.close()
+        return {"cpu_ms_per_msg": (c1 - c0) * 1000 / n, "msg_per_s": n / (t1 - t0), "messages": n}
+
+
+def export(rev: str, where: Path) -> Path:
+    where.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
+def one(tree: Path, args: argparse.Namespace) -> dict[str, float]:
+    cmd = [sys.executable, str(HERE), "--json", "--messages", str(args.messages), "--clients", str(args.clients),
+           "--warmup", str(args.warmup), "--channel", args.channel]
+    out = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"run in {tree} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=3000, help="answered messages measured per run (default 3000)")
+    ap.add_argument("--clients", type=int, default=64, help="concurrent customers (default 64)")
+    ap.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (default 1)")
+    ap.add_argument("--channel", choices=("webchat", "whatsapp"), default="webchat",
+                    help="whatsapp: inbound carries WhatsApp's window time (Inbound.heard_at)")
+    ap.add_argument("--ab", nargs=2, metavar=("A", "B"), help="compare two commits, interleaved")
+    ap.add_argument("--rounds", type=int, default=4, help="with --ab: runs per side (default 4)")
+    ap.add_argument("--json", action="store_true", help="print one JSON line (used by --ab)")
+    args = ap.parse_args()
+    if not args.ab:
+        r = asyncio.run(run_once(args))
+        print(json.dumps(r) if args.json else
+              f"{r['cpu_ms_per_msg']:.3f} ms CPU/msg, {r['msg_per_s']:.0f} msg/s ({r['messages']} messages)")
+        return 0
+    cpu: dict[str, list[float]] = {"A": [], "B": []}
+    with tempfile.TemporaryDirectory(prefix="omnibot-hotpath-ab-") as tmp:
+        trees = {"A": export(args.ab[0], Path(tmp) / "A"), "B": export(args.ab[1], Path(tmp) / "B")}
+        for i in range(args.rounds * 2):
+            side = "AB"[(i + i // 2) % 2]          # A B B A A B ...
+            r = one(trees[side], args)
+            cpu[side].append(r["cpu_ms_per_msg"])
+            print(f"{side}: {r['cpu_ms_per_msg']:.3f} ms CPU/msg, {r['msg_per_s']:.0f} msg/s", flush=True)
+    a, b = statistics.median(cpu["A"]), statistics.median(cpu["B"])
+    print(f"median A {a:.3f}, B {b:.3f} ms CPU/msg; B/A {b / a:.3f} (min A {min(cpu['A']):.3f}, "
+          f"min B {min(cpu['B']):.3f}, B/A of mins {min(cpu['B']) / min(cpu['A']):.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
