@@ -8,7 +8,10 @@ Every customer message may change it, but only on clear evidence:
 2. otherwise, unless the customer chose, the detector (lingua, restricted to the supported
    languages) may change it: only for a message with at least ``languages.min_letters`` letters
    once numbers, order ids, e-mail addresses and links are taken out, and only when it is at
-   least ``languages.min_confidence`` sure. So "ok", "AB123456", "yes" or "C-1042" never flip it;
+   least ``languages.min_confidence`` sure. So "ok", "AB123456", "yes" or "C-1042" never flip it.
+   Vietnamese is told by its letters, or typed without them by its words ("toi muon khieu nai",
+   which the detector takes for French): it sets ``vi`` where the flows support it and is no
+   evidence for another language where they do not (flows/nlu/multilingual.py ``vietnamese``);
 3. the first messages, while nothing is known, start from the platform's hint (Telegram's
    ``from.language_code``, kept on the customer) when it is a supported language, else the
    default language.
@@ -164,6 +167,12 @@ def _detect(text: str, codes: tuple[str, ...]) -> tuple[str, float] | None:
     return top.language.iso_code_639_1.name.lower(), float(top.value)
 
 
+def _vietnamese(text: str) -> bool:
+    from .nlu.multilingual import vietnamese   # its letters and unaccented words (issue 18)
+
+    return vietnamese(text)
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     language: str
@@ -215,6 +224,11 @@ class Languages:
         if chosen and current:
             return Decision(current, why="chosen")
         if s.detect and letters(text) >= s.min_letters:
+            if _vietnamese(text):
+                # Vietnamese letters, or Vietnamese typed without them ("toi muon khieu nai"), which
+                # the detector takes for French or Dutch: Vietnamese, or no evidence where it is
+                # not supported
+                return Decision("vi", why="detected (vietnamese words)") if "vi" in self.codes else Decision(start, why=why)
             found = detect(text, self.codes)
             if found is not None and found[1] >= s.min_confidence:
                 return Decision(found[0], why=f"detected ({found[1]:.2f})")

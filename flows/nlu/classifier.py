@@ -246,6 +246,9 @@ class TextClassifier:
         self.classes_ = classes
         self._compile(coef, intercept)
         self._memory = _centres(rows, self.classes_) if self.recipe.reject_rule == "centre" else _unit(rows.emb)
+        # "nearest" rule: the class of each remembered row, for similarity_by_class
+        self._memory_class = (np.searchsorted(np.array(self.classes_, dtype=object), np.array(rows.labels, dtype=object))
+                              if self.recipe.reject_rule == "nearest" else None)
 
     def _text_block(self, texts: Sequence[str]):
         import scipy.sparse as sp
@@ -436,6 +439,20 @@ class TextClassifier:
         product), so its scores never depend on the other texts either."""
         probs = self.predict_proba(texts, emb, grams=grams)
         return probs, (_unit(emb) @ self._memory.T).max(axis=1)   # type: ignore[union-attr]
+
+    def similarity_by_class(self, emb: np.ndarray) -> np.ndarray | None:
+        """(n, classes): the cosine of each embedding to each class's nearest training row (with the
+        "nearest" rule; None otherwise, or for a model pickled before it was kept)."""
+        cls = getattr(self, "_memory_class", None)
+        if cls is None or self._memory is None:
+            return None
+        sims = _unit(emb) @ self._memory.T
+        out = np.full((len(emb), len(self.classes_)), -1.0, np.float32)
+        for k in range(len(self.classes_)):
+            mine = cls == k
+            if mine.any():
+                out[:, k] = sims[:, mine].max(axis=1)
+        return out
 
     def predict_proba(self, texts: Sequence[str], emb: np.ndarray, *,
                       grams: Sequence[tuple[list[str], ...]] | None = None) -> np.ndarray:

