@@ -300,6 +300,18 @@ SYSTEM_MESSAGES: dict[str, dict[str, str]] = {
     # from). Agents have no language of their own: shown in settings.languages.default.
     "origin_public": t3("moved from the public group {{ place }}", "trasladada desde el grupo público {{ place }}",
                         "dipindahkan dari grup publik {{ place }}"),
+    # for the agents, not the customer (desks, Slack cards): a message with files and no text, and a
+    # customer with no name yet ("Web visitor 3f2a": the kind of contact and the id's last characters).
+    # In settings.languages.default, as the two above.
+    "desk_attachment": t3("(attachment)", "(archivo adjunto)", "(lampiran)"),
+    "who_webchat": t3("Web visitor {{ tail }}", "Visitante web {{ tail }}", "Pengunjung web {{ tail }}"),
+    "who_telegram": t3("Telegram user {{ tail }}", "Usuario de Telegram {{ tail }}", "Pengguna Telegram {{ tail }}"),
+    "who_whatsapp": t3("WhatsApp contact {{ tail }}", "Contacto de WhatsApp {{ tail }}",
+                       "Kontak WhatsApp {{ tail }}"),
+    "who_email": t3("E-mail sender {{ tail }}", "Remitente de correo {{ tail }}", "Pengirim e-mail {{ tail }}"),
+    "who_slack": t3("Slack user {{ tail }}", "Usuario de Slack {{ tail }}", "Pengguna Slack {{ tail }}"),
+    "who_console": t3("Console user {{ tail }}", "Usuario de consola {{ tail }}", "Pengguna konsol {{ tail }}"),
+    "who_customer": t3("Customer {{ tail }}", "Cliente {{ tail }}", "Pelanggan {{ tail }}"),
     # buttons the engine adds itself
     "button_yes": t3("Yes", "Sí", "Ya"),
     "button_no": t3("No", "No", "Tidak"),
@@ -324,6 +336,8 @@ SYSTEM_NAMES: dict[str, tuple[str, ...]] = {
     "status_open": ("reference", "category", "owner", "team", "due"), "status_more": ("count",),
     "link_bad_format": (), "link_too_many": (), "link_invalid": (), "link_done": (), "email_choices": (),
     "list_button": (), "list_section": (), "choose_prompt": (), "email_subject": (), "origin_public": ("place",),
+    "desk_attachment": (), "who_webchat": ("tail",), "who_telegram": ("tail",), "who_whatsapp": ("tail",),
+    "who_email": ("tail",), "who_slack": ("tail",), "who_console": ("tail",), "who_customer": ("tail",),
 }
 # the web chat widget's words (its buttons, status line, notices): flows/i18n_widget.py
 SYSTEM_MESSAGES.update(WIDGET_MESSAGES)

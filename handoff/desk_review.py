@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot.names import team_for_agents
+
 from .context import handoff_summary
 from .queue import DeskError
 from .review import Outcome, Reviews
@@ -51,7 +53,8 @@ class ReviewWeb:
     async def _outcome(self, o: Outcome) -> web.Response:
         out: dict[str, Any] = {"proposed": o.proposed}
         if o.handoff is not None:
-            out["handoff"] = await handoff_summary(self.desk.store, self.desk.config, o.handoff)
+            out["handoff"] = await handoff_summary(self.desk.store, self.desk.config, o.handoff,
+                                                      flows=self.desk.flows)
         if o.ticket is not None:
             out["ticket"] = o.ticket.summary() | {"review": o.ticket.review()}
         return web.json_response(out, status=202 if o.proposed else 200)
@@ -110,7 +113,10 @@ class ReviewWeb:
 
     async def list_reviews(self, request: web.Request) -> web.Response:
         account = await self.desk._require(request)
-        return web.json_response({"reviews": await self.reviews.reviews_for(account),
+        reviews = await self.reviews.reviews_for(account)
+        for r in reviews:      # the team's name in the flows' default language (README "Languages")
+            r["team_name"] = team_for_agents(self.desk.config.handoff, r["team"], self.desk.flows)
+        return web.json_response({"reviews": reviews,
                                   "compensations": await self.reviews.pending_compensations_for(account)})
 
     async def compensations(self, request: web.Request) -> web.Response:

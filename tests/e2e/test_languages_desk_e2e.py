@@ -1,0 +1,109 @@
+"""What the agent desks show is in the flows' default language, whatever the customer's
+(README "Languages"): agent accounts and desks have no language setting. Team and department
+names given by language, the words omnibot adds ("(attachment)" for a message with only files,
+"Web visitor 3f2a" for a customer with no name yet) on the web desk's API and on the Slack card;
+the customer still reads the team's name in the conversation's language.
+
+Real app over HTTP, the web chat socket and the agent desk API; a copy of the demo flows whose
+default language is Spanish (as tests/e2e/test_languages_agents_e2e.py), the lexical matcher and
+team names by language (as tests/e2e/test_languages_teams_e2e.py).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+from aiohttp import FormData
+
+from bot.config import parse_config
+from conftest import Running, agent_headers, agent_queue, make_config, start_app, stop_app, until
+from e2e.chat import ChatClient
+from e2e.test_languages_agents_e2e import flows_with
+from e2e.test_languages_teams_e2e import NAMES
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    base = make_config(tmp_path, "nlu: {matcher: lexical}")
+    names = parse_config(NAMES)
+    config = base.model_copy(update={
+        "handoff": names.handoff, "complaints": names.complaints,
+        "flows": base.flows.model_copy(update={"path": str(flows_with(tmp_path, "es"))})})
+    r = await start_app(config)
+    try:
+        yield r
+    finally:
+        await stop_app(r)
+
+
+async def _get(r: Running, path: str) -> Any:
+    async with r.http.get(f"{r.url}{path}", headers=agent_headers()) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+async def _upload(r: Running, token: str) -> dict[str, Any]:
+    form = FormData()
+    form.add_field("file", PNG, filename="box.png", content_type="image/png")
+    async with r.http.post(r.url + "/webchat/upload", data=form, headers={"Authorization": f"Bearer {token}"}) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+async def test_the_desk_shows_names_and_its_own_words_in_the_flows_default_language(running: Running) -> None:
+    c = ChatClient(running.http, running.ws_url)
+    await c.connect()
+    try:
+        # an English-speaking customer is told the team's English name ...
+        got = await c.say("Hello, I want to talk to a person please", expect_text="Customer Care")
+        assert "Atención" not in got[-1]["text"]
+        await until(lambda: agent_queue(running), what="the handoff queued")
+        up = await _upload(running, c.token or "")
+        ack = await c.send("", attachments=[{"id": up["id"]}])        # a photo without words
+        assert ack["type"] == "ack", ack
+        # ... and the desk, whose language is the flows' default (Spanish), reads the Spanish one
+        [row] = await agent_queue(running)
+        assert row["team_name"] == "Atención al cliente"
+        assert row["last_message"] == "(archivo adjunto)"
+        assert re.fullmatch(r"Visitante web [0-9a-f]{4}", row["customer"]["display"]), row["customer"]
+        detail = await _get(running, f"/agent/api/handoffs/{row['id']}")
+        ctx = detail["context"]
+        assert ctx["conversation"]["language"] == "en"
+        assert ctx["team_name"] == "Atención al cliente"
+        assert ctx["customer"]["display"] == row["customer"]["display"]
+        teams = {t["id"]: t["name"] for t in (await _get(running, "/agent/api/agents"))["teams"]}
+        assert teams == {"support": "Atención al cliente", "complaints": "Reclamaciones"}
+        record = await _get(running, f"/agent/api/conversations/{row['conversation_id']}")
+        assert record["team_names"] == teams
+        assert record["customer"]["display"] == row["customer"]["display"]
+        found = await _get(running, f"/agent/api/search?q={ctx['customer']['id']}")
+        for hit in found["results"]:
+            assert hit["customer"]["display"] == row["customer"]["display"]
+    finally:
+        await c.close()
+
+
+def test_the_slack_card_names_the_team_in_the_flows_default_language(tmp_path: Path) -> None:
+    """The Slack card (handoff/slack_card.py, what DeskSync posts) and its notification text."""
+    from datetime import datetime, timezone
+
+    from bot.storage import HandoffRecord
+    from flows import load_flows
+    from handoff.slack_card import CardRenderer
+
+    config = parse_config(NAMES)
+    flows = load_flows(flows_with(tmp_path, "id"))
+    h = HandoffRecord(id="h1", conversation_id="c1", state="queued", team="support", reason="Ingin bicara",
+                      priority=0, context={}, agent=None, created_at=datetime.now(timezone.utc), claimed_at=None)
+    render = CardRenderer(config, flows)
+    assert render.summary(h) == "Handoff for Layanan Pelanggan: Ingin bicara"
+    blocks = render.card(h, {"customer": {"display": "Ada"}, "conversation": {"channel": "webchat"}})
+    text = str(blocks)
+    assert "*Team*\\nLayanan Pelanggan" in text and "Customer Care" not in text
+    assert "'text': 'Pengaduan'" in text          # the transfer menu's other team
