@@ -134,3 +134,19 @@ complaints:
                       encoding="utf-8")
     res = CliRunner().invoke(main, ["validate", "-c", str(config)])
     assert res.exit_code == 0, res.output
+
+
+async def test_a_canned_reply_names_the_team_in_the_customers_language(running: Running) -> None:
+    """A canned reply goes to the customer: its {{ team }} is the conversation's language's name."""
+    c = ChatClient(running.http, running.ws_url)
+    await c.connect()
+    try:
+        await c.say("Hola, quiero hablar con una persona por favor", expect_text="Atención al cliente")
+        h = await _claim(running)
+        async with running.http.get(f"{running.url}/agent/api/handoffs/{h['id']}/canned/greeting",
+                                    headers=agent_headers()) as resp:
+            assert resp.status == 200, await resp.text()
+            text = (await resp.json())["text"]
+        assert text.startswith("Hola") and "soy Anna, del equipo de Atención al cliente." in text, text
+    finally:
+        await c.close()
