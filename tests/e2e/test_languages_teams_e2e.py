@@ -7,6 +7,7 @@ examples in Spanish and Indonesian (as tests/e2e/test_languages_system_e2e.py).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -148,5 +149,27 @@ async def test_a_canned_reply_names_the_team_in_the_customers_language(running: 
             assert resp.status == 200, await resp.text()
             text = (await resp.json())["text"]
         assert text.startswith("Hola") and "soy Anna, del equipo de Atención al cliente." in text, text
+    finally:
+        await c.close()
+
+
+async def test_a_texts_frame_when_the_conversations_language_changes(running: Running) -> None:
+    """docs/protocols.md: the widget's words again, in the new language, with the queued team's name."""
+    c = ChatClient(running.http, running.ws_url)
+    await c.connect()
+    try:
+        await c.say("Hola, quiero hablar con una persona por favor", expect_text="Atención al cliente")
+        await until(lambda: any(f["type"] == "texts" for f in c.frames), what="a texts frame")
+        es = next(f for f in c.frames if f["type"] == "texts")
+        assert es["language"] == "es" and es["texts"]["placeholder"] == "Escribe un mensaje…"
+        ack = await c.send("English please")
+        assert ack["type"] == "ack", ack
+        en = await c.expect(lambda f: f["type"] == "texts")
+        assert en["language"] == "en" and en["texts"]["waiting"] == "Waiting for an agent"
+        assert en["team"] == "Customer Care"
+        assert en["texts"]["position"] == "you are number {{ position }} in the queue"   # the widget fills it in
+        await c.send("I'm still waiting, thanks")       # the same language: no frame
+        await asyncio.sleep(0.3)
+        assert [f["language"] for f in c.frames if f["type"] == "texts"] == ["es", "en"]
     finally:
         await c.close()
