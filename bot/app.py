@@ -161,7 +161,8 @@ async def build_services(config: Config) -> Services:
                                   wake_delivery=delivery.wake)
         queue = HandoffQueue(store=store, locks=locks, events=events, config=config,
                              wake_delivery=delivery.wake, reset_flow=engine.reset_after_handoff,
-                             on_resolved=resolutions.on_handoff_resolved, texts=engine.system_text)
+                             on_resolved=resolutions.on_handoff_resolved, texts=engine.system_text,
+                             flows=lambda: engine.flows)      # the flows now (notes for agents, README "Languages")
         media = MediaStore(store)
         # files kept in a folder by versions before schema 11: into the database, once
         await media.import_files(config.resolve(config.storage.media_dir))

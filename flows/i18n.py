@@ -312,6 +312,16 @@ SYSTEM_MESSAGES: dict[str, dict[str, str]] = {
     "who_slack": t3("Slack user {{ tail }}", "Usuario de Slack {{ tail }}", "Pengguna Slack {{ tail }}"),
     "who_console": t3("Console user {{ tail }}", "Usuario de consola {{ tail }}", "Pengguna konsol {{ tail }}"),
     "who_customer": t3("Customer {{ tail }}", "Cliente {{ tail }}", "Pelanggan {{ tail }}"),
+    # internal notes omnibot writes on a conversation for the agents (in the default language too):
+    # a transfer's note, and a take-over ({{ previous_first }}: the previous holder's first name)
+    "note_transfer": t3("Transfer note for {{ to }}: {{ note }}", "Nota del traspaso para {{ to }}: {{ note }}",
+                        "Catatan pengalihan untuk {{ to }}: {{ note }}"),
+    "note_taken_over": t3("{{ agent }} took over this conversation from {{ previous }} (no reply from "
+                          "{{ previous_first }} for {{ minutes }} min).",
+                          "{{ agent }} se ha hecho cargo de esta conversación en lugar de {{ previous }} "
+                          "({{ previous_first }} llevaba {{ minutes }} min sin responder).",
+                          "{{ agent }} mengambil alih percakapan ini dari {{ previous }} (tidak ada balasan dari "
+                          "{{ previous_first }} selama {{ minutes }} menit)."),
     # buttons the engine adds itself
     "button_yes": t3("Yes", "Sí", "Ya"),
     "button_no": t3("No", "No", "Tidak"),
@@ -338,6 +348,7 @@ SYSTEM_NAMES: dict[str, tuple[str, ...]] = {
     "list_button": (), "list_section": (), "choose_prompt": (), "email_subject": (), "origin_public": ("place",),
     "desk_attachment": (), "who_webchat": ("tail",), "who_telegram": ("tail",), "who_whatsapp": ("tail",),
     "who_email": ("tail",), "who_slack": ("tail",), "who_console": ("tail",), "who_customer": ("tail",),
+    "note_transfer": ("to", "note"), "note_taken_over": ("agent", "previous", "previous_first", "minutes"),
 }
 # the web chat widget's words (its buttons, status line, notices): flows/i18n_widget.py
 SYSTEM_MESSAGES.update(WIDGET_MESSAGES)

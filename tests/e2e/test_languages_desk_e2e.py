@@ -107,3 +107,31 @@ def test_the_slack_card_names_the_team_in_the_flows_default_language(tmp_path: P
     text = str(blocks)
     assert "*Team*\\nLayanan Pelanggan" in text and "Customer Care" not in text
     assert "'text': 'Pengaduan'" in text          # the transfer menu's other team
+
+
+async def test_the_notes_omnibot_writes_for_agents_are_in_the_flows_default_language(running: Running) -> None:
+    """A transfer's note and a take-over's note (note_transfer, note_taken_over), with the team's name
+    in the same language; the customer is still told in their own (here: none known, the default)."""
+    from datetime import timedelta
+
+    from bot.model import utcnow
+    from conftest import FakeClock
+    from e2e.test_agent_accounts import handoff
+    from e2e.test_desk_actions import call, people
+
+    r = running
+    p = await people(r)
+    hid = await handoff(r, "support", "v1")
+    assert (await call(r, p["bob"], "POST", f"/agent/api/handoffs/{hid}/claim"))[0] == 200
+    r.services.queue.clock = FakeClock(utcnow() + timedelta(minutes=16))
+    status, body = await call(r, p["anna"], "POST", f"/agent/api/handoffs/{hid}/take_over")
+    assert status == 200, body
+    status, body = await call(r, p["anna"], "POST", f"/agent/api/handoffs/{hid}/transfer",
+                              {"team": "complaints", "note": "pedido AB123456, dos veces"})
+    assert status == 200, body
+    assert body["handoff"]["team_name"] == "Reclamaciones"
+    status, detail = await call(r, p["carl"], "GET", f"/agent/api/handoffs/{hid}")
+    assert status == 200, detail
+    notes = [n["text"] for n in detail["context"]["notes"]]
+    assert notes[0].startswith("Anna Smith se ha hecho cargo de esta conversación en lugar de Bob Lee (Bob llevaba ")
+    assert notes[1] == "Nota del traspaso para Reclamaciones: pedido AB123456, dos veces"
