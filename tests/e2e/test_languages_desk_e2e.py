@@ -135,3 +135,32 @@ async def test_the_notes_omnibot_writes_for_agents_are_in_the_flows_default_lang
     notes = [n["text"] for n in detail["context"]["notes"]]
     assert notes[0].startswith("Anna Smith se ha hecho cargo de esta conversación en lugar de Bob Lee (Bob llevaba ")
     assert notes[1] == "Nota del traspaso para Reclamaciones: pedido AB123456, dos veces"
+
+
+async def test_the_desks_and_the_agent_notices_follow_a_flows_reload(tmp_path: Path) -> None:
+    """A default language changed by a reload (README "Changing flows on a running bot") changes
+    the team names the desk shows at once, and settings.messages the notice the customer gets."""
+    from e2e.reload_flows import FLOWS, reload_config, write_flows
+    from e2e.test_agent_accounts import handoff
+
+    v1 = "settings:\n  messages:\n    agent_joined: \"V1 {{ agent }} is here.\"\n" + FLOWS
+    config = reload_config(tmp_path)
+    write_flows(Path(config.flows.path), "V1", v1)
+    r = await start_app(config.model_copy(update={"handoff": parse_config(NAMES).handoff}))
+    try:
+        v2 = ("settings:\n  languages: {default: es, supported: [es, en], complete: false}\n"
+              "  messages:\n    agent_joined: \"V2 {{ agent }} está aquí.\"\n" + FLOWS)
+        write_flows(Path(config.flows.path), "V2", v2)
+        assert r.services.flows is not None
+        done = await r.services.flows.reload(by="test")
+        assert done.ok, done
+        hid = await handoff(r, "support", "v1")
+        async with r.http.post(f"{r.url}/agent/api/handoffs/{hid}/claim", headers=agent_headers()) as resp:
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["handoff"]["team_name"] == "Atención al cliente"
+        h = await r.services.store.get_handoff(hid)
+        assert h is not None
+        said = [m.text for m in await r.services.store.history(h.conversation_id)]
+        assert said[-1] == "V2 Anna está aquí.", said
+    finally:
+        await stop_app(r)
