@@ -203,6 +203,7 @@ async def build_services(config: Config) -> Services:
             from handoff.desk_slack import SlackDesk   # slack-bolt is imported only when used
             slack = SlackDesk(config=config, queue=queue, store=store, events=events, cluster=cluster,
                               flows=flowset)
+            versions.on_swap.append(lambda e, s=slack: s.use_flows(e.flows))
     except BaseException:
         await store.close()
         raise

@@ -121,6 +121,11 @@ class SlackDesk:
 
     # -- wiring ----------------------------------------------------------------
 
+    def use_flows(self, flows: Any) -> None:
+        """A reloaded flow version (bot/flow_versions.py): cards show its fields, personal slots and
+        its default language's team names from now on."""
+        self.sync.use_flows(flows)
+
     def add_routes(self, app: web.Application) -> None:
         if self.cfg.mode == "http":
             app.router.add_post("/slack/events", self.http_endpoint)

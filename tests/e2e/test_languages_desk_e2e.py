@@ -11,6 +11,7 @@ team names by language (as tests/e2e/test_languages_teams_e2e.py).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -164,3 +165,52 @@ async def test_the_desks_and_the_agent_notices_follow_a_flows_reload(tmp_path: P
         assert said[-1] == "V2 Anna está aquí.", said
     finally:
         await stop_app(r)
+
+
+async def test_the_slack_card_follows_the_default_language_and_a_reload(tmp_path: Path) -> None:
+    """The real Slack desk (slack-bolt against tests/fakes/slack_api.py): the card names the team in
+    the flows' default language, Spanish; after a reload whose default is Indonesian, the card's
+    next update names it in Indonesian (SlackDesk.use_flows)."""
+    import yaml
+
+    from e2e.slack_config import slack_config
+    from e2e.test_slack_desk import card_posts
+    from fakes.slack_api import FakeSlack
+
+    def block_text(blocks: Any) -> str:
+        return json.dumps(blocks, ensure_ascii=False)
+
+    def team_field(blocks: Any) -> str:
+        return next(f["text"] for b in blocks for f in b.get("fields", []) if f["text"].startswith("*Team*"))
+
+    fake = FakeSlack()
+    await fake.start()
+    names = parse_config(NAMES)
+    flows = flows_with(tmp_path, "es")
+    base = slack_config(tmp_path, fake)
+    r = await start_app(base.model_copy(update={
+        "handoff": names.handoff, "complaints": names.complaints,
+        "nlu": make_config(tmp_path, "nlu: {matcher: lexical}").nlu,
+        "flows": base.flows.model_copy(update={"path": str(flows)})}))
+    c = ChatClient(r.http, r.ws_url)
+    try:
+        await c.connect()
+        await c.say("Hello, I want to talk to a person please", expect_text="Customer Care")
+        [card] = await fake.wait_for("chat.postMessage", predicate=card_posts(fake, "CSUP"))
+        assert card.args["text"].startswith("Handoff for Atención al cliente: ")
+        assert team_field(card.args["blocks"]) == "*Team*\nAtención al cliente"
+        assert "Customer Care" in block_text(card.args["blocks"])      # what the customer was told, quoted
+        settings = flows / "settings.yaml"
+        data = yaml.safe_load(settings.read_text(encoding="utf-8"))
+        data["settings"]["languages"]["default"] = "id"
+        settings.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        assert r.services.flows is not None and (await r.services.flows.reload(by="test")).ok
+        await c.send("Are you there?")
+        upd = await fake.wait_for("chat.update", predicate=lambda x: "Layanan Pelanggan" in block_text(
+            x.args.get("blocks", [])), timeout=10)
+        assert team_field(upd[-1].args["blocks"]) == "*Team*\nLayanan Pelanggan"
+        assert upd[-1].args["text"].startswith("Handoff for Layanan Pelanggan: ")
+    finally:
+        await c.close()
+        await stop_app(r)
+        await fake.stop()
