@@ -135,3 +135,20 @@ async def test_an_email_with_only_a_file_keeps_no_english_word(mail_app: Running
     last = [m for m in await history(mail_app) if m.direction == "in"][-1]
     assert [a.name for a in last.attachments] == ["caja.png"]
     assert last.text == ""
+
+
+async def test_a_whatsapp_voice_note_does_not_switch_a_spanish_conversation_to_english(
+        wa_app: Running, fake: FakeWhatsApp) -> None:
+    """A voice note (not supported here) is no evidence of a language: the words stored for it are
+    not an English sentence the language detector would read as the customer's."""
+    from fakes.whatsapp_api import _message
+
+    r, wa = wa_app, "4915100000109"
+    assert await deliver_webhook(r.http, hook(r), text_message(wa, SPANISH, ts=T0), APP_SECRET) == 200
+    conv = await _conversation_in(r, "whatsapp", wa, "es")
+    await fake.wait_for("messages", predicate=lambda c: c.args.get("to") == wa)
+    voice = _message(wa, "audio", {"id": "media-1", "mime_type": "audio/ogg"}, ts=T0 + 5)
+    assert await deliver_webhook(r.http, hook(r), voice, APP_SECRET) == 200
+    await fake.wait_for("messages", predicate=lambda c: c.args.get("to") == wa, count=2)
+    after = await r.services.store.get_conversation(conv.id)
+    assert after is not None and after.language == "es"
