@@ -54,7 +54,7 @@ class ReviewWeb:
         out: dict[str, Any] = {"proposed": o.proposed}
         if o.handoff is not None:
             out["handoff"] = await handoff_summary(self.desk.store, self.desk.config, o.handoff,
-                                                      flows=self.desk.flows)
+                                                   flows=self.desk.flows)
         if o.ticket is not None:
             out["ticket"] = o.ticket.summary() | {"review": o.ticket.review()}
         return web.json_response(out, status=202 if o.proposed else 200)

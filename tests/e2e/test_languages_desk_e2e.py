@@ -214,3 +214,22 @@ async def test_the_slack_card_follows_the_default_language_and_a_reload(tmp_path
         await c.close()
         await stop_app(r)
         await fake.stop()
+
+
+async def test_a_tickets_why_is_in_the_flows_default_language(running: Running) -> None:
+    """A complaint's ticket says why it got its severity (why_urgency, why_repeat, why_route, ...)
+    in the flows' default language, for agents, whatever the customer wrote in."""
+    from e2e.test_tickets_e2e import _file_complaint
+
+    c = ChatClient(running.http, running.ws_url)
+    await c.connect()
+    try:
+        ref = await _file_complaint(c, "shipping", "AB123456",
+                                    "This is the third time the parcel never came!! I will call my lawyer.")
+        tickets = (await _get(running, "/agent/api/tickets"))["tickets"]
+        [t] = [t for t in tickets if t["reference"] == ref]
+        assert t["department_name"] == "Atención al cliente"
+        assert t["reasons"] and t["reasons"][0].startswith("urgencia alta ("), t["reasons"]
+        assert not [r for r in t["reasons"] if "urgency" in r]
+    finally:
+        await c.close()
