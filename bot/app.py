@@ -179,7 +179,9 @@ async def build_services(config: Config) -> Services:
             webchat = WebchatConnector(config=config.webchat, secret=secret, accept=runtime.accept, store=store,
                                        events=events, media=media,
                                        is_agent=desk.is_agent if desk else _nobody,
-                                       team_name=config.handoff.team_name, cluster=cluster,
+                                       # the customer's language, then the flows' fallback (README "Languages")
+                                       team_name=lambda team, lang=None: config.handoff.team_name(
+                                           team, lang, engine.settings.languages), cluster=cluster,
                                        widget_texts=WidgetTexts(engine))
             connectors[webchat.name] = webchat
         if config.telegram.enabled:

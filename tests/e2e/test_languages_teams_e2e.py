@@ -173,3 +173,35 @@ async def test_a_texts_frame_when_the_conversations_language_changes(running: Ru
         assert [f["language"] for f in c.frames if f["type"] == "texts"] == ["es", "en"]
     finally:
         await c.close()
+
+
+async def test_a_team_name_missing_in_the_customers_language_follows_the_flows_fallback(tmp_path: Path) -> None:
+    """A team named in English and Spanish only, flows whose fallback is Spanish: an Indonesian
+    customer reads the Spanish name everywhere (handoff message, agent joined, the widget's welcome
+    after a reconnect), not the English one."""
+    import yaml as _yaml
+
+    base = make_config(tmp_path, "nlu: {matcher: lexical}")
+    names = parse_config(NAMES.replace(", id: Layanan Pelanggan}\n    complaints", "}\n    complaints"))
+    flows = flows_copy(tmp_path)
+    settings = flows / "settings.yaml"
+    data = _yaml.safe_load(settings.read_text(encoding="utf-8"))
+    data["settings"]["languages"].update({"default": "es", "fallback": "es"})
+    settings.write_text(_yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    r = await start_app(base.model_copy(update={"handoff": names.handoff, "complaints": names.complaints,
+                                                "flows": base.flows.model_copy(update={"path": str(flows)})}))
+    c = ChatClient(r.http, r.ws_url)
+    try:
+        await c.connect()
+        await c.say("Halo, saya mau bicara dengan petugas sekarang", expect_text="Atención al cliente")
+        await c.close()
+        token = c.token
+        c = ChatClient(r.http, r.ws_url)
+        welcome = await c.connect(token=token)
+        assert welcome["team"] == "Atención al cliente", welcome
+        await _claim(r)
+        got = await c.replies_until(lambda m: m["role"] == "system")
+        assert got[-1]["text"] == "Anna dari tim Atención al cliente telah bergabung dalam percakapan."
+    finally:
+        await c.close()
+        await stop_app(r)
