@@ -161,7 +161,8 @@ async def build_services(config: Config) -> Services:
                                   wake_delivery=delivery.wake)
         queue = HandoffQueue(store=store, locks=locks, events=events, config=config,
                              wake_delivery=delivery.wake, reset_flow=engine.reset_after_handoff,
-                             on_resolved=resolutions.on_handoff_resolved, texts=engine.system_text)
+                             on_resolved=resolutions.on_handoff_resolved, texts=engine.system_text,
+                             flows=lambda: engine.flows)      # the flows now (notes for agents, README "Languages")
         media = MediaStore(store)
         # files kept in a folder by versions before schema 11: into the database, once
         await media.import_files(config.resolve(config.storage.media_dir))
@@ -178,7 +179,9 @@ async def build_services(config: Config) -> Services:
             webchat = WebchatConnector(config=config.webchat, secret=secret, accept=runtime.accept, store=store,
                                        events=events, media=media,
                                        is_agent=desk.is_agent if desk else _nobody,
-                                       team_name=config.handoff.team_name, cluster=cluster,
+                                       # the customer's language, then the flows' fallback (README "Languages")
+                                       team_name=lambda team, lang=None: config.handoff.team_name(
+                                           team, lang, engine.settings.languages), cluster=cluster,
                                        widget_texts=WidgetTexts(engine))
             connectors[webchat.name] = webchat
         if config.telegram.enabled:
@@ -202,6 +205,7 @@ async def build_services(config: Config) -> Services:
             from handoff.desk_slack import SlackDesk   # slack-bolt is imported only when used
             slack = SlackDesk(config=config, queue=queue, store=store, events=events, cluster=cluster,
                               flows=flowset)
+            versions.on_swap.append(lambda e, s=slack: s.use_flows(e.flows))
     except BaseException:
         await store.close()
         raise

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Event:
     kind: str                      # queued | claimed | message | resolved | returned | state | sla | delivery_failed | csat
+    #                                | language (the conversation's language changed: data language, channel, external_id)
     conversation_id: str
     handoff_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)

@@ -7,8 +7,9 @@ language: "Acme Care") or a mapping by ISO 639-1 code, like the flows' texts::
       teams:
         support: {name: {en: Customer Care, es: Atención al cliente, id: Layanan Pelanggan}}
 
-The customer reads the name in their conversation's language (else English, else the first one
-given); agents read it in the flows' default language where the desk knows it, else the same way.
+The customer reads the name in their conversation's language (else the flows' fallback and default
+language, else English, else the first one given); agents read it in the flows' default language
+(:func:`for_agents`: agent accounts and desks have no language setting).
 ``omnibot validate`` reports a mapping that leaves out one of ``settings.languages.supported``.
 """
 
@@ -54,6 +55,27 @@ def localized(name: Union[str, dict[str, str]], lang: str | None = None,
     from flows.i18n import pick     # here: flows imports bot.config, which imports this module
 
     return pick(name, lang, langs)
+
+
+def for_agents(name: Union[str, dict[str, str]], flows: Any = None) -> str:
+    """``name`` as agents read it: in the flows' ``settings.languages.default`` (agents have no
+    language of their own, README "Languages"); ``flows`` is the loaded FlowSet (or None: English,
+    else the first given)."""
+    langs = agent_languages(flows)
+    return localized(name, langs.default if langs else None, langs)
+
+
+def agent_languages(flows: Any) -> "LanguageSettings | None":
+    """The flows' ``settings.languages`` (None without flows)."""
+    settings = getattr(flows, "settings", None)
+    return getattr(settings, "languages", None)
+
+
+def team_for_agents(handoff: Any, team: str, flows: Any = None) -> str:
+    """A handoff team's name (``handoff.teams.<team>.name``) in the flows' default language; the
+    key itself for an unknown team."""
+    t = handoff.teams.get(team)
+    return for_agents(t.name, flows) if t else team
 
 
 def name_errors(config: "Config", config_path: str | None, langs: "LanguageSettings") -> list["FlowError"]:

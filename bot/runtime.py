@@ -354,6 +354,9 @@ class Runtime:
             await self.store.set_conversation_language(cid, lang.language)
             log.info("conversation %s is in %s (%s)", cid, lang.language, lang.why)
             conv = dataclasses.replace(conv, language=lang.language)
+            # the web chat widget's own words follow it (connectors/webchat.py, a "texts" frame)
+            self.events.publish(Event("language", cid, None, {"language": lang.language, "channel": conv.channel,
+                                                               "external_id": conv.external_id}))
         if conv.state in (ConversationState.WAITING, ConversationState.WITH_AGENT, ConversationState.CLOSED):
             # A human owns it (or will): the bot is silent; the message is kept for the agent.
             await self.store.commit_turn(cid, inbound_id=msg.id, replies=[], flow_state=None,

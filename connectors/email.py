@@ -636,7 +636,9 @@ class EmailConnector:
         if mail.automatic:
             log.info("e-mail %s is automatic (%s): stored, not answered", mail.message_id, mail.automatic)
         return Inbound(channel=self.name, external_id=mail.address, platform_message_id=mail.message_id,
-                       text=text or ("(attachment)" if attachments else ""), sender_name=mail.name,
+                       # a mail with files and no words keeps no words: the desks say "(attachment)"
+                       # in their language (desk_attachment), as for the web chat
+                       text=text, sender_name=mail.name,
                        attachments=tuple(attachments), payload=payload, sent_at=mail.sent_at,
                        answer=not mail.automatic,
                        raw={"subject": mail.subject, "automatic": mail.automatic})

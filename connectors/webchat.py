@@ -156,6 +156,9 @@ class WebchatConnector:
                     if ev.remote:
                         await self._push_remote(ev)
                     continue
+                if ev.kind == "language":
+                    await self._language_changed(ev)
+                    continue
                 if ev.kind != "state" or ev.data.get("channel") != self.name:
                     continue
                 frame = json.dumps({"type": "state", **{k: v for k, v in ev.data.items()
@@ -167,6 +170,22 @@ class WebchatConnector:
                         pass
         finally:
             self.events.unsubscribe(q)
+
+    async def _language_changed(self, ev: Event) -> None:
+        """The conversation's language changed ("English please"): the visitor's open widgets get
+        their own words in it, and a queued handoff's team name (a ``texts`` frame, docs/protocols.md)."""
+        visitor = str(ev.data.get("external_id", ""))
+        if ev.data.get("channel") != self.name or self.widget_texts is None or visitor not in self.sockets:
+            return
+        lang = ev.data.get("language")
+        frame = {"type": "texts", **self.widget_texts(lang if isinstance(lang, str) else None)}
+        try:
+            h = await self.store.active_handoff(ev.conversation_id)
+            if h is not None and h.state == "queued":
+                frame["team"] = self.team_name(h.team, frame["language"])
+        except Exception as exc:  # noqa: BLE001 - the words go out without the team's name
+            log.warning("no team name for the widget's texts frame: %s", type(exc).__name__)
+        await self._push(visitor, json.dumps(frame))
 
     # -- HTTP ------------------------------------------------------------------
 

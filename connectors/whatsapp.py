@@ -213,7 +213,9 @@ def normalize_message(m: Any, names: dict[str, str], *, now: float) -> Incoming 
         text = "[contact] " + "; ".join(f"{p['name']} {' '.join(p['phones'])}".strip() for p in people)
         payload = "contacts:" + json.dumps(people, separators=(",", ":"))
     elif kind in ("audio", "video", "sticker"):
-        text = f"[{kind} message: not supported here, please write or send a photo]"
+        # a short tag, like [location]: no English sentence the language detector would take for
+        # the customer's words (it switched a Spanish conversation to English), nothing to answer
+        text = f"[{kind}]"
     else:    # reaction, system, unsupported, ...: nothing a flow could answer
         log.info("whatsapp %s message %s ignored", kind, wamid)
         return None

@@ -2,8 +2,10 @@
 
 The welcome frame carries them (``language``, ``texts``): the conversation's language, else the
 browser's (the hello frame's ``lang``, e.g. ``navigator.language``) when the flows support it, else
-the flows' default. The texts are ``widget_*`` system messages (flows/i18n_widget.py), so
-``settings.messages`` overrides them; their ``{{ name }}`` placeholders are left for the widget.
+the flows' default. When the conversation's language changes, a ``texts`` frame brings them again
+in the new one (connectors/webchat.py, on the runtime's ``language`` event). The texts are
+``widget_*`` system messages (flows/i18n_widget.py), so ``settings.messages`` overrides them; their
+``{{ name }}`` placeholders are left for the widget.
 """
 
 from __future__ import annotations

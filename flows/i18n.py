@@ -293,6 +293,21 @@ SYSTEM_MESSAGES: dict[str, dict[str, str]] = {
                      "keluhan {{ reference }} ({{ category or 'tanpa kategori' }}, {{ severity }})"
                      "{% if reopened %}: pelanggan mengatakan belum selesai{% endif %}"),
     "why_default": t3("handed over", "pasada a una persona", "diteruskan ke petugas"),
+    # why a complaint ticket got its severity, department and priority (the ticket's "Why" on the desks,
+    # handoff/tickets.py classify); severities and departments are config's words
+    "why_flow_severity": t3("severity {{ severity }} from the flow", "gravedad {{ severity }} según el flujo",
+                            "tingkat keparahan {{ severity }} dari alur"),
+    "why_repeat": t3("repeat complaint ({{ count }} earlier about {{ category or 'this' }})",
+                     "reclamación repetida ({{ count }} anterior{% if count != 1 %}es{% endif %} sobre "
+                     "{{ category or 'lo mismo' }})",
+                     "keluhan berulang ({{ count }} sebelumnya tentang {{ category or 'hal ini' }})"),
+    "why_route": t3("rule {{ number }}: {{ changes }}", "regla {{ number }}: {{ changes }}",
+                    "aturan {{ number }}: {{ changes }}"),
+    "why_route_department": t3("department {{ department }}", "departamento {{ department }}",
+                               "departemen {{ department }}"),
+    "why_route_severity": t3("severity {{ severity }}", "gravedad {{ severity }}",
+                             "tingkat keparahan {{ severity }}"),
+    "why_route_priority": t3("priority {{ priority }}", "prioridad {{ priority }}", "prioritas {{ priority }}"),
     "why_reopened_by": t3("reopened by {{ agent }}{% if note %}: {{ note }}{% endif %}",
                           "reabierta por {{ agent }}{% if note %}: {{ note }}{% endif %}",
                           "dibuka kembali oleh {{ agent }}{% if note %}: {{ note }}{% endif %}"),
@@ -300,6 +315,28 @@ SYSTEM_MESSAGES: dict[str, dict[str, str]] = {
     # from). Agents have no language of their own: shown in settings.languages.default.
     "origin_public": t3("moved from the public group {{ place }}", "trasladada desde el grupo público {{ place }}",
                         "dipindahkan dari grup publik {{ place }}"),
+    # for the agents, not the customer (desks, Slack cards): a message with files and no text, and a
+    # customer with no name yet ("Web visitor 3f2a": the kind of contact and the id's last characters).
+    # In settings.languages.default, as the two above.
+    "desk_attachment": t3("(attachment)", "(archivo adjunto)", "(lampiran)"),
+    "who_webchat": t3("Web visitor {{ tail }}", "Visitante web {{ tail }}", "Pengunjung web {{ tail }}"),
+    "who_telegram": t3("Telegram user {{ tail }}", "Usuario de Telegram {{ tail }}", "Pengguna Telegram {{ tail }}"),
+    "who_whatsapp": t3("WhatsApp contact {{ tail }}", "Contacto de WhatsApp {{ tail }}",
+                       "Kontak WhatsApp {{ tail }}"),
+    "who_email": t3("E-mail sender {{ tail }}", "Remitente de correo {{ tail }}", "Pengirim e-mail {{ tail }}"),
+    "who_slack": t3("Slack user {{ tail }}", "Usuario de Slack {{ tail }}", "Pengguna Slack {{ tail }}"),
+    "who_console": t3("Console user {{ tail }}", "Usuario de consola {{ tail }}", "Pengguna konsol {{ tail }}"),
+    "who_customer": t3("Customer {{ tail }}", "Cliente {{ tail }}", "Pelanggan {{ tail }}"),
+    # internal notes omnibot writes on a conversation for the agents (in the default language too):
+    # a transfer's note, and a take-over ({{ previous_first }}: the previous holder's first name)
+    "note_transfer": t3("Transfer note for {{ to }}: {{ note }}", "Nota del traspaso para {{ to }}: {{ note }}",
+                        "Catatan pengalihan untuk {{ to }}: {{ note }}"),
+    "note_taken_over": t3("{{ agent }} took over this conversation from {{ previous }} (no reply from "
+                          "{{ previous_first }} for {{ minutes }} min).",
+                          "{{ agent }} se ha hecho cargo de esta conversación en lugar de {{ previous }} "
+                          "({{ previous_first }} llevaba {{ minutes }} min sin responder).",
+                          "{{ agent }} mengambil alih percakapan ini dari {{ previous }} (tidak ada balasan dari "
+                          "{{ previous_first }} selama {{ minutes }} menit)."),
     # buttons the engine adds itself
     "button_yes": t3("Yes", "Sí", "Ya"),
     "button_no": t3("No", "No", "Tidak"),
@@ -317,13 +354,18 @@ SYSTEM_NAMES: dict[str, tuple[str, ...]] = {
     "why_reopened": (), "why_rule": ("flow", "reason"), "why_not_understood": ("label", "tries"),
     "why_call_failed": ("call", "why"), "why_urgency": ("level", "cues"),
     "why_ticket": ("reference", "category", "severity", "reopened"), "why_default": (),
-    "why_reopened_by": ("agent", "note"),
+    "why_reopened_by": ("agent", "note"), "why_flow_severity": ("severity",), "why_repeat": ("count", "category"),
+    "why_route": ("number", "changes"), "why_route_department": ("department",),
+    "why_route_severity": ("severity",), "why_route_priority": ("priority",),
     "button_no": (), "button_skip": (), "button_human": (), "card_removed": (), "public_reply": ("link",),
     "public_link_expired": (), "status_none": (), "status_not_found": ("reference",), "status_no_open": (),
     "status_last_resolved": ("reference",), "status_resolved": ("reference", "category", "when"),
     "status_open": ("reference", "category", "owner", "team", "due"), "status_more": ("count",),
     "link_bad_format": (), "link_too_many": (), "link_invalid": (), "link_done": (), "email_choices": (),
     "list_button": (), "list_section": (), "choose_prompt": (), "email_subject": (), "origin_public": ("place",),
+    "desk_attachment": (), "who_webchat": ("tail",), "who_telegram": ("tail",), "who_whatsapp": ("tail",),
+    "who_email": ("tail",), "who_slack": ("tail",), "who_console": ("tail",), "who_customer": ("tail",),
+    "note_transfer": ("to", "note"), "note_taken_over": ("agent", "previous", "previous_first", "minutes"),
 }
 # the web chat widget's words (its buttons, status line, notices): flows/i18n_widget.py
 SYSTEM_MESSAGES.update(WIDGET_MESSAGES)

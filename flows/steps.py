@@ -161,7 +161,8 @@ class StepRunner:
                 ctx = ActionContext(t.input.conversation_id, t.input.channel, dict(t.input.customer),
                                     dict(st.slots), t.input.text, key=key, language=t.lang,
                                     texts=partial(self.system_in, t.lang),
-                                    titles=partial(self.choice_title, t.lang))
+                                    titles=partial(self.choice_title, t.lang),
+                                    agent_texts=partial(self.system_in, self.settings.languages.default))
                 result = await fn(ctx)
                 t.actions_called.append(step.action)
                 st.slots.update(ctx.updates)

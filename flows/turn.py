@@ -80,6 +80,8 @@ class ActionContext:
     language: str | None = field(default=None, compare=False)
     texts: Callable[..., str] | None = field(default=None, compare=False, repr=False)
     titles: Callable[[str, Any], str] | None = field(default=None, compare=False, repr=False)
+    # omnibot's texts for agents (a ticket's "why"): in the flows' default language, agents have none
+    agent_texts: Callable[..., str] | None = field(default=None, compare=False, repr=False)
 
     def say(self, key: str, **values: Any) -> str:
         """System message ``key`` in the conversation's language, rendered with ``values`` (data)."""

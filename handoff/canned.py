@@ -225,6 +225,8 @@ async def context_for(store: Any, config: Any, h: Any, agent: str) -> dict[str, 
     return {"slots": slots,
             "customer": {"id": conv.customer_id if conv else None,
                          "name": first_name(customer.display_name if customer else "")},
-            "channel": conv.channel if conv else "", "team": config.handoff.team_name(h.team),
+            # the reply goes to the customer: the team's name in the conversation's language
+            "channel": conv.channel if conv else "", "team": config.handoff.team_name(h.team, conv.language if conv
+                                                                                      else None),
             "agent": first_name(agent),
             "language": conv.language if conv else None}      # which text (README "Languages"); not a name

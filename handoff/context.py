@@ -6,6 +6,7 @@ import re
 from typing import Any, Iterable, Mapping
 
 from bot.config import Config
+from bot.names import team_for_agents
 from bot.public import origin_of
 from bot.storage import HandoffRecord, Store
 from bot.model import Conversation, Message, utcnow
@@ -15,19 +16,32 @@ from flows.schema import ChoiceSpec, CollectStep, slot_label
 
 #: Slots kept on the hand-over card whatever the flow: the complaint's reference.
 ALWAYS_SHOWN = ("reference",)
-CHANNEL_PEOPLE = {"webchat": "Web visitor", "telegram": "Telegram user", "whatsapp": "WhatsApp contact",
-                  "email": "E-mail sender", "slack": "Slack user", "console": "Console user"}
+#: Channels whose unnamed customers the desks call "<kind of contact> <tail>" (``who_<channel>``
+#: messages, flows/i18n.py, in the flows' default language); any other channel: ``who_customer``.
+CHANNEL_PEOPLE = ("webchat", "telegram", "whatsapp", "email", "slack", "console")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[\d\s().-]{6,20}$")
 
 
+def for_agents(flows: FlowSet | None, key: str, **values: Any) -> str:
+    """System message ``key`` (flows/i18n.py) as agents read it: in the flows' default language,
+    ``settings.messages`` overriding it (agents have no language setting, README "Languages");
+    without flows, the built-in English."""
+    if flows is None:
+        return render_system(key, "en", **values)
+    st = flows.settings
+    return render_system(key, st.languages.default, st.languages, st.messages, **values)
+
+
 def readable_name(*, customer_id: str | None, display_name: str | None, channel: str | None,
-                  slots: Mapping[str, Any] | None = None, emails: Iterable[str] = ()) -> str:
+                  slots: Mapping[str, Any] | None = None, emails: Iterable[str] = (),
+                  flows: FlowSet | None = None) -> str:
     """What the desks call a customer, never their internal ``cus_...`` id (README, "Agent desk").
 
     The name the flow asked (slot ``name``), else the platform profile's (``display_name``), else
     their e-mail address, else the kind of contact and the id's last four characters
-    ("Web visitor 3f2a"), which stays the same for the same customer.
+    ("Web visitor 3f2a"), which stays the same for the same customer; that one in the flows'
+    default language (``who_<channel>`` messages).
     """
     asked = (slots or {}).get("name")
     if isinstance(asked, str) and asked.strip():
@@ -37,7 +51,15 @@ def readable_name(*, customer_id: str | None, display_name: str | None, channel:
     for e in emails:
         return e
     tail = (customer_id or "").rsplit("_", 1)[-1][-4:] or "?"
-    return f"{CHANNEL_PEOPLE.get(channel or '', 'Customer')} {tail}"
+    kind = channel if channel in CHANNEL_PEOPLE else "customer"
+    return for_agents(flows, f"who_{kind}", tail=tail).strip()
+
+
+def named(customer: dict[str, Any] | None, channel: str | None, flows: FlowSet | None) -> None:
+    """Give a desk row's ``customer`` (``id``, ``name``) its readable ``display`` (in place)."""
+    if isinstance(customer, dict) and not customer.get("display"):
+        customer["display"] = readable_name(customer_id=customer.get("id"), display_name=customer.get("name"),
+                                            channel=channel, flows=flows)
 
 
 def asking_flow(h: HandoffRecord, flow_state: Mapping[str, Any]) -> str | None:
@@ -128,15 +150,18 @@ def profile(attributes: Mapping[str, Any]) -> dict[str, Any]:
             "tags": [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []}
 
 
-async def handoff_summary(store: Store, config: Config, h: HandoffRecord) -> dict[str, Any]:
-    """One queue row: who, where, why, how long; the preview is the customer's own last message."""
+async def handoff_summary(store: Store, config: Config, h: HandoffRecord, *,
+                          flows: FlowSet | None = None) -> dict[str, Any]:
+    """One queue row: who, where, why, how long; the preview is the customer's own last message.
+
+    The team's name and the words omnibot adds are in the flows' (``flows``) default language."""
     conv = await store.get_conversation(h.conversation_id)
     customer = await store.get_customer(conv.customer_id) if conv else None
     last = (await store.last_customer_messages([h.conversation_id])).get(h.conversation_id)
     end = h.claimed_at if h.state != "queued" and h.claimed_at else utcnow()
     return {
         "id": h.id, "conversation_id": h.conversation_id, "state": h.state, "team": h.team,
-        "team_name": config.handoff.team_name(h.team), "reason": h.reason, "priority": h.priority,
+        "team_name": team_for_agents(config.handoff, h.team, flows), "reason": h.reason, "priority": h.priority,
         # why the bot handed over, written for the agent (the reason is the customer-facing sentence)
         "agent_reason": h.context.get("agent_reason") or None,
         "agent": h.agent, "created_at": h.created_at.isoformat(),
@@ -149,8 +174,9 @@ async def handoff_summary(store: Store, config: Config, h: HandoffRecord) -> dic
                      "display": readable_name(customer_id=customer.id if customer else None,
                                               display_name=customer.display_name if customer else "",
                                               channel=conv.channel if conv else None,
-                                              slots=h.context.get("slots") or {})},
-        "last_message": (last.text or ("(attachment)" if last.attachments else ""))[:200] if last else "",
+                                              slots=h.context.get("slots") or {}, flows=flows)},
+        "last_message": (last.text or (for_agents(flows, "desk_attachment") if last.attachments else ""))[:200]
+        if last else "",
         "last_message_at": last.created_at.isoformat() if last else None,
     }
 
@@ -199,12 +225,13 @@ async def handoff_context(store: Store, config: Config, h: HandoffRecord, *,
         "customer": {"id": conv.customer_id, "name": customer.display_name if customer else "",
                      "display": readable_name(customer_id=conv.customer_id,
                                               display_name=customer.display_name if customer else "",
-                                              channel=conv.channel, slots=slots, emails=contact["emails"]),
+                                              channel=conv.channel, slots=slots, emails=contact["emails"],
+                                              flows=flows),
                      "attributes": attributes, **profile(attributes), "contacts": contact,
                      "tickets": tickets,
                      "identities": [{"channel": ch, "external_id": ext} for ch, ext in identities],
                      "previous_conversations": previous},
-        "reason": h.reason, "team": h.team, "team_name": config.handoff.team_name(h.team),
+        "reason": h.reason, "team": h.team, "team_name": team_for_agents(config.handoff, h.team, flows),
         # why the bot handed over, written for the agent ("asked for a person after 2 misunderstood
         # messages"); the reason above is the sentence the customer was told
         "agent_reason": h.context.get("agent_reason") or None,

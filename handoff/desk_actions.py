@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot.names import team_for_agents
 from bot.storage.base import AgentAccount
 
 from .canned import CannedReplies, context_for, load_canned
@@ -130,14 +131,16 @@ class DeskActions:
 
     async def _summary(self, h: Any) -> web.Response:
         from .context import handoff_summary
-        return web.json_response({"handoff": await handoff_summary(self.desk.store, self.desk.config, h)})
+        return web.json_response({"handoff": await handoff_summary(self.desk.store, self.desk.config, h,
+                                                                   flows=self.desk.flows)})
 
     async def agents(self, request: web.Request) -> web.Response:
         """Enabled accounts to transfer to: ``{"agents": [{name, email, teams, role}]}``."""
         await self.desk._require(request)
         rows = [{"name": a.name, "email": a.email, "teams": list(a.teams), "role": a.role}
                 for a in await self.desk.store.list_agents() if not a.disabled]
-        teams = [{"id": t, "name": self.desk.config.handoff.team_name(t)} for t in self.desk.config.handoff.teams]
+        teams = [{"id": t, "name": team_for_agents(self.desk.config.handoff, t, self.desk.flows)}
+                 for t in self.desk.config.handoff.teams]      # the flows' default language, as the desk
         return web.json_response({"agents": rows, "teams": teams})
 
     # -- internal notes ---------------------------------------------------------------------

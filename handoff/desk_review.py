@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot.names import team_for_agents
+
 from .context import handoff_summary
 from .queue import DeskError
 from .review import Outcome, Reviews
@@ -63,7 +65,8 @@ class ReviewWeb:
     async def _outcome(self, account: Any, o: Outcome) -> web.Response:
         out: dict[str, Any] = {"proposed": o.proposed}
         if o.handoff is not None:
-            out["handoff"] = await handoff_summary(self.desk.store, self.desk.config, o.handoff)
+            out["handoff"] = await handoff_summary(self.desk.store, self.desk.config, o.handoff,
+                                                   flows=self.desk.flows)
         if o.ticket is not None:
             out["ticket"] = o.ticket.summary() | {"review": o.ticket.review()}
         cid = o.ticket.conversation_id if o.ticket is not None else o.handoff.conversation_id if o.handoff else None
@@ -124,7 +127,10 @@ class ReviewWeb:
     async def list_reviews(self, request: web.Request) -> web.Response:
         account = await self.desk._require(request)
         privacy = self.desk.privacy
-        reviews = [privacy.view(account.name, r["handoff"]).tree(r) for r in await self.reviews.reviews_for(account)]
+        reviews = await self.reviews.reviews_for(account)
+        for r in reviews:      # the team's name in the flows' default language (README "Languages")
+            r["team_name"] = team_for_agents(self.desk.config.handoff, r["team"], self.desk.flows)
+        reviews = [privacy.view(account.name, r["handoff"]).tree(r) for r in reviews]
         return web.json_response({"reviews": reviews, "compensations": await self._pending_of(account)})
 
     async def _pending_of(self, account: Any) -> list[Any]:

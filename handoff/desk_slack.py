@@ -101,7 +101,7 @@ class SlackDesk:
         self.poster = SlackPoster(writer, posts_per_second=self.cfg.posts_per_second,
                                   updates_per_second=self.cfg.updates_per_second)
         self.sync = DeskSync(config=config, store=store, poster=self.poster, client=self.client,
-                             renderer=CardRenderer(config), cluster=self.cluster, flows=flows)
+                             renderer=CardRenderer(config, flows), cluster=self.cluster, flows=flows)
         self.app = AsyncApp(client=self.client, signing_secret=self.cfg.signing_secret.get_secret_value(),
                             process_before_response=False, raise_error_for_unhandled_request=False)
         self.verifier = SignatureVerifier(self.cfg.signing_secret.get_secret_value())
@@ -120,6 +120,11 @@ class SlackDesk:
         self.reviews = SlackReviews(self, reviews)
 
     # -- wiring ----------------------------------------------------------------
+
+    def use_flows(self, flows: Any) -> None:
+        """A reloaded flow version (bot/flow_versions.py): cards show its fields, personal slots and
+        its default language's team names from now on."""
+        self.sync.use_flows(flows)
 
     def add_routes(self, app: web.Application) -> None:
         if self.cfg.mode == "http":

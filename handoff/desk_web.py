@@ -26,10 +26,11 @@ from bot.errors import OmnibotError
 from bot.events import EventBus
 from bot.media import ALLOWED_MIME, MediaStore, UploadRefused, read_upload, sniff_mime
 from bot.model import Attachment
+from bot.names import agent_languages, team_for_agents
 from bot.storage import Store
 from bot.storage.base import AgentAccount
 
-from .context import handoff_context, handoff_summary
+from .context import handoff_context, handoff_summary, named
 from .desk_customers import DeskCustomers, queue_views
 from .desk_actions import DeskActions
 from .desk_privacy import DeskPrivacy
@@ -304,9 +305,17 @@ class AgentDeskWeb:
     async def me(self, request: web.Request) -> web.Response:
         return web.json_response(self._me(await self._require(request)))
 
+    async def _summary(self, h: Any) -> dict[str, Any]:
+        """A queue row; names and omnibot's words in the flows' default language (README "Languages")."""
+        return await handoff_summary(self.store, self.config, h, flows=self.flows)
+
+    def _agent_language(self) -> str | None:
+        langs = agent_languages(self.flows)
+        return langs.default if langs else None
+
     async def list_queue(self, request: web.Request) -> web.Response:
         account = await self._require(request)
-        rows = [await handoff_summary(self.store, self.config, h) for h in await self.queue.list()
+        rows = [await self._summary(h) for h in await self.queue.list()
                 if can(account, "view", h)]     # an agent sees their teams' queues only
         rows = [self.privacy.view(account.name, r).tree(r) for r in rows]   # personal data: the holder's
         return web.json_response(await queue_views(self.store, account, rows))   # unread, counts per view
@@ -325,7 +334,7 @@ class AgentDeskWeb:
         if window is not None and conv.get("external_id"):
             context["reply_window"] = await window(conv["external_id"])
         view = self.privacy.view(account.name, h)     # e-mail, phone: in clear to the holder only
-        return web.json_response({"handoff": view.tree(await handoff_summary(self.store, self.config, h)),
+        return web.json_response({"handoff": view.tree(await self._summary(h)),
                                   "context": view.tree(context)})
 
     async def action(self, request: web.Request) -> web.Response:
@@ -362,7 +371,7 @@ class AgentDeskWeb:
                 return web.json_response({"error": f"unknown action {action!r}"}, status=404)
         except DeskError as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
-        return web.json_response({"handoff": await handoff_summary(self.store, self.config, h)})
+        return web.json_response({"handoff": await self._summary(h)})
 
     async def upload(self, request: web.Request) -> web.Response:
         """An agent's file for a reply (``multipart/form-data``, field ``file``): ``{"id": ...}``."""
@@ -415,7 +424,8 @@ class AgentDeskWeb:
             customer = await self.store.get_customer(t.customer_id)
             out.append(self.privacy.view(account.name, h).tree(t.summary() | {
                 "customer": customer.display_name if customer else "", "team": t.team,
-                "department_name": self.tickets.department_name(t), "due_at": due.isoformat(),
+                "department_name": self.tickets.department_name(t, self._agent_language()),
+                "due_at": due.isoformat(),
                 "overdue": self.tickets.overdue(t, now), "sla_alerts": list(t.sla_alerts),
                 "handoff": {"id": h.id, "state": h.state, "agent": h.agent} if h else None}))
         out.sort(key=lambda x: (-x["priority"], x["due_at"]))
@@ -449,6 +459,8 @@ class AgentDeskWeb:
         results = [self.privacy.view(account.name, r.get("handoff")).tree(r)
                    for r in await self.store.search(q, limit=limit)
                    if _may_view(account, (r.get("handoff") or {}).get("team"))]
+        for r in results:      # "Web visitor 3f2a" for the unnamed, in the flows' default language
+            named(r.get("customer"), r.get("channel"), self.flows)
         return web.json_response({"query": q, "results": results})
 
     async def conversation(self, request: web.Request) -> web.Response:
@@ -464,9 +476,11 @@ class AgentDeskWeb:
             return web.json_response({"error": f"{account.name} may not see team {handoffs[-1]['team']!r}'s "
                                       "conversations"}, status=403)
         h = await self.store.active_handoff(cid)
-        record["handoff"] = await handoff_summary(self.store, self.config, h) if h else None
-        record["team_names"] = {t: self.config.handoff.team_name(t) for t in self.config.handoff.teams}
+        record["handoff"] = await self._summary(h) if h else None
+        record["team_names"] = {t: team_for_agents(self.config.handoff, t, self.flows)
+                                for t in self.config.handoff.teams}
         record["notes"] = [n.to_dict() for n in await self.store.notes_of(cid)]
+        named(record.get("customer"), (record.get("conversation") or {}).get("channel"), self.flows)
         return web.json_response(self.privacy.view(account.name, h).tree(record))
 
     async def reopen(self, request: web.Request) -> web.Response:
@@ -489,7 +503,7 @@ class AgentDeskWeb:
             h = await self.queue.reopen(request.match_info["id"], agent, note=note)
         except DeskError as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
-        return web.json_response({"handoff": await handoff_summary(self.store, self.config, h)})
+        return web.json_response({"handoff": await self._summary(h)})
 
     async def ws(self, request: web.Request) -> web.StreamResponse:
         await self._require(request)

@@ -18,12 +18,14 @@ from bot.errors import InvalidTransition, OmnibotError
 from bot.events import Event, EventBus
 from bot.locks import KeyedLock
 from bot.model import Attachment, ConversationState, Message, Outbound, utcnow
+from bot.names import agent_languages, team_for_agents
 from bot.runtime import first_name
 from bot.storage import HandoffRecord, Store
 from bot.storage.base import AgentAccount
 from bot.storage.ops_work import Note
 from flows.i18n import render_system
 
+from .context import for_agents
 from .states import CONVERSATION_STATE, HandoffState, next_state
 
 log = logging.getLogger(__name__)
@@ -67,11 +69,14 @@ class HandoffQueue:
     def __init__(self, *, store: Store, locks: KeyedLock, events: EventBus, config: Config,
                  wake_delivery: Callable[[], None], reset_flow: Callable[[Any], dict[str, Any]],
                  on_resolved: OnResolved | None = None,
-                 texts: Callable[..., str] | None = None) -> None:
+                 texts: Callable[..., str] | None = None, flows: Callable[[], Any] | None = None) -> None:
         self.store = store
         # what the customer is told, in their conversation's language (README "Languages"):
         # texts(key, language, **values); by default the built-in messages (flows/i18n.py)
         self.texts = texts or render_system
+        # the loaded flows (FlowSet) now: the notes omnibot writes for agents in their default
+        # language, team names by their languages (README "Languages"); None: built-in English
+        self.flows: Callable[[], Any] = flows or (lambda: None)
         self.locks = locks
         self.events = events
         self.config = config
@@ -86,7 +91,7 @@ class HandoffQueue:
         conv = await self.store.get_conversation(h.conversation_id)
         lang = conv.language if conv else None
         if team is not None:
-            values["team"] = self.config.handoff.team_name(team, lang)
+            values["team"] = self.config.handoff.team_name(team, lang, agent_languages(self.flows()))
         return Outbound(self.texts(key, lang, **values), role="system")
 
     async def list(self, *, team: str | None = None) -> list[HandoffRecord]:
@@ -209,7 +214,7 @@ class HandoffQueue:
             h = await self.get(handoff_id)
             if h.state == "claimed" and h.agent != agent:
                 raise Conflict(f"claimed by {h.agent}; only they can transfer it")
-            team_name = self.config.handoff.team_name(team)
+            team_name = team_for_agents(self.config.handoff, team, self.flows())
             if to is None:
                 if h.team == team:
                     raise Conflict(f"it is already with {team_name}")
@@ -225,7 +230,8 @@ class HandoffQueue:
                                                        replies=[told]):
                 raise Conflict("the handoff changed meanwhile; reload")
             if note:
-                await self._note(h, agent, f"Transfer note for {to.name if to else team_name}: {note}", via="")
+                await self._note(h, agent, for_agents(self.flows(), "note_transfer", to=to.name if to else team_name,
+                                                      note=note), via="")
         log.info("handoff %s transferred to %s by %s", handoff_id, to.name if to else team, agent)
         return await self._announce("transferred", handoff_id, audit=(agent, "transfer", {
             "from_team": h.team, "team": team, **({"to": to.name} if to else {})}))
@@ -262,8 +268,9 @@ class HandoffQueue:
                                                        conversation_state=CONVERSATION_STATE[new],
                                                        replies=[told]):
                 raise Conflict("the handoff changed meanwhile; reload")
-            await self._note(h, agent, f"{agent} took over this conversation from {previous} (no reply from "
-                             f"{first_name(previous)} for {int(quiet.total_seconds() // 60)} min).", via="")
+            await self._note(h, agent, for_agents(self.flows(), "note_taken_over", agent=agent, previous=previous,
+                                                  previous_first=first_name(previous),
+                                                  minutes=int(quiet.total_seconds() // 60)), via="")
         log.info("handoff %s taken over by %s from %s", handoff_id, agent, previous)
         return await self._announce("claimed", handoff_id, audit=(agent, "take_over", {"from": previous}))
 

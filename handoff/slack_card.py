@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from bot.config import Config
+from bot.names import team_for_agents
 from bot.storage import HandoffRecord
 
 ACTIVE = ("queued", "claimed")
@@ -35,11 +36,18 @@ class CardRenderer:
 
     Args:
         config: the whole configuration (team names, ``slack.transcript_lines``, public URL).
+        flows: the loaded flows (flows.FlowSet): team names in their default language, as agents
+            have no language setting (README "Languages"); None: English, else the first given.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, flows: Any = None) -> None:
         self.config = config
         self.cfg = config.slack
+        self.flows = flows
+
+    def team(self, key: str) -> str:
+        """A team's name as agents read it (the flows' default language)."""
+        return team_for_agents(self.config.handoff, key, self.flows)
 
     def absolute(self, url: str) -> str:
         if url.startswith("/"):
@@ -53,7 +61,7 @@ class CardRenderer:
 
     def summary(self, h: HandoffRecord) -> str:
         """The notification text of the card."""
-        return f"Handoff for {self.config.handoff.team_name(h.team)}: {h.reason}"
+        return f"Handoff for {self.team(h.team)}: {h.reason}"
 
     def customer_line(self, m: dict[str, Any]) -> str:
         """A customer message as a thread line (text escaped, attachments as links)."""
@@ -71,7 +79,7 @@ class CardRenderer:
         cust = ctx.get("customer", {})
         conv = ctx.get("conversation", {})
         who = escape(cust.get("display") or cust.get("name") or "customer")    # never a bare cus_ id
-        team = self.config.handoff.team_name(h.team)
+        team = self.team(h.team)
         since = int(h.created_at.timestamp())
         fallback = h.created_at.strftime("%H:%M UTC")
         state = {"queued": f":hourglass: waiting since <!date^{since}^{{time}}|{fallback}>",
@@ -146,7 +154,7 @@ class CardRenderer:
             {"type": "button", "action_id": "omnibot_back", "text": {"type": "plain_text", "text": "Back to bot"},
              "value": h.id},
         ]
-        others = [(k, self.config.handoff.team_name(k)) for k in self.config.handoff.teams if k != h.team]
+        others = [(k, self.team(k)) for k in self.config.handoff.teams if k != h.team]
         if others:
             elements.append({"type": "static_select", "action_id": "omnibot_transfer",
                              "placeholder": {"type": "plain_text", "text": "Transfer to…"},

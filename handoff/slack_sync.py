@@ -125,6 +125,11 @@ class DeskSync:
         self._cards = _SingleFlight("slack-card")
         self._threads = _SingleFlight("slack-thread")
 
+    def use_flows(self, flows: Any) -> None:
+        """Another flow version serves (a reload): its fields, personal slots and default language."""
+        self.flows = self.render.flows = flows
+        self.personal = privacy.personal_slots(flows) if flows is not None else frozenset()
+
     # -- starting jobs -------------------------------------------------------------
 
     def kick(self, handoff_id: str, *, card: bool = True, thread: bool = True, redraw: bool = False) -> None:

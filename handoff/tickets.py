@@ -27,7 +27,7 @@ from bot.model import utcnow
 from bot.names import localized
 from bot.storage import Store, Ticket
 from flows.engine import ActionContext
-from flows.i18n import when
+from flows.i18n import render_system, when
 from flows.nlu.urgency import urgency
 
 from .sla import Clock, breached, deadline
@@ -58,19 +58,26 @@ def _matches(m: RouteMatch, *, category: str | None, text: str, tier: str | None
     return all(str(fields.get(k, "")).lower() == str(v).lower() for k, v in m.slots.items())
 
 
+def _english(key: str, **values: Any) -> str:
+    return render_system(key, "en", **values)
+
+
 def classify(cfg: ComplaintsConfig, *, category: str | None, fields: Mapping[str, Any], text: str,
-             tier: str | None = None, repeats: int = 0) -> Classification:
-    """Severity, department and priority of a complaint, with the reasons."""
+             tier: str | None = None, repeats: int = 0, say: Callable[..., str] | None = None) -> Classification:
+    """Severity, department and priority of a complaint, with the reasons: written for agents
+    by ``say(key, **values)`` (the ``why_*`` messages in the flows' default language; built-in
+    English without it)."""
+    say = say or _english
     given = str(fields.get("severity") or "").lower()
     severity = given if given in RANK else "normal"
-    reasons = [f"severity {severity} from the flow"] if given in RANK else []
+    reasons = [say("why_flow_severity", severity=severity)] if given in RANK else []
     u = urgency(text)
     if u.level != "none":
         severity = _raise(severity, 1 if u.level == "elevated" else 2)
-        reasons.append(f"{u.level} urgency ({', '.join(u.reasons[:3])})")
+        reasons.append(say("why_urgency", level=u.level, cues=", ".join(u.reasons[:3])))
     if repeats:
         severity = _raise(severity, 1)
-        reasons.append(f"repeat complaint ({repeats} earlier about {category or 'this'})")
+        reasons.append(say("why_repeat", count=repeats, category=category))
     department, extra = None, 0
     for i, rule in enumerate(cfg.rules, 1):
         if not _matches(rule.when, category=category, text=text, tier=tier, fields=fields):
@@ -78,15 +85,15 @@ def classify(cfg: ComplaintsConfig, *, category: str | None, fields: Mapping[str
         did = []
         if rule.department and department is None:
             department = rule.department
-            did.append(f"department {department}")
+            did.append(say("why_route_department", department=department))
         if rule.severity and RANK[rule.severity] > RANK[severity]:
             severity = rule.severity
-            did.append(f"severity {severity}")
+            did.append(say("why_route_severity", severity=severity))
         if rule.priority:
             extra += rule.priority
-            did.append(f"priority {rule.priority:+d}")
+            did.append(say("why_route_priority", priority=f"{rule.priority:+d}"))
         if did:
-            reasons.append(f"rule {i}: " + ", ".join(did))
+            reasons.append(say("why_route", number=i, changes=", ".join(did)))
     return Classification(severity, department or cfg.default_department, RANK[severity] + extra, tuple(reasons))
 
 
@@ -122,7 +129,8 @@ class Tickets:
         now = self.clock()
         earlier = [t for t in await self.store.customer_tickets(conv.customer_id, category=category)
                    if category and now - t.created_at <= timedelta(seconds=self.cfg.repeat_window)]
-        c = classify(self.cfg, category=category, fields=fields, text=text, tier=tier, repeats=len(earlier))
+        c = classify(self.cfg, category=category, fields=fields, text=text, tier=tier, repeats=len(earlier),
+                     say=ctx.agent_texts)      # the ticket's "Why", for agents (README "Languages")
         dep = self.cfg.departments[c.department]
         reference = f"C-{await self.store.next_sequence('reference', start=1001)}"
         ticket = Ticket(reference=reference, customer_id=conv.customer_id, conversation_id=conv.id,

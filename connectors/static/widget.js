@@ -26,7 +26,8 @@
   const MAX_TEXT_CHARS = 4000; // characters of a message; the server answers longer ones with too_large
 
   // The widget's own words: English until the welcome frame brings them in the visitor's language
-  // (its `texts`; settings.messages.widget_* overrides them, README "Languages").
+  // (its `texts`; settings.messages.widget_* overrides them, README "Languages"); a `texts` frame
+  // brings them again when the conversation's language changes.
   const T = {
     greeting: 'Hi there! Ask us anything - we usually answer right away.', placeholder: 'Write a message…',
     message: 'Message', conversation: 'Conversation', send: 'Send message', attach: 'Attach an image or PDF',
@@ -63,6 +64,7 @@
   const byClient = new Map(); // client_id -> element of an outgoing message
   let ws = null, ready = false, attempt = 0, reconnectTimer = null, lastFrameAt = 0;
   let isOpen = false, unread = 0;
+  let lastState = {};       // the last state shown in the banner (redrawn when the words change)
 
   // ---- DOM -----------------------------------------------------------------------------
   const ICON = (d) => '<svg viewBox="0 0 24 24" width="22" height="22" fill="none" stroke="currentColor" stroke-width="2" ' +
@@ -361,6 +363,7 @@ button { font: inherit; }
   }
 
   function setState(f) {
+    lastState = f || {};
     let text = '';
     if (f.state === 'waiting') {
       text = t('waiting') + (f.position ? ' — ' + t('position', { position: f.position }) : '') +
@@ -441,9 +444,29 @@ button { font: inherit; }
         if (addMessage(f.message) && !isOpen && f.message.role !== 'customer') setUnread(unread + 1);
         break;
       case 'state': setState(f); break;
+      case 'texts': onTexts(f); break;
       case 'error': onError(f); break;
       default: break; // pong: lastFrameAt was refreshed already
     }
+  }
+
+  /** The words a welcome or texts frame brings (README "Languages"); false when it brings none. */
+  function takeTexts(f) {
+    if (!f.texts || typeof f.texts !== 'object') return false;
+    Object.keys(T).forEach((k) => { if (typeof f.texts[k] === 'string' && f.texts[k]) T[k] = f.texts[k]; });
+    applyTexts();
+    setUnread(unread);
+    return true;
+  }
+
+  /** The conversation's language changed: the widget's words follow at once (no reload). */
+  function onTexts(f) {
+    if (!takeTexts(f)) return;
+    setStatus(panel.dataset.conn || 'online');
+    const s = Object.assign({}, lastState);
+    if (typeof f.team === 'string' && f.team && s.state === 'waiting') s.team = f.team;
+    setState(s);
+    list.querySelectorAll('.omnibot-retry').forEach((b) => { b.textContent = T.retry; b.setAttribute('aria-label', T.retry_label); });
   }
 
   function onWelcome(f) {
@@ -455,11 +478,7 @@ button { font: inherit; }
       lastId = 0;
     }
     if (f.token) { token = sessionToken = f.token; store.set(K.token, token); }
-    if (f.texts && typeof f.texts === 'object') {
-      Object.keys(T).forEach((k) => { if (typeof f.texts[k] === 'string' && f.texts[k]) T[k] = f.texts[k]; });
-      applyTexts();
-      setUnread(unread);
-    }
+    takeTexts(f);
     ready = true;
     attempt = 0;
     setStatus('online');

@@ -91,3 +91,40 @@ async def test_email_reply_to_a_mail_without_subject_in_the_customers_language(
     conv = await _conversation_in(mail_app, "email", "bob.baker@example.test", lang)
     assert conv.language == lang
     assert ours["Subject"] == subject
+
+
+async def test_an_email_with_only_a_file_keeps_no_english_word(mail_app: Running, mailbox: MailServer,
+                                                               smtp_sink: SmtpSink) -> None:
+    """A reply that is only an attachment is stored with no text (the desks show "(attachment)" in
+    the flows' default language, desk_attachment), not with an English "(attachment)" as its words."""
+    from e2e.test_email import PNG, history, reply_to
+
+    mailbox.append(mail("", f"{SPANISH}\n\nGracias,\nBob"))
+    [ours] = await mails(smtp_sink, 1)
+    photo = reply_to(ours, "")
+    photo.add_attachment(PNG, maintype="image", subtype="png", filename="caja.png")
+    mailbox.append(photo)
+
+    async def two_in() -> bool:
+        return len([m for m in await history(mail_app) if m.direction == "in"]) == 2
+    await until(two_in, timeout=15, what="the second mail stored")
+    last = [m for m in await history(mail_app) if m.direction == "in"][-1]
+    assert [a.name for a in last.attachments] == ["caja.png"]
+    assert last.text == ""
+
+
+async def test_a_whatsapp_voice_note_does_not_switch_a_spanish_conversation_to_english(
+        wa_app: Running, fake: FakeWhatsApp) -> None:
+    """A voice note (not supported here) is no evidence of a language: the words stored for it are
+    not an English sentence the language detector would read as the customer's."""
+    from fakes.whatsapp_api import _message
+
+    r, wa = wa_app, "4915100000109"
+    assert await deliver_webhook(r.http, hook(r), text_message(wa, SPANISH, ts=T0), APP_SECRET) == 200
+    conv = await _conversation_in(r, "whatsapp", wa, "es")
+    await fake.wait_for("messages", predicate=lambda c: c.args.get("to") == wa)
+    voice = _message(wa, "audio", {"id": "media-1", "mime_type": "audio/ogg"}, ts=T0 + 5)
+    assert await deliver_webhook(r.http, hook(r), voice, APP_SECRET) == 200
+    await fake.wait_for("messages", predicate=lambda c: c.args.get("to") == wa, count=2)
+    after = await r.services.store.get_conversation(conv.id)
+    assert after is not None and after.language == "es"

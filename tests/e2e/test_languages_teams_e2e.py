@@ -7,6 +7,7 @@ examples in Spanish and Indonesian (as tests/e2e/test_languages_system_e2e.py).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -117,3 +118,71 @@ complaints:
                       encoding="utf-8")
     res = CliRunner().invoke(main, ["validate", "-c", str(config)])
     assert res.exit_code == 0, res.output
+
+
+async def test_a_canned_reply_names_the_team_in_the_customers_language(running: Running) -> None:
+    """A canned reply goes to the customer: its {{ team }} is the conversation's language's name."""
+    c = ChatClient(running.http, running.ws_url)
+    await c.connect()
+    try:
+        await c.say("Hola, quiero hablar con una persona por favor", expect_text="Atención al cliente")
+        h = await _claim(running)
+        async with running.http.get(f"{running.url}/agent/api/handoffs/{h['id']}/canned/greeting",
+                                    headers=agent_headers()) as resp:
+            assert resp.status == 200, await resp.text()
+            text = (await resp.json())["text"]
+        assert text.startswith("Hola") and "soy Anna, del equipo de Atención al cliente." in text, text
+    finally:
+        await c.close()
+
+
+async def test_a_texts_frame_when_the_conversations_language_changes(running: Running) -> None:
+    """docs/protocols.md: the widget's words again, in the new language, with the queued team's name."""
+    c = ChatClient(running.http, running.ws_url)
+    await c.connect()
+    try:
+        await c.say("Hola, quiero hablar con una persona por favor", expect_text="Atención al cliente")
+        await until(lambda: any(f["type"] == "texts" for f in c.frames), what="a texts frame")
+        es = next(f for f in c.frames if f["type"] == "texts")
+        assert es["language"] == "es" and es["texts"]["placeholder"] == "Escribe un mensaje…"
+        ack = await c.send("English please")
+        assert ack["type"] == "ack", ack
+        en = await c.expect(lambda f: f["type"] == "texts")
+        assert en["language"] == "en" and en["texts"]["waiting"] == "Waiting for an agent"
+        assert en["team"] == "Customer Care"
+        assert en["texts"]["position"] == "you are number {{ position }} in the queue"   # the widget fills it in
+        await c.send("I'm still waiting, thanks")       # the same language: no frame
+        await asyncio.sleep(0.3)
+        assert [f["language"] for f in c.frames if f["type"] == "texts"] == ["es", "en"]
+    finally:
+        await c.close()
+
+
+async def test_a_team_name_missing_in_the_customers_language_follows_the_flows_fallback(tmp_path: Path) -> None:
+    """A team named in English and Spanish only, flows whose fallback is Spanish: an Indonesian
+    customer reads the Spanish name everywhere (handoff message, agent joined, the widget's welcome
+    after a reconnect), not the English one."""
+    import yaml as _yaml
+
+    names = parse_config(NAMES.replace(", id: Layanan Pelanggan}\n    complaints", "}\n    complaints"))
+    flows = demo_copy(tmp_path, examples=EXTRA, default_language="es")
+    settings = flows / "settings.yaml"
+    data = _yaml.safe_load(settings.read_text(encoding="utf-8"))
+    data["settings"]["languages"]["fallback"] = "es"
+    settings.write_text(_yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    config = on_flows(make_config(tmp_path, LEXICAL), flows, handoff=names.handoff, complaints=names.complaints)
+    async with serving(config) as r:
+        c = ChatClient(r.http, r.ws_url)
+        try:
+            await c.connect()
+            await c.say("Halo, saya mau bicara dengan petugas sekarang", expect_text="Atención al cliente")
+            await c.close()
+            token = c.token
+            c = ChatClient(r.http, r.ws_url)
+            welcome = await c.connect(token=token)
+            assert welcome["team"] == "Atención al cliente", welcome
+            await _claim(r)
+            got = await c.replies_until(lambda m: m["role"] == "system")
+            assert got[-1]["text"] == "Anna dari tim Atención al cliente telah bergabung dalam percakapan."
+        finally:
+            await c.close()

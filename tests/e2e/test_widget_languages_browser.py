@@ -1,6 +1,7 @@
 """The web chat widget's own words in the visitor's language (README "Languages"), in a real
 headless Chromium (as tests/e2e/test_widget_browser.py): the browser's language for a new visitor,
-the conversation's once it is known; the queue banner with the team's name in that language.
+the conversation's once it is known (at once, by a ``texts`` frame, and after a reload); the queue
+banner with the team's name in that language.
 The app is tests/e2e/test_languages_teams_e2e.py's (team names by language, lexical matcher)."""
 
 from __future__ import annotations
@@ -67,11 +68,34 @@ async def test_widget_follows_the_conversations_language_after_a_reload(running:
     root = page.locator("#omnibot-root")
     await expect(root.locator("#omnibot-status")).to_have_text("online", timeout=10_000)
     await _send(root, "Hola, quiero hablar con una persona por favor")
-    # the widget's words stay as they came, the team's name is the conversation's (Spanish)
+    # the team's name is the conversation's (Spanish), and so are the words once the reload asks again
     await expect(root.locator("#omnibot-banner")).to_contain_text("(Atención al cliente)", timeout=10_000)
     await page.reload()
     await expect(root.locator("#omnibot-status")).to_have_text("en línea", timeout=10_000)
     await expect(root.locator("#omnibot-input")).to_have_attribute("placeholder", "Escribe un mensaje…")
     await expect(root.locator("#omnibot-banner")).to_have_text(
         "Esperando a un agente — eres el número 1 en la cola (Atención al cliente)")
+    assert errors == []
+
+
+async def test_widget_words_follow_a_language_switch_without_a_reload(running: Running,  # noqa: F811
+                                                                      browser: Any) -> None:
+    """The server sends a ``texts`` frame when the conversation's language changes (docs/protocols.md):
+    the status line, the input's placeholder and the queue banner (with the team's name) change at
+    once, both when the first message shows the language and when the customer asks for another."""
+    page, errors = await _page(browser, "en-US")
+    await page.goto(running.url + "/?chat=open")
+    root = page.locator("#omnibot-root")
+    await expect(root.locator("#omnibot-status")).to_have_text("online", timeout=10_000)
+    await _send(root, "Hola, quiero hablar con una persona por favor")
+    await expect(root.locator("#omnibot-banner")).to_have_text(
+        "Esperando a un agente — eres el número 1 en la cola (Atención al cliente)", timeout=10_000)
+    await expect(root.locator("#omnibot-status")).to_have_text("en línea")
+    await expect(root.locator("#omnibot-input")).to_have_attribute("placeholder", "Escribe un mensaje…")
+    await _send(root, "English please")      # while waiting for an agent: the bot is silent, the words change
+    await expect(root.locator("#omnibot-banner")).to_have_text(
+        "Waiting for an agent — you are number 1 in the queue (Customer Care)", timeout=10_000)
+    await expect(root.locator("#omnibot-status")).to_have_text("online")
+    await expect(root.locator("#omnibot-input")).to_have_attribute("placeholder", "Write a message…")
+    await expect(root.locator("#omnibot-send")).to_have_attribute("aria-label", "Send message")
     assert errors == []
