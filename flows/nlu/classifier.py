@@ -221,8 +221,11 @@ class TextClassifier:
             fitted.append(True)
 
         oof = self._out_of_fold(rows, anchors, say, full, pool=pool) if calibrate else None
-        if not fitted:   # no folds to fit it beside
-            full()
+        if not fitted:   # no folds to fit it beside (in the shared pool if given: its workers bound the fits)
+            if pool is None:
+                full()
+            else:
+                pool.submit(full).result()
         if oof is not None:
             self._place_thresholds(*oof, out_of_scope, say)
         say(f"trained on {len(rows.texts)} examples of {len(classes)} labels in {time.perf_counter() - t0:.1f} s")
