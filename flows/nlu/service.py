@@ -242,15 +242,26 @@ class LearnedNLU:
                 # text to one region, so a few Spanish examples would make it sure that any Spanish
                 # message belongs to their intents (issue 18). The multilingual view learns from all.
                 # (Its model loads once the language detector's are released: not both at once.)
+                # The English view's fits wait until the multilingual model has encoded its texts
+                # and is released: it is not resident while they run (10,000 rows: +150 MB of peak).
                 english = self._looks_english(texts)
-                ml = side.submit(self._train, "intents", texts, labels, anchors=True, out_of_scope=out_of_scope,
-                                 always=social, encoder=self.ml_encoder,
-                                 recipe=replace(self.recipe, emb_weight=MULTILINGUAL_EMB_WEIGHT,
-                                                reject_rule=FOREIGN_REJECT_RULE), pool=pool)
+                ml_encoded = threading.Event()
+
+                def multilingual_view() -> TextClassifier:
+                    try:
+                        return self._train("intents", texts, labels, anchors=True, out_of_scope=out_of_scope,
+                                           always=social, encoder=self.ml_encoder,
+                                           recipe=replace(self.recipe, emb_weight=MULTILINGUAL_EMB_WEIGHT,
+                                                          reject_rule=FOREIGN_REJECT_RULE),
+                                           pool=pool, encoded=ml_encoded)
+                    finally:
+                        ml_encoded.set()
+
+                ml = side.submit(multilingual_view)
                 en_texts = [t for t, ok in zip(texts, english) if ok]
                 en_labels = [lab for lab, ok in zip(labels, english) if ok]
                 self.intents = self._train("intents", en_texts, en_labels, anchors=True, out_of_scope=out_of_scope,
-                                           labels_all=sorted(set(labels)), pool=pool)
+                                           labels_all=sorted(set(labels)), pool=pool, fit_after=ml_encoded)
                 self.intents_ml = ml.result()
             if comp is not None:
                 comp.result()
@@ -451,10 +462,13 @@ class LearnedNLU:
                encoder: Encoder | MultilingualEncoder | None = None,
                labels_all: Sequence[str] | None = None, recipe: Recipe | None = None,
                always: tuple[Sequence[str], Sequence[str]] = ((), ()),
-               pool: Executor | None = None) -> TextClassifier:
+               pool: Executor | None = None, encoded: threading.Event | None = None,
+               fit_after: threading.Event | None = None) -> TextClassifier:
         """``labels_all``: every label the model must know (some may have no rows here: they are
         learnt from their names alone). ``always``: (texts, labels) trained on but never scored for
-        the thresholds, which stay those of the admin's examples (multilingual.SOCIAL's rows)."""
+        the thresholds, which stay those of the admin's examples (multilingual.SOCIAL's rows).
+        ``pool``: where the fits run (see ``fit``); ``encoded`` is set once the texts are encoded
+        (and the multilingual model released); the fit waits for ``fit_after``."""
         enc = encoder or self.encoder
         if encoder is not None:
             kind = f"{kind}-{encoder.model_id.split(':')[0]}"
@@ -493,6 +507,10 @@ class LearnedNLU:
             emb = enc.encode(list(texts) + extra + list(out_of_scope))
             if isinstance(enc, MultilingualEncoder):
                 enc.release()   # unless messages use it: out of the fit's peak (issue 18)
+            if encoded is not None:
+                encoded.set()
+            if fit_after is not None:
+                fit_after.wait()
             n, m = len(texts), len(texts) + len(extra)
             clf = TextClassifier(recipe).fit(
                 Rows(list(texts), list(labels), emb[:n]),
