@@ -579,15 +579,16 @@ def _multinomial_newton_cg(emb: np.ndarray, text, y: np.ndarray, k: int, C: floa
     shrink 4,000 times (CLINC150 150 x 10: one such step was 9 of the fit's 18 s); a cap of 30
     gives a step the line search takes, and the stopping rule (every gradient component under
     ``tol``) is the same, so the model found is as close to the optimum (issue 18, training).
-    The products reuse their buffers (a (features x classes) temporary is ~9 MB per step).
+    The products reuse their buffers (a (features x classes) temporary is ~9 MB per step): six
+    such arrays are alive at once.
     """
     n, de = emb.shape
     d = de + text.shape[1]
     text_t = text.T.tocsr()
     lam, inv_n = np.float32(1.0 / (C * n)), np.float32(1.0 / n)
     rows = np.arange(n)
-    tmp = np.empty((d + 1, k), np.float32)     # scratch for the element-wise products below
-    hd = np.empty((d + 1, k), np.float32)      # the Hessian products, one at a time
+    hd = np.empty((d + 1, k), np.float32)      # the Hessian products, one at a time; else scratch
+    chunk = max(1, (1 << 18) // k)             # rows of the small temporaries of ``back``
 
     def scores(x: np.ndarray) -> np.ndarray:
         z = emb @ x[:de]
@@ -600,8 +601,8 @@ def _multinomial_newton_cg(emb: np.ndarray, text, y: np.ndarray, k: int, C: floa
         r *= inv_n
         np.matmul(emb.T, r, out=out[:de])
         out[de:d] = text_t @ r
-        np.multiply(w, lam, out=tmp[:d])
-        out[:d] += tmp[:d]
+        for i in range(0, d, chunk):
+            out[i:min(i + chunk, d)] += lam * w[i:i + chunk]
         out[d] = r.sum(axis=0)
         return out
 
@@ -611,8 +612,6 @@ def _multinomial_newton_cg(emb: np.ndarray, text, y: np.ndarray, k: int, C: floa
         lse = np.log(np.exp(z - m[:, None]).sum(axis=1)) + m
         return float((lse - z[rows, y]).sum() * inv_n + 0.5 * lam * np.vdot(x[:d], x[:d])), z
 
-    def l1(v: np.ndarray) -> float:
-        return float(np.abs(v, out=tmp).sum())
 
     x = np.zeros((d + 1, k), np.float32)
     f, z = loss(x)
@@ -625,10 +624,10 @@ def _multinomial_newton_cg(emb: np.ndarray, text, y: np.ndarray, k: int, C: floa
         r = p.copy()
         r[rows, y] -= 1
         g = back(r, x[:d], np.empty((d + 1, k), np.float32))
-        gmax = float(np.abs(g, out=tmp).max())
+        gmax = float(np.abs(g, out=hd).max())
         if gmax <= tol:
             break
-        mag = float(tmp.sum())
+        mag = float(hd.sum())
         del r
         term = min(0.5, np.sqrt(mag)) * mag
 
@@ -645,7 +644,7 @@ def _multinomial_newton_cg(emb: np.ndarray, text, y: np.ndarray, k: int, C: floa
         rr = float(np.vdot(res, res))
         dirn_norm2 = rr
         for i in range(max_inner + 1):
-            if l1(res) <= term:
+            if float(np.abs(res, out=hd).sum()) <= term:
                 break
             hessp(dirn)
             curv = float(np.vdot(dirn, hd))
@@ -653,11 +652,12 @@ def _multinomial_newton_cg(emb: np.ndarray, text, y: np.ndarray, k: int, C: floa
                 break
             if curv < 0:
                 if i == 0:
-                    step += np.multiply(dirn, np.float32(rr / curv), out=tmp)
+                    step += np.multiply(dirn, np.float32(rr / curv), out=hd)
                 break
             a = np.float32(rr / curv)
-            step += np.multiply(dirn, a, out=tmp)
-            res += np.multiply(hd, a, out=tmp)
+            hd *= a
+            res += hd
+            step += np.multiply(dirn, a, out=hd)
             rr1 = float(np.vdot(res, res))
             beta = rr1 / rr
             dirn *= np.float32(beta)
@@ -668,7 +668,7 @@ def _multinomial_newton_cg(emb: np.ndarray, text, y: np.ndarray, k: int, C: floa
         # backtracking line search (sufficient decrease)
         slope, alpha = float(np.vdot(g, step)), 1.0
         while True:
-            xn = x + np.float32(alpha) * step
+            xn = x + np.multiply(step, np.float32(alpha), out=hd)
             fn, zn = loss(xn)
             if fn <= f + 1e-4 * alpha * slope or alpha < 1e-4:
                 break
