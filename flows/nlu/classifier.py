@@ -99,7 +99,7 @@ BEFORE_ISSUE_18 = Recipe(version=2, reject_quantile=0.05, reject_rule="nearest")
 
 def _trim() -> None:
     """Give the heap pages a finished fit freed back to the system: each pool thread has its own
-    malloc arena, which otherwise keeps them for its next fit (measured on 10,000 rows)."""
+    malloc arena, which otherwise keeps them for its next fit."""
     try:
         import ctypes
 
