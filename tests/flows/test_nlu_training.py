@@ -106,6 +106,40 @@ def test_models_trained_side_by_side_are_the_models_trained_alone(encoder: Encod
         assert np.array_equal(a[0], b[0]) and a[1:] == b[1:]
 
 
+def test_large_training_sets_train_one_model_at_a_time(encoder: Encoder, train, monkeypatch) -> None:
+    """Above ``SIDE_BY_SIDE_MAX_ROWS`` examples (peak memory: 10,000 rows went over 1 GB side by
+    side) the complaint model, the multilingual view and the English view train one after the
+    other: no two of them are ever being trained at the same time."""
+    examples, oos = train
+    busy, overlap = set(), []
+    lock = threading.Lock()
+    train_one, fit_complaints = LearnedNLU._train, LearnedNLU.fit_complaints
+
+    def tracked(name, fn):
+        def run(self, *a, **kw):
+            who = name if name else ("ml" if kw.get("encoder") is not None else a[0])
+            with lock:
+                if busy and who != "complaint-inner":
+                    overlap.append((who, set(busy)))
+                busy.add(who)
+            try:
+                return fn(self, *a, **kw)
+            finally:
+                with lock:
+                    busy.discard(who)
+        return run
+
+    monkeypatch.setattr(LearnedNLU, "_train", tracked(None, train_one))
+    monkeypatch.setattr(LearnedNLU, "fit_complaints", tracked("complaints-all", fit_complaints))
+    monkeypatch.setattr(service_mod, "_memory", {})
+    monkeypatch.setattr(service_mod, "SIDE_BY_SIDE_MAX_ROWS", 10)
+    nlu = LearnedNLU(encoder=encoder, progress=lambda m: None)
+    nlu.fit(examples, out_of_scope=oos[:5])
+    assert nlu.intents is not None and nlu.complaints is not None
+    # fit_complaints calls _train("complaints", ...) itself: that nesting is one model, not two
+    assert [o for o in overlap if not (o[0] == "complaints" and o[1] == {"complaints-all"})] == []
+
+
 def test_capped_solver_meets_the_stopping_rule_and_finds_the_same_model(encoder: Encoder, train) -> None:
     """30 conjugate-gradient steps per Newton step (Recipe.cg_max_inner): the returned model has
     every gradient component under tol, and predicts as the uncapped one (sklearn's 200)."""
