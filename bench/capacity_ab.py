@@ -3,10 +3,11 @@
 Each commit is exported (``git archive``) to a temporary directory and its own
 ``bench/capacity.py`` runs there, so the server, the fakes and the load are that commit's.
 Runs alternate ABBA so drift in the machine's load hits both sides alike; per run it prints
-each webhook channel's server CPU per answered message and its ratio to web chat in the same
-run (issue 20's "x web chat"), then the medians and the B/A ratio of the medians.
+each channel's server CPU per answered message and, for a webhook channel, its ratio to web chat
+in the same run (issue 20's "x web chat"), then the medians and the B/A ratio of the medians.
 
     python bench/capacity_ab.py 3465471 HEAD --rounds 3 --channels webchat,telegram --matchers lexical
+    python bench/capacity_ab.py main HEAD --rounds 4 --channels webchat --matchers learned   # an NLU change
 
 Without web chat in ``--channels`` only CPU per message is compared (shorter runs: the A/B of a
 connector change). Extra arguments after ``--`` go to capacity.py (default ``--quick``).
@@ -62,11 +63,14 @@ def main() -> int:
             rows = one_run(trees[side], args, Path(tmp) / "run.json")
             shown = []
             for (chan, matcher), r in rows.items():
-                if chan not in ("telegram", "whatsapp"):
+                if chan == "ceiling":
                     continue
                 cpu = r["cpu_ms_per_msg_total"]
                 per[side].setdefault(f"{chan}/{matcher} cpu", []).append(cpu)
                 item = f"{chan}/{matcher} {cpu:.2f} ms/msg"
+                if chan == "webchat":
+                    shown.append(item)
+                    continue
                 web = rows.get(("webchat", matcher))
                 if web:
                     x = cpu / web["cpu_ms_per_msg_total"]
