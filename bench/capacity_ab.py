@@ -8,6 +8,7 @@ chat in the same run (issue 20's "x web chat"), then the medians and the B/A rat
 ``--storage sqlite,pg1`` compares PostgreSQL (one instance) rows too.
 
     python bench/capacity_ab.py 3465471 HEAD --rounds 3 --channels webchat,telegram --matchers lexical
+    python bench/capacity_ab.py main HEAD --rounds 4 --channels webchat --matchers learned   # an NLU change
 
 Without web chat in ``--channels`` only CPU per message is compared (shorter runs: the A/B of a
 connector change). Extra arguments after ``--`` go to capacity.py (default ``--quick``).

@@ -411,7 +411,7 @@ class LearnedNLU:
         English model knows nothing of Vietnamese); the others go to USE, which wins when
         ``MULTILINGUAL_MARGIN`` times surer than the English view.
         """
-        langs = message_languages([texts[i] for i in ask])
+        langs = message_languages([texts[i] for i in ask], english_top=top[ask])
         use_rows = [i for i, lang in zip(ask, langs) if lang != "en" and lang not in E5_LANGUAGES]
         e5_rows = [i for i, lang in zip(ask, langs) if lang in E5_LANGUAGES]
         e5_view = self._e5_view() if e5_rows else None

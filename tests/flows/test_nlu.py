@@ -97,6 +97,33 @@ def test_shipped_graph_gives_the_same_meaning(encoder: Encoder) -> None:
         Encoder(variant="fp64")
 
 
+def test_dynamic_model_has_fused_attention_and_the_unfused_numbers(encoder: Encoder, tmp_path: Path) -> None:
+    """Issue 20: each layer's attention is one QAttention node (not ~40 small ones), and the
+    embeddings are those of the graph quantised without fusing (each of Q, K, V keeps its scale)."""
+    import subprocess
+    import sys
+    from collections import Counter
+
+    import onnx
+
+    from flows.nlu.encoder import default_model_dir, model_file, quantized_model
+
+    ops = Counter(n.op_type for n in onnx.load(str(quantized_model(default_model_dir()))).graph.node)
+    assert ops["QAttention"] == 6 and ops["Transpose"] == ops["Softmax"] == 0, ops
+    unfused = tmp_path / "unfused.onnx"
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from flows.nlu.encoder import _build; "
+                    "_build(Path(sys.argv[1]), Path(sys.argv[2]), fuse=False)", str(model_file()), str(unfused)],
+                   check=True, capture_output=True, cwd=Path(__file__).resolve().parents[2])
+    before = Encoder(threads=1)
+    import onnxruntime as ort
+
+    before._session = ort.InferenceSession(str(unfused), providers=["CPUExecutionProvider"])
+    texts = ["I want a refund for my broken headphones", "do you deliver to Canada?", "hi",
+             "what payment methods do you accept order 1234"]
+    for a, b in zip(encoder.encode(texts), before.encode(texts)):
+        assert _cos(a[:384], b[:384]) > 0.999 and _cos(a[384:], b[384:]) > 0.999
+
+
 # -- classifier ---------------------------------------------------------------------------------
 
 

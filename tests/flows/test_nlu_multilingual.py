@@ -248,3 +248,25 @@ def test_vietnamese_gloss_and_unaccented_words():
     # whole words only: "giá" (price) is not taken out of "giám đốc"
     assert gloss_vietnamese("giám đốc") == "giám đốc"
     assert vietnamese_plain("toi muon khieu nai") and vietnamese_plain("thanh toan bang momo dc ko")
+
+
+def test_short_english_with_english_words_skips_the_multilingual_view(multilingual):
+    """Issue 20: lingua is unsure of short English ("when are you open?" 0.46 English among nine
+    languages); its English words settle it when the English view leans to an answer, so the
+    multilingual model is not run for it. Foreign text and an unsure English view are as before."""
+    from flows.nlu.multilingual import message_languages
+
+    texts = ["when are you open? order 1234", "wanneer zijn jullie open? order 1234",
+             "¿cuándo abren? order 1234", "cuando abren ustedes? order 1234"]
+    assert message_languages(texts) == ["en?", "nl", "es", "es"]
+    assert message_languages(texts, english_top=[0.6] * 4) == ["en", "nl", "es", "es"]
+    assert message_languages(texts[:1], english_top=[0.4]) == ["en?"]     # the views compete
+    used = multilingual.ml_encoder.encode
+    calls: list[list[str]] = []
+    multilingual.ml_encoder.encode = lambda ts: calls.append(list(ts)) or used(ts)   # type: ignore[method-assign]
+    try:
+        res = multilingual.classify(texts[:2])
+    finally:
+        del multilingual.ml_encoder.encode
+    assert calls[0] == [texts[1]] and not any(texts[0] in c for c in calls), calls
+    assert multilingual.intents.classes_[int(res[0][0].argmax())] == "opening_hours" and res[0][1]
