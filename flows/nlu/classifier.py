@@ -31,7 +31,7 @@ import logging
 import re
 import time
 import warnings
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, Callable, Sequence
@@ -49,7 +49,7 @@ QUANTILE_GRID = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3
 class Recipe:
     """Everything that decides what a trained model is (part of the cache key)."""
 
-    version: int = 5            # 3: out of scope by class centre + confidence (issue 18); 4: + own solver, calibration sample; 5: cg_max_inner
+    version: int = 4            # 3: out of scope by class centre + confidence (issue 18); 4: + own solver, calibration sample
     C: float = 10.0
     emb_weight: float = 1.5
     word_ngrams: tuple[int, int] = (1, 2)
@@ -82,9 +82,6 @@ class Recipe:
     # (_multinomial_newton_cg), two-class ones sklearn's.
     solver: str = "newton-cg"
     tol: float = 1e-4
-    # conjugate-gradient steps per Newton step of our multinomial solver (sklearn's: 200); see
-    # _multinomial_newton_cg: 30 cut the English view's fits on CLINC150 150 x 10 from 10.4 to 3.9 s CPU
-    cg_max_inner: int = 30
     workers: int = 2   # folds trained at once (not part of the model)
 
     def key(self) -> dict:
@@ -95,17 +92,6 @@ class Recipe:
 
 DEFAULT_RECIPE = Recipe()
 BEFORE_ISSUE_18 = Recipe(version=2, reject_quantile=0.05, reject_rule="nearest")   # bench/nlu --english-only
-
-
-def _trim() -> None:
-    """Give the heap pages a finished fit freed back to the system: each pool thread has its own
-    malloc arena, which otherwise keeps them for its next fit."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def label_text(label: str) -> str:
@@ -210,14 +196,11 @@ class TextClassifier:
 
     def fit(self, rows: Rows, *, anchors: Rows | None = None,
             out_of_scope: tuple[Sequence[str], np.ndarray] | None = None,
-            calibrate: bool = True, progress: Progress | None = None,
-            pool: Executor | None = None) -> "TextClassifier":
+            calibrate: bool = True, progress: Progress | None = None) -> "TextClassifier":
         """Train on ``rows`` (+ ``anchors``, always in training, never scored).
 
         ``out_of_scope``: (texts, embeddings) of messages that belong to no label; they only
-        choose the rejection quantile. ``calibrate=False`` keeps thresholds at 0. ``pool``: where
-        the fold fits and the full fit run (one shared by several classifiers trained at once
-        keeps the fits running at a time to its workers); else a pool of ``recipe.workers``.
+        choose the rejection quantile. ``calibrate=False`` keeps thresholds at 0.
         """
         anchors = anchors or Rows([], [], np.zeros((0, rows.emb.shape[1]), np.float32))
         classes = sorted(set(rows.labels) | set(anchors.labels))
@@ -231,12 +214,9 @@ class TextClassifier:
             self._fit_plain(everything)
             fitted.append(True)
 
-        oof = self._out_of_fold(rows, anchors, say, full, pool=pool) if calibrate else None
-        if not fitted:   # no folds to fit it beside (in the shared pool if given: its workers bound the fits)
-            if pool is None:
-                full()
-            else:
-                pool.submit(full).result()
+        oof = self._out_of_fold(rows, anchors, say, full) if calibrate else None
+        if not fitted:   # no folds to fit it beside
+            full()
         if oof is not None:
             self._place_thresholds(*oof, out_of_scope, say)
         say(f"trained on {len(rows.texts)} examples of {len(classes)} labels in {time.perf_counter() - t0:.1f} s")
@@ -252,7 +232,7 @@ class TextClassifier:
             emb = np.ascontiguousarray(rows.emb, dtype=np.float32) * np.float32(self.recipe.emb_weight)
             coef, intercept = _multinomial_newton_cg(emb, self._text_block(rows.texts), y, len(classes),
                                                      self.recipe.C, tol=self.recipe.tol,
-                                                     max_iter=self.recipe.max_iter, max_inner=self.recipe.cg_max_inner)
+                                                     max_iter=self.recipe.max_iter)
         else:
             from sklearn.linear_model import LogisticRegression
 
@@ -354,8 +334,7 @@ class TextClassifier:
         state["_word"], state["_char"] = Ngrams.of(self._word), Ngrams.of(self._char)
         return state
 
-    def _out_of_fold(self, rows: Rows, anchors: Rows, say: Progress, also: Callable[[], None] | None = None,
-                     *, pool: Executor | None = None):
+    def _out_of_fold(self, rows: Rows, anchors: Rows, say: Progress, also: Callable[[], None] | None = None):
         """(top probability, class-centre cosine, correct?) of the rows of the scored folds, each scored by a
         model that never saw it. ``also`` (the full fit) runs in the same pool, beside the folds."""
         from sklearn.model_selection import StratifiedKFold
@@ -383,28 +362,15 @@ class TextClassifier:
             p, c = part.predict(held.texts, held.emb)
             prob[te], cos[te] = p.max(axis=1), c
             ok[te] = np.array(part.classes_, dtype=object)[p.argmax(axis=1)] == y[te]
-            del part
-            _trim()
             done[0] += 1
             say(f"calibrating the confidence threshold: {done[0]}/{folds} folds done")
 
-        def whole() -> None:
-            also()   # type: ignore[misc]
-            _trim()
-
         # The folds and the full fit are independent and the solver spends its time in numpy/scipy,
-        # which release the GIL: two at a time use both cores. The full fit (the most rows) first,
-        # so that the last one to finish is a fold's.
-        own = pool is None
-        if own:
-            pool = ThreadPoolExecutor(max_workers=min(self.recipe.workers, folds + 1))
-        try:
-            futures = ([pool.submit(whole)] if also else []) + [pool.submit(one, split) for split in splits]
+        # which release the GIL: two at a time use both cores.
+        with ThreadPoolExecutor(max_workers=min(self.recipe.workers, folds + 1)) as pool:
+            futures = [pool.submit(one, split) for split in splits] + ([pool.submit(also)] if also else [])
             for f in futures:
                 f.result()
-        finally:
-            if own:
-                pool.shutdown()
         held = np.concatenate([te for _, te in splits])
         return prob[held], cos[held], ok[held]
 
@@ -590,22 +556,12 @@ def _multinomial_newton_cg(emb: np.ndarray, text, y: np.ndarray, k: int, C: floa
     here because the sentence vector is a dense block: kept dense, its products are BLAS calls
     instead of a sparse product over every one of its n x 768 entries, and everything stays
     float32 (bench/nlu, training section).
-
-    ``max_inner`` caps the conjugate-gradient steps of one Newton step (sklearn: 200). In float32
-    a badly conditioned early step can run all 200 and give a direction the line search must
-    shrink 4,000 times (CLINC150 150 x 10: one such step was 9 of the fit's 18 s); a cap of 30
-    gives a step the line search takes, and the stopping rule (every gradient component under
-    ``tol``) is the same, so the model found is as close to the optimum (issue 18, training).
-    The products reuse their buffers (a (features x classes) temporary is ~9 MB per step): six
-    such arrays are alive at once.
     """
     n, de = emb.shape
     d = de + text.shape[1]
     text_t = text.T.tocsr()
     lam, inv_n = np.float32(1.0 / (C * n)), np.float32(1.0 / n)
     rows = np.arange(n)
-    hd = np.empty((d + 1, k), np.float32)      # the Hessian products, one at a time; else scratch
-    chunk = max(1, (1 << 18) // k)             # rows of the small temporaries of ``back``
 
     def scores(x: np.ndarray) -> np.ndarray:
         z = emb @ x[:de]
@@ -613,46 +569,45 @@ def _multinomial_newton_cg(emb: np.ndarray, text, y: np.ndarray, k: int, C: floa
         z += x[d]
         return z
 
-    def back(r: np.ndarray, w: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """X^T r / n + lam w, and the intercept's sum(r) / n below it (``r`` is overwritten)."""
-        r *= inv_n
-        np.matmul(emb.T, r, out=out[:de])
-        out[de:d] = text_t @ r
-        for i in range(0, d, chunk):
-            out[i:min(i + chunk, d)] += lam * w[i:i + chunk]
-        out[d] = r.sum(axis=0)
-        return out
+    def back(r: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """X^T r / n + lam w, and the intercept's sum(r) / n below it."""
+        g = np.empty((d + 1, k), np.float32)
+        np.matmul(emb.T, r, out=g[:de])
+        g[de:d] = text_t @ r
+        g[:d] *= inv_n
+        g[:d] += lam * w
+        g[d] = r.sum(axis=0) * inv_n
+        return g
 
-    def loss(x: np.ndarray) -> tuple[float, np.ndarray]:
+    def loss(x: np.ndarray) -> float:
         z = scores(x)
         m = z.max(axis=1)
         lse = np.log(np.exp(z - m[:, None]).sum(axis=1)) + m
-        return float((lse - z[rows, y]).sum() * inv_n + 0.5 * lam * np.vdot(x[:d], x[:d])), z
-
+        return float((lse - z[rows, y]).sum() * inv_n + 0.5 * lam * np.vdot(x[:d], x[:d]))
 
     x = np.zeros((d + 1, k), np.float32)
-    f, z = loss(x)
+    f = loss(x)
     eps = 16 * np.finfo(np.float32).eps
     for _ in range(max_iter):
-        p = z   # the scores of x, from the line search
+        p = scores(x)
         p -= p.max(axis=1, keepdims=True)
         np.exp(p, out=p)
         p /= p.sum(axis=1, keepdims=True)
         r = p.copy()
         r[rows, y] -= 1
-        g = back(r, x[:d], np.empty((d + 1, k), np.float32))
-        gmax = float(np.abs(g, out=hd).max())
-        if gmax <= tol:
+        g = back(r, x[:d])
+        absg = np.abs(g)
+        if absg.max() <= tol:
             break
-        mag = float(hd.sum())
-        del r
+        mag = float(absg.sum())
+        del absg, r
         term = min(0.5, np.sqrt(mag)) * mag
 
         def hessp(v: np.ndarray) -> np.ndarray:
-            zv = scores(v)
-            zv -= (p * zv).sum(axis=1, keepdims=True)
-            zv *= p
-            return back(zv, v[:d], hd)
+            z = scores(v)
+            z -= (p * z).sum(axis=1, keepdims=True)
+            z *= p
+            return back(z, v[:d])
 
         # conjugate gradients on H s = -g (sklearn's _cg)
         step = np.zeros_like(x)
@@ -661,20 +616,19 @@ def _multinomial_newton_cg(emb: np.ndarray, text, y: np.ndarray, k: int, C: floa
         rr = float(np.vdot(res, res))
         dirn_norm2 = rr
         for i in range(max_inner + 1):
-            if float(np.abs(res, out=hd).sum()) <= term:
+            if float(np.abs(res).sum()) <= term:
                 break
-            hessp(dirn)
+            hd = hessp(dirn)
             curv = float(np.vdot(dirn, hd))
             if 0 <= curv <= eps * dirn_norm2:
                 break
             if curv < 0:
                 if i == 0:
-                    step += np.multiply(dirn, np.float32(rr / curv), out=hd)
+                    step += np.float32(rr / curv) * dirn
                 break
             a = np.float32(rr / curv)
-            hd *= a
-            res += hd
-            step += np.multiply(dirn, a, out=hd)
+            step += a * dirn
+            res += a * hd
             rr1 = float(np.vdot(res, res))
             beta = rr1 / rr
             dirn *= np.float32(beta)
@@ -685,11 +639,10 @@ def _multinomial_newton_cg(emb: np.ndarray, text, y: np.ndarray, k: int, C: floa
         # backtracking line search (sufficient decrease)
         slope, alpha = float(np.vdot(g, step)), 1.0
         while True:
-            xn = x + np.multiply(step, np.float32(alpha), out=hd)
-            fn, zn = loss(xn)
+            xn = x + np.float32(alpha) * step
+            fn = loss(xn)
             if fn <= f + 1e-4 * alpha * slope or alpha < 1e-4:
                 break
             alpha *= 0.5
-        x, f, z = xn, fn, zn
-        del g, step
+        x, f = xn, fn
     return np.ascontiguousarray(x[:d].T), x[d].copy()

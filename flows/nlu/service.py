@@ -19,7 +19,6 @@ import pickle
 import tempfile
 import threading
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -43,9 +42,6 @@ COMPLAINT, NOT_COMPLAINT = "complaint", "not_complaint"
 # view's: foreign text gets a flat English distribution, so the multilingual view wins; English
 # text mostly stays with the English model (bench/nlu: BANKING77 10-shot -0.1 point at 1.25, the
 # probe's foreign languages 6-35 % -> 76-94 % answered right).
-# Training sets larger than this train their models one after the other (peak memory, issue 18).
-SIDE_BY_SIDE_MAX_ROWS = 3000
-
 MULTILINGUAL_MARGIN = 1.25
 # The multilingual view leans more on its sentence vector than the English one (whose character
 # n-grams carry typos and product names): foreign messages share few n-grams with English
@@ -255,52 +251,24 @@ class LearnedNLU:
         with self._e5_lock:
             self.intents_e5 = None
             self._examples = (texts, labels, tuple(out_of_scope), social)
-        # The models are independent: the complaint model, the multilingual view and the English
-        # view are trained side by side (each encodes its texts in its own thread, onnxruntime and
-        # numpy release the GIL), and their fits share one pool, so no more than ``recipe.workers``
-        # run at once (peak memory). Each model is what it would be trained alone.
-        # Above SIDE_BY_SIDE_MAX_ROWS examples the three models train one after the other, as before:
-        # side by side, their encodings and fits at that size lift the peak over 1 GB (10,000 rows:
-        # 1,025 MB against 970 MB one after the other in the same session, and 1.12x the wall time).
-        alone = len(texts) > SIDE_BY_SIDE_MAX_ROWS
-        with ThreadPoolExecutor(max_workers=max(1, self.recipe.workers), thread_name_prefix="nlu-fit") as pool, \
-                ThreadPoolExecutor(max_workers=1 if alone else 2, thread_name_prefix="nlu-train") as side:
-            comp = side.submit(self.fit_complaints, pool=pool) if self.complaints is None else None
-            if alone and comp is not None:
-                comp.result()
-            if self.ml_encoder is None:
-                self.intents = self._train("intents", texts, labels, anchors=True, out_of_scope=out_of_scope,
-                                           pool=pool)
-            else:
-                # The English model learns only from examples that look English: it maps all foreign
-                # text to one region, so a few Spanish examples would make it sure that any Spanish
-                # message belongs to their intents (issue 18). The multilingual view learns from all.
-                # (Its model loads once the language detector's are released: not both at once.)
-                # The English view's fits wait until the multilingual model has encoded its texts
-                # and is released: it is not resident while they run (10,000 rows: +150 MB of peak).
-                english = self._looks_english(texts)
-                ml_encoded = threading.Event()
-
-                def multilingual_view() -> TextClassifier:
-                    try:
-                        return self._train("intents", texts, labels, anchors=True, out_of_scope=out_of_scope,
-                                           always=social, encoder=self.ml_encoder,
-                                           recipe=replace(self.recipe, emb_weight=MULTILINGUAL_EMB_WEIGHT,
-                                                          reject_rule=FOREIGN_REJECT_RULE),
-                                           pool=pool, encoded=ml_encoded)
-                    finally:
-                        ml_encoded.set()
-
-                ml = side.submit(multilingual_view)
-                if alone:
-                    ml.result()
-                en_texts = [t for t, ok in zip(texts, english) if ok]
-                en_labels = [lab for lab, ok in zip(labels, english) if ok]
-                self.intents = self._train("intents", en_texts, en_labels, anchors=True, out_of_scope=out_of_scope,
-                                           labels_all=sorted(set(labels)), pool=pool, fit_after=ml_encoded)
-                self.intents_ml = ml.result()
-            if comp is not None:
-                comp.result()
+        if self.ml_encoder is None:
+            self.intents = self._train("intents", texts, labels, anchors=True, out_of_scope=out_of_scope)
+        else:
+            # The English model learns only from examples that look English: it maps all foreign
+            # text to one region, so a few Spanish examples would make it sure that any Spanish
+            # message belongs to their intents (issue 18). The multilingual view learns from all.
+            english = self._looks_english(texts)
+            en_texts = [t for t, ok in zip(texts, english) if ok]
+            en_labels = [lab for lab, ok in zip(labels, english) if ok]
+            self.intents = self._train("intents", en_texts, en_labels, anchors=True, out_of_scope=out_of_scope,
+                                       labels_all=sorted(set(labels)))
+            self.intents_ml = self._train("intents", texts, labels, anchors=True, out_of_scope=out_of_scope,
+                                          always=social,
+                                          encoder=self.ml_encoder,
+                                          recipe=replace(self.recipe, emb_weight=MULTILINGUAL_EMB_WEIGHT,
+                                                             reject_rule=FOREIGN_REJECT_RULE))
+        if self.complaints is None:
+            self.fit_complaints()
 
     def _looks_english(self, texts: list[str]) -> list[bool]:
         """``multilingual.looks_english``, remembered in ``cache_dir``: a restart whose models come
@@ -343,12 +311,12 @@ class LearnedNLU:
     # -- complaints ---------------------------------------------------------------
 
     def fit_complaints(self, complaint: Sequence[str] = (), not_complaint: Sequence[str] = (), *,
-                       use_default: bool = True, pool: Executor | None = None) -> None:
+                       use_default: bool = True) -> None:
         self.batcher.clear()
         texts, labels = (default_complaint_examples() if use_default else ([], []))
         texts = list(texts) + list(complaint) + list(not_complaint)
         labels = list(labels) + [COMPLAINT] * len(complaint) + [NOT_COMPLAINT] * len(not_complaint)
-        self.complaints = self._train("complaints", texts, labels, calibrate=False, pool=pool)
+        self.complaints = self._train("complaints", texts, labels, calibrate=False)
 
     # -- analysis -----------------------------------------------------------------
 
@@ -501,14 +469,10 @@ class LearnedNLU:
                out_of_scope: Sequence[str] = (), calibrate: bool = True,
                encoder: Encoder | MultilingualEncoder | None = None,
                labels_all: Sequence[str] | None = None, recipe: Recipe | None = None,
-               always: tuple[Sequence[str], Sequence[str]] = ((), ()),
-               pool: Executor | None = None, encoded: threading.Event | None = None,
-               fit_after: threading.Event | None = None) -> TextClassifier:
+               always: tuple[Sequence[str], Sequence[str]] = ((), ())) -> TextClassifier:
         """``labels_all``: every label the model must know (some may have no rows here: they are
         learnt from their names alone). ``always``: (texts, labels) trained on but never scored for
-        the thresholds, which stay those of the admin's examples (multilingual.SOCIAL's rows).
-        ``pool``: where the fits run (see ``fit``); ``encoded`` is set once the texts are encoded
-        (and the multilingual model released); the fit waits for ``fit_after``."""
+        the thresholds, which stay those of the admin's examples (multilingual.SOCIAL's rows)."""
         enc = encoder or self.encoder
         if encoder is not None:
             kind = f"{kind}-{encoder.model_id.split(':')[0]}"
@@ -549,18 +513,13 @@ class LearnedNLU:
             emb = enc.encode(list(texts) + extra + list(out_of_scope))
             if isinstance(enc, MultilingualEncoder):
                 enc.release()   # unless messages use it: out of the fit's peak (issue 18)
-            if encoded is not None:
-                encoded.set()
-            if fit_after is not None:
-                fit_after.wait()
             n, m = len(texts), len(texts) + len(extra)
             clf = TextClassifier(recipe).fit(
                 Rows(list(texts), list(labels), emb[:n]),
                 anchors=Rows(extra, names, emb[n:m]) if names else None,
                 out_of_scope=(list(out_of_scope), emb[m:]) if out_of_scope else None,
-                calibrate=calibrate, progress=lambda msg: self.progress(f"{kind}: {msg}"), pool=pool)
-            with _memory_lock:
-                self.trained_now += 1
+                calibrate=calibrate, progress=lambda msg: self.progress(f"{kind}: {msg}"))
+            self.trained_now += 1
             self.progress(f"{kind}: ready in {time.perf_counter() - t0:.1f} s"
                           + (f" (confidence threshold {clf.threshold:.2f}, similarity threshold "
                              f"{clf.cos_threshold:.2f})" if calibrate else ""))
