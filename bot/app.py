@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator
 
 from aiohttp import web
 
+from bot.aio import stop_tasks
 from bot.config import Config
 from bot.delivery import Delivery
 from bot.errors import StorageUnavailable, StoreConflict
@@ -316,11 +317,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     log.info("omnibot started: %d flows, %d intents, channels: %s", len(s.engine.flows.flows),
              len(s.engine.flows.intents), ", ".join(s.connectors) or "none")
     yield
-    follow.cancel()
-    retention.cancel()
-    if following is not None:
-        following.cancel()
-    await asyncio.gather(follow, retention, *([following] if following else []), return_exceptions=True)
+    await stop_tasks([follow, retention, following], "background jobs")   # bounded, logged (bot/aio.py)
     await s.runtime.stop()
     if s.slack:
         await s.slack.stop()

@@ -27,6 +27,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
 
+from bot.aio import stop_tasks
 from bot.errors import StorageUnavailable, StoreError
 from bot.locks import KeyedLock
 from bot.storage import Store
@@ -82,8 +83,7 @@ class Cluster:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task], "the cluster heartbeat")
             self._task = None
         if self.enabled:
             try:

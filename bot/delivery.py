@@ -17,6 +17,7 @@ import time
 from contextlib import nullcontext
 from typing import Any, AsyncContextManager, Awaitable, Callable, Mapping
 
+from bot.aio import stop_tasks, wait_for
 from bot.cluster import Cluster
 from bot.config import DeliveryConfig
 from bot.errors import PermanentSendError, StorageUnavailable, TransientSendError
@@ -72,13 +73,8 @@ class Delivery:
     async def stop(self) -> None:
         self._stopping = True
         self.wake()
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        tasks = list(self._inflight.values())
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks([self._task], "delivery")
+        await stop_tasks(list(self._inflight.values()), "delivery's sends")
 
     def wake(self) -> None:
         """New rows are in the outbox: look now instead of at the next due time."""
@@ -111,7 +107,7 @@ class Delivery:
                 await asyncio.sleep(0)
                 continue
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
 

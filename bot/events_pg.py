@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 
+from bot.aio import stop_tasks, wait_for
 from bot.events import Event, EventBus
 
 log = logging.getLogger(__name__)
@@ -135,14 +136,12 @@ class PgEventBus(EventBus):
         if self._outbox:
             log.debug("live events: %d event(s) not sent to other instances at close", len(self._outbox))
         self._closing = True
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks, "live events")
         self._tasks = []
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
-                await asyncio.wait_for(conn.close(timeout=2), 3)
+                await wait_for(conn.close(timeout=2), 3)
             except Exception:  # noqa: BLE001 - it is going away either way
                 conn.terminate()
 
@@ -265,7 +264,7 @@ class PgEventBus(EventBus):
         """Check the connection every ``check_interval`` s; reconnect when it is lost."""
         while True:
             try:
-                await asyncio.wait_for(self._lost.wait(), self._check_interval)
+                await wait_for(self._lost.wait(), self._check_interval)
             except TimeoutError:
                 if await self._alive():
                     continue

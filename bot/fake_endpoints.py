@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.aio import wait_for
+
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 FAILS = ("timeout",)
 ANSWER_KEYS = ("status", "json", "fail")
@@ -98,7 +100,7 @@ class FakeServer:
                                      status=404)
         if answer.fail == "timeout":
             try:
-                await asyncio.wait_for(self._closing.wait(), 30)
+                await wait_for(self._closing.wait(), 30)
             except asyncio.TimeoutError:
                 pass
             return web.Response(status=504)

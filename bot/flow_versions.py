@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from bot.aio import wait_for
 from bot.audit import record
 from bot.errors import FlowError, FlowValidationError, StorageUnavailable
 from bot.events import Event, EventBus
@@ -364,7 +365,7 @@ class FlowVersions:
         try:
             while True:
                 try:
-                    ev = await asyncio.wait_for(q.get(), CHECK_EVERY)
+                    ev = await wait_for(q.get(), CHECK_EVERY)
                 except TimeoutError:
                     ev = None
                 self._prune()

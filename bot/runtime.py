@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from typing import Any, Callable
 
+from bot.aio import stop_tasks, wait_for
 from bot.cluster import Cluster
 from bot.config import Config
 from bot.errors import ClaimLost, StorageUnavailable
@@ -252,7 +253,7 @@ class Runtime:
                 wait, delay = self.sweep_interval, self.retry_delay
             self._sweep_wake.clear()
             try:
-                await asyncio.wait_for(self._sweep_wake.wait(), wait)
+                await wait_for(self._sweep_wake.wait(), wait)
             except TimeoutError:
                 pass
             self._stranded = False
@@ -284,10 +285,9 @@ class Runtime:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def stop(self) -> None:
-        tasks = list(self._tasks) + ([self._sweeper] if self._sweeper else [])
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # a turn cancelled before its commit leaves its message unanswered in the store, for the
+        # recovery of this instance's next start or of another instance (see recover)
+        await stop_tasks([*self._tasks, self._sweeper], "the turns")
         self._sweeper = None
 
     async def process(self, conversation_id: str) -> None:

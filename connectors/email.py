@@ -52,6 +52,7 @@ from typing import Any, Callable
 import aiosmtplib
 from mailparser_reply import EmailReplyParser
 
+from bot.aio import wait_for
 from bot.config import EmailConfig
 from bot.errors import PermanentSendError, StorageUnavailable, TransientSendError
 from bot.media import MediaStore, sniff_mime
@@ -514,7 +515,7 @@ class EmailConnector:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         try:
-            await asyncio.wait_for(self.mailbox.close(), self.config.imap.timeout)
+            await wait_for(self.mailbox.close(), self.config.imap.timeout)
         except (asyncio.TimeoutError, RuntimeError):
             pass
         self.mailbox.shutdown()
@@ -554,7 +555,7 @@ class EmailConnector:
                 log.exception("e-mail: reading the mailbox failed; trying again in %.0f s", delay)
                 self.state = "degraded: reading the mailbox failed"
             try:
-                await asyncio.wait_for(self.mailbox.close(), cfg.timeout)
+                await wait_for(self.mailbox.close(), cfg.timeout)
             except (asyncio.TimeoutError, Exception):  # noqa: BLE001
                 pass
             await asyncio.sleep(delay)
@@ -563,7 +564,7 @@ class EmailConnector:
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            await wait_for(self._wake.wait(), seconds)
         except asyncio.TimeoutError:
             pass
 

@@ -51,6 +51,8 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 from yarl import URL
 
+from bot.aio import wait_for
+
 log = logging.getLogger(__name__)
 
 _POOL_TIMEOUT = ("Pool timeout: All connections in the connection pool are occupied. Request was *not* sent "
@@ -196,7 +198,7 @@ class AiohttpRequest(BaseRequest):
         assert slots is not None
         if slots.locked():
             try:
-                await asyncio.wait_for(slots.acquire(), pool_timeout)
+                await wait_for(slots.acquire(), pool_timeout)
             except asyncio.TimeoutError:
                 raise TimedOut(_POOL_TIMEOUT) from None
         else:

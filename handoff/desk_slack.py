@@ -37,6 +37,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (AsyncConnectionErrorRet
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.aio import wait_for
 from bot.cluster import Cluster
 from bot.config import Config
 from bot.errors import StorageUnavailable
@@ -453,7 +454,7 @@ class SlackDesk:
                     next_sweep = loop.time() + self.cfg.sync_interval
                     await self._sweep()
                 try:
-                    ev: Event | None = await asyncio.wait_for(q.get(), timeout=max(0.0, next_sweep - loop.time()))
+                    ev: Event | None = await wait_for(q.get(), timeout=max(0.0, next_sweep - loop.time()))
                 except TimeoutError:
                     ev = None
                 if ev is None or ev.remote:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import asyncpg
 
+from bot.aio import stop_tasks, wait_for
 from bot.errors import StorageUnavailable, StoreConflict, StoreError
 
 from . import ops_chat
@@ -54,6 +55,8 @@ GROUP_MAX = 32
 #: How long a statement of a shared transaction waits for a lock before the group gives up.
 GROUP_LOCK_WAIT_MS = 100
 _GROUP_BEGIN = f"BEGIN; SET LOCAL lock_timeout = {GROUP_LOCK_WAIT_MS}"
+#: A close waits this many ``timeout`` periods for the operations asked for before it.
+CLOSE_WAITS = 3
 
 
 class _GroupFailed(Exception):
@@ -123,13 +126,38 @@ class PostgresStore(Operations):
             raise StoreError(f"cannot open {mask_url(self.url)}: {exc}") from exc
 
     async def close(self) -> None:
-        if self._pool is not None:
-            loop = asyncio.get_running_loop()
-            running = [t for t in self._tasks if not t.done() and t.get_loop() is loop]
-            if running:
-                await asyncio.wait(running)   # what was asked for before the close still runs
-            pool, self._pool = self._pool, None
-            await pool.close()
+        """Finish what was asked for, then close the pool: in bounded time.
+
+        Each statement ends within ``timeout`` (the server's statement_timeout), so the wait is
+        long only if operations keep coming or a connection never answers. After
+        ``CLOSE_WAITS x timeout`` seconds the connections are cut (logged as an error): an
+        operation not committed by then is rolled back by the server and its caller gets an
+        error, so nothing is half-written, and a message accepted before stays in the database
+        for this instance's next start, or another instance, to answer.
+        """
+        if self._pool is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_WAITS * self.timeout
+        stuck: set[asyncio.Task[None]] = set()
+        # what was asked for before the close still runs (a runner that ends may start the next)
+        while not stuck and (running := [t for t in self._tasks if not t.done() and t.get_loop() is loop]):
+            _, stuck = await asyncio.wait(running, timeout=max(0.0, deadline - loop.time()))
+        pool, self._pool = self._pool, None      # no new runner from here on
+        if stuck:
+            log.error("closing %s: %d connection(s) still busy and %d operation(s) waiting after %.0f s; "
+                      "cutting the connections (what was not committed is rolled back)", mask_url(self.url),
+                      len(stuck), len(self._waiting), CLOSE_WAITS * self.timeout)
+            pool.terminate()       # their statements fail now (connection closed), and their callers with them
+            _, stuck = await asyncio.wait(stuck, timeout=1.0)
+            await stop_tasks(stuck, "storage operations", timeout=1.0)
+            return
+        try:
+            await wait_for(pool.close(), self.timeout)
+        except TimeoutError:
+            log.error("closing %s: connections not given back within %.0f s; cutting them",
+                      mask_url(self.url), self.timeout)
+            pool.terminate()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -214,6 +242,7 @@ class PostgresStore(Operations):
 
     async def _run_waiting(self) -> None:
         """Take what waits, run it on one pooled connection, and again until nothing waits."""
+        batch: list[Waiting] = []       # taken, not yet answered
         try:
             async with self.pool.acquire() as con:
                 while self._waiting:
@@ -227,10 +256,12 @@ class PostgresStore(Operations):
                             fut.set_result(value)
                         else:
                             fut.set_exception(value)
+                    batch = []
         except BaseException as exc:
-            # no connection (or the loop is ending): what waits fails with it, or is cancelled
-            batch, self._waiting = self._waiting, []
-            for *_, fut in batch:
+            # no connection (or the loop is ending, or a close cut it off): what was taken and
+            # what waits fail with it, or are cancelled; none of their callers is left waiting
+            left, self._waiting = batch + self._waiting, []
+            for *_, fut in left:
                 if not fut.done():
                     if isinstance(exc, Exception):
                         fut.set_exception(exc)
