@@ -1,10 +1,12 @@
 # The two commands of the README's quick start:
 #   make run    install omnibot into .venv and start it on the embedded default
 #   make test   install what the tests need (Python packages, Debian's chromium, postgresql, dovecot-imapd) and run the suite
+#               in TEST_WORKERS processes (pytest-xdist, one test file per process at a time; TEST_WORKERS=0: one process)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip --disable-pip-version-check -q
+TEST_WORKERS ?= 2
 
 .PHONY: run test install install-test bench clean
 
@@ -12,7 +14,7 @@ run: install
 	$(BIN)/omnibot run
 
 test: install-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

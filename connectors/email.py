@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 
 META = "email:msg:"               # + Message-ID: the mail's subject and References, for our reply
 MAX_ATTACHMENT = 20 * 1024 * 1024
-IDLE_SLICE = 1.0                  # seconds: how often a waiting IDLE checks whether to stop
+IDLE_SLICE = 1.0                  # seconds: how often a waiting IDLE counts the time it waited
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|fwd?|wg)\s*(\[\d+\])?\s*:\s*)+", re.I)
 _REFERENCE = re.compile(r"\[([A-Z]{1,5}-\d+)\]")
 _NUMBER_ANSWER = re.compile(r"^\s*(\d{1,2})\s*[.)]?\s*$")
@@ -298,6 +298,10 @@ class Mailbox:
         self.conn: imaplib.IMAP4 | None = None
         self.idle_ok = False
         self.stopping = threading.Event()
+        # stop() writes a byte here: a waiting IDLE wakes at once instead of at the end of its slice
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="omnibot-imap")
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -319,12 +323,22 @@ class Mailbox:
         return await self._run(self._idle, seconds)  # type: ignore[no-any-return]
 
     async def close(self) -> None:
-        self.stopping.set()
+        self.stop_waiting()
         await self._run(self._close)
         self.stopping.clear()
 
+    def stop_waiting(self) -> None:
+        """End a waiting IDLE now (from any thread)."""
+        self.stopping.set()
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:         # already woken (buffer full) or shut down
+            pass
+
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._wake_r.close()
+        self._wake_w.close()
 
     # on the IMAP thread -------------------------------------------------------
 
@@ -398,7 +412,11 @@ class Mailbox:
         try:
             while waited < seconds and not self.stopping.is_set():
                 pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
-                if pending or select.select([sock], [], [], IDLE_SLICE)[0]:
+                ready = [sock] if pending else select.select([sock, self._wake_r], [], [], IDLE_SLICE)[0]
+                if self._wake_r in ready:
+                    self._drain_wake()
+                    continue            # stopping (checked above), or a stale wake-up
+                if ready:
                     line = conn.readline()
                     if not line:
                         raise ImapError("the server closed the connection")
@@ -420,6 +438,13 @@ class Mailbox:
                 if re.match(rb"\* \d+ (EXISTS|RECENT)", line):
                     changed = True
         return changed
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(64):
+                pass
+        except OSError:         # nothing more to read
+            pass
 
     def _close(self) -> None:
         conn, self.conn = self.conn, None
@@ -509,7 +534,7 @@ class EmailConnector:
         self._task = asyncio.create_task(self._run(), name="email")
 
     async def stop(self) -> None:
-        self.mailbox.stopping.set()
+        self.mailbox.stop_waiting()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -7,8 +7,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import pytest
+import dataclasses
 
+import pytest
+from argon2 import PasswordHasher, profiles
+
+from bot import agents
 from bot.config import Config, parse_config
 from bot.logs import reset_logging
 from bot.storage import Store, open_store
@@ -46,6 +50,30 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+# Agent passwords in tests: Argon2id with the cheapest cost (8 KiB, one pass, one lane), as Django's
+# docs advise for test runs. argon2-cffi's defaults (the product's, RFC 9106 low-memory: 64 MiB, 3
+# passes, 4 lanes) took 0.1-0.4 s a hash or check, and the suite makes hundreds of them (agents
+# added and logged in by every desk test): over a minute of the suite on 2 cores. The hashes keep
+# the product's format (salt and hash lengths); verifying reads the cost from the hash itself, so
+# hashes made here and by `omnibot` processes the tests start (which keep the defaults) check
+# either way. tests/bot/test_agents.py pins the product's own parameters (``real_password_hashes``).
+REAL_HASHER = agents._hasher
+CHEAP_HASHER = PasswordHasher.from_parameters(dataclasses.replace(
+    profiles.RFC_9106_LOW_MEMORY, time_cost=1, memory_cost=8, parallelism=1))
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agents, "_hasher", CHEAP_HASHER)
+    monkeypatch.setattr(agents, "_DUMMY", [])
+
+
+@pytest.fixture
+def real_password_hashes(cheap_password_hashes: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The product's password hasher, for the tests of it."""
+    monkeypatch.setattr(agents, "_hasher", REAL_HASHER)
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import argon2
 import pytest
 from click.testing import CliRunner, Result
 
@@ -59,9 +60,11 @@ async def test_disable_and_password_change_end_sessions(store: Store) -> None:
 
 # -- hashing, accounts, sessions --------------------------------------------------------------------
 
-def test_passwords_are_argon2id_hashes() -> None:
+def test_passwords_are_argon2id_hashes(real_password_hashes: None) -> None:
     h = hash_password("correct horse")
     assert h.startswith("$argon2id$") and "correct horse" not in h
+    # argon2-cffi's defaults, RFC 9106's low-memory profile (the other tests hash cheaply: conftest)
+    assert argon2.extract_parameters(h) == argon2.profiles.RFC_9106_LOW_MEMORY
     assert check_password(h, "correct horse")
     assert not check_password(h, "Correct horse") and not check_password(None, "x")
     assert not check_password("not a hash", "x")

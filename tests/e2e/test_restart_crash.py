@@ -13,13 +13,26 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from conftest import ROOT, agent_headers, make_config, start_app, stop_app
 from e2e.chat import ChatClient
 
 
-async def test_restart_keeps_conversation_state_and_queue(tmp_path: Path) -> None:
-    config = make_config(tmp_path)
+@pytest.fixture(scope="module")
+def nlu_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The learned matcher's trained model, shared by this module's apps and ``omnibot run`` processes:
+    the first app writes it (from this process's memory when an earlier test trained the demo flows),
+    and no process started here trains again (each cold start trained for 5-10 s)."""
+    return tmp_path_factory.mktemp("nlu-cache")
+
+
+def _nlu(cache: Path) -> str:
+    return f'nlu: {{cache_dir: "{cache}"}}'
+
+
+async def test_restart_keeps_conversation_state_and_queue(tmp_path: Path, nlu_cache: Path) -> None:
+    config = make_config(tmp_path, _nlu(nlu_cache))
     r = await start_app(config)
     c = ChatClient(r.http, r.ws_url)
     await c.connect()
@@ -100,13 +113,14 @@ def _rows(db: Path, sql: str) -> list[tuple]:
         con.close()
 
 
-def _write_config(tmp_path: Path) -> Path:
+def _write_config(tmp_path: Path, nlu_cache: Path) -> Path:
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"""
 server: {{host: 127.0.0.1, port: 0}}
 storage: {{url: "sqlite:///{tmp_path / 'crash.sqlite3'}"}}
 flows: {{path: "{ROOT / 'flows' / 'demo'}"}}
 handoff: {{teams: {{support: {{name: Customer Care}}, complaints: {{name: Complaints}}}}}}
+{_nlu(nlu_cache)}
 """)
     return cfg
 
@@ -152,8 +166,8 @@ async def _send_all(url: str) -> str:
         return c.token
 
 
-async def test_sigkill_with_replies_pending_in_outbox(tmp_path: Path) -> None:
-    cfg = _write_config(tmp_path)
+async def test_sigkill_with_replies_pending_in_outbox(tmp_path: Path, nlu_cache: Path) -> None:
+    cfg = _write_config(tmp_path, nlu_cache)
     db = tmp_path / "crash.sqlite3"
     proc, url = _start(cfg, {"OMNIBOT_FAULT_SEND_DELAY": "60"})
     try:
@@ -173,8 +187,8 @@ async def test_sigkill_with_replies_pending_in_outbox(tmp_path: Path) -> None:
         _kill(proc)
 
 
-async def test_sigkill_before_messages_are_answered(tmp_path: Path) -> None:
-    cfg = _write_config(tmp_path)
+async def test_sigkill_before_messages_are_answered(tmp_path: Path, nlu_cache: Path) -> None:
+    cfg = _write_config(tmp_path, nlu_cache)
     db = tmp_path / "crash.sqlite3"
     proc, url = _start(cfg, {"OMNIBOT_FAULT_TURN_DELAY": "60"})
     try:

@@ -114,7 +114,7 @@ class FakeShop:
     received: list[dict[str, Any]] = field(default_factory=list)
     flaky_failures: int = 2
     post_status: int = 200
-    slow_seconds: float = 2.0
+    slow_seconds: float = 1.0          # > 3x the endpoint timeout (0.3 s)
 
     def app(self) -> web.Application:
         app = web.Application()
