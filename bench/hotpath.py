@@ -11,6 +11,7 @@ answered message over the measured part, after a warm-up.
 
     python bench/hotpath.py                       # this tree, once
     python bench/hotpath.py --ab dd05039 HEAD     # two commits, interleaved A B B A ..., medians
+    python bench/hotpath.py --matcher learned --warmup 15 --ab main HEAD     # the learned NLU
 
 With ``--ab`` each commit is exported (``git archive``) and this script runs inside it, so the
 code measured is that commit's; the harness is this file. Every text is new (an order number
@@ -79,7 +80,7 @@ async def run_once(args: argparse.Namespace) -> dict[str, float]:
 server: {{host: 127.0.0.1, port: 0}}
 storage: {{url: "sqlite:///{Path(tmp) / 'o.sqlite3'}"}}
 flows: {{path: "{Path(os.getcwd()) / 'flows' / 'demo'}"}}
-nlu: {{matcher: lexical}}
+nlu: {{matcher: {args.matcher}}}
 handoff: {{teams: {{support: {{name: Customer Care}}, complaints: {{name: Complaints}}}}}}
 logging: {{level: WARNING}}
 """)
@@ -143,7 +144,7 @@ def export(rev: str, where: Path) -> Path:
 
 def one(tree: Path, args: argparse.Namespace) -> dict[str, float]:
     cmd = [sys.executable, str(HERE), "--json", "--messages", str(args.messages), "--clients", str(args.clients),
-           "--warmup", str(args.warmup), "--channel", args.channel]
+           "--warmup", str(args.warmup), "--channel", args.channel, "--matcher", args.matcher]
     out = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"run in {tree} failed:\n{out.stderr[-3000:]}")
@@ -157,6 +158,9 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (default 1)")
     ap.add_argument("--channel", choices=("webchat", "whatsapp"), default="webchat",
                     help="whatsapp: inbound carries WhatsApp's window time (Inbound.heard_at)")
+    ap.add_argument("--matcher", choices=("lexical", "learned"), default="lexical",
+                    help="nlu.matcher (default lexical); learned: give --warmup 15 or more, so that the "
+                         "models any message needs (the multilingual one loads on first use) are loaded")
     ap.add_argument("--ab", nargs=2, metavar=("A", "B"), help="compare two commits, interleaved")
     ap.add_argument("--rounds", type=int, default=4, help="with --ab: runs per side (default 4)")
     ap.add_argument("--json", action="store_true", help="print one JSON line (used by --ab)")

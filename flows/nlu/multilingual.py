@@ -284,21 +284,19 @@ def message_languages(texts: Sequence[str], english_top: Sequence[float] | None 
     from flows import language
 
     try:
-        from lingua import Language
-        with language._lock:
-            det = language._detector(EXAMPLE_LANGUAGES)
+        import lingua  # noqa: F401
     except ImportError:
         return [None] * len(texts)
-    language.serving()
     out: list[str | None] = []
     for n, t in enumerate(texts):
-        vals = det.compute_language_confidence_values(t)
-        if not vals:
+        # the detector's top language and confidence, remembered by the text as the detector
+        # reads it (flows/language.py detect: "... order 1042" and "... order 77" are one entry)
+        found = language.detect(t, EXAMPLE_LANGUAGES)
+        if found is None:
             out.append(None)
             continue
-        top = vals[0]
-        code = top.language.iso_code_639_1.name.lower()
-        if top.language == Language.ENGLISH and (top.value < ENGLISH_SURE or language.letters(t) < MIN_LETTERS):
+        code, value = found
+        if code == "en" and (value < ENGLISH_SURE or language.letters(t) < MIN_LETTERS):
             code = "en?"     # English, maybe: the views compete as before
         if code != "en" and vietnamese(t):
             code = "vi"

@@ -109,6 +109,59 @@ def test_detection_is_cheap(langs: Languages) -> None:
     assert took[len(took) // 2] < 0.002      # p50 about 0.04 ms here; far below the 7 ms turn budget
 
 
+def _flow_texts() -> list[str]:
+    import yaml
+
+    out: list[str] = []
+
+    def walk(o: object) -> None:
+        if isinstance(o, str):
+            out.append(o)
+        elif isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+
+    for f in sorted(Path(DEMO_FLOWS).rglob("*.yaml")):
+        walk(yaml.safe_load(f.read_text()))
+    return [t for t in dict.fromkeys(out) if letters(t) >= 3]
+
+
+def test_the_detector_reads_a_text_as_its_letter_runs() -> None:
+    """detect() asks the detector about detector_text(text): the same top language and confidence as
+    the text itself, for the demo flows' texts in three languages with order numbers, ids, case and
+    punctuation added (issue 20: messages that differ only in those share one detection)."""
+    from flows.language import _detector, detector_text
+
+    det = _detector(("en", "es", "id"))
+    extras = ["order 12345", "AB123456", "C-1042", "#A12!!", "3pm?", "what's up...", "e-mail", "(ok)"]
+    texts = _flow_texts()
+    assert len(texts) > 100
+    checked = 0
+    for i, t in enumerate(texts):
+        for v in (t, f"{t} {extras[i % len(extras)]}", f"{extras[(i + 3) % len(extras)]} {t.upper()}"):
+            a = det.compute_language_confidence_values(v)
+            b = det.compute_language_confidence_values(detector_text(v))
+            # lingua's own low bits vary from call to call (1e-16): compare as detect() uses them
+            assert (a[0].language, round(a[0].value, 9)) == (b[0].language, round(b[0].value, 9)), v
+            checked += 1
+    assert checked > 300
+
+
+def test_messages_differing_in_numbers_or_case_share_one_detection() -> None:
+    from flows.language import _detect, detect
+
+    codes = ("en", "es", "id")
+    first = detect("¿Dónde está mi pedido 10423?", codes)
+    hits = _detect.cache_info().hits
+    assert detect("dónde está mi pedido 77", codes) == first
+    assert detect("DÓNDE ESTÁ MI PEDIDO #9-12!", codes) == first
+    assert _detect.cache_info().hits == hits + 2
+    assert first is not None and first[0] == "es"
+
+
 def test_pick_falls_back() -> None:
     s = LanguageSettings(default="en", fallback="es", supported=["en", "es", "id"])
     assert pick({"en": "hi", "es": "hola", "id": "halo"}, "id", s) == "halo"

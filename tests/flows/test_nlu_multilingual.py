@@ -270,3 +270,17 @@ def test_short_english_with_english_words_skips_the_multilingual_view(multilingu
         del multilingual.ml_encoder.encode
     assert calls[0] == [texts[1]] and not any(texts[0] in c for c in calls), calls
     assert multilingual.intents.classes_[int(res[0][0].argmax())] == "opening_hours" and res[0][1]
+
+
+def test_message_languages_detect_once_per_text_as_the_detector_reads_it() -> None:
+    """The view choice's language detection (9 languages, on the NLU's thread) is remembered by the
+    text's letter runs (flows/language.py detect): a FAQ question with another order number is no
+    second detection, and its answer is the same (issue 20)."""
+    from flows import language
+    from flows.nlu.multilingual import message_languages
+
+    first = message_languages(["when are you open? order 3400064", "¿cuándo abren? pedido 1"], english_top=[0.5, 0.1])
+    hits = language._detect.cache_info().hits
+    again = message_languages(["When are you open? Order 77!", "¿Cuándo abren? Pedido 99"], english_top=[0.5, 0.1])
+    assert again == first and first[1] == "es"
+    assert language._detect.cache_info().hits == hits + 2
