@@ -561,7 +561,9 @@ def summary(r: dict) -> str:
         lines.append(f"training  {t['size']} ({t['rows']} rows, {t['intents']} intents): load {t['load_s']} s "
                      f"({t['load_cpu_s']} s CPU; once, at start: imports, sentence models, language detector) + "
                      f"train {t['train_s']} s ({t['train_cpu_s']} s CPU; what a reload waits for), peak RSS "
-                     f"{t['peak_rss_mb']} MB ({t['loaded_rss_mb']} MB loaded; models {t['state']})")
+                     f"{t['peak_rss_mb']} MB ({t['loaded_rss_mb']} MB loaded; "
+                     + ("USE and the detector kept through it)" if t.get("state") == "serving"
+                        else "USE and the detector freed once used)"))
     lines.append(f"latency   one message p50 {ld['p50_ms']} ms, p99 {ld['p99_ms']} ms")
     lines.append(f"load      {ld['concurrent_msgs_per_s']} msg/s with {ld['concurrency']} concurrent conversations "
                  f"(x{ld['ratio_concurrent_vs_one_at_a_time']} of one at a time: "
