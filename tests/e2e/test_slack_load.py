@@ -21,4 +21,8 @@ async def test_storm_of_handoffs_is_paced_and_threads_stay_live(tmp_path: Path) 
     assert result.rate_limited_pct < 5, result.lines()
     # the customer of an already-posted card was heard in its thread all through the storm
     assert len(result.probe_latencies) >= 8, result.lines()
-    assert max(result.probe_latencies) < 0.5, result.lines()
+    # within 0.5 s (the 5 s, time-scaled), plus Slack's shortest Retry-After (1 s) when one of
+    # the few 429s the pacing allows fell on a thread message (seen with another test file running
+    # beside this one); a thread message starved behind the storm's cards would wait ~10 s
+    bound = 0.5 + (1.0 if result.rate_limited else 0.0)
+    assert max(result.probe_latencies) < bound, result.lines()
