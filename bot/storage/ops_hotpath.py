@@ -52,8 +52,9 @@ def turn_start(conversation_id: str) -> Op[tuple[list[Message], Loaded | None]]:
                         created_at=parse_iso(r["c_created_at"]),  # type: ignore[arg-type]
                         updated_at=parse_iso(r["c_updated_at"]),  # type: ignore[arg-type]
                         language=r["c_language"])
+    attrs = r["u_attributes"]
     customer = Customer(r["c_customer_id"], r["u_name"], parse_iso(r["u_created"]),  # type: ignore[arg-type]
-                        json.loads(r["u_attributes"] or "{}"))
+                        json.loads(attrs) if attrs and attrs != "{}" else {})
     state = json.loads(r["c_flow_state"]) if r["c_flow_state"] else None
     messages = [message_of(row) for row in rows if row["id"] is not None]
     return messages, (conv, customer, state)

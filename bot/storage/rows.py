@@ -26,8 +26,9 @@ def new_id(prefix: str) -> str:
 
 
 def customer_of(row: Row) -> Customer:
+    attrs = row["attributes"]
     return Customer(row["id"], row["display_name"], parse_iso(row["created_at"]),  # type: ignore[arg-type]
-                    json.loads(row["attributes"] or "{}"))
+                    json.loads(attrs) if attrs and attrs != "{}" else {})
 
 
 def conversation_of(row: Row) -> Conversation:
@@ -37,15 +38,20 @@ def conversation_of(row: Row) -> Conversation:
                         language=row["language"])
 
 
+#: how the store writes an empty list of attachments or buttons (most messages): no JSON to parse
+_EMPTY = (None, "", "[]")
+
+
 def message_of(row: Row) -> Message:
+    atts, buttons, status = row["attachments"], row["buttons"], row["status"]
     return Message(
         id=row["id"], conversation_id=row["conversation_id"], direction=row["direction"],
         role=row["role"], text=row["text"], created_at=parse_iso(row["created_at"]),  # type: ignore[arg-type]
         sender_name=row["sender_name"],
-        attachments=tuple(Attachment.from_dict(a) for a in json.loads(row["attachments"] or "[]")),
-        buttons=tuple(Button(b["title"], b["payload"]) for b in json.loads(row["buttons"] or "[]")),
-        platform_message_id=row["platform_message_id"], status=row["status"],
-        payload=row["payload"], error=row["last_error"] if row["status"] == "failed" else None)
+        attachments=() if atts in _EMPTY else tuple(Attachment.from_dict(a) for a in json.loads(atts)),
+        buttons=() if buttons in _EMPTY else tuple(Button(b["title"], b["payload"]) for b in json.loads(buttons)),
+        platform_message_id=row["platform_message_id"], status=status,
+        payload=row["payload"], error=row["last_error"] if status == "failed" else None)
 
 
 def handoff_of(row: Row) -> HandoffRecord:

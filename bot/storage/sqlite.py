@@ -6,8 +6,8 @@ never interleave. Operations asked for while the thread is busy (or in the same
 event-loop iteration) go over together, in order, as ONE call: one hand-off and
 one wake-up of the loop for all of them instead of one each. When several of
 them write, they also share one transaction (a group commit, see :func:`_run_each`):
-each inside its own savepoint, still all or nothing on its own, and answered only
-after the COMMIT.
+each all-or-nothing one inside its own savepoint, still all or nothing on its own, and
+all answered only after the COMMIT.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def _run_each(con: sqlite3.Connection, calls: list[Call]) -> list[tuple[bool, An
     """Run operations one after another on the connection thread: (True, result) or
     (False, exception) for each; one failing does not stop the others.
 
-    Several that write share one transaction (a group commit): each runs inside a savepoint, so
-    it is still all or nothing on its own, and its result is handed back only after the COMMIT,
+    Several that write share one transaction (a group commit): each transactional one runs
+    inside a savepoint, so it is still all or nothing on its own, and its result is handed back only after the COMMIT,
     so what a caller is told is stored is stored. If the shared transaction cannot be had
     (the write lock is held elsewhere) or storage fails inside it, it is rolled back and the
     operations run again one by one, each in its own transaction, exactly as without grouping.
@@ -79,20 +79,28 @@ def _run_grouped(con: sqlite3.Connection, calls: list[Call]) -> list[tuple[bool,
     out: list[tuple[bool, Any]] = []
     try:
         for op, args, kwargs in calls:
-            con.execute("SAVEPOINT op")
+            # only an operation that is all or nothing needs a savepoint: one that is not keeps
+            # what it did before failing (as in autocommit), so a savepoint would change nothing
+            # for it (and reads have nothing to undo): two statements fewer for each of those
+            tx = is_transactional(op)
+            if tx:
+                con.execute("SAVEPOINT op")
             try:
                 result = _drive_sync(con, op(*args, **kwargs))
             except sqlite3.Error as exc:
                 if _unavailable(exc):
                     raise _GroupFailed from exc
-                _undo(con, op)
+                if tx:
+                    _undo(con)
                 out.append((False, exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - handed to that operation's caller
-                _undo(con, op)
+                if tx:
+                    _undo(con)
                 out.append((False, exc))
                 continue
-            con.execute("RELEASE op")
+            if tx:
+                con.execute("RELEASE op")
             out.append((True, result))
         con.execute("COMMIT")
     except BaseException as exc:
@@ -107,11 +115,10 @@ def _run_grouped(con: sqlite3.Connection, calls: list[Call]) -> list[tuple[bool,
     return out
 
 
-def _undo(con: sqlite3.Connection, op: Callable[..., Any]) -> None:
-    """A failed operation: a transactional one leaves nothing; another keeps what it did before
-    failing (as in autocommit)."""
-    if is_transactional(op):
-        con.execute("ROLLBACK TO op")
+def _undo(con: sqlite3.Connection) -> None:
+    """A failed transactional operation leaves nothing (another keeps what it did before
+    failing, as in autocommit: it runs without a savepoint)."""
+    con.execute("ROLLBACK TO op")
     con.execute("RELEASE op")
 
 

@@ -133,3 +133,25 @@ async def test_without_the_write_lock_reads_still_work_and_writes_fail_alone(sql
     assert outcome[0] == "v" and outcome[3] == "v"
     assert all(isinstance(o, StorageUnavailable) for o in outcome[1:3])
     assert await sqlite.get_meta("a") is None
+
+
+def _half_then_fail_unguarded():
+    """Not a transaction: what it wrote before failing stays (as in autocommit)."""
+    yield Run("INSERT INTO meta(key, value) VALUES ('half', 'written')")
+    raise ValueError("changed its mind")
+
+
+async def test_in_a_shared_commit_only_all_or_nothing_operations_take_a_savepoint(sqlite: SqliteStore) -> None:
+    seen = await _statements(sqlite)
+    outcome = await asyncio.gather(
+        sqlite.record_inbound(_inbound(1)), sqlite.get_meta("k"), sqlite._call(_half_then_fail_unguarded, (), {}),
+        sqlite.set_meta("b", "2"), sqlite.record_inbound(_inbound(2)), return_exceptions=True)
+    await sqlite.db._execute(sqlite._con.set_trace_callback, None)
+    assert seen.count("COMMIT") == 1                      # one shared commit
+    # record_inbound is a transaction (a savepoint each); the read, set_meta and the unguarded
+    # operation are not: no savepoint, two statements fewer each
+    assert seen.count("SAVEPOINT op") == 2 and seen.count("RELEASE op") == 2
+    assert isinstance(outcome[2], ValueError) and outcome[1] is None and outcome[3] is None
+    assert await sqlite.get_meta("half") == "written"     # kept, as without the shared commit
+    assert await sqlite.get_meta("b") == "2"
+    assert [m.text for m in await sqlite.unprocessed_inbound(outcome[0].conversation.id)] == ["hello 1", "hello 2"]
