@@ -368,17 +368,22 @@ class Runtime:
         turn = turn_input(conv, customer, text=msg.text, payload=msg.payload,
                           attachments=tuple(a.to_dict() for a in msg.attachments), key=f"in:{msg.id}",
                           switched=lang.switched)
-        log.debug("message %s in %s: %s", msg.id, cid, _customer_text(msg.text))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("message %s in %s: %s", msg.id, cid, _customer_text(msg.text))
         result = await self.engine.handle(state, turn)
-        replies = [Outbound(r.text, buttons=r.buttons) for r in result.replies]
         spec = None
         if result.handoff is not None:
+            replies = [Outbound(r.text, buttons=r.buttons) for r in result.replies]
             ticket = await self.store.conversation_ticket(cid)
             spec = self._handoff_spec(result.handoff.team, result.handoff.reason, result.handoff.priority,
                                       result.state, turn, ticket, cause=result.handoff.cause,
                                       agent_reason=result.handoff.agent_reason)
-        elif replies:
-            replies[-1] = dataclasses.replace(replies[-1], outcome=turn_outcome(result.missed, result.state))
+        else:
+            # the last reply carries how the turn left the customer (made so at once, not copied)
+            last = len(result.replies) - 1
+            outcome = turn_outcome(result.missed, result.state) if last >= 0 else ""
+            replies = [Outbound(r.text, buttons=r.buttons, outcome=outcome) if i == last
+                       else Outbound(r.text, buttons=r.buttons) for i, r in enumerate(result.replies)]
         await self.store.commit_turn(cid, inbound_id=msg.id, replies=replies, flow_state=result.state,
                                      handoff=spec, owner=self.owner)
         if spec is not None:
