@@ -17,7 +17,9 @@ With ``--ab`` each commit is exported (``git archive``) and this script runs ins
 code measured is that commit's; the harness is this file. Every text is new (an order number
 appended), as ``bench/capacity.py`` does. ``--channel whatsapp`` adds the WhatsApp connector's
 store operations (the 24-hour window kept per message, read per reply, the send recorded), as
-the tree's connector does them; no HTTP.
+the tree's connector does them; no HTTP. A single run also prints each thread's CPU per message
+(the event loop, SQLite's connection thread, ...; from /proc/self/task), where an A/B of the
+process total does not say which side of a hand-off a change moved.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -92,6 +95,12 @@ logging: {{level: WARNING}}
         services.connectors["webchat"] = channel
         await services.runtime.start()
         await services.delivery.start()
+        try:
+            from bot.heap import settle    # as `omnibot run` does once the server is built (bot/cli.py)
+        except ImportError:                # a commit from before it
+            pass
+        else:
+            settle()
         answered = 0
         counting = False
         done = asyncio.Event()
@@ -122,9 +131,11 @@ logging: {{level: WARNING}}
         tasks = [asyncio.create_task(customer(n)) for n in range(args.clients)]
         await asyncio.sleep(args.warmup)
         counting = True
+        th0 = thread_cpu()
         c0, t0 = time.process_time(), time.perf_counter()
         await done.wait()
         c1, t1 = time.process_time(), time.perf_counter()
+        th1 = thread_cpu()
         n = answered
         for t in tasks:
             t.cancel()
@@ -132,7 +143,36 @@ logging: {{level: WARNING}}
         await services.delivery.stop()
         await services.runtime.stop()
         await services.store.close()
-        return {"cpu_ms_per_msg": (c1 - c0) * 1000 / n, "msg_per_s": n / (t1 - t0), "messages": n}
+        threads: dict[str, float] = {}
+        for tid, (name, cpu) in th1.items():
+            if tid in th0 and cpu > th0[tid][1]:
+                key = "event loop" if tid == os.getpid() else name
+                threads[key] = threads.get(key, 0.0) + (cpu - th0[tid][1]) * 1000 / n
+        return {"cpu_ms_per_msg": (c1 - c0) * 1000 / n, "msg_per_s": n / (t1 - t0), "messages": n,
+                "threads_ms_per_msg": threads}
+
+
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each thread of this process so far, with its name (Linux:
+    /proc/self/task; elsewhere nothing)."""
+    out: dict[int, tuple[str, float]] = {}
+    names = {t.native_id: t.name for t in threading.enumerate()}   # aiosqlite's: "Thread-1 (_connection_...)"
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue          # the thread ended
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(tid)] = (names.get(int(tid), name), (int(fields[11]) + int(fields[12])) / tick)
+    return out
 
 
 def export(rev: str, where: Path) -> Path:
@@ -169,6 +209,10 @@ def main() -> int:
         r = asyncio.run(run_once(args))
         print(json.dumps(r) if args.json else
               f"{r['cpu_ms_per_msg']:.3f} ms CPU/msg, {r['msg_per_s']:.0f} msg/s ({r['messages']} messages)")
+        if not args.json and r["threads_ms_per_msg"]:
+            print("by thread (ms CPU/msg): " + ", ".join(
+                f"{name} {ms:.3f}" for name, ms in sorted(r["threads_ms_per_msg"].items(), key=lambda kv: -kv[1])
+                if ms >= 0.001))
         return 0
     cpu: dict[str, list[float]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory(prefix="omnibot-hotpath-ab-") as tmp:
