@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from bot.heap import settle
+from bot.heap import YOUNG_THRESHOLD, settle
 
 
 class _Node:
@@ -15,6 +15,7 @@ class _Node:
 
 def test_settle_freezes_what_start_up_built_and_later_cycles_are_still_collected() -> None:
     kept = [_Node() for _ in range(100)]    # what start-up built and keeps
+    threshold = gc.get_threshold()
     try:
         frozen = settle()
         assert frozen >= 100 and gc.get_freeze_count() == frozen
@@ -24,5 +25,14 @@ def test_settle_freezes_what_start_up_built_and_later_cycles_are_still_collected
         del late
         gc.collect()
         assert ref() is None
+        # the young generation is collected less often, but still on its own (no gc.collect())
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *threshold[1:]) and YOUNG_THRESHOLD > threshold[0]
+        late = _Node()
+        ref = weakref.ref(late)
+        del late
+        churn = [[] for _ in range(3 * YOUNG_THRESHOLD)]
+        assert ref() is None
+        del churn
     finally:
+        gc.set_threshold(*threshold)
         gc.unfreeze()
