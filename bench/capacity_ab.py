@@ -3,8 +3,9 @@
 Each commit is exported (``git archive``) to a temporary directory and its own
 ``bench/capacity.py`` runs there, so the server, the fakes and the load are that commit's.
 Runs alternate ABBA so drift in the machine's load hits both sides alike; per run it prints
-each row's server CPU per answered message (web chat too) and a webhook channel's ratio to web
-chat in the same run (issue 20's "x web chat"), then the medians and the B/A ratio of the medians.
+each row's server CPU per answered message and p99 round trip (web chat too) and a webhook
+channel's ratio to web chat in the same run (issue 20's "x web chat"), then the medians and the
+B/A ratio of the medians.
 ``--storage sqlite,pg1`` compares PostgreSQL (one instance) rows too.
 
     python bench/capacity_ab.py 3465471 HEAD --rounds 3 --channels webchat,telegram --matchers lexical
@@ -69,7 +70,8 @@ def main() -> int:
                 cpu = r["cpu_ms_per_msg_total"]
                 name = f"{chan}/{matcher}/{storage}"
                 per[side].setdefault(f"{name} cpu", []).append(cpu)
-                item = f"{name} {cpu:.2f} ms/msg"
+                per[side].setdefault(f"{name} p99 ms", []).append(r["p99_ms"])
+                item = f"{name} {cpu:.2f} ms/msg, p99 {r['p99_ms']:.0f} ms"
                 web = rows.get(("webchat", matcher, storage)) if chan != "webchat" else None
                 if web:
                     x = cpu / web["cpu_ms_per_msg_total"]
