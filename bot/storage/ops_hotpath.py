@@ -23,11 +23,13 @@ from .ops_chat import due_outbox, mark_sent
 from .rows import message_of, parse_iso
 from .sql import All, Op
 
-#: the conversation's and its customer's columns, named apart from the message's
+#: the conversation's and its customer's columns, named apart from the message's, after them
+#: (turn_start reads them by position, in this order)
 _TURN_COLUMNS = ("c.customer_id AS c_customer_id, c.channel AS c_channel, c.external_id AS c_external_id, "
                  "c.state AS c_state, c.created_at AS c_created_at, c.updated_at AS c_updated_at, "
                  "c.language AS c_language, c.flow_state AS c_flow_state, "
                  "u.display_name AS u_name, u.created_at AS u_created, u.attributes AS u_attributes")
+_TURN_WIDTH = _TURN_COLUMNS.count(" AS ")
 
 Loaded = tuple[Conversation, Customer, "dict[str, Any] | None"]
 
@@ -46,16 +48,17 @@ def turn_start(conversation_id: str) -> Op[tuple[list[Message], Loaded | None]]:
         "WHERE c.id = ? ORDER BY m.id", (conversation_id,))
     if not rows:
         return [], None
-    r = rows[0]
-    conv = Conversation(id=conversation_id, customer_id=r["c_customer_id"], channel=r["c_channel"],
-                        external_id=r["c_external_id"], state=ConversationState(r["c_state"]),
-                        created_at=parse_iso(r["c_created_at"]),  # type: ignore[arg-type]
-                        updated_at=parse_iso(r["c_updated_at"]),  # type: ignore[arg-type]
-                        language=r["c_language"])
-    attrs = r["u_attributes"]
-    customer = Customer(r["c_customer_id"], r["u_name"], parse_iso(r["u_created"]),  # type: ignore[arg-type]
+    # the last columns, by position (by name, each would be compared with the ~25 before it)
+    (customer_id, channel, external_id, conv_state, created_at, updated_at, language, flow_state,
+     name, customer_created, attrs) = tuple(rows[0])[-_TURN_WIDTH:]
+    conv = Conversation(id=conversation_id, customer_id=customer_id, channel=channel,
+                        external_id=external_id, state=ConversationState(conv_state),
+                        created_at=parse_iso(created_at),  # type: ignore[arg-type]
+                        updated_at=parse_iso(updated_at),  # type: ignore[arg-type]
+                        language=language)
+    customer = Customer(customer_id, name, parse_iso(customer_created),  # type: ignore[arg-type]
                         json.loads(attrs) if attrs and attrs != "{}" else {})
-    state = json.loads(r["c_flow_state"]) if r["c_flow_state"] else None
+    state = json.loads(flow_state) if flow_state else None
     messages = [message_of(row) for row in rows if row["id"] is not None]
     return messages, (conv, customer, state)
 
