@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 
 class KeyedLock:
@@ -36,7 +35,7 @@ class KeyedLock:
 class _Held:
     """``key``'s lock, held inside ``async with``; counted among its users from the moment it is waited for."""
 
-    __slots__ = ("_owner", "_key", "_lock")
+    __slots__ = ("_key", "_lock", "_owner")
 
     def __init__(self, owner: KeyedLock, key: str) -> None:
         self._owner = owner
@@ -56,7 +55,7 @@ class _Held:
             raise
         self._lock = lock
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         assert self._lock is not None
         self._lock.release()
         self._owner._leave(self._key)

@@ -69,7 +69,8 @@ def _message_getter(names: tuple[str, ...]) -> Any:
 # It has no __post_init__ and no default factories, so every field is set from a row, as __init__ would.
 _MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(Message))
 _MESSAGE_SETTERS = tuple(Message.__dict__[name].__set__ for name in _MESSAGE_FIELDS)
-assert not hasattr(Message, "__post_init__") and set(_MESSAGE_FIELDS) == set(_MESSAGE_COLUMNS) - {"last_error"} | {"error"}
+assert not hasattr(Message, "__post_init__")
+assert set(_MESSAGE_FIELDS) == set(_MESSAGE_COLUMNS) - {"last_error"} | {"error"}
 
 
 def _message(values: tuple[Any, ...]) -> Message:

@@ -41,14 +41,14 @@ def test_message_of_reads_every_shape_of_row_alike() -> None:
     con = _db()
     shapes = [
         "SELECT * FROM messages ORDER BY id",
-        "SELECT m.*, c.external_id AS c_external_id FROM messages m JOIN conversations c "
-        "ON c.id = m.conversation_id ORDER BY m.id",
+        ("SELECT m.*, c.external_id AS c_external_id FROM messages m JOIN conversations c "
+         "ON c.id = m.conversation_id ORDER BY m.id"),
         # other columns first (one named like a message column: the first of a name counts, as
         # row["name"] finds it), and the columns in another order
-        "SELECT m.id, c.external_id AS x, m.*, 'no' AS status FROM messages m JOIN conversations c "
-        "ON c.id = m.conversation_id ORDER BY m.id",
-        "SELECT created_at, last_error, status, payload, platform_message_id, buttons, attachments, text, "
-        "sender_name, role, direction, conversation_id, id FROM messages ORDER BY id",
+        ("SELECT m.id, c.external_id AS x, m.*, 'no' AS status FROM messages m JOIN conversations c "
+         "ON c.id = m.conversation_id ORDER BY m.id"),
+        ("SELECT created_at, last_error, status, payload, platform_message_id, buttons, attachments, text, "
+         "sender_name, role, direction, conversation_id, id FROM messages ORDER BY id"),
     ]
     for sql in shapes:
         for _ in range(2):        # the second time from the remembered positions
