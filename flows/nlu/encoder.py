@@ -43,6 +43,14 @@ depend on which other messages shared the call (measured: cosine 0.987 to the
 same message alone). Answers must not depend on who else is chatting, so
 throughput comes from ``threads`` model calls running side by side instead
 (onnxruntime releases the GIL), which measured as fast as batching here.
+
+Memory. Since a text's embedding depends only on the token ids the model reads, the encoder
+remembers the last ``memory`` embeddings by those ids (a bounded LRU, ~3 KB each): the uncased
+WordPiece tokenizer lowercases, strips accents and splits punctuation and spaces, so "Where is my
+order?", "where is my order ?" and "WHERE IS MY ORDER?" are one model call, and the same text in
+a batch is run once. The remembered row is the very array the model gave, so an answer never
+depends on what was asked before (tests/flows/test_nlu_load.py). Everything else about a message
+(its n-grams, language, urgency) still reads the text itself.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -71,6 +80,8 @@ LAYER3 = "layer_norm_6"   # output of the 3rd of 6 transformer layers in the exp
 #: How ``quantized_model`` builds the model: part of its file name and of ``Encoder.model_id``, so a
 #: new recipe builds a new file and retrains the classifiers cached for the old one.
 BUILD = "attn"   # fused attention
+#: Embeddings remembered by token ids (see the module doc): 2,048 x ~3.3 KB = ~7 MB at most.
+MEMORY = 2048
 
 
 class EncoderUnavailable(RuntimeError):
@@ -260,7 +271,7 @@ class Encoder:
     dim = 768   # [last layer | layer 3], each block unit length
 
     def __init__(self, *, threads: int = 1, max_tokens: int = MAX_TOKENS, variant: str = "dynamic",
-                 model_dir: str | Path | None = None) -> None:
+                 model_dir: str | Path | None = None, memory: int = MEMORY) -> None:
         try:
             import onnxruntime as ort
             from tokenizers import Tokenizer
@@ -302,20 +313,60 @@ class Encoder:
         tok.enable_truncation(max_length=max_tokens)
         tok.no_padding()  # the file pads to a fixed 128 tokens; encode() pads to the batch's longest
         self._tok = tok
+        self.memory_size = max(0, memory)
+        self._memory: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._memory_lock = threading.Lock()
+        self.calls = 0      # model calls (one per text not remembered)
+        self.hits = 0       # texts answered from memory or by the same ids earlier in the batch
         self.model_id = (f"all-MiniLM-L6-v2-int8+l3-{variant}{'-' + BUILD if variant == 'dynamic' else ''}:"
                          f"{_file_digest(path)}:{_file_digest(TOKENIZER_FILE)}")
 
     def encode(self, texts: Sequence[str], *, parallel: bool = True) -> np.ndarray:
         """Embeddings in input order; each text is its own model call (see the module doc),
-        spread over ``threads`` threads unless ``parallel`` is False (the caller runs several)."""
+        spread over ``threads`` threads unless ``parallel`` is False (the caller runs several);
+        token ids met before (remembered, or earlier in ``texts``) are not run again."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         enc = self._tok.encode_batch([t if t.strip() else "." for t in texts])
-        if self._pool is None or len(enc) == 1 or not parallel:
-            rows = [self._run(e.ids) for e in enc]
-        else:
-            rows = list(self._pool.map(self._run, [e.ids for e in enc]))
-        return np.vstack(rows)
+        keys = [tuple(e.ids) for e in enc]
+        rows: list[np.ndarray | None] = [None] * len(keys)
+        if self.memory_size:
+            with self._memory_lock:
+                for i, key in enumerate(keys):
+                    row = self._memory.get(key)
+                    if row is not None:
+                        self._memory.move_to_end(key)
+                        rows[i] = row
+        todo: dict[tuple[int, ...], list[int]] = {}     # ids to run -> where their row goes
+        for i, key in enumerate(keys):
+            if rows[i] is None:
+                todo.setdefault(key, []).append(i)
+        if todo:
+            ids = [list(key) for key in todo]
+            if self._pool is None or len(ids) == 1 or not parallel:
+                new = [self._run(x) for x in ids]
+            else:
+                new = list(self._pool.map(self._run, ids))
+            for (key, where), row in zip(todo.items(), new):
+                row.setflags(write=False)    # shared by every text with these ids
+                for i in where:
+                    rows[i] = row
+            if self.memory_size:
+                with self._memory_lock:
+                    for key, row in zip(todo, new):
+                        self._memory[key] = row
+                        self._memory.move_to_end(key)
+                    while len(self._memory) > self.memory_size:
+                        self._memory.popitem(last=False)
+        with self._memory_lock:
+            self.calls += len(todo)
+            self.hits += len(keys) - len(todo)
+        return np.vstack(rows)  # type: ignore[arg-type]
+
+    def forget(self) -> None:
+        """Forget the remembered embeddings (tests and benchmarks; the model never changes)."""
+        with self._memory_lock:
+            self._memory.clear()
 
     def _run(self, ids: list[int]) -> np.ndarray:
         x = np.array([ids], dtype=np.int64)
