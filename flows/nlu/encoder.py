@@ -64,7 +64,7 @@ import sys
 import tempfile
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -316,6 +316,7 @@ class Encoder:
         self.memory_size = max(0, memory)
         self._memory: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self._memory_lock = threading.Lock()
+        self._running: dict[tuple[int, ...], Future] = {}   # ids being run now (by any thread)
         self.calls = 0      # model calls (one per text not remembered)
         self.hits = 0       # texts answered from memory or by the same ids earlier in the batch
         self.model_id = (f"all-MiniLM-L6-v2-int8+l3-{variant}{'-' + BUILD if variant == 'dynamic' else ''}:"
@@ -324,29 +325,43 @@ class Encoder:
     def encode(self, texts: Sequence[str], *, parallel: bool = True) -> np.ndarray:
         """Embeddings in input order; each text is its own model call (see the module doc),
         spread over ``threads`` threads unless ``parallel`` is False (the caller runs several);
-        token ids met before (remembered, or earlier in ``texts``) are not run again."""
+        token ids met before (remembered, earlier in ``texts``, or being run by another thread
+        right now) are not run again."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         enc = self._tok.encode_batch([t if t.strip() else "." for t in texts])
         keys = [tuple(e.ids) for e in enc]
         rows: list[np.ndarray | None] = [None] * len(keys)
-        if self.memory_size:
-            with self._memory_lock:
-                for i, key in enumerate(keys):
-                    row = self._memory.get(key)
-                    if row is not None:
-                        self._memory.move_to_end(key)
-                        rows[i] = row
-        todo: dict[tuple[int, ...], list[int]] = {}     # ids to run -> where their row goes
-        for i, key in enumerate(keys):
-            if rows[i] is None:
-                todo.setdefault(key, []).append(i)
+        todo: dict[tuple[int, ...], list[int]] = {}     # ids this call runs -> where their row goes
+        waits: dict[tuple[int, ...], list[int]] = {}    # ids another thread is running
+        mine: dict[tuple[int, ...], Future] = {}
+        with self._memory_lock:
+            for i, key in enumerate(keys):
+                row = self._memory.get(key) if self.memory_size else None
+                if row is not None:
+                    self._memory.move_to_end(key)
+                    rows[i] = row
+                elif key in todo or not self.memory_size or key not in self._running:
+                    todo.setdefault(key, []).append(i)
+                    if self.memory_size and key not in mine:
+                        mine[key] = self._running[key] = Future()
+                else:
+                    waits.setdefault(key, []).append(i)
+            self.calls += len(todo)
+            self.hits += len(keys) - len(todo)
         if todo:
             ids = [list(key) for key in todo]
-            if self._pool is None or len(ids) == 1 or not parallel:
-                new = [self._run(x) for x in ids]
-            else:
-                new = list(self._pool.map(self._run, ids))
+            try:
+                if self._pool is None or len(ids) == 1 or not parallel:
+                    new = [self._run(x) for x in ids]
+                else:
+                    new = list(self._pool.map(self._run, ids))
+            except BaseException as e:
+                with self._memory_lock:
+                    for key, fut in mine.items():
+                        del self._running[key]
+                        fut.set_exception(e)
+                raise
             for (key, where), row in zip(todo.items(), new):
                 row.setflags(write=False)    # shared by every text with these ids
                 for i in where:
@@ -356,12 +371,32 @@ class Encoder:
                     for key, row in zip(todo, new):
                         self._memory[key] = row
                         self._memory.move_to_end(key)
+                        del self._running[key]
+                        mine[key].set_result(row)
                     while len(self._memory) > self.memory_size:
                         self._memory.popitem(last=False)
-        with self._memory_lock:
-            self.calls += len(todo)
-            self.hits += len(keys) - len(todo)
+        for key, where in waits.items():   # only after our own are done: no thread waits on another's wait
+            row = self._running_result(key)
+            for i in where:
+                rows[i] = row
         return np.vstack(rows)  # type: ignore[arg-type]
+
+    def _running_result(self, key: tuple[int, ...]) -> np.ndarray:
+        with self._memory_lock:
+            fut = self._running.get(key)
+            row = self._memory.get(key) if fut is None else None
+        if fut is not None:
+            try:
+                return fut.result()
+            except Exception:  # noqa: BLE001 - that call failed: run it here (and fail here if it fails)
+                pass
+        if row is not None:
+            return row
+        row = self._run(list(key))
+        row.setflags(write=False)
+        with self._memory_lock:
+            self.calls += 1
+        return row
 
     def forget(self) -> None:
         """Forget the remembered embeddings (tests and benchmarks; the model never changes)."""

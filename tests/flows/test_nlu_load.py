@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import defaultdict
 from pathlib import Path
 
@@ -212,6 +213,46 @@ def test_the_embedding_memory_is_bounded_least_recently_used_first() -> None:
         small.forget()
 
 
+def _two_threads_at_once(enc: Encoder, monkeypatch, first_fails: bool = False):
+    """``enc`` encodes two variants of one text on two threads, the second while the first runs."""
+    started, release = threading.Event(), threading.Event()
+    real, runs = enc._run, []
+
+    def slow(ids):
+        runs.append(ids)
+        started.set()
+        release.wait(5)
+        if first_fails and len(runs) == 1:
+            raise RuntimeError("model exploded")
+        return real(ids)
+
+    monkeypatch.setattr(enc, "_run", slow)
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(enc.encode, ["Where is my order?"], parallel=False)
+        assert started.wait(5)
+        b = pool.submit(enc.encode, ["where is my order ?"], parallel=False)
+        time.sleep(0.2)                      # b finds the same ids being run
+        release.set()
+        return a, b.result(5), runs
+
+
+def test_the_same_ids_on_two_threads_at_once_are_one_model_call(monkeypatch) -> None:
+    enc = Encoder(memory=8)
+    a, b, runs = _two_threads_at_once(enc, monkeypatch)
+    assert len(runs) == 1 and enc.calls == 1 and enc.hits == 1
+    assert np.array_equal(a.result(5), b)
+    assert not enc._running
+
+
+def test_when_the_call_another_thread_waits_for_fails_it_runs_its_own(monkeypatch) -> None:
+    enc = Encoder(memory=8)
+    a, b, runs = _two_threads_at_once(enc, monkeypatch, first_fails=True)
+    with pytest.raises(RuntimeError, match="exploded"):
+        a.result(5)
+    assert len(runs) == 2 and b.shape == (1, 768) and not enc._running
+    assert np.array_equal(b, Encoder(memory=0).encode(["where is my order?"]))
+
+
 async def test_a_repeated_message_costs_no_model_call_and_gets_the_same_answer(nlu: LearnedNLU) -> None:
     nlu.batcher.clear()
     first = await nlu.analyze("how many calories in a banana")
@@ -312,3 +353,14 @@ async def test_one_asker_giving_up_does_not_cancel_the_others() -> None:
         assert b.items == 1
     finally:
         b.close()
+
+
+def test_latency_figures_run_the_model_for_every_message(nlu: LearnedNLU, encoder: Encoder) -> None:
+    """`omnibot nlu eval` times messages it has just predicted: the memory must not flatter it."""
+    from flows.nlu.evaluate import _latency
+
+    texts = [f"how many calories are in {n} bananas" for n in range(12)]
+    nlu.classify(texts)
+    calls = encoder.calls
+    _latency(nlu, texts)
+    assert encoder.calls - calls == len(texts)
