@@ -47,8 +47,8 @@ throughput comes from ``threads`` model calls running side by side instead
 Memory. Since a text's embedding depends only on the token ids the model reads, the encoder
 remembers the last ``memory`` embeddings by those ids (a bounded LRU, ~3 KB each): the uncased
 WordPiece tokenizer lowercases, strips accents and splits punctuation and spaces, so "Where is my
-order?", "where is my order ?" and "WHERE IS MY ORDER?" are one model call, and the same text in
-a batch is run once. The remembered row is the very array the model gave, so an answer never
+order?", "where is my order ?" and "WHERE IS MY ORDER?" are one model call, and the same ids in
+a batch, or asked on two model threads at once, are run once. The remembered row is the very array the model gave, so an answer never
 depends on what was asked before (tests/flows/test_nlu_load.py). Everything else about a message
 (its n-grams, language, urgency) still reads the text itself.
 """
