@@ -48,9 +48,10 @@ Memory. Since a text's embedding depends only on the token ids the model reads, 
 remembers the last ``memory`` embeddings by those ids (a bounded LRU, ~3 KB each): the uncased
 WordPiece tokenizer lowercases, strips accents and splits punctuation and spaces, so "Where is my
 order?", "where is my order ?" and "WHERE IS MY ORDER?" are one model call, and the same ids in
-a batch, or asked on two model threads at once, are run once. The remembered row is the very array the model gave, so an answer never
-depends on what was asked before (tests/flows/test_nlu_load.py). Everything else about a message
-(its n-grams, language, urgency) still reads the text itself.
+a batch, or asked on two model threads at once, are run once. The remembered row is the very
+array the model gave, so an answer never depends on what was asked before
+(tests/flows/test_nlu_load.py). Everything else about a message (its n-grams, language, urgency)
+still reads the text itself.
 """
 
 from __future__ import annotations
@@ -318,7 +319,7 @@ class Encoder:
         self._memory_lock = threading.Lock()
         self._running: dict[tuple[int, ...], Future] = {}   # ids being run now (by any thread)
         self.calls = 0      # model calls (one per text not remembered)
-        self.hits = 0       # texts answered from memory or by the same ids earlier in the batch
+        self.hits = 0       # texts given a row without a model call of their own
         self.model_id = (f"all-MiniLM-L6-v2-int8+l3-{variant}{'-' + BUILD if variant == 'dynamic' else ''}:"
                          f"{_file_digest(path)}:{_file_digest(TOKENIZER_FILE)}")
 
@@ -385,12 +386,9 @@ class Encoder:
         with self._memory_lock:
             fut = self._running.get(key)
             row = self._memory.get(key) if fut is None else None
-        if fut is not None:
-            try:
-                return fut.result()
-            except Exception:  # noqa: BLE001 - that call failed: run it here (and fail here if it fails)
-                pass
-        if row is not None:
+        if fut is not None and fut.exception() is None:
+            return fut.result()
+        if row is not None:   # (when that call failed: run it here, and fail here if it fails)
             return row
         row = self._run(list(key))
         row.setflags(write=False)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +140,8 @@ async def test_the_check_catches_an_encoder_whose_batches_change_embeddings(
 VARIANTS = [("how many calories are in an egg", "How many calories are in an EGG"),
             ("what's the weather like tomorrow", "What 's  the weather like tomorrow"),
             ("I want to book a table for two tonight", "i want to book a table for two tonight"),
-            ("THIS IS THE THIRD TIME I ASK, where is my refund??", "this is the third time i ask , where is my refund ? ?"),
+            ("THIS IS THE THIRD TIME I ASK, where is my refund??",
+             "this is the third time i ask , where is my refund ? ?"),
             ("¿cuántas calorías tiene una manzana?", "¿Cuantas calorias tiene una manzana?"),
             ("ok thanks", "OK   thanks")]
 
