@@ -312,7 +312,7 @@ class Encoder:
         self._wants_types = "token_type_ids" in names
         tok = Tokenizer.from_file(str(TOKENIZER_FILE))
         tok.enable_truncation(max_length=max_tokens)
-        tok.no_padding()  # the file pads to a fixed 128 tokens; encode() pads to the batch's longest
+        tok.no_padding()  # the file pads to a fixed 128 tokens; each text runs alone, unpadded
         self._tok = tok
         self.memory_size = max(0, memory)
         self._memory: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
