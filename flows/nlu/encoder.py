@@ -43,6 +43,15 @@ depend on which other messages shared the call (measured: cosine 0.987 to the
 same message alone). Answers must not depend on who else is chatting, so
 throughput comes from ``threads`` model calls running side by side instead
 (onnxruntime releases the GIL), which measured as fast as batching here.
+
+Memory. Since a text's embedding depends only on the token ids the model reads, the encoder
+remembers the last ``memory`` embeddings by those ids (a bounded LRU, ~3 KB each): the uncased
+WordPiece tokenizer lowercases, strips accents and splits punctuation and spaces, so "Where is my
+order?", "where is my order ?" and "WHERE IS MY ORDER?" are one model call, and the same ids in
+a batch, or asked on two model threads at once, are run once. The remembered row is the very
+array the model gave, so an answer never depends on what was asked before
+(tests/flows/test_nlu_load.py). Everything else about a message (its n-grams, language, urgency)
+still reads the text itself.
 """
 
 from __future__ import annotations
@@ -55,7 +64,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -71,6 +81,8 @@ LAYER3 = "layer_norm_6"   # output of the 3rd of 6 transformer layers in the exp
 #: How ``quantized_model`` builds the model: part of its file name and of ``Encoder.model_id``, so a
 #: new recipe builds a new file and retrains the classifiers cached for the old one.
 BUILD = "attn"   # fused attention
+#: Embeddings remembered by token ids (see the module doc): 2,048 x ~3.3 KB = ~7 MB at most.
+MEMORY = 2048
 
 
 class EncoderUnavailable(RuntimeError):
@@ -260,7 +272,7 @@ class Encoder:
     dim = 768   # [last layer | layer 3], each block unit length
 
     def __init__(self, *, threads: int = 1, max_tokens: int = MAX_TOKENS, variant: str = "dynamic",
-                 model_dir: str | Path | None = None) -> None:
+                 model_dir: str | Path | None = None, memory: int = MEMORY) -> None:
         try:
             import onnxruntime as ort
             from tokenizers import Tokenizer
@@ -300,22 +312,94 @@ class Encoder:
         self._wants_types = "token_type_ids" in names
         tok = Tokenizer.from_file(str(TOKENIZER_FILE))
         tok.enable_truncation(max_length=max_tokens)
-        tok.no_padding()  # the file pads to a fixed 128 tokens; encode() pads to the batch's longest
+        tok.no_padding()  # the file pads to a fixed 128 tokens; each text runs alone, unpadded
         self._tok = tok
+        self.memory_size = max(0, memory)
+        self._memory: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._memory_lock = threading.Lock()
+        self._running: dict[tuple[int, ...], Future] = {}   # ids being run now (by any thread)
+        self.calls = 0      # model calls (one per text not remembered)
+        self.hits = 0       # texts given a row without a model call of their own
         self.model_id = (f"all-MiniLM-L6-v2-int8+l3-{variant}{'-' + BUILD if variant == 'dynamic' else ''}:"
                          f"{_file_digest(path)}:{_file_digest(TOKENIZER_FILE)}")
 
     def encode(self, texts: Sequence[str], *, parallel: bool = True) -> np.ndarray:
         """Embeddings in input order; each text is its own model call (see the module doc),
-        spread over ``threads`` threads unless ``parallel`` is False (the caller runs several)."""
+        spread over ``threads`` threads unless ``parallel`` is False (the caller runs several);
+        token ids met before (remembered, earlier in ``texts``, or being run by another thread
+        right now) are not run again."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         enc = self._tok.encode_batch([t if t.strip() else "." for t in texts])
-        if self._pool is None or len(enc) == 1 or not parallel:
-            rows = [self._run(e.ids) for e in enc]
-        else:
-            rows = list(self._pool.map(self._run, [e.ids for e in enc]))
-        return np.vstack(rows)
+        keys = [tuple(e.ids) for e in enc]
+        rows: list[np.ndarray | None] = [None] * len(keys)
+        todo: dict[tuple[int, ...], list[int]] = {}     # ids this call runs -> where their row goes
+        waits: dict[tuple[int, ...], list[int]] = {}    # ids another thread is running
+        mine: dict[tuple[int, ...], Future] = {}
+        with self._memory_lock:
+            for i, key in enumerate(keys):
+                row = self._memory.get(key) if self.memory_size else None
+                if row is not None:
+                    self._memory.move_to_end(key)
+                    rows[i] = row
+                elif key in todo or not self.memory_size or key not in self._running:
+                    todo.setdefault(key, []).append(i)
+                    if self.memory_size and key not in mine:
+                        mine[key] = self._running[key] = Future()
+                else:
+                    waits.setdefault(key, []).append(i)
+            self.calls += len(todo)
+            self.hits += len(keys) - len(todo)
+        if todo:
+            ids = [list(key) for key in todo]
+            try:
+                if self._pool is None or len(ids) == 1 or not parallel:
+                    new = [self._run(x) for x in ids]
+                else:
+                    new = list(self._pool.map(self._run, ids))
+            except BaseException as e:
+                with self._memory_lock:
+                    for key, fut in mine.items():
+                        del self._running[key]
+                        fut.set_exception(e)
+                raise
+            for (key, where), row in zip(todo.items(), new):
+                row.setflags(write=False)    # shared by every text with these ids
+                for i in where:
+                    rows[i] = row
+            if self.memory_size:
+                with self._memory_lock:
+                    for key, row in zip(todo, new):
+                        self._memory[key] = row
+                        self._memory.move_to_end(key)
+                        del self._running[key]
+                        mine[key].set_result(row)
+                    while len(self._memory) > self.memory_size:
+                        self._memory.popitem(last=False)
+        for key, where in waits.items():   # only after our own are done: no thread waits on another's wait
+            row = self._running_result(key)
+            for i in where:
+                rows[i] = row
+        return np.vstack(rows)  # type: ignore[arg-type]
+
+    def _running_result(self, key: tuple[int, ...]) -> np.ndarray:
+        with self._memory_lock:
+            fut = self._running.get(key)
+            row = self._memory.get(key) if fut is None else None
+        if fut is not None and fut.exception() is None:
+            return fut.result()
+        if row is not None:   # (when that call failed: run it here, and fail here if it fails)
+            return row
+        row = self._run(list(key))
+        row.setflags(write=False)
+        with self._memory_lock:
+            self.calls += 1
+        return row
+
+    def forget(self) -> None:
+        """Forget the remembered embeddings (tests and benchmarks; the model never changes)."""
+        with self._memory_lock:
+            self._memory.clear()
 
     def _run(self, ids: list[int]) -> np.ndarray:
         x = np.array([ids], dtype=np.int64)
