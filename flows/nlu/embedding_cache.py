@@ -2,10 +2,11 @@
 
 A flows reload that changes a few intent examples retrains the classifiers (their cache key is all
 the examples), but most examples are the ones the last training encoded: their embeddings are read
-from ``<cache_dir>/embeddings-<model>.pkl`` and only the new texts go through the model. Encoding
-is most of what a warm reload would otherwise repeat (the English model ~2-4 ms a text, USE ~1 ms,
-e5 ~20 ms: 1,660 texts of CLINC150 150 x 10 take e5 ~35 s on the first Vietnamese message), and a
-model whose texts are all known is not even loaded (the multilingual one loads lazily).
+from ``<cache_dir>/embeddings-<model>.emb`` (a pickle; ``*.pkl`` are the trained models) and only
+the new texts go through the model. Encoding is most of what a warm reload would otherwise repeat
+(the English model ~2-4 ms a text, USE ~1 ms, e5 ~20 ms: 1,660 texts of CLINC150 150 x 10 take e5
+~35 s on the first Vietnamese message), and a model whose texts are all known is not even loaded
+(the multilingual one loads lazily).
 
 A text's embedding is the model's for that text alone: the English model and e5 encode every text
 alone, so a remembered embedding is the one a new encoding would give, bit for bit. USE encodes a
@@ -44,7 +45,7 @@ class _Encoder(Protocol):
 
 
 def path_for(cache_dir: Path, model_id: str) -> Path:
-    return Path(cache_dir) / f"embeddings-{hashlib.sha256(model_id.encode()).hexdigest()[:24]}.pkl"
+    return Path(cache_dir) / f"embeddings-{hashlib.sha256(model_id.encode()).hexdigest()[:24]}.emb"   # a pickle
 
 
 def _read(path: Path, model_id: str) -> tuple[list[str], np.ndarray] | None:
@@ -65,7 +66,7 @@ def _read(path: Path, model_id: str) -> tuple[list[str], np.ndarray] | None:
 def _write(path: Path, model_id: str, texts: list[str], emb: np.ndarray) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pkl")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".emb")
         with os.fdopen(fd, "wb") as f:
             pickle.dump((model_id, texts, emb), f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
