@@ -296,7 +296,8 @@ class DeliveryConfig(_Model):
 class NluConfig(_Model):
     matcher: Literal["learned", "lexical"] = Field(
         "learned", description="learned: sentence model + classifier; lexical: word overlap only (no model)")
-    cache_dir: str = Field("data/nlu-cache", description="trained models, reused while the flows don't change")
+    cache_dir: str = Field("data/nlu-cache", description="trained models, reused while the flows don't change, "
+                           "and the embeddings of their examples (a reload encodes only new ones)")
     model: Literal["dynamic", "shipped"] = Field(
         "dynamic", description="dynamic: the model re-quantised for this CPU once (faster, less RAM); "
         "shipped: the package's graph as is")

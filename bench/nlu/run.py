@@ -275,7 +275,7 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def train_probe(size: str, data: Path, serving: bool = False) -> None:
+def train_probe(size: str, data: Path, serving: bool = False, cache: Path | None = None, change: int = 0) -> None:
     """(child process) what a server pays to train CLINC150 (``TRAIN_SIZES``; 10 ``oos`` rows place
     the threshold) as flows do (intents, both views, and complaints); prints one JSON line.
 
@@ -291,7 +291,13 @@ def train_probe(size: str, data: Path, serving: bool = False) -> None:
     the models are as at a start, or in a server whose customers wrote only English: training frees
     USE and the detector's models once the examples are encoded and sorted (they are loaded again by
     the first message that needs them). With ``serving``, as in a server that has answered messages
-    in other languages: they stay loaded through the training, and its peak is higher."""
+    in other languages: they stay loaded through the training, and its peak is higher.
+
+    ``cache``: the NLU's ``cache_dir`` (default: none, everything trained and encoded: "cold").
+    ``change``: the last example of that many intents is replaced by another of the intent's rows,
+    so that the classifiers retrain; with a ``cache`` an earlier run filled with the unchanged set,
+    this is a reload that changed a few examples ("warm": the other embeddings, the examples'
+    language judgements and the complaint model come from the cache)."""
     t_all, c_all = time.perf_counter(), _cpu()
     parts: dict[str, float] = {}
 
@@ -351,14 +357,18 @@ def train_probe(size: str, data: Path, serving: bool = False) -> None:
                 time.sleep(0.05)
 
         threading.Thread(target=sample, daemon=True).start()
-    nlu = LearnedNLU(encoder=enc[0], progress=progress if verbose else (lambda m: None))
+    nlu = LearnedNLU(encoder=enc[0], progress=progress if verbose else (lambda m: None), cache_dir=cache)
     examples: dict[str, list[str]] = {}
     oos: list[str] = []
+    k = TRAIN_SIZES[size]
     for lab, xs in _shuffled_by_label(read(data / DATASETS["clinc150"]), 0):
         if lab == "oos":
             oos = xs[:10]
         else:
-            examples[lab] = xs[:TRAIN_SIZES[size]]
+            mine = xs[:k]
+            if len(examples) < change and len(xs) > k:
+                mine = mine[:-1] + [xs[k]]
+            examples[lab] = mine
     load_s, load_cpu = time.perf_counter() - t_all, _cpu() - c_all
     load_peak = max(_rss_mb("VmHWM"), round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
     loaded_rss = _rss_mb()
@@ -376,7 +386,8 @@ def train_probe(size: str, data: Path, serving: bool = False) -> None:
         for m, rss in sorted(peaks.items(), key=lambda kv: -kv[1])[:8]:
             say(f"peak {rss} MB during: {m}")
     print(json.dumps({"size": size, "rows": sum(map(len, examples.values())), "intents": len(examples),
-                      "state": "serving" if serving else "start",
+                      "state": "serving" if serving else "start", "cache": cache is not None, "changed": change,
+                      "trained_now": nlu.trained_now,
                       "load_s": round(load_s, 1), "load_cpu_s": round(load_cpu, 1), "load_parts": parts,
                       "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu, 1),
                       "peak_rss_mb": max(load_peak, train_peak), "loaded_rss_mb": loaded_rss,
@@ -384,16 +395,30 @@ def train_probe(size: str, data: Path, serving: bool = False) -> None:
                       "after_rss_mb": _rss_mb()}))
 
 
-def training_section(data: Path, sizes: list[str], serving: bool = False) -> dict:
-    """Loading and training time and peak memory, each size in a fresh process (``train_probe``)."""
+WARM_CHANGES = 15   # intents whose last example a "warm" reload changes (1 % of 150 x 10)
+
+
+def training_section(data: Path, sizes: list[str], serving: bool = False, warm: list[str] = ()) -> dict:
+    """Loading and training time and peak memory, each size in a fresh process (``train_probe``):
+    "cold" (no cache, as the issue measures); for the sizes in ``warm`` also a reload that changed
+    ``WARM_CHANGES`` examples, with the cache an earlier process filled (key ``<size>-warm``)."""
     out = {}
+
+    def probe(*extra: str) -> dict:
+        p = subprocess.run([sys.executable, __file__, "--train-probe", *extra, "--data", str(data)]
+                           + (["--serving"] if serving else []), capture_output=True, text=True, check=True)
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
     for size in sizes:
         say(f"training: a fresh process loads the models and trains CLINC150 {size}")
-        probe = subprocess.run([sys.executable, __file__, "--train-probe", size, "--data", str(data)]
-                               + (["--serving"] if serving else []),
-                               capture_output=True, text=True, check=True)
-        out[size] = json.loads(probe.stdout.strip().splitlines()[-1])
+        out[size] = probe(size)
         say(f"  -> {out[size]}")
+        if size in warm:
+            with tempfile.TemporaryDirectory() as cache:
+                say(f"training, warm: {WARM_CHANGES} examples of {size} changed, the rest in the cache")
+                probe(size, "--cache", cache)
+                out[f"{size}-warm"] = probe(size, "--cache", cache, "--change", str(WARM_CHANGES))
+                say(f"  -> {out[f'{size}-warm']}")
     return out
 
 
@@ -511,7 +536,15 @@ def main() -> None:
     ap.add_argument("--train-sizes", default=",".join(TRAIN_SIZES),
                     help=f"training time / peak memory runs, comma-separated subset of {','.join(TRAIN_SIZES)} "
                          "(empty: none)")
-    ap.add_argument("--train-probe", choices=list(TRAIN_SIZES), help=argparse.SUPPRESS)
+    ap.add_argument("--train-warm", default="150x10",
+                    help="sizes (of --train-sizes) also timed as a warm reload: an earlier process filled the NLU "
+                         f"cache and {WARM_CHANGES} examples changed (empty: none)")
+    ap.add_argument("--train-probe", choices=list(TRAIN_SIZES),
+                    help="only time loading and training this size in this process (one JSON line; "
+                         "TRAIN_PROBE_VERBOSE=1 prints each stage with its time and RSS)")
+    ap.add_argument("--cache", type=Path, help="with --train-probe: the NLU cache directory (default: none, cold)")
+    ap.add_argument("--change", type=int, default=0,
+                    help="with --train-probe: replace the last example of this many intents (a reload that changed them)")
     ap.add_argument("--serving", action="store_true",
                     help="training runs as in a server that has answered messages in other languages: the "
                          "multilingual model and the language detector stay loaded through it (higher peak)")
@@ -520,7 +553,7 @@ def main() -> None:
         rss_probe()
         return
     if args.train_probe:
-        train_probe(args.train_probe, args.data, serving=args.serving)
+        train_probe(args.train_probe, args.data, serving=args.serving, cache=args.cache, change=args.change)
         return
 
     from flows.nlu.classifier import BEFORE_ISSUE_18, DEFAULT_RECIPE
@@ -538,7 +571,8 @@ def main() -> None:
     probe = subprocess.run([sys.executable, __file__, "--rss-probe"], capture_output=True, text=True, check=True)
     results["memory"] = json.loads(probe.stdout.strip().splitlines()[-1])
     say(f"  -> {results['memory']}")
-    results["training"] = training_section(args.data, [x for x in args.train_sizes.split(",") if x], args.serving)
+    results["training"] = training_section(args.data, [x for x in args.train_sizes.split(",") if x], args.serving,
+                                           [x for x in args.train_warm.split(",") if x])
     say("latency and throughput (demo flows)")
     results["load"] = load_section(factory, args.seconds, concurrency=64)
     say(f"  -> {results['load']}")
@@ -560,7 +594,8 @@ def summary(r: dict) -> str:
     m, ld, c = r["memory"], r["load"], r["complaints"]
     lines.append(f"memory    peak RSS {m['peak_rss_mb']} MB with the model loaded and the demo flows trained")
     for t in r.get("training", {}).values():
-        lines.append(f"training  {t['size']} ({t['rows']} rows, {t['intents']} intents): load {t['load_s']} s "
+        lines.append(f"training  {t['size']}{' warm (%d changed)' % t['changed'] if t.get('changed') else ''} "
+                     f"({t['rows']} rows, {t['intents']} intents): load {t['load_s']} s "
                      f"({t['load_cpu_s']} s CPU; once, at start: imports, sentence models, language detector) + "
                      f"train {t['train_s']} s ({t['train_cpu_s']} s CPU; what a reload waits for), peak RSS "
                      f"{t['peak_rss_mb']} MB ({t['loaded_rss_mb']} MB loaded; "

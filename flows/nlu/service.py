@@ -26,6 +26,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from . import embedding_cache
 from .batcher import MicroBatcher
 from .classifier import DEFAULT_RECIPE, Recipe, Rows, TextClassifier, label_text
 from .encoder import Encoder, shared_encoder
@@ -271,35 +272,43 @@ class LearnedNLU:
             self.fit_complaints()
 
     def _looks_english(self, texts: list[str]) -> list[bool]:
-        """``multilingual.looks_english``, remembered in ``cache_dir``: a restart whose models come
-        from the cache then does not load the language detector's models (~215 MB, 2-5 s) before it
-        can answer; they load with the first message that needs them (issue 20)."""
+        """``multilingual.looks_english``, remembered per text in ``cache_dir``: a restart whose models
+        come from the cache then does not load the language detector's models (~215 MB, 2-5 s)
+        before it can answer (they load with the first message that needs them, issue 20), nor does
+        a reload that adds or changes examples, unless a new one needs the detector (issue 18)."""
         from . import multilingual
 
-        path = None
-        if self.cache_dir is not None:
-            h = hashlib.sha256(json.dumps({
-                "lingua": _version("lingua-language-detector"), "languages": multilingual.EXAMPLE_LANGUAGES,
-                "rule": [multilingual.MIN_LETTERS, multilingual.ENGLISH_UNLIKELY, multilingual.OTHER_SURE,
-                         multilingual.ENGLISH_DOUBT],
-                "code": _source_digest(looks_english)},
-                sort_keys=True).encode())
-            for t in texts:
-                h.update(b"\x00" + t.encode())
-            path = self.cache_dir / f"english-{h.hexdigest()[:32]}.json"
-            try:
-                got = json.loads(path.read_text())
-                if isinstance(got, list) and len(got) == len(texts) and all(isinstance(x, bool) for x in got):
-                    return got
-            except (OSError, ValueError):
-                pass
-        english = looks_english(texts)
-        if path is not None:
+        if self.cache_dir is None:
+            return looks_english(texts)
+        rule = hashlib.sha256(json.dumps({
+            "lingua": _version("lingua-language-detector"), "languages": multilingual.EXAMPLE_LANGUAGES,
+            "rule": [multilingual.MIN_LETTERS, multilingual.ENGLISH_UNLIKELY, multilingual.OTHER_SURE,
+                     multilingual.ENGLISH_DOUBT],
+            "code": _source_digest(looks_english)}, sort_keys=True).encode()).hexdigest()[:32]
+        path = self.cache_dir / f"english-{rule}.json"
+        known: dict[str, bool] = {}
+        try:
+            got = json.loads(path.read_text())
+            if isinstance(got, dict):
+                known = {t: v for t, v in got.items() if isinstance(v, bool)}
+        except (OSError, ValueError):
+            pass
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:   # looks_english judges each text on its own
+            known.update(zip(missing, looks_english(missing)))
+        english = [known[t] for t in texts]
+        if missing:
+            mine = dict.fromkeys(texts)
+            keep = {t: known[t] for t in mine}
+            for t, v in known.items():
+                if len(keep) >= embedding_cache.MAX_ROWS:
+                    break
+                keep.setdefault(t, v)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
                 with os.fdopen(fd, "w") as f:
-                    json.dump(english, f)
+                    json.dump(keep, f, ensure_ascii=False)
                 os.replace(tmp, path)
             except OSError as e:
                 log.warning("could not write the nlu cache %s: %s", path, e)
@@ -510,7 +519,10 @@ class LearnedNLU:
                 texts = [t for i, t in enumerate(texts) if i not in lone]
                 labels = [lab for i, lab in enumerate(labels) if i not in lone]
             self.progress(f"{kind}: encoding {len(texts) + len(extra) + len(out_of_scope)} texts")
-            emb = enc.encode(list(texts) + extra + list(out_of_scope))
+            # embeddings of texts an earlier training encoded come from cache_dir (embedding_cache)
+            emb, encoded = embedding_cache.encode(enc, list(texts) + extra + list(out_of_scope), self.cache_dir)
+            if encoded < len(emb):
+                self.progress(f"{kind}: {len(emb) - encoded} of {len(emb)} embeddings from the cache")
             if isinstance(enc, MultilingualEncoder):
                 enc.release()   # unless messages use it: out of the fit's peak (issue 18)
             n, m = len(texts), len(texts) + len(extra)

