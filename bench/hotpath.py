@@ -16,8 +16,9 @@ answered message over the measured part, after a warm-up.
 With ``--ab`` each commit is exported (``git archive``) and this script runs inside it, so the
 code measured is that commit's; the harness is this file. Every text is new (an order number
 appended), as ``bench/capacity.py`` does. ``--channel whatsapp`` adds the WhatsApp connector's
-store operations (the 24-hour window kept per message, read per reply, the send recorded), as
-the tree's connector does them; no HTTP.
+store operations (the 24-hour window kept per message, read per reply, the send recorded: with
+the sent mark where the tree's connector has ``record_sent``), as the tree's connector does
+them; no HTTP.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ class MemoryChannel:
         self.waiting: dict[str, asyncio.Future[None]] = {}
         self.sent = 0
         self.store = store          # WhatsApp-like: the window read and the send recorded (store ops)
+        if store is not None and hasattr(store, "whatsapp_mark_sent_next"):
+            # the send recorded with its sent mark, as the tree's WhatsApp connector does (record_sent)
+            self.record_sent = self._record_sent
+
+    async def _record_sent(self, item: Any, wamid: str, *, now: float) -> Any:
+        return await self.store.whatsapp_mark_sent_next(item.message.id, [wamid], conversation_id=
+                                                        item.message.conversation_id, now=now)
 
     async def start(self) -> None:
         pass
@@ -60,7 +68,8 @@ class MemoryChannel:
         self.sent += 1
         if self.store is not None:
             await self.store.whatsapp_last_inbound(item.external_id)
-            await self.store.whatsapp_note_sent([f"wamid.{item.message.id}"], item.message.id)
+            if not hasattr(self, "record_sent"):     # a tree before the record moved into the sent mark
+                await self.store.whatsapp_note_sent([f"wamid.{item.message.id}"], item.message.id)
         fut = self.waiting.pop(item.external_id, None)
         if fut is not None and not fut.done():
             fut.set_result(None)

@@ -280,6 +280,8 @@ class WhatsAppConnector:
         self._redact = RedactingFilter([self._token, config.app_secret.get_secret_value()])
         self._http: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        # a message sent in several parts: the earlier parts' wamids, until record_sent stores them
+        self._parts: dict[int, list[str]] = {}
         self.state = "starting"     # /readyz: starting | ok | degraded: ... | failing: ...
 
     # -- wiring ------------------------------------------------------------------
@@ -507,6 +509,7 @@ class WhatsAppConnector:
                 template["components"] = [{"type": "body", "parameters": [{"type": "text", "text": param}]}]
             payloads = [{"type": "template", "template": template}]
         wamids: list[str] = []
+        self._parts.pop(m.id, None)
         try:
             for p in payloads:
                 body = await self._graph("POST", f"/{self.config.phone_number_id}/messages", json_body={
@@ -520,16 +523,19 @@ class WhatsAppConnector:
             raise self._classify(exc) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise TransientSendError(f"Graph API unreachable: {type(exc).__name__}") from exc
-        try:
-            early = await self.store.whatsapp_note_sent(wamids, m.id)
-        except StorageUnavailable as exc:
-            # it was sent: say so (a resend would reach the customer twice); only a failed status
-            # arriving before delivery records the send goes unmatched (asked again, see webhook)
-            log.warning("whatsapp message %s sent as %s, link not stored (%s)", m.id, wamids[-1], exc)
-            return wamids[-1]
-        if early is not None:       # its failed status overtook this send
-            raise PermanentSendError(early.get("error") or "WhatsApp reported the message as not delivered")
+        if len(wamids) > 1:         # the earlier parts' wamids are linked by record_sent
+            self._parts[m.id] = wamids[:-1]
         return wamids[-1]
+
+    async def record_sent(self, item: OutboxItem, wamid: str, *, now: float) -> tuple[OutboxItem | None, str | None]:
+        """The outbox's record of a send (see connectors.base): the sent mark, the links of a split
+        message's parts and the look for a ``failed`` status that overtook the send, in one
+        transaction (:func:`bot.storage.ops_whatsapp_send.whatsapp_mark_sent_next`)."""
+        mid = item.message.id
+        res = await self.store.whatsapp_mark_sent_next(mid, [*self._parts.get(mid, ()), wamid],
+                                                       conversation_id=item.message.conversation_id, now=now)
+        self._parts.pop(mid, None)
+        return res
 
     def _classify(self, exc: GraphError) -> Exception:
         if exc.code in TRANSIENT_CODES:
