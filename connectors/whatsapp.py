@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import hmac
 import json
 import logging
@@ -48,6 +47,7 @@ MAX_BODY = 1024             # an interactive message's body, a template paramete
 MAX_BUTTONS, MAX_BUTTON_TITLE = 3, 20
 MAX_ROWS, MAX_ROW_TITLE, MAX_ROW_DESCRIPTION = 10, 24, 72
 MAX_MEDIA_BYTES = 25 * 1024 * 1024
+_OK = b'{"ok": true}'         # the webhook's answer once everything in it is stored
 STATUS_WAIT = 3.0           # seconds a failed status waits for its send to be recorded before 503
 
 # Graph error codes: retry later (throughput, pair rate, WABA/app rate limits, temporary errors)
@@ -87,12 +87,14 @@ class Status:
     error: str = ""
 
 
-def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
+def signature_ok(secret: str | bytes, body: bytes, header: str | None) -> bool:
     """``X-Hub-Signature-256: sha256=<hex>`` over the raw body, compared in constant time."""
     if not secret or not header or not header.startswith("sha256="):
         return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(header[len("sha256="):].strip().lower().encode(), expected.encode())
+    key = secret if isinstance(secret, bytes) else secret.encode()
+    # hmac.digest: OpenSSL's one-shot HMAC, without an HMAC object per request
+    expected = hmac.digest(key, body, "sha256").hex()
+    return hmac.compare_digest(header[7:].strip().lower().encode(), expected.encode())   # bytes: any header
 
 
 def _str(d: Any, key: str, where: str, *, required: bool = True) -> str:
@@ -219,9 +221,12 @@ def normalize_message(m: Any, names: dict[str, str], *, now: float) -> Incoming 
     else:    # reaction, system, unsupported, ...: nothing a flow could answer
         log.info("whatsapp %s message %s ignored", kind, wamid)
         return None
+    # heard_at: the 24-hour window opens (or stays open) whether or not this delivery is a repeat,
+    # stored with the message, in the same transaction; never in our future (a wrong clock there)
     return Incoming(Inbound(channel="whatsapp", external_id=wa_id, platform_message_id=wamid, text=text,
                             sender_name=names.get(wa_id, ""), payload=payload,
-                            sent_at=datetime.fromtimestamp(at, timezone.utc), raw=m), at=at, media=media)
+                            sent_at=datetime.fromtimestamp(at, timezone.utc), raw=m,
+                            heard_at=min(at, int(now) + 60)), at=at, media=media)
 
 
 def _fit(text: str, limit: int) -> str:
@@ -277,6 +282,7 @@ class WhatsAppConnector:
         self.clock = clock
         self.base = f"{config.api_url.rstrip('/')}/{config.api_version}"
         self._token = config.access_token.get_secret_value()
+        self._app_secret = config.app_secret.get_secret_value().encode()
         self._redact = RedactingFilter([self._token, config.app_secret.get_secret_value()])
         self._http: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -385,8 +391,7 @@ class WhatsAppConnector:
         body = await read_body(request)
         if body is None:
             return web.json_response({"error": "the body ended early"}, status=400)
-        if not signature_ok(self.config.app_secret.get_secret_value(), body,
-                            request.headers.get("X-Hub-Signature-256")):
+        if not signature_ok(self._app_secret, body, request.headers.get("X-Hub-Signature-256")):
             log.warning("whatsapp webhook refused (401): missing or wrong X-Hub-Signature-256")
             return web.json_response({"error": "bad signature"}, status=401)
         try:
@@ -414,7 +419,7 @@ class WhatsAppConnector:
             # a failure for a message whose send is not recorded yet: Meta brings it back later
             # (the messages of this body are stored; their redelivery is deduped)
             return self._unavailable()
-        return web.json_response({"ok": True})
+        return web.Response(body=_OK, content_type="application/json")
 
     @staticmethod
     def _unavailable() -> web.Response:
@@ -422,9 +427,7 @@ class WhatsAppConnector:
                                  headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
 
     async def _store_incoming(self, item: Incoming) -> None:
-        # the window opens (or stays open) whether or not this delivery is a repeat: stored
-        # with the message, in the same transaction (Inbound.heard_at)
-        inbound = dataclasses.replace(item.inbound, heard_at=min(item.at, int(self.clock()) + 60))
+        inbound = item.inbound      # with heard_at: the 24-hour window (see normalize_message)
         if item.media:
             if await self.store.whatsapp_inbound_seen(inbound.platform_message_id):
                 await self.accept(inbound)     # a redelivery: no second download
