@@ -5,9 +5,9 @@ so no migration is needed and the SQL is the portable subset of SQLite and Postg
 
 - ``whatsapp:in:<wa_id>``: when the customer last wrote (WhatsApp's timestamp, epoch seconds,
   zero-padded so text order is number order): the 24-hour window is computed from it.
-- ``whatsapp:out:<wamid>``: the outbound message (our id) a WhatsApp message id belongs to, for
-  the earlier parts of a message sent in several (the last part's wamid is the message's
-  ``platform_message_id``); written with the sent mark (:mod:`bot.storage.ops_whatsapp_send`).
+- ``whatsapp:out:<wamid>``: the outbound message (our id) a WhatsApp message id belongs to (each
+  part's, for a message sent in several), written with the sent mark
+  (:mod:`bot.storage.ops_whatsapp_send`): how a status finds its message.
 - ``whatsapp:status:<wamid>``: the latest delivery status, applied monotonically
   (sent < delivered < read; failed sticks, with its reason).
 """
@@ -72,13 +72,10 @@ def whatsapp_apply_status(wamid: str, status: str, *, error: str = "") -> Op[dic
         value = json.dumps({"status": status, "error": error[:500]})
         yield Run("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                   (key, value))
-    msg = yield One("SELECT id, conversation_id, status, role, sender_name FROM messages WHERE channel='whatsapp' "
-                    "AND platform_message_id=? AND direction='out'", (wamid,))
-    if msg is None:
-        link = yield One("SELECT value FROM meta WHERE key=?", (f"whatsapp:out:{wamid}",))
-        if link is not None:
-            msg = yield One("SELECT id, conversation_id, status, role, sender_name FROM messages WHERE id=?",
-                            (int(link["value"]),))
+    # by the send's link (a primary-key lookup): outbound messages have no index on their wamid,
+    # and a status comes for every reply, several times
+    msg = yield One("SELECT m.id, m.conversation_id, m.status, m.role, m.sender_name FROM meta k "
+                    "JOIN messages m ON m.id = CAST(k.value AS INTEGER) WHERE k.key=?", (f"whatsapp:out:{wamid}",))
     if msg is None:
         return {"outcome": "unknown"}
     out = {"message_id": msg["id"], "conversation_id": msg["conversation_id"], "role": msg["role"],

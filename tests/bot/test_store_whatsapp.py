@@ -34,7 +34,7 @@ async def test_inbound_seen(store: Store) -> None:
 
 async def test_statuses_are_monotonic_and_failed_marks_the_message(store: Store) -> None:
     conv, mid = await _sent_message(store)
-    await store.mark_sent(mid, "wamid.OUT1")
+    await store.whatsapp_mark_sent_next(mid, ["wamid.OUT1"], conversation_id=conv, now=time.time())
     assert (await store.whatsapp_apply_status("wamid.OUT1", "delivered"))["outcome"] == "recorded"
     await store.whatsapp_apply_status("wamid.OUT1", "sent")
     assert (await store.whatsapp_status("wamid.OUT1"))["status"] == "delivered"
@@ -61,6 +61,13 @@ async def test_a_failure_that_overtakes_the_send(store: Store) -> None:
     assert await store.whatsapp_mark_sent_next(mid2, ["wamid.LATE"], conversation_id=conv2,
                                                now=time.time()) == (None, None)
     assert (await store.whatsapp_apply_status("wamid.LATE", "failed", error="e2"))["outcome"] == "failed_now"
+    # a status other than failed that came first: recorded sent, as any send
+    conv3, mid3 = await _sent_message(store, "491513")
+    await store.whatsapp_apply_status("wamid.QUICK", "delivered")
+    assert await store.whatsapp_mark_sent_next(mid3, ["wamid.QUICK"], conversation_id=conv3,
+                                               now=time.time()) == (None, None)
+    [m3] = [m for m in await store.history(conv3) if m.id == mid3]
+    assert m3.status == "sent" and m3.platform_message_id == "wamid.QUICK"
 
 
 async def test_send_record_links_the_parts_and_reads_the_next_reply(store: Store) -> None:
