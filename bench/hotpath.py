@@ -16,10 +16,11 @@ answered message over the measured part, after a warm-up.
 With ``--ab`` each commit is exported (``git archive``) and this script runs inside it, so the
 code measured is that commit's; the harness is this file. Every text is new (an order number
 appended), as ``bench/capacity.py`` does. ``--channel whatsapp`` adds the WhatsApp connector's
-store operations (the 24-hour window kept per message, read per reply, the send recorded), as
-the tree's connector does them; no HTTP. A single run also prints each thread's CPU per message
-(the event loop, SQLite's connection thread, ...; from /proc/self/task), where an A/B of the
-process total does not say which side of a hand-off a change moved.
+store operations (the 24-hour window kept per message, read per reply, the send recorded: with
+the sent mark where the tree's connector has ``record_sent``), as the tree's connector does
+them; no HTTP. A single run also prints each thread's CPU per message (the event loop, SQLite's
+connection thread, ...; from /proc/self/task), where an A/B of the process total does not say
+which side of a hand-off a change moved.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ class MemoryChannel:
         self.waiting: dict[str, asyncio.Future[None]] = {}
         self.sent = 0
         self.store = store          # WhatsApp-like: the window read and the send recorded (store ops)
+        if store is not None and hasattr(store, "whatsapp_mark_sent_next"):
+            # the send recorded with its sent mark, as the tree's WhatsApp connector does (record_sent)
+            self.record_sent = self._record_sent
+
+    async def _record_sent(self, item: Any, wamid: str, *, now: float) -> Any:
+        return await self.store.whatsapp_mark_sent_next(item.message.id, [wamid], conversation_id=
+                                                        item.message.conversation_id, now=now)
 
     async def start(self) -> None:
         pass
@@ -63,7 +71,8 @@ class MemoryChannel:
         self.sent += 1
         if self.store is not None:
             await self.store.whatsapp_last_inbound(item.external_id)
-            await self.store.whatsapp_note_sent([f"wamid.{item.message.id}"], item.message.id)
+            if not hasattr(self, "record_sent"):     # a tree before the record moved into the sent mark
+                await self.store.whatsapp_note_sent([f"wamid.{item.message.id}"], item.message.id)
         fut = self.waiting.pop(item.external_id, None)
         if fut is not None and not fut.done():
             fut.set_result(None)
@@ -104,6 +113,19 @@ logging: {{level: WARNING}}
         answered = 0
         counting = False
         done = asyncio.Event()
+        ops = 0
+        statements: list[str] = []
+        if args.count:
+            # store operations (each a hand-off to SQLite's thread) and the SQL statements they run
+            call = services.store._call
+
+            async def counted(op: Any, a: Any, kw: Any) -> Any:
+                nonlocal ops
+                ops += counting
+                return await call(op, a, kw)
+
+            services.store._call = counted  # type: ignore[method-assign]
+            await services.store.db.set_trace_callback(lambda sql: counting and statements.append(sql[:8]))
 
         async def customer(n: int) -> None:
             nonlocal answered
@@ -148,8 +170,14 @@ logging: {{level: WARNING}}
             if tid in th0 and cpu > th0[tid][1]:
                 key = "event loop" if tid == os.getpid() else name
                 threads[key] = threads.get(key, 0.0) + (cpu - th0[tid][1]) * 1000 / n
-        return {"cpu_ms_per_msg": (c1 - c0) * 1000 / n, "msg_per_s": n / (t1 - t0), "messages": n,
-                "threads_ms_per_msg": threads}
+        r = {"cpu_ms_per_msg": (c1 - c0) * 1000 / n, "msg_per_s": n / (t1 - t0), "messages": n,
+             "threads_ms_per_msg": threads}
+        if args.count:
+            r["ops_per_msg"] = ops / n
+            r["commits_per_msg"] = sum(1 for x in statements if x.startswith("COMMIT")) / n
+            r["statements_per_msg"] = sum(1 for x in statements if not x.startswith(("BEGIN", "COMMIT", "SAVEPOI",
+                                                                                        "RELEASE", "ROLLBAC"))) / n
+        return r
 
 
 def thread_cpu() -> dict[int, tuple[str, float]]:
@@ -184,7 +212,8 @@ def export(rev: str, where: Path) -> Path:
 
 def one(tree: Path, args: argparse.Namespace) -> dict[str, float]:
     cmd = [sys.executable, str(HERE), "--json", "--messages", str(args.messages), "--clients", str(args.clients),
-           "--warmup", str(args.warmup), "--channel", args.channel, "--matcher", args.matcher]
+           "--warmup", str(args.warmup), "--channel", args.channel, "--matcher", args.matcher] + (
+               ["--count"] if args.count else [])
     out = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"run in {tree} failed:\n{out.stderr[-3000:]}")
@@ -204,28 +233,46 @@ def main() -> int:
     ap.add_argument("--ab", nargs=2, metavar=("A", "B"), help="compare two commits, interleaved")
     ap.add_argument("--rounds", type=int, default=4, help="with --ab: runs per side (default 4)")
     ap.add_argument("--json", action="store_true", help="print one JSON line (used by --ab)")
+    ap.add_argument("--count", action="store_true",
+                    help="also count, per answered message, store operations, SQL statements (SQLite's trace; "
+                         "without BEGIN/COMMIT/savepoints) and commits: exact where CPU time is noisy, but "
+                         "counting costs CPU, so the CPU figures of such a run are not comparable with others")
     args = ap.parse_args()
     if not args.ab:
         r = asyncio.run(run_once(args))
         print(json.dumps(r) if args.json else
-              f"{r['cpu_ms_per_msg']:.3f} ms CPU/msg, {r['msg_per_s']:.0f} msg/s ({r['messages']} messages)")
+              f"{r['cpu_ms_per_msg']:.3f} ms CPU/msg, {r['msg_per_s']:.0f} msg/s ({r['messages']} messages)"
+              + (_counts(r) if args.count else ""))
         if not args.json and r["threads_ms_per_msg"]:
             print("by thread (ms CPU/msg): " + ", ".join(
                 f"{name} {ms:.3f}" for name, ms in sorted(r["threads_ms_per_msg"].items(), key=lambda kv: -kv[1])
                 if ms >= 0.001))
         return 0
     cpu: dict[str, list[float]] = {"A": [], "B": []}
+    counts: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory(prefix="omnibot-hotpath-ab-") as tmp:
         trees = {"A": export(args.ab[0], Path(tmp) / "A"), "B": export(args.ab[1], Path(tmp) / "B")}
         for i in range(args.rounds * 2):
             side = "AB"[(i + i // 2) % 2]          # A B B A A B ...
             r = one(trees[side], args)
             cpu[side].append(r["cpu_ms_per_msg"])
-            print(f"{side}: {r['cpu_ms_per_msg']:.3f} ms CPU/msg, {r['msg_per_s']:.0f} msg/s", flush=True)
+            counts[side].append(r)
+            print(f"{side}: {r['cpu_ms_per_msg']:.3f} ms CPU/msg, {r['msg_per_s']:.0f} msg/s"
+                  + (_counts(r) if args.count else ""), flush=True)
     a, b = statistics.median(cpu["A"]), statistics.median(cpu["B"])
     print(f"median A {a:.3f}, B {b:.3f} ms CPU/msg; B/A {b / a:.3f} (min A {min(cpu['A']):.3f}, "
           f"min B {min(cpu['B']):.3f}, B/A of mins {min(cpu['B']) / min(cpu['A']):.3f})")
+    if args.count:
+        for side in "AB":
+            med = {k: statistics.median(r[k] for r in counts[side])
+                   for k in ("ops_per_msg", "statements_per_msg", "commits_per_msg")}
+            print(f"median {side}" + _counts(med))
     return 0
+
+
+def _counts(r: dict[str, float]) -> str:
+    return (f"; per message {r['ops_per_msg']:.2f} store operations, {r['statements_per_msg']:.2f} SQL statements, "
+            f"{r['commits_per_msg']:.2f} commits")
 
 
 if __name__ == "__main__":

@@ -226,14 +226,27 @@ class Delivery:
             self.sent += 1
             await self._record(f"message {one.message.id} sent",
                                lambda m=one.message.id: self.store.mark_sent(m, platform_id))
-        # the last one's record also reads what comes next (one operation, not two)
+        # the last one's record also reads what comes next (one operation, not two); a connector
+        # with its own record of a send (WhatsApp: see connectors.base) makes it in that operation
         last, cid = batch[-1].message.id, msg.conversation_id
-        self.sent += 1
+        record_sent = getattr(connector, "record_sent", None)
+        failure: str | None = None
 
         async def mark_last() -> None:
-            self._following[cid] = await self.store.mark_sent_next(last, platform_id, conversation_id=cid,
-                                                                   now=self.clock())
+            nonlocal failure
+            if record_sent is None:
+                self._following[cid] = await self.store.mark_sent_next(last, platform_id, conversation_id=cid,
+                                                                       now=self.clock())
+            else:
+                self._following[cid], failure = await record_sent(batch[-1], platform_id, now=self.clock())
         await self._record(f"message {last} sent", mark_last)
+        if failure is None:
+            self.sent += 1
+        else:       # the platform reported it failed before the send was recorded: recorded failed
+            log.warning("message %s to %s:%s failed after sending: %s", last, item.channel, item.external_id,
+                        failure)
+            self.failed += 1
+            await self._announce_failure(batch[-1], failure)
         return True
 
     async def _retry_or_fail(self, item: OutboxItem, error: str, retry_after: float | None,

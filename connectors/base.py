@@ -11,6 +11,13 @@ A channel that limits when a business may write (WhatsApp's 24-hour window) also
 None, "rule": what limits it, "outside": what happens to a reply sent when it is closed}``; the
 agent desk shows it beside the conversation. Channels without a limit do not define it.
 
+A channel whose platform reports a send's fate later, by message id (WhatsApp's statuses), may
+offer ``async def record_sent(item, platform_id, *, now) -> (next due OutboxItem or None, failure
+reason or None)``: :mod:`bot.delivery` then records a successful send with it instead of
+``Store.mark_sent_next``, so the connector's own record of the send shares that transaction. A
+failure reason means the platform said "failed" before the record: the message is recorded
+failed, and the desks are told.
+
 When the runtime cannot store a message (:class:`bot.errors.StorageUnavailable`),
 a connector does not acknowledge it: HTTP ingress answers 503 with
 ``Retry-After: RETRY_AFTER_UNAVAILABLE`` so the platform delivers it again.

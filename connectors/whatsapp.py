@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import hmac
 import json
 import logging
@@ -48,6 +47,7 @@ MAX_BODY = 1024             # an interactive message's body, a template paramete
 MAX_BUTTONS, MAX_BUTTON_TITLE = 3, 20
 MAX_ROWS, MAX_ROW_TITLE, MAX_ROW_DESCRIPTION = 10, 24, 72
 MAX_MEDIA_BYTES = 25 * 1024 * 1024
+_OK = b'{"ok": true}'         # the webhook's answer once everything in it is stored
 STATUS_WAIT = 3.0           # seconds a failed status waits for its send to be recorded before 503
 
 # Graph error codes: retry later (throughput, pair rate, WABA/app rate limits, temporary errors)
@@ -87,12 +87,14 @@ class Status:
     error: str = ""
 
 
-def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
+def signature_ok(secret: str | bytes, body: bytes, header: str | None) -> bool:
     """``X-Hub-Signature-256: sha256=<hex>`` over the raw body, compared in constant time."""
     if not secret or not header or not header.startswith("sha256="):
         return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(header[len("sha256="):].strip().lower().encode(), expected.encode())
+    key = secret if isinstance(secret, bytes) else secret.encode()
+    # hmac.digest: OpenSSL's one-shot HMAC, without an HMAC object per request
+    expected = hmac.digest(key, body, "sha256").hex()
+    return hmac.compare_digest(header[7:].strip().lower().encode(), expected.encode())   # bytes: any header
 
 
 def _str(d: Any, key: str, where: str, *, required: bool = True) -> str:
@@ -219,9 +221,12 @@ def normalize_message(m: Any, names: dict[str, str], *, now: float) -> Incoming 
     else:    # reaction, system, unsupported, ...: nothing a flow could answer
         log.info("whatsapp %s message %s ignored", kind, wamid)
         return None
+    # heard_at: the 24-hour window opens (or stays open) whether or not this delivery is a repeat,
+    # stored with the message, in the same transaction; never in our future (a wrong clock there)
     return Incoming(Inbound(channel="whatsapp", external_id=wa_id, platform_message_id=wamid, text=text,
                             sender_name=names.get(wa_id, ""), payload=payload,
-                            sent_at=datetime.fromtimestamp(at, timezone.utc), raw=m), at=at, media=media)
+                            sent_at=datetime.fromtimestamp(at, timezone.utc), raw=m,
+                            heard_at=min(at, int(now) + 60)), at=at, media=media)
 
 
 def _fit(text: str, limit: int) -> str:
@@ -277,9 +282,12 @@ class WhatsAppConnector:
         self.clock = clock
         self.base = f"{config.api_url.rstrip('/')}/{config.api_version}"
         self._token = config.access_token.get_secret_value()
+        self._app_secret = config.app_secret.get_secret_value().encode()
         self._redact = RedactingFilter([self._token, config.app_secret.get_secret_value()])
         self._http: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        # a message sent in several parts: the earlier parts' wamids, until record_sent stores them
+        self._parts: dict[int, list[str]] = {}
         self.state = "starting"     # /readyz: starting | ok | degraded: ... | failing: ...
 
     # -- wiring ------------------------------------------------------------------
@@ -383,8 +391,7 @@ class WhatsAppConnector:
         body = await read_body(request)
         if body is None:
             return web.json_response({"error": "the body ended early"}, status=400)
-        if not signature_ok(self.config.app_secret.get_secret_value(), body,
-                            request.headers.get("X-Hub-Signature-256")):
+        if not signature_ok(self._app_secret, body, request.headers.get("X-Hub-Signature-256")):
             log.warning("whatsapp webhook refused (401): missing or wrong X-Hub-Signature-256")
             return web.json_response({"error": "bad signature"}, status=401)
         try:
@@ -412,7 +419,7 @@ class WhatsAppConnector:
             # a failure for a message whose send is not recorded yet: Meta brings it back later
             # (the messages of this body are stored; their redelivery is deduped)
             return self._unavailable()
-        return web.json_response({"ok": True})
+        return web.Response(body=_OK, content_type="application/json")
 
     @staticmethod
     def _unavailable() -> web.Response:
@@ -420,9 +427,7 @@ class WhatsAppConnector:
                                  headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
 
     async def _store_incoming(self, item: Incoming) -> None:
-        # the window opens (or stays open) whether or not this delivery is a repeat: stored
-        # with the message, in the same transaction (Inbound.heard_at)
-        inbound = dataclasses.replace(item.inbound, heard_at=min(item.at, int(self.clock()) + 60))
+        inbound = item.inbound      # with heard_at: the 24-hour window (see normalize_message)
         if item.media:
             if await self.store.whatsapp_inbound_seen(inbound.platform_message_id):
                 await self.accept(inbound)     # a redelivery: no second download
@@ -507,6 +512,7 @@ class WhatsAppConnector:
                 template["components"] = [{"type": "body", "parameters": [{"type": "text", "text": param}]}]
             payloads = [{"type": "template", "template": template}]
         wamids: list[str] = []
+        self._parts.pop(m.id, None)
         try:
             for p in payloads:
                 body = await self._graph("POST", f"/{self.config.phone_number_id}/messages", json_body={
@@ -520,16 +526,19 @@ class WhatsAppConnector:
             raise self._classify(exc) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise TransientSendError(f"Graph API unreachable: {type(exc).__name__}") from exc
-        try:
-            early = await self.store.whatsapp_note_sent(wamids, m.id)
-        except StorageUnavailable as exc:
-            # it was sent: say so (a resend would reach the customer twice); only a failed status
-            # arriving before delivery records the send goes unmatched (asked again, see webhook)
-            log.warning("whatsapp message %s sent as %s, link not stored (%s)", m.id, wamids[-1], exc)
-            return wamids[-1]
-        if early is not None:       # its failed status overtook this send
-            raise PermanentSendError(early.get("error") or "WhatsApp reported the message as not delivered")
+        if len(wamids) > 1:         # the earlier parts' wamids are linked by record_sent
+            self._parts[m.id] = wamids[:-1]
         return wamids[-1]
+
+    async def record_sent(self, item: OutboxItem, wamid: str, *, now: float) -> tuple[OutboxItem | None, str | None]:
+        """The outbox's record of a send (see connectors.base): the sent mark, the links of a split
+        message's parts and the look for a ``failed`` status that overtook the send, in one
+        transaction (:func:`bot.storage.ops_whatsapp_send.whatsapp_mark_sent_next`)."""
+        mid = item.message.id
+        res = await self.store.whatsapp_mark_sent_next(mid, [*self._parts.get(mid, ()), wamid],
+                                                       conversation_id=item.message.conversation_id, now=now)
+        self._parts.pop(mid, None)
+        return res
 
     def _classify(self, exc: GraphError) -> Exception:
         if exc.code in TRANSIENT_CODES:

@@ -28,6 +28,7 @@ from . import ops_review as review
 from . import ops_language as language
 from . import ops_flows as flows_ops
 from . import ops_hotpath as hotpath
+from . import ops_whatsapp_send as whatsapp_send
 from .health import StorageHealth
 from .sql import Op
 
@@ -42,7 +43,7 @@ WRITES = frozenset({
     "record_csat", "reopen_ticket", "mark_followed_up", "move_ticket", "create_link_code", "redeem_link_code",
     "add_sla_alert", "save_effect", "register_instance", "heartbeat", "forget_instance", "forget_dead_instances",
     "claim_conversation", "release_conversation", "take_lease", "release_lease", "rate_hit",
-    "save_media", "whatsapp_saw_inbound", "whatsapp_note_sent", "whatsapp_apply_status",
+    "save_media", "whatsapp_saw_inbound", "whatsapp_apply_status",
     "hold_public_message", "redeem_public_token",
     "create_agent", "set_agent_disabled", "set_agent_password", "set_agent_token",
     "add_note", "mark_read", "add_compensation", "decide_compensation", "audit",
@@ -50,7 +51,7 @@ WRITES = frozenset({
     "privacy_notice", "erase_customer", "expire_message_texts", "expire_attachments", "expire_conversations",
     "expire_audit",
     "propose_review", "decide_review", "mark_communicated", "set_conversation_language",
-    "add_flow_version", "mark_sent_next"})
+    "add_flow_version", "mark_sent_next", "whatsapp_mark_sent_next"})
 
 
 def operation(op: Callable[P, Op[R]]) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
@@ -178,7 +179,6 @@ class Operations:
     whatsapp_saw_inbound = operation(whatsapp.whatsapp_saw_inbound)
     whatsapp_last_inbound = operation(whatsapp.whatsapp_last_inbound)
     whatsapp_inbound_seen = operation(whatsapp.whatsapp_inbound_seen)
-    whatsapp_note_sent = operation(whatsapp.whatsapp_note_sent)
     whatsapp_apply_status = operation(whatsapp.whatsapp_apply_status)
     whatsapp_status = operation(whatsapp.whatsapp_status)
 
@@ -251,6 +251,8 @@ class Operations:
     # the path every message takes, two operations in one: bot.storage.ops_hotpath
     turn_start = operation(hotpath.turn_start)
     mark_sent_next = operation(hotpath.mark_sent_next)
+    # a WhatsApp send recorded with its sent mark, in one transaction: bot.storage.ops_whatsapp_send
+    whatsapp_mark_sent_next = operation(whatsapp_send.whatsapp_mark_sent_next)
 
 
 #: The store's type, whichever backend: every operation, typed from its function.

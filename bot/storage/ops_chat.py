@@ -102,7 +102,7 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
         changed = bool(inbound.sender_name and not cust_row["display_name"])
         if changed:
             yield Run("UPDATE customers SET display_name=? WHERE id=?", (inbound.sender_name, customer_id))
-    if inbound.customer_attributes:
+    if inbound.customer_attributes and not _has_attributes(cust_row, inbound.customer_attributes):
         yield Run("UPDATE customers SET attributes=json_patch(attributes, ?) WHERE id=?",
                   (json.dumps(dict(inbound.customer_attributes)), customer_id))
         changed = True
@@ -125,6 +125,18 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
          json.dumps([a.to_dict() for a in inbound.attachments]), inbound.channel,
          inbound.platform_message_id, inbound.payload, "received" if inbound.answer else "processed", now))
     return InboundResult(message_of(mrow), conv, cust, False)
+
+
+def _has_attributes(cust_row: Any, attributes: Any) -> bool:
+    """Whether the stored customer (``cust_row``, None columns when there is none) has every one
+    of ``attributes`` already, each a plain value: then patching them in would change nothing.
+    (A Telegram customer's app language comes with every message: an UPDATE and a re-read of the
+    customer per message, two round trips on PostgreSQL, for nothing; issue 20.)"""
+    if cust_row["id"] is None:
+        return False
+    have = json.loads(cust_row["attributes"] or "{}")
+    return all(isinstance(v, (str, int, float)) and k in have and type(have[k]) is type(v) and have[k] == v
+               for k, v in attributes.items())
 
 
 def _conversation(conversation_id: str) -> Op[Conversation | None]:

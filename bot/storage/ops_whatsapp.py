@@ -5,8 +5,9 @@ so no migration is needed and the SQL is the portable subset of SQLite and Postg
 
 - ``whatsapp:in:<wa_id>``: when the customer last wrote (WhatsApp's timestamp, epoch seconds,
   zero-padded so text order is number order): the 24-hour window is computed from it.
-- ``whatsapp:out:<wamid>``: the outbound message (our id) a WhatsApp message id belongs to,
-  written by the send before it returns, so a status that overtakes the send finds it.
+- ``whatsapp:out:<wamid>``: the outbound message (our id) a WhatsApp message id belongs to (each
+  part's, for a message sent in several), written with the sent mark
+  (:mod:`bot.storage.ops_whatsapp_send`): how a status finds its message.
 - ``whatsapp:status:<wamid>``: the latest delivery status, applied monotonically
   (sent < delivered < read; failed sticks, with its reason).
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .sql import One, Op, Run, transaction
+from .sql import Lock, One, Op, Run, transaction
 
 #: statuses only move forward; failed is never overwritten
 STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 9}
@@ -53,30 +54,17 @@ def whatsapp_inbound_seen(wamid: str) -> Op[bool]:
 
 
 @transaction
-def whatsapp_note_sent(wamids: list[str], message_id: int) -> Op[dict[str, Any] | None]:
-    """Tie WhatsApp message ids to our outbound message; return a ``failed`` status that
-    arrived for one of them before this call (the send must then fail), else None."""
-    failed = None
-    for wamid in wamids:
-        yield Run("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
-                  (f"whatsapp:out:{wamid}", str(message_id)))
-        row = yield One("SELECT value FROM meta WHERE key=?", (f"whatsapp:status:{wamid}",))
-        if row:
-            st = json.loads(row["value"])
-            if st.get("status") == "failed":
-                failed = st
-    return failed
-
-
-@transaction
 def whatsapp_apply_status(wamid: str, status: str, *, error: str = "") -> Op[dict[str, Any]]:
     """Record a delivery status of our message ``wamid``; mark the message failed on ``failed``.
 
     Returns ``{"outcome": ..., "message_id", "conversation_id", "role", "sender"}`` where outcome is
     ``failed_now`` (it was sent, now it is failed: tell the desks), ``recorded`` (stored; nothing
-    else changes), ``in_flight`` (a failure for a message whose send has not been recorded yet:
-    ask again shortly) or ``unknown`` (not a message of ours, or not yet known: kept for the send).
+    else changes), ``in_flight`` (a failure for a message linked but not yet marked sent, which only
+    a link written by an omnibot before ops_whatsapp_send leaves: ask again shortly) or ``unknown`` (not a message of ours, or not yet known: kept for the send).
     """
+    # serialized with the send's record (ops_whatsapp_send.whatsapp_mark_sent_next): one of the
+    # two sees the other's write, so a failure that overtakes the send is never lost
+    yield Lock(f"wamid:{wamid}")
     key = f"whatsapp:status:{wamid}"
     row = yield One("SELECT value FROM meta WHERE key=?", (key,))
     old = json.loads(row["value"]) if row else {}
@@ -84,13 +72,10 @@ def whatsapp_apply_status(wamid: str, status: str, *, error: str = "") -> Op[dic
         value = json.dumps({"status": status, "error": error[:500]})
         yield Run("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                   (key, value))
-    msg = yield One("SELECT id, conversation_id, status, role, sender_name FROM messages WHERE channel='whatsapp' "
-                    "AND platform_message_id=? AND direction='out'", (wamid,))
-    if msg is None:
-        link = yield One("SELECT value FROM meta WHERE key=?", (f"whatsapp:out:{wamid}",))
-        if link is not None:
-            msg = yield One("SELECT id, conversation_id, status, role, sender_name FROM messages WHERE id=?",
-                            (int(link["value"]),))
+    # by the send's link (a primary-key lookup): outbound messages have no index on their wamid,
+    # and a status comes for every reply, several times
+    msg = yield One("SELECT m.id, m.conversation_id, m.status, m.role, m.sender_name FROM meta k "
+                    "JOIN messages m ON m.id = CAST(k.value AS INTEGER) WHERE k.key=?", (f"whatsapp:out:{wamid}",))
     if msg is None:
         return {"outcome": "unknown"}
     out = {"message_id": msg["id"], "conversation_id": msg["conversation_id"], "role": msg["role"],

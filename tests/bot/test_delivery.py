@@ -404,3 +404,37 @@ async def test_a_batch_connector_gets_each_turn_as_one_send(store: CountingStore
 
 async def statuses_are(store: SqliteStore, ids: Sequence[int], status: str) -> bool:
     return all(s == status for s in await statuses(store, ids))
+
+
+class RecordingConnector(FakeConnector):
+    """A connector with its own record of a send (as WhatsApp's ``record_sent``): the text
+    ``"late failure"`` comes back failed, as a platform status that overtook the send would."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        super().__init__()
+        self.store = store
+        self.recorded: list[tuple[int, str]] = []
+
+    async def record_sent(self, item: OutboxItem, platform_id: str, *, now: float) -> tuple[Any, str | None]:
+        self.recorded.append((item.message.id, platform_id))
+        if item.message.text == "late failure":
+            await self.store.mark_failed(item.message.id, error="reported failed")
+            due = await self.store.due_outbox(now, limit=1, conversation_id=item.message.conversation_id)
+            return (due[0] if due else None), "reported failed"
+        return (await self.store.mark_sent_next(item.message.id, platform_id,
+                                                conversation_id=item.message.conversation_id, now=now), None)
+
+
+async def test_a_connector_records_its_own_sends(store: CountingStore, workers: list[Delivery]) -> None:
+    connector = RecordingConnector(store)
+    ids = await queue(store, "A", ["one", "late failure", "three"])
+    bus = EventBus()
+    seen = await failures_seen(store, bus)
+    d = await start(workers, store, connector, events=bus)
+    await until(lambda: _statuses_are(store, ids, ["sent", "failed", "sent"]))
+    # every send recorded through the connector, in order; the next reply read by that record
+    assert connector.recorded == [(i, f"pm-{i}") for i in ids]
+    assert (d.sent, d.failed) == (2, 1)
+    await until(lambda: len(seen) == 1, what="delivery_failed event")
+    [(ev, status_then)] = seen
+    assert status_then == "failed" and ev.data["message_id"] == ids[1] and ev.data["reason"] == "reported failed"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from bot.model import Inbound, Outbound
-from bot.storage import Store
+from bot.storage import SqliteStore, Store
 
 
 def inbound(pid: str, text: str = "hi", ext: str = "A", **kw: object) -> Inbound:
@@ -84,3 +84,31 @@ async def test_record_inbound_keeps_when_the_customer_wrote(store: Store) -> Non
     # another channel's messages touch no WhatsApp window
     await store.record_inbound(inbound("x1", ext="491510"))
     assert await store.whatsapp_last_inbound("491510") == 1_790_000_900
+
+
+async def test_record_inbound_patches_customer_attributes_only_when_they_change(store: Store) -> None:
+    """A Telegram customer's app language comes with every message: stored once, not rewritten
+    (and the customer not read again) while it stays the same; a new value is still patched in."""
+    statements: list[str] = []
+    sqlite = isinstance(store, SqliteStore)       # SQLite: what the connection runs is seen
+    if sqlite:
+        await store.db.set_trace_callback(statements.append)
+
+    def tg(pid: str, **attrs: object) -> Inbound:
+        return Inbound(channel="telegram", external_id="77", platform_message_id=pid, text="hi",
+                       customer_attributes=attrs)
+
+    try:
+        first = await store.record_inbound(tg("77:1", language_code="en", telegram_start="ad"))
+        assert first.customer.attributes == {"language_code": "en", "telegram_start": "ad"}
+        statements.clear()
+        same = await store.record_inbound(tg("77:2", language_code="en"))
+        assert same.customer.attributes == {"language_code": "en", "telegram_start": "ad"}
+        if sqlite:
+            assert statements and not [s for s in statements if "customers" in s and "UPDATE" in s]
+        other = await store.record_inbound(tg("77:3", language_code="es"))
+        assert other.customer.attributes == {"language_code": "es", "telegram_start": "ad"}
+        assert (await store.get_customer(first.customer.id)).attributes["language_code"] == "es"  # type: ignore[union-attr]
+    finally:
+        if sqlite:
+            await store.db.set_trace_callback(None)
