@@ -175,6 +175,12 @@ class _PlainData(RequestData):
     def parameters(self) -> dict[str, Any]:
         return self._plain
 
+    @property
+    def json_parameters(self) -> dict[str, str]:
+        # what PTB's RequestParameter.json_value gives: strings as they are, anything else as JSON
+        # (request classes other than ours, e.g. PTB's HTTPXRequest, send this form)
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in self._plain.items() if v is not None}
+
 
 class _Bot(Bot):
     """PTB's Bot, plus getUpdates and sendMessage without parsing the answer.

@@ -7,6 +7,7 @@ failures (timeouts, a full pool, a refused connection) are ours to map, as HTTPX
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import AsyncIterator
 
@@ -202,3 +203,30 @@ async def test_proxy_from_the_environment_is_used_and_no_proxy_honoured(fake: Fa
         assert [c.args["text"] for c in fake.calls_to("sendMessage")] == ["via proxy", "again", "direct"]
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("request_class", ["aiohttp", "httpx"])
+async def test_send_text_body_with_either_request_class(fake: FakeTelegram, request_class: str) -> None:
+    """The connector's sendMessage hands its plain values to the request object as they are; both
+    our AiohttpRequest (JSON body) and PTB's HTTPXRequest (form fields: ``json_parameters``) must
+    send the same message (bench/omnibot_httpx.py runs the connector over HTTPXRequest)."""
+    from telegram.request import HTTPXRequest
+
+    from connectors.telegram import _Bot
+
+    request = AiohttpRequest() if request_class == "aiohttp" else HTTPXRequest()
+    bot = _Bot(fake.token, base_url=fake.base_url, base_file_url=fake.base_file_url,
+               request=request)  # type: ignore[arg-type]
+    keyboard = {"inline_keyboard": [[{"text": "Yes ✓", "callback_data": "yes"}]]}
+    async with bot:
+        mid = await bot.send_text(chat_id=4242, text="Größe «L» <b>ok</b>", parse_mode="HTML",
+                                  reply_markup=keyboard)
+    assert mid.isdigit()
+    [call] = fake.calls_to("sendMessage")
+    assert call.args["chat_id"] in (4242, "4242")
+    assert call.args["text"] == "Größe «L» <b>ok</b>"
+    assert call.args["parse_mode"] == "HTML"
+    markup = call.args["reply_markup"]
+    assert (json.loads(markup) if isinstance(markup, str) else markup) == keyboard
+    preview = call.args["link_preview_options"]
+    assert (json.loads(preview) if isinstance(preview, str) else preview) == {"is_disabled": True}
