@@ -22,10 +22,12 @@ are read, never copied. Protocol (the data's README):
   macro-F1 on the held-out sets (tests/fixtures/complaints_heldout_*.csv) and by 5-fold CV on
   each recipe's own training rows, and English 10-shot accuracy for the recipe before.
 * memory: peak RSS of a fresh process that loads the model and trains the demo flows.
-* training: a fresh process loads what a start loads (imports, both sentence models, the language
-  detector: ``load``, once per start) and then trains CLINC150 150 x 10 and 150 x 66 (~10,000 rows)
-  as flows do (``train``: what a flows reload waits for); wall and CPU time of each and the peak RSS
-  of the whole process (``--train-sizes``; ``--serving``: models kept loaded through the training).
+* training: a fresh process loads what a start loads before it trains (imports, the English sentence
+  model: ``load``, once per start) and then trains CLINC150 150 x 10 and 150 x 66 (~10,000 rows)
+  as flows do (``train``: what a flows reload waits for; at a start it loads the language detector's
+  models and the multilingual model in turn and frees each before the next); wall and CPU time of
+  each and the peak RSS of the whole process (``--train-sizes``; ``--serving``: both loaded before
+  and kept through the training).
 
     python bench/nlu/run.py [--data ../shared/data] [--quick] [--json out.json]
 """
@@ -275,23 +277,33 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def train_probe(size: str, data: Path, serving: bool = False, cache: Path | None = None, change: int = 0) -> None:
+def train_probe(size: str, data: Path, serving: bool = False, cache: Path | None = None, change: int = 0,
+                preload: bool = False) -> None:
     """(child process) what a server pays to train CLINC150 (``TRAIN_SIZES``; 10 ``oos`` rows place
     the threshold) as flows do (intents, both views, and complaints); prints one JSON line.
 
     Two phases, timed apart (wall and CPU seconds):
 
-    * ``load``: what a start does once before it can train: import scikit-learn and scipy, load the
-      English sentence model, the multilingual model (USE) and the language detector's models for
-      the nine example languages (lingua). ``load_parts`` times each.
-    * ``train``: ``LearnedNLU.fit`` with all of that loaded: what a flows reload that changes intent
-      examples makes a running server wait for (the new flows train while the old ones answer).
+    * ``load``: what the process holds before ``fit``. At a start (default) that is what a server
+      loads before it trains its flows (``bot/app.py`` makes the ``LearnedNLU``, ``FlowEngine`` fits
+      it): scikit-learn and scipy imported and the English sentence model; the fit then loads the
+      language detector's models for the nine example languages (lingua) to sort the examples,
+      frees them, and loads the multilingual model (USE) to encode them and frees it before the
+      classifiers are fitted, so these pieces never sit in memory together (issue 18: peak under
+      500 MB for 150 x 10). With ``serving`` or ``preload`` USE and the detector's models are
+      loaded here too (``load_parts`` times each part loaded here).
+    * ``train``: ``LearnedNLU.fit``: what a flows reload that changes intent examples makes a
+      running server wait for (the new flows train while the old ones answer); at a start it
+      includes loading the detector's models and USE (~3 s of CPU), which ``preload`` moves to
+      ``load``.
 
     ``peak_rss_mb`` is the peak RSS of the whole process (loading and training). Without ``serving``
     the models are as at a start, or in a server whose customers wrote only English: training frees
     USE and the detector's models once the examples are encoded and sorted (they are loaded again by
-    the first message that needs them). With ``serving``, as in a server that has answered messages
-    in other languages: they stay loaded through the training, and its peak is higher.
+    the first message that needs them; ``preload``: loaded before the fit all together, as this
+    probe did before, then freed by the fit). With ``serving``, as in a server that has answered
+    messages in other languages: they are loaded before and stay loaded through the training, and
+    its peak is higher.
 
     ``cache``: the NLU's ``cache_dir`` (default: none, everything trained and encoded: "cold").
     ``change``: the last example of that many intents is replaced by another of the intent's rows,
@@ -324,7 +336,6 @@ def train_probe(size: str, data: Path, serving: bool = False, cache: Path | None
     enc: list = []
     part("english_model", lambda: enc.append(shared_encoder(2)) or enc[0].encode(["warm up"]))
     ml = multilingual.shared_multilingual()
-    part("multilingual_model", lambda: ml.load() if ml is not None else None)
 
     def detector() -> None:
         with language._lock:
@@ -332,7 +343,9 @@ def train_probe(size: str, data: Path, serving: bool = False, cache: Path | None
         if det is not None:
             det.compute_language_confidence_values("this loads the detector's models for every language")
 
-    part("language_detector", detector)
+    if serving or preload:   # at a start the fit loads (and frees) them when it needs them
+        part("multilingual_model", lambda: ml.load() if ml is not None else None)
+        part("language_detector", detector)
     if serving:
         language.serving()
         if ml is not None:
@@ -386,10 +399,12 @@ def train_probe(size: str, data: Path, serving: bool = False, cache: Path | None
         for m, rss in sorted(peaks.items(), key=lambda kv: -kv[1])[:8]:
             say(f"peak {rss} MB during: {m}")
     print(json.dumps({"size": size, "rows": sum(map(len, examples.values())), "intents": len(examples),
-                      "state": "serving" if serving else "start", "cache": cache is not None, "changed": change,
+                      "state": "serving" if serving else "start", "preload": serving or preload,
+                      "cache": cache is not None, "changed": change,
                       "trained_now": nlu.trained_now,
                       "load_s": round(load_s, 1), "load_cpu_s": round(load_cpu, 1), "load_parts": parts,
                       "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu, 1),
+                      "total_cpu_s": round(_cpu() - c_all, 1),
                       "peak_rss_mb": max(load_peak, train_peak), "loaded_rss_mb": loaded_rss,
                       "train_peak_rss_mb": train_peak,
                       "after_rss_mb": _rss_mb()}))
@@ -545,6 +560,9 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, help="with --train-probe: the NLU cache directory (default: none, cold)")
     ap.add_argument("--change", type=int, default=0,
                     help="with --train-probe: replace the last example of this many intents (a reload that changed them)")
+    ap.add_argument("--preload", action="store_true",
+                    help="with --train-probe: load USE and the language detector's models before the fit, all "
+                         "together (a start loads each inside the fit and frees it before the next: lower peak)")
     ap.add_argument("--serving", action="store_true",
                     help="training runs as in a server that has answered messages in other languages: the "
                          "multilingual model and the language detector stay loaded through it (higher peak)")
@@ -553,7 +571,8 @@ def main() -> None:
         rss_probe()
         return
     if args.train_probe:
-        train_probe(args.train_probe, args.data, serving=args.serving, cache=args.cache, change=args.change)
+        train_probe(args.train_probe, args.data, serving=args.serving, cache=args.cache, change=args.change,
+                    preload=args.preload)
         return
 
     from flows.nlu.classifier import BEFORE_ISSUE_18, DEFAULT_RECIPE
@@ -596,7 +615,9 @@ def summary(r: dict) -> str:
     for t in r.get("training", {}).values():
         lines.append(f"training  {t['size']}{' warm (%d changed)' % t['changed'] if t.get('changed') else ''} "
                      f"({t['rows']} rows, {t['intents']} intents): load {t['load_s']} s "
-                     f"({t['load_cpu_s']} s CPU; once, at start: imports, sentence models, language detector) + "
+                     f"({t['load_cpu_s']} s CPU; once, at start: imports, English model"
+                     + (", USE, language detector) + " if t.get("preload", t.get("state") == "serving") else ") + ")
+                     + 
                      f"train {t['train_s']} s ({t['train_cpu_s']} s CPU; what a reload waits for), peak RSS "
                      f"{t['peak_rss_mb']} MB ({t['loaded_rss_mb']} MB loaded; "
                      + ("USE and the detector kept through it)" if t.get("state") == "serving"

