@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import pickle
-import tempfile
 import threading
 from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
+
+from . import cachefile
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,7 @@ def _read(path: Path, model_id: str) -> tuple[list[str], np.ndarray] | None:
 
 
 def _write(path: Path, model_id: str, texts: list[str], emb: np.ndarray) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".emb")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump((model_id, texts, emb), f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError as e:
-        log.warning("could not write the nlu embedding cache %s: %s", path, e)
+    cachefile.write(path, pickle.dumps((model_id, texts, emb), protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def encode(encoder: _Encoder, texts: Sequence[str], cache_dir: str | Path | None, *,

@@ -14,9 +14,7 @@ from collections import Counter
 import hashlib
 import json
 import logging
-import os
 import pickle
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -26,7 +24,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import embedding_cache
+from . import cachefile, embedding_cache
 from .batcher import MicroBatcher
 from .classifier import DEFAULT_RECIPE, Recipe, Rows, TextClassifier, label_text
 from .encoder import Encoder, shared_encoder
@@ -304,14 +302,7 @@ class LearnedNLU:
                 if len(keep) >= embedding_cache.MAX_ROWS:
                     break
                 keep.setdefault(t, v)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-                with os.fdopen(fd, "w") as f:
-                    json.dump(keep, f, ensure_ascii=False)
-                os.replace(tmp, path)
-            except OSError as e:
-                log.warning("could not write the nlu cache %s: %s", path, e)
+            cachefile.write(path, json.dumps(keep, ensure_ascii=False).encode())
         return english
 
     async def rank(self, text: str, *, top: int = 3) -> list[tuple[str, float]]:
@@ -564,11 +555,4 @@ class LearnedNLU:
         path = self._path(kind, key)
         if path is None:
             return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pkl")
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump((key, clf), f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        except OSError as e:
-            log.warning("could not write the nlu cache %s: %s", path, e)
+        cachefile.write(path, pickle.dumps((key, clf), protocol=pickle.HIGHEST_PROTOCOL))
