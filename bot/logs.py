@@ -252,6 +252,20 @@ class _CleaningFactory:
 _QUIET = ("httpx", "httpcore", "aiohttp.access")
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not the one at set-up (as
+    Python's own last-resort handler): a line a library thread logs while a test harness swaps
+    or closes its captured stderr goes to the current one instead of raising "I/O operation on
+    closed file"."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+
 def setup_logging(level: str = "INFO", *, secrets: Iterable[str] = (), fmt: str = "text",
                   customer_text: bool = False, stream: IO[str] | None = None, privacy: Any = None) -> RedactingFilter:
     """Configure the root logger (again: the previous set-up is replaced, never stacked).
@@ -272,7 +286,7 @@ def setup_logging(level: str = "INFO", *, secrets: Iterable[str] = (), fmt: str 
     for h in list(root.handlers):
         if getattr(h, "_omnibot", False):
             root.removeHandler(h)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler._omnibot = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))

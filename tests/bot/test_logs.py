@@ -292,3 +292,23 @@ def test_every_detected_kind_is_masked_in_every_record_at_every_level(undo_loggi
         assert value not in out
     assert "a***@shop.example" in out and "[national_id]" in out and "cvv ***" in out
     assert "order AB123456 on 2026-11-30 09:15:00 for €1,234.56, ticket C-1042" in out
+
+
+def test_default_stream_is_stderr_at_emit_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``stream`` the handler writes to the ``sys.stderr`` of the moment: a line logged
+    (by a library thread, say) after the stderr seen at set-up was swapped out and closed goes
+    to the current one instead of raising "I/O operation on closed file"."""
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    setup_logging("DEBUG")
+    try:
+        logging.getLogger("omnibot.test").warning("one")
+        first_text = first.getvalue()
+        monkeypatch.setattr("sys.stderr", second)
+        first.close()
+        logging.getLogger("aiosqlite").debug("operation %s completed", "close")
+        out = second.getvalue()
+        assert "aiosqlite: operation close completed" in out and "Logging error" not in out
+        assert "one" in first_text
+    finally:
+        reset_logging()
