@@ -65,6 +65,8 @@ def run(config_path: str | None, host: str | None, port: int | None) -> None:
 
     SIGHUP reloads the flow files without a restart (as `omnibot reload` does).
     """
+    from bot.heap import one_arena
+    one_arena()   # before any thread starts: one malloc arena keeps the idle RSS low and steady (bot/heap.py)
     config = _load(config_path)
     configure_logging(config)
     server = config.server.model_copy(update={k: v for k, v in (("host", host), ("port", port)) if v is not None})
