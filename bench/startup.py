@@ -198,6 +198,12 @@ def table(results: dict[str, dict], messages: bool) -> str:
 def breakdown() -> None:
     """(child process) the pieces of a learned-NLU start, one at a time: RSS added and seconds."""
     sys.path.insert(0, str(ROOT))
+    try:
+        from bot.heap import one_arena     # as omnibot run does, before any thread starts
+    except ImportError:                    # a tree from before it
+        pass
+    else:
+        one_arena()
 
     def rss() -> float:
         return memory(os.getpid())["rss_mb"]
