@@ -12,6 +12,12 @@ ready within 2 s, idle RSS at most 250 MB). With ``--tree`` given twice or more,
 starts are interleaved (A, B, A, B, ...) so that both see the same load on a shared machine:
 compare them as ratios, not as absolute figures.
 
+Python's compiled bytecode is kept between a tree's starts (``PYTHONPYCACHEPREFIX``, a folder
+under the run's temporary directory, written by the cold start; the trees themselves are not
+written to), as an installed omnibot or a checkout's ``__pycache__`` has it, even when the
+environment sets ``PYTHONDONTWRITEBYTECODE``; ``--no-bytecode`` compiles every module at every
+start instead (what a start costs where nothing is precompiled and PYTHONDONTWRITEBYTECODE is set).
+
 ``--breakdown`` instead loads the pieces one by one in a child process (as ``omnibot run``
 does them) and prints what each adds to the RSS and how long it takes.
 
@@ -70,6 +76,14 @@ def memory(pid: int) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU ``pid`` has used so far, every thread (user + system): steadier than the wall-clock time
+    to ready on a shared machine, where waiting for a core counts in the wall clock only."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
+
 def write_config(tmp: Path, port: int, cache: Path) -> Path:
     cfg = tmp / "config.yaml"
     cfg.write_text(f"""
@@ -126,6 +140,7 @@ def one_start(tree: Path, tmp: Path, cache: Path, *, idle: float, messages: bool
                 raise SystemExit("omnibot was not ready within 600 s")
             time.sleep(0.01)
         out["ready_s"] = round(time.perf_counter() - t0, 2)
+        out["cpu_s"] = cpu_seconds(proc.pid)
         out["at_ready"] = memory(proc.pid)
         time.sleep(idle)
         out["idle"] = memory(proc.pid)
@@ -161,7 +176,7 @@ def table(results: dict[str, dict], messages: bool) -> str:
         lines.append(f"  cold start (trains into an empty cache): ready in {r['cold']['ready_s']} s, "
                      f"RSS {r['cold']['idle']['rss_mb']} MB idle, peak {r['cold']['idle']['peak_mb']} MB")
         lines.append(f"  warm start, median of {len(warm)}: ready in {median(warm, 'ready_s')} s "
-                     f"(min {min(w['ready_s'] for w in warm)}), RSS at ready {median(warm, 'at_ready', 'rss_mb')} MB, "
+                     f"(min {min(w['ready_s'] for w in warm)}; {median(warm, 'cpu_s')} s CPU), RSS at ready {median(warm, 'at_ready', 'rss_mb')} MB, "
                      f"idle RSS {median(warm, 'idle', 'rss_mb')} MB (PSS {median(warm, 'idle', 'pss_mb')}, "
                      f"peak {median(warm, 'idle', 'peak_mb')})")
         if messages:
@@ -172,7 +187,8 @@ def table(results: dict[str, dict], messages: bool) -> str:
     if len(results) > 1:
         (a, ra), *rest = results.items()
         for b, rb in rest:
-            lines.append(f"{b} / {a}: ready x{median(rb['warm'], 'ready_s') / median(ra['warm'], 'ready_s'):.2f}, "
+            lines.append(f"{b} / {a}: ready x{median(rb['warm'], 'ready_s') / median(ra['warm'], 'ready_s'):.2f} "
+                         f"(CPU to ready x{median(rb['warm'], 'cpu_s') / median(ra['warm'], 'cpu_s'):.2f}), "
                          f"idle RSS x{median(rb['warm'], 'idle', 'rss_mb') / median(ra['warm'], 'idle', 'rss_mb'):.2f}")
     return "\n".join(lines)
 
@@ -182,6 +198,12 @@ def table(results: dict[str, dict], messages: bool) -> str:
 def breakdown() -> None:
     """(child process) the pieces of a learned-NLU start, one at a time: RSS added and seconds."""
     sys.path.insert(0, str(ROOT))
+    try:
+        from bot.heap import one_arena     # as omnibot run does, before any thread starts
+    except ImportError:                    # a tree from before it
+        pass
+    else:
+        one_arena()
 
     def rss() -> float:
         return memory(os.getpid())["rss_mb"]
@@ -255,6 +277,16 @@ def _fill_cache(cache: str) -> None:
     FlowEngine(load_flows(ROOT / "flows" / "demo"), matcher=make_matcher(cfg))
 
 
+def bytecode_env(env: dict[str, str], prefix: Path | None) -> dict[str, str]:
+    """``env`` for a tree's starts: bytecode written to and read from ``prefix`` (None: never)."""
+    out = {k: v for k, v in env.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    if prefix is None:
+        out["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        out["PYTHONPYCACHEPREFIX"] = str(prefix)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5, help="warm starts per tree (default 5)")
@@ -263,6 +295,8 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=3.0, help="seconds idle after ready before reading RSS (default 3)")
     ap.add_argument("--no-messages", action="store_true", help="skip the message in each language after idling")
     ap.add_argument("--breakdown", action="store_true", help="RSS and time of each piece, loaded one by one")
+    ap.add_argument("--no-bytecode", action="store_true",
+                    help="compile every module at every start (default: bytecode kept between a tree's starts)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     print(f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -287,13 +321,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="omnibot-startup-") as tmp_s:
         tmp = Path(tmp_s)
         caches = {t: tmp / f"cache-{i}" for i, t in enumerate(trees)}
+        envs = {t: bytecode_env(env, None if args.no_bytecode else tmp / f"pycache-{i}") for i, t in enumerate(trees)}
         for t in trees:
             print(f"[{t}] cold start (training into an empty cache)...", file=sys.stderr)
-            results[str(t)] = {"cold": one_start(t, tmp, caches[t], idle=args.idle, messages=False, env=env),
+            results[str(t)] = {"cold": one_start(t, tmp, caches[t], idle=args.idle, messages=False, env=envs[t]),
                                "warm": []}
         for i in range(args.runs):
             for t in trees:
-                r = one_start(t, tmp, caches[t], idle=args.idle, messages=not args.no_messages, env=env)
+                r = one_start(t, tmp, caches[t], idle=args.idle, messages=not args.no_messages, env=envs[t])
                 print(f"[{t}] warm start {i + 1}: ready {r['ready_s']} s, idle {r['idle']}", file=sys.stderr)
                 results[str(t)]["warm"].append(r)
     print(table(results, not args.no_messages))

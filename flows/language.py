@@ -136,12 +136,9 @@ def trim_heap() -> None:
     """Ask glibc to give freed heap pages back to the system now. lingua frees with malloc, and
     loading its models leaves much freed heap behind: measured ~30 MB of the ~95 MB that loading
     three languages adds to the RSS (issue 20: idle RSS)."""
-    try:
-        import ctypes
+    from bot.heap import trim
 
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    trim()
 
 
 def serving() -> None:

@@ -36,3 +36,52 @@ def test_settle_freezes_what_start_up_built_and_later_cycles_are_still_collected
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()
+
+
+ARENAS = r"""
+import ctypes, os, sys, tempfile, threading
+from bot.heap import one_arena
+if sys.argv[1] == "one":
+    print("set", one_arena())
+together = threading.Barrier(4)
+def work():       # 4 threads alive at once, each allocating from malloc (larger than pymalloc's)
+    keep = [b"x" * 2000 for _ in range(2000)]
+    together.wait()
+    del keep
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+path = tempfile.mktemp()
+fp = libc.fopen(path.encode(), b"w")
+libc.malloc_info(0, fp)
+libc.fclose(fp)
+print("arenas", open(path).read().count("<heap nr="))
+os.unlink(path)
+"""
+
+
+def _arenas(mode: str, env: dict[str, str]) -> list[str]:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**{k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}, **env}
+    p = subprocess.run([sys.executable, "-c", ARENAS, mode], capture_output=True, text=True, cwd=root, env=env,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split()
+
+
+def test_one_arena_makes_every_thread_allocate_from_the_main_arena() -> None:
+    # glibc's default: each of the 4 threads gets an arena of its own
+    assert int(_arenas("default", {})[-1]) == 5
+    assert _arenas("one", {}) == ["set", "True", "arenas", "1"]
+    # an explicit MALLOC_ARENA_MAX is the operator's: left as it is
+    assert _arenas("one", {"MALLOC_ARENA_MAX": "4"})[:2] == ["set", "False"]

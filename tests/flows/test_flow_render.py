@@ -273,6 +273,46 @@ def test_template_names_lists_context_names_and_literal_slot_reads() -> None:
         r.template_names("{{ slots.a ")
 
 
+def _demo_template_texts() -> list[str]:
+    """Every text the demo flows and canned replies give the loader as a template."""
+    from flows import render
+
+    seen: list[str] = []
+    real = render.Renderer.template_names
+
+    def spy(self: Renderer, source: str) -> Any:
+        seen.append(source)
+        return real(self, source)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(render.Renderer, "template_names", spy)
+        fs = load_flows(Path(__file__).resolve().parents[2] / "flows" / "demo")
+        from handoff.canned import load_canned
+
+        load_canned(Path(__file__).resolve().parents[2] / "flows" / "demo", fs.settings.languages)
+    return seen
+
+
+def test_template_names_of_plain_texts_skip_jinja_and_answer_as_jinja_would() -> None:
+    """A text without "{" is not compiled (issue 20: time to ready); what it reads, whether it
+    compiles are what jinja says, on every demo text and on look-alikes."""
+    texts = _demo_template_texts()
+    plain = [t for t in texts if "{" not in t]
+    assert len(plain) > 50 and len(texts) - len(plain) > 20       # the demo has both kinds
+    texts += ["50% off, #1 choice", "} }} %} #}", "a\n\n  b  ", "", "  ", "{{ slots.a }} {% if x %}y{% endif %}",
+              "{# only a comment #}plain", "{{ '{' }}"]
+    for text in texts:
+        slow = Renderer()
+        slow.check_template(text)                       # compiled and parsed, as before
+        expected = slow._names(slow.env.parse(text))
+        assert Renderer().template_names(text) == expected, text
+    r = Renderer()
+    r.template_names("{{ slots.a }}")
+    assert "{{ slots.a }}" in r._templates               # compiled once, for rendering
+    with pytest.raises(TemplateError, match="^template error:"):
+        r.template_names("{% block a %}{% endblock %}{% block a %}{% endblock %}")   # a compile-time error
+
+
 def test_expression_names() -> None:
     r = Renderer()
     found = r.expression_names("slot.want_human == 'yes' or slots.x in ['a'] and channel")
