@@ -17,7 +17,8 @@ from bot.model import Conversation, ConversationState, Customer, Inbound, Messag
 from .base import HandoffSpec, InboundResult, OutboxItem, TicketChange, TicketFollowedUp, TicketResolved
 from .ops_whatsapp import saw_inbound
 from .rows import conversation_of, customer_of, iso, message_of, new_id, parse_iso
-from .sql import All, Lock, One, Op, Run, transaction
+from .ops_pg import commit_turn_pg, record_message_pg
+from .sql import BACKEND, All, Lock, One, Op, Run, transaction
 
 # -- meta -----------------------------------------------------------------------
 
@@ -109,8 +110,15 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
     if changed:
         cust_row = yield One("SELECT * FROM customers WHERE id=?", (customer_id,))
     cust = customer_of(cust_row)
-    crow = yield One("UPDATE conversations SET updated_at=? WHERE channel=? AND external_id=? AND state != 'closed' "
-                     "RETURNING *", (now, inbound.channel, inbound.external_id))
+    if (yield BACKEND) == "postgresql":
+        # the open conversation's update and the message's insert in one statement (one round trip)
+        done = yield from record_message_pg(inbound, now)
+        if done is not None:
+            return InboundResult(done[1], done[0], cust, False)
+        crow = None           # no open conversation: nothing was written
+    else:
+        crow = yield One("UPDATE conversations SET updated_at=? WHERE channel=? AND external_id=? "
+                         "AND state != 'closed' RETURNING *", (now, inbound.channel, inbound.external_id))
     if crow is None:
         crow = yield One(
             "INSERT INTO conversations(id, customer_id, channel, external_id, state, created_at, "
@@ -282,6 +290,10 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
     if state is not None:
         sets.append("state=?")
         args.append(state.value)
+    if handoff is None and ticket is None and (yield BACKEND) == "postgresql":
+        # the plain turn (nearly every one) in one statement: one round trip, not 2 + one per reply
+        return (yield from commit_turn_pg(conversation_id, sets=sets, args=args, inbound_id=inbound_id,
+                                          replies=replies, now_iso=iso(now), now_ts=now.timestamp(), owner=owner))
     crow = yield One(f"UPDATE conversations SET {', '.join(sets)} WHERE id=? RETURNING channel, owner",
                      (*args, conversation_id))
     if crow is None:
