@@ -17,7 +17,6 @@ from bot.model import Conversation, ConversationState, Customer, Inbound, Messag
 from .base import HandoffSpec, InboundResult, OutboxItem, TicketChange, TicketFollowedUp, TicketResolved
 from .ops_whatsapp import saw_inbound
 from .rows import conversation_of, customer_of, iso, message_of, new_id, parse_iso
-from .ops_pg import commit_turn_pg, record_message_pg
 from .sql import BACKEND, All, Lock, One, Op, Run, transaction
 
 # -- meta -----------------------------------------------------------------------
@@ -79,18 +78,35 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
     yield Lock(f"addr:{inbound.channel}:{inbound.external_id}")
     if inbound.heard_at is not None:      # in the same transaction: one operation, not two
         yield from saw_inbound(inbound.channel, inbound.external_id, inbound.heard_at)
-    # the repeat check and the customer at this address in one statement (one round trip, not
-    # two, on PostgreSQL): always one row; its customer columns are NULL when there is none
+    if (yield BACKEND) == "postgresql":
+        # the repeat check, the customer and (nearly always) the message in one statement
+        return (yield from ops_pg.record_inbound_pg(inbound, now))
+    # the repeat check and the customer at this address in one statement: always one row; its
+    # customer columns are NULL when there is none
     cust_row = yield One(
         "SELECT (SELECT id FROM messages WHERE channel=? AND platform_message_id=? AND direction='in') AS dup_id, "
         "c.* FROM (SELECT 1 AS one) AS x LEFT JOIN identities i ON i.channel=? AND i.external_id=? "
         "LEFT JOIN customers c ON c.id = i.customer_id",
         (inbound.channel, inbound.platform_message_id, inbound.channel, inbound.external_id))
     if cust_row["dup_id"] is not None:
-        row = yield One("SELECT * FROM messages WHERE id=?", (cust_row["dup_id"],))
-        conv = yield from _conversation(row["conversation_id"])
-        cust = yield from _customer(conv.customer_id)  # type: ignore[union-attr]
-        return InboundResult(message_of(row), conv, cust, True)  # type: ignore[arg-type]
+        return (yield from _repeat(cust_row["dup_id"]))
+    customer_id, cust = yield from _inbound_customer(inbound, cust_row, now)
+    crow = yield One("UPDATE conversations SET updated_at=? WHERE channel=? AND external_id=? "
+                     "AND state != 'closed' RETURNING *", (now, inbound.channel, inbound.external_id))
+    return (yield from _inbound_message(inbound, customer_id, cust, crow, now))
+
+
+def _repeat(message_id: int) -> Op[InboundResult]:
+    """:func:`record_inbound`'s answer for a message stored before (``duplicate=True``)."""
+    row = yield One("SELECT * FROM messages WHERE id=?", (message_id,))
+    conv = yield from _conversation(row["conversation_id"])
+    cust = yield from _customer(conv.customer_id)  # type: ignore[union-attr]
+    return InboundResult(message_of(row), conv, cust, True)  # type: ignore[arg-type]
+
+
+def _inbound_customer(inbound: Inbound, cust_row: Any, now: str) -> Op[tuple[str, Customer]]:
+    """The customer at the inbound's address (``cust_row``: its row, None columns when there is
+    none), created or brought up to date (name, attributes): its id and record."""
     if cust_row["id"] is None:
         customer_id = new_id("cus")
         yield Run("INSERT INTO customers(id, display_name, created_at) VALUES (?, ?, ?)",
@@ -109,16 +125,12 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
         changed = True
     if changed:
         cust_row = yield One("SELECT * FROM customers WHERE id=?", (customer_id,))
-    cust = customer_of(cust_row)
-    if (yield BACKEND) == "postgresql":
-        # the open conversation's update and the message's insert in one statement (one round trip)
-        done = yield from record_message_pg(inbound, now)
-        if done is not None:
-            return InboundResult(done[1], done[0], cust, False)
-        crow = None           # no open conversation: nothing was written
-    else:
-        crow = yield One("UPDATE conversations SET updated_at=? WHERE channel=? AND external_id=? "
-                         "AND state != 'closed' RETURNING *", (now, inbound.channel, inbound.external_id))
+    return customer_id, customer_of(cust_row)
+
+
+def _inbound_message(inbound: Inbound, customer_id: str, cust: Customer, crow: Any, now: str) -> Op[InboundResult]:
+    """The inbound message stored in the open conversation ``crow`` (its row, updated), or in a new
+    one when ``crow`` is None."""
     if crow is None:
         crow = yield One(
             "INSERT INTO conversations(id, customer_id, channel, external_id, state, created_at, "
@@ -292,7 +304,7 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
         args.append(state.value)
     if handoff is None and ticket is None and (yield BACKEND) == "postgresql":
         # the plain turn (nearly every one) in one statement: one round trip, not 2 + one per reply
-        return (yield from commit_turn_pg(conversation_id, sets=sets, args=args, inbound_id=inbound_id,
+        return (yield from ops_pg.commit_turn_pg(conversation_id, sets=sets, args=args, inbound_id=inbound_id,
                                           replies=replies, now_iso=iso(now), now_ts=now.timestamp(), owner=owner))
     crow = yield One(f"UPDATE conversations SET {', '.join(sets)} WHERE id=? RETURNING channel, owner",
                      (*args, conversation_id))
@@ -411,3 +423,7 @@ def mark_retry(message_id: int, *, next_attempt_at: float, error: str) -> Op[Non
 def mark_failed(message_id: int, *, error: str) -> Op[None]:
     yield Run("UPDATE messages SET status='failed', attempts=attempts+1, last_error=? WHERE id=?",
               (error[:500], message_id))
+
+
+# PostgreSQL's one-statement forms use this module's helpers: imported last (a cycle)
+from . import ops_pg  # noqa: E402

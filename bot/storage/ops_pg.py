@@ -22,9 +22,10 @@ from typing import Any, Sequence
 from bot.errors import ClaimLost, StoreError
 from bot.model import Conversation, ConversationState, Inbound, Message, Outbound, outbound_payload
 
-from .base import OutboxItem
-from .rows import message_of, parse_iso
-from .sql import All, Op
+from . import ops_chat as chat
+from .base import InboundResult, OutboxItem
+from .rows import customer_of, message_of, parse_iso
+from .sql import All, One, Op
 
 #: the columns of an outbound message :func:`commit_turn_pg` writes from each reply, in order
 _REPLY_COLUMNS = "n, role, sender_name, text, attachments, buttons, payload"
@@ -74,29 +75,56 @@ def commit_turn_pg(conversation_id: str, *, sets: Sequence[str], args: Sequence[
     return [message_of(r) for r in rows] if replies else []
 
 
-def record_message_pg(inbound: Inbound, now_iso: str) -> Op[tuple[Conversation, Message] | None]:
-    """:func:`~bot.storage.ops_chat.record_inbound`'s last two statements in one, when the address
-    has an open conversation (nearly always): its ``updated_at`` set and the message stored in it.
-    None when there is no open conversation (nothing written): the caller creates one."""
-    rows = yield All(
-        "WITH c AS (UPDATE conversations SET updated_at=? WHERE channel=? AND external_id=? AND state != 'closed' "
-        "RETURNING *), m AS (INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
+def record_inbound_pg(inbound: Inbound, now_iso: str) -> Op[InboundResult]:
+    """:func:`~bot.storage.ops_chat.record_inbound` after its lock, with the repeat check, the
+    customer at the address and, when that customer and an open conversation exist and the
+    message is new (nearly always), the conversation's ``updated_at`` and the message itself in
+    ONE statement. Otherwise that statement writes nothing (its writes are conditional on it), and
+    the rest goes as on SQLite: the repeat answered, the customer created, the conversation
+    created. A customer to bring up to date (a name, attributes) is updated after the message, in
+    the same transaction: the same rows in the end.
+    """
+    row = (yield All(
+        "WITH d AS (SELECT id FROM messages WHERE channel=? AND platform_message_id=? AND direction='in'), "
+        "u AS (SELECT c.* FROM identities i JOIN customers c ON c.id = i.customer_id "
+        "WHERE i.channel=? AND i.external_id=?), "
+        "c AS (UPDATE conversations SET updated_at=? WHERE channel=? AND external_id=? AND state != 'closed' "
+        "AND NOT EXISTS (SELECT 1 FROM d) AND EXISTS (SELECT 1 FROM u) RETURNING *), "
+        "m AS (INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
         "channel, platform_message_id, payload, status, created_at) "
         "SELECT c.id, 'in', 'customer', ?, ?, ?, ?, ?, ?, ?, ? FROM c RETURNING *) "
-        "SELECT m.*, c.customer_id AS c_customer_id, c.external_id AS c_external_id, c.state AS c_state, "
-        "c.created_at AS c_created_at, c.updated_at AS c_updated_at, c.language AS c_language FROM c JOIN m ON true",
-        (now_iso, inbound.channel, inbound.external_id, inbound.sender_name, inbound.text,
-         json.dumps([a.to_dict() for a in inbound.attachments]), inbound.channel, inbound.platform_message_id,
-         inbound.payload, "received" if inbound.answer else "processed", now_iso))
-    if not rows:
-        return None
-    row = rows[0]
+        "SELECT (SELECT id FROM d) AS dup_id, u.id AS u_id, u.display_name AS u_display_name, "
+        "u.created_at AS u_created_at, u.attributes AS u_attributes, m.*, c.customer_id AS c_customer_id, "
+        "c.external_id AS c_external_id, c.state AS c_state, c.created_at AS c_created_at, "
+        "c.updated_at AS c_updated_at, c.language AS c_language "
+        "FROM (SELECT 1 AS one) AS x LEFT JOIN u ON true LEFT JOIN (c JOIN m ON true) ON true",
+        (inbound.channel, inbound.platform_message_id, inbound.channel, inbound.external_id,
+         now_iso, inbound.channel, inbound.external_id,
+         inbound.sender_name, inbound.text, json.dumps([a.to_dict() for a in inbound.attachments]),
+         inbound.channel, inbound.platform_message_id, inbound.payload,
+         "received" if inbound.answer else "processed", now_iso)))[0]
+    if row["dup_id"] is not None:
+        return (yield from chat._repeat(row["dup_id"]))
+    cust_row = {"id": row["u_id"], "display_name": row["u_display_name"], "created_at": row["u_created_at"],
+                "attributes": row["u_attributes"]}
+    if row["id"] is None:       # nothing written: a new customer, or no open conversation
+        customer_id, cust = yield from chat._inbound_customer(inbound, cust_row, now_iso)
+        crow = None     # a customer was there: so no open conversation (the statement found none)
+        if cust_row["id"] is None:    # a new customer: an open conversation is unlikely, but looked for
+            crow = yield One("UPDATE conversations SET updated_at=? WHERE channel=? AND external_id=? "
+                             "AND state != 'closed' RETURNING *", (now_iso, inbound.channel, inbound.external_id))
+        return (yield from chat._inbound_message(inbound, customer_id, cust, crow, now_iso))
+    if (inbound.sender_name and not cust_row["display_name"]) or (
+            inbound.customer_attributes and not chat._has_attributes(cust_row, inbound.customer_attributes)):
+        _, cust = yield from chat._inbound_customer(inbound, cust_row, now_iso)
+    else:
+        cust = customer_of(cust_row)
     conv = Conversation(id=row["conversation_id"], customer_id=row["c_customer_id"], channel=inbound.channel,
                         external_id=row["c_external_id"], state=ConversationState(row["c_state"]),
                         created_at=parse_iso(row["c_created_at"]),  # type: ignore[arg-type]
                         updated_at=parse_iso(row["c_updated_at"]),  # type: ignore[arg-type]
                         language=row["c_language"])
-    return conv, message_of(row)
+    return InboundResult(message_of(row), conv, cust, False)
 
 
 def mark_sent_next_pg(message_id: int, platform_message_id: str, *, conversation_id: str, sent_at: str,

@@ -98,6 +98,29 @@ async def test_an_inbound_message_into_an_open_conversation(store: Store) -> Non
     assert [m.text for m in await store.history(third.conversation.id)] == ["new"]
 
 
+async def test_an_inbound_message_brings_its_customer_up_to_date(store: Store) -> None:
+    """A name where there was none and new attributes are written with the message (on
+    PostgreSQL after it, in the same transaction); what is there already is left alone."""
+    first = await store.record_inbound(inbound("p1", customer_attributes={"language_code": "de"}))
+    assert (first.customer.display_name, first.customer.attributes) == ("", {"language_code": "de"})
+    second = await store.record_inbound(inbound("p2", sender_name="Ann", customer_attributes={"plan": "pro"}))
+    assert second.conversation.id == first.conversation.id
+    assert (second.customer.id, second.customer.display_name, second.customer.attributes) == (
+        first.customer.id, "Ann", {"language_code": "de", "plan": "pro"})
+    assert second.customer == await store.get_customer(first.customer.id)
+    third = await store.record_inbound(inbound("p3", sender_name="Bob", customer_attributes={"plan": "pro"}))
+    assert third.customer == second.customer                       # a name is not overwritten
+    assert [m.text for m in await store.unprocessed_inbound(first.conversation.id)] == ["hi", "hi", "hi"]
+    # a repeat changes nothing and says so
+    again = await store.record_inbound(inbound("p2", sender_name="Eve", customer_attributes={"plan": "free"}))
+    assert again.duplicate and again.message == second.message and again.customer == second.customer
+    assert len(await store.history(first.conversation.id)) == 3
+    # another address: another customer, another conversation
+    other = await store.record_inbound(inbound("q1", ext="B", sender_name="Cy"))
+    assert other.customer.id != first.customer.id and other.conversation.id != first.conversation.id
+    assert (other.customer.display_name, other.message.conversation_id) == ("Cy", other.conversation.id)
+
+
 async def test_mark_sent_next_when_the_marked_one_was_not_the_head(store: Store) -> None:
     r = await store.record_inbound(inbound("p1"))
     cid = r.conversation.id
@@ -142,8 +165,8 @@ async def test_round_trips_of_a_message_on_postgresql(pg: Store, trips: list[str
     cid = first.conversation.id
     trips.clear()
     r = await pg.record_inbound(inbound("p2"))
-    # BEGIN + lock, the repeat check with the customer, the conversation and message, COMMIT
-    assert len(trips) == 4, trips
+    # BEGIN + lock; the repeat check, the customer, the conversation and the message; COMMIT
+    assert len(trips) == 3, trips
     trips.clear()
     m1, _ = await pg.commit_turn(cid, inbound_id=r.message.id, replies=[Outbound("a"), Outbound("b")],
                                  flow_state={"n": 1})
