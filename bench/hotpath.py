@@ -204,7 +204,18 @@ logging: {{level: WARNING}}
             if not args.pg_url:
                 await services.store.db.set_trace_callback(lambda sql: counting and statements.append(sql[:8]))
 
+        failures: list[str] = []
+
         async def customer(n: int) -> None:
+            try:
+                await ask(n)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:    # noqa: BLE001 - a message not answered ends the run, loudly
+                failures.append(f"customer {n}: {type(exc).__name__}: {exc}")
+                done.set()
+
+        async def ask(n: int) -> None:
             nonlocal answered
             i = 0
             while not done.is_set():
@@ -217,9 +228,9 @@ logging: {{level: WARNING}}
                         extra["heard_at"] = int(time.time())
                     else:                   # as the WhatsApp connector did before Inbound.heard_at
                         await services.store.whatsapp_saw_inbound(ext, int(time.time()))
-                await services.runtime.accept(Inbound(
+                await asyncio.wait_for(services.runtime.accept(Inbound(
                     channel="webchat", external_id=ext, platform_message_id=f"{ext}:{i}",
-                    text=f"{QUESTIONS[(n + i) % len(QUESTIONS)]} order {n * 100000 + i}", **extra))
+                    text=f"{QUESTIONS[(n + i) % len(QUESTIONS)]} order {n * 100000 + i}", **extra)), 30)
                 i += 1
                 await asyncio.wait_for(fut, 30)
                 if counting:
@@ -243,6 +254,8 @@ logging: {{level: WARNING}}
         await services.delivery.stop()
         await services.runtime.stop()
         await services.store.close()
+        if failures:
+            raise SystemExit(f"{len(failures)} customer(s) not answered; the first: {failures[0]}")
         threads: dict[str, float] = {}
         for tid, (name, cpu) in th1.items():
             if tid in th0 and cpu > th0[tid][1]:
