@@ -11,10 +11,10 @@ import json
 from datetime import datetime
 from typing import Any, Sequence
 
-from bot.errors import AlreadyDone, ClaimLost, StoreError
+from bot.errors import AlreadyDone, ClaimLost, StoreError, TurnStale
 from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, outbound_payload, utcnow
 
-from .base import HandoffSpec, InboundResult, OutboxItem, TicketChange, TicketFollowedUp, TicketResolved
+from .base import HandoffSpec, InboundResult, OutboxItem, TicketChange, TicketFollowedUp, TicketResolved, TurnBasis
 from .ops_whatsapp import saw_inbound
 from .rows import conversation_of, customer_of, iso, message_of, new_id, parse_iso
 from .sql import BACKEND, All, Lock, One, Op, Run, transaction
@@ -90,10 +90,10 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
         (inbound.channel, inbound.platform_message_id, inbound.channel, inbound.external_id))
     if cust_row["dup_id"] is not None:
         return (yield from _repeat(cust_row["dup_id"]))
-    customer_id, cust = yield from _inbound_customer(inbound, cust_row, now)
+    customer_id, cust_row = yield from _inbound_customer(inbound, cust_row, now)
     crow = yield One("UPDATE conversations SET updated_at=? WHERE channel=? AND external_id=? "
                      "AND state != 'closed' RETURNING *", (now, inbound.channel, inbound.external_id))
-    return (yield from _inbound_message(inbound, customer_id, cust, crow, now))
+    return (yield from _inbound_message(inbound, customer_id, cust_row, crow, now))
 
 
 def _repeat(message_id: int) -> Op[InboundResult]:
@@ -104,9 +104,9 @@ def _repeat(message_id: int) -> Op[InboundResult]:
     return InboundResult(message_of(row), conv, cust, True)  # type: ignore[arg-type]
 
 
-def _inbound_customer(inbound: Inbound, cust_row: Any, now: str) -> Op[tuple[str, Customer]]:
+def _inbound_customer(inbound: Inbound, cust_row: Any, now: str) -> Op[tuple[str, Any]]:
     """The customer at the inbound's address (``cust_row``: its row, None columns when there is
-    none), created or brought up to date (name, attributes): its id and record."""
+    none), created or brought up to date (name, attributes): its id and row."""
     if cust_row["id"] is None:
         customer_id = new_id("cus")
         yield Run("INSERT INTO customers(id, display_name, created_at) VALUES (?, ?, ?)",
@@ -125,12 +125,12 @@ def _inbound_customer(inbound: Inbound, cust_row: Any, now: str) -> Op[tuple[str
         changed = True
     if changed:
         cust_row = yield One("SELECT * FROM customers WHERE id=?", (customer_id,))
-    return customer_id, customer_of(cust_row)
+    return customer_id, cust_row
 
 
-def _inbound_message(inbound: Inbound, customer_id: str, cust: Customer, crow: Any, now: str) -> Op[InboundResult]:
+def _inbound_message(inbound: Inbound, customer_id: str, cust_row: Any, crow: Any, now: str) -> Op[InboundResult]:
     """The inbound message stored in the open conversation ``crow`` (its row, updated), or in a new
-    one when ``crow`` is None."""
+    one when ``crow`` is None; ``cust_row``: the customer's row as stored."""
     if crow is None:
         crow = yield One(
             "INSERT INTO conversations(id, customer_id, channel, external_id, state, created_at, "
@@ -144,7 +144,17 @@ def _inbound_message(inbound: Inbound, customer_id: str, cust: Customer, crow: A
         (conv.id, inbound.sender_name, inbound.text,
          json.dumps([a.to_dict() for a in inbound.attachments]), inbound.channel,
          inbound.platform_message_id, inbound.payload, "received" if inbound.answer else "processed", now))
-    return InboundResult(message_of(mrow), conv, cust, False)
+    return InboundResult(message_of(mrow), conv, customer_of(cust_row), False,
+                         turn_basis(mrow["id"], mrow["status"], crow, cust_row))
+
+
+def turn_basis(message_id: int, status: str, crow: Any, cust_row: Any) -> TurnBasis | None:
+    """What the turn of a new message may start from (see :class:`TurnBasis`): the conversation's
+    row ``crow`` and the customer's ``cust_row`` as stored with it; None for a message not to answer."""
+    if status != "received":
+        return None
+    return TurnBasis(message_id, crow["state"], crow["language"] or "", crow["flow_state"] or "",
+                     crow["customer_id"], cust_row["display_name"], cust_row["attributes"])
 
 
 def _has_attributes(cust_row: Any, attributes: Any) -> bool:
@@ -264,7 +274,8 @@ def load_flow_state(conversation_id: str) -> Op[dict[str, Any] | None]:
 def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequence[Outbound],
                 flow_state: dict[str, Any] | None, state: ConversationState | None = None,
                 keep_flow_state: bool = False, handoff: HandoffSpec | None = None,
-                ticket: TicketChange | None = None, owner: str | None = None) -> Op[list[Message]]:
+                ticket: TicketChange | None = None, owner: str | None = None,
+                basis: TurnBasis | None = None) -> Op[list[Message]]:
     """Write a turn atomically: replies into the outbox, the flow state, the inbound marked processed.
 
     Args:
@@ -281,6 +292,9 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
             customer is told exactly once; see :class:`TicketResolved`.
         owner: the instance that claimed the conversation (several instances); if another
             instance owns it now, nothing is written and :class:`ClaimLost` is raised.
+        basis: what the turn was computed from, when that was not read under the
+            conversation's lock (see :class:`TurnBasis`); if the conversation is no longer so,
+            nothing is written and :class:`TurnStale` is raised.
     """
     from .ops_desk import queue_position_of, resolve_open
 
@@ -305,11 +319,13 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
     if handoff is None and ticket is None and (yield BACKEND) == "postgresql":
         # the plain turn (nearly every one) in one statement: one round trip, not 2 + one per reply
         return (yield from ops_pg.commit_turn_pg(conversation_id, sets=sets, args=args, inbound_id=inbound_id,
-                                          replies=replies, now_iso=iso(now), now_ts=now.timestamp(), owner=owner))
-    crow = yield One(f"UPDATE conversations SET {', '.join(sets)} WHERE id=? RETURNING channel, owner",
-                     (*args, conversation_id))
+                                                 replies=replies, now_iso=iso(now), now_ts=now.timestamp(),
+                                                 owner=owner, basis=basis))
+    where = f"id=? AND {TurnBasis.SQL}" if basis is not None else "id=?"
+    crow = yield One(f"UPDATE conversations SET {', '.join(sets)} WHERE {where} RETURNING channel, owner",
+                     (*args, conversation_id, *(basis.args(conversation_id) if basis is not None else ())))
     if crow is None:
-        raise StoreError(f"no conversation {conversation_id}")
+        yield from _missing_or_stale(conversation_id, basis)
     if owner is not None and crow["owner"] != owner:
         raise ClaimLost(f"{conversation_id} is owned by {crow['owner']}, not {owner}")
     if handoff is not None and hid is not None:
@@ -332,6 +348,13 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
                                         follow_up_at=ticket.follow_up_at)):
             raise StoreError(f"{ticket.reference} is already resolved")
     return queued
+
+
+def _missing_or_stale(conversation_id: str, basis: TurnBasis | None) -> Op[None]:
+    """Raise why a turn's update of its conversation matched no row: gone, or changed since ``basis``."""
+    if basis is not None and (yield One("SELECT id FROM conversations WHERE id=?", (conversation_id,))):
+        raise TurnStale(f"{conversation_id} changed since message {basis.message_id} was stored")
+    raise StoreError(f"no conversation {conversation_id}")
 
 
 def insert_outbound(conversation_id: str, channel: str, replies: Sequence[Outbound],

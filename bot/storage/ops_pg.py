@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from bot.errors import ClaimLost, StoreError
+from bot.errors import ClaimLost
 from bot.model import Conversation, ConversationState, Inbound, Message, Outbound, outbound_payload
 
 from . import ops_chat as chat
-from .base import InboundResult, OutboxItem
+from .base import InboundResult, OutboxItem, TurnBasis
 from .rows import customer_of, message_of, parse_iso
 from .sql import All, One, Op
 
@@ -36,7 +36,7 @@ _NEXT_REPLY = "(?, ?, ?, ?, ?, ?, ?)"
 
 def commit_turn_pg(conversation_id: str, *, sets: Sequence[str], args: Sequence[Any], inbound_id: int | None,
                    replies: Sequence[Outbound], now_iso: str, now_ts: float,
-                   owner: str | None) -> Op[list[Message]]:
+                   owner: str | None, basis: TurnBasis | None = None) -> Op[list[Message]]:
     """The plain turn of :func:`~bot.storage.ops_chat.commit_turn` (no handoff, no ticket) in ONE
     statement, inside its transaction (which holds the conversation's lock): the conversation
     updated (``sets``/``args``, as there), the replies queued in order, the inbound message marked
@@ -44,7 +44,11 @@ def commit_turn_pg(conversation_id: str, *, sets: Sequence[str], args: Sequence[
     nothing of it is written, as there.
     """
     params: list[Any] = [*args, conversation_id]
-    sql = f"WITH c AS (UPDATE conversations SET {', '.join(sets)} WHERE id=? RETURNING id, channel, owner)"
+    where = "id=?"
+    if basis is not None:
+        where += f" AND {TurnBasis.SQL}"
+        params += basis.args(conversation_id)
+    sql = f"WITH c AS (UPDATE conversations SET {', '.join(sets)} WHERE {where} RETURNING id, channel, owner)"
     if inbound_id is not None:
         sql += ", p AS (UPDATE messages SET status='processed' WHERE id=? AND direction='in')"
         params.append(inbound_id)
@@ -68,8 +72,8 @@ def commit_turn_pg(conversation_id: str, *, sets: Sequence[str], args: Sequence[
     else:
         sql += " SELECT c.owner AS c_owner FROM c"
     rows = yield All(sql, params)
-    if not rows:
-        raise StoreError(f"no conversation {conversation_id}")
+    if not rows:        # (the message's mark, if made, is rolled back with the transaction)
+        yield from chat._missing_or_stale(conversation_id, basis)
     if owner is not None and rows[0]["c_owner"] != owner:
         raise ClaimLost(f"{conversation_id} is owned by {rows[0]['c_owner']}, not {owner}")
     return [message_of(r) for r in rows] if replies else []
@@ -96,7 +100,7 @@ def record_inbound_pg(inbound: Inbound, now_iso: str) -> Op[InboundResult]:
         "SELECT (SELECT id FROM d) AS dup_id, u.id AS u_id, u.display_name AS u_display_name, "
         "u.created_at AS u_created_at, u.attributes AS u_attributes, m.*, c.customer_id AS c_customer_id, "
         "c.external_id AS c_external_id, c.state AS c_state, c.created_at AS c_created_at, "
-        "c.updated_at AS c_updated_at, c.language AS c_language "
+        "c.updated_at AS c_updated_at, c.language AS c_language, c.flow_state AS c_flow_state "
         "FROM (SELECT 1 AS one) AS x LEFT JOIN u ON true LEFT JOIN (c JOIN m ON true) ON true",
         (inbound.channel, inbound.platform_message_id, inbound.channel, inbound.external_id,
          now_iso, inbound.channel, inbound.external_id,
@@ -108,23 +112,25 @@ def record_inbound_pg(inbound: Inbound, now_iso: str) -> Op[InboundResult]:
     cust_row = {"id": row["u_id"], "display_name": row["u_display_name"], "created_at": row["u_created_at"],
                 "attributes": row["u_attributes"]}
     if row["id"] is None:       # nothing written: a new customer, or no open conversation
-        customer_id, cust = yield from chat._inbound_customer(inbound, cust_row, now_iso)
+        customer_id, cust_row = yield from chat._inbound_customer(inbound, cust_row, now_iso)
         crow = None     # a customer was there: so no open conversation (the statement found none)
         if cust_row["id"] is None:    # a new customer: an open conversation is unlikely, but looked for
             crow = yield One("UPDATE conversations SET updated_at=? WHERE channel=? AND external_id=? "
                              "AND state != 'closed' RETURNING *", (now_iso, inbound.channel, inbound.external_id))
-        return (yield from chat._inbound_message(inbound, customer_id, cust, crow, now_iso))
+        return (yield from chat._inbound_message(inbound, customer_id, cust_row, crow, now_iso))
     if (inbound.sender_name and not cust_row["display_name"]) or (
             inbound.customer_attributes and not chat._has_attributes(cust_row, inbound.customer_attributes)):
-        _, cust = yield from chat._inbound_customer(inbound, cust_row, now_iso)
-    else:
-        cust = customer_of(cust_row)
+        _, cust_row = yield from chat._inbound_customer(inbound, cust_row, now_iso)
     conv = Conversation(id=row["conversation_id"], customer_id=row["c_customer_id"], channel=inbound.channel,
                         external_id=row["c_external_id"], state=ConversationState(row["c_state"]),
                         created_at=parse_iso(row["c_created_at"]),  # type: ignore[arg-type]
                         updated_at=parse_iso(row["c_updated_at"]),  # type: ignore[arg-type]
                         language=row["c_language"])
-    return InboundResult(message_of(row), conv, cust, False)
+    basis = None
+    if row["status"] == "received":
+        basis = TurnBasis(row["id"], row["c_state"], row["c_language"] or "", row["c_flow_state"] or "",
+                          row["c_customer_id"], cust_row["display_name"], cust_row["attributes"])
+    return InboundResult(message_of(row), conv, customer_of(cust_row), False, basis)
 
 
 def mark_sent_next_pg(message_id: int, platform_message_id: str, *, conversation_id: str, sent_at: str,
