@@ -374,7 +374,10 @@ def main() -> int:
     if not args.ab and args.storage == "pg" and not args.pg_url:
         with pg_cluster("pg") as pg:       # this process measures, in a child of its own (as --ab does)
             r = one(ROOT, args, pg)
-        _show(r, args)
+        if args.json:
+            print(json.dumps(r))
+        else:
+            _show(r, args)
         return 0
     if not args.ab:
         r = asyncio.run(run_once(args))
