@@ -69,6 +69,11 @@ class AlreadyDone(StoreError):
     """The change was made already (by another instance, or before a restart): nothing to do."""
 
 
+class TurnStale(StoreError):
+    """A turn computed from what its message's storing read (``TurnBasis``) found the conversation
+    changed since: nothing was written; the turn runs again from a fresh read."""
+
+
 class InvalidTransition(OmnibotError):
     """A handoff transition that the state table does not allow."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -20,13 +21,13 @@ from typing import Any, Callable
 from bot.aio import stop_tasks, wait_for
 from bot.cluster import Cluster
 from bot.config import Config
-from bot.errors import ClaimLost, StorageUnavailable
+from bot.errors import ClaimLost, StorageUnavailable, TurnStale
 from bot.events import Event, EventBus
 from bot.locks import KeyedLock
 from bot.logs import customer as _customer_text
 from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, sanitize_text, utcnow
 from bot.privacy import Privacy
-from bot.storage import HandoffSpec, InboundResult, Store, Ticket
+from bot.storage import HandoffSpec, InboundResult, Store, Ticket, TurnBasis
 from flows import FlowEngine, TurnInput
 from flows.i18n import render_system
 
@@ -158,7 +159,8 @@ class Runtime:
         if not result.duplicate and any(f.kind in ("card", "cvc") for f in removed):
             await self._tell_card_removed(result, text)
         if result.message.status == "received":
-            self.schedule(result.conversation.id)
+            # a new message's turn starts from what storing it read (checked at its commit)
+            self.schedule(result.conversation.id, None if result.duplicate else result)
         elif not inbound.answer and not result.duplicate:
             # stored, never answered (mail from a machine): the agent's desk still shows it
             log.info("%s message %s stored without an answer (automatic)", inbound.channel,
@@ -202,9 +204,9 @@ class Runtime:
         except StorageUnavailable:
             pass    # the message is stored (masked) already; the notice is a courtesy
 
-    def schedule(self, conversation_id: str) -> None:
+    def schedule(self, conversation_id: str, stored: InboundResult | None = None) -> None:
         self._active[conversation_id] += 1
-        task = asyncio.create_task(self.process(conversation_id), name=f"turn-{conversation_id}")
+        task = asyncio.create_task(self.process(conversation_id, stored), name=f"turn-{conversation_id}")
         self._tasks.add(task)
         task.add_done_callback(lambda t, cid=conversation_id: self._finished(t, cid))
 
@@ -290,19 +292,29 @@ class Runtime:
         await stop_tasks([*self._tasks, self._sweeper], "the turns")
         self._sweeper = None
 
-    async def process(self, conversation_id: str) -> None:
+    async def process(self, conversation_id: str, stored: InboundResult | None = None) -> None:
         """Answer every unprocessed message of a conversation, in order.
 
         A message is done when its turn is committed. When storage fails, the message stays
         unanswered (and the ones after it wait behind it) until the sweep retries it; a turn
         that fails for any other reason is answered with an apology instead.
+
+        ``stored``: a message just stored, whose turn starts from what storing it read instead
+        of reading the conversation again (one store operation fewer per message, issue 20).
+        Its commit writes only if that is still what is stored, the message still unanswered
+        and no older one waiting (see :class:`bot.storage.TurnBasis`); else nothing was written
+        and the conversation is read and answered as without it.
         """
         try:
             async with self.locks(conversation_id):
                 if self._fault_delay:
                     await asyncio.sleep(self._fault_delay)
-                # the messages to answer and what the first turn needs, in one read
-                messages, loaded = await self.store.turn_start(conversation_id)
+                if stored is not None and stored.basis is not None and await self._stored_turn(stored):
+                    self.processed += 1
+                    messages, loaded = [], None     # answered (a newer message has a turn of its own)
+                else:
+                    # the messages to answer and what the first turn needs, in one read
+                    messages, loaded = await self.store.turn_start(conversation_id)
                 for msg in messages:
                     try:
                         started = time.perf_counter()
@@ -327,6 +339,29 @@ class Runtime:
             log.warning("conversation %s was taken over by another instance: %s", conversation_id, exc)
         self.wake_delivery()
 
+    async def _stored_turn(self, stored: InboundResult) -> bool:
+        """The turn of a message just stored, from what storing it read; False if it wrote nothing
+        (the conversation changed since, or the turn failed: :meth:`process` goes on as usual,
+        so a failure is answered there, once)."""
+        basis = stored.basis
+        assert basis is not None
+        loaded = (stored.conversation, stored.customer, json.loads(basis.flow_state) if basis.flow_state else None)
+        started = time.perf_counter()
+        try:
+            await self._turn(stored.message, loaded, basis=basis)
+        except (asyncio.CancelledError, StorageUnavailable, ClaimLost):
+            raise
+        except TurnStale as exc:
+            log.debug("%s; reading it again", exc)
+            return False
+        except Exception:  # noqa: BLE001 - answered by the usual path, which logs a failure again
+            log.debug("turn of message %s from its stored state failed; reading it again", stored.message.id,
+                      exc_info=True)
+            return False
+        if self.metrics is not None:
+            self.metrics.turn_seconds.observe(time.perf_counter() - started)
+        return True
+
     async def _apology(self, conversation_id: str) -> str:
         """The apology for a failed turn, in the conversation's language when it can be read."""
         try:
@@ -337,9 +372,10 @@ class Runtime:
             return APOLOGY
 
     async def _turn(self, msg: Message, loaded: tuple[Conversation, Customer | None, dict[str, Any] | None]
-                    | None = None) -> None:
+                    | None = None, *, basis: TurnBasis | None = None) -> None:
         """Answer ``msg``; ``loaded``: the conversation, customer and flow state as read just now
-        under the conversation's lock (else they are read here)."""
+        under the conversation's lock (else they are read here), or as ``basis`` says they were
+        stored (then the commit checks that they still are: :class:`TurnStale` if not)."""
         cid = msg.conversation_id
         if loaded is None:
             loaded = await self.store.load_turn(cid)
@@ -352,6 +388,8 @@ class Runtime:
         if lang.language != conv.language:
             # kept on the conversation: what the bot answers in, and what agents see (README "Languages")
             await self.store.set_conversation_language(cid, lang.language)
+            if basis is not None:
+                basis = dataclasses.replace(basis, language=lang.language)
             log.info("conversation %s is in %s (%s)", cid, lang.language, lang.why)
             conv = dataclasses.replace(conv, language=lang.language)
             # the web chat widget's own words follow it (connectors/webchat.py, a "texts" frame)
@@ -360,7 +398,7 @@ class Runtime:
         if conv.state in (ConversationState.WAITING, ConversationState.WITH_AGENT, ConversationState.CLOSED):
             # A human owns it (or will): the bot is silent; the message is kept for the agent.
             await self.store.commit_turn(cid, inbound_id=msg.id, replies=[], flow_state=None,
-                                         keep_flow_state=True, owner=self.owner)
+                                         keep_flow_state=True, owner=self.owner, basis=basis)
             handoff = await self.store.active_handoff(cid)
             self.events.publish(Event("message", cid, handoff.id if handoff else None,
                                       {"message_id": msg.id}))
@@ -385,7 +423,7 @@ class Runtime:
             replies = [Outbound(r.text, buttons=r.buttons, outcome=outcome) if i == last
                        else Outbound(r.text, buttons=r.buttons) for i, r in enumerate(result.replies)]
         await self.store.commit_turn(cid, inbound_id=msg.id, replies=replies, flow_state=result.state,
-                                     handoff=spec, owner=self.owner)
+                                     handoff=spec, owner=self.owner, basis=basis)
         if spec is not None:
             handoff = await self.store.active_handoff(cid)
             if handoff is not None:

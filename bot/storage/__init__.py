@@ -9,12 +9,12 @@ transaction, and handoff transitions are compare-and-set.
 from __future__ import annotations
 
 from .base import (HandoffRecord, HandoffSpec, InboundResult, OutboxItem, Ticket, TicketChange,
-                   TicketFollowedUp, TicketResolved)
+                   TicketFollowedUp, TicketResolved, TurnBasis)
 from .operations import Store
 from .sqlite import SqliteStore
 
 __all__ = ["HandoffRecord", "HandoffSpec", "InboundResult", "OutboxItem", "Store", "SqliteStore", "Ticket",
-           "TicketChange", "TicketFollowedUp", "TicketResolved", "open_store"]
+           "TicketChange", "TicketFollowedUp", "TicketResolved", "TurnBasis", "open_store"]
 
 
 async def open_store(url: str, **options: object) -> Store:

@@ -10,13 +10,48 @@ from bot.model import Conversation, Customer, Message, Outbound
 
 
 @dataclass(frozen=True, slots=True)
+class TurnBasis:
+    """What a new message's storing read of its conversation, as stored (issue 20).
+
+    The message's turn may start from it instead of reading the conversation again
+    (``turn_start``), if its commit proves nothing changed in between: ``commit_turn(...,
+    basis=...)`` writes only while the conversation (state, language, flow state, customer),
+    the customer (name, attributes) are still as here, the message is still unanswered and no
+    older message of the conversation is; else it raises :class:`bot.errors.TurnStale` and
+    writes nothing. The comparison is of values, so any writer's change is caught, whichever
+    instance made it and whether or not it touched ``updated_at``.
+    """
+
+    message_id: int
+    state: str
+    language: str            # '' for none
+    flow_state: str          # the stored JSON text; '' for none
+    customer_id: str
+    display_name: str
+    attributes: str          # the stored JSON text
+
+    #: the condition on ``conversations`` (the row being updated) and its arguments' order
+    SQL = ("state=? AND COALESCE(language, '')=? AND COALESCE(flow_state, '')=? AND customer_id=? "
+           "AND EXISTS (SELECT 1 FROM customers WHERE id=? AND display_name=? AND attributes=?) "
+           "AND EXISTS (SELECT 1 FROM messages WHERE id=? AND status='received') "
+           "AND NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id=? AND direction='in' "
+           "AND status='received' AND id < ?)")
+
+    def args(self, conversation_id: str) -> tuple[Any, ...]:
+        return (self.state, self.language, self.flow_state, self.customer_id, self.customer_id, self.display_name,
+                self.attributes, self.message_id, conversation_id, self.message_id)
+
+
+@dataclass(frozen=True, slots=True)
 class InboundResult:
-    """What :meth:`Store.record_inbound` did: the stored message and whether it was a repeat."""
+    """What :meth:`Store.record_inbound` did: the stored message and whether it was a repeat;
+    for a new message, what its turn may start from (see :class:`TurnBasis`)."""
 
     message: Message
     conversation: Conversation
     customer: Customer
     duplicate: bool
+    basis: TurnBasis | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,13 @@ import json
 from datetime import datetime
 from typing import Any, Sequence
 
-from bot.errors import AlreadyDone, ClaimLost, StoreError
+from bot.errors import AlreadyDone, ClaimLost, StoreError, TurnStale
 from bot.model import Conversation, ConversationState, Customer, Inbound, Message, Outbound, outbound_payload, utcnow
 
-from .base import HandoffSpec, InboundResult, OutboxItem, TicketChange, TicketFollowedUp, TicketResolved
+from .base import HandoffSpec, InboundResult, OutboxItem, TicketChange, TicketFollowedUp, TicketResolved, TurnBasis
 from .ops_whatsapp import saw_inbound
 from .rows import conversation_of, customer_of, iso, message_of, new_id, parse_iso
-from .sql import All, Lock, One, Op, Run, transaction
+from .sql import BACKEND, All, Lock, One, Op, Run, transaction
 
 # -- meta -----------------------------------------------------------------------
 
@@ -78,18 +78,35 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
     yield Lock(f"addr:{inbound.channel}:{inbound.external_id}")
     if inbound.heard_at is not None:      # in the same transaction: one operation, not two
         yield from saw_inbound(inbound.channel, inbound.external_id, inbound.heard_at)
-    # the repeat check and the customer at this address in one statement (one round trip, not
-    # two, on PostgreSQL): always one row; its customer columns are NULL when there is none
+    if (yield BACKEND) == "postgresql":
+        # the repeat check, the customer and (nearly always) the message in one statement
+        return (yield from ops_pg.record_inbound_pg(inbound, now))
+    # the repeat check and the customer at this address in one statement: always one row; its
+    # customer columns are NULL when there is none
     cust_row = yield One(
         "SELECT (SELECT id FROM messages WHERE channel=? AND platform_message_id=? AND direction='in') AS dup_id, "
         "c.* FROM (SELECT 1 AS one) AS x LEFT JOIN identities i ON i.channel=? AND i.external_id=? "
         "LEFT JOIN customers c ON c.id = i.customer_id",
         (inbound.channel, inbound.platform_message_id, inbound.channel, inbound.external_id))
     if cust_row["dup_id"] is not None:
-        row = yield One("SELECT * FROM messages WHERE id=?", (cust_row["dup_id"],))
-        conv = yield from _conversation(row["conversation_id"])
-        cust = yield from _customer(conv.customer_id)  # type: ignore[union-attr]
-        return InboundResult(message_of(row), conv, cust, True)  # type: ignore[arg-type]
+        return (yield from _repeat(cust_row["dup_id"]))
+    customer_id, cust_row = yield from _inbound_customer(inbound, cust_row, now)
+    crow = yield One("UPDATE conversations SET updated_at=? WHERE channel=? AND external_id=? "
+                     "AND state != 'closed' RETURNING *", (now, inbound.channel, inbound.external_id))
+    return (yield from _inbound_message(inbound, customer_id, cust_row, crow, now))
+
+
+def _repeat(message_id: int) -> Op[InboundResult]:
+    """:func:`record_inbound`'s answer for a message stored before (``duplicate=True``)."""
+    row = yield One("SELECT * FROM messages WHERE id=?", (message_id,))
+    conv = yield from _conversation(row["conversation_id"])
+    cust = yield from _customer(conv.customer_id)  # type: ignore[union-attr]
+    return InboundResult(message_of(row), conv, cust, True)  # type: ignore[arg-type]
+
+
+def _inbound_customer(inbound: Inbound, cust_row: Any, now: str) -> Op[tuple[str, Any]]:
+    """The customer at the inbound's address (``cust_row``: its row, None columns when there is
+    none), created or brought up to date (name, attributes): its id and row."""
     if cust_row["id"] is None:
         customer_id = new_id("cus")
         yield Run("INSERT INTO customers(id, display_name, created_at) VALUES (?, ?, ?)",
@@ -108,9 +125,12 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
         changed = True
     if changed:
         cust_row = yield One("SELECT * FROM customers WHERE id=?", (customer_id,))
-    cust = customer_of(cust_row)
-    crow = yield One("UPDATE conversations SET updated_at=? WHERE channel=? AND external_id=? AND state != 'closed' "
-                     "RETURNING *", (now, inbound.channel, inbound.external_id))
+    return customer_id, cust_row
+
+
+def _inbound_message(inbound: Inbound, customer_id: str, cust_row: Any, crow: Any, now: str) -> Op[InboundResult]:
+    """The inbound message stored in the open conversation ``crow`` (its row, updated), or in a new
+    one when ``crow`` is None; ``cust_row``: the customer's row as stored."""
     if crow is None:
         crow = yield One(
             "INSERT INTO conversations(id, customer_id, channel, external_id, state, created_at, "
@@ -124,7 +144,17 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
         (conv.id, inbound.sender_name, inbound.text,
          json.dumps([a.to_dict() for a in inbound.attachments]), inbound.channel,
          inbound.platform_message_id, inbound.payload, "received" if inbound.answer else "processed", now))
-    return InboundResult(message_of(mrow), conv, cust, False)
+    return InboundResult(message_of(mrow), conv, customer_of(cust_row), False,
+                         turn_basis(mrow["id"], mrow["status"], crow, cust_row))
+
+
+def turn_basis(message_id: int, status: str, crow: Any, cust_row: Any) -> TurnBasis | None:
+    """What the turn of a new message may start from (see :class:`TurnBasis`): the conversation's
+    row ``crow`` and the customer's ``cust_row`` as stored with it; None for a message not to answer."""
+    if status != "received":
+        return None
+    return TurnBasis(message_id, crow["state"], crow["language"] or "", crow["flow_state"] or "",
+                     crow["customer_id"], cust_row["display_name"], cust_row["attributes"])
 
 
 def _has_attributes(cust_row: Any, attributes: Any) -> bool:
@@ -244,7 +274,8 @@ def load_flow_state(conversation_id: str) -> Op[dict[str, Any] | None]:
 def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequence[Outbound],
                 flow_state: dict[str, Any] | None, state: ConversationState | None = None,
                 keep_flow_state: bool = False, handoff: HandoffSpec | None = None,
-                ticket: TicketChange | None = None, owner: str | None = None) -> Op[list[Message]]:
+                ticket: TicketChange | None = None, owner: str | None = None,
+                basis: TurnBasis | None = None) -> Op[list[Message]]:
     """Write a turn atomically: replies into the outbox, the flow state, the inbound marked processed.
 
     Args:
@@ -261,6 +292,9 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
             customer is told exactly once; see :class:`TicketResolved`.
         owner: the instance that claimed the conversation (several instances); if another
             instance owns it now, nothing is written and :class:`ClaimLost` is raised.
+        basis: what the turn was computed from, when that was not read under the
+            conversation's lock (see :class:`TurnBasis`); if the conversation is no longer so,
+            nothing is written and :class:`TurnStale` is raised.
     """
     from .ops_desk import queue_position_of, resolve_open
 
@@ -282,10 +316,16 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
     if state is not None:
         sets.append("state=?")
         args.append(state.value)
-    crow = yield One(f"UPDATE conversations SET {', '.join(sets)} WHERE id=? RETURNING channel, owner",
-                     (*args, conversation_id))
+    if handoff is None and ticket is None and (yield BACKEND) == "postgresql":
+        # the plain turn (nearly every one) in one statement: one round trip, not 2 + one per reply
+        return (yield from ops_pg.commit_turn_pg(conversation_id, sets=sets, args=args, inbound_id=inbound_id,
+                                                 replies=replies, now_iso=iso(now), now_ts=now.timestamp(),
+                                                 owner=owner, basis=basis))
+    where = f"id=? AND {TurnBasis.SQL}" if basis is not None else "id=?"
+    crow = yield One(f"UPDATE conversations SET {', '.join(sets)} WHERE {where} RETURNING channel, owner",
+                     (*args, conversation_id, *(basis.args(conversation_id) if basis is not None else ())))
     if crow is None:
-        raise StoreError(f"no conversation {conversation_id}")
+        yield from _missing_or_stale(conversation_id, basis)
     if owner is not None and crow["owner"] != owner:
         raise ClaimLost(f"{conversation_id} is owned by {crow['owner']}, not {owner}")
     if handoff is not None and hid is not None:
@@ -308,6 +348,13 @@ def commit_turn(conversation_id: str, *, inbound_id: int | None, replies: Sequen
                                         follow_up_at=ticket.follow_up_at)):
             raise StoreError(f"{ticket.reference} is already resolved")
     return queued
+
+
+def _missing_or_stale(conversation_id: str, basis: TurnBasis | None) -> Op[None]:
+    """Raise why a turn's update of its conversation matched no row: gone, or changed since ``basis``."""
+    if basis is not None and (yield One("SELECT id FROM conversations WHERE id=?", (conversation_id,))):
+        raise TurnStale(f"{conversation_id} changed since message {basis.message_id} was stored")
+    raise StoreError(f"no conversation {conversation_id}")
 
 
 def insert_outbound(conversation_id: str, channel: str, replies: Sequence[Outbound],
@@ -399,3 +446,7 @@ def mark_retry(message_id: int, *, next_attempt_at: float, error: str) -> Op[Non
 def mark_failed(message_id: int, *, error: str) -> Op[None]:
     yield Run("UPDATE messages SET status='failed', attempts=attempts+1, last_error=? WHERE id=?",
               (error[:500], message_id))
+
+
+# PostgreSQL's one-statement forms use this module's helpers: imported last (a cycle)
+from . import ops_pg  # noqa: E402

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.model import Conversation, ConversationState, Customer, Message
+from bot.model import Conversation, ConversationState, Customer, Message, utcnow
 
 from .base import OutboxItem
 from .ops_chat import due_outbox, mark_sent
-from .rows import message_of, parse_iso
-from .sql import All, Op
+from .ops_pg import mark_sent_next_pg
+from .rows import iso, message_of, parse_iso
+from .sql import BACKEND, All, Op
 
 #: the conversation's and its customer's columns, named apart from the message's, after them
 #: (turn_start reads them by position, in this order)
@@ -69,6 +70,9 @@ def mark_sent_next(message_id: int, platform_message_id: str, *, conversation_id
     conversation's next reply if it is due now (as ``due_outbox(now, limit=1,
     conversation_id=...)``), or None. Not one transaction: a failure after the mark leaves it
     marked, as two operations would."""
+    if (yield BACKEND) == "postgresql":       # one statement, one round trip
+        return (yield from mark_sent_next_pg(message_id, platform_message_id, conversation_id=conversation_id,
+                                             sent_at=iso(utcnow()), now=now))
     yield from mark_sent(message_id, platform_message_id)
     due = yield from due_outbox(now, limit=1, conversation_id=conversation_id)
     return due[0] if due else None

@@ -8,7 +8,9 @@ statement (:func:`run_sync`), and on PostgreSQL, one awaited asyncpg call per
 statement (:func:`run_async`). The SQL is the portable subset both databases
 share, written with ``?`` placeholders; :func:`pg_sql` numbers them for
 PostgreSQL. The few functions SQLite has and PostgreSQL lacks (``json_patch``,
-``json_insert``) are created by the PostgreSQL schema.
+``json_insert``) are created by the PostgreSQL schema. A few hot operations ask which
+backend runs them (:class:`Backend`) to do in one PostgreSQL statement what takes SQLite
+several.
 
 Why not SQLAlchemy Core: measured here, it costs about 5x the client CPU of
 raw asyncpg per statement (and 4.4x raw aiosqlite), and a turn is several
@@ -63,7 +65,21 @@ class Lock:
     key: str
 
 
-Request = One | All | Run | Lock
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """Which database runs the operation: the reply is ``"sqlite"`` or ``"postgresql"``; no statement.
+
+    For the few hot operations where PostgreSQL does in one statement (a data-modifying
+    ``WITH``) what SQLite, which has no such statements, does in several: on PostgreSQL each
+    statement is a network round trip, on SQLite a call into the library (issue 20). Both
+    forms must read and write the same rows; the store contract runs them on both backends.
+    """
+
+
+#: the one instance an operation yields (the class carries no data)
+BACKEND = Backend()
+
+Request = One | All | Run | Lock | Backend
 Op = Generator[Request, Any, R]
 
 
@@ -109,6 +125,8 @@ def _drive_sync(con: sqlite3.Connection, gen: Op[R]) -> R:
             reply = con.execute(req.sql, req.args).fetchall()
         elif isinstance(req, Run):
             reply = con.execute(req.sql, req.args).rowcount
+        elif isinstance(req, Backend):
+            reply = "sqlite"
         else:
             reply = None
 
@@ -185,6 +203,8 @@ async def _drive_async(con: Any, gen: Op[R], req: Request | None = None) -> R:
             reply = await con.fetch(pg_sql(req.sql), *req.args)
         elif isinstance(req, Run):
             reply = rowcount(await con.execute(pg_sql(req.sql), *req.args))
+        elif isinstance(req, Backend):
+            reply = "postgresql"
         else:
             await con.execute("SELECT pg_advisory_xact_lock($1)", lock_key(req.key))
             reply = None

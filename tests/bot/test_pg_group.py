@@ -9,6 +9,7 @@ alone and nothing acknowledged is lost.
 from __future__ import annotations
 
 import asyncio
+import re
 
 import asyncpg
 import pytest
@@ -56,6 +57,32 @@ async def test_concurrent_writes_share_commits_and_keep_their_order(pg: Postgres
     assert len({r.conversation.id for r in results}) == 1
     assert [m.text for m in await pg.unprocessed_inbound(results[0].conversation.id)] == \
         [f"hello {n}" for n in range(40)]
+
+
+async def test_a_group_takes_all_its_locks_in_the_round_trip_that_begins_it(
+        pg: PostgresStore, groups: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20: the locks of a group's operations are taken together with its BEGIN, in key
+    order, not in a round trip of their own per operation; each operation still runs under its
+    own address's lock until the shared COMMIT."""
+    sent: list[str] = []
+    real = asyncpg.connection.Connection.execute
+
+    def execute(con, query, *args, **kw):
+        sent.append(query)
+        return real(con, query, *args, **kw)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "execute", execute)
+    results = await asyncio.gather(*(pg.record_inbound(_inbound(n, f"c{n}")) for n in range(12)))
+    assert sum(groups) == 12 and len(groups) < 6
+    assert "SELECT pg_advisory_xact_lock($1)" not in sent              # none alone
+    begins = [q for q in sent if q.startswith("BEGIN; SET LOCAL lock_timeout")]
+    assert len(begins) == len(groups)
+    taken = [int(k) for q in begins for k in re.findall(r"pg_advisory_xact_lock\((-?\d+)\)", q)]
+    assert sorted(taken) == sorted(lock_key(f"addr:webchat:c{n}") for n in range(12))
+    for q in begins:
+        keys = [int(k) for k in re.findall(r"pg_advisory_xact_lock\((-?\d+)\)", q)]
+        assert keys == sorted(keys)
+    assert [r.message.text for r in results] == [f"hello {n}" for n in range(12)]
 
 
 def _dup_insert():
