@@ -359,22 +359,21 @@ class LeanHTTP:
         finally:
             if timer is not None:
                 timer.cancel()
-        if not conn.closed and not self._closed:
+        if self._closed:
+            conn.abort()            # closed while this request was in flight: no pool to go back to
+        elif not conn.closed:
             conn.idle_since = time.monotonic()
             self._idle.setdefault(key, []).append(conn)
         return resp
 
     async def close(self) -> None:
-        """Close the idle connections; a request in flight fails (its connection is closed)."""
+        """Close the idle connections; one in use closes when its request ends. New requests
+        raise RuntimeError."""
         self._closed = True
         for conns in self._idle.values():
             for c in conns:
                 c.abort()
         self._idle.clear()
-
-    def reopen(self) -> None:
-        """Usable again after :meth:`close` (new connections)."""
-        self._closed = False
 
 
 def _expire(conn: _Conn, fut: asyncio.Future[Response]) -> None:

@@ -8,6 +8,13 @@ Slack client here, and its client costs a fraction of that per request.
 
 :class:`AiohttpRequest` behaves as ``HTTPXRequest`` does where PTB can tell:
 
+- without a proxy, a POST that uploads nothing (``sendMessage``: one per reply; ``getMe``,
+  ``getUpdates`` ...) goes over :class:`connectors.lean_http.LeanHTTP` instead, a keep-alive
+  HTTP/1.1 client at under half aiohttp's client CPU per request (issue 20;
+  ``python bench/http_client.py``); its transport errors read ``ConnectionRefusedError: ...``,
+  ``ServerDisconnected: ...`` rather than ``aiohttp.ClientConnectorError: ...``. The timeouts below apply
+  alike, except that ``read_timeout`` bounds the wait for the whole answer once the request is
+  sent (for the Bot API's small answers, the same);
 - one ``aiohttp.ClientSession`` per request object (PTB's ``Bot`` holds two: one for
   ``getUpdates``, one for everything else), created by ``initialize()`` (or by the first
   request), closed by ``shutdown()``; keep-alive connections are reused;

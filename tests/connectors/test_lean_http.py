@@ -254,3 +254,15 @@ async def test_tls_checks_the_certificate(tmp_path: Path) -> None:
         await default.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_close_lets_a_request_in_flight_finish_then_refuses(echo) -> None:
+    url, _, _ = echo
+    http = LeanHTTP()
+    task = asyncio.create_task(http.request("POST", f"{url}/slow", body=b"late", timeout=5))
+    await asyncio.sleep(0.1)
+    await http.close()
+    assert (await task).body == b"echo:late"
+    assert http._idle == {}                 # its connection did not go back to a pool
+    with pytest.raises(RuntimeError):
+        await http.request("POST", url, body=b"x", timeout=5)
