@@ -12,8 +12,12 @@ timeout, no proxy lookup) saves nothing measurable, so the hot POSTs use this in
   server's own idle timeout rarely closes one under a request; one the server has closed is
   never reused;
 - TLS with ``ssl.create_default_context()`` (certificate and host name checked), as aiohttp;
-- responses framed by ``Content-Length``, ``Transfer-Encoding: chunked`` or the connection's
-  end; ``gzip``/``deflate`` bodies decoded (none is asked for: no ``Accept-Encoding``);
+- answers parsed by httptools (MagicStack's binding of llhttp, Node's HTTP parser, the one
+  uvicorn uses): framed by ``Content-Length``, ``Transfer-Encoding: chunked`` (extensions and
+  trailers) or the connection's end, 1xx answers skipped, keep-alive as llhttp decides it; an
+  answer llhttp refuses (a bad status line or chunk size, two Content-Lengths, Content-Length
+  with chunked ...) is a :class:`BadResponse`; ``gzip``/``deflate`` bodies decoded (none is asked
+  for: no ``Accept-Encoding``, but a server may send one anyway);
 - one timer per request: ``connect`` bounds establishing a connection, ``read`` the wait for
   the whole answer once the request is sent (aiohttp's ``sock_read`` bounds each wait for
   bytes; for a small JSON answer that is the same), ``timeout`` the whole request;
@@ -21,7 +25,8 @@ timeout, no proxy lookup) saves nothing measurable, so the hot POSTs use this in
   :class:`BadResponse`) or ``TimeoutError``; a request is never sent twice.
 
 What it does not do, and the callers keep aiohttp for: proxies, uploads (multipart), redirects,
-cookies, downloads. Callers use it only for a request without a proxy (see
+cookies, downloads, ``HEAD`` (refused with ValueError: httptools cannot tell llhttp that a HEAD
+answer has no body, and no caller sends one). Callers use it only for a request without a proxy (see
 connectors/telegram_http.py and connectors/whatsapp.py).
 """
 
@@ -34,6 +39,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import urlsplit
+
+import httptools
 
 MAX_HEAD = 64 * 1024             # status line and headers
 MAX_BODY = 16 * 1024 * 1024      # a platform API's JSON answer is far smaller
@@ -82,18 +89,27 @@ def _target(url: str) -> _Target:
 
 
 class _Conn(asyncio.Protocol):
-    """One connection; reads one answer at a time."""
+    """One connection; reads one answer at a time. httptools (llhttp) parses the answer: the status
+    line, headers, the framing (Content-Length, chunked with extensions and trailers, to the
+    connection's end), 1xx answers before the final one and the keep-alive decision; this class
+    collects what its callbacks hand over and maps its errors to :class:`BadResponse`."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
         self._fut: asyncio.Future[Response] | None = None
-        self._buf = bytearray()
-        self._head: tuple[int, str, dict[str, str], bool] | None = None   # status, reason, headers, keep-alive
-        self._length: int | None = None     # bytes of body expected; None: chunked or to the end
-        self._chunked = False
-        self._no_body = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._reason = b""
+        self._headers: dict[str, str] = {}
+        self._status = 0           # of the final answer, once its headers are complete
+        self._to_eof = False       # its body ends with the connection
+        self._done = False         # the final answer is complete
+        self._keep = False
+        self._head_bytes = 0
         self._body = bytearray()
 
     # asyncio.Protocol
@@ -105,9 +121,12 @@ class _Conn(asyncio.Protocol):
         fut = self._fut
         if fut is None or fut.done():
             return
-        if self._head is not None and self._length is None and not self._chunked and not self._no_body:
+        if self._status and self._to_eof and not self._done:
+            # the body ran to the connection's end, as announced (httptools has no "finish" call:
+            # llhttp's framing decision is mirrored in on_headers_complete)
+            self._done, self._keep = True, False
             try:
-                self._finish()       # the body ran to the connection's end, as announced
+                self._finish()
             except BadResponse as err:
                 self._fail(err)
         else:
@@ -119,17 +138,73 @@ class _Conn(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
-        self._buf += data
         try:
-            self._parse()
-        except BadResponse as exc:
-            self._fail(exc)
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if not self._done:
+                self._fail(BadResponse("the server switched protocols"))
+                return
+            self.closed = True
+        except httptools.HttpParserError as exc:
+            if not self._done:      # a callback's own BadResponse comes as the error's context
+                cause = exc.__context__ if isinstance(exc.__context__, BadResponse) else exc
+                self._fail(cause if isinstance(cause, BadResponse)
+                           else BadResponse(f"a malformed answer: {exc}"))
+                return
+            self.closed = True       # bytes after a complete answer: the connection is not reusable
+        if self._done:
+            try:
+                self._finish()
+            except BadResponse as err:
+                self._fail(err)
+        elif not self._status:        # llhttp sets no limit: the headers get MAX_HEAD (and one read)
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD:
+                self._fail(BadResponse("the answer's headers are too large"))
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self._done:
+            self.closed = True       # a second answer to one request: the connection is not reusable
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self._headers) >= 256:
+            raise BadResponse("too many headers")
+        k, v = name.decode("latin-1").lower(), value.decode("latin-1").strip()
+        h = self._headers
+        h[k] = f"{h[k]}, {v}" if k in h else v
+
+    def on_headers_complete(self) -> None:
+        p = self._parser
+        status = p.get_status_code()
+        if status < 200:             # 100 Continue and the like: the answer follows
+            self._reason, self._headers = b"", {}
+            return
+        if p.get_http_version() not in ("1.1", "1.0"):
+            raise BadResponse("not an HTTP/1.x answer")
+        self._status = status
+        h = self._headers
+        # llhttp reads a body to the connection's end when neither length nor chunked frames it
+        self._to_eof = status not in (204, 304) and "content-length" not in h and not (
+            "transfer-encoding" in h and h["transfer-encoding"].lower().rstrip().endswith("chunked"))
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+        if len(self._body) > MAX_BODY:
+            raise BadResponse("the answer is too large")
+
+    def on_message_complete(self) -> None:
+        if self._status and not self._done:
+            self._done = True
+            self._keep = self._parser.should_keep_alive()
 
     # requests
-    def start(self, loop: asyncio.AbstractEventLoop, no_body: bool) -> asyncio.Future[Response]:
+    def start(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Response]:
         self._fut = loop.create_future()
-        self._head, self._length, self._chunked, self._no_body = None, None, False, no_body
-        self._body = bytearray()
+        self._reset()
         return self._fut
 
     def abort(self) -> None:
@@ -145,8 +220,8 @@ class _Conn(asyncio.Protocol):
             self.transport.close()
 
     def _finish(self) -> None:
-        assert self._head is not None and self._fut is not None
-        status, reason, headers, keep = self._head
+        assert self._fut is not None
+        headers = self._headers
         body = bytes(self._body)
         coding = headers.get("content-encoding", "identity").lower()
         if coding in ("gzip", "x-gzip", "deflate"):
@@ -156,96 +231,11 @@ class _Conn(asyncio.Protocol):
                 raise BadResponse(f"the {coding} body does not decode") from exc
         elif coding != "identity":
             raise BadResponse(f"unsupported Content-Encoding {coding!r}")
-        if not keep or self._buf:
+        if not self._keep:
             self.closed = True
-            if self.transport is not None:
-                self.transport.close()
-        self._fut.set_result(Response(status, reason, headers, body))
-
-    def _parse(self) -> None:
-        buf = self._buf
-        while True:
-            if self._head is None:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > MAX_HEAD:
-                        raise BadResponse("the answer's headers are too large")
-                    return
-                lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
-                del buf[:end + 4]
-                version, _, rest = lines[0].partition(" ")
-                code, _, reason = rest.partition(" ")
-                if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-                    raise BadResponse("not an HTTP/1.x answer")
-                status = int(code)
-                headers: dict[str, str] = {}
-                for line in lines[1:]:
-                    name, sep, value = line.partition(":")
-                    if not sep or not name or name != name.strip():
-                        raise BadResponse("a malformed header line")
-                    name, value = name.lower(), value.strip()
-                    headers[name] = f"{headers[name]}, {value}" if name in headers else value
-                if status < 200:         # 100 Continue and the like: the answer follows
-                    continue
-                conn = headers.get("connection", "").lower()
-                keep = "close" not in conn and (version == "HTTP/1.1" or "keep-alive" in conn)
-                self._head = (status, reason, headers, keep)
-                if self._no_body or status in (204, 304):
-                    self._no_body = True
-                    self._finish()
-                    return
-                if "chunked" in headers.get("transfer-encoding", "").lower():
-                    self._chunked = True
-                elif "content-length" in headers:
-                    try:
-                        self._length = int(headers["content-length"])
-                    except ValueError:
-                        raise BadResponse("a malformed Content-Length") from None
-                    if self._length < 0 or self._length > MAX_BODY:
-                        raise BadResponse("Content-Length out of range")
-                else:
-                    self._head = (status, reason, headers, False)     # the body ends with the connection
-            if self._chunked:
-                while True:
-                    eol = buf.find(b"\r\n")
-                    if eol < 0:
-                        return
-                    try:
-                        size = int(bytes(buf[:eol]).split(b";", 1)[0].strip(), 16)
-                    except ValueError:
-                        raise BadResponse("a malformed chunk size") from None
-                    if size < 0:
-                        raise BadResponse("a malformed chunk size")
-                    if size == 0:       # the last chunk; trailers (ignored) end with an empty line
-                        if buf[eol:eol + 4] == b"\r\n\r\n":
-                            done = eol + 4
-                        else:
-                            end = buf.find(b"\r\n\r\n", eol + 2)
-                            if end < 0:
-                                return
-                            done = end + 4
-                        del buf[:done]
-                        self._finish()
-                        return
-                    if len(buf) < eol + 2 + size + 2:
-                        if len(self._body) + size > MAX_BODY:
-                            raise BadResponse("the answer is too large")
-                        return
-                    self._body += buf[eol + 2:eol + 2 + size]
-                    del buf[:eol + 2 + size + 2]
-            if self._length is not None:
-                if len(buf) < self._length:
-                    return
-                self._body += buf[:self._length]
-                del buf[:self._length]
-                self._finish()
-                return
-            # to the connection's end
-            self._body += buf
-            buf.clear()
-            if len(self._body) > MAX_BODY:
-                raise BadResponse("the answer is too large")
-            return
+        if self.closed and self.transport is not None:
+            self.transport.close()
+        self._fut.set_result(Response(self._status, self._reason.decode("latin-1"), headers, body))
 
 
 class LeanHTTP:
@@ -304,10 +294,12 @@ class LeanHTTP:
                 ``read`` seconds of sending the request, or none within ``timeout`` seconds of the call.
             OSError: the connection failed (refused, reset, closed early: :class:`ServerDisconnected`)
                 or the answer is not one this client reads (:class:`BadResponse`).
-            ValueError: the URL or a header cannot be sent as they are.
+            ValueError: the URL or a header cannot be sent as they are, or the method is HEAD.
         """
         if self._closed:
             raise RuntimeError("this LeanHTTP is closed")
+        if method == "HEAD":      # its answer has no body; httptools cannot tell llhttp so
+            raise ValueError("HEAD is not supported (no caller sends it)")
         t = self._tgt(url)
         head = bytearray(method.encode("ascii"))
         head += t.head
@@ -318,7 +310,7 @@ class LeanHTTP:
                 if "\n" in line[:-2] or "\r" in line[:-2]:
                     raise ValueError("a header with a line break")
                 head += line.encode("latin-1")
-        if body or method not in ("GET", "HEAD"):
+        if body or method != "GET":
             head += b"Content-Length: %d\r\n" % len(body)
         head += b"\r\n"
         loop = asyncio.get_running_loop()
@@ -343,7 +335,7 @@ class LeanHTTP:
                         conn = await self._connect(t, loop)
             except TimeoutError:
                 raise TimeoutError("no connection in time") from None
-        fut = conn.start(loop, no_body=method == "HEAD")
+        fut = conn.start(loop)
         if read is not None:       # the request goes out at once (a small body): read from now
             deadline = loop.time() + read if deadline is None else min(deadline, loop.time() + read)
         timer = None

@@ -266,3 +266,73 @@ async def test_close_lets_a_request_in_flight_finish_then_refuses(echo) -> None:
     assert http._idle == {}                 # its connection did not go back to a pool
     with pytest.raises(RuntimeError):
         await http.request("POST", url, body=b"x", timeout=5)
+
+
+@pytest.mark.parametrize("answer", [
+    # bad status lines: a code that is not three ASCII digits (superscript digits pass str.isdigit),
+    # too short, not HTTP at all
+    b"HTTP/1.1 2\xb2\xb2 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1200 OK\r\nContent-Length: 0\r\n\r\n",
+    # bad chunk sizes: Python's int() would take "0x2" and "1_0", llhttp takes hex digits only
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nok\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n",
+    # conflicting framing: two Content-Lengths, Content-Length with chunked (request smuggling's shape)
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
+    # a header line without a name, folded header lines
+    b"HTTP/1.1 200 OK\r\n: x\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nX-A: 1\r\n  folded\r\nContent-Length: 2\r\n\r\nok",
+    # headers without end
+    b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"b" * (70 * 1024) + b"\r\n",
+], ids=["status-superscript", "status-short", "status-no-space", "chunk-0x", "chunk-underscore", "chunk-letters",
+        "two-lengths", "length-and-chunked", "length-plus", "no-name", "folded", "headers-too-large"])
+async def test_malformed_answers_are_bad_responses(answer: bytes) -> None:
+    bad, good = canned(answer), canned(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    connections = 0
+
+    async def first_bad(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await (bad if connections == 1 else good)(reader, writer)
+
+    server, url = await raw_server(first_bad)
+    http = LeanHTTP()
+    try:
+        with pytest.raises(BadResponse):
+            await http.request("POST", url, body=b"x", timeout=3)
+        # that connection is dropped; a new one answers
+        assert (await http.request("POST", url, body=b"y", timeout=3)).status == 200
+        assert http.connections_made == 2
+    finally:
+        await http.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_an_answer_with_bytes_after_it_does_not_go_back_to_the_pool() -> None:
+    # the first answer comes with the start of another (never asked for); the connection would be out of step
+    server, url = await raw_server(canned(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n",
+                                          b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+    http = LeanHTTP()
+    try:
+        assert (await http.request("POST", url, body=b"x", timeout=3)).body == b"ok"
+        assert (await http.request("POST", url, body=b"y", timeout=3)).body == b"ok"
+        assert http.connections_made == 2
+    finally:
+        await http.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_head_is_refused(echo) -> None:
+    url, seen, _ = echo
+    http = LeanHTTP()
+    try:
+        with pytest.raises(ValueError, match="HEAD"):
+            await http.request("HEAD", url, timeout=3)
+    finally:
+        await http.close()
+    assert seen == [] and http.connections_made == 0
