@@ -8,6 +8,9 @@ with each one's ratio to the first:
 
     python bench/http_client.py [--rounds 6] [--requests 600] [--concurrency 16] [--variants aiohttp,lean]
 
+``lean@REV`` is LeanHTTP as connectors/lean_http.py was at git revision REV (for an A/B of a change
+to it, e.g. ``--variants lean@1524763,lean``: the hand-written answer parser against httptools).
+
 Variants: ``aiohttp`` (a ClientSession as connectors/telegram_http.py had it: string URL, a
 ClientTimeout with connect/sock_read, proxy arguments), ``aiohttp-tuned`` (DummyCookieJar, a prebuilt
 ``yarl.URL(encoded=True)``, a total-only timeout, no proxy arguments), ``lean`` (LeanHTTP as the
@@ -76,7 +79,27 @@ class _Raw(asyncio.Protocol):
                 fut.set_result(rest[:n])
 
 
-async def variants(port: int) -> tuple[dict[str, Callable[[], Awaitable[bytes]]], Callable[[], Awaitable[None]]]:
+def lean_at(rev: str) -> Any:
+    """LeanHTTP from connectors/lean_http.py at git revision ``rev``, as a module of its own."""
+    import importlib.util
+    import tempfile
+
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:connectors/lean_http.py"],
+                         check=True, capture_output=True).stdout
+    name = "lean_http_at_" + "".join(c if c.isalnum() else "_" for c in rev)
+    with tempfile.NamedTemporaryFile("wb", suffix=".py", delete=False) as f:
+        f.write(src)
+    spec = importlib.util.spec_from_file_location(name, f.name)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod          # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    Path(f.name).unlink()
+    return mod.LeanHTTP
+
+
+async def variants(port: int, revs: list[str]) -> tuple[dict[str, Callable[[], Awaitable[bytes]]],
+                                                         Callable[[], Awaitable[None]]]:
     import aiohttp
     from yarl import URL
 
@@ -115,14 +138,26 @@ async def variants(port: int) -> tuple[dict[str, Callable[[], Awaitable[bytes]]]
         pool.append(conn)
         return body
 
+    others = {rev: lean_at(rev)(user_agent="bench") for rev in revs}
+
+    def with_lean_at(client: Any) -> Callable[[], Awaitable[bytes]]:
+        async def call() -> bytes:
+            return (await client.request("POST", url, body=BODY, headers=HEADERS, timeout=26, connect=6,
+                                         read=15)).body
+        return call
+
     async def close() -> None:
         await plain.close()
         await tuned.close()
         await lean.close()
+        for client in others.values():
+            await client.close()
         for c in pool:
             c.transport.close()
 
-    return {"aiohttp": with_aiohttp, "aiohttp-tuned": with_tuned, "lean": with_lean, "raw": with_raw}, close
+    calls = {"aiohttp": with_aiohttp, "aiohttp-tuned": with_tuned, "lean": with_lean, "raw": with_raw}
+    calls.update({f"lean@{rev}": with_lean_at(client) for rev, client in others.items()})
+    return calls, close
 
 
 async def one_round(call: Callable[[], Awaitable[bytes]], requests: int, concurrency: int) -> float:
@@ -139,8 +174,8 @@ async def one_round(call: Callable[[], Awaitable[bytes]], requests: int, concurr
 
 
 async def run(args: argparse.Namespace, port: int) -> dict[str, float]:
-    calls, close = await variants(port)
     names = args.variants.split(",")
+    calls, close = await variants(port, [n.split("@", 1)[1] for n in names if n.startswith("lean@")])
     try:
         for n in names:                       # connections open, code warm
             await one_round(calls[n], 100, args.concurrency)
@@ -162,7 +197,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=600, help="requests per round (default 600)")
     ap.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
     ap.add_argument("--variants", default="aiohttp,aiohttp-tuned,lean,raw",
-                    help="comma-separated, the first is the baseline (default aiohttp,aiohttp-tuned,lean,raw)")
+                    help="comma-separated, the first is the baseline (default aiohttp,aiohttp-tuned,lean,raw); "
+                         "lean@REV: connectors/lean_http.py at git revision REV")
     args = ap.parse_args()
     proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True)
     try:
