@@ -147,9 +147,11 @@ class _Conn(asyncio.Protocol):
             self.closed = True
         except httptools.HttpParserError as exc:
             if not self._done:      # a callback's own BadResponse comes as the error's context
-                cause = exc.__context__ if isinstance(exc.__context__, BadResponse) else exc
-                self._fail(cause if isinstance(cause, BadResponse)
-                           else BadResponse(f"a malformed answer: {exc}"))
+                own = exc.__context__
+                if not isinstance(own, BadResponse):
+                    own = BadResponse(f"a malformed answer: {exc}")
+                    own.__cause__ = exc
+                self._fail(own)
                 return
             self.closed = True       # bytes after a complete answer: the connection is not reusable
         if self._done:
