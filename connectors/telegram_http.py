@@ -8,6 +8,13 @@ Slack client here, and its client costs a fraction of that per request.
 
 :class:`AiohttpRequest` behaves as ``HTTPXRequest`` does where PTB can tell:
 
+- without a proxy, a POST that uploads nothing (``sendMessage``: one per reply; ``getMe``,
+  ``getUpdates`` ...) goes over :class:`connectors.lean_http.LeanHTTP` instead, a keep-alive
+  HTTP/1.1 client at under half aiohttp's client CPU per request (issue 20;
+  ``python bench/http_client.py``); its transport errors read ``ConnectionRefusedError: ...``,
+  ``ServerDisconnected: ...`` rather than ``aiohttp.ClientConnectorError: ...``. The timeouts below apply
+  alike, except that ``read_timeout`` bounds the wait for the whole answer once the request is
+  sent (for the Bot API's small answers, the same);
 - one ``aiohttp.ClientSession`` per request object (PTB's ``Bot`` holds two: one for
   ``getUpdates``, one for everything else), created by ``initialize()`` (or by the first
   request), closed by ``shutdown()``; keep-alive connections are reused;
@@ -52,6 +59,7 @@ from telegram.request import BaseRequest, RequestData
 from yarl import URL
 
 from bot.aio import wait_for
+from connectors.lean_http import LeanHTTP
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +110,7 @@ class AiohttpRequest(BaseRequest):
         self._pool_timeout = pool_timeout
         self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._lean: LeanHTTP | None = None
         self._proxies: dict[tuple[str, str], tuple[Any, Any]] = {}    # (scheme, host) -> (proxy, auth)
         self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
         self._slots: asyncio.Semaphore | None = None
@@ -116,6 +125,7 @@ class AiohttpRequest(BaseRequest):
         # Built inside the running loop (aiohttp binds a session to it). No trust_env: see _proxy.
         connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=self._pool_size)
         self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.USER_AGENT})
+        self._lean = LeanHTTP(user_agent=self.USER_AGENT)
         self._proxies = {}       # the environment is read again for a new session
         self._slots = asyncio.Semaphore(self._pool_size)
         self._shut = False
@@ -148,6 +158,8 @@ class AiohttpRequest(BaseRequest):
         self._shut = True
         if self._session is not None and not self._session.closed:
             await self._session.close()
+        if self._lean is not None:
+            await self._lean.close()
 
     async def do_request(self, url: str, method: str, request_data: RequestData | None = None,
                          read_timeout: Any = BaseRequest.DEFAULT_NONE,
@@ -207,12 +219,21 @@ class AiohttpRequest(BaseRequest):
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s", method, url.rsplit("/", 1)[-1])      # the method: the token sits before it
             proxy, proxy_auth = self._proxy(url)
+            if proxy is None and method == "POST" and not files and self._lean is not None:
+                # the per-message path (sendMessage): connectors/lean_http.py, a fraction of
+                # aiohttp's CPU per request (issue 20); proxies and uploads stay on aiohttp
+                resp = await self._lean.request("POST", url, body=data or b"", headers=headers,
+                                                timeout=timeout.total, connect=timeout.connect,
+                                                read=read_timeout)
+                return resp.status, resp.body
             async with session.request(method, url, data=data, headers=headers, timeout=timeout, proxy=proxy,
                                        proxy_auth=proxy_auth) as resp:
                 return resp.status, await resp.read()
         except asyncio.TimeoutError as exc:          # aiohttp's ServerTimeoutError is one too
             raise TimedOut(_scrub(f"Timed out ({type(exc).__name__})", url)) from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except aiohttp.ClientError as exc:
             raise NetworkError(_scrub(f"aiohttp.{type(exc).__name__}: {exc}", url)) from exc
+        except OSError as exc:       # incl. lean_http's ServerDisconnected and BadResponse
+            raise NetworkError(_scrub(f"{type(exc).__name__}: {exc}", url)) from exc
         finally:
             slots.release()

@@ -37,6 +37,7 @@ from bot.media import MediaStore, sniff_mime
 from bot.model import Attachment, Inbound
 from bot.storage import OutboxItem, Store
 from connectors.base import RETRY_AFTER_UNAVAILABLE, read_body
+from connectors.lean_http import LeanHTTP
 from flows.i18n import render_system
 
 log = logging.getLogger(__name__)
@@ -283,8 +284,12 @@ class WhatsAppConnector:
         self.base = f"{config.api_url.rstrip('/')}/{config.api_version}"
         self._token = config.access_token.get_secret_value()
         self._app_secret = config.app_secret.get_secret_value().encode()
+        self._lean_headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
         self._redact = RedactingFilter([self._token, config.app_secret.get_secret_value()])
         self._http: aiohttp.ClientSession | None = None
+        # the per-message POST (/messages): a fraction of aiohttp's CPU per request (issue 20);
+        # the rest (media, the readiness check) stays on aiohttp
+        self._lean: LeanHTTP | None = None
         self._task: asyncio.Task[None] | None = None
         # a message sent in several parts: the earlier parts' wamids, until record_sent stores them
         self._parts: dict[int, list[str]] = {}
@@ -305,6 +310,7 @@ class WhatsAppConnector:
         logging.getLogger("aiohttp.client").addFilter(self._redact)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
                                            headers={"Authorization": f"Bearer {self._token}"})
+        self._lean = LeanHTTP()
         self._task = asyncio.create_task(self._check(), name="whatsapp-check")
 
     async def stop(self) -> None:
@@ -315,6 +321,9 @@ class WhatsAppConnector:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        if self._lean is not None:
+            await self._lean.close()
+            self._lean = None
         logging.getLogger("aiohttp.client").removeFilter(self._redact)
 
     async def _check(self) -> None:
@@ -343,22 +352,30 @@ class WhatsAppConnector:
     async def _graph(self, method: str, path: str, *, json_body: Any = None, data: Any = None,
                      params: dict[str, str] | None = None) -> dict[str, Any]:
         assert self._http is not None, "start() first"
+        if json_body is not None and data is None and params is None and self._lean is not None:
+            # no proxy here (the session has no trust_env either): the lean client
+            resp = await self._lean.request(method, self.base + path, timeout=30, body=json.dumps(
+                json_body, separators=(",", ":")).encode(), headers=self._lean_headers)
+            return self._answer(resp.status, resp.reason, resp.headers.get("retry-after"), resp.body)
         async with self._http.request(method, self.base + path, json=json_body, data=data,
                                       params=params) as resp:
-            raw = await resp.read()
-            try:
-                body = json.loads(raw) if raw else {}
-            except ValueError:
-                body = {}
-            if resp.status >= 400 or (isinstance(body, dict) and "error" in body):
-                err = body.get("error") if isinstance(body, dict) else None
-                err = err if isinstance(err, dict) else {}
-                details = err.get("error_data", {}).get("details") if isinstance(err.get("error_data"), dict) else None
-                ra = resp.headers.get("Retry-After")
-                raise GraphError(resp.status, err.get("code") if isinstance(err.get("code"), int) else None,
-                                 str(details or err.get("message") or resp.reason)[:300],
-                                 float(ra) if ra and ra.replace(".", "", 1).isdigit() else None)
-            return body if isinstance(body, dict) else {}
+            return self._answer(resp.status, resp.reason or "", resp.headers.get("Retry-After"), await resp.read())
+
+    @staticmethod
+    def _answer(status: int, reason: str, ra: str | None, raw: bytes) -> dict[str, Any]:
+        """A Graph API answer's JSON object, or GraphError."""
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = {}
+        if status >= 400 or (isinstance(body, dict) and "error" in body):
+            err = body.get("error") if isinstance(body, dict) else None
+            err = err if isinstance(err, dict) else {}
+            details = err.get("error_data", {}).get("details") if isinstance(err.get("error_data"), dict) else None
+            raise GraphError(status, err.get("code") if isinstance(err.get("code"), int) else None,
+                             str(details or err.get("message") or reason)[:300],
+                             float(ra) if ra and ra.replace(".", "", 1).isdigit() else None)
+        return body if isinstance(body, dict) else {}
 
     async def _download(self, media_id: str) -> tuple[bytes, str]:
         """A customer's file: the media endpoint gives a short-lived URL, fetched with the same token."""
@@ -524,7 +541,7 @@ class WhatsAppConnector:
                 wamids.append(wamid)
         except GraphError as exc:
             raise self._classify(exc) from None
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:     # OSError: incl. TimeoutError, lean_http's
             raise TransientSendError(f"Graph API unreachable: {type(exc).__name__}") from exc
         if len(wamids) > 1:         # the earlier parts' wamids are linked by record_sent
             self._parts[m.id] = wamids[:-1]
