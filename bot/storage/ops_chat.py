@@ -76,11 +76,12 @@ def record_inbound(inbound: Inbound) -> Op[InboundResult]:
     """
     now = iso(utcnow())
     yield Lock(f"addr:{inbound.channel}:{inbound.external_id}")
+    if (yield BACKEND) == "postgresql":
+        # the repeat check, the customer, the 24-hour window (heard_at) and (nearly always) the
+        # message in one statement
+        return (yield from ops_pg.record_inbound_pg(inbound, now))
     if inbound.heard_at is not None:      # in the same transaction: one operation, not two
         yield from saw_inbound(inbound.channel, inbound.external_id, inbound.heard_at)
-    if (yield BACKEND) == "postgresql":
-        # the repeat check, the customer and (nearly always) the message in one statement
-        return (yield from ops_pg.record_inbound_pg(inbound, now))
     # the repeat check and the customer at this address in one statement: always one row; its
     # customer columns are NULL when there is none
     cust_row = yield One(

@@ -24,6 +24,7 @@ from bot.model import Conversation, ConversationState, Inbound, Message, Outboun
 
 from . import ops_chat as chat
 from .base import InboundResult, OutboxItem, TurnBasis
+from .ops_whatsapp import SAW_INBOUND, saw_inbound_args
 from .rows import customer_of, message_of, parse_iso
 from .sql import All, One, Op
 
@@ -87,9 +88,19 @@ def record_inbound_pg(inbound: Inbound, now_iso: str) -> Op[InboundResult]:
     the rest goes as on SQLite: the repeat answered, the customer created, the conversation
     created. A customer to bring up to date (a name, attributes) is updated after the message, in
     the same transaction: the same rows in the end.
+
+    With ``inbound.heard_at`` (WhatsApp's 24-hour window) the window's upsert
+    (:data:`~bot.storage.ops_whatsapp.SAW_INBOUND`, the same statement SQLite runs before) is a
+    part of this statement too: a data-modifying ``WITH`` part runs whether or not the rest reads
+    it, and it writes a ``meta`` row, which no other part reads or writes.
     """
+    window = ""
+    window_args: tuple[str, ...] = ()
+    if inbound.heard_at is not None:
+        window = f"w AS ({SAW_INBOUND}), "
+        window_args = saw_inbound_args(inbound.channel, inbound.external_id, inbound.heard_at)
     row = (yield All(
-        "WITH d AS (SELECT id FROM messages WHERE channel=? AND platform_message_id=? AND direction='in'), "
+        f"WITH {window}d AS (SELECT id FROM messages WHERE channel=? AND platform_message_id=? AND direction='in'), "
         "u AS (SELECT c.* FROM identities i JOIN customers c ON c.id = i.customer_id "
         "WHERE i.channel=? AND i.external_id=?), "
         "c AS (UPDATE conversations SET updated_at=? WHERE channel=? AND external_id=? AND state != 'closed' "
@@ -102,7 +113,7 @@ def record_inbound_pg(inbound: Inbound, now_iso: str) -> Op[InboundResult]:
         "c.external_id AS c_external_id, c.state AS c_state, c.created_at AS c_created_at, "
         "c.updated_at AS c_updated_at, c.language AS c_language, c.flow_state AS c_flow_state "
         "FROM (SELECT 1 AS one) AS x LEFT JOIN u ON true LEFT JOIN (c JOIN m ON true) ON true",
-        (inbound.channel, inbound.platform_message_id, inbound.channel, inbound.external_id,
+        (*window_args, inbound.channel, inbound.platform_message_id, inbound.channel, inbound.external_id,
          now_iso, inbound.channel, inbound.external_id,
          inbound.sender_name, inbound.text, json.dumps([a.to_dict() for a in inbound.attachments]),
          inbound.channel, inbound.platform_message_id, inbound.payload,

@@ -36,8 +36,18 @@ def whatsapp_saw_inbound(wa_id: str, at: int) -> Op[None]:
 
 def saw_inbound(channel: str, external_id: str, at: int) -> Op[None]:
     """``whatsapp_saw_inbound`` for any channel (meta ``<channel>:in:<external_id>``)."""
-    yield Run("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value "
-              "WHERE excluded.value > meta.value", (f"{channel}:in:{external_id}", _pad(at)))
+    yield Run(SAW_INBOUND, saw_inbound_args(channel, external_id, at))
+
+
+#: the window's upsert: a later time replaces an earlier one, never the reverse (PostgreSQL's
+#: record_inbound runs the same statement inside its own: bot.storage.ops_pg.record_inbound_pg)
+SAW_INBOUND = ("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value "
+               "WHERE excluded.value > meta.value")
+
+
+def saw_inbound_args(channel: str, external_id: str, at: int) -> tuple[str, str]:
+    """:data:`SAW_INBOUND`'s parameters: the meta key and the zero-padded time."""
+    return f"{channel}:in:{external_id}", _pad(at)
 
 
 def whatsapp_last_inbound(wa_id: str) -> Op[int | None]:
