@@ -10,6 +10,9 @@ transaction advisory lock, taken with ``BEGIN`` in one round trip; SQLite has on
 either the status comes first (it is kept as ``whatsapp:status:<wamid>``, and this record
 finds it and marks the message failed instead of sent) or the record comes first (the status
 then finds the message by its wamid and marks it failed). Nothing is left in between.
+
+On PostgreSQL the links, the mark and the next due reply's read are one statement after the
+locks (:mod:`bot.storage.ops_pg_whatsapp`); SQLite runs them as several.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from bot.model import utcnow
 from .base import OutboxItem
 from .ops_chat import due_outbox, mark_sent
 from .rows import iso
-from .sql import All, Lock, Op, Run, transaction
+from .ops_pg_whatsapp import whatsapp_mark_sent_next_pg
+from .sql import BACKEND, All, Lock, Op, Run, transaction
 
 #: what a failed send looks like when WhatsApp gave no reason
 NOT_DELIVERED = "WhatsApp reported the message as not delivered"
@@ -43,6 +47,13 @@ def whatsapp_mark_sent_next(message_id: int, wamids: list[str], *, conversation_
         raise ValueError("whatsapp_mark_sent_next needs the message's wamids")
     for wamid in wamids:
         yield Lock(f"wamid:{wamid}")
+    if (yield BACKEND) == "postgresql":
+        # the links, the usual case's mark and the next due reply in one statement (after the
+        # locks: see ops_pg_whatsapp); the statuses found, if any, finish below as on SQLite
+        done, values, nxt = yield from whatsapp_mark_sent_next_pg(
+            message_id, wamids, sent_at=iso(utcnow()), conversation_id=conversation_id, now=now)
+        failure = None if done or not values else (yield from _after_status(message_id, wamids, values))
+        return nxt, failure
     # each wamid's link to the message: how a status finds it (by primary key; no index on the
     # wamids of outbound messages), one statement for all of a split message's parts
     yield Run(f"INSERT INTO meta(key, value) VALUES {','.join(['(?, ?)'] * len(wamids))} "
@@ -57,15 +68,23 @@ def whatsapp_mark_sent_next(message_id: int, wamids: list[str], *, conversation_
     failure: str | None = None
     if not done:
         rows = yield All(f"SELECT value FROM meta WHERE key IN ({marks})", keys)
-        for row in rows:
-            st: dict[str, Any] = json.loads(row["value"])
-            if st.get("status") == "failed":
-                failure = st.get("error") or NOT_DELIVERED
-        if failure is not None:
-            yield Run("UPDATE messages SET status='failed', platform_message_id=?, attempts=attempts+1, "
-                      "last_error=? WHERE id=?", (wamids[-1], failure[:500], message_id))
-        else:       # a sent, delivered or read status came first: sent, as always
-            yield from mark_sent(message_id, wamids[-1])
+        failure = yield from _after_status(message_id, wamids, [row["value"] for row in rows])
     due = yield from due_outbox(now, limit=1, conversation_id=conversation_id)
     return (due[0] if due else None), failure
+
+
+def _after_status(message_id: int, wamids: list[str], values: list[str]) -> Op[str | None]:
+    """The record's mark when statuses of ``wamids`` (their JSON ``values``) came before it:
+    failed, with the reason, if one is ``failed`` (the reason returned), else sent."""
+    failure: str | None = None
+    for value in values:
+        st: dict[str, Any] = json.loads(value)
+        if st.get("status") == "failed":
+            failure = st.get("error") or NOT_DELIVERED
+    if failure is not None:
+        yield Run("UPDATE messages SET status='failed', platform_message_id=?, attempts=attempts+1, "
+                  "last_error=? WHERE id=?", (wamids[-1], failure[:500], message_id))
+    else:       # a sent, delivered or read status came first: sent, as always
+        yield from mark_sent(message_id, wamids[-1])
+    return failure
 

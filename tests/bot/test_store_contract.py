@@ -27,6 +27,7 @@ CONTRACT_FILES = [HERE / "test_storage.py", HERE / "test_store_contract.py", HER
                   HERE / "test_store_privacy.py", HERE / "test_store_actions.py",
                   HERE / "test_store_review.py", HERE / "test_store_language.py", HERE / "test_store_flows.py",
                   HERE / "test_store_hotpath.py", HERE / "test_store_onetrip.py", HERE / "test_turn_basis.py",
+                  HERE / "test_store_onetrip_whatsapp.py",
                   # the report's reads are called by report(store), which test_report runs on both backends
                   HERE.parent.parent / "bot" / "report.py"]
 
