@@ -24,8 +24,8 @@ from bot.model import utcnow
 
 from .base import OutboxItem
 from .ops_chat import due_outbox, mark_sent
-from .rows import iso
 from .ops_pg_whatsapp import whatsapp_mark_sent_next_pg
+from .rows import iso
 from .sql import BACKEND, All, Lock, Op, Run, transaction
 
 #: what a failed send looks like when WhatsApp gave no reason

@@ -75,7 +75,7 @@ async def test_the_send_record_marks_links_and_reads_the_next_reply(store: Store
     assert (await store.whatsapp_apply_status("wamid.C1", "read"))["message_id"] == m3.id
     # the next due reply is one that is due: a reply not yet due is not returned
     r2 = await store.record_inbound(wa("wamid.IN2", T + 1))
-    n1, n2 = await store.commit_turn(cid, inbound_id=r2.message.id, flow_state=None,
+    n1, _ = await store.commit_turn(cid, inbound_id=r2.message.id, flow_state=None,
                                      replies=[Outbound("4"), Outbound("5")])
     assert await store.whatsapp_mark_sent_next(n1.id, ["wamid.D"], conversation_id=cid,
                                                now=time.time() - 3600) == (None, None)
