@@ -173,6 +173,35 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
 # only when a test asks for it; `pg_url`, a fresh empty database per test.
 from pg import pg_server, pg_url  # noqa: E402,F401
 
+
+@pytest.fixture
+async def pg(pg_url: str) -> AsyncIterator[Store]:  # noqa: F811 - the fixture imported above
+    """An open PostgreSQL store on a fresh database (the tests of PostgreSQL-only behaviour)."""
+    from bot.storage.postgres import PostgresStore
+
+    s = PostgresStore(pg_url)
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement (or simple-protocol string) sent on an asyncpg connection from now on: one
+    round trip each."""
+    import asyncpg
+
+    sent: list[str] = []
+    for name in ("execute", "fetch", "fetchrow", "fetchval"):
+        real = getattr(asyncpg.connection.Connection, name)
+
+        def call(con: Any, query: str, *args: Any, _real: Any = real, **kw: Any) -> Any:
+            sent.append(query)
+            return _real(con, query, *args, **kw)
+        monkeypatch.setattr(asyncpg.connection.Connection, name, call)
+    return sent
+
+
 # Mail (tests/mailserver.py): `mail_server`, the session's throwaway dovecot (IMAP), started only
 # when a test asks for it; `mailbox`, that mailbox emptied; `smtp_sink`, an SMTP server per test.
 from mailserver import mail_server, mailbox, smtp_sink  # noqa: E402,F401

@@ -22,14 +22,6 @@ from bot.storage.sql import Run, lock_key, transaction
 
 
 @pytest.fixture
-async def pg(pg_url: str):
-    s = PostgresStore(pg_url)
-    await s.open()
-    yield s
-    await s.close()
-
-
-@pytest.fixture
 def groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The size of every shared transaction that committed."""
     sizes: list[int] = []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import asyncpg
 import pytest
 
 from bot.errors import ClaimLost, StoreError
@@ -134,31 +133,7 @@ async def test_mark_sent_next_when_the_marked_one_was_not_the_head(store: Store)
         ("sent", "pm-1"), ("sent", "pm-2")]
 
 
-# -- round trips on PostgreSQL ------------------------------------------------------------------
-
-@pytest.fixture
-def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every statement (or simple-protocol string) sent on a connection: one round trip each."""
-    sent: list[str] = []
-    for name in ("execute", "fetch", "fetchrow", "fetchval"):
-        real = getattr(asyncpg.connection.Connection, name)
-
-        def call(con: Any, query: str, *args: Any, _real: Any = real, **kw: Any) -> Any:
-            sent.append(query)
-            return _real(con, query, *args, **kw)
-        monkeypatch.setattr(asyncpg.connection.Connection, name, call)
-    return sent
-
-
-@pytest.fixture
-async def pg(pg_url: str):
-    from bot.storage.postgres import PostgresStore
-
-    s = PostgresStore(pg_url)
-    await s.open()
-    yield s
-    await s.close()
-
+# -- round trips on PostgreSQL (fixtures `pg`, `trips`: tests/conftest.py) ---------------------
 
 async def test_round_trips_of_a_message_on_postgresql(pg: Store, trips: list[str]) -> None:
     first = await pg.record_inbound(inbound("p1"))

@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import asyncpg
-import pytest
 
 from bot.model import Inbound, Outbound
 from bot.storage import Store
@@ -81,31 +79,7 @@ async def test_the_send_record_marks_links_and_reads_the_next_reply(store: Store
                                                now=time.time() - 3600) == (None, None)
 
 
-# -- round trips on PostgreSQL ------------------------------------------------------------------
-
-@pytest.fixture
-def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every statement (or simple-protocol string) sent on a connection: one round trip each."""
-    sent: list[str] = []
-    for name in ("execute", "fetch", "fetchrow", "fetchval"):
-        real = getattr(asyncpg.connection.Connection, name)
-
-        def call(con: Any, query: str, *args: Any, _real: Any = real, **kw: Any) -> Any:
-            sent.append(query)
-            return _real(con, query, *args, **kw)
-        monkeypatch.setattr(asyncpg.connection.Connection, name, call)
-    return sent
-
-
-@pytest.fixture
-async def pg(pg_url: str):
-    from bot.storage.postgres import PostgresStore
-
-    s = PostgresStore(pg_url)
-    await s.open()
-    yield s
-    await s.close()
-
+# -- round trips on PostgreSQL (fixtures `pg`, `trips`: tests/conftest.py) ---------------------
 
 async def test_round_trips_of_a_whatsapp_message_on_postgresql(pg: Store, trips: list[str]) -> None:
     first = await pg.record_inbound(wa("wamid.1", T))
