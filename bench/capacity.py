@@ -16,7 +16,8 @@ Rows (each a fresh `omnibot run` process, demo flows, fresh database):
                 fake Graph API (tests/fakes/whatsapp_api.py)
 
 for the lexical and the learned matcher, on SQLite and on one instance with PostgreSQL
-(a throwaway cluster from the Debian binaries, as tests/pg.py starts it; durability off), plus
+(a throwaway cluster from the Debian binaries, as tests/pg.py starts it; durability off;
+``ANALYZE`` half-way through each row's warm-up, as autovacuum keeps a live database), plus
 web chat with the lexical matcher on 2 and 3 instances sharing that PostgreSQL if time allows.
 
 Load: ``--clients`` concurrent customers (default 64), each asking routine FAQ questions one
