@@ -105,7 +105,11 @@
     }
   }
 
-  dialog.addEventListener("close", () => { body.replaceChildren(); heading.textContent = ""; });  // not left in the page
+  // the clear text is not left in the page: cleared as the Close button submits (synchronously, before the
+  // dialog hides) and on "close" (Escape), which the browser fires in a later task
+  const clear = () => { body.replaceChildren(); heading.textContent = ""; };
+  dialog.querySelector("form").addEventListener("submit", clear);
+  dialog.addEventListener("close", clear);
   convBtn.addEventListener("click", (e) => reveal(e.currentTarget));
   historyBtn.addEventListener("click", (e) => reveal(e.currentTarget));
   document.addEventListener("omnibot:rendered", update);
