@@ -5,6 +5,7 @@ machine it ran on, then a Markdown table (``--json FILE`` also writes every figu
 
     python bench/capacity.py            # full table, about 8 minutes
     python bench/capacity.py --quick    # shorter windows, no multi-instance rows, about 2 minutes
+    python bench/capacity.py --rounds 3 # every row 3 times, medians and the CPU range: about 25 minutes
 
 Rows (each a fresh `omnibot run` process, demo flows, fresh database):
 
@@ -32,6 +33,13 @@ web chat's with the same matcher and storage (issue 20's target: at most 1.3).
 ``OMNIBOT_BENCH_PROFILE=DIR`` runs the first instance of every row under cProfile and writes
 DIR/<row>.prof (as bench/cluster.py; it slows that instance down, so its figures are not the
 table's).
+
+``--rounds N`` runs every row N times, round after round (all rows once, then all again, ...),
+and reports each figure as the median of its rounds, with the spread of CPU per message
+("CPU range", min-max); "x ceiling" and "x web chat" are the medians of the ratios within each
+round, so a row is compared with rows measured minutes, not a quarter of an hour, apart. On a
+shared machine, where the same code's CPU per message moves by up to 1.5x from run to run, this
+is the table to publish (the README's is ``--rounds 3``).
 
 Every question must be answered exactly once, else the row is marked and the exit status is 1.
 The load generator and the fake platforms run in this process and share the machine's cores
@@ -315,6 +323,71 @@ async def run_row(sc: Scenario, args: argparse.Namespace, tmp: Path, pg: Any, fa
             await asyncio.to_thread(drop_database, pg, dbname)
 
 
+# -- the rounds, combined --------------------------------------------------------------------------
+
+#: figures reported as the median of the rounds
+MEDIAN_KEYS = ("msg_per_s", "p50_ms", "p95_ms", "p99_ms", "cpu_ms_per_msg_total", "cpu_ms_per_msg_omnibot",
+               "loadgen_cpu_ms_per_msg", "start_s")
+
+
+def median(xs: list[Any]) -> float | None:
+    """The median of the numbers in ``xs`` (None and NaN left out); None if there are none."""
+    xs = sorted(x for x in xs if isinstance(x, (int, float)) and x == x)
+    if not xs:
+        return None
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def _key(r: dict[str, Any]) -> tuple:
+    sc = r["scenario"]
+    return sc["channel"], sc["matcher"], sc["storage"], sc["instances"], sc.get("variant", "")
+
+
+def add_ratios(runs: list[dict[str, Any]]) -> None:
+    """Each measured run's "x ceiling" and "x web chat", against the ceiling and the web-chat row
+    (same matcher, storage and instances) of the same round."""
+    done = [r for r in runs if "skipped" not in r]
+    for r in done:
+        same = [o for o in done if o.get("round") == r.get("round")]
+        sc, cpu = r["scenario"], r["cpu_ms_per_msg_total"]
+        ceiling = next((o for o in same if o["scenario"]["channel"] == "ceiling"), None)
+        web = next((o for o in same if o["scenario"]["channel"] == "webchat"
+                    and _key(o)[1:4] == _key(r)[1:4] and not o["scenario"].get("variant")), None)
+        r["x_ceiling"] = cpu / ceiling["cpu_ms_per_msg_total"] if ceiling and r is not ceiling else None
+        r["x_web_chat"] = (cpu / web["cpu_ms_per_msg_total"]
+                           if web and sc["channel"] in ("telegram", "whatsapp") else None)
+
+
+def combine(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per scenario, in the plan's order, from every round's runs of it: the medians of
+    :data:`MEDIAN_KEYS` and of the per-round ratios (see :func:`add_ratios`), the range of CPU per
+    message, the highest peak RSS, every round's problems. A scenario no round measured is skipped.
+    With one round, the row is that round's figures."""
+    add_ratios(runs)
+    order: dict[tuple, list[dict[str, Any]]] = {}
+    for r in runs:
+        order.setdefault(_key(r), []).append(r)
+    out = []
+    for group in order.values():
+        done = [r for r in group if "skipped" not in r]
+        if not done:
+            out.append({"scenario": group[0]["scenario"], "skipped": group[0]["skipped"], "rounds": 0})
+            continue
+        row: dict[str, Any] = {"scenario": done[0]["scenario"], "rounds": len(done),
+                               "answered": sum(r["answered"] for r in done),
+                               "peak_rss_mb": max(r["peak_rss_mb"] for r in done)}
+        for k in (*MEDIAN_KEYS, "x_ceiling", "x_web_chat"):
+            row[k] = median([r.get(k) for r in done])
+        cpus = [r["cpu_ms_per_msg_total"] for r in done]
+        row["cpu_range"] = [min(cpus), max(cpus)]
+        tag = (lambda r: f"round {r['round']}: ") if len(group) > 1 else (lambda r: "")
+        row["problems"] = [tag(r) + p for r in done for p in r["problems"]]
+        row["server_errors"] = [ln for r in done for ln in r.get("server_errors", [])][:20]
+        out.append(row)
+    return out
+
+
 # -- the table ----------------------------------------------------------------------------------
 
 def _f(x: Any, fmt: str) -> str:
@@ -324,22 +397,26 @@ def _f(x: Any, fmt: str) -> str:
 def markdown(machine_info: dict[str, Any], rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     """The results as Markdown: the machine and load, then one table row per scenario.
 
-    Each row holds ``scenario`` (channel, matcher, storage, instances) and the figures of
-    :func:`cluster.drive`, or ``skipped`` with a reason.
+    Each row is one of :func:`combine`'s: ``scenario`` (channel, matcher, storage, instances),
+    the figures of :func:`cluster.drive` (medians over the rounds), ``x_ceiling``, ``x_web_chat``
+    and ``cpu_range``, or ``skipped`` with a reason. With more than one round the table has a
+    "CPU range" column.
     """
     m = machine_info
-    ceiling = next((r for r in rows if r["scenario"]["channel"] == "ceiling" and "skipped" not in r), None)
+    rounds = settings.get("rounds", 1)
+    several = rounds > 1
+    load = f"load average at start {m['loadavg_at_start'][0]:.2f}"
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']:g} GB RAM; Python {m['python']}; {m['os']}; "
-             f"load average at start {m['loadavg_at_start'][0]:.2f}",
+             + load,
              f"Load: {settings['clients']} concurrent customers asking FAQ questions"
              f"{' (every text new)' if settings.get('unique', True) else ' (the same few texts repeated)'}, {settings['warmup']:g} s "
-             f"warm-up + {settings['seconds']:g} s measured per row (`{settings['command']}`)",
+             f"warm-up + {settings['seconds']:g} s measured per row"
+             + (f", {rounds} rounds (medians; CPU range: the lowest and highest round)" if several else "")
+             + f" (`{settings['command']}`)",
              "",
-             "| channel | matcher | storage | msg/s | p50 ms | p95 ms | p99 ms | server CPU ms/msg | x ceiling "
-             "| x web chat | peak RSS MB |",
-             "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
-    web = {(r["scenario"]["matcher"], r["scenario"]["storage"], r["scenario"]["instances"]): r for r in rows
-           if r["scenario"]["channel"] == "webchat" and "skipped" not in r}
+             "| channel | matcher | storage | msg/s | p50 ms | p95 ms | p99 ms | server CPU ms/msg | "
+             + ("CPU range | " if several else "") + "x ceiling | x web chat | peak RSS MB |",
+             "|---|---|---|--:|--:|--:|--:|--:|" + ("--:|" if several else "") + "--:|--:|--:|"]
     for r in rows:
         sc = r["scenario"]
         if sc["channel"] == "ceiling":
@@ -351,16 +428,18 @@ def markdown(machine_info: dict[str, Any], rows: list[dict[str, Any]], settings:
             storage = "SQLite" if sc["storage"] == "sqlite" else (
                 "PostgreSQL" + (f", {sc['instances']} instances" if sc["instances"] > 1 else ""))
         if "skipped" in r:
-            lines.append(f"| {chan} | {matcher} | {storage} | skipped: {r['skipped']} |||||||")
+            empty = lines[3].count("|") - 5      # the header's cells after these four, left empty
+            lines.append(f"| {chan} | {matcher} | {storage} | skipped: {r['skipped']} |" + "|" * empty)
             continue
-        cpu = r["cpu_ms_per_msg_total"]
-        x_ceil = cpu / ceiling["cpu_ms_per_msg_total"] if ceiling and r is not ceiling else None
-        w = web.get((sc["matcher"], sc["storage"], sc["instances"]))
-        x_web = cpu / w["cpu_ms_per_msg_total"] if w and sc["channel"] in ("telegram", "whatsapp") else None
         flag = " (errors)" if r["problems"] else ""
+        if several and r["rounds"] < rounds:
+            flag += f" ({r['rounds']} of {rounds} rounds)"
+        lo, hi = r["cpu_range"]
+        spread = f"{lo:.2f}-{hi:.2f} | " if several else ""
         lines.append(f"| {chan}{flag} | {matcher} | {storage} | {_f(r['msg_per_s'], '.0f')} | {_f(r['p50_ms'], '.1f')} "
-                     f"| {_f(r['p95_ms'], '.1f')} | {_f(r['p99_ms'], '.1f')} | {_f(cpu, '.2f')} "
-                     f"| {_f(x_ceil, '.1f')} | {_f(x_web, '.2f')} | {_f(r['peak_rss_mb'], '.0f')} |")
+                     f"| {_f(r['p95_ms'], '.1f')} | {_f(r['p99_ms'], '.1f')} | {_f(r['cpu_ms_per_msg_total'], '.2f')} "
+                     f"| {spread}{_f(r['x_ceiling'], '.1f')} | {_f(r['x_web_chat'], '.2f')} "
+                     f"| {_f(r['peak_rss_mb'], '.0f')} |")
     return "\n".join(lines)
 
 
@@ -377,10 +456,10 @@ async def run_all(args: argparse.Namespace, scenarios: list[Scenario]) -> list[d
     slowest = 15.0            # start-up + teardown estimate, learned from the rows run so far
     with tempfile.TemporaryDirectory(prefix="omnibot-capacity-") as tmp:
         try:
-            for sc in scenarios:
+            for rnd, sc in ((r, sc) for r in range(1, args.rounds + 1) for sc in scenarios):
                 row: dict[str, Any] = {"scenario": {"channel": sc.channel, "matcher": sc.matcher,
                                                     "storage": sc.storage, "instances": sc.instances,
-                                                    "variant": sc.variant}}
+                                                    "variant": sc.variant}, "round": rnd}
                 rows.append(row)
                 left = args.budget - (time.monotonic() - t_start)
                 need = args.warmup + args.seconds + slowest * sc.instances
@@ -395,7 +474,8 @@ async def run_all(args: argparse.Namespace, scenarios: list[Scenario]) -> list[d
                     pg = await asyncio.to_thread(start_cluster)
                     print(f"[pg] {pg.version} on {pg.host}:{pg.port}", file=sys.stderr)
                 t0 = time.monotonic()
-                print(f"[{sc.name}] {args.clients} customers, {args.warmup:g} s warm-up + {args.seconds:g} s ...",
+                of = f" (round {rnd} of {args.rounds})" if args.rounds > 1 else ""
+                print(f"[{sc.name}] {args.clients} customers, {args.warmup:g} s warm-up + {args.seconds:g} s{of} ...",
                       file=sys.stderr)
                 row.update(await run_row(sc, args, Path(tmp), pg, fakes, replies))
                 took = time.monotonic() - t0
@@ -433,7 +513,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="customers repeat the same few questions word for word (the NLU's memory of recent "
                          "texts then answers most of them); default: every question is a new text (an order "
                          "number appended), what a capacity plan should assume")
-    ap.add_argument("--json", help="also write the machine, the settings and every figure to this file")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every row this many times, round after round, and report medians with the range "
+                         "of CPU per message (default 1; the budget grows with it)")
+    ap.add_argument("--json", help="also write the machine, the settings and every figure to this file "
+                                   "(with --rounds: every round's figures too, under \"runs\")")
     args = ap.parse_args(argv)
     for name, allowed in (("channels", CHANNELS), ("matchers", MATCHERS), ("storage", STORAGES)):
         chosen = [x.strip() for x in getattr(args, name).split(",") if x.strip()]
@@ -447,7 +531,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.unique = not args.repeated_texts
     args.seconds = args.seconds if args.seconds is not None else (4 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
-    args.budget = args.budget if args.budget is not None else (150 if args.quick else 600)
+    if args.rounds < 1:
+        ap.error("--rounds: at least 1")
+    args.budget = args.budget if args.budget is not None else (150 if args.quick else 600) * args.rounds
     return args
 
 
@@ -458,14 +544,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{info['os']}, load average {info['loadavg_at_start'][0]:.2f}", file=sys.stderr)
     scenarios = plan(args)
     t0 = time.monotonic()
-    rows = asyncio.run(run_all(args, scenarios))
+    runs = asyncio.run(run_all(args, scenarios))
+    rows = combine(runs)
     settings = {"clients": args.clients, "warmup": args.warmup, "seconds": args.seconds, "unique": args.unique,
+                "rounds": args.rounds,
                 "command": " ".join(["python bench/capacity.py", *(sys.argv[1:] if argv is None else argv)]),
                 "total_s": round(time.monotonic() - t0, 1)}
     print()
     print(markdown(info, rows, settings))
     failed = False
     for row in rows:
+        if "skipped" in row:
+            continue
         if row.get("problems"):
             failed = True
             print(f"\nERROR [{Scenario(**row['scenario']).name}] not every question was answered exactly once:",
@@ -477,8 +567,10 @@ def main(argv: list[str] | None = None) -> int:
                   + "".join(row["server_errors"]), file=sys.stderr)
     print(f"\n({settings['total_s']:.0f} s in all)", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "settings": settings, "rows": rows}, indent=2,
-                                              default=str))
+        data = {"machine": info, "settings": settings, "rows": rows}
+        if args.rounds > 1:
+            data["runs"] = runs
+        Path(args.json).write_text(json.dumps(data, indent=2, default=str))
     return 1 if failed else 0
 
 

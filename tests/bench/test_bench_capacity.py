@@ -41,3 +41,66 @@ def test_quick_run_prints_the_machine_and_a_table_with_json(tmp_path: Path) -> N
     assert web_cells[8] == f"{web['cpu_ms_per_msg_total'] / ceiling['cpu_ms_per_msg_total']:.1f}"
     tg_cells = rows[3].split(" | ")
     assert tg_cells[9] == f"{telegram['cpu_ms_per_msg_total'] / web['cpu_ms_per_msg_total']:.2f}"
+
+
+def _capacity():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("capacity_bench", ROOT / "bench" / "capacity.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, mod)      # its dataclasses look their module up
+    spec.loader.exec_module(sys.modules[spec.name])
+    return sys.modules[spec.name]
+
+
+def _run(rnd: int, channel: str, cpu: float, *, matcher: str = "lexical", storage: str = "sqlite",
+         problems: tuple[str, ...] = ()) -> dict:
+    return {"scenario": {"channel": channel, "matcher": "-" if channel == "ceiling" else matcher,
+                         "storage": "-" if channel == "ceiling" else storage, "instances": 1, "variant": ""},
+            "round": rnd, "answered": 100, "msg_per_s": 1000 / cpu, "p50_ms": 10 * cpu, "p95_ms": 20 * cpu,
+            "p99_ms": 30 * cpu, "cpu_ms_per_msg_total": cpu, "peak_rss_mb": 100 + cpu, "problems": list(problems)}
+
+
+def test_rounds_give_medians_the_cpu_range_and_ratios_within_each_round() -> None:
+    cap = _capacity()
+    # round 2 ran on a busier machine: everything dearer; the ratio within each round is what holds
+    runs = [_run(1, "ceiling", 0.05), _run(1, "webchat", 0.40), _run(1, "telegram", 0.48),
+            _run(2, "ceiling", 0.08), _run(2, "webchat", 0.80), _run(2, "telegram", 1.04, problems=("lost one",)),
+            _run(3, "ceiling", 0.06), _run(3, "webchat", 0.50), _run(3, "telegram", 0.55)]
+    ceiling, web, tg = cap.combine(runs)
+    assert [r["rounds"] for r in (ceiling, web, tg)] == [3, 3, 3]
+    assert web["cpu_ms_per_msg_total"] == 0.50 and web["cpu_range"] == [0.40, 0.80]
+    assert tg["cpu_ms_per_msg_total"] == 0.55 and tg["cpu_range"] == [0.48, 1.04]
+    # per-round ratios 1.2, 1.3, 1.1: the median is 1.2, not 0.55 / 0.50 (1.1) of the medians
+    assert abs(tg["x_web_chat"] - 1.2) < 1e-9
+    assert abs(web["x_ceiling"] - 25 / 3) < 1e-9            # 8.0, 10.0, 8.33
+    assert web["peak_rss_mb"] == 100.80 and web["answered"] == 300
+    assert tg["problems"] == ["round 2: lost one"] and not web["problems"]
+    assert ceiling["x_ceiling"] is None and web["x_web_chat"] is None
+
+    settings = {"clients": 64, "warmup": 1, "seconds": 4, "unique": True, "rounds": 3, "command": "python x"}
+    info = {"cpu": "cpu", "cores": 2, "ram_gb": 4, "python": "3.11", "os": "linux", "loadavg_at_start": [1.0]}
+    table = cap.markdown(info, [ceiling, web, tg], settings)
+    assert "3 rounds (medians" in table
+    lines = [ln for ln in table.splitlines() if ln.startswith("| ")]
+    assert "| server CPU ms/msg | CPU range | x ceiling |" in lines[0]
+    cells = lines[3].split(" | ")
+    assert cells[0] == "| Telegram webhook (errors)" and cells[7:10] == ["0.55", "0.48-1.04", "9.6"]   # 9.6, 13.0, 9.17
+    assert cells[10] == "1.20"
+    assert all(len(ln.split("|")) == len(lines[0].split("|")) for ln in lines)
+
+
+def test_a_row_skipped_in_some_rounds_says_so_and_one_skipped_in_all_is_skipped() -> None:
+    cap = _capacity()
+    skipped = {"scenario": _run(2, "telegram", 1)["scenario"], "round": 2, "skipped": "time budget"}
+    runs = [_run(1, "ceiling", 0.05), _run(1, "webchat", 0.40), _run(1, "telegram", 0.48),
+            {"scenario": _run(1, "whatsapp", 1)["scenario"], "round": 1, "skipped": "time budget"},
+            _run(2, "ceiling", 0.05), _run(2, "webchat", 0.40), skipped,
+            {"scenario": _run(1, "whatsapp", 1)["scenario"], "round": 2, "skipped": "time budget"}]
+    rows = cap.combine(runs)
+    assert [r["rounds"] for r in rows] == [2, 2, 1, 0] and rows[3]["skipped"] == "time budget"
+    settings = {"clients": 64, "warmup": 1, "seconds": 4, "unique": True, "rounds": 2, "command": "python x"}
+    info = {"cpu": "cpu", "cores": 2, "ram_gb": 4, "python": "3.11", "os": "linux", "loadavg_at_start": [1.0]}
+    lines = [ln for ln in cap.markdown(info, rows, settings).splitlines() if ln.startswith("| ")]
+    assert lines[3].startswith("| Telegram webhook (1 of 2 rounds) |")
+    assert lines[4].startswith("| WhatsApp webhook | lexical | SQLite | skipped: time budget |")
+    assert all(len(ln.split("|")) == len(lines[0].split("|")) for ln in lines)
