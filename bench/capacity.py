@@ -470,6 +470,37 @@ def markdown(machine_info: dict[str, Any], rows: list[dict[str, Any]], settings:
     return "\n".join(lines)
 
 
+#: what "conversations per day" assumes (README "Capacity"): messages answered per conversation,
+#: the busiest hour's load over the day's average, and the share of the measured rate planned for
+MESSAGES_PER_CONVERSATION = 8
+PEAK_TO_AVERAGE = 4
+HEADROOM = 2
+
+
+def conversations_per_day(msg_per_s: float) -> float:
+    """Conversations a day at ``msg_per_s`` measured: msg/s x 86,400 / 8 / 4 / 2."""
+    return msg_per_s * 86_400 / MESSAGES_PER_CONVERSATION / PEAK_TO_AVERAGE / HEADROOM
+
+
+def per_day(rows: list[dict[str, Any]]) -> str:
+    """A second table: each one-instance row's msg/s as conversations per day (see
+    :func:`conversations_per_day`), rounded to two significant digits."""
+    lines = [f"Conversations per day on this machine, at {MESSAGES_PER_CONVERSATION} answered messages a conversation, "
+             f"a busiest hour {PEAK_TO_AVERAGE}x the average, planned at 1/{HEADROOM} of the rate measured "
+             f"(msg/s x 86,400 / {MESSAGES_PER_CONVERSATION} / {PEAK_TO_AVERAGE} / {HEADROOM}):", "",
+             "| set-up | msg/s | conversations per day |", "|---|--:|--:|"]
+    for r in rows:
+        sc = r["scenario"]
+        if "skipped" in r or sc["channel"] == "ceiling" or sc.get("variant") or sc["instances"] > 1:
+            continue
+        n = conversations_per_day(r["msg_per_s"])
+        rounded = float(f"{n:.2g}")
+        lines.append(f"| {LABEL[sc['channel']]}, {sc['matcher']}, "
+                     f"{'SQLite' if sc['storage'] == 'sqlite' else 'PostgreSQL'} | {r['msg_per_s']:.0f} "
+                     f"| about {rounded:,.0f} |")
+    return "\n".join(lines)
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 async def run_all(args: argparse.Namespace, scenarios: list[Scenario]) -> list[dict[str, Any]]:
@@ -579,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
                 "total_s": round(time.monotonic() - t0, 1)}
     print()
     print(markdown(info, rows, settings))
+    print()
+    print(per_day(rows))
     failed = False
     for row in rows:
         if "skipped" in row:

@@ -24,10 +24,12 @@ def test_quick_run_prints_the_machine_and_a_table_with_json(tmp_path: Path) -> N
     table = proc.stdout
     assert table.startswith("\nMachine: ") or table.startswith("Machine: ")
     assert " cores, " in table and "GB RAM" in table and "Python 3." in table
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    main_table, day_table = table.split("\n\nConversations per day")
+    rows = [line for line in main_table.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[0].startswith("| channel | matcher | storage | msg/s | p50 ms | p95 ms | p99 ms |")
     assert [r.split(" | ")[0] for r in rows[1:]] == ["| bare aiohttp WebSocket (ceiling)", "| web chat",
                                                      "| Telegram webhook"]
+    assert "| web chat, lexical, SQLite | " in day_table and "| Telegram webhook, lexical, SQLite | " in day_table
     data = json.loads(out.read_text())
     assert data["machine"]["cores"] >= 1
     ceiling, web, telegram = data["rows"]
@@ -104,3 +106,13 @@ def test_a_row_skipped_in_some_rounds_says_so_and_one_skipped_in_all_is_skipped(
     assert lines[3].startswith("| Telegram webhook (1 of 2 rounds) |")
     assert lines[4].startswith("| WhatsApp webhook | lexical | SQLite | skipped: time budget |")
     assert all(len(ln.split("|")) == len(lines[0].split("|")) for ln in lines)
+
+
+def test_conversations_per_day_follow_the_readme_s_assumptions() -> None:
+    cap = _capacity()
+    assert cap.conversations_per_day(1161) == 1161 * 86_400 / 8 / 4 / 2       # README: about 1,570,000
+    rows = [_run(1, "ceiling", 0.05), _run(1, "webchat", 0.5), _run(1, "whatsapp", 1.0, storage="pg")]
+    table = cap.per_day(cap.combine(rows))
+    assert "| web chat, lexical, SQLite | 2000 | about 2,700,000 |" in table      # 2000 msg/s -> 2.7M
+    assert "| WhatsApp webhook, lexical, PostgreSQL | 1000 | about 1,400,000 |" in table
+    assert "ceiling" not in table
