@@ -36,6 +36,7 @@ NUMPY_FROM = 300
 #: three numpy calls (issue 20: the demo's 196 examples x 1,249 features, 2 MB, ~1.5x faster
 #: than the Python loop, the same floats: tests/flows/test_flow_matcher.py)
 DENSE_CELLS = 1_000_000
+_SCORE = operator.itemgetter(1)
 
 
 @runtime_checkable
@@ -100,6 +101,7 @@ class LexicalMatcher:
         # the index as arrays: feature -> (its examples, their weights, how many)
         self._postings: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
         self._starts = np.zeros(0, dtype=np.intp)        # each span's first example
+        self._by_name: list[int] = []                    # the spans in their intents' order
         self._rows: dict[str, int] = {}                  # with a dense index: feature -> its row
         self._dense: np.ndarray | None = None
 
@@ -129,6 +131,7 @@ class LexicalMatcher:
                               np.fromiter((v for _, v in p), np.float64, len(p)), len(p))
                           for k, p in self._index.items()}
         self._starts = np.array([a for _, a, _ in self._spans], dtype=np.intp)
+        self._by_name = sorted(range(len(self._spans)), key=lambda n: self._spans[n][0])
         self._rows, self._dense = {}, None
         if len(self._intents) < NUMPY_FROM and len(self._index) * len(self._intents) <= DENSE_CELLS:
             self._rows = {k: r for r, k in enumerate(self._index)}
@@ -147,17 +150,17 @@ class LexicalMatcher:
         return self.rank_sync(text, top=top)
 
     def rank_sync(self, text: str, *, top: int = 3) -> list[tuple[str, float]]:
-        best = self._best(text)
-        # sorted()[:top] is what heapq.nsmallest gives, cheaper for a few dozen intents
-        ranked = sorted(best, key=lambda kv: (-kv[1], kv[0]))[:top]
+        # best score first, intents of equal scores by name: _best gives them by name and the
+        # sort by score keeps that order among equals (a stable sort, reverse=True too)
+        ranked = sorted(self._best(text), key=_SCORE, reverse=True)[:top]
         return [(i, round(min(s, 1.0), 4)) for i, s in ranked]
 
     def _best(self, text: str) -> list[tuple[str, float]]:
-        """Each intent whose best example scores above 0, with that score, in the spans' order."""
+        """Each intent whose best example scores above 0, with that score, by intent name."""
         feats = _features(text)
         if not feats:
             return []
-        idf, unseen, postings = self._idf, self._unseen_idf, self._postings
+        idf, unseen, postings, spans = self._idf, self._unseen_idf, self._postings, self._spans
         if self._dense is not None:
             # the message's rows of the dense index, each times (x / norm), added row after row:
             # numpy reduces axis 0 of a C-ordered array one row at a time (not pairwise, which it
@@ -175,10 +178,10 @@ class LexicalMatcher:
             if not rows:
                 return []
             norm = math.sqrt(sum(map(operator.mul, xs, xs))) or 1.0
-            sub = self._dense[rows]
+            sub = self._dense.take(rows, axis=0)
             sub *= (np.array(hit) / norm)[:, None]      # x / norm: the same division as below
             best_of = np.maximum.reduceat(np.add.reduce(sub, axis=0), self._starts).tolist()
-            return [(intent, s) for (intent, _, _), s in zip(self._spans, best_of) if s > 0.0]
+            return [(spans[n][0], s) for n in self._by_name if (s := best_of[n]) > 0.0]
         vec = [(k, v * idf.get(k, unseen)) for k, v in feats.items()]
         norm = math.sqrt(sum(x * x for _, x in vec)) or 1.0
         # the same sums in the same order as a dict of scores per example (an example no
@@ -193,7 +196,8 @@ class LexicalMatcher:
                     w = x / norm
                     for i, v in plist:
                         scores[i] += w * v
-            return [(intent, s) for intent, a, b in self._spans if (s := max(scores[a:b])) > 0.0]
+            return [(intent, s) for intent, a, b in (spans[n] for n in self._by_name)
+                    if (s := max(scores[a:b])) > 0.0]
         # each example's score is the sum, feature after feature in the message's order, of
         # (x / norm) * its weight: np.bincount adds its weights one by one in input order, so
         # with the postings concatenated in that order the sums are the same floats, in C
@@ -205,4 +209,4 @@ class LexicalMatcher:
         prods *= np.repeat([w for w, _ in hit], [p[2] for _, p in hit])
         best_of = np.maximum.reduceat(np.bincount(idx, weights=prods, minlength=len(self._intents)),
                                       self._starts).tolist()
-        return [(intent, s) for (intent, _, _), s in zip(self._spans, best_of) if s > 0.0]
+        return [(spans[n][0], s) for n in self._by_name if (s := best_of[n]) > 0.0]

@@ -210,6 +210,9 @@ def test_the_dense_index_sums_the_same_floats(examples: dict[str, list[str]],
     assert sum(len(b) > 3 for b in got) > 100
     for top in (1, 3, 8, 1000):
         assert [dense.rank_sync(t, top=top) for t in texts] == [loop.rank_sync(t, top=top) for t in texts]
+        # best score first, equal scores by intent name (as heapq.nsmallest with this key did)
+        assert [dense.rank_sync(t, top=top) for t in texts] == [
+            [(i, round(min(s, 1.0), 4)) for i, s in sorted(b, key=lambda kv: (-kv[1], kv[0]))[:top]] for b in got]
 
 
 def test_the_float_comparison_can_fail(examples: dict[str, list[str]],
@@ -229,3 +232,20 @@ def test_the_float_comparison_can_fail(examples: dict[str, list[str]],
     after = [m._best(t) for t in texts]
     assert after != before
     assert [[i for i, _ in b] for b in after] == [[i for i, _ in b] for b in before]   # only the floats
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_equal_scores_rank_by_intent_name(dense: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Intents with the same score come in the order of their names, whatever the flows' order."""
+    import flows.matcher as fm
+
+    if not dense:
+        monkeypatch.setattr(fm, "DENSE_CELLS", 0)
+    m = LexicalMatcher()
+    m.fit({"track": ["where is my parcel"], "b_track": ["where is my parcel"], "a_track": ["where is my parcel"],
+           "refund": ["i want my money back"], "parcel": ["parcel"]})
+    assert (m._dense is not None) is dense
+    ranked = m.rank_sync("where is my parcel", top=4)
+    assert [i for i, _ in ranked] == ["a_track", "b_track", "track", "parcel"]
+    assert ranked[0][1] == ranked[1][1] == ranked[2][1] == 1.0 > ranked[3][1]
+    assert [i for i, _ in m.rank_sync("where is my parcel", top=2)] == ["a_track", "b_track"]
