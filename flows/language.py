@@ -59,7 +59,12 @@ FILLER = frozenset("""
     bitte auf sprechen parlez en s'il vous plaît favore
 """.split())
 _LANG_CMD = re.compile(r"^/(?:lang|language|idioma|bahasa)(?:@\w+)?\s+([A-Za-z]{2})(?:[-_][A-Za-z]{2})?\s*$")
-_NOT_WORDS = re.compile(r"\S*\d\S*|\S+@\S+|https?://\S+|www\.\S+", re.I)
+#: What letters() leaves out: a run of non-spaces with a digit or an "@" inside (from the run's
+#: start: such a run matches there if anywhere), or a link from where it starts (also inside a
+#: run). Each match runs to the end of its run. Written as "\S*\d\S*|\S+@\S+|https?://\S+|www\.\S+"
+#: before issue 20, which tried the first two at every character of every word; the same matches
+#: (tests/flows/test_language_checks.py compares both on many texts)
+_NOT_WORDS = re.compile(r"(?<!\S)(?:[^\s\d]*\d\S*|\S+@\S+)|https?://\S+|www\.\S+", re.I)
 MAX_REQUEST_WORDS = 7
 _LETTER_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 #: LANGUAGE_NAMES as switch_request looks for them: " name " (whole words), longest first

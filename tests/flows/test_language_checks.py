@@ -1,6 +1,6 @@
 """The per-message language checks made cheaper (issue 20) give what they gave before: the
 previous implementations of ``switch_request``, ``vietnamese_plain`` and ``vietnamese`` are kept
-here, word for word, and both are asked about thousands of texts: the demo flows' texts, the
+here, word for word (and ``letters``' pattern), and both are asked about thousands of texts: the demo flows' texts, the
 multilingual probe, the complaint fixtures, and each of them in capitals, with an order number,
 with a request to switch ("in english please") and with Vietnamese letters or words added."""
 
@@ -66,6 +66,13 @@ def old_vietnamese_plain(text: str) -> bool:
     return known >= VI_PLAIN_SHARE * len(words) and key >= min(2, len(words) - 1)
 
 
+_OLD_NOT_WORDS = re.compile(r"\S*\d\S*|\S+@\S+|https?://\S+|www\.\S+", re.I)
+
+
+def old_letters(text: str) -> int:
+    return sum(map(str.isalpha, _OLD_NOT_WORDS.sub(" ", text or "")))
+
+
 def old_vietnamese(text: str) -> bool:
     return any(ch in VI_LETTERS for ch in text.lower()) or old_vietnamese_plain(text)
 
@@ -109,6 +116,10 @@ def _texts() -> list[str]:
         words = rnd.choices(fillers, k=rnd.randint(0, 6)) + rnd.choices(names, k=rnd.randint(1, 2))
         rnd.shuffle(words)
         out.append(rnd.choice(["", "¿", "/lang es ", "pls "]) + " ".join(words) + rnd.choice(["", "!", " 😊", " ya"]))
+    pieces = ["ab", "x1", "a@b", "@", "ab@", "@ab", "http://a.b", "xhttps://ab", "HTTPS://X", "https://", "www.",
+              "xwww.ab", "WWW.a", "é", "٣", "1", "-", "ß", " ", "  ", "\t", "\u00a0", "\u2003", "x\u200bq", "ㄱ", "Ⅻ"]
+    for _ in range(4000):
+        out.append("".join(rnd.choices(pieces, k=rnd.randint(1, 8))))
     out += ["/lang es", "/lang in", "/language@bot pt-BR", "/idioma xx", "", "   ", "K K", "İstanbul nha",
             "ﬁ ok", "Ǆ dz", "tiếng anh", "TIẾNG VIỆT", "tieng viet", "bahasa indonesia saja"]
     out += ["".join(p) for p in itertools.product(["toi ", "TOI ", "tôi "], ["muon ", "khong "], ["", "nha", "đ"])]
@@ -139,9 +150,20 @@ def test_vietnamese_answers_as_before(texts: list[str]) -> None:
     assert sum(map(vietnamese, texts)) > sum(map(vietnamese_plain, texts))
 
 
+def test_letters_counts_as_before(texts: list[str]) -> None:
+    from flows.language import letters
+
+    assert [t for t in texts if letters(t) != old_letters(t)] == []
+    # the texts include codes, addresses and links inside and at the start of words
+    assert sum(old_letters(t) < sum(map(str.isalpha, t)) for t in texts) > 2000
+
+
 def test_the_comparison_can_fail(texts: list[str]) -> None:
     """A check that forgot a rule (here: letters outside ASCII rule plain Vietnamese out) is caught."""
     def careless(text: str) -> bool:
         return old_vietnamese_plain(text.encode("ascii", "ignore").decode())
 
     assert any(careless(t) != old_vietnamese_plain(t) for t in texts)
+    # a pattern that looks for links only where a word starts is caught too
+    starts = re.compile(r"(?<!\S)(?:[^\s\d]*\d\S*|\S+@\S+|https?://\S+|www\.\S+)", re.I)
+    assert any(sum(map(str.isalpha, starts.sub(" ", t))) != old_letters(t) for t in texts)
