@@ -59,12 +59,19 @@ FILLER = frozenset("""
     bitte auf sprechen parlez en s'il vous plaît favore
 """.split())
 _LANG_CMD = re.compile(r"^/(?:lang|language|idioma|bahasa)(?:@\w+)?\s+([A-Za-z]{2})(?:[-_][A-Za-z]{2})?\s*$")
-_NOT_WORDS = re.compile(r"\S*\d\S*|\S+@\S+|https?://\S+|www\.\S+", re.I)
+#: What letters() leaves out: a run of non-spaces with a digit or an "@" inside (from the run's
+#: start: such a run matches there if anywhere), or a link from where it starts (also inside a
+#: run). Each match runs to the end of its run. Written as "\S*\d\S*|\S+@\S+|https?://\S+|www\.\S+"
+#: before issue 20, which tried the first two at every character of every word; the same matches
+#: (tests/flows/test_language_checks.py compares both on many texts)
+_NOT_WORDS = re.compile(r"(?<!\S)(?:[^\s\d]*\d\S*|\S+@\S+)|https?://\S+|www\.\S+", re.I)
 MAX_REQUEST_WORDS = 7
 _LETTER_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 #: LANGUAGE_NAMES as switch_request looks for them: " name " (whole words), longest first
 _NAMES_LONGEST_FIRST = tuple((code, tuple(f" {n} " for n in sorted(names, key=len, reverse=True)))
                              for code, names in LANGUAGE_NAMES.items())
+#: Every word of every name: a message with none of them names no language
+_NAME_WORDS = frozenset(w for names in LANGUAGE_NAMES.values() for n in names for w in n.split())
 
 
 def switch_request(text: str, supported: list[str]) -> str | None:
@@ -76,8 +83,8 @@ def switch_request(text: str, supported: list[str]) -> str | None:
         return {"in": "id"}.get(code, code) if {"in": "id"}.get(code, code) in supported else None
     norm = " " + " ".join(_LETTER_WORD.findall(raw.lower())) + " "
     words = norm.split()
-    if not words or len(words) > MAX_REQUEST_WORDS:
-        return None
+    if not words or len(words) > MAX_REQUEST_WORDS or _NAME_WORDS.isdisjoint(words):
+        return None     # (a name is found only where each of its words is one of the message's)
     found: str | None = None
     rest = norm
     for code, names in _NAMES_LONGEST_FIRST:
@@ -185,10 +192,14 @@ def _detect(text: str, codes: tuple[str, ...]) -> tuple[str, float] | None:
     return top.language.iso_code_639_1.name.lower(), float(top.value)
 
 
-def _vietnamese(text: str) -> bool:
-    from .nlu.multilingual import vietnamese   # its letters and unaccented words (issue 18)
+_vi: Any = None
 
-    return vietnamese(text)
+
+def _vietnamese(text: str) -> bool:
+    global _vi
+    if _vi is None:     # imported on the first message that needs it, then kept (issue 20)
+        from .nlu.multilingual import vietnamese as _vi   # its letters and unaccented words (issue 18)
+    return _vi(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -407,21 +408,26 @@ VI_PLAIN = VI_PLAIN_KEY | frozenset("""
 VI_PLAIN_SHARE = 0.7     # at least this share of the words, and two key words (or one in a two-word message)
 
 
-def vietnamese_plain(text: str) -> bool:
-    """Vietnamese typed without diacritics, judged by its words (see ``VI_PLAIN``)."""
-    import re
+_ASCII_WORD = re.compile(r"[a-z]+")
 
-    words = re.findall(r"[a-z]+", text.lower())
-    if len(words) < 2 or any(ord(ch) > 127 and ch.isalpha() for ch in text):
+
+def vietnamese_plain(text: str) -> bool:
+    """Vietnamese typed without diacritics, judged by its words (see ``VI_PLAIN``).
+
+    Asked of every customer message (flows/language.py): the key words are counted first, and
+    the letters looked at one by one only in a text that is not ASCII (tests/flows/
+    test_languages.py compares it with the plain reading of the rule on many texts)."""
+    words = _ASCII_WORD.findall(text.lower())
+    if len(words) < 2 or (not text.isascii() and any(ord(ch) > 127 and ch.isalpha() for ch in text)):
         return False
-    known = sum(w in VI_PLAIN or w in _VI_RESTORE_SYLLABLES for w in words)
-    key = sum(w in VI_PLAIN_KEY for w in words)
-    return known >= VI_PLAIN_SHARE * len(words) and key >= min(2, len(words) - 1)
+    if sum(w in VI_PLAIN_KEY for w in words) < min(2, len(words) - 1):
+        return False
+    return sum(w in _VI_KNOWN for w in words) >= VI_PLAIN_SHARE * len(words)
 
 
 def vietnamese(text: str) -> bool:
     """Vietnamese letters, or Vietnamese words typed without them."""
-    return any(ch in VI_LETTERS for ch in text.lower()) or vietnamese_plain(text)
+    return not VI_LETTERS.isdisjoint(text.lower()) or vietnamese_plain(text)
 
 
 # -- What customers say to be polite, in each language ------------------------------------------
@@ -531,6 +537,8 @@ VI_RESTORE_WORDS = dict(p.split("=") for p in """
 
 #: The syllables of VI_RESTORE_*: words ``vietnamese_plain`` counts as Vietnamese (not as key words)
 _VI_RESTORE_SYLLABLES = frozenset(w for k in list(VI_RESTORE_PAIRS) + list(VI_RESTORE_WORDS) for w in k.split("_"))
+#: The words ``vietnamese_plain`` counts as Vietnamese: VI_PLAIN and the syllables of VI_RESTORE_*
+_VI_KNOWN = VI_PLAIN | _VI_RESTORE_SYLLABLES
 
 
 def restore_vietnamese(text: str) -> str:

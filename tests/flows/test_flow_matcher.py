@@ -158,6 +158,8 @@ def test_large_flow_sets_are_scored_by_numpy_with_the_same_results(examples: dic
     m.fit(examples)
     seen_numpy = []
     real = fm.np.bincount
+    monkeypatch.setattr(fm, "DENSE_CELLS", 0)        # (not the dense index: see the next test)
+    m.fit(examples)
 
     def counting(*a, **kw):
         seen_numpy.append(1)
@@ -172,3 +174,78 @@ def test_large_flow_sets_are_scored_by_numpy_with_the_same_results(examples: dic
         monkeypatch.setattr(fm.np, "bincount", real)
     assert len(seen_numpy) > len(texts)      # the numpy path did run
     assert sum(1 for r in python if len(r) > 3) > 100
+
+
+def _paths_texts(examples: dict[str, list[str]]) -> list[str]:
+    import csv
+
+    texts = [t for ts in examples.values() for t in ts]
+    texts += [f"{t} order {n}" for n, t in enumerate(texts)] + [t.split()[0] for t in texts] + [
+        f"{a} {b}" for a, b in zip(texts, texts[7:])] + [
+        "the human at your store was rude", "zzz qqq", "!!", "hello hello hello where where", "", "   "]
+    with open(Path(__file__).resolve().parents[1] / "fixtures" / "neutral_messages.csv", newline="") as f:
+        texts += [row["text"] for row in csv.DictReader(f)]
+    return texts
+
+
+def test_the_dense_index_sums_the_same_floats(examples: dict[str, list[str]],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under matcher.NUMPY_FROM examples a dense index (matcher.DENSE_CELLS) adds a message's
+    scores in numpy (issue 20); each intent's best score is the Python loop's and the bincount
+    path's to the bit, not only once rounded, on the demo examples and variants of them."""
+    import flows.matcher as fm
+
+    texts = _paths_texts(examples)
+    dense = LexicalMatcher()
+    dense.fit(examples)
+    assert dense._dense is not None and dense._dense.shape == (len(dense._rows), len(dense._intents))
+    monkeypatch.setattr(fm, "DENSE_CELLS", 0)
+    loop = LexicalMatcher()
+    loop.fit(examples)
+    assert loop._dense is None
+    got = [dense._best(t) for t in texts]
+    assert got == [loop._best(t) for t in texts]
+    monkeypatch.setattr(fm, "NUMPY_FROM", 0)
+    assert got == [loop._best(t) for t in texts]        # the bincount path
+    assert sum(len(b) > 3 for b in got) > 100
+    for top in (1, 3, 8, 1000):
+        assert [dense.rank_sync(t, top=top) for t in texts] == [loop.rank_sync(t, top=top) for t in texts]
+        # best score first, equal scores by intent name (as heapq.nsmallest with this key did)
+        assert [dense.rank_sync(t, top=top) for t in texts] == [
+            [(i, round(min(s, 1.0), 4)) for i, s in sorted(b, key=lambda kv: (-kv[1], kv[0]))[:top]] for b in got]
+
+
+def test_the_float_comparison_can_fail(examples: dict[str, list[str]],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparison above sees a change of the order in which the scores are added: the
+    Python loop adding each message's features in reverse order gives other floats."""
+    import flows.matcher as fm
+
+    texts = _paths_texts(examples)
+    m = LexicalMatcher()
+    m.fit(examples)
+    before = [m._best(t) for t in texts]
+    features = fm._features
+    monkeypatch.setattr(fm, "DENSE_CELLS", 0)
+    m.fit(examples)
+    monkeypatch.setattr(fm, "_features", lambda t: dict(reversed(features(t).items())))
+    after = [m._best(t) for t in texts]
+    assert after != before
+    assert [[i for i, _ in b] for b in after] == [[i for i, _ in b] for b in before]   # only the floats
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_equal_scores_rank_by_intent_name(dense: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Intents with the same score come in the order of their names, whatever the flows' order."""
+    import flows.matcher as fm
+
+    if not dense:
+        monkeypatch.setattr(fm, "DENSE_CELLS", 0)
+    m = LexicalMatcher()
+    m.fit({"track": ["where is my parcel"], "b_track": ["where is my parcel"], "a_track": ["where is my parcel"],
+           "refund": ["i want my money back"], "parcel": ["parcel"]})
+    assert (m._dense is not None) is dense
+    ranked = m.rank_sync("where is my parcel", top=4)
+    assert [i for i, _ in ranked] == ["a_track", "b_track", "track", "parcel"]
+    assert ranked[0][1] == ranked[1][1] == ranked[2][1] == 1.0 > ranked[3][1]
+    assert [i for i, _ in m.rank_sync("where is my parcel", top=2)] == ["a_track", "b_track"]

@@ -6,6 +6,8 @@ Expected scores follow the weight table in ``flows/nlu/urgency.py``.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from flows.nlu.urgency import ELEVATED, HIGH, Urgency, urgency
@@ -355,15 +357,61 @@ def test_the_screen_gives_what_the_full_scoring_gives() -> None:
 
 def test_a_screen_that_misses_a_cue_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """The comparison above can fail: a screen without the legal rules changes results."""
-    import re
-
     from flows.nlu import urgency as u
 
     legal = [p.pattern for p, _, _ in dict(u._GROUPS)["legal"]]
-    kept = [p for p in u._SCREEN.pattern.split("|(?:") if not any(x in p for x in legal)]
-    monkeypatch.setattr(u, "_SCREEN", re.compile("|(?:".join(kept)))
+    kept = [p for p in u._screen_patterns() if p not in legal]
+    assert len(kept) == len(u._screen_patterns()) - len(legal)
+    monkeypatch.setattr(u, "_SCREEN", u._screen(kept))
     u._score.cache_clear()
     try:
         assert any("lawyer" in t.lower() for t, _, _ in _differences())
     finally:
         u._score.cache_clear()
+
+
+def _first_chars(items: list) -> set[str]:
+    """What the first character of a match of the parsed ``items`` can be: "w" (a letter, a digit
+    or "_"), or "other" (anything else, or not known: the check below then fails)."""
+    from re import _constants as c
+
+    if not items:
+        return {"other"}
+    op, av = items[0]
+    if op is c.AT:                                       # \b: look at what follows
+        return _first_chars(items[1:])
+    if op is c.LITERAL:
+        return {"w" if re.match(r"\w", chr(av)) else "other"}
+    if op is c.SUBPATTERN:
+        return _first_chars(list(av[3].data) + list(items[1:]))
+    if op is c.BRANCH:
+        return set().union(*(_first_chars(list(b.data) + list(items[1:])) for b in av[1]))
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+        low, _, sub = av
+        first = _first_chars(list(sub.data) + list(items[1:]))
+        return first if low >= 1 else first | _first_chars(items[1:])
+    if op is c.IN:
+        ok = all((o is c.LITERAL and re.match(r"\w", chr(a))) or (o is c.RANGE and all(
+            re.match(r"\w", chr(x)) for x in range(a[0], a[1] + 1)))
+            or (o is c.CATEGORY and a in (c.CATEGORY_DIGIT, c.CATEGORY_WORD)) for o, a in av)
+        return {"w" if ok else "other"}
+    return {"other"}
+
+
+def test_every_screened_rule_starts_a_word() -> None:
+    """The screen (flows/nlu/urgency.py _screen) tries the rules only where a word starts: right
+    only if every rule is ``\\b`` and then a letter or a digit, which the parsed patterns show."""
+    from re import _parser
+
+    from flows.nlu import urgency as u
+
+    patterns = u._screen_patterns()
+    assert len(patterns) == 2 + sum(len(rules) for _, rules in u._GROUPS)
+    for p in patterns:
+        assert p.startswith(r"\b"), p
+        assert _first_chars(list(_parser.parse(p).data)) == {"w"}, p
+    # the check can fail: a rule that may start with punctuation, or with nothing
+    assert _first_chars(list(_parser.parse(r"\b(?:ok|!!)").data)) == {"w", "other"}
+    assert "other" in _first_chars(list(_parser.parse(r"\b(?:ok)?").data))
+    with pytest.raises(ValueError):
+        u._screen([r"(?:ok)"])
