@@ -46,12 +46,29 @@ def test_quick_run_prints_the_machine_and_a_table_with_json(tmp_path: Path) -> N
 
 
 def _capacity():
+    """bench/capacity.py as a module. It imports bench/cluster.py and bench/webchat_load.py by
+    their plain names, which other test files' modules (tests/e2e/cluster.py) may hold in
+    sys.modules in this process: those are set aside while it loads, then put back, and so is
+    sys.path."""
     import importlib.util
+    if "capacity_bench" in sys.modules:
+        return sys.modules["capacity_bench"]
     spec = importlib.util.spec_from_file_location("capacity_bench", ROOT / "bench" / "capacity.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, mod)      # its dataclasses look their module up
-    spec.loader.exec_module(sys.modules[spec.name])
-    return sys.modules[spec.name]
+    taken = {name: sys.modules.pop(name) for name in ("cluster", "webchat_load") if name in sys.modules}
+    path = list(sys.path)                       # it puts bench/ and tests/ first: not for other tests
+    sys.modules[spec.name] = mod                # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[spec.name]
+        raise
+    finally:
+        for name in ("cluster", "webchat_load"):
+            sys.modules.pop(name, None)
+        sys.modules.update(taken)
+        sys.path[:] = path
+    return mod
 
 
 def _run(rnd: int, channel: str, cpu: float, *, matcher: str = "lexical", storage: str = "sqlite",
