@@ -76,17 +76,19 @@ def whatsapp_apply_status(wamid: str, status: str, *, error: str = "") -> Op[dic
     # two sees the other's write, so a failure that overtakes the send is never lost
     yield Lock(f"wamid:{wamid}")
     key = f"whatsapp:status:{wamid}"
-    row = yield One("SELECT value FROM meta WHERE key=?", (key,))
-    old = json.loads(row["value"]) if row else {}
+    # the status kept so far and the message, in one statement (always one row; NULLs for what is
+    # not there): a status comes for every reply, several times (sent, delivered, read). The
+    # message by the send's link (primary-key lookups): outbound messages have no index on their
+    # wamid. Read before the status is written, as nothing below writes the link or the message.
+    msg = yield One("SELECT s.value AS old, m.id, m.conversation_id, m.status, m.role, m.sender_name "
+                    "FROM (SELECT 1 AS one) AS x LEFT JOIN meta s ON s.key=? LEFT JOIN meta k ON k.key=? "
+                    "LEFT JOIN messages m ON m.id = CAST(k.value AS INTEGER)", (key, f"whatsapp:out:{wamid}"))
+    old = json.loads(msg["old"]) if msg["old"] is not None else {}
     if STATUS_RANK.get(status, 0) > STATUS_RANK.get(old.get("status", ""), 0):
         value = json.dumps({"status": status, "error": error[:500]})
         yield Run("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                   (key, value))
-    # by the send's link (a primary-key lookup): outbound messages have no index on their wamid,
-    # and a status comes for every reply, several times
-    msg = yield One("SELECT m.id, m.conversation_id, m.status, m.role, m.sender_name FROM meta k "
-                    "JOIN messages m ON m.id = CAST(k.value AS INTEGER) WHERE k.key=?", (f"whatsapp:out:{wamid}",))
-    if msg is None:
+    if msg["id"] is None:
         return {"outcome": "unknown"}
     out = {"message_id": msg["id"], "conversation_id": msg["conversation_id"], "role": msg["role"],
            "sender": msg["sender_name"]}

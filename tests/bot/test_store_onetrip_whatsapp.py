@@ -100,3 +100,44 @@ async def test_round_trips_of_a_whatsapp_message_on_postgresql(pg: Store, trips:
     trips.clear()
     assert await pg.whatsapp_mark_sent_next(m2.id, ["wamid.B"], conversation_id=cid, now=time.time() + 1) == (None, "e")
     assert len(trips) == 4, trips
+
+
+async def test_a_status_is_one_read_and_at_most_one_write(tmp_path: Any) -> None:
+    """Meta sends statuses for every reply (sent, delivered, read): the status kept so far and the
+    message it belongs to are read in one statement, then the status is written if it moves on."""
+    from bot.storage import open_store
+
+    store = await open_store(f"sqlite:///{tmp_path / 'o.sqlite3'}")
+    try:
+        r = await store.record_inbound(wa("wamid.IN", T))
+        [m1] = await store.commit_turn(r.conversation.id, inbound_id=r.message.id, flow_state=None,
+                                       replies=[Outbound("1")])
+        await store.whatsapp_mark_sent_next(m1.id, ["wamid.A"], conversation_id=r.conversation.id, now=time.time())
+        traced: list[str] = []
+        await store.db.set_trace_callback(traced.append)
+
+        async def statements(status: str, wamid: str = "wamid.A") -> tuple[str, list[str]]:
+            traced.clear()
+            res = await store.whatsapp_apply_status(wamid, status)
+            return res["outcome"], [s.split()[0] for s in traced
+                                    if not s.startswith(("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"))]
+
+        assert await statements("delivered") == ("recorded", ["SELECT", "INSERT"])
+        assert await statements("sent") == ("recorded", ["SELECT"])            # no step back: nothing written
+        assert await statements("read", "wamid.UNKNOWN") == ("unknown", ["SELECT", "INSERT"])
+        assert await store.whatsapp_status("wamid.A") == {"status": "delivered", "error": ""}
+    finally:
+        await store.close()
+
+
+async def test_round_trips_of_a_status_on_postgresql(pg: Store, trips: list[str]) -> None:
+    r = await pg.record_inbound(wa("wamid.IN", T))
+    [m1] = await pg.commit_turn(r.conversation.id, inbound_id=r.message.id, replies=[Outbound("a")], flow_state=None)
+    await pg.whatsapp_mark_sent_next(m1.id, ["wamid.A"], conversation_id=r.conversation.id, now=time.time())
+    trips.clear()
+    assert (await pg.whatsapp_apply_status("wamid.A", "delivered"))["outcome"] == "recorded"
+    # BEGIN + the wamid's lock; the kept status and the message; the status; COMMIT
+    assert len(trips) == 4, trips
+    trips.clear()
+    assert (await pg.whatsapp_apply_status("wamid.A", "failed", error="e"))["outcome"] == "failed_now"
+    assert len(trips) == 5, trips      # and the failed mark
