@@ -29,6 +29,11 @@ inside omnibot, so this is the fair comparison); peak RSS (VmHWM) of the omnibot
 "x ceiling" divides CPU/msg by the ceiling's; "x web chat" divides a webhook channel's by
 web chat's with the same matcher and storage (issue 20's target: at most 1.3).
 
+``--whatsapp-statuses``: the fake Graph API also sends, for every reply, the status webhooks
+Meta sends (``sent``, ``delivered``, ``read``, one signed POST each, in that order) to the
+instance, as a live WhatsApp number gets them; the WhatsApp row ("WhatsApp webhook + statuses")
+then counts their server CPU in its messages' (without it, only the questions' webhooks).
+
 ``OMNIBOT_BENCH_PROFILE=DIR`` runs the first instance of every row under cProfile and writes
 DIR/<row>.prof (as bench/cluster.py; it slows that instance down, so its figures are not the
 table's).
@@ -172,11 +177,17 @@ class BenchTelegram(tg.FakeTelegram):
 
 
 class BenchWhatsApp(wa.FakeWhatsApp):
-    """The fake Graph API, reporting each message sent and keeping no history."""
+    """The fake Graph API, reporting each message sent and keeping no history (and, with
+    ``--whatsapp-statuses``, sending Meta's status webhooks for it)."""
 
     def __init__(self, replies: Replies) -> None:
         super().__init__()
         self.replies = replies
+        self.status_url: str | None = None
+        self.statuses_sent = 0
+        self.status_problems: list[str] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
 
     async def _messages(self, request: web.Request) -> web.Response:
         resp = await super()._messages(request)
@@ -184,7 +195,39 @@ class BenchWhatsApp(wa.FakeWhatsApp):
         self.calls.clear()
         if resp.status == 200 and to:
             self.replies.reply(str(to))
+            if self.status_url:
+                task = asyncio.create_task(self._statuses(json.loads(resp.body)["messages"][0]["id"], str(to)))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         return resp
+
+    # --whatsapp-statuses: Meta's status webhooks for each reply
+    def send_statuses(self, url: str | None) -> None:
+        """From now on, POST sent, delivered and read for every reply to ``url`` (None: stop)."""
+        self.status_url, self.statuses_sent, self.status_problems, self._tasks = url, 0, [], set()
+
+    async def _statuses(self, wamid: str, to: str) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        for st in ("sent", "delivered", "read"):
+            try:
+                status = await wa.deliver_webhook(self._http, self.status_url or "", wa.status_update(wamid, st, to),
+                                                  WA_APP_SECRET)
+            except (aiohttp.ClientError, OSError) as exc:
+                status = type(exc).__name__
+            if status != 200:
+                self.status_problems.append(f"status webhook {st} of {wamid}: {status}")
+                return
+            self.statuses_sent += 1
+
+    async def drain(self) -> None:
+        """Wait for the status webhooks under way, then stop sending them."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.status_url = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
 
 _chats = itertools.count(1)
@@ -296,11 +339,18 @@ async def run_row(sc: Scenario, args: argparse.Namespace, tmp: Path, pg: Any, fa
         for i in insts[1:]:
             await asyncio.to_thread(i.wait_started)
         started_s = time.monotonic() - t0
+        statuses = sc.channel == "whatsapp" and args.whatsapp_statuses
+        if statuses:
+            fakes["whatsapp"].send_statuses(insts[0].url + "/whatsapp/webhook")
         await asyncio.sleep(0.5)           # the connectors' first calls to the fake platform
         fn = customer if sc.channel == "webchat" else webhook_customer(sc.channel, replies, args.unique)
         r = await drive([i.url for i in insts], args, [i.proc.pid for i in insts],
                         pg.pid if dbname else None, (url, dbname) if dbname else None, False, fn)
         r["start_s"] = started_s
+        if statuses:
+            await fakes["whatsapp"].drain()
+            r["status_webhooks"] = fakes["whatsapp"].statuses_sent
+            r["problems"] += fakes["whatsapp"].status_problems[:5]
         r["peak_rss_mb"] = max(peak_rss_mb(i.proc.pid) for i in insts)
         dead = [i for i in insts if i.proc.poll() is not None]
         if dead:
@@ -308,6 +358,7 @@ async def run_row(sc: Scenario, args: argparse.Namespace, tmp: Path, pg: Any, fa
         r["server_errors"] = [ln for i in insts for ln in i.lines if " ERROR " in ln or "Traceback" in ln][:20]
         return r
     finally:
+        await fakes["whatsapp"].drain()
         for i in insts:
             await asyncio.to_thread(i.stop)
         if dbname:
@@ -346,6 +397,8 @@ def markdown(machine_info: dict[str, Any], rows: list[dict[str, Any]], settings:
             chan, matcher, storage = "bare aiohttp WebSocket (ceiling)", "-", "none"
         else:
             chan, matcher = LABEL[sc["channel"]], sc["matcher"]
+            if sc["channel"] == "whatsapp" and settings.get("whatsapp_statuses"):
+                chan += " + statuses"
             if sc.get("variant") == "httpx":
                 chan += ", before: PTB's httpx client"
             storage = "SQLite" if sc["storage"] == "sqlite" else (
@@ -433,6 +486,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="customers repeat the same few questions word for word (the NLU's memory of recent "
                          "texts then answers most of them); default: every question is a new text (an order "
                          "number appended), what a capacity plan should assume")
+    ap.add_argument("--whatsapp-statuses", action="store_true",
+                    help="the fake Graph API also sends Meta's status webhooks (sent, delivered, read) for every "
+                         "reply; the WhatsApp row counts their CPU")
     ap.add_argument("--json", help="also write the machine, the settings and every figure to this file")
     args = ap.parse_args(argv)
     for name, allowed in (("channels", CHANNELS), ("matchers", MATCHERS), ("storage", STORAGES)):
@@ -460,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     rows = asyncio.run(run_all(args, scenarios))
     settings = {"clients": args.clients, "warmup": args.warmup, "seconds": args.seconds, "unique": args.unique,
+                "whatsapp_statuses": args.whatsapp_statuses,
                 "command": " ".join(["python bench/capacity.py", *(sys.argv[1:] if argv is None else argv)]),
                 "total_s": round(time.monotonic() - t0, 1)}
     print()

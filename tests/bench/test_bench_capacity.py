@@ -41,3 +41,19 @@ def test_quick_run_prints_the_machine_and_a_table_with_json(tmp_path: Path) -> N
     assert web_cells[8] == f"{web['cpu_ms_per_msg_total'] / ceiling['cpu_ms_per_msg_total']:.1f}"
     tg_cells = rows[3].split(" | ")
     assert tg_cells[9] == f"{telegram['cpu_ms_per_msg_total'] / web['cpu_ms_per_msg_total']:.2f}"
+
+
+def test_whatsapp_statuses_are_sent_for_every_reply(tmp_path: Path) -> None:
+    """--whatsapp-statuses: Meta's sent, delivered and read webhooks for each reply, counted in the row."""
+    out = tmp_path / "capacity.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "capacity.py"), "--quick", "--channels", "whatsapp",
+         "--matchers", "lexical", "--storage", "sqlite", "--clients", "4", "--warmup", "0.5", "--seconds", "1",
+         "--whatsapp-statuses", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| WhatsApp webhook + statuses | lexical | SQLite |" in proc.stdout
+    _, row = json.loads(out.read_text())["rows"]
+    assert row["answered"] > 0 and not row["problems"]
+    # three per reply, every one answered 200 (a refused one is a problem), the warm-up's too
+    assert row["status_webhooks"] >= 3 * row["answered"] and row["status_webhooks"] % 3 == 0
