@@ -33,6 +33,13 @@ inside omnibot, so this is the fair comparison); peak RSS (VmHWM) of the omnibot
 "x ceiling" divides CPU/msg by the ceiling's; "x web chat" divides a webhook channel's by
 web chat's with the same matcher and storage (issue 20's target: at most 1.3).
 
+WhatsApp has two rows per matcher and storage: "WhatsApp webhook", the questions' webhooks
+only, and "WhatsApp webhook + statuses", where the fake Graph API also sends, for every reply,
+the status webhooks Meta sends (``sent``, ``delivered``, ``read``, one signed POST each, in that
+order) to the instance, as a live WhatsApp number gets them: their server CPU counts in the
+row's messages'. That second row is what a WhatsApp number costs; ``--no-whatsapp-statuses``
+leaves it out.
+
 ``OMNIBOT_BENCH_PROFILE=DIR`` runs the first instance of every row under cProfile and writes
 DIR/<row>.prof (as bench/cluster.py; it slows that instance down, so its figures are not the
 table's).
@@ -92,7 +99,8 @@ class Scenario:
     matcher: str = "-"
     storage: str = "-"      # sqlite | pg
     instances: int = 1
-    variant: str = ""       # "httpx": Telegram as before issue 20 (bench/omnibot_httpx.py)
+    variant: str = ""       # "httpx": Telegram as before issue 20 (bench/omnibot_httpx.py);
+                            # "statuses": WhatsApp with Meta's status webhooks for every reply
 
     @property
     def name(self) -> str:
@@ -108,6 +116,9 @@ def plan(args: argparse.Namespace) -> list[Scenario]:
     for storage in args.storage:
         for matcher in args.matchers:
             out += [Scenario(c, matcher, "sqlite" if storage == "sqlite" else "pg") for c in args.channels]
+            if args.whatsapp_statuses and "whatsapp" in args.channels:
+                out.append(Scenario("whatsapp", matcher, "sqlite" if storage == "sqlite" else "pg",
+                                    variant="statuses"))
             if args.telegram_before and "telegram" in args.channels:
                 out.append(Scenario("telegram", matcher, "sqlite" if storage == "sqlite" else "pg", variant="httpx"))
     if not args.quick and "pg1" in args.storage and "webchat" in args.channels and "lexical" in args.matchers:
@@ -183,11 +194,17 @@ class BenchTelegram(tg.FakeTelegram):
 
 
 class BenchWhatsApp(wa.FakeWhatsApp):
-    """The fake Graph API, reporting each message sent and keeping no history."""
+    """The fake Graph API, reporting each message sent and keeping no history (and, with
+    ``--whatsapp-statuses``, sending Meta's status webhooks for it)."""
 
     def __init__(self, replies: Replies) -> None:
         super().__init__()
         self.replies = replies
+        self.status_url: str | None = None
+        self.statuses_sent = 0
+        self.status_problems: list[str] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
 
     async def _messages(self, request: web.Request) -> web.Response:
         resp = await super()._messages(request)
@@ -195,7 +212,39 @@ class BenchWhatsApp(wa.FakeWhatsApp):
         self.calls.clear()
         if resp.status == 200 and to:
             self.replies.reply(str(to))
+            if self.status_url:
+                task = asyncio.create_task(self._statuses(json.loads(resp.body)["messages"][0]["id"], str(to)))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         return resp
+
+    # --whatsapp-statuses: Meta's status webhooks for each reply
+    def send_statuses(self, url: str | None) -> None:
+        """From now on, POST sent, delivered and read for every reply to ``url`` (None: stop)."""
+        self.status_url, self.statuses_sent, self.status_problems, self._tasks = url, 0, [], set()
+
+    async def _statuses(self, wamid: str, to: str) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        for st in ("sent", "delivered", "read"):
+            try:
+                status = await wa.deliver_webhook(self._http, self.status_url or "", wa.status_update(wamid, st, to),
+                                                  WA_APP_SECRET)
+            except (aiohttp.ClientError, OSError) as exc:
+                status = type(exc).__name__
+            if status != 200:
+                self.status_problems.append(f"status webhook {st} of {wamid}: {status}")
+                return
+            self.statuses_sent += 1
+
+    async def drain(self) -> None:
+        """Wait for the status webhooks under way, then stop sending them."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.status_url = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
 
 _chats = itertools.count(1)
@@ -327,6 +376,9 @@ async def run_row(sc: Scenario, args: argparse.Namespace, tmp: Path, pg: Any, fa
         for i in insts[1:]:
             await asyncio.to_thread(i.wait_started)
         started_s = time.monotonic() - t0
+        statuses = sc.variant == "statuses"
+        if statuses:
+            fakes["whatsapp"].send_statuses(insts[0].url + "/whatsapp/webhook")
         await asyncio.sleep(0.5)           # the connectors' first calls to the fake platform
         if sc.matcher == "learned":
             took = [await prime(i.url) for i in insts]
@@ -336,6 +388,10 @@ async def run_row(sc: Scenario, args: argparse.Namespace, tmp: Path, pg: Any, fa
         r = await drive([i.url for i in insts], args, [i.proc.pid for i in insts],
                         pg.pid if dbname else None, (url, dbname) if dbname else None, False, fn)
         r["start_s"] = started_s
+        if statuses:
+            await fakes["whatsapp"].drain()
+            r["status_webhooks"] = fakes["whatsapp"].statuses_sent
+            r["problems"] += fakes["whatsapp"].status_problems[:5]
         r["peak_rss_mb"] = max(peak_rss_mb(i.proc.pid) for i in insts)
         dead = [i for i in insts if i.proc.poll() is not None]
         if dead:
@@ -343,6 +399,7 @@ async def run_row(sc: Scenario, args: argparse.Namespace, tmp: Path, pg: Any, fa
         r["server_errors"] = [ln for i in insts for ln in i.lines if " ERROR " in ln or "Traceback" in ln][:20]
         return r
     finally:
+        await fakes["whatsapp"].drain()
         for i in insts:
             await asyncio.to_thread(i.stop)
         if dbname:
@@ -408,6 +465,8 @@ def combine(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row[k] = median([r.get(k) for r in done])
         cpus = [r["cpu_ms_per_msg_total"] for r in done]
         row["cpu_range"] = [min(cpus), max(cpus)]
+        if any("status_webhooks" in r for r in done):
+            row["status_webhooks"] = sum(r.get("status_webhooks", 0) for r in done)
         tag = (lambda r: f"round {r['round']}: ") if len(group) > 1 else (lambda r: "")
         row["problems"] = [tag(r) + p for r in done for p in r["problems"]]
         row["server_errors"] = [ln for r in done for ln in r.get("server_errors", [])][:20]
@@ -450,6 +509,8 @@ def markdown(machine_info: dict[str, Any], rows: list[dict[str, Any]], settings:
             chan, matcher, storage = "bare aiohttp WebSocket (ceiling)", "-", "none"
         else:
             chan, matcher = LABEL[sc["channel"]], sc["matcher"]
+            if sc.get("variant") == "statuses":
+                chan += " + statuses"
             if sc.get("variant") == "httpx":
                 chan += ", before: PTB's httpx client"
             storage = "SQLite" if sc["storage"] == "sqlite" else (
@@ -491,11 +552,11 @@ def per_day(rows: list[dict[str, Any]]) -> str:
              "| set-up | msg/s | conversations per day |", "|---|--:|--:|"]
     for r in rows:
         sc = r["scenario"]
-        if "skipped" in r or sc["channel"] == "ceiling" or sc.get("variant") or sc["instances"] > 1:
+        if "skipped" in r or sc["channel"] == "ceiling" or sc.get("variant") == "httpx" or sc["instances"] > 1:
             continue
         n = conversations_per_day(r["msg_per_s"])
         rounded = float(f"{n:.2g}")
-        lines.append(f"| {LABEL[sc['channel']]}, {sc['matcher']}, "
+        lines.append(f"| {LABEL[sc['channel']]}{' + statuses' if sc.get('variant') else ''}, {sc['matcher']}, "
                      f"{'SQLite' if sc['storage'] == 'sqlite' else 'PostgreSQL'} | {r['msg_per_s']:.0f} "
                      f"| about {rounded:,.0f} |")
     return "\n".join(lines)
@@ -576,6 +637,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "of CPU per message (default 1; the budget grows with it)")
     ap.add_argument("--json", help="also write the machine, the settings and every figure to this file "
                                    "(with --rounds: every round's figures too, under \"runs\")")
+    ap.add_argument("--whatsapp-statuses", action=argparse.BooleanOptionalAction, default=True,
+                    help="a WhatsApp row per matcher and storage where the fake Graph API also sends Meta's status "
+                         "webhooks (sent, delivered, read) for every reply, their CPU counted (default: on)")
     args = ap.parse_args(argv)
     for name, allowed in (("channels", CHANNELS), ("matchers", MATCHERS), ("storage", STORAGES)):
         chosen = [x.strip() for x in getattr(args, name).split(",") if x.strip()]

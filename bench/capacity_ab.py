@@ -42,7 +42,8 @@ def one_run(tree: Path, args: argparse.Namespace, out: Path) -> dict[tuple[str, 
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
     rows = json.loads(out.read_text())["rows"]
-    return {(r["scenario"]["channel"], r["scenario"]["matcher"], r["scenario"]["storage"]): r
+    return {(r["scenario"]["channel"] + (f"+{v}" if (v := r["scenario"].get("variant")) else ""),
+             r["scenario"]["matcher"], r["scenario"]["storage"]): r
             for r in rows if "skipped" not in r and r["scenario"]["channel"] != "ceiling"}
 
 

@@ -20,7 +20,10 @@ store operations (the 24-hour window kept per message, read per reply, the send 
 the sent mark where the tree's connector has ``record_sent``), as the tree's connector does
 them; no HTTP. A single run also prints each thread's CPU per message (the event loop, SQLite's
 connection thread, ...; from /proc/self/task), where an A/B of the process total does not say
-which side of a hand-off a change moved.
+which side of a hand-off a change moved. ``--statuses`` (with ``--channel whatsapp``) also applies,
+after each reply's record, the three statuses Meta sends for it (sent, delivered, read), as the
+tree's connector applies them (``whatsapp_note_status`` where the tree has it, else
+``whatsapp_apply_status``), each in its own task as each arrives in its own webhook.
 
 ``--storage pg`` runs the same on PostgreSQL (one instance, clustering on, as ``omnibot run``
 does with a shared store): a throwaway cluster started here as tests/pg.py starts it (Debian's
@@ -64,17 +67,32 @@ class MemoryChannel:
 
     name = "webchat"
 
-    def __init__(self, store: Any = None) -> None:
+    def __init__(self, store: Any = None, statuses: bool = False) -> None:
         self.waiting: dict[str, asyncio.Future[None]] = {}
         self.sent = 0
         self.store = store          # WhatsApp-like: the window read and the send recorded (store ops)
+        self.statuses = statuses and store is not None
+        self.tasks: set[asyncio.Task[None]] = set()
         if store is not None and hasattr(store, "whatsapp_mark_sent_next"):
             # the send recorded with its sent mark, as the tree's WhatsApp connector does (record_sent)
             self.record_sent = self._record_sent
 
     async def _record_sent(self, item: Any, wamid: str, *, now: float) -> Any:
-        return await self.store.whatsapp_mark_sent_next(item.message.id, [wamid], conversation_id=
-                                                        item.message.conversation_id, now=now)
+        res = await self.store.whatsapp_mark_sent_next(item.message.id, [wamid], conversation_id=
+                                                       item.message.conversation_id, now=now)
+        if self.statuses:
+            for st in ("sent", "delivered", "read"):
+                task = asyncio.create_task(self._status(wamid, st))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        return res
+
+    async def _status(self, wamid: str, status: str) -> None:
+        note = getattr(self.store, "whatsapp_note_status", None)     # a tree since it came
+        if note is not None:
+            await note(wamid, status)
+        else:
+            await self.store.whatsapp_apply_status(wamid, status)
 
     async def start(self) -> None:
         pass
@@ -171,7 +189,7 @@ logging: {{level: WARNING}}
 """)
         config = load_config(str(cfg_path))
         services = await build_services(config)
-        channel = MemoryChannel(services.store if args.channel == "whatsapp" else None)
+        channel = MemoryChannel(services.store if args.channel == "whatsapp" else None, args.statuses)
         new_window = "heard_at" in getattr(Inbound, "__dataclass_fields__", {})
         services.connectors.clear()
         services.connectors["webchat"] = channel
@@ -259,7 +277,7 @@ logging: {{level: WARNING}}
         n = answered
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *channel.tasks, return_exceptions=True)
         await services.delivery.stop()
         await services.runtime.stop()
         await services.store.close()
@@ -321,7 +339,7 @@ def export(rev: str, where: Path) -> Path:
 def one(tree: Path, args: argparse.Namespace, pg: Any = None) -> dict[str, float]:
     cmd = [sys.executable, str(HERE), "--json", "--messages", str(args.messages), "--clients", str(args.clients),
            "--warmup", str(args.warmup), "--channel", args.channel, "--matcher", args.matcher] + (
-               ["--count"] if args.count else [])
+               ["--count"] if args.count else []) + (["--statuses"] if args.statuses else [])
     dbname = None
     if pg is not None:
         from pg import create_database
@@ -365,6 +383,9 @@ def main() -> int:
     ap.add_argument("--matcher", choices=("lexical", "learned"), default="lexical",
                     help="nlu.matcher (default lexical); learned: give --warmup 15 or more, so that the "
                          "models any message needs (the multilingual one loads on first use) are loaded")
+    ap.add_argument("--statuses", action="store_true",
+                    help="with --channel whatsapp: Meta's sent, delivered and read statuses for every reply, "
+                         "applied as the tree's connector applies them")
     ap.add_argument("--ab", nargs=2, metavar=("A", "B"), help="compare two commits, interleaved")
     ap.add_argument("--rounds", type=int, default=4, help="with --ab: runs per side (default 4)")
     ap.add_argument("--json", action="store_true", help="print one JSON line (used by --ab)")

@@ -472,6 +472,9 @@ class WhatsAppConnector:
 
     async def _apply_status(self, st: Status) -> bool:
         """Record one status; False if it must come again later (its send is not recorded yet)."""
+        if st.status != "failed":     # sent, delivered, read: kept, nothing else changes (one statement)
+            await self.store.whatsapp_note_status(st.wamid, st.status)
+            return True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STATUS_WAIT
         while True:

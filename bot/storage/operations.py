@@ -43,7 +43,7 @@ WRITES = frozenset({
     "record_csat", "reopen_ticket", "mark_followed_up", "move_ticket", "create_link_code", "redeem_link_code",
     "add_sla_alert", "save_effect", "register_instance", "heartbeat", "forget_instance", "forget_dead_instances",
     "claim_conversation", "release_conversation", "take_lease", "release_lease", "rate_hit",
-    "save_media", "whatsapp_saw_inbound", "whatsapp_apply_status",
+    "save_media", "whatsapp_saw_inbound", "whatsapp_apply_status", "whatsapp_note_status",
     "hold_public_message", "redeem_public_token",
     "create_agent", "set_agent_disabled", "set_agent_password", "set_agent_token",
     "add_note", "mark_read", "add_compensation", "decide_compensation", "audit",
@@ -180,6 +180,7 @@ class Operations:
     whatsapp_last_inbound = operation(whatsapp.whatsapp_last_inbound)
     whatsapp_inbound_seen = operation(whatsapp.whatsapp_inbound_seen)
     whatsapp_apply_status = operation(whatsapp.whatsapp_apply_status)
+    whatsapp_note_status = operation(whatsapp.whatsapp_note_status)
     whatsapp_status = operation(whatsapp.whatsapp_status)
 
     # public complaints moved to a private chat: bot.storage.ops_public

@@ -9,7 +9,8 @@ so no migration is needed and the SQL is the portable subset of SQLite and Postg
   part's, for a message sent in several), written with the sent mark
   (:mod:`bot.storage.ops_whatsapp_send`): how a status finds its message.
 - ``whatsapp:status:<wamid>``: the latest delivery status, applied monotonically
-  (sent < delivered < read; failed sticks, with its reason).
+  (sent < delivered < read; failed sticks, with its reason): ``failed`` by
+  :func:`whatsapp_apply_status`, the others by :func:`whatsapp_note_status` (one statement).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .sql import Lock, One, Op, Run, transaction
+from .sql import BACKEND, Lock, One, Op, Run, transaction
 
 #: statuses only move forward; failed is never overwritten
 STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 9}
@@ -76,17 +77,19 @@ def whatsapp_apply_status(wamid: str, status: str, *, error: str = "") -> Op[dic
     # two sees the other's write, so a failure that overtakes the send is never lost
     yield Lock(f"wamid:{wamid}")
     key = f"whatsapp:status:{wamid}"
-    row = yield One("SELECT value FROM meta WHERE key=?", (key,))
-    old = json.loads(row["value"]) if row else {}
+    # the status kept so far and the message, in one statement (always one row; NULLs for what is
+    # not there): a status comes for every reply, several times (sent, delivered, read). The
+    # message by the send's link (primary-key lookups): outbound messages have no index on their
+    # wamid. Read before the status is written, as nothing below writes the link or the message.
+    msg = yield One("SELECT s.value AS old, m.id, m.conversation_id, m.status, m.role, m.sender_name "
+                    "FROM (SELECT 1 AS one) AS x LEFT JOIN meta s ON s.key=? LEFT JOIN meta k ON k.key=? "
+                    "LEFT JOIN messages m ON m.id = CAST(k.value AS INTEGER)", (key, f"whatsapp:out:{wamid}"))
+    old = json.loads(msg["old"]) if msg["old"] is not None else {}
     if STATUS_RANK.get(status, 0) > STATUS_RANK.get(old.get("status", ""), 0):
         value = json.dumps({"status": status, "error": error[:500]})
         yield Run("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                   (key, value))
-    # by the send's link (a primary-key lookup): outbound messages have no index on their wamid,
-    # and a status comes for every reply, several times
-    msg = yield One("SELECT m.id, m.conversation_id, m.status, m.role, m.sender_name FROM meta k "
-                    "JOIN messages m ON m.id = CAST(k.value AS INTEGER) WHERE k.key=?", (f"whatsapp:out:{wamid}",))
-    if msg is None:
+    if msg["id"] is None:
         return {"outcome": "unknown"}
     out = {"message_id": msg["id"], "conversation_id": msg["conversation_id"], "role": msg["role"],
            "sender": msg["sender_name"]}
@@ -98,6 +101,27 @@ def whatsapp_apply_status(wamid: str, status: str, *, error: str = "") -> Op[dic
     n = yield Run("UPDATE messages SET status='failed', last_error=? WHERE id=? AND status='sent'",
                   (reason[:500], msg["id"]))
     return {"outcome": "failed_now" if n else "recorded", **out}
+
+
+def whatsapp_note_status(wamid: str, status: str) -> Op[None]:
+    """Keep ``sent``, ``delivered`` or ``read`` as the latest status of our message ``wamid``, only
+    forward (as :func:`whatsapp_apply_status` keeps it): ONE statement, without a lock or a transaction.
+
+    Meta sends these for every reply, often all three: each was a transaction with a lock and
+    two reads (issue 20). None of them changes the message (only ``failed`` does, which takes
+    :func:`whatsapp_apply_status`), so nothing is serialized with the send's record here: a send
+    recorded before or after one of them is marked sent either way. The upsert itself moves the
+    status forward only: on PostgreSQL a concurrent write of the same key is waited for and the
+    condition checked on the row it left, so ``failed`` still sticks and ``read`` is not undone.
+    """
+    rank = STATUS_RANK.get(status, 0)
+    if status == "failed" or not rank:
+        raise ValueError(f"whatsapp_note_status takes sent, delivered or read, not {status!r}")
+    kept = "meta.value::json ->> 'status'" if (yield BACKEND) == "postgresql" else "json_extract(meta.value, '$.status')"
+    ranks = " ".join(f"WHEN '{s}' THEN {r}" for s, r in STATUS_RANK.items())
+    yield Run("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value "
+              f"WHERE (CASE {kept} {ranks} ELSE 0 END) < ?",
+              (f"whatsapp:status:{wamid}", json.dumps({"status": status, "error": ""}), rank))
 
 
 def whatsapp_status(wamid: str) -> Op[dict[str, Any] | None]:

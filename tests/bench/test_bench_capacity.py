@@ -133,3 +133,19 @@ def test_conversations_per_day_follow_the_readme_s_assumptions() -> None:
     assert "| web chat, lexical, SQLite | 2000 | about 2,700,000 |" in table      # 2000 msg/s -> 2.7M
     assert "| WhatsApp webhook, lexical, PostgreSQL | 1000 | about 1,400,000 |" in table
     assert "ceiling" not in table
+def test_whatsapp_statuses_are_sent_for_every_reply(tmp_path: Path) -> None:
+    """--whatsapp-statuses: Meta's sent, delivered and read webhooks for each reply, counted in the row."""
+    out = tmp_path / "capacity.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "capacity.py"), "--quick", "--channels", "whatsapp",
+         "--matchers", "lexical", "--storage", "sqlite", "--clients", "4", "--warmup", "0.5", "--seconds", "1",
+         "--whatsapp-statuses", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| WhatsApp webhook | lexical | SQLite |" in proc.stdout       # without statuses, then with
+    assert "| WhatsApp webhook + statuses | lexical | SQLite |" in proc.stdout
+    _, plain, row = json.loads(out.read_text())["rows"]
+    assert "status_webhooks" not in plain and plain["answered"] > 0 and not plain["problems"]
+    assert row["answered"] > 0 and not row["problems"]
+    # three per reply, every one answered 200 (a refused one is a problem), the warm-up's too
+    assert row["status_webhooks"] >= 3 * row["answered"] and row["status_webhooks"] % 3 == 0

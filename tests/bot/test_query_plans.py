@@ -145,6 +145,7 @@ async def _per_message_operations(store: SqliteStore) -> None:
                                                 now=1e12))[0] is not None
     assert (await store.whatsapp_mark_sent_next(wr2.id, ["wamid.OUT2a", "wamid.OUT2"],
                                                 conversation_id=w.conversation.id, now=1e12))[1] == "131026"
+    await store.whatsapp_note_status("wamid.OUT1", "delivered")     # the connector's, for all but failed
     assert (await store.whatsapp_apply_status("wamid.OUT1", "read"))["outcome"] == "recorded"
     # and every minute, beside the messages: the SLA clocks and due follow-ups
     assert [x.reference for x in await store.open_tickets()] == [ref]

@@ -100,3 +100,102 @@ async def test_round_trips_of_a_whatsapp_message_on_postgresql(pg: Store, trips:
     trips.clear()
     assert await pg.whatsapp_mark_sent_next(m2.id, ["wamid.B"], conversation_id=cid, now=time.time() + 1) == (None, "e")
     assert len(trips) == 4, trips
+
+
+async def test_a_status_is_one_read_and_at_most_one_write(tmp_path: Any) -> None:
+    """Meta sends statuses for every reply (sent, delivered, read): the status kept so far and the
+    message it belongs to are read in one statement, then the status is written if it moves on."""
+    from bot.storage import open_store
+
+    store = await open_store(f"sqlite:///{tmp_path / 'o.sqlite3'}")
+    try:
+        r = await store.record_inbound(wa("wamid.IN", T))
+        [m1] = await store.commit_turn(r.conversation.id, inbound_id=r.message.id, flow_state=None,
+                                       replies=[Outbound("1")])
+        await store.whatsapp_mark_sent_next(m1.id, ["wamid.A"], conversation_id=r.conversation.id, now=time.time())
+        traced: list[str] = []
+        await store.db.set_trace_callback(traced.append)
+
+        async def statements(status: str, wamid: str = "wamid.A") -> tuple[str, list[str]]:
+            traced.clear()
+            res = await store.whatsapp_apply_status(wamid, status)
+            return res["outcome"], [s.split()[0] for s in traced
+                                    if not s.startswith(("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"))]
+
+        assert await statements("delivered") == ("recorded", ["SELECT", "INSERT"])
+        assert await statements("sent") == ("recorded", ["SELECT"])            # no step back: nothing written
+        assert await statements("read", "wamid.UNKNOWN") == ("unknown", ["SELECT", "INSERT"])
+        assert await store.whatsapp_status("wamid.A") == {"status": "delivered", "error": ""}
+    finally:
+        await store.close()
+
+
+async def test_round_trips_of_a_status_on_postgresql(pg: Store, trips: list[str]) -> None:
+    r = await pg.record_inbound(wa("wamid.IN", T))
+    [m1] = await pg.commit_turn(r.conversation.id, inbound_id=r.message.id, replies=[Outbound("a")], flow_state=None)
+    await pg.whatsapp_mark_sent_next(m1.id, ["wamid.A"], conversation_id=r.conversation.id, now=time.time())
+    trips.clear()
+    assert (await pg.whatsapp_apply_status("wamid.A", "delivered"))["outcome"] == "recorded"
+    # BEGIN + the wamid's lock; the kept status and the message; the status; COMMIT
+    assert len(trips) == 4, trips
+    trips.clear()
+    assert (await pg.whatsapp_apply_status("wamid.A", "failed", error="e"))["outcome"] == "failed_now"
+    assert len(trips) == 5, trips      # and the failed mark
+
+
+async def test_sent_delivered_read_are_kept_forward_only(store: Store) -> None:
+    """whatsapp_note_status (the connector's for every status but failed) keeps the latest status
+    as whatsapp_apply_status does: only forward, and a failure sticks."""
+    import pytest
+
+    r = await store.record_inbound(wa("wamid.IN", T))
+    [m1] = await store.commit_turn(r.conversation.id, inbound_id=r.message.id, flow_state=None,
+                                   replies=[Outbound("1")])
+    await store.whatsapp_mark_sent_next(m1.id, ["wamid.A"], conversation_id=r.conversation.id, now=time.time())
+    steps = [("delivered", "delivered"), ("sent", "delivered"), ("read", "read"), ("delivered", "read"),
+             ("sent", "read")]
+    for status, kept in steps:
+        await store.whatsapp_note_status("wamid.A", status)
+        assert await store.whatsapp_status("wamid.A") == {"status": kept, "error": ""}, (status, kept)
+    # a wamid not (yet) ours: kept for the send, as before
+    await store.whatsapp_note_status("wamid.EARLY", "sent")
+    assert await store.whatsapp_status("wamid.EARLY") == {"status": "sent", "error": ""}
+    # a failure sticks; the message is failed and stays so
+    assert (await store.whatsapp_apply_status("wamid.A", "failed", error="gone"))["outcome"] == "failed_now"
+    for status in ("sent", "delivered", "read"):
+        await store.whatsapp_note_status("wamid.A", status)
+    assert await store.whatsapp_status("wamid.A") == {"status": "failed", "error": "gone"}
+    assert [m.status for m in await store.history(r.conversation.id) if m.id == m1.id] == ["failed"]
+    # a delivered status that came before the send's record: sent all the same
+    [m2] = await store.commit_turn(r.conversation.id, inbound_id=r.message.id, flow_state=None,
+                                   replies=[Outbound("2")])
+    await store.whatsapp_note_status("wamid.B", "delivered")
+    assert (await store.whatsapp_mark_sent_next(m2.id, ["wamid.B"], conversation_id=r.conversation.id,
+                                                now=time.time()))[1] is None
+    assert [m.status for m in await store.history(r.conversation.id) if m.id == m2.id] == ["sent"]
+    with pytest.raises(ValueError):
+        await store.whatsapp_note_status("wamid.A", "failed")
+
+
+async def test_a_status_but_failed_is_one_statement(tmp_path: Any) -> None:
+    from bot.storage import open_store
+
+    store = await open_store(f"sqlite:///{tmp_path / 'o.sqlite3'}")
+    try:
+        traced: list[str] = []
+        await store.db.set_trace_callback(traced.append)
+        await store.whatsapp_note_status("wamid.A", "delivered")
+        await store.whatsapp_note_status("wamid.A", "sent")
+        # autocommit: no BEGIN, no SAVEPOINT, no read
+        assert [s.split()[0] for s in traced] == ["INSERT", "INSERT"], traced
+    finally:
+        await store.close()
+
+
+async def test_round_trips_of_a_status_but_failed_on_postgresql(pg: Store, trips: list[str]) -> None:
+    await pg.whatsapp_note_status("wamid.A", "delivered")
+    trips.clear()
+    await pg.whatsapp_note_status("wamid.A", "read")
+    await pg.whatsapp_note_status("wamid.A", "sent")
+    assert len(trips) == 2, trips
+    assert await pg.whatsapp_status("wamid.A") == {"status": "read", "error": ""}
