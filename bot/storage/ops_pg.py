@@ -60,11 +60,15 @@ def commit_turn_pg(conversation_id: str, *, sets: Sequence[str], args: Sequence[
             params += [n, r.role, r.sender_name, r.text, json.dumps([a.to_dict() for a in r.attachments]),
                        json.dumps([{"title": b.title, "payload": b.payload} for b in r.buttons]),
                        outbound_payload(r)]
-        # ORDER BY v.n: the ids (the outbox's order) are given in the order of the replies
+        # ORDER BY v.n: the ids (the outbox's order) are given in the order of the replies.
+        # ?::text (created_at): without a type, the server infers this parameter's type when it
+        # prepares the statement, and its parse tree (so pg_stat_statements' query id) differs from
+        # the one it makes when it analyses the statement again after an invalidation (ANALYZE):
+        # the one statement was listed under two query ids. Typed, it has one.
         sql += (", q AS (INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
                 "buttons, channel, payload, status, next_attempt_at, created_at) "
                 "SELECT c.id, 'out', v.role, v.sender_name, v.text, v.attachments, v.buttons, c.channel, v.payload, "
-                f"'pending', ?::double precision, ? FROM c, (VALUES {', '.join(values)}) AS v({_REPLY_COLUMNS}) "
+                f"'pending', ?::double precision, ?::text FROM c, (VALUES {', '.join(values)}) AS v({_REPLY_COLUMNS}) "
                 "ORDER BY v.n RETURNING *) "
                 "SELECT q.*, c.owner AS c_owner FROM c LEFT JOIN q ON true ORDER BY q.id")
         # the two parameters of the SELECT come before the VALUES' in the text
