@@ -60,11 +60,16 @@ def commit_turn_pg(conversation_id: str, *, sets: Sequence[str], args: Sequence[
             params += [n, r.role, r.sender_name, r.text, json.dumps([a.to_dict() for a in r.attachments]),
                        json.dumps([{"title": b.title, "payload": b.payload} for b in r.buttons]),
                        outbound_payload(r)]
-        # ORDER BY v.n: the ids (the outbox's order) are given in the order of the replies
+        # ORDER BY v.n: the ids (the outbox's order) are given in the order of the replies.
+        # ?::text (created_at): an untyped parameter in an INSERT ... SELECT's list gets its type
+        # inferred when the server first parses the statement, and the parse tree (so
+        # pg_stat_statements' query id) differs from the one the server makes when it analyses the
+        # statement again after an invalidation (an ANALYZE): one statement under two query ids,
+        # each with its own figures. Typed, it has one.
         sql += (", q AS (INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
                 "buttons, channel, payload, status, next_attempt_at, created_at) "
                 "SELECT c.id, 'out', v.role, v.sender_name, v.text, v.attachments, v.buttons, c.channel, v.payload, "
-                f"'pending', ?::double precision, ? FROM c, (VALUES {', '.join(values)}) AS v({_REPLY_COLUMNS}) "
+                f"'pending', ?::double precision, ?::text FROM c, (VALUES {', '.join(values)}) AS v({_REPLY_COLUMNS}) "
                 "ORDER BY v.n RETURNING *) "
                 "SELECT q.*, c.owner AS c_owner FROM c LEFT JOIN q ON true ORDER BY q.id")
         # the two parameters of the SELECT come before the VALUES' in the text
@@ -99,6 +104,7 @@ def record_inbound_pg(inbound: Inbound, now_iso: str) -> Op[InboundResult]:
     if inbound.heard_at is not None:
         window = f"w AS ({SAW_INBOUND}), "
         window_args = saw_inbound_args(inbound.channel, inbound.external_id, inbound.heard_at)
+    # ?::text in m's SELECT: typed, as in commit_turn_pg, so the statement has one query id
     row = (yield All(
         f"WITH {window}d AS (SELECT id FROM messages WHERE channel=? AND platform_message_id=? AND direction='in'), "
         "u AS (SELECT c.* FROM identities i JOIN customers c ON c.id = i.customer_id "
@@ -107,7 +113,8 @@ def record_inbound_pg(inbound: Inbound, now_iso: str) -> Op[InboundResult]:
         "AND NOT EXISTS (SELECT 1 FROM d) AND EXISTS (SELECT 1 FROM u) RETURNING *), "
         "m AS (INSERT INTO messages(conversation_id, direction, role, sender_name, text, attachments, "
         "channel, platform_message_id, payload, status, created_at) "
-        "SELECT c.id, 'in', 'customer', ?, ?, ?, ?, ?, ?, ?, ? FROM c RETURNING *) "
+        "SELECT c.id, 'in', 'customer', ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text "
+        "FROM c RETURNING *) "
         "SELECT (SELECT id FROM d) AS dup_id, u.id AS u_id, u.display_name AS u_display_name, "
         "u.created_at AS u_created_at, u.attributes AS u_attributes, m.*, c.customer_id AS c_customer_id, "
         "c.external_id AS c_external_id, c.state AS c_state, c.created_at AS c_created_at, "

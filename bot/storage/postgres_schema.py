@@ -178,6 +178,7 @@ MIGRATIONS: dict[int, str] = {
     13: from_sqlite(SQLITE_MIGRATIONS[12]),   # notes, reads, compensations, reviews, handoff causes, audit
     14: from_sqlite(SQLITE_MIGRATIONS[13]),   # conversations.language
     15: from_sqlite(SQLITE_MIGRATIONS[14]),   # flow_versions
+    16: from_sqlite(SQLITE_MIGRATIONS[15]),   # messages_inbound_dedupe only where a platform id is
 }
 
 assert BASELINE + len(MIGRATIONS) == SCHEMA_VERSION, "a SQLite migration lacks its PostgreSQL twin"

@@ -303,6 +303,17 @@ MIGRATIONS: list[str] = [
         files TEXT NOT NULL
     )
     """,
+    # 16: the inbound dedupe index covers only messages that have a platform id (issue 20). Same
+    # uniqueness (NULLs never collided), but a query can use the index only if it names
+    # platform_message_id: before, any query with direction = 'in' (a turn's processed mark of
+    # its message by id, its "no older message waits" check) could scan this small partial index
+    # whole, and PostgreSQL's generic plan of the turn did so on young tables (a cost tie with
+    # the primary key), reading every inbound message per turn until the next ANALYZE.
+    """
+    DROP INDEX messages_inbound_dedupe;
+    CREATE UNIQUE INDEX messages_inbound_dedupe ON messages(channel, platform_message_id)
+        WHERE direction = 'in' AND platform_message_id IS NOT NULL
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

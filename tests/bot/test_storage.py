@@ -51,7 +51,7 @@ async def test_migration_from_empty_file(tmp_path: Path) -> None:
     s = await open_store(f"sqlite:///{db}")
     try:
         assert isinstance(s, SqliteStore)
-        assert await s.schema_version() == SCHEMA_VERSION == 15
+        assert await s.schema_version() == SCHEMA_VERSION == 16
     finally:
         await s.close()
     assert raw(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
