@@ -5,7 +5,7 @@ machine it ran on, then a Markdown table (``--json FILE`` also writes every figu
 
     python bench/capacity.py            # full table, about 8 minutes
     python bench/capacity.py --quick    # shorter windows, no multi-instance rows, about 2 minutes
-    python bench/capacity.py --rounds 3 # every row 3 times, medians and the CPU range: about 25 minutes
+    python bench/capacity.py --rounds 3 # every row 3 times, medians and the CPU range: 15-25 minutes
 
 Rows (each a fresh `omnibot run` process, demo flows, fresh database):
 
