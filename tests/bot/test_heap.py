@@ -18,7 +18,10 @@ def test_settle_freezes_what_start_up_built_and_later_cycles_are_still_collected
     threshold = gc.get_threshold()
     try:
         frozen = settle()
-        assert frozen >= 100 and gc.get_freeze_count() == frozen
+        # settle() returns what it froze; the count can only have fallen since, by frozen objects
+        # that another thread of this test process (one an earlier test left) freed meanwhile
+        # (25 of 446,226 in one CI run)
+        assert frozen >= 100 and frozen - 1000 <= gc.get_freeze_count() <= frozen
         assert not any(gc.is_tracked(o) and o in gc.get_objects(generation=2) for o in kept[:3])
         late = _Node()                      # made while serving
         ref = weakref.ref(late)
