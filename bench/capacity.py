@@ -476,6 +476,17 @@ def combine(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # -- the table ----------------------------------------------------------------------------------
 
+def labels(sc: dict[str, Any]) -> tuple[str, str, str]:
+    """A row's channel, matcher and storage as the tables print them."""
+    if sc["channel"] == "ceiling":
+        return "bare aiohttp WebSocket (ceiling)", "-", "none"
+    chan = LABEL[sc["channel"]] + {"statuses": " + statuses", "httpx": ", before: PTB's httpx client"}.get(
+        sc.get("variant") or "", "")
+    storage = "SQLite" if sc["storage"] == "sqlite" else (
+        "PostgreSQL" + (f", {sc['instances']} instances" if sc["instances"] > 1 else ""))
+    return chan, sc["matcher"], storage
+
+
 def _f(x: Any, fmt: str) -> str:
     return "-" if x is None or x != x else format(x, fmt)      # x != x: NaN
 
@@ -504,17 +515,7 @@ def markdown(machine_info: dict[str, Any], rows: list[dict[str, Any]], settings:
              + ("CPU range | " if several else "") + "x ceiling | x web chat | peak RSS MB |",
              "|---|---|---|--:|--:|--:|--:|--:|" + ("--:|" if several else "") + "--:|--:|--:|"]
     for r in rows:
-        sc = r["scenario"]
-        if sc["channel"] == "ceiling":
-            chan, matcher, storage = "bare aiohttp WebSocket (ceiling)", "-", "none"
-        else:
-            chan, matcher = LABEL[sc["channel"]], sc["matcher"]
-            if sc.get("variant") == "statuses":
-                chan += " + statuses"
-            if sc.get("variant") == "httpx":
-                chan += ", before: PTB's httpx client"
-            storage = "SQLite" if sc["storage"] == "sqlite" else (
-                "PostgreSQL" + (f", {sc['instances']} instances" if sc["instances"] > 1 else ""))
+        chan, matcher, storage = labels(r["scenario"])
         if "skipped" in r:
             empty = lines[3].count("|") - 5      # the header's cells after these four, left empty
             lines.append(f"| {chan} | {matcher} | {storage} | skipped: {r['skipped']} |" + "|" * empty)
@@ -556,9 +557,7 @@ def per_day(rows: list[dict[str, Any]]) -> str:
             continue
         n = conversations_per_day(r["msg_per_s"])
         rounded = float(f"{n:.2g}")
-        lines.append(f"| {LABEL[sc['channel']]}{' + statuses' if sc.get('variant') else ''}, {sc['matcher']}, "
-                     f"{'SQLite' if sc['storage'] == 'sqlite' else 'PostgreSQL'} | {r['msg_per_s']:.0f} "
-                     f"| about {rounded:,.0f} |")
+        lines.append(f"| {', '.join(labels(sc))} | {r['msg_per_s']:.0f} | about {rounded:,.0f} |")
     return "\n".join(lines)
 
 
